@@ -1,0 +1,68 @@
+package affinity
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestKeys(t *testing.T) {
+	cases := []struct {
+		keyer  Keyer
+		client string
+		want   string
+	}{
+		{Keyer{}, "10.1.2.3:5000", "10.1.2.3"},
+		{Keyer{}, "[::ffff:10.1.2.3]:5000", "10.1.2.3"},
+		{Keyer{Kind: SrcNet}, "10.1.2.3:5000", "10.1.2.0/24"},
+		{Keyer{Kind: SrcNet, V4Prefix: 16}, "10.1.2.3:5000", "10.1.0.0/16"},
+		{Keyer{Kind: SrcNet}, "[2001:db8:1:2:3::4]:5000", "2001:db8:1:2::/64"},
+		{Keyer{Kind: SrcNet, V6Prefix: 48}, "[2001:db8:1:2:3::4]:5000", "2001:db8:1::/48"},
+		{Keyer{Kind: Connection}, "10.1.2.3:5000", "10.1.2.3:5000"},
+		{Keyer{}, "[2001:db8::1]:5000", "2001:db8::1"},
+	}
+	for _, c := range cases {
+		k := c.keyer.Key(netip.MustParseAddrPort(c.client))
+		if k.String() != c.want {
+			t.Errorf("%v key of %s = %s, want %s", c.keyer.Kind, c.client, k, c.want)
+		}
+		back, err := ParseKey(k.String())
+		if err != nil || back != k {
+			t.Errorf("ParseKey(%s) = %v, %v; want the same key back", k, back, err)
+		}
+	}
+	a := Keyer{Kind: SrcNet}.Key(netip.MustParseAddrPort("10.1.2.3:1"))
+	b := Keyer{Kind: SrcNet}.Key(netip.MustParseAddrPort("10.1.2.200:9"))
+	if a != b || a.Hash() != b.Hash() {
+		t.Errorf("two clients of one /24 have different src-net keys")
+	}
+	if (Keyer{}).Key(netip.MustParseAddrPort("10.1.2.3:1")) == (Keyer{}).Key(netip.MustParseAddrPort("10.1.2.4:1")) {
+		t.Errorf("two addresses share a src-ip key")
+	}
+}
+
+func TestKindNames(t *testing.T) {
+	for _, s := range []string{"src-ip", "src-net", "connection", "none"} {
+		k, err := ParseKind(s)
+		if err != nil || k.String() != s {
+			t.Errorf("ParseKind(%q) = %v, %v", s, k, err)
+		}
+	}
+	if _, err := ParseKind("source"); err == nil {
+		t.Errorf("ParseKind accepted a bad name")
+	}
+}
+
+// The hash must be the same in every process: it decides which backend a
+// new client gets, and instances must agree. These values are fixed.
+func TestHashIsStable(t *testing.T) {
+	k := Keyer{}.Key(netip.MustParseAddrPort("10.1.2.3:5000"))
+	if got := k.Hash(); got != 0xd588ea5c8c724018 {
+		t.Fatalf("hash of 10.1.2.3 = %#x; changing it moves every client of every deployment on upgrade", got)
+	}
+	if got, again := k.Hash(), (Keyer{}).Key(netip.MustParseAddrPort("10.1.2.3:7")).Hash(); got != again {
+		t.Fatalf("src-ip hash depends on the port")
+	}
+	if Mix(1) == Mix(2) || Mix(0) != 0 {
+		t.Fatalf("Mix is not the splitmix64 finaliser")
+	}
+}

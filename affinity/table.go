@@ -1,0 +1,500 @@
+package affinity
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// Decision says how a connection's backend was decided.
+type Decision uint8
+
+const (
+	// New: the client had no live pin; one was made.
+	New Decision = iota
+	// Hit: the client's pin was used as it was.
+	Hit
+	// Repin: the client's pin pointed at a backend that could not take it
+	// and was moved.
+	Repin
+)
+
+func (d Decision) String() string {
+	switch d {
+	case New:
+		return "new"
+	case Hit:
+		return "hit"
+	case Repin:
+		return "repin"
+	}
+	return "unknown"
+}
+
+// EventKind names a change to the table.
+type EventKind uint8
+
+const (
+	EventPin   EventKind = iota // a new pin
+	EventRepin                  // a pin moved to another backend
+	EventUnpin                  // a pin left the table
+)
+
+func (k EventKind) String() string {
+	return [...]string{"pin", "repin", "unpin"}[k]
+}
+
+// Unpin reasons.
+const (
+	ReasonExpired = "expired"
+	ReasonEvicted = "evicted"
+	ReasonDeleted = "deleted"
+)
+
+// Event is one change to the table. Reason says why a pin moved or left:
+// for re-pins it is what the Chooser said (down, drain, refused, ...), for
+// unpins one of the Reason constants. Active is the number of connections
+// the client had open at the time, so an eviction of a busy pin can be told
+// apart from a harmless one.
+type Event struct {
+	Kind    EventKind
+	Key     Key
+	Backend string // the backend pinned now (for unpins: the one it was pinned to)
+	From    string // for re-pins, the backend the pin left
+	Reason  string
+	Active  int32
+}
+
+// Chooser decides the backend for a client. It is called under the table's
+// lock with the backend the client is pinned to, or "" when it has none, and
+// must not block. Returning pinned keeps the pin; returning another name
+// moves it, with reason saying why; an error refuses the connection and
+// leaves the table as it was.
+type Chooser func(pinned string) (backend, reason string, err error)
+
+// ErrNoPin is returned by lookups for a client the table does not hold.
+var ErrNoPin = errors.New("no pin for this client")
+
+// Pin is one client's entry. Fields that connections touch without the
+// shard lock are atomics.
+type Pin struct {
+	key      Key
+	backend  string // guarded by the shard lock
+	created  int64  // unix nanoseconds
+	active   atomic.Int32
+	released atomic.Int64 // unix nanoseconds of the last close; 0 while never released
+}
+
+// Info is a copy of a pin for callers outside the table.
+type Info struct {
+	Key      Key
+	Backend  string
+	Active   int32
+	Created  time.Time
+	LastSeen time.Time // last close, or creation while none has closed
+}
+
+// Lease is a connection's hold on a pin. Release it exactly once when the
+// connection closes.
+type Lease struct {
+	pin      *Pin
+	t        *Table
+	shard    *shard
+	Backend  string
+	Decision Decision
+	Reason   string // for Repin, why the pin moved
+}
+
+// Config sets a table up. The zero value of each field means its default.
+type Config struct {
+	// TTL is how long a pin outlives its client's last connection.
+	// Default 3h: longer than Windows' 2 hour keepalive, so an idle MAPI
+	// session that reconnects still finds its CAS.
+	TTL time.Duration
+	// MaxEntries bounds the table; default 1,000,000.
+	MaxEntries int
+	// OnEvent, if set, is called for every change, outside the table's
+	// locks and on the goroutine that made the change. Keep it quick.
+	OnEvent func(Event)
+	// Now is the clock; default time.Now. Tests move it.
+	Now func() time.Time
+}
+
+// Stats are running totals since the table was made.
+type Stats struct {
+	Hits, Misses, Pins, Repins, Expired, Evicted, EvictedActive, Deleted uint64
+}
+
+// Table is a bounded, sharded map from client to pinned backend.
+type Table struct {
+	shards  []shard
+	mask    uint64
+	ttl     atomic.Int64
+	onEvent func(Event)
+	now     func() time.Time
+
+	hits, misses, pins, repins, expired, evicted, evictedActive, deleted atomic.Uint64
+}
+
+type shard struct {
+	mu  sync.Mutex
+	lru *simplelru.LRU[Key, *Pin]
+	max int
+}
+
+// evictScan bounds how many busy pins an insert into a full shard steps
+// over looking for an idle one to evict.
+const evictScan = 8
+
+// NewTable makes an empty table.
+func NewTable(c Config) *Table {
+	if c.TTL <= 0 {
+		c.TTL = 3 * time.Hour
+	}
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = 1_000_000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	// Shards cut lock contention; a small table keeps one shard so that
+	// its bound and its LRU order are exact.
+	n := 1
+	for n < 64 && c.MaxEntries/(n*2) >= 4096 {
+		n *= 2
+	}
+	t := &Table{shards: make([]shard, n), mask: uint64(n - 1), onEvent: c.OnEvent, now: c.Now}
+	t.ttl.Store(int64(c.TTL))
+	t.resize(c.MaxEntries)
+	return t
+}
+
+func (t *Table) resize(max int) {
+	per := (max + len(t.shards) - 1) / len(t.shards)
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		s.max = per
+		if s.lru == nil {
+			// The LRU's own bound sits one above ours: evictions are
+			// always ours (see makeRoom), never the library's silent one.
+			s.lru, _ = simplelru.NewLRU[Key, *Pin](per+1, nil)
+		} else {
+			s.lru.Resize(per + 1)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// SetTTL changes the TTL; it applies to every pin, old and new.
+func (t *Table) SetTTL(d time.Duration) {
+	if d > 0 {
+		t.ttl.Store(int64(d))
+	}
+}
+
+// TTL returns the current TTL.
+func (t *Table) TTL() time.Duration { return time.Duration(t.ttl.Load()) }
+
+func (t *Table) shard(k Key) *shard {
+	return &t.shards[k.Hash()&t.mask]
+}
+
+// expired says whether p's client has had no connection for longer than
+// the TTL. released is written before active is decremented, so a reader
+// that sees active == 0 sees the release time that went with it.
+func (t *Table) isExpired(p *Pin, now int64) bool {
+	if p.active.Load() > 0 {
+		return false
+	}
+	last := p.released.Load()
+	if last == 0 {
+		last = p.created
+	}
+	return now-last > t.ttl.Load()
+}
+
+// Acquire returns the lease for a new connection of client k. The backend
+// is decided atomically: concurrent calls for one key see one pin.
+func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
+	s := t.shard(k)
+	now := t.now().UnixNano()
+	var evs events
+
+	s.mu.Lock()
+	p, ok := s.lru.Get(k)
+	if ok && t.isExpired(p, now) {
+		s.lru.Remove(k)
+		t.expired.Add(1)
+		evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonExpired})
+		ok = false
+	}
+	pinned := ""
+	if ok {
+		pinned = p.backend
+	}
+	backend, reason, err := choose(pinned)
+	if err != nil {
+		s.mu.Unlock()
+		t.emit(&evs)
+		return Lease{}, err
+	}
+	l := Lease{t: t, shard: s, Backend: backend}
+	switch {
+	case ok && backend == pinned:
+		l.Decision = Hit
+		t.hits.Add(1)
+	case ok:
+		p.backend = backend
+		l.Decision, l.Reason = Repin, reason
+		t.repins.Add(1)
+		evs.add(Event{Kind: EventRepin, Key: k, Backend: backend, From: pinned, Reason: reason, Active: p.active.Load()})
+	default:
+		t.misses.Add(1)
+		t.pins.Add(1)
+		t.makeRoom(s, &evs)
+		p = &Pin{key: k, backend: backend, created: now}
+		s.lru.Add(k, p)
+		l.Decision = New
+		evs.add(Event{Kind: EventPin, Key: k, Backend: backend})
+	}
+	p.active.Add(1)
+	l.pin = p
+	s.mu.Unlock()
+	t.emit(&evs)
+	return l, nil
+}
+
+// makeRoom evicts one pin from a full shard, preferring the least recently
+// used idle one. Busy pins it steps over are moved to the front: they are
+// in use, which is what recently used means.
+func (t *Table) makeRoom(s *shard, evs *events) {
+	if s.lru.Len() < s.max {
+		return
+	}
+	for i := 0; i < evictScan; i++ {
+		k, p, _ := s.lru.GetOldest()
+		if p.active.Load() == 0 {
+			s.lru.Remove(k)
+			t.evicted.Add(1)
+			evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonEvicted})
+			return
+		}
+		s.lru.Get(k)
+	}
+	// Every pin looked at is busy: the table is too small for the clients
+	// connected right now. Evict anyway (the bound is a promise about
+	// memory) and say so in the event.
+	k, p, _ := s.lru.RemoveOldest()
+	t.evicted.Add(1)
+	t.evictedActive.Add(1)
+	evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonEvicted, Active: p.active.Load()})
+}
+
+// Release ends a lease. The pin's TTL starts counting when its last lease
+// is released.
+func (l *Lease) Release() {
+	p, t := l.pin, l.t
+	if p == nil {
+		return
+	}
+	l.pin = nil
+	p.released.Store(t.now().UnixNano())
+	p.active.Add(-1)
+	// Touch the pin so LRU order follows last activity, which lets Sweep
+	// stop at the first idle pin that has not expired.
+	s := l.shard
+	s.mu.Lock()
+	if cur, ok := s.lru.Peek(p.key); ok && cur == p {
+		s.lru.Get(p.key)
+	}
+	s.mu.Unlock()
+}
+
+// Sweep removes expired pins, looking at no more than budget entries per
+// shard, and returns how many it removed. Expired pins are also dropped
+// lazily by Acquire; Sweep is what frees their memory and reports them.
+func (t *Table) Sweep(budget int) int {
+	now := t.now().UnixNano()
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		var evs events
+		s.mu.Lock()
+		for j := 0; j < budget; j++ {
+			k, p, ok := s.lru.GetOldest()
+			if !ok {
+				break
+			}
+			if p.active.Load() > 0 {
+				s.lru.Get(k)
+				continue
+			}
+			if !t.isExpired(p, now) {
+				break
+			}
+			s.lru.Remove(k)
+			t.expired.Add(1)
+			n++
+			evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonExpired})
+		}
+		s.mu.Unlock()
+		t.emit(&evs)
+	}
+	return n
+}
+
+// Lookup returns the pin of client k without touching it.
+func (t *Table) Lookup(k Key) (Info, error) {
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.lru.Peek(k)
+	if !ok || t.isExpired(p, t.now().UnixNano()) {
+		return Info{}, ErrNoPin
+	}
+	return p.info(), nil
+}
+
+func (p *Pin) info() Info {
+	last := p.released.Load()
+	if last == 0 {
+		last = p.created
+	}
+	return Info{Key: p.key, Backend: p.backend, Active: p.active.Load(),
+		Created: time.Unix(0, p.created), LastSeen: time.Unix(0, last)}
+}
+
+// Range calls f with a copy of every live pin, shard by shard, until f
+// returns false. Each shard is copied under its lock and f runs outside it.
+func (t *Table) Range(f func(Info) bool) {
+	now := t.now().UnixNano()
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		infos := make([]Info, 0, s.lru.Len())
+		for _, p := range s.lru.Values() {
+			if !t.isExpired(p, now) {
+				infos = append(infos, p.info())
+			}
+		}
+		s.mu.Unlock()
+		for _, in := range infos {
+			if !f(in) {
+				return
+			}
+		}
+	}
+}
+
+// Delete removes the pins for which match returns true and returns how
+// many it removed. Open connections are not touched; their clients are
+// balanced afresh on their next connection.
+func (t *Table) Delete(match func(Info) bool) int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		var evs events
+		s.mu.Lock()
+		for _, p := range s.lru.Values() {
+			if in := p.info(); match(in) {
+				s.lru.Remove(p.key)
+				n++
+				t.deleted.Add(1)
+				evs.add(Event{Kind: EventUnpin, Key: p.key, Backend: p.backend, Reason: ReasonDeleted, Active: in.Active})
+			}
+		}
+		s.mu.Unlock()
+		t.emit(&evs)
+	}
+	return n
+}
+
+// Restore puts a pin back, as read from a snapshot. It does nothing when
+// the client already has a pin, and reports no event: nothing changed for
+// the client.
+func (t *Table) Restore(in Info) {
+	s := t.shard(in.Key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.lru.Peek(in.Key); ok || s.lru.Len() >= s.max {
+		return
+	}
+	p := &Pin{key: in.Key, backend: in.Backend, created: in.Created.UnixNano()}
+	p.released.Store(in.LastSeen.UnixNano())
+	s.lru.Add(in.Key, p)
+}
+
+// Len returns the number of pins held, expired ones not yet swept included.
+func (t *Table) Len() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += s.lru.Len()
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Resize changes the bound. Shrinking evicts least recently used pins.
+func (t *Table) Resize(max int) {
+	if max <= 0 {
+		return
+	}
+	per := (max + len(t.shards) - 1) / len(t.shards)
+	for i := range t.shards {
+		s := &t.shards[i]
+		var evs events
+		s.mu.Lock()
+		for s.lru.Len() > per {
+			k, p, _ := s.lru.RemoveOldest()
+			t.evicted.Add(1)
+			evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonEvicted, Active: p.active.Load()})
+		}
+		s.max = per
+		s.lru.Resize(per + 1)
+		s.mu.Unlock()
+		t.emit(&evs)
+	}
+}
+
+// Stats returns the running totals.
+func (t *Table) Stats() Stats {
+	return Stats{Hits: t.hits.Load(), Misses: t.misses.Load(), Pins: t.pins.Load(),
+		Repins: t.repins.Load(), Expired: t.expired.Load(), Evicted: t.evicted.Load(),
+		EvictedActive: t.evictedActive.Load(), Deleted: t.deleted.Load()}
+}
+
+// events collects the changes made under a lock so they are reported
+// after it is released. Most operations make at most two, which fit
+// without allocating.
+type events struct {
+	buf  [2]Event
+	n    int
+	more []Event
+}
+
+func (e *events) add(ev Event) {
+	if e.n < len(e.buf) {
+		e.buf[e.n] = ev
+		e.n++
+		return
+	}
+	e.more = append(e.more, ev)
+}
+
+func (t *Table) emit(e *events) {
+	if t.onEvent == nil {
+		return
+	}
+	for i := 0; i < e.n; i++ {
+		t.onEvent(e.buf[i])
+	}
+	for _, ev := range e.more {
+		t.onEvent(ev)
+	}
+}

@@ -1,0 +1,285 @@
+package affinity
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func key(s string) Key { return Keyer{}.Key(netip.MustParseAddrPort(s)) }
+
+// fixed chooses backend for a client with no pin and keeps any pin.
+func fixed(backend string) Chooser {
+	return func(pinned string) (string, string, error) {
+		if pinned != "" {
+			return pinned, "", nil
+		}
+		return backend, "", nil
+	}
+}
+
+func newTable(t *testing.T, ttl time.Duration, max int) (*Table, *clock, *[]Event) {
+	t.Helper()
+	c := &clock{now: time.Unix(1_700_000_000, 0)}
+	var mu sync.Mutex
+	evs := &[]Event{}
+	tb := NewTable(Config{TTL: ttl, MaxEntries: max, Now: c.Now, OnEvent: func(e Event) {
+		mu.Lock()
+		*evs = append(*evs, e)
+		mu.Unlock()
+	}})
+	return tb, c, evs
+}
+
+func TestPinNeverExpiresWhileConnectionOpen(t *testing.T) {
+	tb, c, _ := newTable(t, time.Hour, 100)
+	k := key("10.0.0.1:5000")
+	l, err := tb.Acquire(k, fixed("cas1"))
+	if err != nil || l.Decision != New || l.Backend != "cas1" {
+		t.Fatalf("first acquire = %+v, %v; want new pin to cas1", l, err)
+	}
+	// Ten hours with the connection open: the pin stays.
+	c.Add(10 * time.Hour)
+	if got := tb.Sweep(100); got != 0 {
+		t.Fatalf("sweep removed %d pins of a client with an open connection", got)
+	}
+	l2, _ := tb.Acquire(k, fixed("cas2"))
+	if l2.Decision != Hit || l2.Backend != "cas1" {
+		t.Fatalf("after 10h open: %v to %s, want hit on cas1", l2.Decision, l2.Backend)
+	}
+	l2.Release()
+	l.Release()
+	// TTL counts from the last close.
+	c.Add(59 * time.Minute)
+	if _, err := tb.Lookup(k); err != nil {
+		t.Fatalf("59m after last close the pin is gone: %v", err)
+	}
+	c.Add(2 * time.Minute)
+	if _, err := tb.Lookup(k); !errors.Is(err, ErrNoPin) {
+		t.Fatalf("61m after last close (ttl 1h) lookup err = %v, want ErrNoPin", err)
+	}
+	l3, _ := tb.Acquire(k, fixed("cas2"))
+	if l3.Decision != New || l3.Backend != "cas2" {
+		t.Fatalf("after expiry: %v to %s, want a new pin to cas2", l3.Decision, l3.Backend)
+	}
+	l3.Release()
+	if s := tb.Stats(); s.Expired != 1 || s.Pins != 2 || s.Hits != 1 {
+		t.Fatalf("stats = %+v, want 1 expired, 2 pins, 1 hit", s)
+	}
+}
+
+func TestReuseRefreshesTTL(t *testing.T) {
+	tb, c, _ := newTable(t, time.Hour, 100)
+	k := key("10.0.0.1:1")
+	for range 5 {
+		l, _ := tb.Acquire(k, fixed("cas1"))
+		l.Release()
+		c.Add(50 * time.Minute)
+	}
+	l, _ := tb.Acquire(k, fixed("cas9"))
+	defer l.Release()
+	if l.Backend != "cas1" {
+		t.Fatalf("a client reconnecting every 50m (ttl 1h) moved to %s", l.Backend)
+	}
+}
+
+func TestSweepRemovesExpiredAndReports(t *testing.T) {
+	tb, c, evs := newTable(t, time.Minute, 100)
+	for i := range 10 {
+		l, _ := tb.Acquire(key(fmt.Sprintf("10.0.0.%d:1", i+1)), fixed("cas1"))
+		if i%2 == 0 {
+			l.Release()
+		}
+	}
+	c.Add(2 * time.Minute)
+	if n := tb.Sweep(100); n != 5 {
+		t.Fatalf("sweep removed %d, want the 5 released pins", n)
+	}
+	if tb.Len() != 5 {
+		t.Fatalf("len = %d, want 5 busy pins left", tb.Len())
+	}
+	unpins := 0
+	for _, e := range *evs {
+		if e.Kind == EventUnpin && e.Reason == ReasonExpired {
+			unpins++
+		}
+	}
+	if unpins != 5 {
+		t.Fatalf("%d expired unpin events, want 5", unpins)
+	}
+}
+
+func TestEvictionPrefersIdleAndIsReported(t *testing.T) {
+	tb, _, evs := newTable(t, time.Hour, 3)
+	busy, _ := tb.Acquire(key("10.0.0.1:1"), fixed("cas1")) // oldest, stays open
+	for _, a := range []string{"10.0.0.2:1", "10.0.0.3:1"} {
+		l, _ := tb.Acquire(key(a), fixed("cas1"))
+		l.Release()
+	}
+	l, _ := tb.Acquire(key("10.0.0.4:1"), fixed("cas2"))
+	l.Release()
+	if tb.Len() != 3 {
+		t.Fatalf("len = %d, want the bound 3", tb.Len())
+	}
+	if _, err := tb.Lookup(key("10.0.0.1:1")); err != nil {
+		t.Fatalf("the busy pin was evicted although idle ones were there")
+	}
+	if _, err := tb.Lookup(key("10.0.0.2:1")); err == nil {
+		t.Fatalf("the least recently used idle pin was kept")
+	}
+	last := (*evs)[len(*evs)-2]
+	if last.Kind != EventUnpin || last.Reason != ReasonEvicted || last.Key != key("10.0.0.2:1") {
+		t.Fatalf("event before the new pin = %+v, want unpin evicted 10.0.0.2", last)
+	}
+	if s := tb.Stats(); s.Evicted != 1 || s.EvictedActive != 0 {
+		t.Fatalf("stats = %+v, want 1 eviction of an idle pin", s)
+	}
+	busy.Release()
+}
+
+func TestEvictionWhenAllBusyIsCounted(t *testing.T) {
+	tb, _, _ := newTable(t, time.Hour, 2)
+	var ls []Lease
+	for i := range 3 {
+		l, _ := tb.Acquire(key(fmt.Sprintf("10.0.1.%d:1", i+1)), fixed("cas1"))
+		ls = append(ls, l)
+	}
+	if tb.Len() != 2 {
+		t.Fatalf("len = %d, want bound 2 even when every pin is busy", tb.Len())
+	}
+	if s := tb.Stats(); s.EvictedActive != 1 {
+		t.Fatalf("stats = %+v, want one busy eviction", s)
+	}
+	for i := range ls {
+		ls[i].Release() // releasing an evicted pin must not panic or resurrect it
+	}
+	if tb.Len() != 2 {
+		t.Fatalf("len = %d after releases, want 2", tb.Len())
+	}
+}
+
+func TestParallelFirstConnectionsShareOnePin(t *testing.T) {
+	tb, _, evs := newTable(t, time.Hour, 1000)
+	k := key("10.9.9.9:1")
+	var n atomic.Int32
+	// A chooser that would give every caller a different backend: only
+	// the table's atomicity keeps them together.
+	choose := func(pinned string) (string, string, error) {
+		if pinned != "" {
+			return pinned, "", nil
+		}
+		return fmt.Sprintf("cas%d", n.Add(1)), "", nil
+	}
+	const conns = 64
+	got := make([]string, conns)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			l, err := tb.Acquire(k, choose)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = l.Backend
+			l.Release()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, b := range got {
+		if b != got[0] {
+			t.Fatalf("connection %d went to %s, connection 0 to %s", i, b, got[0])
+		}
+	}
+	pins := 0
+	for _, e := range *evs {
+		if e.Kind == EventPin {
+			pins++
+		}
+	}
+	if pins != 1 {
+		t.Fatalf("%d pin events for one client, want 1", pins)
+	}
+}
+
+func TestRepinAndRefusal(t *testing.T) {
+	tb, _, evs := newTable(t, time.Hour, 10)
+	k := key("10.0.0.1:1")
+	l, _ := tb.Acquire(k, fixed("cas1"))
+	l.Release()
+	l, err := tb.Acquire(k, func(pinned string) (string, string, error) { return "cas2", "down", nil })
+	if err != nil || l.Decision != Repin || l.Reason != "down" || l.Backend != "cas2" {
+		t.Fatalf("repin = %+v, %v", l, err)
+	}
+	l.Release()
+	e := (*evs)[len(*evs)-1]
+	if e.Kind != EventRepin || e.From != "cas1" || e.Backend != "cas2" || e.Reason != "down" {
+		t.Fatalf("repin event = %+v", e)
+	}
+	boom := errors.New("all down")
+	if _, err := tb.Acquire(k, func(string) (string, string, error) { return "", "", boom }); !errors.Is(err, boom) {
+		t.Fatalf("chooser error not returned: %v", err)
+	}
+	if in, _ := tb.Lookup(k); in.Backend != "cas2" || in.Active != 0 {
+		t.Fatalf("a refused acquire changed the pin: %+v", in)
+	}
+}
+
+func TestDeleteRestoreRange(t *testing.T) {
+	tb, _, _ := newTable(t, time.Hour, 100)
+	for i := range 6 {
+		b := "cas1"
+		if i%2 == 1 {
+			b = "cas2"
+		}
+		l, _ := tb.Acquire(key(fmt.Sprintf("10.0.0.%d:1", i+1)), fixed(b))
+		l.Release()
+	}
+	if n := tb.Delete(func(in Info) bool { return in.Backend == "cas2" }); n != 3 {
+		t.Fatalf("deleted %d, want 3", n)
+	}
+	var seen []Info
+	tb.Range(func(in Info) bool { seen = append(seen, in); return true })
+	if len(seen) != 3 {
+		t.Fatalf("range saw %d pins, want 3", len(seen))
+	}
+	tb.Restore(Info{Key: key("10.0.0.2:1"), Backend: "cas3", Created: time.Unix(1_700_000_000, 0), LastSeen: time.Unix(1_700_000_000, 0)})
+	if in, err := tb.Lookup(key("10.0.0.2:1")); err != nil || in.Backend != "cas3" {
+		t.Fatalf("restored pin = %+v, %v", in, err)
+	}
+}
+
+func TestResizeShrinks(t *testing.T) {
+	tb, _, _ := newTable(t, time.Hour, 100)
+	for i := range 50 {
+		l, _ := tb.Acquire(key(fmt.Sprintf("10.0.0.%d:1", i+1)), fixed("cas1"))
+		l.Release()
+	}
+	tb.Resize(10)
+	if tb.Len() != 10 {
+		t.Fatalf("len after resize = %d, want 10", tb.Len())
+	}
+	if s := tb.Stats(); s.Evicted != 40 {
+		t.Fatalf("evicted = %d, want 40", s.Evicted)
+	}
+}

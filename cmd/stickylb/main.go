@@ -1,0 +1,257 @@
+// Command stickylb is a sticky layer-4 TCP load balancer: it pins each
+// client to one backend across all the ports of a pool, for as long as the
+// client's session lives. Run `stickylb help` for its subcommands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+const usage = `stickylb: a sticky layer-4 TCP load balancer
+
+Usage:
+  stickylb run   [-c lb.toml] [--log-format text|json] [--log-level info]
+  stickylb check [-c lb.toml]
+  stickylb version
+
+run     balance connections as the config says. SIGHUP reloads the config,
+        SIGTERM or SIGINT drains (stop accepting, wait up to
+        global.drain_timeout for open connections) and exits.
+check   validate a config and print what it sets up; exit 1 on error.
+version print the version.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(rest, stdout, stderr)
+	case "check":
+		return cmdCheck(rest, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "stickylb", versionString())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "stickylb: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+		v += " " + bi.GoVersion
+	}
+	return v
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "lb.toml", "config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK\n", *path)
+	summary(stdout, cfg)
+	return 0
+}
+
+func printConfigError(w io.Writer, err error) {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			fmt.Fprintln(w, "error:", e)
+		}
+		return
+	}
+	fmt.Fprintln(w, "error:", err)
+}
+
+// summary prints what a config sets up, one line per thing.
+func summary(w io.Writer, cfg *config.Config) {
+	names := func(m map[string]*config.Listener) []string {
+		var out []string
+		for k := range m {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+	fmt.Fprintf(w, "listeners: %d\n", len(cfg.Listeners))
+	for _, n := range names(cfg.Listeners) {
+		l := cfg.Listeners[n]
+		port := "same port"
+		if l.BackendPort != 0 {
+			port = fmt.Sprintf("port %d", l.BackendPort)
+		}
+		fmt.Fprintf(w, "  %-12s %-22s -> pool %s (%s)\n", n, l.Listen, l.Pool, port)
+	}
+	var pools []string
+	for k := range cfg.Pools {
+		pools = append(pools, k)
+	}
+	sort.Strings(pools)
+	fmt.Fprintf(w, "pools: %d\n", len(pools))
+	for _, n := range pools {
+		p := cfg.Pools[n]
+		a := p.Affinity
+		key := a.Key
+		if key == "src-net" {
+			key = fmt.Sprintf("src-net /%d /%d", a.IPv4Prefix, a.IPv6Prefix)
+		}
+		var users []string
+		for _, ln := range names(cfg.Listeners) {
+			if cfg.Listeners[ln].Pool == n {
+				users = append(users, ln)
+			}
+		}
+		if len(users) == 0 {
+			users = []string{"none: unused"}
+		}
+		fmt.Fprintf(w, "  %s: balance %s, affinity %s, ttl %s, max %d pins, on_down %s, listeners %s\n",
+			n, p.Balance, key, a.TTL, a.MaxEntries, p.OnDown, strings.Join(users, ", "))
+		health := "health checks off"
+		if p.Health.Enabled {
+			health = fmt.Sprintf("health tcp every %s, timeout %s, rise %d, fall %d",
+				p.Health.Interval, p.Health.Timeout, p.Health.Rise, p.Health.Fall)
+		}
+		fmt.Fprintf(w, "    %s\n", health)
+		var bs []string
+		for k := range p.Backends {
+			bs = append(bs, k)
+		}
+		sort.Strings(bs)
+		for _, bn := range bs {
+			b := p.Backends[bn]
+			fmt.Fprintf(w, "    backend %-10s %-20s weight %d\n", bn, b.Address, b.Weight)
+		}
+	}
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "lb.toml", "config file")
+	format := fs.String("log-format", "", "text or json (default: the config's global.log_format)")
+	level := fs.String("log-level", "", "debug, info, warn or error (default: the config's global.log_level)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+	if *format == "" {
+		*format = cfg.Global.LogFormat
+	}
+	if *level == "" {
+		*level = cfg.Global.LogLevel
+	}
+	log, err := newLogger(stderr, *format, *level)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 2
+	}
+	srv, err := server.New(cfg, server.Options{Log: log})
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	srv.Start()
+	log.Info("stickylb running", "version", version, "config", *path, "listeners", len(cfg.Listeners), "pools", len(cfg.Pools))
+
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			if err := srv.ReloadFile(*path); err != nil {
+				log.Error("reload failed", "config", *path, "error", err)
+			} else {
+				log.Info("reloaded", "config", *path)
+			}
+			continue
+		}
+		drain := srv.Config().Global.DrainTimeout.Duration
+		log.Info("stopping: no new connections; waiting for open ones", "signal", sig.String(),
+			"open", srv.Active(), "drain_timeout", drain)
+		ctx, cancel := context.WithTimeout(context.Background(), drain)
+		// A second signal cuts the wait short.
+		go func() {
+			select {
+			case <-sigs:
+				log.Warn("second signal: closing open connections now")
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		start := time.Now()
+		cut := srv.Shutdown(ctx)
+		cancel()
+		if cut > 0 {
+			log.Warn("drain timeout reached: closed open connections", "closed", cut, "waited", time.Since(start).Round(time.Millisecond))
+		} else {
+			log.Info("stopped cleanly", "waited", time.Since(start).Round(time.Millisecond))
+		}
+		return 0
+	}
+	return 0
+}

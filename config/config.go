@@ -1,0 +1,463 @@
+// Package config reads and checks stickylb's TOML configuration.
+//
+// Decoding is strict: an unknown key, a value of the wrong type, a bad
+// duration, a listener pointing at a missing pool and every other mistake
+// is reported as an *Error naming the file, the line and the key, and all
+// mistakes in a file are reported together. Listeners, pools and backends
+// are named TOML tables ([listener.epmap], [pool.cas.backend.cas1]), so
+// names are unique by construction and every key has one path. Defaults are
+// filled in by Load; the example lb.toml documents each of them.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is a whole configuration file.
+type Config struct {
+	File      string               `toml:"-"`
+	Global    Global               `toml:"global"`
+	Listeners map[string]*Listener `toml:"listener"`
+	Pools     map[string]*Pool     `toml:"pool"`
+}
+
+// Global holds process-wide settings.
+type Global struct {
+	LogFormat    string   `toml:"log_format"`    // text (default) or json
+	LogLevel     string   `toml:"log_level"`     // debug, info (default), warn, error
+	DrainTimeout Duration `toml:"drain_timeout"` // default 30s
+}
+
+// Listener is one address clients connect to.
+type Listener struct {
+	Name        string `toml:"-"`
+	Listen      string `toml:"listen"`
+	Pool        string `toml:"pool"`
+	BackendPort int    `toml:"backend_port"` // default: the listen port
+}
+
+// Pool is a set of backends with one affinity table, shared by the
+// listeners that name it.
+type Pool struct {
+	Name             string              `toml:"-"`
+	Balance          string              `toml:"balance"`            // hash (default), least-conn, round-robin
+	OnDown           string              `toml:"on_down"`            // repin (default) or reject
+	ConnectTimeout   Duration            `toml:"connect_timeout"`    // default 5s
+	ConnectRetries   int                 `toml:"connect_retries"`    // default 2
+	IdleTimeout      Duration            `toml:"idle_timeout"`       // default 0: off
+	HalfCloseTimeout Duration            `toml:"half_close_timeout"` // default 1m
+	Keepalive        Duration            `toml:"keepalive"`          // default 60s
+	Affinity         Affinity            `toml:"affinity"`
+	Health           Health              `toml:"health"`
+	Backends         map[string]*Backend `toml:"backend"`
+}
+
+// Affinity configures a pool's affinity table.
+type Affinity struct {
+	Key        string   `toml:"key"`         // src-ip (default), src-net, connection, none
+	IPv4Prefix int      `toml:"ipv4_prefix"` // default 24, for src-net
+	IPv6Prefix int      `toml:"ipv6_prefix"` // default 64, for src-net
+	TTL        Duration `toml:"ttl"`         // default 3h
+	MaxEntries int      `toml:"max_entries"` // default 1000000
+}
+
+// Health configures a pool's active checks.
+type Health struct {
+	Enabled  bool     `toml:"enabled"`  // default true
+	Interval Duration `toml:"interval"` // default 2s
+	Timeout  Duration `toml:"timeout"`  // default 1s
+	Rise     int      `toml:"rise"`     // default 2
+	Fall     int      `toml:"fall"`     // default 3
+}
+
+// Backend is one server host of a pool.
+type Backend struct {
+	Name    string `toml:"-"`
+	Address string `toml:"address"` // IP or host name, no port
+	Weight  int    `toml:"weight"`  // default 1; 0 takes no new clients
+}
+
+// Duration is a time.Duration written as a string such as "5s" or "3h".
+type Duration struct{ time.Duration }
+
+// UnmarshalText reads a duration; "0" and "off" mean zero.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "off" || s == "0" {
+		d.Duration = 0
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: write a number with a unit, such as \"500ms\", \"5s\", \"2m\" or \"3h\"", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("bad duration %q: must not be negative", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration back.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Error is one mistake in a config file.
+type Error struct {
+	File string
+	Line int    // 0 when unknown
+	Key  string // dotted path, such as pool.cas.affinity.ttl
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	if e.Key != "" {
+		b.WriteString(": " + e.Key)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}
+
+// Load reads, defaults and checks the config file at path.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, src)
+}
+
+// Parse decodes src (named file in messages), fills in defaults and checks
+// it. A non-nil error holds one or more *Error, joined.
+func Parse(file string, src []byte) (*Config, error) {
+	c := &Config{File: file}
+	md, err := toml.Decode(string(src), c)
+	if err != nil {
+		return nil, decodeError(file, err)
+	}
+	v := &checker{file: file, lines: locate(src)}
+	for _, k := range md.Undecoded() {
+		path := strings.Join(k, ".")
+		v.errAt(path, "unknown key; see docs/config.md for the keys stickylb reads")
+	}
+	c.defaults(&md)
+	c.check(v)
+	if len(v.errs) > 0 {
+		return nil, errors.Join(v.errs...)
+	}
+	return c, nil
+}
+
+var tomlLine = regexp.MustCompile(`^toml: line (\d+)(?: \(last key "([^"]*)"\))?: (.*)$`)
+
+// decodeError turns the TOML library's errors into an *Error. Type errors
+// come from the library as text, so their line is read back out of it.
+func decodeError(file string, err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if pe.Usage != "" {
+			msg += " (" + strings.TrimSpace(pe.Usage) + ")"
+		}
+		return &Error{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
+	}
+	if m := tomlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: line, Key: m[2], Msg: m[3]}
+	}
+	return &Error{File: file, Msg: err.Error()}
+}
+
+// The spellings config accepts. The runtime packages parse the same words;
+// a test checks they agree.
+var (
+	Balances     = []string{"hash", "least-conn", "round-robin"}
+	AffinityKeys = []string{"src-ip", "src-net", "connection", "none"}
+)
+
+// Defaults, named so the docs and the checker agree.
+const (
+	DefaultDrainTimeout     = 30 * time.Second
+	DefaultConnectTimeout   = 5 * time.Second
+	DefaultConnectRetries   = 2
+	DefaultHalfCloseTimeout = time.Minute
+	DefaultKeepalive        = 60 * time.Second
+	DefaultTTL              = 3 * time.Hour
+	DefaultMaxEntries       = 1_000_000
+	DefaultInterval         = 2 * time.Second
+	DefaultTimeout          = time.Second
+	DefaultRise             = 2
+	DefaultFall             = 3
+)
+
+func (c *Config) defaults(md *toml.MetaData) {
+	if c.Global.LogFormat == "" {
+		c.Global.LogFormat = "text"
+	}
+	if c.Global.LogLevel == "" {
+		c.Global.LogLevel = "info"
+	}
+	if !md.IsDefined("global", "drain_timeout") {
+		c.Global.DrainTimeout.Duration = DefaultDrainTimeout
+	}
+	for name, l := range c.Listeners {
+		l.Name = name
+	}
+	for name, p := range c.Pools {
+		p.Name = name
+		def := func(key ...string) bool { return !md.IsDefined(append([]string{"pool", name}, key...)...) }
+		if p.Balance == "" {
+			p.Balance = "hash"
+		}
+		if p.OnDown == "" {
+			p.OnDown = "repin"
+		}
+		if def("connect_timeout") {
+			p.ConnectTimeout.Duration = DefaultConnectTimeout
+		}
+		if def("connect_retries") {
+			p.ConnectRetries = DefaultConnectRetries
+		}
+		if def("half_close_timeout") {
+			p.HalfCloseTimeout.Duration = DefaultHalfCloseTimeout
+		}
+		if def("keepalive") {
+			p.Keepalive.Duration = DefaultKeepalive
+		}
+		a := &p.Affinity
+		if a.Key == "" {
+			a.Key = "src-ip"
+		}
+		if def("affinity", "ipv4_prefix") {
+			a.IPv4Prefix = 24
+		}
+		if def("affinity", "ipv6_prefix") {
+			a.IPv6Prefix = 64
+		}
+		if def("affinity", "ttl") {
+			a.TTL.Duration = DefaultTTL
+		}
+		if def("affinity", "max_entries") {
+			a.MaxEntries = DefaultMaxEntries
+		}
+		h := &p.Health
+		if def("health", "enabled") {
+			h.Enabled = true
+		}
+		if def("health", "interval") {
+			h.Interval.Duration = DefaultInterval
+		}
+		if def("health", "timeout") {
+			h.Timeout.Duration = DefaultTimeout
+		}
+		if def("health", "rise") {
+			h.Rise = DefaultRise
+		}
+		if def("health", "fall") {
+			h.Fall = DefaultFall
+		}
+		for bname, b := range p.Backends {
+			b.Name = bname
+			if def("backend", bname, "weight") {
+				b.Weight = 1
+			}
+		}
+	}
+}
+
+type checker struct {
+	file  string
+	lines map[string]int
+	errs  []error
+}
+
+// errAt records a mistake at key path; the line is that of the key, or of
+// the nearest table above it that the file names.
+func (v *checker) errAt(path, format string, args ...any) {
+	line := 0
+	for p := path; p != ""; {
+		if l, ok := v.lines[p]; ok {
+			line = l
+			break
+		}
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	v.errs = append(v.errs, &Error{File: v.file, Line: line, Key: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (c *Config) check(v *checker) {
+	g := c.Global
+	if g.LogFormat != "text" && g.LogFormat != "json" {
+		v.errAt("global.log_format", "must be \"text\" or \"json\", not %q", g.LogFormat)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, g.LogLevel) {
+		v.errAt("global.log_level", "must be debug, info, warn or error, not %q", g.LogLevel)
+	}
+	if len(c.Listeners) == 0 {
+		v.errAt("listener", "no listener defined: add a [listener.NAME] table with listen and pool")
+	}
+	if len(c.Pools) == 0 {
+		v.errAt("pool", "no pool defined: add a [pool.NAME] table with at least one [pool.NAME.backend.NAME]")
+	}
+	seen := map[string]string{}
+	byPort := map[uint16][]netip.AddrPort{}
+	for _, name := range sortedKeys(c.Listeners) {
+		l := c.Listeners[name]
+		at := "listener." + name
+		if l.Listen == "" {
+			v.errAt(at+".listen", "missing: give the address to listen on, such as \"0.0.0.0:135\"")
+		} else if ap, err := ParseListen(l.Listen); err != nil {
+			v.errAt(at+".listen", "%v", err)
+		} else {
+			canon := ap.String()
+			if other, dup := seen[canon]; dup && ap.Port() != 0 {
+				v.errAt(at+".listen", "%s is also the address of listener %q", l.Listen, other)
+			}
+			if ap.Port() != 0 {
+				// A wildcard address takes its port on every address, so
+				// it clashes with any other listener on that port.
+				for _, o := range byPort[ap.Port()] {
+					if o != ap && (o.Addr().IsUnspecified() || ap.Addr().IsUnspecified()) {
+						v.errAt(at+".listen", "%s overlaps %s of listener %q: a wildcard address takes port %d on every address", l.Listen, o, seen[o.String()], ap.Port())
+					}
+				}
+				byPort[ap.Port()] = append(byPort[ap.Port()], ap)
+			}
+			seen[canon] = name
+			if ap.Port() == 0 && l.BackendPort == 0 {
+				v.errAt(at+".backend_port", "required when the listen port is 0")
+			}
+		}
+		if l.BackendPort < 0 || l.BackendPort > 65535 {
+			v.errAt(at+".backend_port", "must be a port from 1 to 65535, not %d", l.BackendPort)
+		}
+		if l.Pool == "" {
+			v.errAt(at+".pool", "missing: name the pool this listener forwards to")
+		} else if _, ok := c.Pools[l.Pool]; !ok {
+			v.errAt(at+".pool", "pool %q is not defined (defined: %s)", l.Pool, strings.Join(sortedKeys(c.Pools), ", "))
+		}
+	}
+	for _, name := range sortedKeys(c.Pools) {
+		c.Pools[name].check(v, "pool."+name)
+	}
+}
+
+func (p *Pool) check(v *checker, at string) {
+	if !slices.Contains(Balances, p.Balance) {
+		v.errAt(at+".balance", "must be one of %s, not %q", strings.Join(Balances, ", "), p.Balance)
+	}
+	if p.OnDown != "repin" && p.OnDown != "reject" {
+		v.errAt(at+".on_down", "must be \"repin\" or \"reject\", not %q", p.OnDown)
+	}
+	if p.ConnectTimeout.Duration <= 0 {
+		v.errAt(at+".connect_timeout", "must be more than 0")
+	}
+	if p.ConnectRetries < 0 || p.ConnectRetries > 16 {
+		v.errAt(at+".connect_retries", "must be from 0 to 16, not %d", p.ConnectRetries)
+	}
+	if p.Keepalive.Duration > 0 && p.Keepalive.Duration < time.Second {
+		v.errAt(at+".keepalive", "must be at least 1s, or 0 to turn TCP keepalive off")
+	}
+	a := p.Affinity
+	if !slices.Contains(AffinityKeys, a.Key) {
+		v.errAt(at+".affinity.key", "must be one of %s, not %q", strings.Join(AffinityKeys, ", "), a.Key)
+	}
+	if a.IPv4Prefix < 1 || a.IPv4Prefix > 32 {
+		v.errAt(at+".affinity.ipv4_prefix", "must be from 1 to 32, not %d", a.IPv4Prefix)
+	}
+	if a.IPv6Prefix < 1 || a.IPv6Prefix > 128 {
+		v.errAt(at+".affinity.ipv6_prefix", "must be from 1 to 128, not %d", a.IPv6Prefix)
+	}
+	if a.TTL.Duration <= 0 {
+		v.errAt(at+".affinity.ttl", "must be more than 0")
+	}
+	if a.MaxEntries < 1 || a.MaxEntries > 100_000_000 {
+		v.errAt(at+".affinity.max_entries", "must be from 1 to 100000000, not %d", a.MaxEntries)
+	}
+	h := p.Health
+	if h.Interval.Duration <= 0 {
+		v.errAt(at+".health.interval", "must be more than 0")
+	}
+	if h.Timeout.Duration <= 0 {
+		v.errAt(at+".health.timeout", "must be more than 0")
+	}
+	if h.Rise < 1 {
+		v.errAt(at+".health.rise", "must be at least 1, not %d", h.Rise)
+	}
+	if h.Fall < 1 {
+		v.errAt(at+".health.fall", "must be at least 1, not %d", h.Fall)
+	}
+	if len(p.Backends) == 0 {
+		v.errAt(at+".backend", "no backend: add at least one [%s.backend.NAME] with an address", at)
+	}
+	addrs := map[string]string{}
+	for _, name := range sortedKeys(p.Backends) {
+		b := p.Backends[name]
+		bat := at + ".backend." + name
+		switch {
+		case b.Address == "":
+			v.errAt(bat+".address", "missing: give the backend's IP address or host name")
+		case strings.ContainsAny(b.Address, "/ "):
+			v.errAt(bat+".address", "%q is not a host", b.Address)
+		default:
+			if _, _, err := net.SplitHostPort(b.Address); err == nil {
+				v.errAt(bat+".address", "%q has a port: give the host only; the port is the listener's (or its backend_port)", b.Address)
+			} else if other, dup := addrs[b.Address]; dup {
+				v.errAt(bat+".address", "%s is also the address of backend %q", b.Address, other)
+			}
+			addrs[b.Address] = name
+		}
+		if b.Weight < 0 || b.Weight > 1000 {
+			v.errAt(bat+".weight", "must be from 0 to 1000, not %d", b.Weight)
+		}
+	}
+}
+
+// ParseListen reads a listen address: an IP (or nothing, for every
+// address) and a port.
+func ParseListen(s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is not host:port (IPv6 goes in brackets: \"[::]:135\")", s)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
+	}
+	if host == "" {
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(n)), nil
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: %q is not an IP address", s, host)
+	}
+	return netip.AddrPortFrom(a, uint16(n)), nil
+}

@@ -1,0 +1,160 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/pool"
+)
+
+const minimal = `
+[listener.epmap]
+listen = "127.0.0.1:10135"
+pool = "cas"
+
+[pool.cas.backend.cas1]
+address = "127.0.0.11"
+`
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := Load("../lb.toml")
+	if err != nil {
+		t.Fatalf("the example lb.toml does not load: %v", err)
+	}
+	if len(c.Listeners) != 3 || len(c.Pools["cas"].Backends) != 3 {
+		t.Fatalf("lb.toml: %d listeners, %d backends; want 3 and 3", len(c.Listeners), len(c.Pools["cas"].Backends))
+	}
+	for _, l := range c.Listeners {
+		if l.Pool != "cas" {
+			t.Errorf("listener %s uses pool %s; all three must share cas", l.Name, l.Pool)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse("min.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Pools["cas"]
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"balance", p.Balance, "hash"},
+		{"on_down", p.OnDown, "repin"},
+		{"connect_timeout", p.ConnectTimeout.Duration, 5 * time.Second},
+		{"connect_retries", p.ConnectRetries, 2},
+		{"idle_timeout", p.IdleTimeout.Duration, time.Duration(0)},
+		{"key", p.Affinity.Key, "src-ip"},
+		{"ttl", p.Affinity.TTL.Duration, 3 * time.Hour},
+		{"max_entries", p.Affinity.MaxEntries, 1_000_000},
+		{"health.enabled", p.Health.Enabled, true},
+		{"rise", p.Health.Rise, 2},
+		{"fall", p.Health.Fall, 3},
+		{"weight", p.Backends["cas1"].Weight, 1},
+		{"drain_timeout", c.Global.DrainTimeout.Duration, 30 * time.Second},
+		{"log_format", c.Global.LogFormat, "text"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("default %s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	if p.Affinity.TTL.Duration <= 2*time.Hour {
+		t.Errorf("default ttl %s must exceed Windows' 2h keepalive", p.Affinity.TTL)
+	}
+	// Explicit zeroes are kept, not replaced by defaults.
+	c, err = Parse("z.toml", []byte(minimal+"[pool.cas]\nconnect_retries = 0\n[pool.cas.backend.cas2]\naddress=\"127.0.0.12\"\nweight = 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pools["cas"].ConnectRetries != 0 || c.Pools["cas"].Backends["cas2"].Weight != 0 {
+		t.Errorf("explicit zeroes were overwritten by defaults")
+	}
+}
+
+func TestErrorsNameFileLineAndKey(t *testing.T) {
+	cases := []struct {
+		name, src string
+		want      []string // each must appear in one error, as file:line: key: text
+	}{
+		{"unknown key", minimal + "[pool.cas.affinity]\nttl = \"1h\"\nkee = \"src-ip\"\n",
+			[]string{"f.toml:10: pool.cas.affinity.kee: unknown key"}},
+		{"unknown table", minimal + "[pool.cas.helth]\ninterval = \"1s\"\n",
+			[]string{"f.toml:9: pool.cas.helth.interval: unknown key"}},
+		{"wrong type", minimal + "[pool.cas]\nconnect_retries = \"two\"\n",
+			[]string{"f.toml:9: pool.cas.connect_retries: incompatible types"}},
+		{"bad duration", minimal + "[pool.cas]\nconnect_timeout = \"5 seconds\"\n",
+			[]string{"f.toml:9: pool.cas.connect_timeout: bad duration \"5 seconds\""}},
+		{"missing pool", "[listener.a]\nlisten = \"127.0.0.1:1\"\npool = \"nope\"\n[pool.cas.backend.b]\naddress = \"1.1.1.1\"\n",
+			[]string{"f.toml:3: listener.a.pool: pool \"nope\" is not defined (defined: cas)"}},
+		{"duplicate name", minimal + "[pool.cas.backend.cas1]\naddress = \"127.0.0.12\"\n",
+			[]string{"f.toml:8:", "cas1"}},
+		{"duplicate listen", minimal + "[listener.again]\nlisten = \"127.0.0.1:10135\"\npool = \"cas\"\n",
+			[]string{"f.toml:3: listener.epmap.listen: 127.0.0.1:10135 is also the address of listener \"again\""}},
+		{"backend with port", "[listener.a]\nlisten = \"127.0.0.1:1\"\npool = \"cas\"\n[pool.cas.backend.b]\naddress = \"1.1.1.1:135\"\n",
+			[]string{"f.toml:5: pool.cas.backend.b.address: \"1.1.1.1:135\" has a port"}},
+		{"bad enum", minimal + "[pool.cas]\nbalance = \"sticky\"\non_down = \"wait\"\n",
+			[]string{"f.toml:9: pool.cas.balance: must be one of hash", "f.toml:10: pool.cas.on_down: must be \"repin\" or \"reject\""}},
+		{"bad listen", "[listener.a]\nlisten = \"localhost\"\npool = \"cas\"\n[pool.cas.backend.b]\naddress = \"1.1.1.1\"\n",
+			[]string{"f.toml:2: listener.a.listen: \"localhost\" is not host:port"}},
+		{"no backends", "[listener.a]\nlisten = \"127.0.0.1:1\"\npool = \"cas\"\n[pool.cas]\nbalance = \"hash\"\n",
+			[]string{"f.toml:4: pool.cas.backend: no backend"}},
+		{"syntax", "[listener.a\n", []string{"f.toml:2: expected '.' or ']'"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("f.toml", []byte(c.src))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", c.src)
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a *config.Error", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error\n  %v\ndoes not contain\n  %s", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestAllMistakesReportedTogether(t *testing.T) {
+	src := "[listener.a]\nlisten = \"127.0.0.1:1\"\npool = \"x\"\n[pool.cas]\nbalance = \"b\"\n[pool.cas.backend.b]\naddress = \"\"\nweight = 5000\n"
+	_, err := Parse("f.toml", []byte(src))
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok || len(joined.Unwrap()) != 4 {
+		t.Fatalf("want 4 errors reported at once, got %v", err)
+	}
+}
+
+// The words config accepts must be the words the runtime packages parse.
+func TestSpellingsAgreeWithRuntime(t *testing.T) {
+	for _, s := range Balances {
+		if _, err := pool.ParseBalance(s); err != nil {
+			t.Errorf("config accepts balance %q, pool does not: %v", s, err)
+		}
+	}
+	for _, s := range AffinityKeys {
+		if _, err := affinity.ParseKind(s); err != nil {
+			t.Errorf("config accepts affinity key %q, affinity does not: %v", s, err)
+		}
+	}
+}
+
+func TestLocate(t *testing.T) {
+	src := "# c\n[pool.\"my pool\".backend.a]\naddress = \"x\"\n  weight=2\n[listener.l]\nlisten.x = 1\n"
+	m := locate([]byte(src))
+	for path, line := range map[string]int{"pool.my pool.backend.a": 2, "pool.my pool.backend.a.address": 3,
+		"pool.my pool.backend.a.weight": 4, "listener.l.listen.x": 6} {
+		if m[path] != line {
+			t.Errorf("line of %s = %d, want %d", path, m[path], line)
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package health
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type recorder struct {
+	mu      sync.Mutex
+	changes []Change
+}
+
+func (r *recorder) add(c Change) { r.mu.Lock(); r.changes = append(r.changes, c); r.mu.Unlock() }
+func (r *recorder) last() (Change, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.changes) == 0 {
+		return Change{}, 0
+	}
+	return r.changes[len(r.changes)-1], len(r.changes)
+}
+
+func listen(t *testing.T, host string, port int) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A host is up only when every port answers; rise and fall are counted.
+func TestEveryPortMustAnswer(t *testing.T) {
+	a := listen(t, "127.0.0.21", 0)
+	port1 := a.Addr().(*net.TCPAddr).Port
+	b := listen(t, "127.0.0.21", 0)
+	port2 := b.Addr().(*net.TCPAddr).Port
+	defer a.Close()
+
+	var rec recorder
+	var results sync.Map
+	c := New(Config{Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 2, Fall: 3,
+		Probes:   []Probe{TCP{Ports: []int{port1, port2}}},
+		OnChange: rec.add,
+		OnResult: func(target string, err error, took time.Duration) { results.Store(target, err == nil) },
+	}, []Target{{Name: "cas1", Host: "127.0.0.21"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor(t, "a first passing check", func() bool { v, ok := results.Load("cas1"); return ok && v.(bool) })
+	if _, n := rec.last(); n != 0 {
+		t.Fatalf("a healthy host reported a change on its first check")
+	}
+	b.Close() // the second port dies: the whole host must go down
+	start := time.Now()
+	waitFor(t, "down", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
+	if took := time.Since(start); took < 40*time.Millisecond {
+		t.Errorf("went down after %s: fewer than fall=3 failed checks at 20ms", took)
+	}
+	ch, _ := rec.last()
+	if ch.Err == nil || !containsPort(ch.Err.Error(), port2) {
+		t.Errorf("down reason %v does not name port %d", ch.Err, port2)
+	}
+	b2 := listen(t, "127.0.0.21", port2)
+	defer b2.Close()
+	waitFor(t, "up again", func() bool { ch, n := rec.last(); return n == 2 && ch.Up })
+}
+
+func containsPort(s string, port int) bool {
+	return len(s) > 0 && (func() bool {
+		p := ":" + strconv.Itoa(port)
+		for i := 0; i+len(p) <= len(s); i++ {
+			if s[i:i+len(p)] == p {
+				return true
+			}
+		}
+		return false
+	})()
+}
+
+// A host never checked before is judged by its first check alone.
+func TestFirstCheckDecides(t *testing.T) {
+	// Nothing listens on this address and port.
+	ln := listen(t, "127.0.0.22", 0)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	var rec recorder
+	c := New(Config{Interval: time.Hour, Timeout: 200 * time.Millisecond, Rise: 5, Fall: 5,
+		Probes: []Probe{TCP{Ports: []int{port}}}, OnChange: rec.add},
+		[]Target{{Name: "dead", Host: "127.0.0.22", Up: true}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the first check to mark it down", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
+}
+
+// A known-up host keeps its state through fewer than Fall failures.
+func TestKnownStateNeedsFall(t *testing.T) {
+	ln := listen(t, "127.0.0.23", 0)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	var rec recorder
+	var mu sync.Mutex
+	n, changesAfterTwo := 0, -1
+	c := New(Config{Interval: 10 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 1, Fall: 3,
+		Probes: []Probe{TCP{Ports: []int{port}}}, OnChange: rec.add,
+		// OnResult runs before a result is judged, so at the third call
+		// exactly two failures have been judged.
+		OnResult: func(string, error, time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			if n++; n == 3 {
+				_, changesAfterTwo = rec.last()
+			}
+		}},
+		[]Target{{Name: "x", Host: "127.0.0.23", Up: true, Known: true}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	waitFor(t, "down after 3", func() bool { _, n := rec.last(); return n == 1 })
+	cancel()
+	<-done
+	if changesAfterTwo != 0 {
+		t.Fatalf("a known-up host changed state after 2 failures with fall=3")
+	}
+}

@@ -1,0 +1,242 @@
+// Package lbtest gives tests real servers and clients on loopback: backend
+// hosts on 127.0.0.x that say who they are, and clients bound to any
+// 127.x.y.z source address so one machine plays many client hosts.
+package lbtest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Backend is a test server host listening on several ports. Every
+// connection is greeted with the backend's name and a newline; everything
+// the client sends after that is echoed back, and the client's FIN is
+// answered with a FIN once the echo is done.
+type Backend struct {
+	Name string
+	Host string
+
+	mu    sync.Mutex
+	lns   map[int]net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+	// Accepted counts connections per port.
+	accepted map[int]int
+}
+
+// StartBackends starts one backend per host (names cas1, cas2, ...), all
+// listening on the same n ports, and returns them with the ports.
+func StartBackends(t testing.TB, hosts []string, n int) ([]*Backend, []int) {
+	t.Helper()
+	for attempt := 0; attempt < 20; attempt++ {
+		bs, ports, err := tryStart(hosts, n)
+		if err == nil {
+			for _, b := range bs {
+				t.Cleanup(b.Close)
+			}
+			return bs, ports
+		}
+	}
+	t.Fatalf("could not find %d ports free on all of %v", n, hosts)
+	return nil, nil
+}
+
+func tryStart(hosts []string, n int) ([]*Backend, []int, error) {
+	var bs []*Backend
+	for i, h := range hosts {
+		bs = append(bs, &Backend{Name: "cas" + strconv.Itoa(i+1), Host: h,
+			lns: map[int]net.Listener{}, conns: map[net.Conn]struct{}{}, accepted: map[int]int{}})
+	}
+	var ports []int
+	for range n {
+		// The first host picks a free port; the others must take the same.
+		ln, err := net.Listen("tcp", net.JoinHostPort(hosts[0], "0"))
+		if err != nil {
+			closeAll(bs)
+			return nil, nil, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		bs[0].serve(port, ln)
+		for _, b := range bs[1:] {
+			if err := b.Listen(port); err != nil {
+				closeAll(bs)
+				return nil, nil, err
+			}
+		}
+		ports = append(ports, port)
+	}
+	return bs, ports, nil
+}
+
+func closeAll(bs []*Backend) {
+	for _, b := range bs {
+		b.Close()
+	}
+}
+
+// Listen (re)opens the backend on port.
+func (b *Backend) Listen(port int) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(b.Host, strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	b.serve(port, ln)
+	return nil
+}
+
+func (b *Backend) serve(port int, ln net.Listener) {
+	b.mu.Lock()
+	b.lns[port] = ln
+	b.mu.Unlock()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.conns[c] = struct{}{}
+			b.accepted[port]++
+			b.mu.Unlock()
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				b.handle(c)
+			}()
+		}
+	}()
+}
+
+func (b *Backend) handle(c net.Conn) {
+	defer func() {
+		b.mu.Lock()
+		delete(b.conns, c)
+		b.mu.Unlock()
+		c.Close()
+	}()
+	if _, err := io.WriteString(c, b.Name+"\n"); err != nil {
+		return
+	}
+	if _, err := io.Copy(c, c); err != nil {
+		return
+	}
+	c.(*net.TCPConn).CloseWrite()
+	// Wait for the proxy to close its end.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.Copy(io.Discard, c)
+}
+
+// Accepted returns how many connections the backend accepted on port.
+func (b *Backend) Accepted(port int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.accepted[port]
+}
+
+// Open returns the number of open connections.
+func (b *Backend) Open() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
+
+// StopListening closes the backend's listeners: new connections are
+// refused, open ones go on.
+func (b *Backend) StopListening() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for p, ln := range b.lns {
+		ln.Close()
+		delete(b.lns, p)
+	}
+}
+
+// Kill stops listening and resets every open connection, like a server
+// that crashed.
+func (b *Backend) Kill() {
+	b.StopListening()
+	b.mu.Lock()
+	for c := range b.conns {
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
+	b.mu.Unlock()
+}
+
+// Close kills the backend and waits for its goroutines.
+func (b *Backend) Close() {
+	b.Kill()
+	b.wg.Wait()
+}
+
+// Dial connects from source address src (a 127.x.y.z address) to dst.
+func Dial(src string, dst netip.AddrPort) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", dst.String())
+	if err != nil {
+		return nil, fmt.Errorf("dial %s from %s: %w", dst, src, err)
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// Client is a connection to a test Backend through the proxy.
+type Client struct {
+	*net.TCPConn
+	R       *bufio.Reader
+	Backend string // the name the backend greeted with
+}
+
+// Connect dials dst from src and reads the backend's greeting.
+func Connect(src string, dst netip.AddrPort) (*Client, error) {
+	c, err := Dial(src, dst)
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("read greeting from %s via %s: %w", src, dst, err)
+	}
+	c.SetReadDeadline(time.Time{})
+	return &Client{TCPConn: c, R: r, Backend: line[:len(line)-1]}, nil
+}
+
+// Who connects from src to dst, returns the backend that answered and
+// closes the connection.
+func Who(src string, dst netip.AddrPort) (string, error) {
+	c, err := Connect(src, dst)
+	if err != nil {
+		return "", err
+	}
+	c.Close()
+	return c.Backend, nil
+}
+
+// ClientIP returns a distinct loopback source address for client i
+// (127.1.0.1, 127.1.0.2, ...), avoiding .0 and .255 in the last byte.
+func ClientIP(i int) string {
+	return fmt.Sprintf("127.%d.%d.%d", 1+i/(254*250), (i/254)%250, 1+i%254)
+}
+
+// Eventually polls cond every 10ms until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,323 @@
+// Package pool holds the backends a listener forwards to, their state, and
+// the choice of a backend for a client that has no pin.
+//
+// A Backend is a host (a CAS) known by a stable name; it has a health state
+// set by the health checker, an administrative state set by the operator,
+// a weight and a count of open connections. A Pool is the set of backends
+// behind one or more listeners. The set is swapped atomically on reload,
+// keeping the Backend objects of surviving names so their state and counts
+// carry over. Choosing is keyed on backend names, never on list position,
+// so every process with the same config chooses alike.
+package pool
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/stickylb/stickylb/affinity"
+)
+
+// Admin is the operator's state for a backend.
+type Admin int32
+
+const (
+	// Ready takes new and pinned clients.
+	Ready Admin = iota
+	// Drain takes no new clients; pinned clients stay until their
+	// connections end.
+	Drain
+	// Maint takes no traffic; pinned clients move at once.
+	Maint
+)
+
+func (a Admin) String() string {
+	switch a {
+	case Ready:
+		return "ready"
+	case Drain:
+		return "drain"
+	case Maint:
+		return "maint"
+	}
+	return "admin(" + strconv.Itoa(int(a)) + ")"
+}
+
+// ParseAdmin reads an Admin state from its name.
+func ParseAdmin(s string) (Admin, error) {
+	for _, a := range []Admin{Ready, Drain, Maint} {
+		if a.String() == s {
+			return a, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown backend state %q (want ready, drain or maint)", s)
+}
+
+// Backend is one server host.
+type Backend struct {
+	Name string
+	Host string // address without port; the port comes from the listener
+
+	nameHash uint64
+	weight   atomic.Int32
+	healthy  atomic.Bool
+	admin    atomic.Int32
+	removed  atomic.Bool
+	active   atomic.Int64
+}
+
+// NewBackend makes a backend that is healthy and ready until told otherwise.
+func NewBackend(name, host string, weight int) *Backend {
+	b := &Backend{Name: name, Host: host, nameHash: hashString(name)}
+	b.weight.Store(int32(weight))
+	b.healthy.Store(true)
+	return b
+}
+
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return affinity.Mix(h)
+}
+
+func (b *Backend) Weight() int      { return int(b.weight.Load()) }
+func (b *Backend) SetWeight(w int)  { b.weight.Store(int32(w)) }
+func (b *Backend) Healthy() bool    { return b.healthy.Load() }
+func (b *Backend) Admin() Admin     { return Admin(b.admin.Load()) }
+func (b *Backend) SetAdmin(a Admin) { b.admin.Store(int32(a)) }
+func (b *Backend) Removed() bool    { return b.removed.Load() }
+func (b *Backend) Active() int64    { return b.active.Load() }
+func (b *Backend) ConnOpened()      { b.active.Add(1) }
+func (b *Backend) ConnClosed()      { b.active.Add(-1) }
+
+// SetHealthy records a health verdict and reports whether it changed.
+func (b *Backend) SetHealthy(up bool) bool { return b.healthy.Swap(up) != up }
+
+// State is a one-word summary for logs and the admin API: removed, down,
+// maint, drain or up.
+func (b *Backend) State() string {
+	switch {
+	case b.Removed():
+		return "removed"
+	case !b.Healthy():
+		return "down"
+	case b.Admin() == Maint:
+		return "maint"
+	case b.Admin() == Drain:
+		return "drain"
+	}
+	return "up"
+}
+
+// TakesNew reports whether the backend may be given a client with no pin.
+func (b *Backend) TakesNew() bool {
+	return !b.removed.Load() && b.healthy.Load() && Admin(b.admin.Load()) == Ready && b.weight.Load() > 0
+}
+
+// KeepsPinned reports whether a client already pinned here may stay, and
+// if not, why not (the re-pin reason).
+func (b *Backend) KeepsPinned() (bool, string) {
+	switch {
+	case b.removed.Load():
+		return false, "removed"
+	case !b.healthy.Load():
+		return false, "down"
+	case Admin(b.admin.Load()) == Maint:
+		return false, "maint"
+	}
+	return true, ""
+}
+
+// Balance is how a pool chooses a backend for a client with no pin.
+type Balance uint8
+
+const (
+	// Hash is weighted rendezvous hashing of the client key over backend
+	// names: stable across processes and restarts, and removing a backend
+	// moves only its own clients.
+	Hash Balance = iota
+	// LeastConn picks the backend with the fewest open connections per
+	// unit of weight.
+	LeastConn
+	// RoundRobin cycles through the backends in name order, by weight.
+	RoundRobin
+)
+
+var balanceNames = [...]string{Hash: "hash", LeastConn: "least-conn", RoundRobin: "round-robin"}
+
+func (b Balance) String() string { return balanceNames[b] }
+
+// ParseBalance reads a Balance from its config spelling.
+func ParseBalance(s string) (Balance, error) {
+	for i, n := range balanceNames {
+		if n == s {
+			return Balance(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown balance %q (want hash, least-conn or round-robin)", s)
+}
+
+// Spec describes a backend as the config gives it.
+type Spec struct {
+	Name   string
+	Host   string
+	Weight int
+}
+
+// Pool is a set of backends and the way new clients are spread over them.
+type Pool struct {
+	Name    string
+	set     atomic.Pointer[set]
+	balance atomic.Int32
+	rr      atomic.Uint64
+}
+
+type set struct {
+	list   []*Backend // sorted by name
+	byName map[string]*Backend
+}
+
+// New makes a pool of the given backends.
+func New(name string, bal Balance, specs []Spec) *Pool {
+	p := &Pool{Name: name}
+	p.balance.Store(int32(bal))
+	p.Update(bal, specs)
+	return p
+}
+
+// Update replaces the pool's backends. Backends whose name survives keep
+// their object, state and counts (their host and weight are updated);
+// backends no longer listed are marked removed, so their pins move and
+// their open connections run on until they end. It returns the removed
+// backends.
+func (p *Pool) Update(bal Balance, specs []Spec) (removed []*Backend) {
+	p.balance.Store(int32(bal))
+	old := p.set.Load()
+	s := &set{byName: make(map[string]*Backend, len(specs))}
+	for _, sp := range specs {
+		var b *Backend
+		if old != nil {
+			b = old.byName[sp.Name]
+		}
+		if b == nil || b.Host != sp.Host {
+			// A new address is a new server: it starts afresh.
+			b = NewBackend(sp.Name, sp.Host, sp.Weight)
+		}
+		b.SetWeight(sp.Weight)
+		s.list = append(s.list, b)
+		s.byName[sp.Name] = b
+	}
+	slices.SortFunc(s.list, func(a, b *Backend) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	p.set.Store(s)
+	if old != nil {
+		for _, b := range old.list {
+			if s.byName[b.Name] != b {
+				b.removed.Store(true)
+				removed = append(removed, b)
+			}
+		}
+	}
+	return removed
+}
+
+// Backends returns the current backends in name order. The slice is
+// shared: do not modify it.
+func (p *Pool) Backends() []*Backend { return p.set.Load().list }
+
+// Backend returns the backend with the given name, or nil.
+func (p *Pool) Backend(name string) *Backend { return p.set.Load().byName[name] }
+
+// Balance returns the pool's balance method.
+func (p *Pool) Balance() Balance { return Balance(p.balance.Load()) }
+
+// Choose picks a backend for a client with no usable pin, among those that
+// take new clients and that skip does not reject. keyHash is the client
+// key's hash. It returns nil when no backend qualifies.
+func (p *Pool) Choose(keyHash uint64, skip func(*Backend) bool) *Backend {
+	list := p.set.Load().list
+	switch p.Balance() {
+	case LeastConn:
+		return leastConn(list, skip)
+	case RoundRobin:
+		return p.roundRobin(list, skip)
+	}
+	return Rendezvous(list, keyHash, skip)
+}
+
+func usable(b *Backend, skip func(*Backend) bool) bool {
+	return b.TakesNew() && (skip == nil || !skip(b))
+}
+
+// Rendezvous returns the backend with the highest weighted score for the
+// key: score = -weight / ln(u), u uniform in (0,1) from hash(key, name).
+// With equal weights it is plain highest-random-weight hashing.
+func Rendezvous(list []*Backend, keyHash uint64, skip func(*Backend) bool) *Backend {
+	var best *Backend
+	bestScore := math.Inf(-1)
+	for _, b := range list {
+		if !usable(b, skip) {
+			continue
+		}
+		h := affinity.Mix(keyHash ^ b.nameHash)
+		// 53 random bits mapped into (0,1), never 0 or 1.
+		u := (float64(h>>11) + 0.5) / (1 << 53)
+		score := -float64(b.weight.Load()) / math.Log(u)
+		if score > bestScore || (score == bestScore && best != nil && b.Name < best.Name) {
+			best, bestScore = b, score
+		}
+	}
+	return best
+}
+
+func leastConn(list []*Backend, skip func(*Backend) bool) *Backend {
+	var best *Backend
+	var bestLoad float64
+	for _, b := range list {
+		if !usable(b, skip) {
+			continue
+		}
+		load := float64(b.active.Load()+1) / float64(b.weight.Load())
+		if best == nil || load < bestLoad {
+			best, bestLoad = b, load
+		}
+	}
+	return best
+}
+
+// roundRobin walks the backends in name order, giving each as many turns
+// as its weight.
+func (p *Pool) roundRobin(list []*Backend, skip func(*Backend) bool) *Backend {
+	total := uint64(0)
+	for _, b := range list {
+		if usable(b, skip) {
+			total += uint64(b.weight.Load())
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	n := p.rr.Add(1) % total
+	for _, b := range list {
+		if !usable(b, skip) {
+			continue
+		}
+		w := uint64(b.weight.Load())
+		if n < w {
+			return b
+		}
+		n -= w
+	}
+	return nil
+}

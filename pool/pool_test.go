@@ -1,0 +1,184 @@
+package pool
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/stickylb/stickylb/affinity"
+)
+
+func keyHash(i int) uint64 {
+	a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	return affinity.Keyer{}.Key(netip.AddrPortFrom(a, 1)).Hash()
+}
+
+func specs(n int) []Spec {
+	var s []Spec
+	for i := range n {
+		s = append(s, Spec{Name: fmt.Sprintf("cas%d", i+1), Host: fmt.Sprintf("10.0.0.%d", i+1), Weight: 1})
+	}
+	return s
+}
+
+func choices(p *Pool, n int) []string {
+	out := make([]string, n)
+	for i := range n {
+		if b := p.Choose(keyHash(i), nil); b != nil {
+			out[i] = b.Name
+		}
+	}
+	return out
+}
+
+func TestHashIgnoresListOrder(t *testing.T) {
+	s := specs(5)
+	a := choices(New("a", Hash, s), 2000)
+	rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
+	b := choices(New("b", Hash, s), 2000)
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("client %d: %s with one backend order, %s with another", i, a[i], b[i])
+		}
+	}
+}
+
+func TestHashBalanceAndMinimalRemap(t *testing.T) {
+	const clients = 30000
+	p := New("cas", Hash, specs(4))
+	before := choices(p, clients)
+	share := map[string]int{}
+	for _, b := range before {
+		share[b]++
+	}
+	for name, n := range share {
+		if f := float64(n) / clients; math.Abs(f-0.25) > 0.02 {
+			t.Errorf("%s got %.3f of clients, want 0.25 ± 0.02", name, f)
+		}
+	}
+	// Take cas2 down: only its clients move, and they spread over the rest.
+	p.Backend("cas2").SetHealthy(false)
+	after := choices(p, clients)
+	for i := range before {
+		if before[i] != "cas2" && after[i] != before[i] {
+			t.Fatalf("client %d moved from healthy %s to %s when cas2 went down", i, before[i], after[i])
+		}
+		if after[i] == "cas2" {
+			t.Fatalf("client %d was given down cas2", i)
+		}
+	}
+	// Add cas5: only about 1/5 of clients would choose it, and every one
+	// that changes chooses cas5.
+	p.Backend("cas2").SetHealthy(true)
+	p.Update(Hash, specs(5))
+	grown := choices(p, clients)
+	moved := 0
+	for i := range before {
+		if grown[i] != before[i] {
+			moved++
+			if grown[i] != "cas5" {
+				t.Fatalf("client %d moved %s -> %s when cas5 was added", i, before[i], grown[i])
+			}
+		}
+	}
+	if f := float64(moved) / clients; math.Abs(f-0.2) > 0.02 {
+		t.Errorf("adding a 5th backend moved %.3f of new choices, want about 0.2", f)
+	}
+}
+
+func TestWeights(t *testing.T) {
+	s := specs(2)
+	s[0].Weight = 3
+	p := New("cas", Hash, s)
+	n1 := 0
+	const clients = 20000
+	for _, b := range choices(p, clients) {
+		if b == "cas1" {
+			n1++
+		}
+	}
+	if f := float64(n1) / clients; math.Abs(f-0.75) > 0.02 {
+		t.Errorf("weight 3:1 gave cas1 %.3f of clients, want 0.75", f)
+	}
+	p.Backend("cas1").SetWeight(0)
+	for i, b := range choices(p, 100) {
+		if b != "cas2" {
+			t.Fatalf("client %d given weight-0 backend %s", i, b)
+		}
+	}
+}
+
+func TestStatesAndRemoval(t *testing.T) {
+	p := New("cas", Hash, specs(3))
+	b1 := p.Backend("cas1")
+	b1.SetAdmin(Drain)
+	if b1.TakesNew() {
+		t.Error("a draining backend takes new clients")
+	}
+	if ok, _ := b1.KeepsPinned(); !ok {
+		t.Error("a draining backend drops its pinned clients")
+	}
+	b1.SetAdmin(Maint)
+	if ok, why := b1.KeepsPinned(); ok || why != "maint" {
+		t.Errorf("maint KeepsPinned = %v %q", ok, why)
+	}
+	b1.SetAdmin(Ready)
+	b2 := p.Backend("cas2")
+	b2.ConnOpened()
+	removed := p.Update(Hash, specs(3)[:2]) // drop cas3
+	if len(removed) != 1 || removed[0].Name != "cas3" || !removed[0].Removed() {
+		t.Fatalf("removed = %v", removed)
+	}
+	if p.Backend("cas2") != b2 || b2.Active() != 1 {
+		t.Errorf("a surviving backend lost its object or counts")
+	}
+	if ok, why := removed[0].KeepsPinned(); ok || why != "removed" {
+		t.Errorf("removed backend keeps pins: %v %q", ok, why)
+	}
+	for _, b := range []*Backend{b1, b2} {
+		b.SetHealthy(false)
+	}
+	if b := p.Choose(1, nil); b != nil {
+		t.Errorf("chose %s with every backend down", b.Name)
+	}
+}
+
+func TestLeastConnAndRoundRobin(t *testing.T) {
+	p := New("cas", LeastConn, specs(3))
+	p.Backend("cas1").ConnOpened()
+	p.Backend("cas2").ConnOpened()
+	if b := p.Choose(1, nil); b.Name != "cas3" {
+		t.Errorf("least-conn chose %s, want the idle cas3", b.Name)
+	}
+	p.Update(RoundRobin, specs(3))
+	seen := map[string]int{}
+	for range 300 {
+		seen[p.Choose(1, nil).Name]++
+	}
+	for _, n := range []string{"cas1", "cas2", "cas3"} {
+		if seen[n] != 100 {
+			t.Errorf("round-robin gave %s %d of 300", n, seen[n])
+		}
+	}
+	skip := func(b *Backend) bool { return b.Name == "cas1" }
+	for range 10 {
+		if p.Choose(1, skip).Name == "cas1" {
+			t.Fatal("round-robin chose a skipped backend")
+		}
+	}
+}
+
+func TestNames(t *testing.T) {
+	for _, s := range []string{"hash", "least-conn", "round-robin"} {
+		if b, err := ParseBalance(s); err != nil || b.String() != s {
+			t.Errorf("ParseBalance(%q) = %v, %v", s, b, err)
+		}
+	}
+	for _, s := range []string{"ready", "drain", "maint"} {
+		if a, err := ParseAdmin(s); err != nil || a.String() != s {
+			t.Errorf("ParseAdmin(%q) = %v, %v", s, a, err)
+		}
+	}
+}

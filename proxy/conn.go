@@ -1,0 +1,297 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/pool"
+)
+
+type closeWriter interface{ CloseWrite() error }
+
+// The splice path and the half-close both rely on these.
+var (
+	_ closeWriter   = (*net.TCPConn)(nil)
+	_ io.ReaderFrom = (*net.TCPConn)(nil)
+)
+
+// ErrNoBackend means no backend of the pool could take the client.
+var ErrNoBackend = errors.New("no backend can take the client: every backend is down, draining, in maintenance or refused")
+
+// conn is one client connection and, once dialled, its backend leg.
+type conn struct {
+	l      *Listener
+	client *net.TCPConn
+	start  time.Time
+
+	mu      sync.Mutex
+	backend net.Conn
+	aborted bool
+}
+
+// abort closes both legs; the copy goroutines then end on their own.
+func (c *conn) abort() {
+	c.mu.Lock()
+	c.aborted = true
+	be := c.backend
+	c.mu.Unlock()
+	c.client.Close()
+	if be != nil {
+		be.Close()
+	}
+}
+
+func (c *conn) serve() {
+	defer c.l.forget(c)
+	defer c.client.Close()
+	r := c.l.route.Load()
+	if r.Observer != nil {
+		r.Observer.Accepted(r.Name)
+	}
+	client, err := c.identify()
+	if err != nil {
+		c.refuse(r, netip.AddrPort{}, "identify", err)
+		return
+	}
+	key := r.Keyer.Key(client)
+
+	var (
+		be     net.Conn
+		b      *pool.Backend
+		lease  affinity.Lease
+		failed []*pool.Backend
+		dec    = "none"
+	)
+	for attempt := 0; ; attempt++ {
+		b, lease, err = c.pick(r, key, failed)
+		if err != nil {
+			c.refuse(r, client, "no-backend", err)
+			return
+		}
+		if r.Table != nil {
+			dec = lease.Decision.String()
+		}
+		addr := net.JoinHostPort(b.Host, strconv.Itoa(r.Port))
+		ctx, cancel := context.WithTimeout(context.Background(), r.ConnectTimeout)
+		be, err = r.Dialer.Dial(ctx, client, addr)
+		cancel()
+		if err == nil {
+			break
+		}
+		lease.Release()
+		reason := dialReason(err)
+		if r.Observer != nil {
+			r.Observer.ConnectFailed(r.Name, b, reason)
+		}
+		c.l.log.Warn("backend connect failed", "listener", r.Name, "client", client,
+			"backend", b.Name, "addr", addr, "reason", reason, "attempt", attempt+1, "error", err)
+		failed = append(failed, b)
+		if r.Reject {
+			c.refuse(r, client, "rejected", fmt.Errorf("pinned backend %s %s failed (%s) and on_down is reject: %w", b.Name, addr, reason, err))
+			return
+		}
+		if attempt >= r.Retries {
+			c.refuse(r, client, "connect-failed", fmt.Errorf("backend %s %s: %w", b.Name, addr, err))
+			return
+		}
+	}
+	defer be.Close()
+	defer lease.Release()
+
+	c.mu.Lock()
+	aborted := c.aborted
+	c.backend = be
+	c.mu.Unlock()
+	if aborted {
+		return
+	}
+	b.ConnOpened()
+	if r.Observer != nil {
+		r.Observer.Opened(r.Name, b)
+	}
+	if r.IdleTimeout > 0 {
+		stop := watchIdle(c.client, be, r.IdleTimeout, c.abort)
+		defer stop()
+	}
+	toBackend, toClient, err := pipe(c.client, be, r.HalfCloseTimeout)
+	b.ConnClosed()
+	d := time.Since(c.start)
+	if r.Observer != nil {
+		r.Observer.Closed(r.Name, b, toBackend, toClient, d)
+	}
+	attrs := []slog.Attr{
+		slog.String("listener", r.Name),
+		slog.String("client", client.String()),
+		slog.String("backend", b.Name),
+		slog.String("decision", dec),
+		slog.Int64("bytes_in", toBackend),
+		slog.Int64("bytes_out", toClient),
+		slog.Duration("duration", d),
+	}
+	if lease.Reason != "" {
+		attrs = append(attrs, slog.String("repin_reason", lease.Reason))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	c.l.log.LogAttrs(context.Background(), slog.LevelInfo, "connection closed", attrs...)
+}
+
+func (c *conn) identify() (netip.AddrPort, error) {
+	if c.l.Identify != nil {
+		return c.l.Identify(c.client)
+	}
+	return c.client.RemoteAddr().(*net.TCPAddr).AddrPort(), nil
+}
+
+func (c *conn) refuse(r *Route, client netip.AddrPort, reason string, err error) {
+	if r.Observer != nil {
+		r.Observer.Refused(r.Name, reason)
+	}
+	c.l.log.Warn("connection refused", "listener", r.Name, "client", client, "pool", r.Pool.Name,
+		"reason", reason, "error", err)
+}
+
+// pick decides the backend for this connection: through the affinity
+// table when the pool keeps pins, else straight from the pool. Backends in
+// failed refused this connection already.
+func (c *conn) pick(r *Route, key affinity.Key, failed []*pool.Backend) (*pool.Backend, affinity.Lease, error) {
+	skip := func(b *pool.Backend) bool {
+		for _, f := range failed {
+			if f == b {
+				return true
+			}
+		}
+		return false
+	}
+	h := key.Hash()
+	if r.Table == nil {
+		b := r.Pool.Choose(h, skip)
+		if b == nil {
+			return nil, affinity.Lease{}, fmt.Errorf("pool %s: %w", r.Pool.Name, ErrNoBackend)
+		}
+		return b, affinity.Lease{}, nil
+	}
+	var chosen *pool.Backend
+	lease, err := r.Table.Acquire(key, func(pinned string) (string, string, error) {
+		reason := ""
+		if pinned != "" {
+			b := r.Pool.Backend(pinned)
+			switch {
+			case b == nil:
+				reason = "removed"
+			case skip(b):
+				reason = "refused"
+			default:
+				ok, why := b.KeepsPinned()
+				if ok {
+					chosen = b
+					return pinned, "", nil
+				}
+				reason = why
+			}
+			if r.Reject && (reason == "down" || reason == "refused") {
+				return "", "", fmt.Errorf("pinned backend %s is %s and on_down is reject", pinned, reason)
+			}
+		}
+		chosen = r.Pool.Choose(h, skip)
+		if chosen == nil {
+			return "", "", fmt.Errorf("pool %s: %w", r.Pool.Name, ErrNoBackend)
+		}
+		return chosen.Name, reason, nil
+	})
+	return chosen, lease, err
+}
+
+// dialReason names a connect failure for logs and metrics.
+func dialReason(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "unreachable"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return "dns"
+	}
+	return "other"
+}
+
+// pipe copies both ways until both directions have ended and returns the
+// bytes sent each way and the first error that was not a normal end.
+func pipe(client, backend net.Conn, halfClose time.Duration) (toBackend, toClient int64, err error) {
+	up := make(chan copyResult, 1)
+	go clientToBackend(backend, client, halfClose, up)
+	toClient, errDown := backendToClient(client, backend, halfClose)
+	res := <-up
+	return res.n, toClient, errors.Join(quiet(res.err), quiet(errDown))
+}
+
+type copyResult struct {
+	n   int64
+	err error
+}
+
+// clientToBackend and backendToClient are the two directions, named so a
+// goroutine dump says which one is stuck.
+func clientToBackend(backend, client net.Conn, halfClose time.Duration, done chan<- copyResult) {
+	n, err := halfCopy(backend, client, halfClose)
+	done <- copyResult{n, err}
+}
+
+func backendToClient(client, backend net.Conn, halfClose time.Duration) (int64, error) {
+	return halfCopy(client, backend, halfClose)
+}
+
+// halfCopy copies src to dst until src's EOF, then half-closes dst and
+// gives dst's own sender halfClose to finish. Between two *net.TCPConn,
+// io.Copy is the kernel's splice(2): no byte passes through user space. On
+// an error both sockets are closed so the other direction ends too.
+func halfCopy(dst, src net.Conn, halfClose time.Duration) (int64, error) {
+	n, err := io.Copy(dst, src)
+	if err != nil {
+		dst.Close()
+		src.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("half-closed for longer than half_close_timeout (%s): %w", halfClose, err)
+		}
+		return n, err
+	}
+	if cw, ok := dst.(closeWriter); ok {
+		if err := cw.CloseWrite(); err != nil {
+			src.Close()
+			return n, err
+		}
+	} else {
+		dst.Close()
+	}
+	if halfClose > 0 {
+		_ = dst.SetReadDeadline(time.Now().Add(halfClose))
+	}
+	return n, nil
+}
+
+// quiet drops the error a direction sees when the other one closed the
+// sockets first: that is the other direction's story, already told.
+func quiet(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,40 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Dialer opens the backend leg of a connection. It is the step a
+// transparent mode replaces (dialling from the client's address), which
+// is why it is told the client.
+type Dialer interface {
+	Dial(ctx context.Context, client netip.AddrPort, addr string) (net.Conn, error)
+}
+
+// NetDialer dials from the proxy's own address.
+type NetDialer struct {
+	// Keepalive is the TCP keepalive idle time and probe interval on the
+	// backend leg; 0 turns keepalive off.
+	Keepalive time.Duration
+}
+
+// Dial connects to addr; ctx carries the connect timeout.
+func (d NetDialer) Dial(ctx context.Context, _ netip.AddrPort, addr string) (net.Conn, error) {
+	nd := net.Dialer{KeepAliveConfig: keepalive(d.Keepalive)}
+	if d.Keepalive <= 0 {
+		nd.KeepAlive = -1
+	}
+	return nd.DialContext(ctx, "tcp", addr)
+}
+
+// keepalive turns one duration into the kernel's three knobs: first probe
+// after d idle, then every d, and give up after 3 unanswered probes.
+func keepalive(d time.Duration) net.KeepAliveConfig {
+	if d <= 0 {
+		return net.KeepAliveConfig{Enable: false, Idle: -1, Interval: -1, Count: -1}
+	}
+	return net.KeepAliveConfig{Enable: true, Idle: d, Interval: d, Count: 3}
+}

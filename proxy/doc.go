@@ -1,0 +1,15 @@
+// Package proxy accepts client connections and forwards each to the backend
+// its client is pinned to.
+//
+// A Listener accepts on one address and follows a Route, which names the
+// pool, the affinity table and the timeouts; the route is swapped
+// atomically on reload without touching open connections. For each
+// connection the client's identity (by default the socket's remote
+// address; see Listener.Identify) becomes an affinity key, the table
+// decides the backend before anything is dialled, and the Dialer opens the
+// backend leg. A backend that refuses is skipped and the client re-pinned,
+// a bounded number of times. Bytes are copied with io.Copy between the two
+// *net.TCPConn so Linux moves them with splice(2), each direction ends with
+// a half-close (CloseWrite) and the half-closed state is bounded by a
+// deadline.
+package proxy

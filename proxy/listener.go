@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/pool"
+)
+
+// Route is what a listener does with a connection. It is replaced as a
+// whole on reload; a connection uses the route it was accepted under.
+type Route struct {
+	Name  string // the listener's name in logs and metrics
+	Pool  *pool.Pool
+	Table *affinity.Table // nil when the pool keeps no pins (key "none")
+	Keyer affinity.Keyer
+	Port  int // backend port
+	// Reject refuses a pinned client whose backend is down or refuses,
+	// instead of re-pinning it (on_down = "reject").
+	Reject           bool
+	ConnectTimeout   time.Duration
+	Retries          int
+	IdleTimeout      time.Duration // 0: off
+	HalfCloseTimeout time.Duration
+	Dialer           Dialer
+	// Observer, if set, is told about every connection; nil costs nothing.
+	Observer Observer
+}
+
+// Observer follows connections, for metrics. Calls come from connection
+// goroutines and must not block.
+type Observer interface {
+	Accepted(listener string)
+	Opened(listener string, b *pool.Backend)
+	Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration)
+	ConnectFailed(listener string, b *pool.Backend, reason string)
+	Refused(listener string, reason string)
+}
+
+// Listener accepts connections on one address.
+type Listener struct {
+	Name string
+	// Identify returns the client's identity for affinity; nil means the
+	// socket's remote address. A PROXY-protocol reader replaces it.
+	Identify func(net.Conn) (netip.AddrPort, error)
+
+	ln    *net.TCPListener
+	route atomic.Pointer[Route]
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// Listen opens a listener. The error says which port could not be bound
+// and what to do about it.
+func Listen(ctx context.Context, name, addr string, keepaliveIdle time.Duration, log *slog.Logger) (*Listener, error) {
+	lc := net.ListenConfig{KeepAliveConfig: keepalive(keepaliveIdle)}
+	if keepaliveIdle <= 0 {
+		lc.KeepAlive = -1
+	}
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, listenError(name, addr, err)
+	}
+	return &Listener{Name: name, ln: ln.(*net.TCPListener), log: log, conns: map[*conn]struct{}{}}, nil
+}
+
+func listenError(name, addr string, err error) error {
+	_, port, _ := net.SplitHostPort(addr)
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("listener %s: port %s on %s is already in use by another process (find it with `ss -ltnp 'sport = :%s'`, or change listener.%s.listen): %w", name, port, addr, port, name, err)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("listener %s: binding port %s needs root or CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep on the binary), or use a port above 1023: %w", name, port, err)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("listener %s: %s is not an address of this machine: %w", name, addr, err)
+	}
+	return fmt.Errorf("listener %s: listen on %s: %w", name, addr, err)
+}
+
+// Addr returns the bound address (useful when the config said port 0).
+func (l *Listener) Addr() netip.AddrPort { return l.ln.Addr().(*net.TCPAddr).AddrPort() }
+
+// SetRoute installs the route new connections follow.
+func (l *Listener) SetRoute(r *Route) { l.route.Store(r) }
+
+// Route returns the current route.
+func (l *Listener) Route() *Route { return l.route.Load() }
+
+// Serve accepts until Close. It returns nil after Close.
+func (l *Listener) Serve() error {
+	var backoff time.Duration
+	for {
+		c, err := l.ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like pass; back off
+			// instead of spinning, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accept failed; retrying", "listener", l.Name, "error", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		cn := &conn{l: l, client: c, start: time.Now()}
+		l.mu.Lock()
+		l.conns[cn] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go cn.serve()
+	}
+}
+
+// Close stops accepting. Open connections go on.
+func (l *Listener) Close() error { return l.ln.Close() }
+
+// Active returns the number of open client connections.
+func (l *Listener) Active() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+// Wait waits for open connections to end. When ctx ends first it closes
+// them, waits for their goroutines, and returns how many it cut.
+func (l *Listener) Wait(ctx context.Context) int {
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return 0
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	n := len(l.conns)
+	for c := range l.conns {
+		c.abort()
+	}
+	l.mu.Unlock()
+	<-done
+	return n
+}
+
+func (l *Listener) forget(c *conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+	l.wg.Done()
+}

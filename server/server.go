@@ -1,0 +1,519 @@
+// Package server assembles a running balancer from a config: it builds
+// the pools, affinity tables and health checkers, binds the listeners, and
+// applies reloads all or nothing. It is what `stickylb run` and the lab
+// both run, so the lab exercises the production path.
+//
+// A reload keeps what survives: listeners on the same address keep their
+// socket and open connections, pools keep their affinity table (when the
+// key kind is unchanged) and backends of the same name and address keep
+// their health and connection counts. A new listener that cannot bind
+// fails the whole reload and the running config stays.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/health"
+	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/proxy"
+)
+
+// Options are the parts of a server that are not in the config file.
+type Options struct {
+	Log *slog.Logger
+	// Dialer opens backend connections; nil means proxy.NetDialer with the
+	// pool's keepalive.
+	Dialer proxy.Dialer
+	// Observer follows connections (metrics); may be nil.
+	Observer proxy.Observer
+	// OnPinEvent, if set, sees every affinity table change, after the
+	// server's own logging.
+	OnPinEvent func(pool string, ev affinity.Event)
+}
+
+// Server is a running balancer.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex // serialises Reload and Shutdown
+	closed    bool
+	cfg       *config.Config
+	pools     map[string]*poolRT
+	listeners map[string]*listenerRT // by bind key, see bindKey
+	retired   []*proxy.Listener      // closed by a reload; their connections still run
+	serving   sync.WaitGroup
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+
+	Reloads, ReloadFailures atomic.Uint64
+	LastReload              atomic.Int64 // unix seconds of the last successful (re)load
+}
+
+type poolRT struct {
+	pool   *pool.Pool
+	table  *affinity.Table
+	keyer  affinity.Keyer
+	cfg    *config.Pool
+	health context.CancelFunc
+	done   chan struct{}
+	evLog  rateLimit
+}
+
+type listenerRT struct {
+	l   *proxy.Listener
+	cfg *config.Listener
+}
+
+// New binds every listener of cfg. Nothing is served until Start.
+func New(cfg *config.Config, opts Options) (*Server, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.apply(cfg, false); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start serves the listeners and runs health checks and pin expiry.
+func (s *Server) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, lr := range s.listeners {
+		s.serve(lr.l)
+	}
+	for _, p := range s.pools {
+		s.startHealth(p, nil)
+	}
+	s.bg.Add(1)
+	go s.sweep()
+}
+
+// bindKey identifies a listener across reloads by its address, so a
+// renamed listener keeps its socket. Port 0 binds anew each time.
+func bindKey(l *config.Listener) string {
+	ap, _ := config.ParseListen(l.Listen)
+	if ap.Port() == 0 {
+		return l.Name + "/" + l.Listen
+	}
+	return ap.String()
+}
+
+// Reload applies cfg. On error nothing has changed.
+func (s *Server) Reload(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("server is shutting down")
+	}
+	if err := s.apply(cfg, true); err != nil {
+		s.ReloadFailures.Add(1)
+		return err
+	}
+	return nil
+}
+
+// apply makes cfg current. Everything that can fail (binding) happens
+// first; the rest cannot fail.
+func (s *Server) apply(cfg *config.Config, running bool) error {
+	fresh := map[string]*proxy.Listener{}
+	for _, name := range sortedKeys(cfg.Listeners) {
+		lc := cfg.Listeners[name]
+		k := bindKey(lc)
+		if _, ok := s.listeners[k]; ok {
+			continue
+		}
+		l, err := proxy.Listen(s.ctx, name, lc.Listen, cfg.Pools[lc.Pool].Keepalive.Duration, s.log)
+		if err != nil {
+			for _, f := range fresh {
+				f.Close()
+			}
+			return err
+		}
+		fresh[k] = l
+	}
+
+	// Pools. Health checks restart once the listeners are in place,
+	// since the ports they probe are the listeners'.
+	restart := map[*poolRT][]*pool.Backend{}
+	for _, name := range sortedKeys(cfg.Pools) {
+		pc := cfg.Pools[name]
+		p, ok := s.pools[name]
+		var before []*pool.Backend
+		if ok {
+			before = p.pool.Backends()
+			removed := p.pool.Update(balance(pc), specs(pc))
+			for _, b := range removed {
+				s.log.Info("backend removed; its clients will be re-pinned", "pool", name, "backend", b.Name)
+			}
+		} else {
+			p = &poolRT{pool: pool.New(name, balance(pc), specs(pc))}
+			s.pools[name] = p
+		}
+		kr := keyer(pc)
+		switch {
+		case kr.Kind == affinity.None:
+			p.table = nil
+		case p.table != nil && kr == p.keyer:
+			p.table.SetTTL(pc.Affinity.TTL.Duration)
+			p.table.Resize(pc.Affinity.MaxEntries)
+		default:
+			if p.table != nil {
+				s.log.Warn("affinity key changed; pool starts with an empty table", "pool", name, "key", kr.Kind)
+			}
+			p.table = affinity.NewTable(affinity.Config{
+				TTL: pc.Affinity.TTL.Duration, MaxEntries: pc.Affinity.MaxEntries,
+				OnEvent: s.pinEvent(name, p),
+			})
+		}
+		p.keyer, p.cfg = kr, pc
+		if running {
+			restart[p] = before
+		}
+	}
+	for name, p := range s.pools {
+		if _, ok := cfg.Pools[name]; !ok {
+			s.stopHealth(p)
+			delete(s.pools, name)
+			s.log.Info("pool removed", "pool", name)
+		}
+	}
+
+	// Listeners.
+	next := map[string]*listenerRT{}
+	for _, name := range sortedKeys(cfg.Listeners) {
+		lc := cfg.Listeners[name]
+		k := bindKey(lc)
+		lr := s.listeners[k]
+		if lr == nil {
+			lr = &listenerRT{l: fresh[k]}
+			if running {
+				s.serve(lr.l)
+			}
+			s.log.Info("listening", "listener", name, "addr", lr.l.Addr(), "pool", lc.Pool)
+		}
+		lr.cfg = lc
+		lr.l.SetRoute(s.route(lc, cfg.Pools[lc.Pool], s.pools[lc.Pool]))
+		next[k] = lr
+	}
+	for k, lr := range s.listeners {
+		if _, ok := next[k]; !ok {
+			lr.l.Close()
+			s.retired = append(s.retired, lr.l)
+			s.log.Info("listener removed; its open connections run on", "listener", lr.cfg.Name, "addr", lr.l.Addr())
+		}
+	}
+	s.listeners = next
+	for p, before := range restart {
+		s.startHealth(p, before)
+	}
+	s.cfg = cfg
+	s.Reloads.Add(1)
+	s.LastReload.Store(time.Now().Unix())
+	return nil
+}
+
+func (s *Server) route(lc *config.Listener, pc *config.Pool, p *poolRT) *proxy.Route {
+	port := lc.BackendPort
+	if port == 0 {
+		ap, _ := config.ParseListen(lc.Listen)
+		port = int(ap.Port())
+	}
+	d := s.opts.Dialer
+	if d == nil {
+		d = proxy.NetDialer{Keepalive: pc.Keepalive.Duration}
+	}
+	return &proxy.Route{
+		Name: lc.Name, Pool: p.pool, Table: p.table, Keyer: p.keyer, Port: port,
+		Reject:           pc.OnDown == "reject",
+		ConnectTimeout:   pc.ConnectTimeout.Duration,
+		Retries:          pc.ConnectRetries,
+		IdleTimeout:      pc.IdleTimeout.Duration,
+		HalfCloseTimeout: pc.HalfCloseTimeout.Duration,
+		Dialer:           d,
+		Observer:         s.opts.Observer,
+	}
+}
+
+func (s *Server) serve(l *proxy.Listener) {
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		if err := l.Serve(); err != nil {
+			s.log.Error("listener stopped", "listener", l.Name, "error", err)
+		}
+	}()
+}
+
+// ports returns the backend ports of the listeners that use pool name.
+func (s *Server) ports(name string) []int {
+	var ports []int
+	for _, lr := range s.listeners {
+		if lr.cfg.Pool == name {
+			r := lr.l.Route()
+			if !slices.Contains(ports, r.Port) {
+				ports = append(ports, r.Port)
+			}
+		}
+	}
+	slices.Sort(ports)
+	return ports
+}
+
+// startHealth (re)starts a pool's checker. Backends that were in before
+// keep their verdict; new ones take their first check's.
+func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
+	s.stopHealth(p)
+	hc := p.cfg.Health
+	ports := s.ports(p.pool.Name)
+	if !hc.Enabled || len(ports) == 0 {
+		return
+	}
+	var targets []health.Target
+	for _, b := range p.pool.Backends() {
+		targets = append(targets, health.Target{Name: b.Name, Host: b.Host, Up: b.Healthy(), Known: slices.Contains(before, b)})
+	}
+	pl := p.pool
+	c := health.New(health.Config{
+		Interval: hc.Interval.Duration, Timeout: hc.Timeout.Duration, Rise: hc.Rise, Fall: hc.Fall,
+		Probes: []health.Probe{health.TCP{Ports: ports}},
+		OnChange: func(ch health.Change) {
+			b := pl.Backend(ch.Target)
+			if b == nil || !b.SetHealthy(ch.Up) {
+				return
+			}
+			if ch.Up {
+				s.log.Info("backend up", "pool", pl.Name, "backend", b.Name)
+			} else {
+				s.log.Warn("backend down", "pool", pl.Name, "backend", b.Name, "error", ch.Err)
+			}
+		},
+	}, targets)
+	ctx, cancel := context.WithCancel(s.ctx)
+	p.health, p.done = cancel, make(chan struct{})
+	done := p.done
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+}
+
+func (s *Server) stopHealth(p *poolRT) {
+	if p.health != nil {
+		p.health()
+		<-p.done
+		p.health = nil
+	}
+}
+
+func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
+	return func(ev affinity.Event) {
+		switch {
+		case ev.Kind == affinity.EventRepin:
+			s.log.Info("client re-pinned", "pool", name, "client", ev.Key, "from", ev.From, "to", ev.Backend, "reason", ev.Reason)
+		case ev.Kind == affinity.EventUnpin && ev.Reason == affinity.ReasonEvicted:
+			// One line per burst, not per pin: a full table evicts
+			// on every new client.
+			if n, ok := p.evLog.allow(10 * time.Second); ok {
+				s.log.Warn("affinity table full: evicted least recently used pins; raise affinity.max_entries",
+					"pool", name, "evicted", n, "client", ev.Key, "backend", ev.Backend, "open_connections", ev.Active)
+			}
+		default:
+			s.log.Debug("affinity "+ev.Kind.String(), "pool", name, "client", ev.Key, "backend", ev.Backend, "reason", ev.Reason)
+		}
+		if s.opts.OnPinEvent != nil {
+			s.opts.OnPinEvent(name, ev)
+		}
+	}
+}
+
+// sweep frees expired pins now and then.
+func (s *Server) sweep() {
+	defer s.bg.Done()
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		tables := make([]*affinity.Table, 0, len(s.pools))
+		for _, p := range s.pools {
+			if p.table != nil {
+				tables = append(tables, p.table)
+			}
+		}
+		s.mu.Unlock()
+		for _, t := range tables {
+			t.Sweep(4096)
+		}
+	}
+}
+
+// Shutdown stops accepting, waits for open connections until ctx ends,
+// then closes those left. It returns how many it had to cut. The server's
+// lock is held only to collect what to stop, so status calls keep working
+// during a long drain.
+func (s *Server) Shutdown(ctx context.Context) int {
+	s.mu.Lock()
+	s.closed = true
+	all := slices.Clone(s.retired)
+	for _, lr := range s.listeners {
+		lr.l.Close()
+		all = append(all, lr.l)
+	}
+	s.mu.Unlock()
+	s.serving.Wait()
+	var cut atomic.Int64
+	var wg sync.WaitGroup
+	for _, l := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cut.Add(int64(l.Wait(ctx)))
+		}()
+	}
+	wg.Wait()
+	s.cancel()
+	s.bg.Wait()
+	s.mu.Lock()
+	for _, p := range s.pools {
+		s.stopHealth(p)
+	}
+	s.mu.Unlock()
+	return int(cut.Load())
+}
+
+// Active returns the number of open client connections.
+func (s *Server) Active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, lr := range s.listeners {
+		n += lr.l.Active()
+	}
+	for _, l := range s.retired {
+		n += l.Active()
+	}
+	return n
+}
+
+// Addrs returns each listener's bound address by name.
+func (s *Server) Addrs() map[string]netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := map[string]netip.AddrPort{}
+	for _, lr := range s.listeners {
+		m[lr.cfg.Name] = lr.l.Addr()
+	}
+	return m
+}
+
+// Pool returns the named pool, or nil.
+func (s *Server) Pool(name string) *pool.Pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pools[name]; p != nil {
+		return p.pool
+	}
+	return nil
+}
+
+// Table returns the named pool's affinity table, or nil.
+func (s *Server) Table(name string) *affinity.Table {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pools[name]; p != nil {
+		return p.table
+	}
+	return nil
+}
+
+// Config returns the config in force.
+func (s *Server) Config() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+// ErrReload wraps a rejected reload.
+var ErrReload = errors.New("reload rejected; the previous config is still running")
+
+// ReloadFile loads path and applies it, or says why not.
+func (s *Server) ReloadFile(path string) error {
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = s.Reload(cfg)
+	} else {
+		s.ReloadFailures.Add(1)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrReload, err)
+	}
+	return nil
+}
+
+func balance(pc *config.Pool) pool.Balance {
+	b, _ := pool.ParseBalance(pc.Balance) // checked by config
+	return b
+}
+
+func keyer(pc *config.Pool) affinity.Keyer {
+	k, _ := affinity.ParseKind(pc.Affinity.Key) // checked by config
+	return affinity.Keyer{Kind: k, V4Prefix: pc.Affinity.IPv4Prefix, V6Prefix: pc.Affinity.IPv6Prefix}
+}
+
+func specs(pc *config.Pool) []pool.Spec {
+	out := make([]pool.Spec, 0, len(pc.Backends))
+	for _, name := range sortedKeys(pc.Backends) {
+		b := pc.Backends[name]
+		out = append(out, pool.Spec{Name: name, Host: b.Address, Weight: b.Weight})
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// rateLimit lets one call through per period and counts the rest.
+type rateLimit struct {
+	mu      sync.Mutex
+	last    time.Time
+	skipped int
+}
+
+func (r *rateLimit) allow(period time.Duration) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.skipped++
+	if time.Since(r.last) < period {
+		return 0, false
+	}
+	n := r.skipped
+	r.last, r.skipped = time.Now(), 0
+	return n, true
+}

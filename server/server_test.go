@@ -1,0 +1,705 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/internal/lbtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var casHosts = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
+
+// syncBuf is a log sink tests can read while the server writes.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// lab is a server in front of real backends, with one listener per
+// backend port, all sharing pool cas.
+type lab struct {
+	t     *testing.T
+	srv   *Server
+	bs    []*lbtest.Backend
+	ports []int
+	log   *syncBuf
+}
+
+// addr returns the proxy address of listener i.
+func (l *lab) addr(i int) netip.AddrPort { return l.srv.Addrs()[fmt.Sprintf("l%d", i)] }
+
+func (l *lab) backend(name string) *lbtest.Backend {
+	for _, b := range l.bs {
+		if b.Name == name {
+			return b
+		}
+	}
+	l.t.Fatalf("no backend %s", name)
+	return nil
+}
+
+// listenersTOML writes one listener per port on loopback port 0.
+func listenersTOML(ports []int, host string) string {
+	var b strings.Builder
+	for i, p := range ports {
+		fmt.Fprintf(&b, "[listener.l%d]\nlisten = %q\npool = \"cas\"\nbackend_port = %d\n", i, net.JoinHostPort(host, "0"), p)
+	}
+	return b.String()
+}
+
+func backendsTOML(bs []*lbtest.Backend) string {
+	var b strings.Builder
+	for _, be := range bs {
+		fmt.Fprintf(&b, "[pool.cas.backend.%s]\naddress = %q\n", be.Name, be.Host)
+	}
+	return b.String()
+}
+
+// newLab starts nports ports on each backend host and a server whose pool
+// section is poolTOML (keys of [pool.cas] and its sub-tables).
+func newLab(t *testing.T, nports int, poolTOML string) *lab {
+	t.Helper()
+	bs, ports := lbtest.StartBackends(t, casHosts, nports)
+	src := listenersTOML(ports, "127.0.0.1") + poolTOML + "\n" + backendsTOML(bs)
+	l := &lab{t: t, bs: bs, ports: ports, log: &syncBuf{}}
+	l.srv = start(t, src, l.log)
+	return l
+}
+
+func start(t *testing.T, src string, logs io.Writer) *Server {
+	t.Helper()
+	cfg, err := config.Parse("test.toml", []byte(src))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, src)
+	}
+	srv, err := New(cfg, Options{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return srv
+}
+
+func mustWho(t *testing.T, src string, dst netip.AddrPort) string {
+	t.Helper()
+	b, err := lbtest.Who(src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The heart of the product: a client's connections to every port of the
+// pool reach the same backend host, and clients spread over all hosts.
+func TestCrossPortAffinity(t *testing.T) {
+	l := newLab(t, 3, "[pool.cas.health]\nenabled = false\n")
+	perBackend := map[string]int{}
+	const clients = 150
+	for i := range clients {
+		src := lbtest.ClientIP(i)
+		first := mustWho(t, src, l.addr(0))
+		perBackend[first]++
+		for round := range 2 {
+			for port := range 3 {
+				if got := mustWho(t, src, l.addr(port)); got != first {
+					t.Fatalf("client %s: port %d (round %d) reached %s, its first connection %s", src, port, round, got, first)
+				}
+			}
+		}
+	}
+	for _, b := range l.bs {
+		if n := perBackend[b.Name]; n < clients/6 {
+			t.Errorf("%s got %d of %d clients: hashing does not spread them", b.Name, n, clients)
+		}
+	}
+	s := l.srv.Table("cas").Stats()
+	if s.Pins != clients || s.Hits != clients*6 {
+		t.Errorf("table stats %+v: want %d pins and %d hits", s, clients, clients*6)
+	}
+}
+
+// Many parallel first connections of one client, over all three ports,
+// land on one backend even with round-robin, which would spread them if
+// the pin were stored only after a successful connect.
+func TestParallelFirstConnectionsOneBackend(t *testing.T) {
+	l := newLab(t, 3, "[pool.cas]\nbalance = \"round-robin\"\n[pool.cas.health]\nenabled = false\n")
+	for c := range 5 {
+		src := lbtest.ClientIP(1000 + c)
+		const conns = 60
+		got := make([]string, conns)
+		errs := make(chan error, conns)
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for i := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				cl, err := lbtest.Connect(src, l.addr(i%3))
+				if err != nil {
+					errs <- err
+					return
+				}
+				got[i] = cl.Backend
+				cl.Close()
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for i := range got {
+			if got[i] != got[0] {
+				t.Fatalf("client %s: connection %d on %s, connection 0 on %s", src, i, got[i], got[0])
+			}
+		}
+	}
+}
+
+// A pinned backend that refuses: the client is re-pinned and its
+// connection succeeds; later connections stay on the new backend.
+func TestRefusedBackendRepins(t *testing.T) {
+	l := newLab(t, 2, "[pool.cas.health]\nenabled = false\n")
+	src := lbtest.ClientIP(7)
+	first := mustWho(t, src, l.addr(0))
+	l.backend(first).StopListening()
+	second := mustWho(t, src, l.addr(1))
+	if second == first {
+		t.Fatalf("connection reached %s, which refuses", first)
+	}
+	for range 3 {
+		if got := mustWho(t, src, l.addr(0)); got != second {
+			t.Fatalf("after re-pin to %s a connection went to %s", second, got)
+		}
+	}
+	if in, _ := l.srv.Table("cas").Lookup(affinity.Keyer{}.Key(netip.MustParseAddrPort(src + ":1"))); in.Backend != second {
+		t.Fatalf("pin = %+v, want %s", in, second)
+	}
+	logs := l.log.String()
+	for _, want := range []string{"backend connect failed", "reason=refused", "client re-pinned", "from=" + first, "to=" + second, "decision=repin"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q", want)
+		}
+	}
+}
+
+// A backend dies mid-stream: its client's connection ends at once, the
+// client's next connection goes to a live backend, and other clients are
+// untouched.
+func TestBackendDiesMidStream(t *testing.T) {
+	l := newLab(t, 1, "[pool.cas.health]\nenabled = false\n")
+	// Find two clients on different backends.
+	var victim, bystander *lbtest.Client
+	for i := 0; victim == nil || bystander == nil; i++ {
+		c, err := lbtest.Connect(lbtest.ClientIP(2000+i), l.addr(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case victim == nil:
+			victim = c
+		case c.Backend != victim.Backend && bystander == nil:
+			bystander = c
+		default:
+			c.Close()
+		}
+	}
+	defer bystander.Close()
+	defer victim.Close()
+	l.backend(victim.Backend).Kill()
+	victim.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := victim.R.ReadByte(); err == nil {
+		t.Fatal("victim's connection still delivers data after its backend died")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("victim's connection hangs after its backend died")
+	}
+	// The bystander still echoes.
+	if _, err := bystander.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	bystander.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if line, err := bystander.R.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("bystander echo = %q, %v", line, err)
+	}
+	src := victim.LocalAddr().(*net.TCPAddr).IP.String()
+	if got := mustWho(t, src, l.addr(0)); got == victim.Backend {
+		t.Fatalf("victim reconnected to its dead backend")
+	}
+}
+
+// With every backend down the client is closed at once and the log says
+// why.
+func TestAllDownClosesAtOnce(t *testing.T) {
+	l := newLab(t, 1, "[pool.cas.health]\ninterval = \"20ms\"\ntimeout = \"100ms\"\nfall = 1\n")
+	for _, b := range l.bs {
+		b.StopListening()
+	}
+	lbtest.Eventually(t, 5*time.Second, "all backends down", func() bool {
+		for _, b := range l.srv.Pool("cas").Backends() {
+			if b.Healthy() {
+				return false
+			}
+		}
+		return true
+	})
+	c, err := lbtest.Dial(lbtest.ClientIP(9), l.addr(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, err := c.Read(make([]byte, 1))
+	if n != 0 || err == nil || time.Since(start) > time.Second {
+		t.Fatalf("read = %d, %v after %s; want the connection closed at once", n, err, time.Since(start))
+	}
+	logs := l.log.String()
+	if !strings.Contains(logs, "connection refused") || !strings.Contains(logs, "no backend can take the client") {
+		t.Errorf("log does not say why the client was closed:\n%s", logs)
+	}
+	for _, b := range []string{"cas1", "cas2", "cas3"} {
+		if !strings.Contains(logs, "backend down") || !strings.Contains(logs, "backend="+b) {
+			t.Errorf("no 'backend down' line for %s", b)
+		}
+	}
+}
+
+// Health checks take a dead backend out of the choice for new clients
+// and move its pinned clients.
+func TestHealthMovesClients(t *testing.T) {
+	l := newLab(t, 2, "[pool.cas.health]\ninterval = \"20ms\"\ntimeout = \"100ms\"\nfall = 2\nrise = 1\n")
+	owner := map[string]string{}
+	for i := range 30 {
+		src := lbtest.ClientIP(3000 + i)
+		owner[src] = mustWho(t, src, l.addr(0))
+	}
+	dead := owner[lbtest.ClientIP(3000)]
+	l.backend(dead).StopListening()
+	lbtest.Eventually(t, 5*time.Second, dead+" marked down", func() bool { return !l.srv.Pool("cas").Backend(dead).Healthy() })
+	for src, was := range owner {
+		got := mustWho(t, src, l.addr(1))
+		if got == dead {
+			t.Fatalf("client %s sent to down backend %s", src, dead)
+		}
+		if was != dead && got != was {
+			t.Fatalf("client %s of healthy %s moved to %s", src, was, got)
+		}
+	}
+	if s := l.srv.Table("cas").Stats(); s.Repins == 0 {
+		t.Errorf("no re-pins counted: %+v", s)
+	}
+	if !strings.Contains(l.log.String(), "reason=down") {
+		t.Errorf("re-pin reason 'down' not logged")
+	}
+	// Back up: moved clients stay where they are (no split sessions).
+	if err := l.backend(dead).Listen(l.ports[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.backend(dead).Listen(l.ports[1]); err != nil {
+		t.Fatal(err)
+	}
+	lbtest.Eventually(t, 5*time.Second, dead+" up", func() bool { return l.srv.Pool("cas").Backend(dead).Healthy() })
+	for src, was := range owner {
+		if was == dead {
+			if got := mustWho(t, src, l.addr(0)); got == dead {
+				t.Fatalf("client %s failed back to %s: its session would split", src, dead)
+			}
+		}
+	}
+}
+
+// on_down = "reject": a pinned client whose backend refuses is closed
+// instead of moved; other clients are unaffected.
+func TestOnDownReject(t *testing.T) {
+	l := newLab(t, 1, "[pool.cas]\non_down = \"reject\"\n[pool.cas.health]\nenabled = false\n")
+	src := lbtest.ClientIP(11)
+	first := mustWho(t, src, l.addr(0))
+	l.backend(first).StopListening()
+	if b, err := lbtest.Who(src, l.addr(0)); err == nil {
+		t.Fatalf("with on_down=reject the client was sent to %s", b)
+	}
+	if in, _ := l.srv.Table("cas").Lookup(affinity.Keyer{}.Key(netip.MustParseAddrPort(src + ":1"))); in.Backend != first {
+		t.Fatalf("reject moved the pin to %s", in.Backend)
+	}
+	// Clients of other backends are served; clients of the refusing one
+	// are rejected, never moved.
+	served := 0
+	for i := range 30 {
+		b, err := lbtest.Who(lbtest.ClientIP(4000+i), l.addr(0))
+		if err == nil {
+			served++
+			if b == first {
+				t.Fatalf("a client reached refusing %s", first)
+			}
+		}
+	}
+	if served < 10 {
+		t.Fatalf("only %d of 30 clients served with one of three backends refusing", served)
+	}
+	if !strings.Contains(l.log.String(), "on_down is reject") {
+		t.Errorf("the log does not say the client was rejected by on_down")
+	}
+}
+
+// Several MB each way with an immediate half-close arrive intact: the
+// backend keeps sending after the client's FIN and every byte gets there.
+func TestPayloadIntegrityWithHalfClose(t *testing.T) {
+	l := newLab(t, 1, "[pool.cas.health]\nenabled = false\n")
+	for i, size := range []int{1, 64 << 10, 8 << 20} {
+		payload := make([]byte, size)
+		rand.Read(payload)
+		c, err := lbtest.Connect(lbtest.ClientIP(5000+i), l.addr(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := make(chan error, 1)
+		go func() {
+			_, err := c.Write(payload)
+			if err == nil {
+				err = c.CloseWrite()
+			}
+			sent <- err
+		}()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		h := sha256.New()
+		n, err := io.Copy(h, c.R)
+		if err != nil {
+			t.Fatalf("%d bytes: read: %v", size, err)
+		}
+		if err := <-sent; err != nil {
+			t.Fatalf("%d bytes: write: %v", size, err)
+		}
+		c.Close()
+		want := sha256.Sum256(payload)
+		if n != int64(size) || !bytes.Equal(h.Sum(nil), want[:]) {
+			t.Fatalf("%d bytes sent, %d came back, hash match %v", size, n, bytes.Equal(h.Sum(nil), want[:]))
+		}
+	}
+	lbtest.Eventually(t, 5*time.Second, "closed-connection log lines", func() bool {
+		return strings.Count(l.log.String(), "connection closed") >= 3
+	})
+	if !strings.Contains(l.log.String(), fmt.Sprintf("bytes_in=%d", 8<<20)) {
+		t.Errorf("the closed-connection line does not count the 8 MB sent")
+	}
+}
+
+// The half-closed state is bounded: a backend that never finishes after
+// the client's FIN is cut after half_close_timeout.
+func TestHalfCloseTimeout(t *testing.T) {
+	// A backend that reads to EOF and then sends nothing and never closes.
+	ln, err := net.Listen("tcp", "127.0.0.14:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	hold := make(chan struct{})
+	defer close(hold)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(io.Discard, c)
+				<-hold
+			}()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	src := listenersTOML([]int{port}, "127.0.0.1") +
+		"[pool.cas]\nhalf_close_timeout = \"200ms\"\n[pool.cas.health]\nenabled = false\n[pool.cas.backend.x]\naddress = \"127.0.0.14\"\n"
+	srv := start(t, src, io.Discard)
+	c, err := lbtest.Dial(lbtest.ClientIP(12), srv.Addrs()["l0"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.CloseWrite()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	_, err = c.Read(make([]byte, 1))
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Fatalf("half-closed connection not cut: %v after %s", err, time.Since(start))
+	}
+	if time.Since(start) < 150*time.Millisecond {
+		t.Fatalf("cut after %s, before half_close_timeout", time.Since(start))
+	}
+}
+
+// idle_timeout closes a connection with no traffic and spares one with
+// traffic, without giving up splice.
+func TestIdleTimeout(t *testing.T) {
+	l := newLab(t, 1, "[pool.cas]\nidle_timeout = \"300ms\"\n[pool.cas.health]\nenabled = false\n")
+	idle, err := lbtest.Connect(lbtest.ClientIP(13), l.addr(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	busy, err := lbtest.Connect(lbtest.ClientIP(14), l.addr(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for range 10 {
+		time.Sleep(100 * time.Millisecond)
+		busy.Write([]byte("x\n"))
+		busy.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := busy.R.ReadString('\n'); err != nil {
+			t.Fatalf("busy connection cut by the idle timeout: %v", err)
+		}
+	}
+	idle.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := idle.R.ReadByte(); err == nil {
+		t.Fatal("idle connection delivered data")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("idle connection still open 1s after a 300ms idle timeout")
+	}
+}
+
+// src-net keys a whole /24 together; connection and none key nothing
+// across connections.
+func TestAffinityKinds(t *testing.T) {
+	t.Run("src-net", func(t *testing.T) {
+		l := newLab(t, 1, "[pool.cas.affinity]\nkey = \"src-net\"\nipv4_prefix = 24\n[pool.cas.health]\nenabled = false\n")
+		for net := range 20 {
+			first := mustWho(t, fmt.Sprintf("127.9.%d.1", net), l.addr(0))
+			for host := 2; host < 6; host++ {
+				if got := mustWho(t, fmt.Sprintf("127.9.%d.%d", net, host), l.addr(0)); got != first {
+					t.Fatalf("127.9.%d.%d reached %s, 127.9.%d.1 %s", net, host, got, net, first)
+				}
+			}
+		}
+	})
+	for _, kind := range []string{"connection", "none"} {
+		t.Run(kind, func(t *testing.T) {
+			l := newLab(t, 1, fmt.Sprintf("[pool.cas]\nbalance = \"round-robin\"\n[pool.cas.affinity]\nkey = %q\n[pool.cas.health]\nenabled = false\n", kind))
+			seen := map[string]bool{}
+			for range 6 {
+				seen[mustWho(t, lbtest.ClientIP(15), l.addr(0))] = true
+			}
+			if len(seen) != 3 {
+				t.Fatalf("with key %s and round-robin one client's 6 connections reached %d backends, want 3", kind, len(seen))
+			}
+			if kind == "none" && l.srv.Table("cas") != nil {
+				t.Fatalf("key none keeps a table")
+			}
+		})
+	}
+}
+
+func TestIPv6Listener(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback here:", err)
+	}
+	ln.Close()
+	bs, ports := lbtest.StartBackends(t, casHosts, 1)
+	srv := start(t, listenersTOML(ports, "::1")+"[pool.cas.health]\nenabled = false\n"+backendsTOML(bs), io.Discard)
+	if _, err := lbtest.Who("::1", srv.Addrs()["l0"]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A reload adds and removes listeners and backends, keeps the pins of
+// surviving backends and open connections; a bad reload changes nothing.
+func TestReload(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, casHosts, 3)
+	logs := &syncBuf{}
+	two := "[pool.cas.health]\nenabled = false\n" + backendsTOML(bs[:2])
+	srv := start(t, listenersTOML(ports[:2], "127.0.0.1")+two, logs)
+	addrs := srv.Addrs()
+
+	owner := map[string]string{}
+	for i := range 40 {
+		src := lbtest.ClientIP(6000 + i)
+		owner[src] = mustWho(t, src, addrs["l0"])
+	}
+	// An open connection to cas2, which the reload removes.
+	var open *lbtest.Client
+	for src, b := range owner {
+		if b == "cas2" {
+			c, err := lbtest.Connect(src, addrs["l1"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			open = c
+			break
+		}
+	}
+	if open == nil {
+		t.Fatal("no client of cas2 among 40")
+	}
+	defer open.Close()
+
+	// A bad reload: a new listener on a port another socket holds.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad := listenersTOML(ports[:2], "127.0.0.1") + fmt.Sprintf("[listener.extra]\nlisten = %q\npool = \"cas\"\nbackend_port = %d\n", busy.Addr(), ports[2]) + two
+	cfg, err := config.Parse("bad.toml", []byte(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Reload(cfg)
+	if err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), fmt.Sprint(busy.Addr().(*net.TCPAddr).Port)) {
+		t.Fatalf("bad reload error = %v; want it to name the port in use", err)
+	}
+	if srv.ReloadFailures.Load() != 1 || len(srv.Addrs()) != 2 {
+		t.Fatalf("a failed reload changed the listeners: %v", srv.Addrs())
+	}
+
+	// The good reload: cas2 out, cas3 in, listener l2 added.
+	good := listenersTOML(ports, "127.0.0.1") + "[pool.cas.health]\nenabled = false\n" + backendsTOML([]*lbtest.Backend{bs[0], bs[2]})
+	cfg, err = config.Parse("good.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	addrs2 := srv.Addrs()
+	if addrs2["l0"] != addrs["l0"] || addrs2["l1"] != addrs["l1"] {
+		t.Fatalf("surviving listeners were re-bound: %v -> %v", addrs, addrs2)
+	}
+	for src, was := range owner {
+		got := mustWho(t, src, addrs2["l2"])
+		switch {
+		case was == "cas1" && got != "cas1":
+			t.Fatalf("client %s of surviving cas1 moved to %s by the reload", src, got)
+		case was == "cas2" && got == "cas2":
+			t.Fatalf("client %s still sent to removed cas2", src)
+		}
+	}
+	// The connection to the removed backend still works.
+	open.Write([]byte("still here\n"))
+	open.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if line, err := open.R.ReadString('\n'); err != nil || line != "still here\n" {
+		t.Fatalf("open connection to removed cas2 broke on reload: %q %v", line, err)
+	}
+	if !strings.Contains(logs.String(), "reason=removed") {
+		t.Errorf("no re-pin with reason removed logged")
+	}
+}
+
+// Shutdown stops accepting, waits for open connections, and cuts them
+// only when the drain time runs out.
+func TestShutdownDrains(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, casHosts, 1)
+	cfg, err := config.Parse("t.toml", []byte(listenersTOML(ports, "127.0.0.1")+"[pool.cas.health]\nenabled = false\n"+backendsTOML(bs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	addr := srv.Addrs()["l0"]
+	c, err := lbtest.Connect(lbtest.ClientIP(16), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	lbtest.Eventually(t, 5*time.Second, "listener closed", func() bool {
+		probe, err := lbtest.Dial(lbtest.ClientIP(17), addr)
+		if err == nil {
+			probe.Close() // accepted before the listener closed
+		}
+		return err != nil
+	})
+	// The open connection still works during the drain.
+	c.Write([]byte("drain\n"))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if line, err := c.R.ReadString('\n'); err != nil || line != "drain\n" {
+		t.Fatalf("open connection broke during drain: %q %v", line, err)
+	}
+	select {
+	case <-done:
+		t.Fatal("shutdown returned while a connection was open")
+	case <-time.After(100 * time.Millisecond):
+	}
+	c.Close()
+	if cut := <-done; cut != 0 {
+		t.Fatalf("shutdown cut %d connections that closed by themselves", cut)
+	}
+
+	// Now a connection that never closes: cut at the deadline.
+	srv2 := func() *Server {
+		s, err := New(cfg, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		return s
+	}()
+	c2, err := lbtest.Connect(lbtest.ClientIP(18), srv2.Addrs()["l0"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if cut := srv2.Shutdown(ctx); cut != 1 {
+		t.Fatalf("shutdown at deadline cut %d, want 1", cut)
+	}
+	c2.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c2.R.ReadByte(); err == nil {
+		t.Fatal("cut connection still open")
+	}
+}
+
+// A listener on a port another process holds fails with a message that
+// names the port.
+func TestPortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := busy.Addr().(*net.TCPAddr).Port
+	src := fmt.Sprintf("[listener.epmap]\nlisten = \"127.0.0.1:%d\"\npool = \"cas\"\n[pool.cas.backend.a]\naddress = \"127.0.0.11\"\n", port)
+	cfg, err := config.Parse("t.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg, Options{})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d", port)) || !strings.Contains(err.Error(), "listener epmap") {
+		t.Fatalf("error = %v; want it to name listener epmap and port %d", err, port)
+	}
+}
