@@ -219,7 +219,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	srv.Start()
-	log.Info("stickylb running", "version", version, "config", *path, "listeners", len(cfg.Listeners), "pools", len(cfg.Pools))
+	log.Info("stickylb running", "version", version, "pid", os.Getpid(), "config", *path, "listeners", len(cfg.Listeners), "pools", len(cfg.Pools))
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {

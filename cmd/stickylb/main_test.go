@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/stickylb/stickylb/internal/lbtest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "stickylb-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "stickylb")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build stickylb: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func TestCheckCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", "-c", "../../lb.toml"}, &out, &errb); code != 0 {
+		t.Fatalf("check lb.toml = %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"OK", "listeners: 3", "cas1", "affinity src-ip", "ttl 3h0m0s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check summary lacks %q:\n%s", want, out.String())
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte("[listener.a]\nlisten = \"127.0.0.1:1\"\npool = \"cas\"\n[pool.cas.affinity]\nttl = \"forever\"\n"), 0o644)
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"check", "-c", bad}, &out, &errb); code != 1 {
+		t.Fatalf("check of a bad file exited %d, want 1", code)
+	}
+	if want := bad + ":5: pool.cas.affinity.ttl: bad duration"; !strings.Contains(errb.String(), want) {
+		t.Errorf("error output\n%s\nlacks %q", errb.String(), want)
+	}
+	if code := run([]string{"check", "-c", "/nonexistent.toml"}, &out, &errb); code != 1 {
+		t.Errorf("check of a missing file exited %d", code)
+	}
+	if code := run([]string{"frobnicate"}, &out, &errb); code != 2 {
+		t.Errorf("unknown command exited %d, want 2", code)
+	}
+	out.Reset()
+	if run([]string{"version"}, &out, &errb) != 0 || !strings.HasPrefix(out.String(), "stickylb ") {
+		t.Errorf("version printed %q", out.String())
+	}
+}
+
+// proc is a running stickylb binary with its log.
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  strings.Builder
+	done chan error
+}
+
+func (p *proc) logs() string { p.mu.Lock(); defer p.mu.Unlock(); return p.log.String() }
+
+var listening = regexp.MustCompile(`msg=listening listener=(\S+) addr=(\S+)`)
+
+// addrs waits for the "listening" lines and returns listener addresses.
+func (p *proc) addrs(n int) map[string]netip.AddrPort {
+	p.t.Helper()
+	m := map[string]netip.AddrPort{}
+	lbtest.Eventually(p.t, 10*time.Second, "listening lines", func() bool {
+		for _, mm := range listening.FindAllStringSubmatch(p.logs(), -1) {
+			m[mm[1]] = netip.MustParseAddrPort(mm[2])
+		}
+		return len(m) >= n
+	})
+	return m
+}
+
+func startBinary(t *testing.T, prefix []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, done: make(chan error, 1)}
+	argv := append(prefix, append([]string{binary}, args...)...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if m := pidLine.FindStringSubmatch(p.logs()); m != nil {
+			pid, _ := strconv.Atoi(m[1])
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("stickylb log:\n%s", p.logs())
+		}
+	})
+	return p
+}
+
+var pidLine = regexp.MustCompile(`msg="stickylb running".* pid=(\d+)`)
+
+// signal sends sig to the stickylb process (which, under strace, is not
+// the process the test started).
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	var pid int
+	lbtest.Eventually(p.t, 10*time.Second, "the pid in the start line", func() bool {
+		m := pidLine.FindStringSubmatch(p.logs())
+		if m != nil {
+			pid, _ = strconv.Atoi(m[1])
+		}
+		return m != nil
+	})
+	syscall.Kill(pid, sig)
+}
+
+func (p *proc) wait(timeout time.Duration) error {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(timeout):
+		p.t.Fatalf("stickylb did not exit within %s", timeout)
+		return nil
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	path := filepath.Join(t.TempDir(), "lb.toml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func labConfig(ports []int, backends []*lbtest.Backend, extra string) string {
+	var b strings.Builder
+	b.WriteString("[global]\ndrain_timeout = \"5s\"\n")
+	for i, p := range ports {
+		fmt.Fprintf(&b, "[listener.l%d]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", i, p)
+	}
+	b.WriteString("[pool.cas.health]\ninterval = \"100ms\"\n" + extra)
+	for _, be := range backends {
+		fmt.Fprintf(&b, "[pool.cas.backend.%s]\naddress = %q\n", be.Name, be.Host)
+	}
+	return b.String()
+}
+
+// SIGTERM stops accepting but waits for an open connection to finish;
+// the process exits 0 once it has.
+func TestBinarySIGTERMDrains(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 1)
+	p := startBinary(t, nil, "run", "-c", writeConfig(t, labConfig(ports, bs, "")))
+	addr := p.addrs(1)["l0"]
+	c, err := lbtest.Connect("127.3.0.1", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.signal(syscall.SIGTERM)
+	lbtest.Eventually(t, 5*time.Second, "drain log line", func() bool { return strings.Contains(p.logs(), "stopping: no new connections") })
+	if _, err := lbtest.Connect("127.3.0.2", addr); err == nil {
+		t.Fatal("a new connection was accepted after SIGTERM")
+	}
+	c.Write([]byte("after sigterm\n"))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if line, err := c.R.ReadString('\n'); err != nil || line != "after sigterm\n" {
+		t.Fatalf("open connection broke on SIGTERM: %q %v", line, err)
+	}
+	c.Close()
+	if err := p.wait(5 * time.Second); err != nil {
+		t.Fatalf("exit after drain: %v", err)
+	}
+	if !strings.Contains(p.logs(), "stopped cleanly") {
+		t.Errorf("no 'stopped cleanly' line")
+	}
+}
+
+// SIGHUP with a broken file is rejected and logged with file and line;
+// the old config keeps serving. A good file then applies.
+func TestBinarySIGHUPReload(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
+	path := writeConfig(t, labConfig(ports, bs[:1], ""))
+	p := startBinary(t, nil, "run", "-c", path)
+	addr := p.addrs(1)["l0"]
+	if b, err := lbtest.Who("127.3.1.1", addr); err != nil || b != "cas1" {
+		t.Fatalf("before reload: %s %v", b, err)
+	}
+	os.WriteFile(path, []byte(labConfig(ports, bs, "rise = \"two\"\n")), 0o644)
+	p.signal(syscall.SIGHUP)
+	lbtest.Eventually(t, 5*time.Second, "reload failure logged", func() bool { return strings.Contains(p.logs(), "reload failed") })
+	if !strings.Contains(p.logs(), path+":") || !strings.Contains(p.logs(), "pool.cas.health.rise") {
+		t.Errorf("the reload failure does not name the file, line and key")
+	}
+	if b, err := lbtest.Who("127.3.1.2", addr); err != nil || b != "cas1" {
+		t.Fatalf("after a bad reload: %s %v; the old config must keep running", b, err)
+	}
+	// Good reload: cas1 drained by weight 0, cas2 and cas3 added.
+	os.WriteFile(path, []byte(strings.Replace(labConfig(ports, bs, ""), "address = \"127.0.0.11\"", "address = \"127.0.0.11\"\nweight = 0", 1)), 0o644)
+	p.signal(syscall.SIGHUP)
+	lbtest.Eventually(t, 5*time.Second, "reload applied", func() bool { return strings.Contains(p.logs(), "msg=reloaded") })
+	if b, _ := lbtest.Who("127.3.1.1", addr); b != "cas1" {
+		t.Errorf("pinned client moved off cas1 by a weight change: %s", b)
+	}
+	for i := range 20 {
+		if b, _ := lbtest.Who(fmt.Sprintf("127.3.2.%d", i+1), addr); b == "cas1" {
+			t.Fatalf("new client given weight-0 cas1")
+		}
+	}
+}
+
+// splice(2) moves the bytes: run the binary under strace and check that
+// the spliced byte count covers the payload while read(2) barely moves
+// anything.
+func TestBinarySplices(t *testing.T) {
+	if _, err := exec.LookPath("strace"); err != nil {
+		t.Skip("strace not installed (.ci/run installs it)")
+	}
+	if out, err := exec.Command("strace", "-f", "-qq", "-o", "/dev/null", "true").CombinedOutput(); err != nil {
+		t.Skipf("strace cannot trace here: %v %s", err, out)
+	}
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
+	trace := filepath.Join(t.TempDir(), "strace.txt")
+	p := startBinary(t, []string{"strace", "-f", "-qq", "-e", "trace=splice,read,readv,recvfrom,recvmsg", "-o", trace},
+		"run", "-c", writeConfig(t, labConfig(ports, bs, "enabled = false\n")))
+	addr := p.addrs(1)["l0"]
+	const size = 16 << 20
+	payload := make([]byte, size)
+	rand.Read(payload)
+	c, err := lbtest.Connect("127.3.3.1", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.Write(payload); c.CloseWrite() }()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	h := sha256.New()
+	n, err := io.Copy(h, c.R)
+	c.Close()
+	want := sha256.Sum256(payload)
+	if err != nil || n != size || !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatalf("echo through the proxy under strace: %d bytes, %v", n, err)
+	}
+	lbtest.Eventually(t, 5*time.Second, "connection closed line", func() bool { return strings.Contains(p.logs(), "connection closed") })
+	// Signal stickylb itself: strace does not pass SIGTERM on.
+	p.signal(syscall.SIGTERM)
+	p.wait(10 * time.Second)
+
+	raw, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spliced, readBytes, splices := int64(0), int64(0), 0
+	// Calls interrupted by another thread's are printed as
+	// "<... splice resumed>) = N"; count those too.
+	ret := regexp.MustCompile(`^\d+\s+(?:<\.\.\. )?(\w+)(?:\(| resumed>).*\)\s+=\s+(\d+)`)
+	for _, line := range strings.Split(string(raw), "\n") {
+		m := ret.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		v, _ := strconv.ParseInt(m[2], 10, 64)
+		if m[1] == "splice" {
+			spliced += v
+			splices++
+		} else {
+			readBytes += v
+		}
+	}
+	t.Logf("strace: %d splice calls moved %d bytes; read-family calls moved %d bytes", splices, spliced, readBytes)
+	// Each byte is spliced twice per direction (socket to pipe, pipe to
+	// socket) and the payload crosses the proxy twice (there and back).
+	if spliced < 4*size {
+		t.Fatalf("splice moved %d bytes, want at least %d: the copy is not zero-copy", spliced, 4*size)
+	}
+	if readBytes > size/16 {
+		t.Fatalf("read(2) moved %d bytes: payload went through user space", readBytes)
+	}
+}

@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/pool"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recordingDialer is a Dialer that remembers which client each backend
+// leg was opened for, and keeps the backend sockets for inspection.
+type recordingDialer struct {
+	NetDialer
+	mu      sync.Mutex
+	clients []netip.AddrPort
+	conns   []net.Conn
+}
+
+func (d *recordingDialer) Dial(ctx context.Context, client netip.AddrPort, addr string) (net.Conn, error) {
+	c, err := d.NetDialer.Dial(ctx, client, addr)
+	d.mu.Lock()
+	d.clients = append(d.clients, client)
+	if c != nil {
+		d.conns = append(d.conns, c)
+	}
+	d.mu.Unlock()
+	return c, err
+}
+
+func serve(t *testing.T, r *Route) *Listener {
+	t.Helper()
+	l, err := Listen(context.Background(), "test", "127.0.0.1:0", 30*time.Second, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Name == "" {
+		r.Name = "test"
+	}
+	l.SetRoute(r)
+	done := make(chan struct{})
+	go func() { l.Serve(); close(done) }()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		l.Wait(ctx)
+	})
+	return l
+}
+
+func route(bs []*lbtest.Backend, port int, d Dialer) *Route {
+	var specs []pool.Spec
+	for _, b := range bs {
+		specs = append(specs, pool.Spec{Name: b.Name, Host: b.Host, Weight: 1})
+	}
+	return &Route{
+		Pool: pool.New("cas", pool.Hash, specs), Table: affinity.NewTable(affinity.Config{}),
+		Port: port, ConnectTimeout: time.Second, Retries: 2, HalfCloseTimeout: time.Second, Dialer: d,
+	}
+}
+
+// The dial step is replaceable and is told the client, which is what a
+// transparent mode needs.
+func TestDialerSeesClient(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
+	d := &recordingDialer{NetDialer: NetDialer{Keepalive: 30 * time.Second}}
+	l := serve(t, route(bs, ports[0], d))
+	c, err := lbtest.Connect("127.4.0.9", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.clients) != 1 || d.clients[0].Addr() != netip.MustParseAddr("127.4.0.9") {
+		t.Fatalf("dialer saw clients %v, want 127.4.0.9", d.clients)
+	}
+	// TCP keepalive is on for the backend leg, with the configured idle.
+	if on, idle := keepaliveOf(t, d.conns[0]); !on || idle != 30 {
+		t.Fatalf("backend leg keepalive on=%v idle=%ds, want on and 30s", on, idle)
+	}
+}
+
+func keepaliveOf(t *testing.T, c net.Conn) (bool, int) {
+	t.Helper()
+	raw, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on, idle int
+	raw.Control(func(fd uintptr) {
+		on, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		idle, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+	})
+	return on == 1, idle
+}
+
+// Accepted client sockets get keepalive too.
+func TestClientLegKeepalive(t *testing.T) {
+	l, err := Listen(context.Background(), "ka", "127.0.0.1:0", 45*time.Second, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err == nil {
+			defer c.Close()
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	c, err := l.ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Go applies the listener's keepalive config on accept.
+	if on, idle := keepaliveOf(t, c); !on || idle != 45 {
+		t.Fatalf("client leg keepalive on=%v idle=%ds, want on and 45s", on, idle)
+	}
+}
+
+// Client identity is separate from the socket's address: with an
+// Identify that says every connection comes from one client, different
+// source addresses share one pin.
+func TestIdentityIsNotTheSocketAddress(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
+	r := route(bs, ports[0], NetDialer{})
+	r.Pool = pool.New("cas", pool.RoundRobin, []pool.Spec{{Name: "cas1", Host: "127.0.0.11", Weight: 1},
+		{Name: "cas2", Host: "127.0.0.12", Weight: 1}, {Name: "cas3", Host: "127.0.0.13", Weight: 1}})
+	l, err := Listen(context.Background(), "id", "127.0.0.1:0", 0, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Identify = func(net.Conn) (netip.AddrPort, error) { return netip.MustParseAddrPort("10.20.30.40:1"), nil }
+	l.SetRoute(r)
+	done := make(chan struct{})
+	go func() { l.Serve(); close(done) }()
+	defer func() { l.Close(); <-done; l.Wait(context.Background()) }()
+	first := ""
+	for i := range 6 {
+		b, err := lbtest.Who(lbtest.ClientIP(100+i), l.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == "" {
+			first = b
+		}
+		if b != first {
+			t.Fatalf("source %s reached %s; identity 10.20.30.40 was pinned to %s", lbtest.ClientIP(100+i), b, first)
+		}
+	}
+	if _, err := r.Table.Lookup(affinity.Keyer{}.Key(netip.MustParseAddrPort("10.20.30.40:1"))); err != nil {
+		t.Fatalf("no pin under the identified address: %v", err)
+	}
+}
+
+// Retries are bounded: with every backend refusing, a client is tried on
+// at most Retries+1 backends and then closed.
+func TestRetriesAreBounded(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
+	for _, b := range bs {
+		b.StopListening()
+	}
+	d := &recordingDialer{}
+	r := route(bs, ports[0], d)
+	r.Retries = 1
+	l := serve(t, r)
+	c, err := lbtest.Dial("127.4.1.1", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("read %d, %v: want the client closed", n, err)
+	}
+	c.Close()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.clients) != 2 {
+		t.Fatalf("%d dials with retries=1, want 2", len(d.clients))
+	}
+}
