@@ -266,6 +266,14 @@ func backendToClient(client, backend net.Conn, halfClose time.Duration) (int64, 
 func halfCopy(dst, src net.Conn, halfClose time.Duration) (int64, error) {
 	n, err := io.Copy(dst, src)
 	if err != nil {
+		// A reset is passed on as a reset, as the peer sent it: the
+		// other side learns at once that the stream broke, and this
+		// end keeps no TIME_WAIT for a tuple the client may reuse.
+		if errors.Is(err, syscall.ECONNRESET) {
+			if tc, ok := dst.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+		}
 		dst.Close()
 		src.Close()
 		if errors.Is(err, os.ErrDeadlineExceeded) {

@@ -28,14 +28,21 @@ var version = "dev"
 const usage = `stickylb: a sticky layer-4 TCP load balancer
 
 Usage:
+  stickylb lab   [--scenario NAME,...] [--duration 6s] [--sessions 24] [--json]
   stickylb run   [-c lb.toml] [--log-format text|json] [--log-level info]
   stickylb check [-c lb.toml]
+  stickylb sim cas   [--hosts 127.0.0.11,...] [--epm-port 10135] [--rca-port 60001] [--ab-port 60002]
+  stickylb sim unity [--target 127.0.0.1] [--epm-port 10135] [--sessions 24] [--duration 10s]
   stickylb version
+
+lab     reproduce MAPI_E_NETWORK_ERROR behind broken balancers and show
+        stickylb removing it, all on loopback, in about a minute.
 
 run     balance connections as the config says. SIGHUP reloads the config,
         SIGTERM or SIGINT drains (stop accepting, wait up to
         global.drain_timeout for open connections) and exits.
 check   validate a config and print what it sets up; exit 1 on error.
+sim     run a simulated CAS array or Unity client fleet (docs/lab.md).
 version print the version.
 `
 
@@ -54,6 +61,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(rest, stdout, stderr)
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
+	case "lab":
+		return cmdLab(rest, stdout, stderr)
+	case "sim":
+		return cmdSim(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "stickylb", versionString())
 		return 0

@@ -319,3 +319,27 @@ func TestBinarySplices(t *testing.T) {
 		t.Fatalf("read(2) moved %d bytes: payload went through user space", readBytes)
 	}
 }
+
+func TestLabAndSimCommands(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"lab", "--list"}, &out, &errb); code != 0 {
+		t.Fatalf("lab --list = %d: %s", code, errb.String())
+	}
+	for _, name := range []string{"no-affinity", "nlb-membership-change", "mid-flow-reroute", "stickylb-restarted"} {
+		if !strings.Contains(out.String(), name) {
+			t.Errorf("lab --list lacks %s", name)
+		}
+	}
+	if code := run([]string{"lab", "--scenario", "nope"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), `no scenario "nope"`) {
+		t.Errorf("lab --scenario nope = %d, %q", code, errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	// One scenario end to end, JSON out.
+	if code := run([]string{"lab", "--scenario", "stickylb", "--duration", "1s", "--sessions", "6", "--json"}, &out, &errb); code != 0 {
+		t.Fatalf("lab --scenario stickylb = %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), `"verdict": "fixed"`) || !strings.Contains(out.String(), `"mapi_e_network_error": 0`) {
+		t.Errorf("lab JSON lacks the verdict:\n%.600s", out.String())
+	}
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/stickylb/stickylb/lab"
+	"github.com/stickylb/stickylb/sim"
+)
+
+func cmdLab(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	duration := fs.Duration("duration", 6*time.Second, "how long each scenario runs")
+	sessions := fs.Int("sessions", 24, "Unity mailbox sessions per scenario")
+	sources := fs.Int("sources", 6, "Unity source addresses (127.2.0.1, ...)")
+	only := fs.String("scenario", "", "run only these scenarios (comma-separated names)")
+	file := fs.String("scenarios", "", "TOML file of scenarios to run instead of the built-in ones")
+	asJSON := fs.Bool("json", false, "print results as JSON")
+	list := fs.Bool("list", false, "list the scenarios and exit")
+	verbose := fs.Bool("v", false, "show the balancer's and CASes' logs (warnings and up)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	scenarios := lab.Builtin()
+	if *file != "" {
+		var err error
+		if scenarios, err = lab.LoadScenarios(*file); err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 1
+		}
+	}
+	if *only != "" {
+		var picked []lab.Scenario
+		for _, name := range strings.Split(*only, ",") {
+			found := false
+			for _, s := range scenarios {
+				if s.Name == strings.TrimSpace(name) {
+					picked, found = append(picked, s), true
+				}
+			}
+			if !found {
+				fmt.Fprintf(stderr, "error: no scenario %q (see stickylb lab --list)\n", name)
+				return 2
+			}
+		}
+		scenarios = picked
+	}
+	if *list {
+		for _, s := range scenarios {
+			fmt.Fprintf(stdout, "%-24s %-12s expect %-14s %s\n", s.Name, s.Balancer, s.Expect, s.Description)
+		}
+		return 0
+	}
+	log := slog.New(slog.DiscardHandler)
+	if *verbose {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	tty := false
+	if f, ok := stderr.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	if !*asJSON {
+		fmt.Fprintf(stdout, "stickylb lab: %d scenarios, %s each, %d Unity sessions from %d source addresses,\n"+
+			"3 simulated CAS hosts (127.0.0.11-13), balancer on 127.0.0.1.\n\n", len(scenarios), *duration, *sessions, *sources)
+	}
+	last := ""
+	progress := func(p lab.Progress) {
+		line := fmt.Sprintf("[%d/%d] %-24s %4.1fs/%.0fs  ops %6d  MAPI_E_NETWORK_ERROR %5d  conn errors %4d",
+			p.Index, p.Total, p.Name, p.Elapsed.Seconds(), p.Duration.Seconds(), p.Ops, p.MAPINetworkErrors, p.ConnErrors)
+		if tty {
+			fmt.Fprintf(stderr, "\r%s", line)
+		} else if p.Name != last {
+			fmt.Fprintf(stderr, "running [%d/%d] %s ...\n", p.Index, p.Total, p.Name)
+		}
+		last = p.Name
+	}
+	results, err := lab.Run(ctx, scenarios, lab.Options{Duration: *duration, Sessions: *sessions, Sources: *sources, Log: log, Progress: progress})
+	if tty {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(results)
+	} else {
+		lab.WriteTable(stdout, results)
+		fmt.Fprintln(stdout)
+		fmt.Fprintln(stdout, "MAPI_E_NETW: MAPI_E_NETWORK_ERROR (0x80040115) replies, the error Unity logs when a CAS")
+		fmt.Fprintln(stdout, "does not know its session. conn: broken or refused connections. relog: sessions that had")
+		fmt.Fprintln(stdout, "to log on again. split: sessions answered by a CAS other than the one holding them.")
+	}
+	for _, r := range results {
+		if !r.Pass {
+			fmt.Fprintf(stderr, "scenario %s did not turn out as expected: %s\n", r.Scenario.Name, r.Verdict)
+			return 1
+		}
+	}
+	return 0
+}
+
+func cmdSim(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: stickylb sim cas|unity [flags]; see stickylb sim cas -h")
+		return 2
+	}
+	switch args[0] {
+	case "cas":
+		return cmdSimCAS(args[1:], stdout, stderr)
+	case "unity":
+		return cmdSimUnity(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "stickylb sim: unknown simulator %q (want cas or unity)\n", args[0])
+	return 2
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func cmdSimCAS(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sim cas", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	hosts := fs.String("hosts", "127.0.0.11,127.0.0.12,127.0.0.13", "addresses to serve, one simulated CAS each (named cas1, cas2, ...)")
+	names := fs.String("names", "", "names for the CAS hosts, comma-separated (default cas1, cas2, ...)")
+	epm := fs.Int("epm-port", 10135, "endpoint mapper port (135 on a real lab machine)")
+	rca := fs.Int("rca-port", 60001, "RPC Client Access port")
+	ab := fs.Int("ab-port", 60002, "Address Book port")
+	idle := fs.Duration("session-idle", 30*time.Minute, "end a session after this long unused")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	hs, ns := splitList(*hosts), splitList(*names)
+	if len(ns) > 0 && len(ns) != len(hs) {
+		fmt.Fprintf(stderr, "error: %d names for %d hosts\n", len(ns), len(hs))
+		return 2
+	}
+	var cases []*sim.CAS
+	for i, h := range hs {
+		name := fmt.Sprintf("cas%d", i+1)
+		if len(ns) > 0 {
+			name = ns[i]
+		}
+		c, err := sim.StartCAS(sim.CASConfig{Name: name, Host: h, EPMPort: *epm, RCAPort: *rca, ABPort: *ab, SessionIdle: *idle, Log: log})
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			for _, c := range cases {
+				c.Close()
+			}
+			return 1
+		}
+		cases = append(cases, c)
+		log.Info("simulated CAS serving", "cas", name, "host", h, "epm", *epm, "rca", *rca, "ab", *ab)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	for _, c := range cases {
+		st := c.Stats()
+		log.Info("simulated CAS stopping", "cas", c.Name(), "logons", st.Logons, "ops", st.Ops,
+			"mapi_e_network_error", st.NetworkErrors, "protocol_errors", st.ProtocolErrors)
+		c.Close()
+	}
+	return 0
+}
+
+func cmdSimUnity(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sim unity", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("target", "127.0.0.1", "balancer address (the CAS array name's IP)")
+	epm := fs.Int("epm-port", 10135, "endpoint mapper port on the target (135 for a real array)")
+	sources := fs.String("sources", "", "source addresses to connect from, comma-separated (default: the OS chooses)")
+	sessions := fs.Int("sessions", 24, "mailbox sessions")
+	duration := fs.Duration("duration", 10*time.Second, "how long to run")
+	interval := fs.Duration("interval", 50*time.Millisecond, "mean pause between a session's operations")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	f := sim.NewFleet(sim.FleetConfig{Target: *target, EPMPort: *epm, Sources: splitList(*sources),
+		Sessions: *sessions, Duration: *duration, OpInterval: *interval})
+	rep := f.Run(ctx)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+		return 0
+	}
+	fmt.Fprintf(stdout, "target %s, %d sessions, %s\n", rep.Target, rep.Sessions, rep.Duration.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "operations          %d (%d ok)\n", rep.Ops, rep.OK)
+	fmt.Fprintf(stdout, "MAPI_E_NETWORK_ERROR %d (%.3f%% of operations) in %d sessions\n", rep.MAPINetworkErrors, 100*rep.ErrorRate, rep.ErrorSessions)
+	fmt.Fprintf(stdout, "connection errors   %d\n", rep.ConnErrors)
+	for _, k := range sim.Sorted(rep.Errors) {
+		fmt.Fprintf(stdout, "  %-32s %d\n", k, rep.Errors[k])
+	}
+	fmt.Fprintf(stdout, "other errors        %d\n", rep.OtherErrors)
+	fmt.Fprintf(stdout, "logons              %d (%d again after a lost session)\n", rep.Logons, rep.Relogons)
+	fmt.Fprintf(stdout, "split sessions      %d\n", rep.SplitSessions)
+	fmt.Fprintf(stdout, "latency ms          p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
+		rep.Latency.P50, rep.Latency.P90, rep.Latency.P99, rep.Latency.P999, rep.Latency.Max)
+	fmt.Fprint(stdout, "sessions per CAS   ")
+	for _, k := range sim.Sorted(rep.SessionsPerCAS) {
+		fmt.Fprintf(stdout, " %s:%d", k, rep.SessionsPerCAS[k])
+	}
+	fmt.Fprintln(stdout)
+	if rep.MAPINetworkErrors > 0 {
+		return 1
+	}
+	return 0
+}
