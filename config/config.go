@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -28,6 +29,7 @@ import (
 type Config struct {
 	File      string               `toml:"-"`
 	Global    Global               `toml:"global"`
+	Admin     Admin                `toml:"admin"`
 	Listeners map[string]*Listener `toml:"listener"`
 	Pools     map[string]*Pool     `toml:"pool"`
 }
@@ -37,6 +39,20 @@ type Global struct {
 	LogFormat    string   `toml:"log_format"`    // text (default) or json
 	LogLevel     string   `toml:"log_level"`     // debug, info (default), warn, error
 	DrainTimeout Duration `toml:"drain_timeout"` // default 30s
+	// SnapshotFile keeps the affinity tables across restarts; relative
+	// paths are relative to the config file. Empty: no snapshot.
+	SnapshotFile     string   `toml:"snapshot_file"`
+	SnapshotInterval Duration `toml:"snapshot_interval"` // default 1m
+}
+
+// Admin configures the admin HTTP listener (API, metrics, dashboard).
+type Admin struct {
+	// Listen is the admin address; default 127.0.0.1:9090; "off" turns
+	// the admin listener off.
+	Listen string `toml:"listen"`
+	// TokenFile holds a bearer token that mutating calls must present.
+	// Required when Listen is not a loopback address.
+	TokenFile string `toml:"token_file"`
 }
 
 // Listener is one address clients connect to.
@@ -192,6 +208,7 @@ var (
 
 // Defaults, named so the docs and the checker agree.
 const (
+	DefaultAdminListen      = "127.0.0.1:9090"
 	DefaultDrainTimeout     = 30 * time.Second
 	DefaultConnectTimeout   = 5 * time.Second
 	DefaultConnectRetries   = 2
@@ -214,6 +231,19 @@ func (c *Config) defaults(md *toml.MetaData) {
 	}
 	if !md.IsDefined("global", "drain_timeout") {
 		c.Global.DrainTimeout.Duration = DefaultDrainTimeout
+	}
+	if !md.IsDefined("global", "snapshot_interval") {
+		c.Global.SnapshotInterval.Duration = time.Minute
+	}
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = DefaultAdminListen
+	}
+	dir := filepath.Dir(c.File)
+	if c.Global.SnapshotFile != "" && !filepath.IsAbs(c.Global.SnapshotFile) {
+		c.Global.SnapshotFile = filepath.Join(dir, c.Global.SnapshotFile)
+	}
+	if c.Admin.TokenFile != "" && !filepath.IsAbs(c.Admin.TokenFile) {
+		c.Admin.TokenFile = filepath.Join(dir, c.Admin.TokenFile)
 	}
 	for name, l := range c.Listeners {
 		l.Name = name
@@ -320,6 +350,30 @@ func (c *Config) check(v *checker) {
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, g.LogLevel) {
 		v.errAt("global.log_level", "must be debug, info, warn or error, not %q", g.LogLevel)
+	}
+	if c.Global.SnapshotFile != "" && c.Global.SnapshotInterval.Duration <= 0 {
+		v.errAt("global.snapshot_interval", "must be more than 0")
+	}
+	if a := c.Admin.Listen; a != "off" {
+		ap, err := ParseListen(a)
+		switch {
+		case err != nil:
+			v.errAt("admin.listen", "%v", err)
+		case !ap.Addr().IsLoopback() && c.Admin.TokenFile == "":
+			v.errAt("admin.listen", "%s is reachable from other machines: set admin.token_file to a file holding a bearer token, or listen on 127.0.0.1", a)
+		}
+		if c.Admin.TokenFile != "" {
+			if b, err := os.ReadFile(c.Admin.TokenFile); err != nil {
+				v.errAt("admin.token_file", "cannot read the token: %v", err)
+			} else if len(strings.TrimSpace(string(b))) < 16 {
+				v.errAt("admin.token_file", "the token in %s is shorter than 16 characters", c.Admin.TokenFile)
+			}
+		}
+		for name, l := range c.Listeners {
+			if l.Listen == a && err == nil && ap.Port() != 0 {
+				v.errAt("admin.listen", "%s is also the address of listener %q", a, name)
+			}
+		}
 	}
 	if len(c.Listeners) == 0 {
 		v.errAt("listener", "no listener defined: add a [listener.NAME] table with listen and pool")

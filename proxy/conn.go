@@ -214,6 +214,10 @@ func (c *conn) pick(r *Route, key affinity.Key, failed []*pool.Backend) (*pool.B
 	return chosen, lease, err
 }
 
+// Reason names a connect failure for logs and metrics: refused, timeout,
+// unreachable, reset, dns or other.
+func Reason(err error) string { return dialReason(err) }
+
 // dialReason names a connect failure for logs and metrics.
 func dialReason(err error) string {
 	switch {

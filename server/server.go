@@ -39,6 +39,30 @@ type Options struct {
 	// OnPinEvent, if set, sees every affinity table change, after the
 	// server's own logging.
 	OnPinEvent func(pool string, ev affinity.Event)
+	// OnHealth, if set, sees every health check result.
+	OnHealth func(pool, backend string, err error, took time.Duration)
+	// OnStateChange, if set, hears when a backend goes up or down.
+	OnStateChange func(pool, backend string, up bool, err error)
+}
+
+// PoolView is a pool as the admin API and metrics see it.
+type PoolView struct {
+	Name  string
+	Pool  *pool.Pool
+	Table *affinity.Table // nil when the pool keeps no pins
+	Keyer affinity.Keyer
+}
+
+// Pools returns the current pools in name order.
+func (s *Server) Pools() []PoolView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []PoolView
+	for _, name := range sortedKeys(s.pools) {
+		p := s.pools[name]
+		out = append(out, PoolView{Name: name, Pool: p.pool, Table: p.table, Keyer: p.keyer})
+	}
+	return out
 }
 
 // Server is a running balancer.
@@ -101,8 +125,9 @@ func (s *Server) Start() {
 	for _, p := range s.pools {
 		s.startHealth(p, nil)
 	}
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go s.sweep()
+	go s.snapshots()
 }
 
 // bindKey identifies a listener across reloads by its address, so a
@@ -303,6 +328,14 @@ func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 			} else {
 				s.log.Warn("backend down", "pool", pl.Name, "backend", b.Name, "error", ch.Err)
 			}
+			if s.opts.OnStateChange != nil {
+				s.opts.OnStateChange(pl.Name, b.Name, ch.Up, ch.Err)
+			}
+		},
+		OnResult: func(target string, err error, took time.Duration) {
+			if s.opts.OnHealth != nil {
+				s.opts.OnHealth(pl.Name, target, err, took)
+			}
 		},
 	}, targets)
 	ctx, cancel := context.WithCancel(s.ctx)
@@ -399,6 +432,14 @@ func (s *Server) Shutdown(ctx context.Context) int {
 		s.stopHealth(p)
 	}
 	s.mu.Unlock()
+	// Every connection has ended, so every pin's last-seen time is final.
+	if path := s.Config().Global.SnapshotFile; path != "" {
+		if n, err := s.SaveSnapshot(path); err != nil {
+			s.log.Error("pin snapshot failed", "error", err)
+		} else {
+			s.log.Info("pins saved", "file", path, "pins", n)
+		}
+	}
 	return int(cut.Load())
 }
 

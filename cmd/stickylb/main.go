@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -18,7 +20,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stickylb/stickylb/admin"
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/metrics"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -31,6 +38,7 @@ Usage:
   stickylb lab   [--scenario NAME,...] [--duration 6s] [--sessions 24] [--json]
   stickylb run   [-c lb.toml] [--log-format text|json] [--log-level info]
   stickylb check [-c lb.toml]
+  stickylb ctl   [--admin URL] [--json] backends|pins|pin|drain|maint|ready|unpin|reload|events ...
   stickylb sim cas   [--hosts 127.0.0.11,...] [--epm-port 10135] [--rca-port 60001] [--ab-port 60002]
   stickylb sim unity [--target 127.0.0.1] [--epm-port 10135] [--sessions 24] [--duration 10s]
   stickylb version
@@ -42,6 +50,8 @@ run     balance connections as the config says. SIGHUP reloads the config,
         SIGTERM or SIGINT drains (stop accepting, wait up to
         global.drain_timeout for open connections) and exits.
 check   validate a config and print what it sets up; exit 1 on error.
+ctl     inspect and steer a running stickylb through its admin API
+        (stickylb ctl help).
 sim     run a simulated CAS array or Unity client fleet (docs/lab.md).
 version print the version.
 `
@@ -65,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdLab(rest, stdout, stderr)
 	case "sim":
 		return cmdSim(rest, stdout, stderr)
+	case "ctl":
+		return cmdCtl(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "stickylb", versionString())
 		return 0
@@ -221,10 +233,51 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", err)
 		return 2
 	}
-	srv, err := server.New(cfg, server.Options{Log: log})
+	// The program owns the registry; library packages only register on
+	// what they are given.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	var api *admin.API
+	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent, OnHealth: m.Health,
+		OnStateChange: func(pool, backend string, up bool, err error) {
+			if api == nil {
+				return
+			}
+			if up {
+				api.Record(pool, backend, "up")
+			} else {
+				api.Record(pool, backend, fmt.Sprintf("down: %v", err))
+			}
+		}})
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return 1
+	}
+	m.Attach(srv)
+	if path := cfg.Global.SnapshotFile; path != "" {
+		restored, dropped, err := srv.LoadSnapshot(path)
+		if err != nil {
+			log.Warn("pin snapshot ignored", "error", err)
+		} else {
+			log.Info("pins restored", "file", path, "restored", restored, "dropped", dropped)
+		}
+	}
+	api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: *path, Log: log, Token: readToken(cfg.Admin.TokenFile)})
+	var adminSrv *http.Server
+	if cfg.Admin.Listen != "off" {
+		ln, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			log.Error("cannot start the admin listener: another process may hold the port; change admin.listen or set it to \"off\"",
+				"addr", cfg.Admin.Listen, "error", err)
+			srv.Shutdown(context.Background())
+			return 1
+		}
+		adminSrv = &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+		go adminSrv.Serve(ln)
+		defer adminSrv.Close()
+		log.Info("admin listening", "addr", ln.Addr().String())
 	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
@@ -238,6 +291,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				log.Error("reload failed", "config", *path, "error", err)
 			} else {
 				log.Info("reloaded", "config", *path)
+				api.Record("", "", "config reloaded")
+				if c := srv.Config(); c.Admin != cfg.Admin {
+					log.Warn("admin settings changed; they apply at the next restart", "admin.listen", c.Admin.Listen)
+				}
 			}
 			continue
 		}
@@ -265,4 +322,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	return 0
+}
+
+// readToken reads the admin token; config has already checked the file.
+func readToken(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -179,7 +179,7 @@ func writeConfig(t *testing.T, body string) string {
 
 func labConfig(ports []int, backends []*lbtest.Backend, extra string) string {
 	var b strings.Builder
-	b.WriteString("[global]\ndrain_timeout = \"5s\"\n")
+	b.WriteString("[global]\ndrain_timeout = \"5s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
 	for i, p := range ports {
 		fmt.Fprintf(&b, "[listener.l%d]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", i, p)
 	}
@@ -342,4 +342,101 @@ func TestLabAndSimCommands(t *testing.T) {
 	if !strings.Contains(out.String(), `"verdict": "fixed"`) || !strings.Contains(out.String(), `"mapi_e_network_error": 0`) {
 		t.Errorf("lab JSON lacks the verdict:\n%.600s", out.String())
 	}
+}
+
+var adminLine = regexp.MustCompile(`msg="admin listening" addr=(\S+)`)
+
+func (p *proc) adminAddr() string {
+	p.t.Helper()
+	var addr string
+	lbtest.Eventually(p.t, 10*time.Second, "admin listening line", func() bool {
+		m := adminLine.FindStringSubmatch(p.logs())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	return addr
+}
+
+func (p *proc) stop() {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	if err := p.wait(10 * time.Second); err != nil {
+		p.t.Fatalf("exit: %v", err)
+	}
+}
+
+// Pins survive a restart: clients land on the same backends afterwards,
+// although a weight change in between would move many of them, as a run
+// without the snapshot shows. A corrupt snapshot is reported and ignored.
+func TestBinaryRestartKeepsPins(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
+	dir := t.TempDir()
+	snap := filepath.Join(dir, "pins.json")
+	withSnap := func(weights string) string {
+		cfg := labConfig(ports, bs, "enabled = false\n")
+		cfg = strings.Replace(cfg, "[global]\n", "[global]\nsnapshot_file = \"pins.json\"\n", 1)
+		return strings.Replace(cfg, "address = \"127.0.0.11\"", "address = \"127.0.0.11\"\nweight = "+weights, 1)
+	}
+	path := filepath.Join(dir, "lb.toml")
+	os.WriteFile(path, []byte(withSnap("1")), 0o644)
+
+	p := startBinary(t, nil, "run", "-c", path)
+	addr := p.addrs(1)["l0"]
+	owner := map[string]string{}
+	for i := range 60 {
+		src := fmt.Sprintf("127.5.0.%d", i+1)
+		b, err := lbtest.Who(src, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner[src] = b
+	}
+	// ctl against the live process.
+	var out, errb bytes.Buffer
+	admin := "http://" + p.adminAddr()
+	if code := run([]string{"ctl", "--admin", admin, "backends"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "cas1") || !strings.Contains(out.String(), "60 pins") {
+		t.Errorf("ctl backends = %d:\n%s%s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"ctl", "--admin", admin, "pin", "127.5.0.1"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "pinned to "+owner["127.5.0.1"]) {
+		t.Errorf("ctl pin = %d: %s %s", code, out.String(), errb.String())
+	}
+	p.stop()
+	if !strings.Contains(p.logs(), "msg=\"pins saved\"") {
+		t.Fatalf("no pins saved at shutdown")
+	}
+
+	// cas1 now has 20 times the weight: hashing alone would move clients.
+	os.WriteFile(path, []byte(withSnap("20")), 0o644)
+	p2 := startBinary(t, nil, "run", "-c", path)
+	addr = p2.addrs(1)["l0"]
+	if !strings.Contains(p2.logs(), "restored=60") {
+		t.Errorf("start did not restore 60 pins:\n%s", p2.logs())
+	}
+	for src, was := range owner {
+		if got, _ := lbtest.Who(src, addr); got != was {
+			t.Fatalf("after restart %s went to %s, was %s", src, got, was)
+		}
+	}
+	p2.stop()
+
+	// The same restart without the snapshot moves clients: the test above
+	// could fail.
+	os.WriteFile(snap, []byte("{not json"), 0o644)
+	p3 := startBinary(t, nil, "run", "-c", path)
+	addr = p3.addrs(1)["l0"]
+	lbtest.Eventually(t, 5*time.Second, "snapshot warning", func() bool { return strings.Contains(p3.logs(), "pin snapshot ignored") })
+	moved := 0
+	for src, was := range owner {
+		if got, _ := lbtest.Who(src, addr); got != was {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatalf("without the snapshot no client moved: the weight change does not test anything")
+	}
+	t.Logf("with the snapshot 0 of 60 clients moved; without it %d moved", moved)
+	p3.stop()
 }

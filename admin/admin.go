@@ -1,0 +1,397 @@
+// Package admin serves stickylb's admin HTTP API: backends and their
+// states, pins, reload, health and readiness, and Prometheus metrics. It
+// binds to loopback unless a bearer token is configured, and every
+// mutating call must present the token when one is set. Malformed requests
+// get a 4xx with a JSON error; handlers never panic on input.
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/server"
+)
+
+// Options configure the API.
+type Options struct {
+	Server   *server.Server
+	Gatherer prometheus.Gatherer
+	// Token, if set, must be presented as "Authorization: Bearer TOKEN"
+	// on every mutating call.
+	Token string
+	// ConfigPath is what POST /api/reload reads.
+	ConfigPath string
+	Log        *slog.Logger
+}
+
+// API is the admin HTTP handler. Record state changes into it with Event.
+type API struct {
+	opts Options
+	mux  *http.ServeMux
+
+	mu     sync.Mutex
+	events []Event // ring of recent changes, newest last
+}
+
+// Event is a recent change worth showing an operator.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Pool    string    `json:"pool"`
+	Backend string    `json:"backend"`
+	What    string    `json:"what"`
+}
+
+const maxEvents = 100
+
+// New builds the handler.
+func New(opts Options) *API {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	a := &API{opts: opts, mux: http.NewServeMux()}
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	a.mux.HandleFunc("GET /readyz", a.ready)
+	if opts.Gatherer != nil {
+		a.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	a.mux.HandleFunc("GET /api/backends", a.backends)
+	a.mux.HandleFunc("POST /api/backends/{pool}/{backend}/state", a.auth(a.setState))
+	a.mux.HandleFunc("GET /api/pins", a.pins)
+	a.mux.HandleFunc("GET /api/pins/{client}", a.lookup)
+	a.mux.HandleFunc("DELETE /api/pins", a.auth(a.unpin))
+	a.mux.HandleFunc("POST /api/reload", a.auth(a.reload))
+	a.mux.HandleFunc("GET /api/events", a.listEvents)
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see docs/operations.md)", r.Method, r.URL.Path))
+	})
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			a.opts.Log.Error("admin handler panic", "path", r.URL.Path, "panic", v)
+			writeErr(w, 500, fmt.Errorf("internal error"))
+		}
+	}()
+	a.mux.ServeHTTP(w, r)
+}
+
+// Record adds an event to the recent-changes list.
+func (a *API) Record(poolName, backend, what string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, Event{Time: time.Now().UTC(), Pool: poolName, Backend: backend, What: what})
+	if len(a.events) > maxEvents {
+		a.events = slices.Delete(a.events, 0, len(a.events)-maxEvents)
+	}
+}
+
+func (a *API) auth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.opts.Token != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.opts.Token)) != 1 {
+				writeErr(w, http.StatusUnauthorized, errors.New("this call needs the admin token: Authorization: Bearer <token from admin.token_file>"))
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// BackendInfo is one backend in the API.
+type BackendInfo struct {
+	Pool        string `json:"pool"`
+	Name        string `json:"name"`
+	Address     string `json:"address"`
+	State       string `json:"state"`
+	Healthy     bool   `json:"healthy"`
+	Admin       string `json:"admin"`
+	Weight      int    `json:"weight"`
+	Connections int64  `json:"connections"`
+	Pins        int    `json:"pins"`
+}
+
+// PoolInfo summarises a pool's affinity table.
+type PoolInfo struct {
+	Name     string        `json:"name"`
+	Key      string        `json:"affinity_key"`
+	Pins     int           `json:"pins"`
+	Hits     uint64        `json:"hits"`
+	Misses   uint64        `json:"misses"`
+	Repins   uint64        `json:"repins"`
+	Backends []BackendInfo `json:"backends"`
+}
+
+// Status is GET /api/backends.
+type Status struct {
+	Pools []PoolInfo `json:"pools"`
+}
+
+func (a *API) status() Status {
+	var st Status
+	for _, p := range a.opts.Server.Pools() {
+		pi := PoolInfo{Name: p.Name, Key: p.Keyer.Kind.String()}
+		pins := map[string]int{}
+		if p.Table != nil {
+			p.Table.Range(func(in affinity.Info) bool { pins[in.Backend]++; return true })
+			s := p.Table.Stats()
+			pi.Pins, pi.Hits, pi.Misses, pi.Repins = p.Table.Len(), s.Hits, s.Misses, s.Repins
+		}
+		for _, b := range p.Pool.Backends() {
+			pi.Backends = append(pi.Backends, BackendInfo{Pool: p.Name, Name: b.Name, Address: b.Host, State: b.State(),
+				Healthy: b.Healthy(), Admin: b.Admin().String(), Weight: b.Weight(), Connections: b.Active(), Pins: pins[b.Name]})
+		}
+		st.Pools = append(st.Pools, pi)
+	}
+	return st
+}
+
+func (a *API) backends(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.status()) }
+
+func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+	var notReady []string
+	for _, p := range a.opts.Server.Pools() {
+		if !slices.ContainsFunc(p.Pool.Backends(), (*pool.Backend).TakesNew) {
+			notReady = append(notReady, p.Name)
+		}
+	}
+	if len(notReady) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "pools_without_backend": notReady})
+		return
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready"})
+}
+
+func (a *API) poolView(name string) (server.PoolView, error) {
+	pools := a.opts.Server.Pools()
+	if name == "" && len(pools) == 1 {
+		return pools[0], nil
+	}
+	for _, p := range pools {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	var names []string
+	for _, p := range pools {
+		names = append(names, p.Name)
+	}
+	if name == "" {
+		return server.PoolView{}, fmt.Errorf("name a pool with ?pool= (pools: %s)", strings.Join(names, ", "))
+	}
+	return server.PoolView{}, fmt.Errorf("no pool %q (pools: %s)", name, strings.Join(names, ", "))
+}
+
+func (a *API) setState(w http.ResponseWriter, r *http.Request) {
+	p, err := a.poolView(r.PathValue("pool"))
+	if err != nil {
+		writeErr(w, 404, err)
+		return
+	}
+	b := p.Pool.Backend(r.PathValue("backend"))
+	if b == nil {
+		writeErr(w, 404, fmt.Errorf("pool %s has no backend %q", p.Name, r.PathValue("backend")))
+		return
+	}
+	var body struct {
+		State string `json:"state"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil {
+		writeErr(w, 400, fmt.Errorf("body must be JSON like {\"state\": \"drain\"}: %v", err))
+		return
+	}
+	st, err := pool.ParseAdmin(body.State)
+	if err != nil {
+		writeErr(w, 400, err)
+		return
+	}
+	old := b.Admin()
+	b.SetAdmin(st)
+	a.opts.Log.Info("backend state set", "pool", p.Name, "backend", b.Name, "from", old, "to", st)
+	a.Record(p.Name, b.Name, "set "+st.String()+" (was "+old.String()+")")
+	writeJSON(w, 200, BackendInfo{Pool: p.Name, Name: b.Name, Address: b.Host, State: b.State(), Healthy: b.Healthy(),
+		Admin: b.Admin().String(), Weight: b.Weight(), Connections: b.Active()})
+}
+
+// PinInfo is one pin in the API.
+type PinInfo struct {
+	Pool        string    `json:"pool"`
+	Client      string    `json:"client"`
+	Backend     string    `json:"backend"`
+	Connections int32     `json:"connections"`
+	Created     time.Time `json:"created"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+func pinInfo(poolName string, in affinity.Info) PinInfo {
+	return PinInfo{Pool: poolName, Client: in.Key.String(), Backend: in.Backend, Connections: in.Active,
+		Created: in.Created.UTC(), LastSeen: in.LastSeen.UTC()}
+}
+
+func intParam(r *http.Request, name string, def, max int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > max {
+		return 0, fmt.Errorf("%s must be a whole number from 0 to %d, not %q", name, max, s)
+	}
+	return n, nil
+}
+
+func (a *API) pins(w http.ResponseWriter, r *http.Request) {
+	p, err := a.poolView(r.URL.Query().Get("pool"))
+	if err != nil {
+		writeErr(w, 404, err)
+		return
+	}
+	limit, err := intParam(r, "limit", 100, 10000)
+	if err != nil {
+		writeErr(w, 400, err)
+		return
+	}
+	offset, err := intParam(r, "offset", 0, 1<<30)
+	if err != nil {
+		writeErr(w, 400, err)
+		return
+	}
+	backend := r.URL.Query().Get("backend")
+	out := struct {
+		Total int       `json:"total"`
+		Pins  []PinInfo `json:"pins"`
+	}{Pins: []PinInfo{}}
+	if p.Table != nil {
+		p.Table.Range(func(in affinity.Info) bool {
+			if backend != "" && in.Backend != backend {
+				return true
+			}
+			if out.Total >= offset && len(out.Pins) < limit {
+				out.Pins = append(out.Pins, pinInfo(p.Name, in))
+			}
+			out.Total++
+			return true
+		})
+	}
+	writeJSON(w, 200, out)
+}
+
+// clientKey turns an address from a request into the pool's key for it.
+func clientKey(p server.PoolView, s string) (affinity.Key, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return p.Keyer.Key(ap), nil
+	}
+	ad, err := netip.ParseAddr(s)
+	if err != nil {
+		return affinity.Key{}, fmt.Errorf("client %q is not an IP address (or address:port for key connection)", s)
+	}
+	return p.Keyer.Key(netip.AddrPortFrom(ad, 0)), nil
+}
+
+func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
+	p, err := a.poolView(r.URL.Query().Get("pool"))
+	if err != nil {
+		writeErr(w, 404, err)
+		return
+	}
+	if p.Table == nil {
+		writeErr(w, 404, fmt.Errorf("pool %s keeps no pins (affinity key none)", p.Name))
+		return
+	}
+	k, err := clientKey(p, r.PathValue("client"))
+	if err != nil {
+		writeErr(w, 400, err)
+		return
+	}
+	in, err := p.Table.Lookup(k)
+	if err != nil {
+		writeErr(w, 404, fmt.Errorf("%s has no pin in pool %s: its next connection is balanced afresh", k, p.Name))
+		return
+	}
+	writeJSON(w, 200, pinInfo(p.Name, in))
+}
+
+func (a *API) unpin(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	p, err := a.poolView(q.Get("pool"))
+	if err != nil {
+		writeErr(w, 404, err)
+		return
+	}
+	if p.Table == nil {
+		writeErr(w, 404, fmt.Errorf("pool %s keeps no pins", p.Name))
+		return
+	}
+	client, backend := q.Get("client"), q.Get("backend")
+	var match func(affinity.Info) bool
+	switch {
+	case client != "" && backend == "":
+		k, err := clientKey(p, client)
+		if err != nil {
+			writeErr(w, 400, err)
+			return
+		}
+		match = func(in affinity.Info) bool { return in.Key == k }
+	case backend != "" && client == "":
+		match = func(in affinity.Info) bool { return in.Backend == backend }
+	default:
+		writeErr(w, 400, errors.New("give exactly one of ?client=ADDRESS or ?backend=NAME"))
+		return
+	}
+	n := p.Table.Delete(match)
+	a.opts.Log.Info("pins deleted", "pool", p.Name, "client", client, "backend", backend, "deleted", n)
+	if n > 0 {
+		a.Record(p.Name, backend, fmt.Sprintf("%d pins deleted", n))
+	}
+	writeJSON(w, 200, map[string]int{"deleted": n})
+}
+
+func (a *API) reload(w http.ResponseWriter, r *http.Request) {
+	if err := a.opts.Server.ReloadFile(a.opts.ConfigPath); err != nil {
+		a.opts.Log.Error("reload failed", "config", a.opts.ConfigPath, "error", err)
+		writeErr(w, 400, err)
+		return
+	}
+	a.opts.Log.Info("reloaded", "config", a.opts.ConfigPath)
+	a.Record("", "", "config reloaded")
+	writeJSON(w, 200, map[string]string{"status": "reloaded", "config": a.opts.ConfigPath})
+}
+
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	ev := slices.Clone(a.events)
+	a.mu.Unlock()
+	if ev == nil {
+		ev = []Event{}
+	}
+	writeJSON(w, 200, ev)
+}

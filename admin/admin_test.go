@@ -1,0 +1,254 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type env struct {
+	t    *testing.T
+	srv  *server.Server
+	http *httptest.Server
+	cfg  string
+	bs   []*lbtest.Backend
+}
+
+func setup(t *testing.T, token string) *env {
+	t.Helper()
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
+	src := fmt.Sprintf("[listener.rpc]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", ports[0]) +
+		"[pool.cas.health]\nenabled = false\n[pool.cas.backend.cas1]\naddress = \"127.0.0.11\"\n" +
+		"[pool.cas.backend.cas2]\naddress = \"127.0.0.12\"\n[pool.cas.backend.cas3]\naddress = \"127.0.0.13\"\n"
+	path := filepath.Join(t.TempDir(), "lb.toml")
+	os.WriteFile(path, []byte(src), 0o644)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	hs := httptest.NewServer(New(Options{Server: srv, Token: token, ConfigPath: path}))
+	t.Cleanup(func() {
+		hs.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return &env{t: t, srv: srv, http: hs, cfg: path, bs: bs}
+}
+
+func (e *env) do(method, path, token, body string, out any) int {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.http.URL+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.Header.Get("Content-Type") != "application/json" {
+		e.t.Errorf("%s %s: content type %q", method, path, resp.Header.Get("Content-Type"))
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			e.t.Fatalf("%s %s: %v in %s", method, path, err, raw)
+		}
+	}
+	return resp.StatusCode
+}
+
+func TestBackendsPinsAndDrain(t *testing.T) {
+	e := setup(t, "")
+	addr := e.srv.Addrs()["rpc"]
+	owner := map[string]string{}
+	var open *lbtest.Client
+	for i := range 30 {
+		c, err := lbtest.Connect(lbtest.ClientIP(i), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner[lbtest.ClientIP(i)] = c.Backend
+		if i == 0 {
+			open = c
+		} else {
+			c.Close()
+		}
+	}
+	defer open.Close()
+	drained := owner[lbtest.ClientIP(0)]
+
+	var st Status
+	if code := e.do("GET", "/api/backends", "", "", &st); code != 200 || len(st.Pools) != 1 || len(st.Pools[0].Backends) != 3 {
+		t.Fatalf("backends: %d %+v", code, st)
+	}
+	total := 0
+	for _, b := range st.Pools[0].Backends {
+		total += b.Pins
+		if b.Name == drained && b.Connections != 1 {
+			t.Errorf("%s shows %d connections, want the 1 open", b.Name, b.Connections)
+		}
+	}
+	if total != 30 || st.Pools[0].Pins != 30 {
+		t.Fatalf("pins per backend add up to %d (table %d), want 30", total, st.Pools[0].Pins)
+	}
+
+	// Drain the backend of client 0: its clients stay, new clients avoid it.
+	var b BackendInfo
+	if code := e.do("POST", "/api/backends/cas/"+drained+"/state", "", `{"state":"drain"}`, &b); code != 200 || b.State != "drain" {
+		t.Fatalf("drain: %d %+v", code, b)
+	}
+	for src, was := range owner {
+		if got, _ := lbtest.Who(src, addr); got != was {
+			t.Fatalf("client %s of %s moved to %s by a drain of %s", src, was, got, drained)
+		}
+	}
+	for i := 100; i < 130; i++ {
+		if got, _ := lbtest.Who(lbtest.ClientIP(i), addr); got == drained {
+			t.Fatalf("new client given draining %s", drained)
+		}
+	}
+	// The open connection still works.
+	open.Write([]byte("x\n"))
+	if line, err := open.R.ReadString('\n'); err != nil || line != "x\n" {
+		t.Fatalf("open connection to draining backend: %q %v", line, err)
+	}
+
+	// Pins: paginated and filtered; lookup; delete by client and backend.
+	var page struct {
+		Total int
+		Pins  []PinInfo
+	}
+	if code := e.do("GET", "/api/pins?limit=5&offset=5", "", "", &page); code != 200 || page.Total != 60 || len(page.Pins) != 5 {
+		t.Fatalf("pins page: %d total %d len %d", code, page.Total, len(page.Pins))
+	}
+	e.do("GET", "/api/pins?backend="+drained+"&limit=1000", "", "", &page)
+	for _, p := range page.Pins {
+		if p.Backend != drained {
+			t.Fatalf("backend filter returned a pin of %s", p.Backend)
+		}
+	}
+	var pin PinInfo
+	if code := e.do("GET", "/api/pins/"+lbtest.ClientIP(0), "", "", &pin); code != 200 || pin.Backend != drained || pin.Connections != 1 {
+		t.Fatalf("lookup: %d %+v", code, pin)
+	}
+	var del struct{ Deleted int }
+	if code := e.do("DELETE", "/api/pins?client="+lbtest.ClientIP(1), "", "", &del); code != 200 || del.Deleted != 1 {
+		t.Fatalf("delete one: %d %+v", code, del)
+	}
+	if code := e.do("GET", "/api/pins/"+lbtest.ClientIP(1), "", "", nil); code != 404 {
+		t.Fatalf("lookup after delete: %d, want 404", code)
+	}
+	e.do("DELETE", "/api/pins?backend="+drained, "", "", &del)
+	if del.Deleted != page.Total {
+		t.Fatalf("deleted %d pins of %s, want %d", del.Deleted, drained, page.Total)
+	}
+	// Maint and back to ready.
+	if code := e.do("POST", "/api/backends/cas/"+drained+"/state", "", `{"state":"maint"}`, &b); code != 200 || b.State != "maint" {
+		t.Fatalf("maint: %d %+v", code, b)
+	}
+	var ev []Event
+	if e.do("GET", "/api/events", "", "", &ev); len(ev) < 3 {
+		t.Errorf("events: %+v", ev)
+	}
+}
+
+func TestMalformedRequests(t *testing.T) {
+	e := setup(t, "")
+	var errBody struct{ Error string }
+	cases := []struct {
+		method, path, body string
+		code               int
+		want               string
+	}{
+		{"POST", "/api/backends/cas/cas1/state", `{"state":"sleep"}`, 400, "unknown backend state"},
+		{"POST", "/api/backends/cas/cas1/state", `not json`, 400, "body must be JSON"},
+		{"POST", "/api/backends/cas/nope/state", `{"state":"drain"}`, 404, "no backend"},
+		{"POST", "/api/backends/nope/cas1/state", `{"state":"drain"}`, 404, "no pool"},
+		{"GET", "/api/pins?limit=-1", "", 400, "limit must be"},
+		{"GET", "/api/pins?limit=abc", "", 400, "limit must be"},
+		{"GET", "/api/pins/not-an-ip", "", 400, "is not an IP address"},
+		{"DELETE", "/api/pins", "", 400, "give exactly one of"},
+		{"DELETE", "/api/pins?client=1.2.3.4&backend=cas1", "", 400, "give exactly one of"},
+		{"GET", "/api/nothing", "", 404, "no such endpoint"},
+		{"PUT", "/api/backends", "", 404, "no such endpoint: PUT /api/backends"},
+	}
+	for _, c := range cases {
+		errBody.Error = ""
+		code := e.do(c.method, c.path, "", c.body, nil)
+		if code != c.code {
+			t.Errorf("%s %s: %d, want %d", c.method, c.path, code, c.code)
+		}
+		if c.want != "" {
+			e.do(c.method, c.path, "", c.body, &errBody)
+			if !strings.Contains(errBody.Error, c.want) {
+				t.Errorf("%s %s: error %q lacks %q", c.method, c.path, errBody.Error, c.want)
+			}
+		}
+	}
+}
+
+func TestTokenGuardsChanges(t *testing.T) {
+	e := setup(t, "s3cret-token-0123456789")
+	if code := e.do("GET", "/api/backends", "", "", nil); code != 200 {
+		t.Errorf("reading needs no token, got %d", code)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/api/backends/cas/cas1/state", `{"state":"drain"}`},
+		{"DELETE", "/api/pins?backend=cas1", ""},
+		{"POST", "/api/reload", ""},
+	} {
+		if code := e.do(c.method, c.path, "", c.body, nil); code != 401 {
+			t.Errorf("%s %s without token: %d, want 401", c.method, c.path, code)
+		}
+		if code := e.do(c.method, c.path, "wrong", c.body, nil); code != 401 {
+			t.Errorf("%s %s with a wrong token: %d, want 401", c.method, c.path, code)
+		}
+		if code := e.do(c.method, c.path, "s3cret-token-0123456789", c.body, nil); code != 200 {
+			t.Errorf("%s %s with the token: %d, want 200", c.method, c.path, code)
+		}
+	}
+}
+
+func TestReloadAndReadiness(t *testing.T) {
+	e := setup(t, "")
+	if code := e.do("GET", "/readyz", "", "", nil); code != 200 {
+		t.Fatalf("readyz = %d", code)
+	}
+	for _, b := range e.srv.Pool("cas").Backends() {
+		b.SetHealthy(false)
+	}
+	if code := e.do("GET", "/readyz", "", "", nil); code != 503 {
+		t.Fatalf("readyz with every backend down = %d, want 503", code)
+	}
+	os.WriteFile(e.cfg, []byte("[listener.rpc]\nlisten = 1\n"), 0o644)
+	var errBody struct{ Error string }
+	if code := e.do("POST", "/api/reload", "", "", &errBody); code != 400 || !strings.Contains(errBody.Error, "lb.toml:2") {
+		t.Fatalf("bad reload: %d %q; want 400 naming the file and line", code, errBody.Error)
+	}
+	if code := e.do("GET", "/healthz", "", "", nil); code != 200 {
+		t.Fatalf("healthz = %d", code)
+	}
+}

@@ -1,0 +1,111 @@
+// Package metrics exports what stickylb does as Prometheus metrics: it
+// follows connections (as a proxy.Observer), affinity events and health
+// checks as they happen, and reads table sizes, backend states and reload
+// counts from the server when scraped. It registers on the registry its
+// caller owns, never on the global default one, and no client address ever
+// becomes a label.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/proxy"
+	"github.com/stickylb/stickylb/server"
+)
+
+const ns = "stickylb"
+
+// Metrics holds the collectors. Use Observer, PinEvent and Health as the
+// server's hooks, and Attach once the server exists.
+type Metrics struct {
+	accepted      *prometheus.CounterVec
+	active        *prometheus.GaugeVec
+	closed        *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	connectErrors *prometheus.CounterVec
+	refused       *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	repins        *prometheus.CounterVec
+	healthTime    *prometheus.HistogramVec
+	healthFail    *prometheus.CounterVec
+	state         *stateCollector
+}
+
+// New makes the collectors and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_accepted_total",
+			Help: "Client connections accepted, by listener."}, []string{"listener"}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "connections_active",
+			Help: "Proxied connections open now, by listener and backend."}, []string{"listener", "backend"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_closed_total",
+			Help: "Proxied connections closed, by listener and backend."}, []string{"listener", "backend"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "backend_bytes_total",
+			Help: "Bytes proxied, by backend and direction (to_backend, to_client), counted when a connection closes."},
+			[]string{"backend", "direction"}),
+		connectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "backend_connect_errors_total",
+			Help: "Failed connects to a backend, by reason (refused, timeout, unreachable, reset, dns, other)."},
+			[]string{"listener", "backend", "reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_refused_total",
+			Help: "Client connections closed without a backend, by reason (no-backend, connect-failed, rejected, identify)."},
+			[]string{"listener", "reason"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "connection_duration_seconds",
+			Help:    "Lifetime of proxied connections.",
+			Buckets: []float64{0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 7200, 14400, 43200, 86400}}, []string{"listener"}),
+		repins: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "affinity_repins_total",
+			Help: "Clients moved to another backend, by pool and reason (down, drain, maint, refused, removed)."},
+			[]string{"pool", "reason"}),
+		healthTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "health_check_duration_seconds",
+			Help: "Time taken by active health checks.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)},
+			[]string{"pool", "backend"}),
+		healthFail: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "health_check_failures_total",
+			Help: "Failed active health checks, by reason."}, []string{"pool", "backend", "reason"}),
+		state: &stateCollector{},
+	}
+	reg.MustRegister(m.accepted, m.active, m.closed, m.bytes, m.connectErrors, m.refused, m.duration,
+		m.repins, m.healthTime, m.healthFail, m.state)
+	return m
+}
+
+// Attach points the scrape-time collector at the running server.
+func (m *Metrics) Attach(s *server.Server) { m.state.srv.Store(s) }
+
+// Observer returns the proxy.Observer that counts connections.
+func (m *Metrics) Observer() proxy.Observer { return observer{m} }
+
+// PinEvent counts affinity re-pins; use it as server.Options.OnPinEvent.
+func (m *Metrics) PinEvent(poolName string, ev affinity.Event) {
+	if ev.Kind == affinity.EventRepin {
+		m.repins.WithLabelValues(poolName, ev.Reason).Inc()
+	}
+}
+
+// Health records a check; use it as server.Options.OnHealth.
+func (m *Metrics) Health(poolName, backend string, err error, took time.Duration) {
+	m.healthTime.WithLabelValues(poolName, backend).Observe(took.Seconds())
+	if err != nil {
+		m.healthFail.WithLabelValues(poolName, backend, proxy.Reason(err)).Inc()
+	}
+}
+
+type observer struct{ m *Metrics }
+
+func (o observer) Accepted(listener string) { o.m.accepted.WithLabelValues(listener).Inc() }
+func (o observer) Opened(listener string, b *pool.Backend) {
+	o.m.active.WithLabelValues(listener, b.Name).Inc()
+}
+func (o observer) Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration) {
+	o.m.active.WithLabelValues(listener, b.Name).Dec()
+	o.m.closed.WithLabelValues(listener, b.Name).Inc()
+	o.m.bytes.WithLabelValues(b.Name, "to_backend").Add(float64(toBackend))
+	o.m.bytes.WithLabelValues(b.Name, "to_client").Add(float64(toClient))
+	o.m.duration.WithLabelValues(listener).Observe(d.Seconds())
+}
+func (o observer) ConnectFailed(listener string, b *pool.Backend, reason string) {
+	o.m.connectErrors.WithLabelValues(listener, b.Name, reason).Inc()
+}
+func (o observer) Refused(listener, reason string) { o.m.refused.WithLabelValues(listener, reason).Inc() }

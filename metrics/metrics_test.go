@@ -1,0 +1,124 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestMetricsFollowTraffic(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 1)
+	src := fmt.Sprintf("[listener.rpc]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", ports[0]) +
+		"[pool.cas.health]\ninterval = \"50ms\"\n[pool.cas.backend.cas1]\naddress = \"127.0.0.11\"\n[pool.cas.backend.cas2]\naddress = \"127.0.0.12\"\n"
+	cfg, err := config.Parse("m.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	srv, err := server.New(cfg, server.Options{Observer: m.Observer(), OnPinEvent: m.PinEvent, OnHealth: m.Health})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Attach(srv)
+	srv.Start()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	addr := srv.Addrs()["rpc"]
+	owner := map[string]string{}
+	for i := range 10 {
+		c, err := lbtest.Connect(lbtest.ClientIP(i), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner[lbtest.ClientIP(i)] = c.Backend
+		c.Write([]byte("hello\n")) // 6 bytes to the backend, echoed back
+		c.R.ReadString('\n')
+		c.Close()
+	}
+	lbtest.Eventually(t, 5*time.Second, "10 closed connections", func() bool {
+		return testutil.ToFloat64(m.closed.WithLabelValues("rpc", "cas1"))+testutil.ToFloat64(m.closed.WithLabelValues("rpc", "cas2")) == 10
+	})
+	// A client of cas1 comes back after cas1 stopped listening: a re-pin.
+	var victim string
+	for src, b := range owner {
+		if b == "cas1" {
+			victim = src
+		}
+	}
+	bs[0].StopListening()
+	if _, err := lbtest.Who(victim, addr); err != nil {
+		t.Fatal(err)
+	}
+	lbtest.Eventually(t, 5*time.Second, "cas1 down", func() bool { return !srv.Pool("cas").Backend("cas1").Healthy() })
+
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+	if got := testutil.ToFloat64(m.accepted.WithLabelValues("rpc")); got != 11 {
+		t.Errorf("accepted = %v, want 11", got)
+	}
+	to := testutil.ToFloat64(m.bytes.WithLabelValues("cas1", "to_backend")) + testutil.ToFloat64(m.bytes.WithLabelValues("cas2", "to_backend"))
+	if to != 60 {
+		t.Errorf("bytes to backends = %v, want 60", to)
+	}
+	if got := testutil.ToFloat64(m.repins.WithLabelValues("cas", "refused")) + testutil.ToFloat64(m.repins.WithLabelValues("cas", "down")); got != 1 {
+		t.Errorf("repins = %v, want 1", got)
+	}
+	// A re-pin because cas1 refused (health had not noticed yet) comes
+	// with a counted connect error.
+	if testutil.ToFloat64(m.repins.WithLabelValues("cas", "refused")) == 1 && testutil.ToFloat64(m.connectErrors.WithLabelValues("rpc", "cas1", "refused")) != 1 {
+		t.Errorf("re-pinned for refusal but no refused connect error counted")
+	}
+	if testutil.ToFloat64(m.healthFail.WithLabelValues("cas", "cas1", "refused")) < 1 {
+		t.Errorf("no refused health check counted for cas1")
+	}
+	exp := `
+# HELP stickylb_backend_state Backend state: 1 for the current one of up, down, drain, maint.
+# TYPE stickylb_backend_state gauge
+stickylb_backend_state{backend="cas1",pool="cas",state="down"} 1
+stickylb_backend_state{backend="cas1",pool="cas",state="drain"} 0
+stickylb_backend_state{backend="cas1",pool="cas",state="maint"} 0
+stickylb_backend_state{backend="cas1",pool="cas",state="up"} 0
+stickylb_backend_state{backend="cas2",pool="cas",state="down"} 0
+stickylb_backend_state{backend="cas2",pool="cas",state="drain"} 0
+stickylb_backend_state{backend="cas2",pool="cas",state="maint"} 0
+stickylb_backend_state{backend="cas2",pool="cas",state="up"} 1
+# HELP stickylb_affinity_entries Pins held in the affinity table.
+# TYPE stickylb_affinity_entries gauge
+stickylb_affinity_entries{pool="cas"} 10
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(exp), "stickylb_backend_state", "stickylb_affinity_entries"); err != nil {
+		t.Error(err)
+	}
+	// No client address is ever a label.
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		for _, mm := range mf.GetMetric() {
+			for _, l := range mm.GetLabel() {
+				if strings.HasPrefix(l.GetValue(), "127.1.") {
+					t.Errorf("metric %s has a client address as label %s", mf.GetName(), l.GetName())
+				}
+			}
+		}
+	}
+}

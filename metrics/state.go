@@ -1,0 +1,77 @@
+package metrics
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stickylb/stickylb/server"
+)
+
+// stateCollector reads the server's current state at scrape time: table
+// sizes and totals, backend states and weights, reloads. Reading at scrape
+// time means a reload that replaces a table or a pool needs no
+// re-registration.
+type stateCollector struct {
+	srv atomic.Pointer[server.Server]
+}
+
+var (
+	descEntries = prometheus.NewDesc(ns+"_affinity_entries", "Pins held in the affinity table.", []string{"pool"}, nil)
+	descLookups = prometheus.NewDesc(ns+"_affinity_lookups_total", "Affinity lookups for new connections, by result (hit: the pin was used; miss: no pin).", []string{"pool", "result"}, nil)
+	descPins    = prometheus.NewDesc(ns+"_affinity_pins_total", "New pins made.", []string{"pool"}, nil)
+	descUnpins  = prometheus.NewDesc(ns+"_affinity_unpins_total", "Pins removed, by reason (expired, evicted, deleted).", []string{"pool", "reason"}, nil)
+	descEvBusy  = prometheus.NewDesc(ns+"_affinity_evictions_active_total", "Evicted pins whose client still had connections open (the table is too small).", []string{"pool"}, nil)
+	descState   = prometheus.NewDesc(ns+"_backend_state", "Backend state: 1 for the current one of up, down, drain, maint.", []string{"pool", "backend", "state"}, nil)
+	descWeight  = prometheus.NewDesc(ns+"_backend_weight", "Backend weight.", []string{"pool", "backend"}, nil)
+	descBConns  = prometheus.NewDesc(ns+"_backend_connections", "Open connections per backend.", []string{"pool", "backend"}, nil)
+	descReloads = prometheus.NewDesc(ns+"_config_reloads_total", "Config reloads, by result.", []string{"result"}, nil)
+	descLastRel = prometheus.NewDesc(ns+"_config_last_reload_success_timestamp_seconds", "When the config was last loaded successfully.", nil, nil)
+)
+
+var states = []string{"up", "down", "drain", "maint"}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descState, descWeight, descBConns, descReloads, descLastRel} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.srv.Load()
+	if s == nil {
+		return
+	}
+	for _, p := range s.Pools() {
+		if p.Table != nil {
+			st := p.Table.Stats()
+			ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(p.Table.Len()), p.Name)
+			ch <- prometheus.MustNewConstMetric(descLookups, prometheus.CounterValue, float64(st.Hits+st.Repins), p.Name, "hit")
+			ch <- prometheus.MustNewConstMetric(descLookups, prometheus.CounterValue, float64(st.Misses), p.Name, "miss")
+			ch <- prometheus.MustNewConstMetric(descPins, prometheus.CounterValue, float64(st.Pins), p.Name)
+			ch <- prometheus.MustNewConstMetric(descUnpins, prometheus.CounterValue, float64(st.Expired), p.Name, "expired")
+			ch <- prometheus.MustNewConstMetric(descUnpins, prometheus.CounterValue, float64(st.Evicted), p.Name, "evicted")
+			ch <- prometheus.MustNewConstMetric(descUnpins, prometheus.CounterValue, float64(st.Deleted), p.Name, "deleted")
+			ch <- prometheus.MustNewConstMetric(descEvBusy, prometheus.CounterValue, float64(st.EvictedActive), p.Name)
+		}
+		for _, b := range p.Pool.Backends() {
+			cur := b.State()
+			for _, st := range states {
+				v := 0.0
+				if st == cur {
+					v = 1
+				}
+				ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, p.Name, b.Name, st)
+			}
+			ch <- prometheus.MustNewConstMetric(descWeight, prometheus.GaugeValue, float64(b.Weight()), p.Name, b.Name)
+			ch <- prometheus.MustNewConstMetric(descBConns, prometheus.GaugeValue, float64(b.Active()), p.Name, b.Name)
+		}
+	}
+	ok := s.Reloads.Load()
+	if ok > 0 {
+		ok-- // the first load is not a reload
+	}
+	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(ok), "success")
+	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(s.ReloadFailures.Load()), "failure")
+	ch <- prometheus.MustNewConstMetric(descLastRel, prometheus.GaugeValue, float64(s.LastReload.Load()))
+}

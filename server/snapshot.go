@@ -1,0 +1,170 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+)
+
+// The snapshot is JSON: readable with jq when an operator wants to know
+// where a client was pinned before a restart.
+const snapshotMagic = "stickylb-pins"
+
+type snapshot struct {
+	Magic   string                  `json:"magic"`
+	Version int                     `json:"version"`
+	Written time.Time               `json:"written"`
+	Pools   map[string]snapshotPool `json:"pools"`
+}
+
+type snapshotPool struct {
+	Key  string        `json:"key"`
+	V4   int           `json:"ipv4_prefix"`
+	V6   int           `json:"ipv6_prefix"`
+	Pins []snapshotPin `json:"pins"`
+}
+
+type snapshotPin struct {
+	Client  string `json:"client"`
+	Backend string `json:"backend"`
+	Created int64  `json:"created"`   // unix seconds
+	Last    int64  `json:"last_seen"` // unix seconds
+}
+
+// SaveSnapshot writes every pool's pins to path atomically: a reader sees
+// the old file or the new one, never half of one. Pins with connections
+// open count as seen now.
+func (s *Server) SaveSnapshot(path string) (int, error) {
+	now := time.Now()
+	snap := snapshot{Magic: snapshotMagic, Version: 1, Written: now.UTC(), Pools: map[string]snapshotPool{}}
+	n := 0
+	for _, p := range s.Pools() {
+		if p.Table == nil {
+			continue
+		}
+		sp := snapshotPool{Key: p.Keyer.Kind.String(), V4: p.Keyer.V4Prefix, V6: p.Keyer.V6Prefix}
+		p.Table.Range(func(in affinity.Info) bool {
+			last := in.LastSeen
+			if in.Active > 0 {
+				last = now
+			}
+			sp.Pins = append(sp.Pins, snapshotPin{Client: in.Key.String(), Backend: in.Backend,
+				Created: in.Created.Unix(), Last: last.Unix()})
+			return true
+		})
+		n += len(sp.Pins)
+		snap.Pools[p.Name] = sp
+	}
+	b, err := json.Marshal(snap)
+	if err != nil {
+		return 0, err
+	}
+	if err := writeAtomic(path, b); err != nil {
+		return 0, fmt.Errorf("write pin snapshot %s: %w", path, err)
+	}
+	return n, nil
+}
+
+func writeAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".stickylb-pins-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// LoadSnapshot restores pins from path into the current tables. Pins that
+// expired while stickylb was down, pins of pools or backends no longer in
+// the config, and pools whose affinity key changed are dropped. A missing
+// file is not an error (restored and dropped are 0); a corrupt or foreign
+// one is an error and changes nothing.
+func (s *Server) LoadSnapshot(path string) (restored, dropped int, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("read pin snapshot: %w", err)
+	}
+	var snap snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return 0, 0, fmt.Errorf("pin snapshot %s is corrupt (%v); starting with empty tables", path, err)
+	}
+	if snap.Magic != snapshotMagic || snap.Version != 1 {
+		return 0, 0, fmt.Errorf("%s is not a stickylb pin snapshot (magic %q, version %d); starting with empty tables", path, snap.Magic, snap.Version)
+	}
+	now := time.Now()
+	pools := map[string]PoolView{}
+	for _, p := range s.Pools() {
+		pools[p.Name] = p
+	}
+	for name, sp := range snap.Pools {
+		p, ok := pools[name]
+		if !ok || p.Table == nil || sp.Key != p.Keyer.Kind.String() || sp.V4 != p.Keyer.V4Prefix || sp.V6 != p.Keyer.V6Prefix {
+			dropped += len(sp.Pins)
+			continue
+		}
+		ttl := p.Table.TTL()
+		for _, pin := range sp.Pins {
+			k, err := affinity.ParseKey(pin.Client)
+			last := time.Unix(pin.Last, 0)
+			if err != nil || p.Pool.Backend(pin.Backend) == nil || now.Sub(last) > ttl {
+				dropped++
+				continue
+			}
+			p.Table.Restore(affinity.Info{Key: k, Backend: pin.Backend, Created: time.Unix(pin.Created, 0), LastSeen: last})
+			restored++
+		}
+	}
+	return restored, dropped, nil
+}
+
+// snapshots saves the pins every interval while the server runs.
+func (s *Server) snapshots() {
+	defer s.bg.Done()
+	for {
+		cfg := s.Config()
+		iv := cfg.Global.SnapshotInterval.Duration
+		if iv <= 0 {
+			iv = time.Minute
+		}
+		t := time.NewTimer(iv)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if path := s.Config().Global.SnapshotFile; path != "" {
+			if _, err := s.SaveSnapshot(path); err != nil {
+				s.log.Error("pin snapshot failed", "error", err)
+			}
+		}
+	}
+}
