@@ -108,4 +108,6 @@ func (o observer) Closed(listener string, b *pool.Backend, toBackend, toClient i
 func (o observer) ConnectFailed(listener string, b *pool.Backend, reason string) {
 	o.m.connectErrors.WithLabelValues(listener, b.Name, reason).Inc()
 }
-func (o observer) Refused(listener, reason string) { o.m.refused.WithLabelValues(listener, reason).Inc() }
+func (o observer) Refused(listener, reason string) {
+	o.m.refused.WithLabelValues(listener, reason).Inc()
+}
