@@ -223,10 +223,11 @@ func (a *API) setState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body struct {
-		State string `json:"state"`
+		State    string `json:"state"`
+		Deadline string `json:"deadline"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil {
-		writeErr(w, 400, fmt.Errorf("body must be JSON like {\"state\": \"drain\"}: %v", err))
+		writeErr(w, 400, fmt.Errorf("body must be JSON like {\"state\": \"drain\", \"deadline\": \"30m\"}: %v", err))
 		return
 	}
 	st, err := pool.ParseAdmin(body.State)
@@ -234,9 +235,19 @@ func (a *API) setState(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 400, err)
 		return
 	}
+	var deadline time.Duration
+	if body.Deadline != "" {
+		if deadline, err = time.ParseDuration(body.Deadline); err != nil || deadline <= 0 || st != pool.Drain {
+			writeErr(w, 400, fmt.Errorf("deadline %q: give a positive duration such as \"30m\", with state drain only", body.Deadline))
+			return
+		}
+	}
 	old := b.Admin()
-	b.SetAdmin(st)
-	a.opts.Log.Info("backend state set", "pool", p.Name, "backend", b.Name, "from", old, "to", st)
+	if _, err := a.opts.Server.SetState(p.Name, b.Name, st, deadline); err != nil {
+		writeErr(w, 404, err)
+		return
+	}
+	a.opts.Log.Info("backend state set", "pool", p.Name, "backend", b.Name, "from", old, "to", st, "deadline", body.Deadline)
 	a.Record(p.Name, b.Name, "set "+st.String()+" (was "+old.String()+")")
 	writeJSON(w, 200, BackendInfo{Pool: p.Name, Name: b.Name, Address: b.Host, State: b.State(), Healthy: b.Healthy(),
 		Admin: b.Admin().String(), Weight: b.Weight(), Connections: b.Active()})

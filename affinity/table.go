@@ -68,12 +68,26 @@ type Event struct {
 	Active  int32
 }
 
+// Current is what a Chooser is told about a client's pin.
+type Current struct {
+	Backend string // the pinned backend; "" when the client has no pin
+	// Home is the backend the client was first moved off (because it was
+	// down, refused, in maintenance...), for failback; "" when it never
+	// moved.
+	Home   string
+	Active int32 // the client's open connections
+}
+
+// ReasonFailback is the re-pin reason that sends a client home; it clears
+// the pin's Home. Any other re-pin records the backend left as Home, unless
+// one is recorded already.
+const ReasonFailback = "failback"
+
 // Chooser decides the backend for a client. It is called under the table's
-// lock with the backend the client is pinned to, or "" when it has none, and
-// must not block. Returning pinned keeps the pin; returning another name
-// moves it, with reason saying why; an error refuses the connection and
-// leaves the table as it was.
-type Chooser func(pinned string) (backend, reason string, err error)
+// lock and must not block. Returning cur.Backend keeps the pin; returning
+// another name moves it, with reason saying why; an error refuses the
+// connection and leaves the table as it was.
+type Chooser func(cur Current) (backend, reason string, err error)
 
 // ErrNoPin is returned by lookups for a client the table does not hold.
 var ErrNoPin = errors.New("no pin for this client")
@@ -83,6 +97,7 @@ var ErrNoPin = errors.New("no pin for this client")
 type Pin struct {
 	key      Key
 	backend  string // guarded by the shard lock
+	home     string // guarded by the shard lock; see Current.Home
 	created  int64  // unix nanoseconds
 	active   atomic.Int32
 	released atomic.Int64 // unix nanoseconds of the last close; 0 while never released
@@ -232,11 +247,12 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonExpired})
 		ok = false
 	}
-	pinned := ""
+	var cur Current
 	if ok {
-		pinned = p.backend
+		cur = Current{Backend: p.backend, Home: p.home, Active: p.active.Load()}
 	}
-	backend, reason, err := choose(pinned)
+	pinned := cur.Backend
+	backend, reason, err := choose(cur)
 	if err != nil {
 		s.mu.Unlock()
 		t.emit(&evs)
@@ -248,6 +264,12 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		l.Decision = Hit
 		t.hits.Add(1)
 	case ok:
+		switch {
+		case reason == ReasonFailback:
+			p.home = ""
+		case p.home == "":
+			p.home = pinned
+		}
 		p.backend = backend
 		l.Decision, l.Reason = Repin, reason
 		t.repins.Add(1)

@@ -26,9 +26,9 @@ func key(s string) Key { return Keyer{}.Key(netip.MustParseAddrPort(s)) }
 
 // fixed chooses backend for a client with no pin and keeps any pin.
 func fixed(backend string) Chooser {
-	return func(pinned string) (string, string, error) {
-		if pinned != "" {
-			return pinned, "", nil
+	return func(cur Current) (string, string, error) {
+		if cur.Backend != "" {
+			return cur.Backend, "", nil
 		}
 		return backend, "", nil
 	}
@@ -180,9 +180,9 @@ func TestParallelFirstConnectionsShareOnePin(t *testing.T) {
 	var n atomic.Int32
 	// A chooser that would give every caller a different backend: only
 	// the table's atomicity keeps them together.
-	choose := func(pinned string) (string, string, error) {
-		if pinned != "" {
-			return pinned, "", nil
+	choose := func(cur Current) (string, string, error) {
+		if cur.Backend != "" {
+			return cur.Backend, "", nil
 		}
 		return fmt.Sprintf("cas%d", n.Add(1)), "", nil
 	}
@@ -227,7 +227,7 @@ func TestRepinAndRefusal(t *testing.T) {
 	k := key("10.0.0.1:1")
 	l, _ := tb.Acquire(k, fixed("cas1"))
 	l.Release()
-	l, err := tb.Acquire(k, func(pinned string) (string, string, error) { return "cas2", "down", nil })
+	l, err := tb.Acquire(k, func(Current) (string, string, error) { return "cas2", "down", nil })
 	if err != nil || l.Decision != Repin || l.Reason != "down" || l.Backend != "cas2" {
 		t.Fatalf("repin = %+v, %v", l, err)
 	}
@@ -237,7 +237,7 @@ func TestRepinAndRefusal(t *testing.T) {
 		t.Fatalf("repin event = %+v", e)
 	}
 	boom := errors.New("all down")
-	if _, err := tb.Acquire(k, func(string) (string, string, error) { return "", "", boom }); !errors.Is(err, boom) {
+	if _, err := tb.Acquire(k, func(Current) (string, string, error) { return "", "", boom }); !errors.Is(err, boom) {
 		t.Fatalf("chooser error not returned: %v", err)
 	}
 	if in, _ := tb.Lookup(k); in.Backend != "cas2" || in.Active != 0 {
@@ -281,5 +281,33 @@ func TestResizeShrinks(t *testing.T) {
 	}
 	if s := tb.Stats(); s.Evicted != 40 {
 		t.Fatalf("evicted = %d, want 40", s.Evicted)
+	}
+}
+
+// A pin moved off its backend remembers it as home until a failback.
+func TestHomeForFailback(t *testing.T) {
+	tb, _, _ := newTable(t, time.Hour, 10)
+	k := key("10.0.0.1:1")
+	move := func(to, reason string) Current {
+		var seen Current
+		l, err := tb.Acquire(k, func(cur Current) (string, string, error) { seen = cur; return to, reason, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+		return seen
+	}
+	move("cas1", "")
+	if cur := move("cas2", "down"); cur.Backend != "cas1" || cur.Home != "" {
+		t.Fatalf("before the first move: %+v", cur)
+	}
+	if cur := move("cas3", "down"); cur.Home != "cas1" {
+		t.Fatalf("home after moves = %q, want the first backend left, cas1", cur.Home)
+	}
+	if cur := move("cas1", ReasonFailback); cur.Home != "cas1" || cur.Backend != "cas3" {
+		t.Fatalf("before failback: %+v", cur)
+	}
+	if cur := move("cas1", ""); cur.Home != "" || cur.Backend != "cas1" {
+		t.Fatalf("after failback: %+v, want home cleared", cur)
 	}
 }

@@ -74,9 +74,46 @@ type Pool struct {
 	IdleTimeout      Duration            `toml:"idle_timeout"`       // default 0: off
 	HalfCloseTimeout Duration            `toml:"half_close_timeout"` // default 1m
 	Keepalive        Duration            `toml:"keepalive"`          // default 60s
+	Failback         bool                `toml:"failback"`           // default false
+	SlowStart        Duration            `toml:"slow_start"`         // default 0: off
+	PassiveFall      int                 `toml:"passive_fall"`       // default 3; 0: off
+	CloseOnDown      bool                `toml:"close_on_down"`      // default false
 	Affinity         Affinity            `toml:"affinity"`
 	Health           Health              `toml:"health"`
+	Checks           map[string]*Check   `toml:"check"`
 	Backends         map[string]*Backend `toml:"backend"`
+}
+
+// Check is one active health check of a pool. A backend is up only when
+// every check passes. Without any [pool.NAME.check.*] table a pool has one
+// tcp check with the [pool.NAME.health] settings.
+type Check struct {
+	Name string `toml:"-"`
+	// Type: tcp (default), send-expect, tls, http or https.
+	Type string `toml:"type"`
+	// Port to probe; 0 (default) probes every backend port of the pool.
+	Port int `toml:"port"`
+	// Interval, Timeout, Rise and Fall default to [pool.NAME.health].
+	Interval Duration `toml:"interval"`
+	Timeout  Duration `toml:"timeout"`
+	Rise     int      `toml:"rise"`
+	Fall     int      `toml:"fall"`
+	// send-expect: bytes to send, and the reply's expected prefix or a
+	// regular expression it must match.
+	Send        string `toml:"send"`
+	Expect      string `toml:"expect"`
+	ExpectRegex string `toml:"expect_regex"`
+	// tls, https: server name to send and whether to verify the chain.
+	SNI    string `toml:"sni"`
+	Verify bool   `toml:"verify"`
+	// http, https: the request and what passes.
+	Method string `toml:"method"` // default GET
+	Path   string `toml:"path"`   // default /
+	Host   string `toml:"host"`   // Host header; default the backend address
+	Status string `toml:"status"` // accepted range, default "200-399"
+	Body   string `toml:"body"`   // regular expression the body must match
+
+	StatusMin, StatusMax int `toml:"-"`
 }
 
 // Affinity configures a pool's affinity table.
@@ -99,9 +136,10 @@ type Health struct {
 
 // Backend is one server host of a pool.
 type Backend struct {
-	Name    string `toml:"-"`
-	Address string `toml:"address"` // IP or host name, no port
-	Weight  int    `toml:"weight"`  // default 1; 0 takes no new clients
+	Name     string `toml:"-"`
+	Address  string `toml:"address"`   // IP or host name, no port
+	Weight   int    `toml:"weight"`    // default 1; 0 takes no new clients
+	MaxConns int    `toml:"max_conns"` // default 0: no limit
 }
 
 // Duration is a time.Duration written as a string such as "5s" or "3h".
@@ -220,7 +258,11 @@ const (
 	DefaultTimeout          = time.Second
 	DefaultRise             = 2
 	DefaultFall             = 3
+	DefaultPassiveFall      = 3
 )
+
+// CheckTypes are the health check types.
+var CheckTypes = []string{"tcp", "send-expect", "tls", "http", "https"}
 
 func (c *Config) defaults(md *toml.MetaData) {
 	if c.Global.LogFormat == "" {
@@ -269,6 +311,9 @@ func (c *Config) defaults(md *toml.MetaData) {
 		if def("keepalive") {
 			p.Keepalive.Duration = DefaultKeepalive
 		}
+		if def("passive_fall") {
+			p.PassiveFall = DefaultPassiveFall
+		}
 		a := &p.Affinity
 		if a.Key == "" {
 			a.Key = "src-ip"
@@ -300,6 +345,33 @@ func (c *Config) defaults(md *toml.MetaData) {
 		}
 		if def("health", "fall") {
 			h.Fall = DefaultFall
+		}
+		for cname, ch := range p.Checks {
+			ch.Name = cname
+			if ch.Type == "" {
+				ch.Type = "tcp"
+			}
+			if !md.IsDefined("pool", name, "check", cname, "interval") {
+				ch.Interval = h.Interval
+			}
+			if !md.IsDefined("pool", name, "check", cname, "timeout") {
+				ch.Timeout = h.Timeout
+			}
+			if !md.IsDefined("pool", name, "check", cname, "rise") {
+				ch.Rise = h.Rise
+			}
+			if !md.IsDefined("pool", name, "check", cname, "fall") {
+				ch.Fall = h.Fall
+			}
+			if ch.Method == "" {
+				ch.Method = "GET"
+			}
+			if ch.Path == "" {
+				ch.Path = "/"
+			}
+			if ch.Status == "" {
+				ch.Status = "200-399"
+			}
 		}
 		for bname, b := range p.Backends {
 			b.Name = bname
@@ -469,6 +541,12 @@ func (p *Pool) check(v *checker, at string) {
 	if h.Fall < 1 {
 		v.errAt(at+".health.fall", "must be at least 1, not %d", h.Fall)
 	}
+	if p.PassiveFall < 0 || p.PassiveFall > 100 {
+		v.errAt(at+".passive_fall", "must be from 0 (off) to 100, not %d", p.PassiveFall)
+	}
+	for _, name := range sortedKeys(p.Checks) {
+		p.Checks[name].check(v, at+".check."+name)
+	}
 	if len(p.Backends) == 0 {
 		v.errAt(at+".backend", "no backend: add at least one [%s.backend.NAME] with an address", at)
 	}
@@ -492,7 +570,49 @@ func (p *Pool) check(v *checker, at string) {
 		if b.Weight < 0 || b.Weight > 1000 {
 			v.errAt(bat+".weight", "must be from 0 to 1000, not %d", b.Weight)
 		}
+		if b.MaxConns < 0 {
+			v.errAt(bat+".max_conns", "must be 0 (no limit) or more, not %d", b.MaxConns)
+		}
 	}
+}
+
+func (c *Check) check(v *checker, at string) {
+	if !slices.Contains(CheckTypes, c.Type) {
+		v.errAt(at+".type", "must be one of %s, not %q", strings.Join(CheckTypes, ", "), c.Type)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		v.errAt(at+".port", "must be a port from 1 to 65535, or 0 for every backend port, not %d", c.Port)
+	}
+	if c.Interval.Duration <= 0 {
+		v.errAt(at+".interval", "must be more than 0")
+	}
+	if c.Timeout.Duration <= 0 {
+		v.errAt(at+".timeout", "must be more than 0")
+	}
+	if c.Rise < 1 {
+		v.errAt(at+".rise", "must be at least 1, not %d", c.Rise)
+	}
+	if c.Fall < 1 {
+		v.errAt(at+".fall", "must be at least 1, not %d", c.Fall)
+	}
+	for key, re := range map[string]string{"expect_regex": c.ExpectRegex, "body": c.Body} {
+		if _, err := regexp.Compile(re); err != nil {
+			v.errAt(at+"."+key, "bad regular expression: %v", err)
+		}
+	}
+	if c.Type == "send-expect" && c.Expect != "" && c.ExpectRegex != "" {
+		v.errAt(at+".expect_regex", "give expect or expect_regex, not both")
+	}
+	lo, hi, ok := strings.Cut(c.Status, "-")
+	if !ok {
+		hi = lo
+	}
+	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	b, err2 := strconv.Atoi(strings.TrimSpace(hi))
+	if err1 != nil || err2 != nil || a < 100 || b > 599 || a > b {
+		v.errAt(at+".status", "must be a status or a range such as \"200-399\", not %q", c.Status)
+	}
+	c.StatusMin, c.StatusMax = a, b
 }
 
 // ParseListen reads a listen address: an IP (or nothing, for every

@@ -71,6 +71,10 @@ type Target struct {
 	// Up is the host's state when checking starts; Known says whether it
 	// was ever checked (if not, the first verdict is taken at once).
 	Up, Known bool
+	// Current, if set, reports the host's state as others see it: when
+	// something else (a passive check) took it down, the checker adopts
+	// that and needs Rise passes to bring it back.
+	Current func() bool
 }
 
 // Change is a host's move to up or down.
@@ -136,6 +140,11 @@ func (c *Checker) watch(ctx context.Context, t Target) {
 			c.cfg.OnResult(t.Name, err, took)
 		}
 		pass := err == nil
+		if known && t.Current != nil {
+			if cur := t.Current(); cur != up {
+				up, streak = cur, 0
+			}
+		}
 		switch {
 		case !known:
 			known, up, streak = true, pass, 0

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/stickylb/stickylb/affinity"
 )
@@ -66,6 +67,9 @@ type Backend struct {
 	admin    atomic.Int32
 	removed  atomic.Bool
 	active   atomic.Int64
+	maxConns atomic.Int64 // 0: no limit
+	upSince  atomic.Int64 // unix nanoseconds of the last down-to-up change; 0: up from the start
+	failures atomic.Int32 // consecutive failed connects, for passive checks
 }
 
 // NewBackend makes a backend that is healthy and ready until told otherwise.
@@ -95,7 +99,46 @@ func (b *Backend) ConnOpened()      { b.active.Add(1) }
 func (b *Backend) ConnClosed()      { b.active.Add(-1) }
 
 // SetHealthy records a health verdict and reports whether it changed.
-func (b *Backend) SetHealthy(up bool) bool { return b.healthy.Swap(up) != up }
+func (b *Backend) SetHealthy(up bool) bool {
+	changed := b.healthy.Swap(up) != up
+	if changed && up {
+		b.upSince.Store(time.Now().UnixNano())
+		b.failures.Store(0)
+	}
+	return changed
+}
+
+// SetMaxConns limits the backend's open connections for new clients; 0
+// means no limit.
+func (b *Backend) SetMaxConns(n int) { b.maxConns.Store(int64(n)) }
+
+// MaxConns returns the limit, 0 for none.
+func (b *Backend) MaxConns() int { return int(b.maxConns.Load()) }
+
+// ConnectFailed counts a failed connect and returns how many failed in a
+// row; ConnectOK ends the run.
+func (b *Backend) ConnectFailed() int { return int(b.failures.Add(1)) }
+
+// ConnectOK resets the count of failed connects.
+func (b *Backend) ConnectOK() {
+	if b.failures.Load() != 0 {
+		b.failures.Store(0)
+	}
+}
+
+// effectiveWeight is the weight, ramped up linearly over slowStart after
+// the backend came back up, so a recovered CAS is not flooded.
+func (b *Backend) effectiveWeight(now int64, slowStart time.Duration) float64 {
+	w := float64(b.weight.Load())
+	since := b.upSince.Load()
+	if slowStart <= 0 || since == 0 {
+		return w
+	}
+	if el := time.Duration(now - since); el < slowStart {
+		return w * max(float64(el)/float64(slowStart), 0.01)
+	}
+	return w
+}
 
 // State is a one-word summary for logs and the admin API: removed, down,
 // maint, drain or up.
@@ -115,6 +158,9 @@ func (b *Backend) State() string {
 
 // TakesNew reports whether the backend may be given a client with no pin.
 func (b *Backend) TakesNew() bool {
+	if m := b.maxConns.Load(); m > 0 && b.active.Load() >= m {
+		return false
+	}
 	return !b.removed.Load() && b.healthy.Load() && Admin(b.admin.Load()) == Ready && b.weight.Load() > 0
 }
 
@@ -163,18 +209,24 @@ func ParseBalance(s string) (Balance, error) {
 
 // Spec describes a backend as the config gives it.
 type Spec struct {
-	Name   string
-	Host   string
-	Weight int
+	Name     string
+	Host     string
+	Weight   int
+	MaxConns int
 }
 
 // Pool is a set of backends and the way new clients are spread over them.
 type Pool struct {
-	Name    string
-	set     atomic.Pointer[set]
-	balance atomic.Int32
-	rr      atomic.Uint64
+	Name      string
+	set       atomic.Pointer[set]
+	balance   atomic.Int32
+	rr        atomic.Uint64
+	slowStart atomic.Int64 // time.Duration
 }
+
+// SetSlowStart sets how long a recovered backend takes to reach its full
+// share of new clients.
+func (p *Pool) SetSlowStart(d time.Duration) { p.slowStart.Store(int64(d)) }
 
 type set struct {
 	list   []*Backend // sorted by name
@@ -208,6 +260,7 @@ func (p *Pool) Update(bal Balance, specs []Spec) (removed []*Backend) {
 			b = NewBackend(sp.Name, sp.Host, sp.Weight)
 		}
 		b.SetWeight(sp.Weight)
+		b.SetMaxConns(sp.MaxConns)
 		s.list = append(s.list, b)
 		s.byName[sp.Name] = b
 	}
@@ -247,25 +300,33 @@ func (p *Pool) Balance() Balance { return Balance(p.balance.Load()) }
 // key's hash. It returns nil when no backend qualifies.
 func (p *Pool) Choose(keyHash uint64, skip func(*Backend) bool) *Backend {
 	list := p.set.Load().list
+	ss := time.Duration(p.slowStart.Load())
 	switch p.Balance() {
 	case LeastConn:
-		return leastConn(list, skip)
+		return leastConn(list, skip, ss)
 	case RoundRobin:
 		return p.roundRobin(list, skip)
 	}
-	return Rendezvous(list, keyHash, skip)
+	return rendezvous(list, keyHash, skip, ss)
+}
+
+// Rendezvous returns the backend with the highest weighted score for the
+// key among those that take new clients and skip does not reject.
+func Rendezvous(list []*Backend, keyHash uint64, skip func(*Backend) bool) *Backend {
+	return rendezvous(list, keyHash, skip, 0)
 }
 
 func usable(b *Backend, skip func(*Backend) bool) bool {
 	return b.TakesNew() && (skip == nil || !skip(b))
 }
 
-// Rendezvous returns the backend with the highest weighted score for the
-// key: score = -weight / ln(u), u uniform in (0,1) from hash(key, name).
-// With equal weights it is plain highest-random-weight hashing.
-func Rendezvous(list []*Backend, keyHash uint64, skip func(*Backend) bool) *Backend {
+// rendezvous scores each backend for the key: score = -weight / ln(u), u
+// uniform in (0,1) from hash(key, name). With equal weights it is plain
+// highest-random-weight hashing.
+func rendezvous(list []*Backend, keyHash uint64, skip func(*Backend) bool, slowStart time.Duration) *Backend {
 	var best *Backend
 	bestScore := math.Inf(-1)
+	now := time.Now().UnixNano()
 	for _, b := range list {
 		if !usable(b, skip) {
 			continue
@@ -273,7 +334,7 @@ func Rendezvous(list []*Backend, keyHash uint64, skip func(*Backend) bool) *Back
 		h := affinity.Mix(keyHash ^ b.nameHash)
 		// 53 random bits mapped into (0,1), never 0 or 1.
 		u := (float64(h>>11) + 0.5) / (1 << 53)
-		score := -float64(b.weight.Load()) / math.Log(u)
+		score := -b.effectiveWeight(now, slowStart) / math.Log(u)
 		if score > bestScore || (score == bestScore && best != nil && b.Name < best.Name) {
 			best, bestScore = b, score
 		}
@@ -281,14 +342,15 @@ func Rendezvous(list []*Backend, keyHash uint64, skip func(*Backend) bool) *Back
 	return best
 }
 
-func leastConn(list []*Backend, skip func(*Backend) bool) *Backend {
+func leastConn(list []*Backend, skip func(*Backend) bool, slowStart time.Duration) *Backend {
 	var best *Backend
 	var bestLoad float64
+	now := time.Now().UnixNano()
 	for _, b := range list {
 		if !usable(b, skip) {
 			continue
 		}
-		load := float64(b.active.Load()+1) / float64(b.weight.Load())
+		load := float64(b.active.Load()+1) / b.effectiveWeight(now, slowStart)
 		if best == nil || load < bestLoad {
 			best, bestLoad = b, load
 		}

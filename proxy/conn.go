@@ -37,6 +37,7 @@ type conn struct {
 
 	mu      sync.Mutex
 	backend net.Conn
+	b       *pool.Backend // the backend once dialled
 	aborted bool
 }
 
@@ -94,6 +95,14 @@ func (c *conn) serve() {
 		if r.Observer != nil {
 			r.Observer.ConnectFailed(r.Name, b, reason)
 		}
+		// Passive check: enough failed connects in a row take the
+		// backend down before the next active check would.
+		if r.PassiveFall > 0 && b.ConnectFailed() >= r.PassiveFall && b.SetHealthy(false) {
+			c.l.log.Warn("backend down: passive check", "backend", b.Name, "failed_connects", r.PassiveFall, "error", err)
+			if r.OnPassiveDown != nil {
+				r.OnPassiveDown(b, err)
+			}
+		}
 		c.l.log.Warn("backend connect failed", "listener", r.Name, "client", client,
 			"backend", b.Name, "addr", addr, "reason", reason, "attempt", attempt+1, "error", err)
 		failed = append(failed, b)
@@ -108,10 +117,11 @@ func (c *conn) serve() {
 	}
 	defer be.Close()
 	defer lease.Release()
+	b.ConnectOK()
 
 	c.mu.Lock()
 	aborted := c.aborted
-	c.backend = be
+	c.backend, c.b = be, b
 	c.mu.Unlock()
 	if aborted {
 		return
@@ -184,10 +194,10 @@ func (c *conn) pick(r *Route, key affinity.Key, failed []*pool.Backend) (*pool.B
 		return b, affinity.Lease{}, nil
 	}
 	var chosen *pool.Backend
-	lease, err := r.Table.Acquire(key, func(pinned string) (string, string, error) {
+	lease, err := r.Table.Acquire(key, func(cur affinity.Current) (string, string, error) {
 		reason := ""
-		if pinned != "" {
-			b := r.Pool.Backend(pinned)
+		if cur.Backend != "" {
+			b := r.Pool.Backend(cur.Backend)
 			switch {
 			case b == nil:
 				reason = "removed"
@@ -196,13 +206,22 @@ func (c *conn) pick(r *Route, key affinity.Key, failed []*pool.Backend) (*pool.B
 			default:
 				ok, why := b.KeepsPinned()
 				if ok {
+					// Failback: a client with nothing open goes back to
+					// the backend it was moved off, once that takes
+					// clients again.
+					if r.Failback && cur.Home != "" && cur.Active == 0 {
+						if home := r.Pool.Backend(cur.Home); home != nil && home.TakesNew() && !skip(home) {
+							chosen = home
+							return home.Name, affinity.ReasonFailback, nil
+						}
+					}
 					chosen = b
-					return pinned, "", nil
+					return cur.Backend, "", nil
 				}
 				reason = why
 			}
 			if r.Reject && (reason == "down" || reason == "refused") {
-				return "", "", fmt.Errorf("pinned backend %s is %s and on_down is reject", pinned, reason)
+				return "", "", fmt.Errorf("pinned backend %s is %s and on_down is reject", cur.Backend, reason)
 			}
 		}
 		chosen = r.Pool.Choose(h, skip)

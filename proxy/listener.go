@@ -34,6 +34,16 @@ type Route struct {
 	Dialer           Dialer
 	// Observer, if set, is told about every connection; nil costs nothing.
 	Observer Observer
+	// Failback sends a client that was moved off its backend back there
+	// at its next connection with nothing open, once the backend takes
+	// clients again.
+	Failback bool
+	// PassiveFall, if more than 0, takes a backend down after that many
+	// failed connects in a row; active checks bring it back.
+	PassiveFall int
+	// OnPassiveDown, if set, hears when a passive check took a backend
+	// down.
+	OnPassiveDown func(b *pool.Backend, err error)
 }
 
 // Observer follows connections, for metrics. Calls come from connection
@@ -151,6 +161,24 @@ func (l *Listener) Wait(ctx context.Context) int {
 	}
 	l.mu.Unlock()
 	<-done
+	return n
+}
+
+// CloseBackend closes every connection of this listener to b and returns
+// how many it closed.
+func (l *Listener) CloseBackend(b *pool.Backend) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for c := range l.conns {
+		c.mu.Lock()
+		mine := c.b == b
+		c.mu.Unlock()
+		if mine {
+			c.abort()
+			n++
+		}
+	}
 	return n
 }
 

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,8 @@ type Server struct {
 	listeners map[string]*listenerRT // by bind key, see bindKey
 	retired   []*proxy.Listener      // closed by a reload; their connections still run
 	serving   sync.WaitGroup
+	// drainTimers turn a drain into maintenance at its deadline.
+	drainTimers map[*pool.Backend]*time.Timer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -106,7 +109,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{}}
+	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{},
+		drainTimers: map[*pool.Backend]*time.Timer{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.apply(cfg, false); err != nil {
 		s.cancel()
@@ -191,6 +195,7 @@ func (s *Server) apply(cfg *config.Config, running bool) error {
 			p = &poolRT{pool: pool.New(name, balance(pc), specs(pc))}
 			s.pools[name] = p
 		}
+		p.pool.SetSlowStart(pc.SlowStart.Duration)
 		kr := keyer(pc)
 		switch {
 		case kr.Kind == affinity.None:
@@ -273,6 +278,16 @@ func (s *Server) route(lc *config.Listener, pc *config.Pool, p *poolRT) *proxy.R
 		HalfCloseTimeout: pc.HalfCloseTimeout.Duration,
 		Dialer:           d,
 		Observer:         s.opts.Observer,
+		Failback:         pc.Failback,
+		PassiveFall:      pc.PassiveFall,
+		OnPassiveDown: func(b *pool.Backend, err error) {
+			if s.opts.OnStateChange != nil {
+				s.opts.OnStateChange(p.pool.Name, b.Name, false, err)
+			}
+			if pc.CloseOnDown {
+				s.closeBackend(b, "backend down (passive check) and close_on_down is set")
+			}
+		},
 	}
 }
 
@@ -301,50 +316,171 @@ func (s *Server) ports(name string) []int {
 	return ports
 }
 
-// startHealth (re)starts a pool's checker. Backends that were in before
-// keep their verdict; new ones take their first check's.
+// startHealth (re)starts a pool's checkers, one per configured check.
+// Backends that were in before keep their verdict; new ones take their
+// first check's. A backend is up only while every check passes.
 func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 	s.stopHealth(p)
-	hc := p.cfg.Health
 	ports := s.ports(p.pool.Name)
-	if !hc.Enabled || len(ports) == 0 {
+	checks := p.cfg.Checks
+	if len(checks) == 0 {
+		if !p.cfg.Health.Enabled {
+			return
+		}
+		h := p.cfg.Health
+		checks = map[string]*config.Check{"tcp": {Name: "tcp", Type: "tcp", Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}}
+	}
+	if len(ports) == 0 {
 		return
 	}
-	var targets []health.Target
-	for _, b := range p.pool.Backends() {
-		targets = append(targets, health.Target{Name: b.Name, Host: b.Host, Up: b.Healthy(), Known: slices.Contains(before, b)})
+	pl, closeOnDown := p.pool, p.cfg.CloseOnDown
+	var mu sync.Mutex
+	verdicts := map[string]map[string]bool{} // backend -> check -> up
+	var checkers []*health.Checker
+	for _, name := range sortedKeys(checks) {
+		ch := checks[name]
+		var targets []health.Target
+		for _, b := range pl.Backends() {
+			targets = append(targets, health.Target{Name: b.Name, Host: b.Host, Up: b.Healthy(),
+				Known: slices.Contains(before, b), Current: b.Healthy})
+		}
+		checkers = append(checkers, health.New(health.Config{
+			Interval: ch.Interval.Duration, Timeout: ch.Timeout.Duration, Rise: ch.Rise, Fall: ch.Fall,
+			Probes: []health.Probe{probe(ch, ports)},
+			OnChange: func(c health.Change) {
+				b := pl.Backend(c.Target)
+				if b == nil {
+					return
+				}
+				mu.Lock()
+				if verdicts[b.Name] == nil {
+					verdicts[b.Name] = map[string]bool{}
+				}
+				verdicts[b.Name][name] = c.Up
+				up := true
+				for _, v := range verdicts[b.Name] {
+					up = up && v
+				}
+				mu.Unlock()
+				if !b.SetHealthy(up) {
+					return
+				}
+				if up {
+					s.log.Info("backend up", "pool", pl.Name, "backend", b.Name)
+				} else {
+					s.log.Warn("backend down", "pool", pl.Name, "backend", b.Name, "check", name, "error", c.Err)
+				}
+				if s.opts.OnStateChange != nil {
+					s.opts.OnStateChange(pl.Name, b.Name, up, c.Err)
+				}
+				if !up && closeOnDown {
+					s.closeBackend(b, "backend down and close_on_down is set")
+				}
+			},
+			OnResult: func(target string, err error, took time.Duration) {
+				if s.opts.OnHealth != nil {
+					s.opts.OnHealth(pl.Name, target, err, took)
+				}
+			},
+		}, targets))
 	}
-	pl := p.pool
-	c := health.New(health.Config{
-		Interval: hc.Interval.Duration, Timeout: hc.Timeout.Duration, Rise: hc.Rise, Fall: hc.Fall,
-		Probes: []health.Probe{health.TCP{Ports: ports}},
-		OnChange: func(ch health.Change) {
-			b := pl.Backend(ch.Target)
-			if b == nil || !b.SetHealthy(ch.Up) {
-				return
-			}
-			if ch.Up {
-				s.log.Info("backend up", "pool", pl.Name, "backend", b.Name)
-			} else {
-				s.log.Warn("backend down", "pool", pl.Name, "backend", b.Name, "error", ch.Err)
-			}
-			if s.opts.OnStateChange != nil {
-				s.opts.OnStateChange(pl.Name, b.Name, ch.Up, ch.Err)
-			}
-		},
-		OnResult: func(target string, err error, took time.Duration) {
-			if s.opts.OnHealth != nil {
-				s.opts.OnHealth(pl.Name, target, err, took)
-			}
-		},
-	}, targets)
 	ctx, cancel := context.WithCancel(s.ctx)
 	p.health, p.done = cancel, make(chan struct{})
 	done := p.done
 	go func() {
 		defer close(done)
-		c.Run(ctx)
+		var wg sync.WaitGroup
+		for _, c := range checkers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.Run(ctx)
+			}()
+		}
+		wg.Wait()
 	}()
+}
+
+// probe builds the health probe a check describes.
+func probe(ch *config.Check, ports []int) health.Probe {
+	if ch.Port != 0 {
+		ports = []int{ch.Port}
+	}
+	switch ch.Type {
+	case "send-expect":
+		se := health.SendExpect{Ports: ports, Send: []byte(ch.Send), Expect: []byte(ch.Expect)}
+		if ch.ExpectRegex != "" {
+			se.Regexp = regexp.MustCompile(ch.ExpectRegex) // checked by config
+		}
+		return se
+	case "tls":
+		return health.TLS{Ports: ports, SNI: ch.SNI, Verify: ch.Verify}
+	case "http", "https":
+		h := health.HTTP{Ports: ports, TLS: ch.Type == "https", SNI: ch.SNI, Verify: ch.Verify, Method: ch.Method,
+			Path: ch.Path, Host: ch.Host, StatusMin: ch.StatusMin, StatusMax: ch.StatusMax}
+		if ch.Body != "" {
+			h.Body = regexp.MustCompile(ch.Body)
+		}
+		return h
+	}
+	return health.TCP{Ports: ports}
+}
+
+// closeBackend closes every connection to b, on every listener.
+func (s *Server) closeBackend(b *pool.Backend, why string) int {
+	s.mu.Lock()
+	ls := slices.Clone(s.retired)
+	for _, lr := range s.listeners {
+		ls = append(ls, lr.l)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, l := range ls {
+		n += l.CloseBackend(b)
+	}
+	if n > 0 {
+		s.log.Warn("closed connections to backend", "backend", b.Name, "connections", n, "why", why)
+	}
+	return n
+}
+
+// SetState sets a backend's administrative state. With a deadline, a
+// drain turns into maintenance when it runs out: the backend's remaining
+// connections are closed and its clients move at their next connection.
+// Any later state change cancels the deadline.
+func (s *Server) SetState(poolName, backend string, st pool.Admin, deadline time.Duration) (*pool.Backend, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pools[poolName]
+	if p == nil {
+		return nil, fmt.Errorf("no pool %q", poolName)
+	}
+	b := p.pool.Backend(backend)
+	if b == nil {
+		return nil, fmt.Errorf("pool %s has no backend %q", poolName, backend)
+	}
+	if t := s.drainTimers[b]; t != nil {
+		t.Stop()
+		delete(s.drainTimers, b)
+	}
+	b.SetAdmin(st)
+	if st == pool.Drain && deadline > 0 {
+		var t *time.Timer
+		t = time.AfterFunc(deadline, func() {
+			s.mu.Lock()
+			mine := s.drainTimers[b] == t
+			delete(s.drainTimers, b)
+			s.mu.Unlock()
+			if !mine || b.Admin() != pool.Drain {
+				return
+			}
+			b.SetAdmin(pool.Maint)
+			s.log.Info("drain deadline reached: backend in maintenance", "pool", poolName, "backend", backend)
+			s.closeBackend(b, "drain deadline reached")
+		})
+		s.drainTimers[b] = t
+	}
+	return b, nil
 }
 
 func (s *Server) stopHealth(p *poolRT) {
@@ -526,7 +662,7 @@ func specs(pc *config.Pool) []pool.Spec {
 	out := make([]pool.Spec, 0, len(pc.Backends))
 	for _, name := range sortedKeys(pc.Backends) {
 		b := pc.Backends[name]
-		out = append(out, pool.Spec{Name: name, Host: b.Address, Weight: b.Weight})
+		out = append(out, pool.Spec{Name: name, Host: b.Address, Weight: b.Weight, MaxConns: b.MaxConns})
 	}
 	return out
 }

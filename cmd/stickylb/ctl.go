@@ -25,7 +25,9 @@ Usage: stickylb ctl [--admin URL] [--token-file FILE] [--json] COMMAND [ARGS]
   pins [--pool P] [--backend B] [--limit N] [--offset N]
                                list pins
   pin CLIENT [--pool P]        which backend CLIENT (an IP address) is pinned to
-  drain POOL/BACKEND           no new clients; pinned clients stay until their connections end
+  drain POOL/BACKEND [--deadline 30m]
+                               no new clients; pinned clients stay until their connections
+                               end (or the deadline, after which they are closed and moved)
   maint POOL/BACKEND           no traffic; pinned clients move at their next connection
   ready POOL/BACKEND           back in service
   unpin --client IP | --backend B [--pool P]
@@ -228,13 +230,22 @@ func (c *ctl) run(cmd string, args []string) error {
 			p.Client, p.Backend, p.Pool, p.Connections, p.LastSeen.Format(time.RFC3339))
 		return nil
 	case "drain", "maint", "ready":
-		if len(args) != 1 || !strings.Contains(args[0], "/") {
+		var deadline string
+		_, pos, err := subFlags(cmd, args, func(fs *flag.FlagSet) { fs.StringVar(&deadline, "deadline", "", "") })
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 || !strings.Contains(pos[0], "/") {
 			return usageError(fmt.Sprintf("usage: stickylb ctl %s POOL/BACKEND", cmd))
 		}
-		pool, backend, _ := strings.Cut(args[0], "/")
+		pool, backend, _ := strings.Cut(pos[0], "/")
+		body := map[string]string{"state": cmd}
+		if deadline != "" {
+			body["deadline"] = deadline
+		}
 		var b admin.BackendInfo
 		if err := c.call("POST", "/api/backends/"+url.PathEscape(pool)+"/"+url.PathEscape(backend)+"/state",
-			map[string]string{"state": cmd}, &b); err != nil || c.asJSON {
+			body, &b); err != nil || c.asJSON {
 			return err
 		}
 		fmt.Fprintf(c.out, "%s/%s is now %s (%d connections open)\n", b.Pool, b.Name, b.State, b.Connections)

@@ -1,0 +1,107 @@
+package health
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func port(t *testing.T, addr string) (string, int) {
+	ap := netip.MustParseAddrPort(addr)
+	return ap.Addr().String(), int(ap.Port())
+}
+
+func probeOnce(p Probe, host string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return p.Probe(ctx, host)
+}
+
+func TestSendExpect(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				n, _ := c.Read(buf)
+				if strings.HasPrefix(string(buf[:n]), "PING") {
+					c.Write([]byte("+PONG server cas1\r\n"))
+				} else {
+					c.Write([]byte("-ERR\r\n"))
+				}
+			}()
+		}
+	}()
+	host, p := port(t, ln.Addr().String())
+	if err := probeOnce(SendExpect{Ports: []int{p}, Send: []byte("PING\r\n"), Expect: []byte("+PONG")}, host); err != nil {
+		t.Errorf("matching prefix failed: %v", err)
+	}
+	if err := probeOnce(SendExpect{Ports: []int{p}, Send: []byte("PING\r\n"), Regexp: regexp.MustCompile(`server cas\d`)}, host); err != nil {
+		t.Errorf("matching regexp failed: %v", err)
+	}
+	err = probeOnce(SendExpect{Ports: []int{p}, Send: []byte("HELLO\r\n"), Expect: []byte("+PONG")}, host)
+	if err == nil || !strings.Contains(err.Error(), `does not start with "+PONG"`) {
+		t.Errorf("wrong reply: %v", err)
+	}
+}
+
+func TestHTTPAndTLS(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/owa/healthcheck.htm":
+			w.Write([]byte("200 OK cas1"))
+		default:
+			http.Error(w, "nope", 503)
+		}
+	})
+	plain := httptest.NewServer(h)
+	defer plain.Close()
+	secure := httptest.NewTLSServer(h)
+	defer secure.Close()
+	host, p := port(t, plain.Listener.Addr().String())
+	ok := HTTP{Ports: []int{p}, Method: "GET", Path: "/owa/healthcheck.htm", StatusMin: 200, StatusMax: 299, Body: regexp.MustCompile("OK")}
+	if err := probeOnce(ok, host); err != nil {
+		t.Errorf("healthy http: %v", err)
+	}
+	bad := ok
+	bad.Path = "/other"
+	if err := probeOnce(bad, host); err == nil || !strings.Contains(err.Error(), "status 503, want 200-299") {
+		t.Errorf("503: %v", err)
+	}
+	body := ok
+	body.Body = regexp.MustCompile("cas2")
+	if err := probeOnce(body, host); err == nil || !strings.Contains(err.Error(), "body does not match") {
+		t.Errorf("body: %v", err)
+	}
+	shost, sp := port(t, secure.Listener.Addr().String())
+	https := ok
+	https.Ports, https.TLS = []int{sp}, true
+	if err := probeOnce(https, shost); err != nil {
+		t.Errorf("https without verify: %v", err)
+	}
+	https.Verify = true
+	if err := probeOnce(https, shost); err == nil || !strings.Contains(err.Error(), "handshake") {
+		t.Errorf("https with verify against a self-signed cert: %v", err)
+	}
+	if err := probeOnce(TLS{Ports: []int{sp}, SNI: "cas1.example"}, shost); err != nil {
+		t.Errorf("tls: %v", err)
+	}
+	if err := probeOnce(TLS{Ports: []int{p}}, host); err == nil {
+		t.Errorf("tls handshake with a plain http server passed")
+	}
+}
