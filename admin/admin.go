@@ -7,6 +7,7 @@ package admin
 
 import (
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +59,12 @@ type Event struct {
 
 const maxEvents = 100
 
+// dashboard is the live status page: one file, no external assets, no
+// build step.
+//
+//go:embed dashboard.html
+var dashboard []byte
+
 // New builds the handler.
 func New(opts Options) *API {
 	if opts.Log == nil {
@@ -76,6 +83,11 @@ func New(opts Options) *API {
 	a.mux.HandleFunc("DELETE /api/pins", a.auth(a.unpin))
 	a.mux.HandleFunc("POST /api/reload", a.auth(a.reload))
 	a.mux.HandleFunc("GET /api/events", a.listEvents)
+	a.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(dashboard)
+	})
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see docs/operations.md)", r.Method, r.URL.Path))
 	})
@@ -138,6 +150,8 @@ type BackendInfo struct {
 	Weight      int    `json:"weight"`
 	Connections int64  `json:"connections"`
 	Pins        int    `json:"pins"`
+	BytesIn     int64  `json:"bytes_to_backend"`
+	BytesOut    int64  `json:"bytes_to_client"`
 }
 
 // PoolInfo summarises a pool's affinity table.
@@ -167,8 +181,10 @@ func (a *API) status() Status {
 			pi.Pins, pi.Hits, pi.Misses, pi.Repins = p.Table.Len(), s.Hits, s.Misses, s.Repins
 		}
 		for _, b := range p.Pool.Backends() {
+			in, out := b.Bytes()
 			pi.Backends = append(pi.Backends, BackendInfo{Pool: p.Name, Name: b.Name, Address: b.Host, State: b.State(),
-				Healthy: b.Healthy(), Admin: b.Admin().String(), Weight: b.Weight(), Connections: b.Active(), Pins: pins[b.Name]})
+				Healthy: b.Healthy(), Admin: b.Admin().String(), Weight: b.Weight(), Connections: b.Active(), Pins: pins[b.Name],
+				BytesIn: in, BytesOut: out})
 		}
 		st.Pools = append(st.Pools, pi)
 	}

@@ -70,7 +70,19 @@ type Backend struct {
 	maxConns atomic.Int64 // 0: no limit
 	upSince  atomic.Int64 // unix nanoseconds of the last down-to-up change; 0: up from the start
 	failures atomic.Int32 // consecutive failed connects, for passive checks
+	bytesIn  atomic.Int64 // to the backend, from closed connections
+	bytesOut atomic.Int64 // to clients, from closed connections
 }
+
+// AddBytes adds a closed connection's byte counts.
+func (b *Backend) AddBytes(toBackend, toClient int64) {
+	b.bytesIn.Add(toBackend)
+	b.bytesOut.Add(toClient)
+}
+
+// Bytes returns the bytes proxied to the backend and to its clients by
+// connections that have closed.
+func (b *Backend) Bytes() (toBackend, toClient int64) { return b.bytesIn.Load(), b.bytesOut.Load() }
 
 // NewBackend makes a backend that is healthy and ready until told otherwise.
 func NewBackend(name, host string, weight int) *Backend {

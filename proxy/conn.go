@@ -136,6 +136,7 @@ func (c *conn) serve() {
 	}
 	toBackend, toClient, err := pipe(c.client, be, r.HalfCloseTimeout)
 	b.ConnClosed()
+	b.AddBytes(toBackend, toClient)
 	d := time.Since(c.start)
 	if r.Observer != nil {
 		r.Observer.Closed(r.Name, b, toBackend, toClient, d)

@@ -1,0 +1,107 @@
+package admin
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stickylb/stickylb/internal/lbtest"
+)
+
+// chromium returns the path of a headless-capable Chromium, or skips.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no chromium installed (.ci/run installs Debian's)")
+	return ""
+}
+
+// headless runs Chromium on url with the flags this closed network needs
+// and returns what it printed.
+func headless(t *testing.T, bin, url string, extra ...string) []byte {
+	t.Helper()
+	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=4000"}, extra...)
+	args = append(args, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).Output()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	return out
+}
+
+var rowRE = regexp.MustCompile(`<tr data-backend="([^"]+)" data-pool="cas">.*?data-state="([a-z]+)".*?<td class="num conns">(\d+)</td><td class="num pins">(\d+)</td>`)
+
+// The dashboard, rendered by a real browser against a running server,
+// shows every backend with the state, connections and pins the API
+// reports.
+func TestDashboardInBrowser(t *testing.T) {
+	bin := chromium(t)
+	e := setup(t, "")
+	addr := e.srv.Addrs()["rpc"]
+	var open []*lbtest.Client
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	for i := range 12 {
+		c, err := lbtest.Connect(lbtest.ClientIP(300+i), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			open = append(open, c)
+		} else {
+			c.Close()
+		}
+	}
+	e.do("POST", "/api/backends/cas/cas2/state", "", `{"state":"drain"}`, nil)
+	lbtest.Eventually(t, 5*time.Second, "closed connections released", func() bool {
+		var st Status
+		e.do("GET", "/api/backends", "", "", &st)
+		n := int64(0)
+		for _, b := range st.Pools[0].Backends {
+			n += b.Connections
+		}
+		return n == int64(len(open))
+	})
+	var st Status
+	e.do("GET", "/api/backends", "", "", &st)
+
+	dom := string(headless(t, bin, e.http.URL+"/", "--dump-dom"))
+	rows := rowRE.FindAllStringSubmatch(dom, -1)
+	if len(rows) != 3 {
+		t.Fatalf("dashboard shows %d backend rows, want 3; DOM:\n%.2000s", len(rows), dom)
+	}
+	for i, b := range st.Pools[0].Backends {
+		r := rows[i]
+		conns, _ := strconv.Atoi(r[3])
+		pins, _ := strconv.Atoi(r[4])
+		if r[1] != b.Name || r[2] != b.State || int64(conns) != b.Connections || pins != b.Pins {
+			t.Errorf("row %d shows %s %s conns %d pins %d; API says %s %s conns %d pins %d",
+				i, r[1], r[2], conns, pins, b.Name, b.State, b.Connections, b.Pins)
+		}
+	}
+	for _, want := range []string{`id="pins-cas">12<`, `data-chart="spread"`, `data-chart="history"`, "set drain (was ready)"} {
+		if !regexp.MustCompile(regexp.QuoteMeta(want)).MatchString(dom) {
+			t.Errorf("dashboard lacks %q", want)
+		}
+	}
+	// A screenshot for docs/, when asked: STICKYLB_SCREENSHOT=path.
+	if path := os.Getenv("STICKYLB_SCREENSHOT"); path != "" {
+		abs, _ := filepath.Abs(path)
+		headless(t, bin, e.http.URL+"/", "--screenshot="+abs, "--window-size=1200,900", "--hide-scrollbars")
+	}
+}
