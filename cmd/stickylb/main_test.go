@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -439,4 +440,72 @@ func TestBinaryRestartKeepsPins(t *testing.T) {
 	}
 	t.Logf("with the snapshot 0 of 60 clients moved; without it %d moved", moved)
 	p3.stop()
+}
+
+// The operator's loop against the real binary: scrape /metrics, drain a
+// backend with ctl and see new clients avoid it, unpin, reload through
+// the API; and the token rule for a non-loopback admin address.
+func TestBinaryOperate(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
+	path := writeConfig(t, labConfig(ports, bs, "enabled = false\n"))
+	p := startBinary(t, nil, "run", "-c", path)
+	addr := p.addrs(1)["l0"]
+	admin := "http://" + p.adminAddr()
+	ctl := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"ctl", "--admin", admin}, args...), &out, &errb)
+		return out.String() + errb.String(), code
+	}
+	first := map[string]string{}
+	for i := range 20 {
+		src := fmt.Sprintf("127.6.0.%d", i+1)
+		b, err := lbtest.Who(src, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first[src] = b
+	}
+	if out, code := ctl("drain", "cas/cas1"); code != 0 || !strings.Contains(out, "cas/cas1 is now drain") {
+		t.Fatalf("ctl drain: %d %s", code, out)
+	}
+	for i := range 20 {
+		if b, _ := lbtest.Who(fmt.Sprintf("127.6.1.%d", i+1), addr); b == "cas1" {
+			t.Fatal("new client sent to draining cas1")
+		}
+	}
+	if out, code := ctl("unpin", "--client", "127.6.0.1"); code != 0 || !strings.Contains(out, "1 pins deleted") {
+		t.Fatalf("ctl unpin: %d %s", code, out)
+	}
+	if out, code := ctl("reload"); code != 0 || !strings.Contains(out, "reloaded") {
+		t.Fatalf("ctl reload: %d %s", code, out)
+	}
+	if out, code := ctl("events"); code != 0 || !strings.Contains(out, "cas/cas1  set drain") {
+		t.Fatalf("ctl events: %d %s", code, out)
+	}
+	if out, code := ctl("drain", "cas/nope"); code != 1 || !strings.Contains(out, `no backend "nope"`) {
+		t.Fatalf("ctl drain of an unknown backend: %d %s", code, out)
+	}
+	resp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`stickylb_connections_accepted_total{listener="l0"} 40`,
+		`stickylb_backend_state{backend="cas1",pool="cas",state="drain"} 1`,
+		`stickylb_affinity_unpins_total{pool="cas",reason="deleted"} 1`,
+		`stickylb_config_reloads_total{result="success"} 1`,
+		"go_goroutines", "process_open_fds",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// A non-loopback admin address without a token is refused by check.
+	bad := writeConfig(t, strings.Replace(labConfig(ports, bs, ""), `listen = "127.0.0.1:0"`+"\n[listener", `listen = "0.0.0.0:9999"`+"\n[listener", 1))
+	var out, errb bytes.Buffer
+	if code := run([]string{"check", "-c", bad}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "admin.listen: 0.0.0.0:9999 is reachable from other machines") {
+		t.Errorf("check with an open admin address: %d %s", code, errb.String())
+	}
 }
