@@ -1,0 +1,87 @@
+package affinity
+
+import (
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+)
+
+func benchKey(i int) Key {
+	a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	return Keyer{}.Key(netip.AddrPortFrom(a, 1))
+}
+
+func keep(cur Current) (string, string, error) {
+	if cur.Backend != "" {
+		return cur.Backend, "", nil
+	}
+	return "cas1", "", nil
+}
+
+func filled(n int) *Table {
+	t := NewTable(Config{MaxEntries: n})
+	for i := range n {
+		l, _ := t.Acquire(benchKey(i), keep)
+		l.Release()
+	}
+	return t
+}
+
+// BenchmarkAcquireHit is the common case: a known client connects. Run in
+// parallel over a table of 10k and of 1M pins.
+func BenchmarkAcquireHit(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		t := filled(n)
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			var next atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(1) * 7919)
+				for pb.Next() {
+					i++
+					l, err := t.Acquire(benchKey(i%n), keep)
+					if err != nil {
+						b.Fatal(err)
+					}
+					l.Release()
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkAcquireNew pins new clients into a full table (each pin evicts
+// the least recently used one).
+func BenchmarkAcquireNew(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		t := filled(n)
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			var next atomic.Int64
+			next.Store(int64(n))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					l, _ := t.Acquire(benchKey(int(next.Add(1))), keep)
+					l.Release()
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkMemoryPerPin reports the heap held per pin at 1M pins.
+func BenchmarkMemoryPerPin(b *testing.B) {
+	const n = 1_000_000
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		t := filled(n)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/pin")
+		runtime.KeepAlive(t)
+	}
+}

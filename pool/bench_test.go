@@ -1,0 +1,22 @@
+package pool
+
+import (
+	"strconv"
+	"testing"
+)
+
+func BenchmarkChoose(b *testing.B) {
+	for _, n := range []int{3, 16} {
+		for _, bal := range []Balance{Hash, LeastConn, RoundRobin} {
+			p := New("cas", bal, specs(n))
+			b.Run(bal.String()+"/"+strconv.Itoa(n), func(b *testing.B) {
+				b.ReportAllocs()
+				for i := range b.N {
+					if p.Choose(uint64(i)*0x9e3779b97f4a7c15, nil) == nil {
+						b.Fatal("no backend")
+					}
+				}
+			})
+		}
+	}
+}
