@@ -41,6 +41,8 @@ Usage:
   stickylb ctl   [--admin URL] [--json] backends|pins|pin|drain|maint|ready|unpin|reload|events ...
   stickylb sim cas   [--hosts 127.0.0.11,...] [--epm-port 10135] [--rca-port 60001] [--ab-port 60002]
   stickylb sim unity [--target 127.0.0.1] [--epm-port 10135] [--sessions 24] [--duration 10s]
+  stickylb bench --target HOST:PORT [--mode short|long|bulk] [--clients 100] [--duration 10s] [--json] [--html F]
+  stickylb bench backends [--hosts 127.0.0.11,...] [--port 9000]
   stickylb version
 
 lab     reproduce MAPI_E_NETWORK_ERROR behind broken balancers and show
@@ -53,6 +55,8 @@ check   validate a config and print what it sets up; exit 1 on error.
 ctl     inspect and steer a running stickylb through its admin API
         (stickylb ctl help).
 sim     run a simulated CAS array or Unity client fleet (docs/lab.md).
+bench   load and score any TCP balancer: speed, stickiness, balance,
+        remapping (docs/benchmarks.md).
 version print the version.
 `
 
@@ -77,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdSim(rest, stdout, stderr)
 	case "ctl":
 		return cmdCtl(rest, stdout, stderr)
+	case "bench":
+		return cmdBench(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "stickylb", versionString())
 		return 0

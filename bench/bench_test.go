@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var hosts = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
+
+// rig starts bench backends on a free port and stickylb in front of them
+// with the given pool settings.
+func rig(t *testing.T, poolTOML string) ([]*Backend, string) {
+	t.Helper()
+	var bs []*Backend
+	var port int
+	for attempt := 0; bs == nil && attempt < 20; attempt++ {
+		ln, err := net.Listen("tcp", hosts[0]+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		bs, _ = StartBackends(hosts, port)
+	}
+	if bs == nil {
+		t.Fatal("no free port on the backend hosts")
+	}
+	src := fmt.Sprintf("[listener.b]\nlisten = \"127.0.0.1:0\"\npool = \"p\"\nbackend_port = %d\n", port) + poolTOML +
+		"\n[pool.p.health]\ninterval = \"50ms\"\nfall = 1\n"
+	for i, h := range hosts {
+		src += fmt.Sprintf("[pool.p.backend.cas%d]\naddress = %q\n", i+1, h)
+	}
+	cfg, err := config.Parse("bench.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		for _, b := range bs {
+			b.Close()
+		}
+	})
+	return bs, srv.Addrs()["b"].String()
+}
+
+// Through stickylb: no violations, clients spread evenly, and removing a
+// backend moves exactly its own clients.
+func TestStickyRemap(t *testing.T) {
+	bs, target := rig(t, "")
+	res, err := Run(context.Background(), Config{Target: target, Clients: 150, Concurrency: 8, Duration: 1500 * time.Millisecond,
+		Event: bs[1].Kill, Removed: "cas2", At: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	WriteText(&out, res)
+	t.Log("\n" + out.String())
+	if res.Conns < 500 || res.Violations != 0 || res.Clients != 150 {
+		t.Fatalf("conns %d, violations %d, clients %d", res.Conns, res.Violations, res.Clients)
+	}
+	if res.Remap == nil || res.Remap.Moved == 0 || res.Remap.MovedShare > 0.5 {
+		t.Fatalf("remap %+v: want about a third of the clients moved", res.Remap)
+	}
+	if _, ok := res.PerBackend["cas2"]; ok {
+		t.Fatalf("clients still end on removed cas2: %v", res.PerBackend)
+	}
+	if res.Latency.P50 <= 0 || len(res.Histogram) == 0 || len(res.Timeline) == 0 {
+		t.Fatalf("latency %+v, %d buckets, timeline %v", res.Latency, len(res.Histogram), res.Timeline)
+	}
+	var html bytes.Buffer
+	if err := WriteHTML(&html, res); err != nil || !strings.Contains(html.String(), "Clients per backend") || !strings.Contains(html.String(), "<rect") {
+		t.Fatalf("html report: %v", err)
+	}
+}
+
+// Without affinity the scorer sees it: the test can fail.
+func TestViolationsWithoutAffinity(t *testing.T) {
+	_, target := rig(t, "[pool.p]\nbalance = \"round-robin\"\n[pool.p.affinity]\nkey = \"none\"\n")
+	res, err := Run(context.Background(), Config{Target: target, Clients: 20, Concurrency: 4, Duration: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Violations != 20 {
+		t.Fatalf("%d violations among %d clients with no affinity, want all 20", res.Violations, res.Clients)
+	}
+}
+
+func TestLongAndBulk(t *testing.T) {
+	_, target := rig(t, "")
+	res, err := Run(context.Background(), Config{Target: target, Mode: Long, Clients: 8, Concurrency: 8, Duration: 500 * time.Millisecond})
+	if err != nil || res.Conns != 8 || res.Errors != 0 || res.Latency.P50 <= 0 {
+		t.Fatalf("long: %+v %v", res, err)
+	}
+	res, err = Run(context.Background(), Config{Target: target, Mode: Bulk, Clients: 2, Concurrency: 2, Size: 8 << 20, MaxConns: 4, Duration: 10 * time.Second})
+	if err != nil || res.Conns != 4 || res.Errors != 0 || res.MBps <= 0 {
+		t.Fatalf("bulk: %+v %v", res, err)
+	}
+}
+
+func TestTargetNotAnswering(t *testing.T) {
+	if _, err := Run(context.Background(), Config{Target: "nonsense"}); err == nil {
+		t.Fatal("accepted a target without a port")
+	}
+}

@@ -1,0 +1,478 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sys/unix"
+)
+
+// Mode is the kind of load.
+type Mode string
+
+const (
+	// Short: connect, read the greeting, echo Size bytes, close.
+	Short Mode = "short"
+	// Long: Concurrency connections stay open for the whole run, each
+	// echoing Size bytes in a loop; clients reconnect when cut.
+	Long Mode = "long"
+	// Bulk: connect, send Size bytes and half-close, read the echo.
+	Bulk Mode = "bulk"
+)
+
+// Config describes a run. Zero values mean the defaults.
+type Config struct {
+	Target      string        // balancer address, host:port
+	Mode        Mode          // default short
+	Clients     int           // distinct source addresses, 127.10.0.1 up (default 100)
+	Concurrency int           // connections in flight (default 32)
+	Rate        float64       // connections per second; 0: as fast as possible
+	Duration    time.Duration // default 10s
+	MaxConns    int64         // stop after this many connections; 0: no limit
+	Size        int           // bytes echoed per connection (default 64; bulk 16 MiB)
+	Timeout     time.Duration // per dial and per read (default 5s)
+	// Event, if set, runs once At (a fraction of Duration) into the run,
+	// for example to kill a backend; Remap then compares each client's
+	// backend before and after it.
+	Event func()
+	At    float64
+	// Removed names the backend the event removes, so that its clients
+	// moving is not counted as a violation.
+	Removed string
+	// Progress is called about four times a second.
+	Progress func(Progress)
+}
+
+// Progress is a running total.
+type Progress struct {
+	Elapsed, Duration time.Duration
+	Conns, Errors     int64
+}
+
+// SourceIP returns client address i: 127.10.0.1, 127.10.0.2, ...
+func SourceIP(i int) string {
+	return fmt.Sprintf("127.%d.%d.%d", 10+i/(250*250), (i/250)%250, 1+i%250)
+}
+
+type observation struct {
+	client  int
+	backend string
+	at      time.Duration
+}
+
+type runner struct {
+	cfg     Config
+	start   time.Time
+	eventAt time.Duration
+	conns   atomic.Int64
+	errs    atomic.Int64
+	bytes   atomic.Int64
+	next    atomic.Int64
+
+	mu      sync.Mutex
+	hist    *hdrhistogram.Histogram
+	obs     []observation
+	errKind map[string]int64
+	perSec  map[int]int64
+}
+
+// Run drives the load and scores it.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Mode == "" {
+		cfg.Mode = Short
+	}
+	if cfg.Clients <= 0 {
+		cfg.Clients = 100
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 32
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if cfg.Size <= 0 {
+		cfg.Size = 64
+		if cfg.Mode == Bulk {
+			cfg.Size = 16 << 20
+		}
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if _, _, err := net.SplitHostPort(cfg.Target); err != nil {
+		return nil, fmt.Errorf("target %q: want host:port", cfg.Target)
+	}
+	r := &runner{cfg: cfg, hist: hdrhistogram.New(1, 60_000_000, 3), errKind: map[string]int64{}, perSec: map[int]int64{}}
+	if err := r.warmUp(ctx); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	r.start = time.Now()
+	var tokens <-chan time.Time
+	if cfg.Rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
+		defer t.Stop()
+		tokens = t.C
+	}
+	var wg sync.WaitGroup
+	for w := range cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.worker(ctx, w, tokens)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var event <-chan time.Time
+	if cfg.Event != nil {
+		if cfg.At <= 0 || cfg.At >= 1 {
+			cfg.At = 0.5
+		}
+		r.eventAt = time.Duration(float64(cfg.Duration) * cfg.At)
+		event = time.After(r.eventAt)
+	}
+	for {
+		select {
+		case <-done:
+			return r.result(time.Since(r.start)), nil
+		case <-event:
+			event = nil
+			cfg.Event()
+		case <-tick.C:
+			if cfg.Progress != nil {
+				cfg.Progress(Progress{Elapsed: time.Since(r.start), Duration: cfg.Duration, Conns: r.conns.Load(), Errors: r.errs.Load()})
+			}
+		}
+	}
+}
+
+// warmUp waits until the target greets a connection, so a balancer that
+// is still bringing its backends up does not count against itself.
+func (r *runner) warmUp(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	var last error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		c, err := r.dialer(SourceIP(r.cfg.Clients)).DialContext(ctx, "tcp", r.cfg.Target)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(r.cfg.Timeout))
+			_, err = bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("target %s did not greet a connection within 10s (are bench backends behind it?): %v", r.cfg.Target, last)
+}
+
+// dialer binds each connection to its client's source address. With
+// IP_BIND_ADDRESS_NO_PORT the kernel picks the port at connect time,
+// knowing the destination, so a few addresses do not run out of ports.
+func (r *runner) dialer(src string) *net.Dialer {
+	return &net.Dialer{
+		Timeout:   r.cfg.Timeout,
+		LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)},
+		Control: func(network, address string, c syscall.RawConn) error {
+			var serr error
+			c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			})
+			return serr
+		},
+	}
+}
+
+func (r *runner) worker(ctx context.Context, w int, tokens <-chan time.Time) {
+	buf := make([]byte, 64<<10)
+	for ctx.Err() == nil {
+		if tokens != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tokens:
+			}
+		}
+		n := r.next.Add(1)
+		if r.cfg.MaxConns > 0 && n > r.cfg.MaxConns {
+			return
+		}
+		client := int(n-1) % r.cfg.Clients
+		if r.cfg.Mode == Long {
+			client = w % r.cfg.Clients
+		}
+		r.one(ctx, client, buf)
+	}
+}
+
+// one makes one connection (for Long: one connection, used until the run
+// ends or it breaks).
+func (r *runner) one(ctx context.Context, client int, buf []byte) {
+	start := time.Now()
+	c, err := r.dialer(SourceIP(client)).DialContext(ctx, "tcp", r.cfg.Target)
+	if err != nil {
+		r.fail(ctx, err)
+		return
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(r.cfg.Timeout))
+	br := bufio.NewReaderSize(c, 256)
+	name, err := br.ReadString('\n')
+	if err != nil {
+		r.fail(ctx, fmt.Errorf("greeting: %w", err))
+		return
+	}
+	r.observe(client, name[:len(name)-1])
+	switch r.cfg.Mode {
+	case Short:
+		if err := r.echo(c, br, buf); err != nil {
+			r.fail(ctx, err)
+			return
+		}
+		r.done(start, int64(r.cfg.Size))
+	case Bulk:
+		go func() {
+			left := r.cfg.Size
+			chunk := make([]byte, min(1<<20, left))
+			for left > 0 {
+				n, err := c.Write(chunk[:min(len(chunk), left)])
+				if err != nil {
+					return
+				}
+				left -= n
+			}
+			c.(*net.TCPConn).CloseWrite()
+		}()
+		c.SetDeadline(time.Now().Add(r.cfg.Timeout + r.cfg.Duration))
+		n, err := io.CopyBuffer(io.Discard, br, buf)
+		if err != nil || n != int64(r.cfg.Size) {
+			r.fail(ctx, fmt.Errorf("bulk echo: %d of %d bytes: %v", n, r.cfg.Size, err))
+			return
+		}
+		r.done(start, 2*n)
+	case Long:
+		r.done(start, 0)
+		for ctx.Err() == nil {
+			t := time.Now()
+			c.SetDeadline(t.Add(r.cfg.Timeout))
+			if err := r.echo(c, br, buf); err != nil {
+				r.fail(ctx, err)
+				return
+			}
+			r.record(time.Since(t), int64(r.cfg.Size))
+		}
+	}
+}
+
+func (r *runner) echo(c net.Conn, br *bufio.Reader, buf []byte) error {
+	msg := buf[:r.cfg.Size]
+	if _, err := c.Write(msg); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	if _, err := io.ReadFull(br, buf[:r.cfg.Size]); err != nil {
+		return fmt.Errorf("echo: %w", err)
+	}
+	return nil
+}
+
+func (r *runner) observe(client int, backend string) {
+	r.mu.Lock()
+	r.obs = append(r.obs, observation{client, backend, time.Since(r.start)})
+	r.mu.Unlock()
+}
+
+func (r *runner) done(start time.Time, bytes int64) {
+	r.conns.Add(1)
+	r.record(time.Since(start), bytes)
+	r.mu.Lock()
+	r.perSec[int(time.Since(r.start)/time.Second)]++
+	r.mu.Unlock()
+}
+
+func (r *runner) record(d time.Duration, bytes int64) {
+	r.bytes.Add(bytes)
+	r.mu.Lock()
+	r.hist.RecordValue(max(d.Microseconds(), 1))
+	r.mu.Unlock()
+}
+
+// fail counts an error, unless it is the run ending.
+func (r *runner) fail(ctx context.Context, err error) {
+	if dl, ok := ctx.Deadline(); ctx.Err() != nil || (ok && time.Until(dl) < 20*time.Millisecond) {
+		return
+	}
+	r.errs.Add(1)
+	r.mu.Lock()
+	r.errKind[kind(err)]++
+	r.mu.Unlock()
+}
+
+func kind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "closed"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "other"
+}
+
+// Result is what a run measured.
+type Result struct {
+	Target     string           `json:"target"`
+	Mode       Mode             `json:"mode"`
+	Duration   time.Duration    `json:"duration_ns"`
+	Conns      int64            `json:"connections"`
+	Errors     int64            `json:"errors"`
+	ErrorKinds map[string]int64 `json:"error_kinds"`
+	CPS        float64          `json:"connections_per_second"`
+	MBps       float64          `json:"throughput_mb_per_second"`
+	Latency    Latency          `json:"latency_ms"`
+	// Affinity: clients seen on more than one backend while they should
+	// have stayed pinned.
+	Clients    int            `json:"clients"`
+	Violations int            `json:"affinity_violations"`
+	PerBackend map[string]int `json:"clients_per_backend"`
+	Balance    Balance        `json:"balance"`
+	Remap      *Remap         `json:"remap,omitempty"`
+	Timeline   []int64        `json:"connections_per_second_timeline"`
+	Histogram  []Bucket       `json:"latency_histogram"`
+}
+
+// Latency percentiles in milliseconds.
+type Latency struct{ P50, P90, P99, P999, Max float64 }
+
+// Balance of clients over backends.
+type Balance struct {
+	MaxOverMean float64 `json:"max_over_mean"`
+	CV          float64 `json:"coefficient_of_variation"`
+}
+
+// Remap is how many clients changed backend across the run's event.
+type Remap struct {
+	Compared   int     `json:"clients_compared"`
+	Moved      int     `json:"moved"`
+	MovedShare float64 `json:"moved_share"`
+	Ideal      float64 `json:"ideal_share"`
+}
+
+// Bucket is one bar of the latency histogram.
+type Bucket struct {
+	UpToMs float64 `json:"up_to_ms"`
+	Count  int64   `json:"count"`
+}
+
+func (r *runner) result(d time.Duration) *Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := &Result{Target: r.cfg.Target, Mode: r.cfg.Mode, Duration: d, Conns: r.conns.Load(), Errors: r.errs.Load(),
+		ErrorKinds: r.errKind, PerBackend: map[string]int{}}
+	res.CPS = float64(res.Conns) / d.Seconds()
+	res.MBps = float64(r.bytes.Load()) / d.Seconds() / 1e6
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	h := r.hist
+	res.Latency = Latency{ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(90)), ms(h.ValueAtQuantile(99)), ms(h.ValueAtQuantile(99.9)), ms(h.Max())}
+	for _, b := range h.Distribution() {
+		if b.Count > 0 {
+			res.Histogram = append(res.Histogram, Bucket{UpToMs: ms(b.To), Count: b.Count})
+		}
+	}
+	secs := int(math.Ceil(d.Seconds()))
+	for s := range secs {
+		res.Timeline = append(res.Timeline, r.perSec[s])
+	}
+	res.score(r.obs, r.eventAt, r.cfg.Event != nil, r.cfg.Removed)
+	return res
+}
+
+// score computes affinity violations, balance and remapping.
+func (res *Result) score(obs []observation, eventAt time.Duration, hasEvent bool, removed string) {
+	sort.SliceStable(obs, func(i, j int) bool { return obs[i].at < obs[j].at })
+	type story struct{ before, after []string }
+	stories := map[int]*story{}
+	add := func(list []string, b string) []string {
+		for _, x := range list {
+			if x == b {
+				return list
+			}
+		}
+		return append(list, b)
+	}
+	last := map[int]string{}
+	for _, o := range obs {
+		s := stories[o.client]
+		if s == nil {
+			s = &story{}
+			stories[o.client] = s
+		}
+		if hasEvent && o.at >= eventAt {
+			// A greeting from the removed backend just after the event
+			// is a connection made just before it.
+			if o.backend != removed {
+				s.after = add(s.after, o.backend)
+			}
+		} else {
+			s.before = add(s.before, o.backend)
+		}
+		last[o.client] = o.backend
+	}
+	res.Clients = len(stories)
+	var rm Remap
+	backendsBefore := map[string]bool{}
+	for _, s := range stories {
+		// Seeing several backends in one phase, or moving off a backend
+		// that was not removed, is a broken pin.
+		bad := len(s.before) > 1 || len(s.after) > 1
+		if len(s.before) == 1 && len(s.after) == 1 {
+			rm.Compared++
+			backendsBefore[s.before[0]] = true
+			if s.before[0] != s.after[0] {
+				rm.Moved++
+				bad = bad || s.before[0] != removed
+			}
+		}
+		if bad {
+			res.Violations++
+		}
+	}
+	for _, b := range last {
+		res.PerBackend[b]++
+	}
+	if hasEvent && rm.Compared > 0 {
+		rm.MovedShare = float64(rm.Moved) / float64(rm.Compared)
+		if len(backendsBefore) > 0 {
+			rm.Ideal = 1 / float64(len(backendsBefore))
+		}
+		res.Remap = &rm
+	}
+	if n := len(res.PerBackend); n > 0 {
+		mean := float64(res.Clients) / float64(n)
+		var maxV, sq float64
+		for _, c := range res.PerBackend {
+			maxV = math.Max(maxV, float64(c))
+			sq += (float64(c) - mean) * (float64(c) - mean)
+		}
+		res.Balance = Balance{MaxOverMean: maxV / mean, CV: math.Sqrt(sq/float64(n)) / mean}
+	}
+}
