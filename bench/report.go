@@ -128,4 +128,3 @@ func WriteHTML(w io.Writer, r *Result) error {
 		"R": r, "Dur": r.Duration.Round(time.Millisecond).String(), "Charts": charts,
 	})
 }
-

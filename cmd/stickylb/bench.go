@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/stickylb/stickylb/bench"
+	"github.com/stickylb/stickylb/capture"
 )
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -148,6 +151,80 @@ func cmdBenchBackends(args []string, stderr io.Writer) int {
 	<-ctx.Done()
 	for _, b := range bs {
 		b.Close()
+	}
+	return 0
+}
+
+func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ports := fs.String("ports", "", "only connections to these server ports count, comma-separated (such as 135,60001,60002)")
+	backends := fs.String("backends", "", "only connections to these addresses count, comma-separated")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: stickylb analyze [--ports 135,60001,60002] [--backends IP,...] [--json] capture.pcap|capture.pcapng")
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	var opts capture.Options
+	for _, p := range splitList(*ports) {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			fmt.Fprintf(stderr, "error: --ports: %q is not a port\n", p)
+			return 2
+		}
+		opts.Ports = append(opts.Ports, uint16(n))
+	}
+	for _, b := range splitList(*backends) {
+		a, err := netip.ParseAddr(b)
+		if err != nil {
+			fmt.Fprintf(stderr, "error: --backends: %q is not an IP address\n", b)
+			return 2
+		}
+		opts.Backends = append(opts.Backends, a)
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	defer f.Close()
+	rep, err := capture.Analyze(f, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %s: %v\n", fs.Arg(0), err)
+		if rep == nil {
+			return 1
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+	} else {
+		fmt.Fprintf(stdout, "%d packets (%d not IP/TCP), %d connections, %d clients, %d split across backends\n",
+			rep.Packets, rep.Skipped, rep.Flows, len(rep.Clients), rep.Split)
+		for _, c := range rep.Clients {
+			mark := "ok   "
+			if c.Split {
+				mark = "SPLIT"
+			}
+			fmt.Fprintf(stdout, "%s %-40s", mark, c.Client)
+			for i, v := range c.Visits {
+				if i > 0 {
+					fmt.Fprint(stdout, " -> ")
+				}
+				fmt.Fprintf(stdout, "%s %v x%d (%s-%s)", v.Backend, v.Ports, v.Flows, v.First.Format("15:04:05"), v.Last.Format("15:04:05"))
+			}
+			fmt.Fprintln(stdout)
+		}
+	}
+	if rep.Split > 0 {
+		return 1
 	}
 	return 0
 }

@@ -43,6 +43,7 @@ Usage:
   stickylb sim unity [--target 127.0.0.1] [--epm-port 10135] [--sessions 24] [--duration 10s]
   stickylb bench --target HOST:PORT [--mode short|long|bulk] [--clients 100] [--duration 10s] [--json] [--html F]
   stickylb bench backends [--hosts 127.0.0.11,...] [--port 9000]
+  stickylb analyze [--ports 135,60001,60002] [--json] capture.pcap
   stickylb version
 
 lab     reproduce MAPI_E_NETWORK_ERROR behind broken balancers and show
@@ -57,6 +58,8 @@ ctl     inspect and steer a running stickylb through its admin API
 sim     run a simulated CAS array or Unity client fleet (docs/lab.md).
 bench   load and score any TCP balancer: speed, stickiness, balance,
         remapping (docs/benchmarks.md).
+analyze read a pcap/pcapng capture and flag every client whose
+        connections reached more than one backend.
 version print the version.
 `
 
@@ -83,6 +86,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCtl(rest, stdout, stderr)
 	case "bench":
 		return cmdBench(rest, stdout, stderr)
+	case "analyze":
+		return cmdAnalyze(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "stickylb", versionString())
 		return 0

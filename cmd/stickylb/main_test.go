@@ -509,3 +509,19 @@ func TestBinaryOperate(t *testing.T) {
 		t.Errorf("check with an open admin address: %d %s", code, errb.String())
 	}
 }
+
+func TestAnalyzeCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"analyze", "/nonexistent.pcap"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "no such file") {
+		t.Errorf("missing file: %d %s", code, errb.String())
+	}
+	garbage := filepath.Join(t.TempDir(), "g.pcap")
+	os.WriteFile(garbage, []byte("hello, not a capture"), 0o644)
+	errb.Reset()
+	if code := run([]string{"analyze", garbage}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "not a pcap or pcapng capture") {
+		t.Errorf("garbage: %d %s", code, errb.String())
+	}
+	if code := run([]string{"analyze", "--ports", "135,x", garbage}, &out, &errb); code != 2 {
+		t.Errorf("bad --ports: %d", code)
+	}
+}

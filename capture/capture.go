@@ -1,0 +1,172 @@
+// Package capture reads packet captures (pcap or pcapng, in pure Go) taken
+// where client addresses are visible (on a client, behind a balancer that
+// keeps them such as Windows NLB, or on a transparent proxy's backend
+// side) and reports, for each client address, which backends its TCP
+// connections reached and when, flagging every client that was split
+// across backends: the check Cisco asks engineers to make with a packet
+// sniffer, automated.
+package capture
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// Options narrow what counts as a connection to a backend.
+type Options struct {
+	// Ports: only connections to these server ports count (the pool's
+	// ports, such as 135, 60001, 60002). Empty: every port.
+	Ports []uint16
+	// Backends: only connections to these addresses count. Empty: every
+	// address that accepts a connection.
+	Backends []netip.Addr
+}
+
+// Visit is a client's connections to one backend.
+type Visit struct {
+	Backend string    `json:"backend"`
+	Ports   []uint16  `json:"ports"`
+	Flows   int       `json:"connections"`
+	First   time.Time `json:"first"`
+	Last    time.Time `json:"last"`
+}
+
+// Client is one client address's story.
+type Client struct {
+	Client string  `json:"client"`
+	Visits []Visit `json:"backends"`
+	Split  bool    `json:"split"`
+}
+
+// Report is what a capture shows.
+type Report struct {
+	Packets int      `json:"packets"`
+	Skipped int      `json:"skipped_packets"` // not IP/TCP, or undecodable
+	Flows   int      `json:"connections"`
+	Split   int      `json:"split_clients"`
+	Clients []Client `json:"clients"`
+}
+
+type reader interface {
+	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	LinkType() layers.LinkType
+}
+
+// Analyze reads a capture and reports. A file that is neither pcap nor
+// pcapng, or is cut short in a header, is an error; packets it cannot
+// decode are counted and skipped.
+func Analyze(r io.Reader, opts Options) (*Report, error) {
+	br := bufio.NewReader(r)
+	magic, err := br.Peek(4)
+	if err != nil {
+		return nil, fmt.Errorf("read capture: %w", err)
+	}
+	var pr reader
+	if bytes.Equal(magic, []byte{0x0a, 0x0d, 0x0d, 0x0a}) {
+		pr, err = pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
+	} else {
+		pr, err = pcapgo.NewReader(br)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("not a pcap or pcapng capture: %w", err)
+	}
+	type flow struct{ src, dst netip.AddrPort }
+	seen := map[flow]bool{}
+	visits := map[netip.Addr]map[netip.Addr]*Visit{}
+	rep := &Report{}
+	for {
+		data, ci, err := pr.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return rep.finish(visits), fmt.Errorf("capture cut short after %d packets: %w", rep.Packets, err)
+		}
+		rep.Packets++
+		p := gopacket.NewPacket(data, pr.LinkType(), gopacket.DecodeOptions{Lazy: true, NoCopy: true})
+		var src, dst netip.Addr
+		switch ip := p.NetworkLayer().(type) {
+		case *layers.IPv4:
+			src, _ = netip.AddrFromSlice(ip.SrcIP.To4())
+			dst, _ = netip.AddrFromSlice(ip.DstIP.To4())
+		case *layers.IPv6:
+			src, _ = netip.AddrFromSlice(ip.SrcIP)
+			dst, _ = netip.AddrFromSlice(ip.DstIP)
+		default:
+			rep.Skipped++
+			continue
+		}
+		tcp, ok := p.TransportLayer().(*layers.TCP)
+		if !ok {
+			rep.Skipped++
+			continue
+		}
+		// A connection is its SYN; without SYNs (a capture started mid
+		// stream) the first packet towards a listed port stands for it.
+		isOpen := tcp.SYN && !tcp.ACK
+		if !isOpen && len(opts.Ports) == 0 {
+			continue
+		}
+		if len(opts.Ports) > 0 && !slices.Contains(opts.Ports, uint16(tcp.DstPort)) {
+			continue
+		}
+		if len(opts.Backends) > 0 && !slices.Contains(opts.Backends, dst) {
+			continue
+		}
+		f := flow{netip.AddrPortFrom(src, uint16(tcp.SrcPort)), netip.AddrPortFrom(dst, uint16(tcp.DstPort))}
+		if seen[f] && !isOpen {
+			continue
+		}
+		seen[f] = true
+		rep.Flows++
+		m := visits[src]
+		if m == nil {
+			m = map[netip.Addr]*Visit{}
+			visits[src] = m
+		}
+		v := m[dst]
+		if v == nil {
+			v = &Visit{Backend: dst.String(), First: ci.Timestamp}
+			m[dst] = v
+		}
+		v.Flows++
+		v.Last = ci.Timestamp
+		if !slices.Contains(v.Ports, uint16(tcp.DstPort)) {
+			v.Ports = append(v.Ports, uint16(tcp.DstPort))
+			slices.Sort(v.Ports)
+		}
+	}
+	return rep.finish(visits), nil
+}
+
+func (rep *Report) finish(visits map[netip.Addr]map[netip.Addr]*Visit) *Report {
+	for client, m := range visits {
+		c := Client{Client: client.String(), Split: len(m) > 1}
+		for _, v := range m {
+			c.Visits = append(c.Visits, *v)
+		}
+		sort.Slice(c.Visits, func(i, j int) bool { return c.Visits[i].First.Before(c.Visits[j].First) })
+		if c.Split {
+			rep.Split++
+		}
+		rep.Clients = append(rep.Clients, c)
+	}
+	sort.Slice(rep.Clients, func(i, j int) bool {
+		if rep.Clients[i].Split != rep.Clients[j].Split {
+			return rep.Clients[i].Split
+		}
+		return rep.Clients[i].Client < rep.Clients[j].Client
+	})
+	return rep
+}
