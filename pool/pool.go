@@ -13,6 +13,7 @@ package pool
 import (
 	"fmt"
 	"math"
+	"net"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -72,6 +73,7 @@ type Backend struct {
 	failures atomic.Int32 // consecutive failed connects, for passive checks
 	bytesIn  atomic.Int64 // to the backend, from closed connections
 	bytesOut atomic.Int64 // to clients, from closed connections
+	addr     atomic.Pointer[hostPort]
 }
 
 // AddBytes adds a closed connection's byte counts.
@@ -83,6 +85,22 @@ func (b *Backend) AddBytes(toBackend, toClient int64) {
 // Bytes returns the bytes proxied to the backend and to its clients by
 // connections that have closed.
 func (b *Backend) Bytes() (toBackend, toClient int64) { return b.bytesIn.Load(), b.bytesOut.Load() }
+
+type hostPort struct {
+	port int
+	addr string
+}
+
+// Addr returns host:port, formatted once per port rather than once per
+// connection.
+func (b *Backend) Addr(port int) string {
+	if hp := b.addr.Load(); hp != nil && hp.port == port {
+		return hp.addr
+	}
+	hp := &hostPort{port, net.JoinHostPort(b.Host, strconv.Itoa(port))}
+	b.addr.Store(hp)
+	return hp.addr
+}
 
 // NewBackend makes a backend that is healthy and ready until told otherwise.
 func NewBackend(name, host string, weight int) *Backend {

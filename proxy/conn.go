@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -83,7 +82,7 @@ func (c *conn) serve() {
 		if r.Table != nil {
 			dec = lease.Decision.String()
 		}
-		addr := net.JoinHostPort(b.Host, strconv.Itoa(r.Port))
+		addr := b.Addr(r.Port)
 		ctx, cancel := context.WithTimeout(context.Background(), r.ConnectTimeout)
 		be, err = r.Dialer.Dial(ctx, client, addr)
 		cancel()
@@ -140,6 +139,9 @@ func (c *conn) serve() {
 	d := time.Since(c.start)
 	if r.Observer != nil {
 		r.Observer.Closed(r.Name, b, toBackend, toClient, d)
+	}
+	if !c.l.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
 	}
 	attrs := []slog.Attr{
 		slog.String("listener", r.Name),

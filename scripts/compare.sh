@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Side-by-side: the same `stickylb bench` loads against the backends
+# directly, HAProxy, nginx and stickylb, with equivalent sticky
+# configurations, on loopback. Installs nothing: it uses haproxy and nginx
+# (with the stream module) where they are installed and skips them where
+# not. The balancer under test is pinned to CPU 0 and the load to CPU 1.
+#
+#   scripts/compare.sh [rounds]        (default 3 rounds, alternating order)
+#
+# Prints one line per measurement and a table of medians and ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+go build -o "$work/stickylb" ./cmd/stickylb
+slb="$work/stickylb"
+bport=19100
+hosts=127.0.0.11,127.0.0.12,127.0.0.13
+
+taskset -c 1 "$slb" bench backends --hosts "$hosts" --port $bport 2>/dev/null &
+sleep 0.5
+
+declare -A target pid
+target[direct]=127.0.0.11:$bport
+
+# stickylb: source-IP affinity, rendezvous hashing.
+cat > "$work/lb.toml" <<TOML
+[global]
+log_level = "error"
+[admin]
+listen = "off"
+[listener.bench]
+listen = "127.0.0.1:19201"
+pool = "p"
+backend_port = $bport
+[pool.p.health]
+interval = "2s"
+[pool.p.backend.cas1]
+address = "127.0.0.11"
+[pool.p.backend.cas2]
+address = "127.0.0.12"
+[pool.p.backend.cas3]
+address = "127.0.0.13"
+TOML
+GOMAXPROCS=1 taskset -c 0 "$slb" run -c "$work/lb.toml" 2>"$work/stickylb.log" &
+pid[stickylb]=$!
+target[stickylb]=127.0.0.1:19201
+
+if command -v haproxy >/dev/null; then
+  cat > "$work/haproxy.cfg" <<CFG
+global
+  nbthread 1
+  maxconn 6000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 3h
+  timeout server 3h
+  option splice-auto
+frontend bench
+  bind 127.0.0.1:19202
+  default_backend cas
+backend cas
+  balance source
+  hash-type consistent
+  server cas1 127.0.0.11:$bport check
+  server cas2 127.0.0.12:$bport check
+  server cas3 127.0.0.13:$bport check
+CFG
+  taskset -c 0 haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.log" &
+  pid[haproxy]=$!
+  target[haproxy]=127.0.0.1:19202
+fi
+
+stream_mod=$(ls /usr/lib/nginx/modules/ngx_stream_module.so 2>/dev/null || true)
+if command -v nginx >/dev/null && [[ -n $stream_mod ]]; then
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx.conf" <<CFG
+load_module $stream_mod;
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log error;
+events { worker_connections 8000; }
+stream {
+  upstream cas {
+    hash \$remote_addr consistent;
+    server 127.0.0.11:$bport;
+    server 127.0.0.12:$bport;
+    server 127.0.0.13:$bport;
+  }
+  server {
+    listen 127.0.0.1:19203;
+    proxy_pass cas;
+    proxy_half_close on;
+  }
+}
+CFG
+  taskset -c 0 nginx -c "$work/nginx.conf" -p "$work/nginx" 2>"$work/nginx.log" &
+  pid[nginx]=$!
+  target[nginx]=127.0.0.1:19203
+fi
+sleep 1
+
+# cpu_ticks PID: user+system clock ticks of a process and its threads.
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# For nginx the work is done by its worker, a child of the master.
+worker_of() { local c; c=$(pgrep -P "$1" | head -1); echo "${c:-$1}"; }
+
+names=(direct)
+for n in haproxy nginx stickylb; do [[ -n ${target[$n]:-} ]] && names+=("$n"); done
+echo "targets: ${names[*]}"
+
+results="$work/results.txt"
+: > "$results"
+measure() { # name mode args...
+  local name=$1 mode=$2; shift 2
+  local p="" t0=0 t1=0
+  if [[ $name != direct ]]; then p=$(worker_of "${pid[$name]}"); t0=$(cpu_ticks "$p"); fi
+  taskset -c 1 "$slb" bench --target "${target[$name]}" --json "$@" > "$work/run.json"
+  if [[ -n $p ]]; then t1=$(cpu_ticks "$p"); fi
+  local hz; hz=$(getconf CLK_TCK)
+  python3 - "$name" "$mode" "$((t1 - t0))" "$hz" "$work/run.json" >> "$results" <<'PY'
+import json, sys
+name, mode, ticks, hz, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+r = json.load(open(path))
+cpu_us = 1e6 * ticks / hz / max(r["connections"], 1)
+print(name, mode, r["connections_per_second"], r["throughput_mb_per_second"], r["latency_ms"]["P50"], cpu_us, r["affinity_violations"], r["errors"])
+PY
+  tail -1 "$results"
+}
+
+for round in $(seq "$rounds"); do
+  # Alternate the order so no target always runs on a warm or cold machine.
+  order=("${names[@]}")
+  if (( round % 2 == 0 )); then order=($(printf '%s\n' "${names[@]}" | tac)); fi
+  for n in "${order[@]}"; do
+    measure "$n" bulk  --mode bulk --clients 4 --concurrency 4 --size $((64 << 20)) --duration 5s
+    measure "$n" short --mode short --clients 200 --concurrency 32 --duration 5s
+    measure "$n" lat   --mode short --clients 50 --concurrency 1 --duration 3s
+  done
+done
+
+python3 - "$results" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1])]
+m = {}
+for name, mode, cps, mbps, p50, cpu, viol, errs in rows:
+    m.setdefault((name, mode), []).append((float(cps), float(mbps), float(p50), float(cpu), int(viol), int(errs)))
+med = lambda k, i: st.median(v[i] for v in m[k]) if k in m else float("nan")
+names = sorted({k[0] for k in m}, key=lambda n: ["direct", "haproxy", "nginx", "stickylb"].index(n))
+print()
+print(f"{'target':10} {'bulk MB/s':>10} {'short conn/s':>13} {'CPU us/conn':>12} {'p50 ms (c=1)':>13} {'violations':>10} {'errors':>7}")
+for n in names:
+    viol = sum(v[4] for k in m if k[0] == n for v in m[k])
+    errs = sum(v[5] for k in m if k[0] == n for v in m[k])
+    print(f"{n:10} {med((n,'bulk'),1):10.0f} {med((n,'short'),0):13.0f} {med((n,'short'),3):12.1f} {med((n,'lat'),2):13.3f} {viol:10d} {errs:7d}")
+def ratio(a, b, i, mode):
+    try: return med((a, mode), i) / med((b, mode), i)
+    except (ZeroDivisionError, KeyError): return float("nan")
+print()
+if ("stickylb", "bulk") in m:
+    print(f"stickylb / direct   bulk throughput  {ratio('stickylb','direct',1,'bulk'):.2f}x   (target >= 0.80)")
+    for other in ("haproxy", "nginx"):
+        if (other, "bulk") in m:
+            print(f"stickylb / {other:8} bulk throughput  {ratio('stickylb',other,1,'bulk'):.2f}x")
+            print(f"stickylb / {other:8} CPU per short conn {ratio('stickylb',other,3,'short'):.2f}x")
+            print(f"stickylb - {other:8} added p50 latency {(med(('stickylb','lat'),2)-med((other,'lat'),2))*1000:+.0f} us")
+PY
