@@ -2,9 +2,13 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Dialer opens the backend leg of a connection. It is the step a
@@ -37,4 +41,30 @@ func keepalive(d time.Duration) net.KeepAliveConfig {
 		return net.KeepAliveConfig{Enable: false, Idle: -1, Interval: -1, Count: -1}
 	}
 	return net.KeepAliveConfig{Enable: true, Idle: d, Interval: d, Count: 3}
+}
+
+// setKeepalive sets the kernel's keepalive options on a raw socket: first
+// probe after d idle, then every d, 3 probes. d <= 0 leaves keepalive off.
+func setKeepalive(c syscall.RawConn, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	secs := int(max(d/time.Second, 1))
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		for _, o := range []struct{ level, opt, v int }{
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 3},
+		} {
+			if e := unix.SetsockoptInt(int(fd), o.level, o.opt, o.v); e != nil && serr == nil {
+				serr = fmt.Errorf("set keepalive: %w", e)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }

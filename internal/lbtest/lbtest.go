@@ -11,8 +11,11 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Backend is a test server host listening on several ports. Every
@@ -179,8 +182,18 @@ func (b *Backend) Close() {
 }
 
 // Dial connects from source address src (a 127.x.y.z address) to dst.
+// IP_BIND_ADDRESS_NO_PORT lets the kernel choose the source port at
+// connect time, knowing the destination, instead of at bind time, where
+// it must search past every port in TIME_WAIT from that address.
 func Dial(src string, dst netip.AddrPort) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)},
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			})
+			return serr
+		}}
 	c, err := d.Dial("tcp", dst.String())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s from %s: %w", dst, src, err)
