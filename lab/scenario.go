@@ -137,13 +137,15 @@ func ParseScenarios(file string, src []byte) ([]Scenario, error) {
 
 // Options apply to every scenario of a run.
 type Options struct {
-	Duration time.Duration // per scenario (default 6s)
+	Duration time.Duration // per scenario (default 5s)
 	Sessions int           // mailbox sessions (default 24)
 	Sources  int           // Unity source addresses (default 6)
 	Log      *slog.Logger  // the balancer's and CASes' logs (default: discarded)
 	// Progress, if set, is called about four times a second while a
 	// scenario runs.
 	Progress func(Progress)
+	// OnResult, if set, is called as each scenario finishes.
+	OnResult func(i int, r Result)
 }
 
 // Progress is the state of the scenario being run.
@@ -178,7 +180,7 @@ func SourceIP(i int) string { return fmt.Sprintf("127.2.0.%d", i+1) }
 // Run runs the scenarios in order.
 func Run(ctx context.Context, scenarios []Scenario, opts Options) ([]Result, error) {
 	if opts.Duration <= 0 {
-		opts.Duration = 6 * time.Second
+		opts.Duration = 5 * time.Second
 	}
 	if opts.Sessions <= 0 {
 		opts.Sessions = 24
@@ -201,6 +203,9 @@ func Run(ctx context.Context, scenarios []Scenario, opts Options) ([]Result, err
 			return out, fmt.Errorf("scenario %s: %w", s.Name, err)
 		}
 		out = append(out, r)
+		if opts.OnResult != nil {
+			opts.OnResult(i, r)
+		}
 	}
 	return out, nil
 }
@@ -458,22 +463,32 @@ func verdict(s Scenario, rep *sim.Report, target string) (string, bool) {
 	return "unknown expectation", false
 }
 
-// WriteTable prints the results as one table.
-func WriteTable(w io.Writer, results []Result) {
+// WriteHeader prints the table's header line.
+func WriteHeader(w io.Writer) {
 	fmt.Fprintf(w, "%-2s %-24s %-12s %8s %7s %12s %7s %6s %6s %6s  %-22s %s\n",
 		"#", "scenario", "balancer", "sessions", "ops", "MAPI_E_NETW", "rate", "conn", "relog", "split", "sessions per CAS", "verdict")
+}
+
+// WriteRow prints result i as one table row.
+func WriteRow(w io.Writer, i int, r Result) {
+	rep := r.Report
+	var per []string
+	for _, k := range sim.Sorted(rep.SessionsPerCAS) {
+		per = append(per, fmt.Sprintf("%s:%d", k, rep.SessionsPerCAS[k]))
+	}
+	event := ""
+	if r.Target != "" {
+		event = " (" + r.Scenario.Event + " " + r.Target + ")"
+	}
+	fmt.Fprintf(w, "%-2d %-24s %-12s %8d %7d %12d %6.2f%% %6d %6d %6d  %-22s %s%s\n",
+		i+1, r.Scenario.Name, r.Scenario.Balancer, rep.Sessions, rep.Ops, rep.MAPINetworkErrors,
+		100*rep.ErrorRate, rep.ConnErrors, rep.Relogons, rep.SplitSessions, strings.Join(per, " "), r.Verdict, event)
+}
+
+// WriteTable prints the results as one table.
+func WriteTable(w io.Writer, results []Result) {
+	WriteHeader(w)
 	for i, r := range results {
-		rep := r.Report
-		var per []string
-		for _, k := range sim.Sorted(rep.SessionsPerCAS) {
-			per = append(per, fmt.Sprintf("%s:%d", k, rep.SessionsPerCAS[k]))
-		}
-		event := ""
-		if r.Target != "" {
-			event = " (" + r.Scenario.Event + " " + r.Target + ")"
-		}
-		fmt.Fprintf(w, "%-2d %-24s %-12s %8d %7d %12d %6.2f%% %6d %6d %6d  %-22s %s%s\n",
-			i+1, r.Scenario.Name, r.Scenario.Balancer, rep.Sessions, rep.Ops, rep.MAPINetworkErrors,
-			100*rep.ErrorRate, rep.ConnErrors, rep.Relogons, rep.SplitSessions, strings.Join(per, " "), r.Verdict, event)
+		WriteRow(w, i, r)
 	}
 }

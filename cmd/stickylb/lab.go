@@ -22,7 +22,7 @@ import (
 func cmdLab(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	duration := fs.Duration("duration", 6*time.Second, "how long each scenario runs")
+	duration := fs.Duration("duration", 5*time.Second, "how long each scenario runs")
 	sessions := fs.Int("sessions", 24, "Unity mailbox sessions per scenario")
 	sources := fs.Int("sources", 6, "Unity source addresses (127.2.0.1, ...)")
 	only := fs.String("scenario", "", "run only these scenarios (comma-separated names)")
@@ -78,6 +78,9 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "stickylb lab: %d scenarios, %s each, %d Unity sessions from %d source addresses,\n"+
 			"3 simulated CAS hosts (127.0.0.11-13), balancer on 127.0.0.1.\n\n", len(scenarios), *duration, *sessions, *sources)
 	}
+	if !*asJSON {
+		lab.WriteHeader(stdout)
+	}
 	last := ""
 	progress := func(p lab.Progress) {
 		line := fmt.Sprintf("[%d/%d] %-24s %4.1fs/%.0fs  ops %6d  MAPI_E_NETWORK_ERROR %5d  conn errors %4d",
@@ -89,7 +92,19 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		}
 		last = p.Name
 	}
-	results, err := lab.Run(ctx, scenarios, lab.Options{Duration: *duration, Sessions: *sessions, Sources: *sources, Log: log, Progress: progress})
+	// Rows appear as scenarios finish, so the failure shows within the
+	// first half minute.
+	onResult := func(i int, r lab.Result) {
+		if *asJSON {
+			return
+		}
+		if tty {
+			fmt.Fprint(stderr, "\r\033[K")
+		}
+		lab.WriteRow(stdout, i, r)
+	}
+	results, err := lab.Run(ctx, scenarios, lab.Options{Duration: *duration, Sessions: *sessions, Sources: *sources, Log: log,
+		Progress: progress, OnResult: onResult})
 	if tty {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
@@ -102,7 +117,6 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		enc.SetIndent("", "  ")
 		enc.Encode(results)
 	} else {
-		lab.WriteTable(stdout, results)
 		fmt.Fprintln(stdout)
 		fmt.Fprintln(stdout, "MAPI_E_NETW: MAPI_E_NETWORK_ERROR (0x80040115) replies, the error Unity logs when a CAS")
 		fmt.Fprintln(stdout, "does not know its session. conn: broken or refused connections. relog: sessions that had")

@@ -35,7 +35,7 @@ var version = "dev"
 const usage = `stickylb: a sticky layer-4 TCP load balancer
 
 Usage:
-  stickylb lab   [--scenario NAME,...] [--duration 6s] [--sessions 24] [--json]
+  stickylb lab   [--scenario NAME,...] [--duration 5s] [--sessions 24] [--json]
   stickylb run   [-c lb.toml] [--log-format text|json] [--log-level info]
   stickylb check [-c lb.toml]
   stickylb ctl   [--admin URL] [--json] backends|pins|pin|drain|maint|ready|unpin|reload|events ...
