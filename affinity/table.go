@@ -92,15 +92,17 @@ type Chooser func(cur Current) (backend, reason string, err error)
 // ErrNoPin is returned by lookups for a client the table does not hold.
 var ErrNoPin = errors.New("no pin for this client")
 
-// Pin is one client's entry. Fields that connections touch without the
-// shard lock are atomics.
-type Pin struct {
-	key      Key
-	backend  string // guarded by the shard lock
-	home     string // guarded by the shard lock; see Current.Home
-	created  int64  // unix nanoseconds
-	active   atomic.Int32
-	released atomic.Int64 // unix nanoseconds of the last close; 0 while never released
+// pin is one client's entry, kept by value inside the LRU's own entry so a
+// pin costs no allocation of its own: backend names are interned to small
+// numbers and times are whole seconds. Everything in it is guarded by its
+// shard's lock.
+type pin struct {
+	backend  uint16 // interned name
+	home     uint16 // interned name + 1; 0: none (see Current.Home)
+	active   int32
+	created  uint32 // unix seconds
+	released uint32 // unix seconds of the last close; 0 while never released
+	gen      uint32 // tells a re-created pin from the one a lease holds
 }
 
 // Info is a copy of a pin for callers outside the table.
@@ -115,9 +117,10 @@ type Info struct {
 // Lease is a connection's hold on a pin. Release it exactly once when the
 // connection closes.
 type Lease struct {
-	pin      *Pin
 	t        *Table
 	shard    *shard
+	key      Key
+	gen      uint32 // 0: holds nothing
 	Backend  string
 	Decision Decision
 	Reason   string // for Repin, why the pin moved
@@ -150,13 +153,18 @@ type Table struct {
 	ttl     atomic.Int64
 	onEvent func(Event)
 	now     func() time.Time
+	gen     atomic.Uint32
+
+	namesMu sync.RWMutex
+	names   []string
+	ids     map[string]uint16
 
 	hits, misses, pins, repins, expired, evicted, evictedActive, deleted atomic.Uint64
 }
 
 type shard struct {
 	mu  sync.Mutex
-	lru *simplelru.LRU[Key, *Pin]
+	lru *simplelru.LRU[Key, pin]
 	max int
 }
 
@@ -181,7 +189,7 @@ func NewTable(c Config) *Table {
 	for n < 64 && c.MaxEntries/(n*2) >= 4096 {
 		n *= 2
 	}
-	t := &Table{shards: make([]shard, n), mask: uint64(n - 1), onEvent: c.OnEvent, now: c.Now}
+	t := &Table{shards: make([]shard, n), mask: uint64(n - 1), onEvent: c.OnEvent, now: c.Now, ids: map[string]uint16{}}
 	t.ttl.Store(int64(c.TTL))
 	t.resize(c.MaxEntries)
 	return t
@@ -196,7 +204,7 @@ func (t *Table) resize(max int) {
 		if s.lru == nil {
 			// The LRU's own bound sits one above ours: evictions are
 			// always ours (see makeRoom), never the library's silent one.
-			s.lru, _ = simplelru.NewLRU[Key, *Pin](per+1, nil)
+			s.lru, _ = simplelru.NewLRU[Key, pin](per+1, nil)
 		} else {
 			s.lru.Resize(per + 1)
 		}
@@ -218,18 +226,61 @@ func (t *Table) shard(k Key) *shard {
 	return &t.shards[k.Hash()&t.mask]
 }
 
-// expired says whether p's client has had no connection for longer than
-// the TTL. released is written before active is decremented, so a reader
-// that sees active == 0 sees the release time that went with it.
-func (t *Table) isExpired(p *Pin, now int64) bool {
-	if p.active.Load() > 0 {
+// intern returns the number standing for a backend name. Names are few
+// (the backends ever configured), so the list only grows.
+func (t *Table) intern(name string) uint16 {
+	t.namesMu.RLock()
+	id, ok := t.ids[name]
+	t.namesMu.RUnlock()
+	if ok {
+		return id
+	}
+	t.namesMu.Lock()
+	defer t.namesMu.Unlock()
+	if id, ok := t.ids[name]; ok {
+		return id
+	}
+	id = uint16(len(t.names))
+	t.names = append(t.names, name)
+	t.ids[name] = id
+	return id
+}
+
+func (t *Table) name(id uint16) string {
+	t.namesMu.RLock()
+	defer t.namesMu.RUnlock()
+	return t.names[id]
+}
+
+func (t *Table) homeName(p pin) string {
+	if p.home == 0 {
+		return ""
+	}
+	return t.name(p.home - 1)
+}
+
+func secs(ns int64) uint32 { return uint32(ns / int64(time.Second)) }
+
+// nextGen numbers a new pin; 0 is kept for "no pin".
+func (t *Table) nextGen() uint32 {
+	for {
+		if g := t.gen.Add(1); g != 0 {
+			return g
+		}
+	}
+}
+
+// isExpired says whether p's client has had no connection for longer than
+// the TTL.
+func (t *Table) isExpired(p pin, now int64) bool {
+	if p.active > 0 {
 		return false
 	}
-	last := p.released.Load()
+	last := p.released
 	if last == 0 {
 		last = p.created
 	}
-	return now-last > t.ttl.Load()
+	return (now/int64(time.Second))-int64(last) > int64(t.ttl.Load()/int64(time.Second))
 }
 
 // Acquire returns the lease for a new connection of client k. The backend
@@ -244,12 +295,12 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 	if ok && t.isExpired(p, now) {
 		s.lru.Remove(k)
 		t.expired.Add(1)
-		evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonExpired})
+		evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonExpired})
 		ok = false
 	}
 	var cur Current
 	if ok {
-		cur = Current{Backend: p.backend, Home: p.home, Active: p.active.Load()}
+		cur = Current{Backend: t.name(p.backend), Home: t.homeName(p), Active: p.active}
 	}
 	pinned := cur.Backend
 	backend, reason, err := choose(cur)
@@ -258,7 +309,7 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		t.emit(&evs)
 		return Lease{}, err
 	}
-	l := Lease{t: t, shard: s, Backend: backend}
+	l := Lease{t: t, shard: s, key: k, Backend: backend}
 	switch {
 	case ok && backend == pinned:
 		l.Decision = Hit
@@ -266,25 +317,25 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 	case ok:
 		switch {
 		case reason == ReasonFailback:
-			p.home = ""
-		case p.home == "":
-			p.home = pinned
+			p.home = 0
+		case p.home == 0:
+			p.home = p.backend + 1
 		}
-		p.backend = backend
+		p.backend = t.intern(backend)
 		l.Decision, l.Reason = Repin, reason
 		t.repins.Add(1)
-		evs.add(Event{Kind: EventRepin, Key: k, Backend: backend, From: pinned, Reason: reason, Active: p.active.Load()})
+		evs.add(Event{Kind: EventRepin, Key: k, Backend: backend, From: pinned, Reason: reason, Active: p.active})
 	default:
 		t.misses.Add(1)
 		t.pins.Add(1)
 		t.makeRoom(s, &evs)
-		p = &Pin{key: k, backend: backend, created: now}
-		s.lru.Add(k, p)
+		p = pin{backend: t.intern(backend), created: secs(now), gen: t.nextGen()}
 		l.Decision = New
 		evs.add(Event{Kind: EventPin, Key: k, Backend: backend})
 	}
-	p.active.Add(1)
-	l.pin = p
+	p.active++
+	l.gen = p.gen
+	s.lru.Add(k, p)
 	s.mu.Unlock()
 	t.emit(&evs)
 	return l, nil
@@ -299,10 +350,10 @@ func (t *Table) makeRoom(s *shard, evs *events) {
 	}
 	for i := 0; i < evictScan; i++ {
 		k, p, _ := s.lru.GetOldest()
-		if p.active.Load() == 0 {
+		if p.active == 0 {
 			s.lru.Remove(k)
 			t.evicted.Add(1)
-			evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonEvicted})
+			evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonEvicted})
 			return
 		}
 		s.lru.Get(k)
@@ -313,27 +364,29 @@ func (t *Table) makeRoom(s *shard, evs *events) {
 	k, p, _ := s.lru.RemoveOldest()
 	t.evicted.Add(1)
 	t.evictedActive.Add(1)
-	evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonEvicted, Active: p.active.Load()})
+	evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonEvicted, Active: p.active})
 }
 
 // Release ends a lease. The pin's TTL starts counting when its last lease
-// is released.
+// is released. A lease whose pin was evicted (or evicted and made anew)
+// changes nothing.
 func (l *Lease) Release() {
-	p, t := l.pin, l.t
-	if p == nil {
+	if l.gen == 0 {
 		return
 	}
-	l.pin = nil
-	p.released.Store(t.now().UnixNano())
-	p.active.Add(-1)
-	// Touch the pin so LRU order follows last activity, which lets Sweep
-	// stop at the first idle pin that has not expired.
-	s := l.shard
+	t, s := l.t, l.shard
+	now := secs(t.now().UnixNano())
 	s.mu.Lock()
-	if cur, ok := s.lru.Peek(p.key); ok && cur == p {
-		s.lru.Get(p.key)
+	if p, ok := s.lru.Peek(l.key); ok && p.gen == l.gen {
+		p.active--
+		p.released = now
+		// Add moves the pin to the front, so LRU order follows last
+		// activity and Sweep can stop at the first idle pin that has
+		// not expired.
+		s.lru.Add(l.key, p)
 	}
 	s.mu.Unlock()
+	l.gen = 0
 }
 
 // Sweep removes expired pins, looking at no more than budget entries per
@@ -351,7 +404,7 @@ func (t *Table) Sweep(budget int) int {
 			if !ok {
 				break
 			}
-			if p.active.Load() > 0 {
+			if p.active > 0 {
 				s.lru.Get(k)
 				continue
 			}
@@ -361,7 +414,7 @@ func (t *Table) Sweep(budget int) int {
 			s.lru.Remove(k)
 			t.expired.Add(1)
 			n++
-			evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonExpired})
+			evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonExpired})
 		}
 		s.mu.Unlock()
 		t.emit(&evs)
@@ -378,16 +431,16 @@ func (t *Table) Lookup(k Key) (Info, error) {
 	if !ok || t.isExpired(p, t.now().UnixNano()) {
 		return Info{}, ErrNoPin
 	}
-	return p.info(), nil
+	return t.info(k, p), nil
 }
 
-func (p *Pin) info() Info {
-	last := p.released.Load()
+func (t *Table) info(k Key, p pin) Info {
+	last := p.released
 	if last == 0 {
 		last = p.created
 	}
-	return Info{Key: p.key, Backend: p.backend, Active: p.active.Load(),
-		Created: time.Unix(0, p.created), LastSeen: time.Unix(0, last)}
+	return Info{Key: k, Backend: t.name(p.backend), Active: p.active,
+		Created: time.Unix(int64(p.created), 0), LastSeen: time.Unix(int64(last), 0)}
 }
 
 // Range calls f with a copy of every live pin, shard by shard, until f
@@ -398,9 +451,9 @@ func (t *Table) Range(f func(Info) bool) {
 		s := &t.shards[i]
 		s.mu.Lock()
 		infos := make([]Info, 0, s.lru.Len())
-		for _, p := range s.lru.Values() {
-			if !t.isExpired(p, now) {
-				infos = append(infos, p.info())
+		for _, k := range s.lru.Keys() {
+			if p, _ := s.lru.Peek(k); !t.isExpired(p, now) {
+				infos = append(infos, t.info(k, p))
 			}
 		}
 		s.mu.Unlock()
@@ -421,12 +474,13 @@ func (t *Table) Delete(match func(Info) bool) int {
 		s := &t.shards[i]
 		var evs events
 		s.mu.Lock()
-		for _, p := range s.lru.Values() {
-			if in := p.info(); match(in) {
-				s.lru.Remove(p.key)
+		for _, k := range s.lru.Keys() {
+			p, _ := s.lru.Peek(k)
+			if in := t.info(k, p); match(in) {
+				s.lru.Remove(k)
 				n++
 				t.deleted.Add(1)
-				evs.add(Event{Kind: EventUnpin, Key: p.key, Backend: p.backend, Reason: ReasonDeleted, Active: in.Active})
+				evs.add(Event{Kind: EventUnpin, Key: k, Backend: in.Backend, Reason: ReasonDeleted, Active: in.Active})
 			}
 		}
 		s.mu.Unlock()
@@ -445,9 +499,8 @@ func (t *Table) Restore(in Info) {
 	if _, ok := s.lru.Peek(in.Key); ok || s.lru.Len() >= s.max {
 		return
 	}
-	p := &Pin{key: in.Key, backend: in.Backend, created: in.Created.UnixNano()}
-	p.released.Store(in.LastSeen.UnixNano())
-	s.lru.Add(in.Key, p)
+	s.lru.Add(in.Key, pin{backend: t.intern(in.Backend), created: uint32(in.Created.Unix()),
+		released: uint32(in.LastSeen.Unix()), gen: t.nextGen()})
 }
 
 // Len returns the number of pins held, expired ones not yet swept included.
@@ -475,7 +528,7 @@ func (t *Table) Resize(max int) {
 		for s.lru.Len() > per {
 			k, p, _ := s.lru.RemoveOldest()
 			t.evicted.Add(1)
-			evs.add(Event{Kind: EventUnpin, Key: k, Backend: p.backend, Reason: ReasonEvicted, Active: p.active.Load()})
+			evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonEvicted, Active: p.active})
 		}
 		s.max = per
 		s.lru.Resize(per + 1)

@@ -311,3 +311,23 @@ func TestHomeForFailback(t *testing.T) {
 		t.Fatalf("after failback: %+v, want home cleared", cur)
 	}
 }
+
+// A lease whose pin was evicted and then made anew for the same client
+// must not count against the new pin.
+func TestStaleLeaseAfterEviction(t *testing.T) {
+	tb, _, _ := newTable(t, time.Hour, 1)
+	a := key("10.0.0.1:1")
+	old, _ := tb.Acquire(a, fixed("cas1"))
+	other, _ := tb.Acquire(key("10.0.0.2:1"), fixed("cas1")) // evicts a's busy pin
+	other.Release()
+	fresh, _ := tb.Acquire(a, fixed("cas2")) // a's pin made anew, evicting the other
+	old.Release()
+	in, err := tb.Lookup(a)
+	if err != nil || in.Active != 1 || in.Backend != "cas2" {
+		t.Fatalf("after a stale release: %+v %v; want the new pin with its one connection", in, err)
+	}
+	fresh.Release()
+	if in, _ := tb.Lookup(a); in.Active != 0 {
+		t.Fatalf("active = %d after every lease was released", in.Active)
+	}
+}
