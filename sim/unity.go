@@ -353,13 +353,19 @@ func (s *session2) logon(ctx context.Context) error {
 // as the RPC runtime does; MAPI_E_NETWORK_ERROR ends the session.
 func (s *session2) op(ctx context.Context, svc int, long bool) {
 	s.mu.Lock()
-	s.rep.Ops++
 	handle, port := s.handle, s.rca
 	if svc == onAB {
 		port = s.ab
 	}
 	s.mu.Unlock()
-	s.f.ops.Add(1)
+	// An operation counts once it has an outcome; one cut off by the end
+	// of the run does not count at all.
+	counted := func() {
+		s.mu.Lock()
+		s.rep.Ops++
+		s.mu.Unlock()
+		s.f.ops.Add(1)
+	}
 	payload := binary.BigEndian.AppendUint64(nil, handle)
 	payload = append(payload, byte(svc))
 	for try := 0; try < 3 && ctx.Err() == nil; try++ {
@@ -372,6 +378,7 @@ func (s *session2) op(ctx context.Context, svc int, long bool) {
 				s.drop(c, svc, long)
 			}
 			if err == nil && r.Type == TypeOpOK {
+				counted()
 				server, _, _ := readStr(r.Payload)
 				s.served(server)
 				s.f.ok.Add(1)
@@ -383,12 +390,17 @@ func (s *session2) op(ctx context.Context, svc int, long bool) {
 		}
 		var se *StatusError
 		if errors.As(err, &se) {
+			counted()
 			s.classify(ctx, err, se.Server)
 			return
 		}
 		s.connErr(ctx, err)
 		s.pause(ctx, 1<<try)
 	}
+	if ctx.Err() != nil {
+		return
+	}
+	counted()
 	// The connection could not be restored: Unity starts the session over.
 	s.mu.Lock()
 	s.needLogon = true
