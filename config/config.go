@@ -12,6 +12,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -406,14 +407,7 @@ func (v *checker) errAt(path, format string, args ...any) {
 	v.errs = append(v.errs, &Error{File: v.file, Line: line, Key: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 func (c *Config) check(v *checker) {
 	g := c.Global

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -473,7 +474,7 @@ func WriteHeader(w io.Writer) {
 func WriteRow(w io.Writer, i int, r Result) {
 	rep := r.Report
 	var per []string
-	for _, k := range sim.Sorted(rep.SessionsPerCAS) {
+	for _, k := range slices.Sorted(maps.Keys(rep.SessionsPerCAS)) {
 		per = append(per, fmt.Sprintf("%s:%d", k, rep.SessionsPerCAS[k]))
 	}
 	event := ""

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -507,14 +506,4 @@ func (s *session2) logoff() {
 	c.SetDeadline(time.Now().Add(200 * time.Millisecond))
 	WriteFrame(c, Frame{Type: TypeLogoff, Payload: binary.BigEndian.AppendUint64(nil, h)})
 	ReadFrame(c, c.buf)
-}
-
-// Sorted returns the keys of m in order, for printing.
-func Sorted(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

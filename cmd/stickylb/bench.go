@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -118,9 +117,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(res)
+		printJSON(stdout, res)
 	} else {
 		bench.WriteText(stdout, res)
 	}
@@ -202,9 +199,7 @@ func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(rep)
+		printJSON(stdout, rep)
 	} else {
 		fmt.Fprintf(stdout, "%d packets (%d not IP/TCP), %d connections, %d clients, %d split across backends\n",
 			rep.Packets, rep.Skipped, rep.Flows, len(rep.Clients), rep.Split)

@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -113,9 +114,7 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(results)
+		printJSON(stdout, results)
 	} else {
 		fmt.Fprintln(stdout)
 		fmt.Fprintln(stdout, "MAPI_E_NETW: MAPI_E_NETWORK_ERROR (0x80040115) replies, the error Unity logs when a CAS")
@@ -222,16 +221,14 @@ func cmdSimUnity(args []string, stdout, stderr io.Writer) int {
 		Sessions: *sessions, Duration: *duration, OpInterval: *interval})
 	rep := f.Run(ctx)
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(rep)
+		printJSON(stdout, rep)
 		return 0
 	}
 	fmt.Fprintf(stdout, "target %s, %d sessions, %s\n", rep.Target, rep.Sessions, rep.Duration.Round(time.Millisecond))
 	fmt.Fprintf(stdout, "operations          %d (%d ok)\n", rep.Ops, rep.OK)
 	fmt.Fprintf(stdout, "MAPI_E_NETWORK_ERROR %d (%.3f%% of operations) in %d sessions\n", rep.MAPINetworkErrors, 100*rep.ErrorRate, rep.ErrorSessions)
 	fmt.Fprintf(stdout, "connection errors   %d\n", rep.ConnErrors)
-	for _, k := range sim.Sorted(rep.Errors) {
+	for _, k := range slices.Sorted(maps.Keys(rep.Errors)) {
 		fmt.Fprintf(stdout, "  %-32s %d\n", k, rep.Errors[k])
 	}
 	fmt.Fprintf(stdout, "other errors        %d\n", rep.OtherErrors)
@@ -240,7 +237,7 @@ func cmdSimUnity(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "latency ms          p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
 		rep.Latency.P50, rep.Latency.P90, rep.Latency.P99, rep.Latency.P999, rep.Latency.Max)
 	fmt.Fprint(stdout, "sessions per CAS   ")
-	for _, k := range sim.Sorted(rep.SessionsPerCAS) {
+	for _, k := range slices.Sorted(maps.Keys(rep.SessionsPerCAS)) {
 		fmt.Fprintf(stdout, " %s:%d", k, rep.SessionsPerCAS[k])
 	}
 	fmt.Fprintln(stdout)

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -345,4 +346,11 @@ func readToken(path string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// printJSON writes v as indented JSON, for every subcommand's --json.
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 }
