@@ -525,3 +525,45 @@ func TestAnalyzeCommand(t *testing.T) {
 		t.Errorf("bad --ports: %d", code)
 	}
 }
+
+// Service-aware checks and the dashboard, through the real binary: a
+// send-expect check that only cas1's reply satisfies takes cas2 and cas3
+// down, every client goes to cas1, and the admin address serves the
+// dashboard and the matching states.
+func TestBinaryChecksAndDashboard(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
+	cfg := labConfig(ports, bs, "") +
+		"[pool.cas.check.greeting]\ntype = \"send-expect\"\nexpect = \"cas1\"\ninterval = \"50ms\"\n"
+	p := startBinary(t, nil, "run", "-c", writeConfig(t, cfg))
+	addr := p.addrs(1)["l0"]
+	admin := "http://" + p.adminAddr()
+	lbtest.Eventually(t, 10*time.Second, "cas2 and cas3 down by the greeting check", func() bool {
+		return strings.Count(p.logs(), "check=greeting") >= 2
+	})
+	for i := range 10 {
+		if b, err := lbtest.Who(fmt.Sprintf("127.6.2.%d", i+1), addr); err != nil || b != "cas1" {
+			t.Fatalf("client sent to %s (%v); only cas1 passes the check", b, err)
+		}
+	}
+	get := func(path string) string {
+		resp, err := http.Get(admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if page := get("/"); !strings.Contains(page, "<title>stickylb</title>") || !strings.Contains(page, "/api/backends") {
+		t.Fatalf("the admin address does not serve the dashboard:\n%.300s", page)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"ctl", "--admin", admin, "backends"}, &out, &errb); code != 0 {
+		t.Fatalf("ctl backends: %s", errb.String())
+	}
+	for _, want := range []string{"cas1  127.0.0.11  up", "cas2  127.0.0.12  down", "cas3  127.0.0.13  down"} {
+		if !strings.Contains(strings.Join(strings.Fields(out.String()), "  "), strings.Join(strings.Fields(want), "  ")) {
+			t.Errorf("ctl backends lacks %q:\n%s", want, out.String())
+		}
+	}
+}
