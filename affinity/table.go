@@ -155,9 +155,12 @@ type Table struct {
 	now     func() time.Time
 	gen     atomic.Uint32
 
-	namesMu sync.RWMutex
-	names   []string
-	ids     map[string]uint16
+	// names is read on every connection and written only when a backend
+	// name is seen for the first time, so readers load a snapshot without
+	// a lock and writers copy it.
+	names   atomic.Pointer[[]string]
+	namesMu sync.Mutex // serialises writers
+	ids     sync.Map   // name -> uint16
 
 	hits, misses, pins, repins, expired, evicted, evictedActive, deleted atomic.Uint64
 }
@@ -189,7 +192,8 @@ func NewTable(c Config) *Table {
 	for n < 64 && c.MaxEntries/(n*2) >= 4096 {
 		n *= 2
 	}
-	t := &Table{shards: make([]shard, n), mask: uint64(n - 1), onEvent: c.OnEvent, now: c.Now, ids: map[string]uint16{}}
+	t := &Table{shards: make([]shard, n), mask: uint64(n - 1), onEvent: c.OnEvent, now: c.Now}
+	t.names.Store(&[]string{})
 	t.ttl.Store(int64(c.TTL))
 	t.resize(c.MaxEntries)
 	return t
@@ -229,28 +233,23 @@ func (t *Table) shard(k Key) *shard {
 // intern returns the number standing for a backend name. Names are few
 // (the backends ever configured), so the list only grows.
 func (t *Table) intern(name string) uint16 {
-	t.namesMu.RLock()
-	id, ok := t.ids[name]
-	t.namesMu.RUnlock()
-	if ok {
-		return id
+	if id, ok := t.ids.Load(name); ok {
+		return id.(uint16)
 	}
 	t.namesMu.Lock()
 	defer t.namesMu.Unlock()
-	if id, ok := t.ids[name]; ok {
-		return id
+	if id, ok := t.ids.Load(name); ok {
+		return id.(uint16)
 	}
-	id = uint16(len(t.names))
-	t.names = append(t.names, name)
-	t.ids[name] = id
+	old := *t.names.Load()
+	id := uint16(len(old))
+	next := append(old[:len(old):len(old)], name)
+	t.names.Store(&next)
+	t.ids.Store(name, id)
 	return id
 }
 
-func (t *Table) name(id uint16) string {
-	t.namesMu.RLock()
-	defer t.namesMu.RUnlock()
-	return t.names[id]
-}
+func (t *Table) name(id uint16) string { return (*t.names.Load())[id] }
 
 func (t *Table) homeName(p pin) string {
 	if p.home == 0 {

@@ -523,18 +523,7 @@ func (p *Pool) check(v *checker, at string) {
 		v.errAt(at+".affinity.max_entries", "must be from 1 to 100000000, not %d", a.MaxEntries)
 	}
 	h := p.Health
-	if h.Interval.Duration <= 0 {
-		v.errAt(at+".health.interval", "must be more than 0")
-	}
-	if h.Timeout.Duration <= 0 {
-		v.errAt(at+".health.timeout", "must be more than 0")
-	}
-	if h.Rise < 1 {
-		v.errAt(at+".health.rise", "must be at least 1, not %d", h.Rise)
-	}
-	if h.Fall < 1 {
-		v.errAt(at+".health.fall", "must be at least 1, not %d", h.Fall)
-	}
+	v.timing(at+".health", h.Interval, h.Timeout, h.Rise, h.Fall)
 	if p.PassiveFall < 0 || p.PassiveFall > 100 {
 		v.errAt(at+".passive_fall", "must be from 0 (off) to 100, not %d", p.PassiveFall)
 	}
@@ -570,6 +559,23 @@ func (p *Pool) check(v *checker, at string) {
 	}
 }
 
+// timing checks a health check's interval, timeout, rise and fall, which
+// [pool.NAME.health] and each [pool.NAME.check.NAME] have.
+func (v *checker) timing(at string, interval, timeout Duration, rise, fall int) {
+	if interval.Duration <= 0 {
+		v.errAt(at+".interval", "must be more than 0")
+	}
+	if timeout.Duration <= 0 {
+		v.errAt(at+".timeout", "must be more than 0")
+	}
+	if rise < 1 {
+		v.errAt(at+".rise", "must be at least 1, not %d", rise)
+	}
+	if fall < 1 {
+		v.errAt(at+".fall", "must be at least 1, not %d", fall)
+	}
+}
+
 func (c *Check) check(v *checker, at string) {
 	if !slices.Contains(CheckTypes, c.Type) {
 		v.errAt(at+".type", "must be one of %s, not %q", strings.Join(CheckTypes, ", "), c.Type)
@@ -577,18 +583,7 @@ func (c *Check) check(v *checker, at string) {
 	if c.Port < 0 || c.Port > 65535 {
 		v.errAt(at+".port", "must be a port from 1 to 65535, or 0 for every backend port, not %d", c.Port)
 	}
-	if c.Interval.Duration <= 0 {
-		v.errAt(at+".interval", "must be more than 0")
-	}
-	if c.Timeout.Duration <= 0 {
-		v.errAt(at+".timeout", "must be more than 0")
-	}
-	if c.Rise < 1 {
-		v.errAt(at+".rise", "must be at least 1, not %d", c.Rise)
-	}
-	if c.Fall < 1 {
-		v.errAt(at+".fall", "must be at least 1, not %d", c.Fall)
-	}
+	v.timing(at, c.Interval, c.Timeout, c.Rise, c.Fall)
 	for key, re := range map[string]string{"expect_regex": c.ExpectRegex, "body": c.Body} {
 		if _, err := regexp.Compile(re); err != nil {
 			v.errAt(at+"."+key, "bad regular expression: %v", err)

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -34,34 +33,24 @@ type TCP struct {
 	Dialer *net.Dialer
 }
 
-// Probe connects to all ports at once and fails with the first error.
+// Probe connects to every port at once and fails with every failure.
 func (t TCP) Probe(ctx context.Context, host string) error {
 	d := t.Dialer
 	if d == nil {
 		d = &net.Dialer{}
 	}
-	errs := make([]error, len(t.Ports))
-	var wg sync.WaitGroup
-	for i, port := range t.Ports {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			addr := net.JoinHostPort(host, strconv.Itoa(port))
-			c, err := d.DialContext(ctx, "tcp", addr)
-			if err != nil {
-				errs[i] = fmt.Errorf("tcp connect %s: %w", addr, err)
-				return
-			}
-			// A reset instead of a FIN spares the server a TIME_WAIT
-			// per check, as HAProxy does.
-			if tc, ok := c.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0)
-			}
-			c.Close()
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return each(ctx, host, t.Ports, func(ctx context.Context, addr string) error {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("tcp connect %s: %w", addr, err)
+		}
+		// A reset instead of a FIN spares the server a TIME_WAIT per
+		// check, as HAProxy does.
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		return c.Close()
+	})
 }
 
 // Target is a host to check.

@@ -237,9 +237,10 @@ func (r *rig) close() {
 
 // startRig picks three ports free on the VIP and on every CAS host and
 // starts the CAS array on them. Ports come from below Linux's ephemeral
-// range (32768 and up) and are never reused within a run: a port that
-// earlier connections used as a source port, or whose old connections are
-// still in TIME_WAIT, makes new connections stall on a SYN retry.
+// range (32768 and up), so no outgoing connection of this or another
+// process can be holding one as its source port (seen here with 60002),
+// and none is used twice in a run, so each scenario starts on ports with
+// no history.
 func startRig(s Scenario, used map[int]bool, rng *rand.Rand, log *slog.Logger) (*rig, error) {
 	var last error
 	for attempt := 0; attempt < 50; attempt++ {

@@ -115,8 +115,13 @@ func (f *Fleet) Progress() (ops, mapiErrors, connErrors int64) {
 
 // Run works for the configured duration (or until ctx ends) and reports.
 func (f *Fleet) Run(ctx context.Context) *Report {
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.Duration)
+	// The run ends by cancellation, not by a deadline on the context: a
+	// dial given a deadline context times out on its own timer, a moment
+	// before ctx.Err() is set, and would look like a network failure.
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	end := time.AfterFunc(f.cfg.Duration, cancel)
+	defer end.Stop()
 	start := time.Now()
 	sessions := make([]*session2, f.cfg.Sessions)
 	var wg sync.WaitGroup
@@ -470,11 +475,9 @@ func (s *session2) classify(ctx context.Context, err error, server string) {
 }
 
 // connErr counts a network failure, unless it is the run ending: a dial
-// cut short by the end of the run is not the balancer's fault. Go reports
-// a dial stopped by the context's deadline as an i/o timeout, and its timer
-// can fire a moment before ctx.Err() is set, hence the margin.
+// cut short by the end of the run is not the balancer's fault.
 func (s *session2) connErr(ctx context.Context, err error) {
-	if dl, ok := ctx.Deadline(); ctx.Err() != nil || (ok && time.Until(dl) < 20*time.Millisecond) {
+	if ctx.Err() != nil {
 		return
 	}
 	s.mu.Lock()

@@ -143,9 +143,7 @@ func cmdBenchBackends(args []string, stderr io.Writer) int {
 	for _, b := range bs {
 		fmt.Fprintf(stderr, "bench backend %s on %s\n", b.Name, b.Addr)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
+	waitForStop()
 	for _, b := range bs {
 		b.Close()
 	}

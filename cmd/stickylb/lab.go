@@ -190,9 +190,7 @@ func cmdSimCAS(args []string, stdout, stderr io.Writer) int {
 		cases = append(cases, c)
 		log.Info("simulated CAS serving", "cas", name, "host", h, "epm", *epm, "rca", *rca, "ab", *ab)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
+	waitForStop()
 	for _, c := range cases {
 		st := c.Stats()
 		log.Info("simulated CAS stopping", "cas", c.Name(), "logons", st.Logons, "ops", st.Ops,

@@ -354,3 +354,11 @@ func printJSON(w io.Writer, v any) {
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
 }
+
+// waitForStop blocks until SIGINT or SIGTERM, for the commands that serve
+// until told to stop (sim cas, bench backends).
+func waitForStop() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+}
