@@ -7,6 +7,7 @@
 package metrics
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,7 +76,7 @@ func New(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) Attach(s *server.Server) { m.state.srv.Store(s) }
 
 // Observer returns the proxy.Observer that counts connections.
-func (m *Metrics) Observer() proxy.Observer { return observer{m} }
+func (m *Metrics) Observer() proxy.Observer { return &observer{m: m} }
 
 // PinEvent counts affinity re-pins; use it as server.Options.OnPinEvent.
 func (m *Metrics) PinEvent(poolName string, ev affinity.Event) {
@@ -92,22 +93,67 @@ func (m *Metrics) Health(poolName, backend string, err error, took time.Duration
 	}
 }
 
-type observer struct{ m *Metrics }
+// observer caches the labelled children it updates, so a connection
+// costs map loads instead of hashing label values under the vectors'
+// shared locks several times over.
+type observer struct {
+	m         *Metrics
+	listeners sync.Map // listener name -> *listenerMetrics
+	backends  sync.Map // backendKey -> *backendMetrics
+}
 
-func (o observer) Accepted(listener string) { o.m.accepted.WithLabelValues(listener).Inc() }
-func (o observer) Opened(listener string, b *pool.Backend) {
-	o.m.active.WithLabelValues(listener, b.Name).Inc()
+type listenerMetrics struct {
+	accepted prometheus.Counter
+	duration prometheus.Observer
 }
-func (o observer) Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration) {
-	o.m.active.WithLabelValues(listener, b.Name).Dec()
-	o.m.closed.WithLabelValues(listener, b.Name).Inc()
-	o.m.bytes.WithLabelValues(b.Name, "to_backend").Add(float64(toBackend))
-	o.m.bytes.WithLabelValues(b.Name, "to_client").Add(float64(toClient))
-	o.m.duration.WithLabelValues(listener).Observe(d.Seconds())
+
+type backendKey struct {
+	listener string
+	b        *pool.Backend
 }
-func (o observer) ConnectFailed(listener string, b *pool.Backend, reason string) {
+
+type backendMetrics struct {
+	active           prometheus.Gauge
+	closed, toB, toC prometheus.Counter
+}
+
+func (o *observer) listener(name string) *listenerMetrics {
+	if v, ok := o.listeners.Load(name); ok {
+		return v.(*listenerMetrics)
+	}
+	v, _ := o.listeners.LoadOrStore(name, &listenerMetrics{
+		accepted: o.m.accepted.WithLabelValues(name), duration: o.m.duration.WithLabelValues(name)})
+	return v.(*listenerMetrics)
+}
+
+func (o *observer) backend(listener string, b *pool.Backend) *backendMetrics {
+	k := backendKey{listener, b}
+	if v, ok := o.backends.Load(k); ok {
+		return v.(*backendMetrics)
+	}
+	v, _ := o.backends.LoadOrStore(k, &backendMetrics{
+		active: o.m.active.WithLabelValues(listener, b.Name), closed: o.m.closed.WithLabelValues(listener, b.Name),
+		toB: o.m.bytes.WithLabelValues(b.Name, "to_backend"), toC: o.m.bytes.WithLabelValues(b.Name, "to_client")})
+	return v.(*backendMetrics)
+}
+
+func (o *observer) Accepted(listener string) { o.listener(listener).accepted.Inc() }
+func (o *observer) Opened(listener string, b *pool.Backend) {
+	o.backend(listener, b).active.Inc()
+}
+func (o *observer) Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration) {
+	bm := o.backend(listener, b)
+	bm.active.Dec()
+	bm.closed.Inc()
+	bm.toB.Add(float64(toBackend))
+	bm.toC.Add(float64(toClient))
+	o.listener(listener).duration.Observe(d.Seconds())
+}
+
+// Failures are rare; they use the vectors directly.
+func (o *observer) ConnectFailed(listener string, b *pool.Backend, reason string) {
 	o.m.connectErrors.WithLabelValues(listener, b.Name, reason).Inc()
 }
-func (o observer) Refused(listener, reason string) {
+func (o *observer) Refused(listener, reason string) {
 	o.m.refused.WithLabelValues(listener, reason).Inc()
 }
