@@ -13,6 +13,11 @@ func benchKey(i int) Key {
 	return Keyer{}.Key(netip.AddrPortFrom(a, 1))
 }
 
+func benchKey6(i int) Key {
+	a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 12: byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
+	return Keyer{}.Key(netip.AddrPortFrom(a, 1))
+}
+
 func keep(cur Current) (string, string, error) {
 	if cur.Backend != "" {
 		return cur.Backend, "", nil
@@ -20,10 +25,12 @@ func keep(cur Current) (string, string, error) {
 	return "cas1", "", nil
 }
 
-func filled(n int) *Table {
+func filled(n int) *Table { return filledWith(n, benchKey) }
+
+func filledWith(n int, key func(int) Key) *Table {
 	t := NewTable(Config{MaxEntries: n})
 	for i := range n {
-		l, _ := t.Acquire(benchKey(i), keep)
+		l, _ := t.Acquire(key(i), keep)
 		l.Release()
 	}
 	return t
@@ -71,17 +78,25 @@ func BenchmarkAcquireNew(b *testing.B) {
 	}
 }
 
-// BenchmarkMemoryPerPin reports the heap held per pin at 1M pins.
+// BenchmarkMemoryPerPin reports the heap held per pin at 1M pins, for
+// IPv4 and for IPv6 clients (their keys are stored differently, see shard).
 func BenchmarkMemoryPerPin(b *testing.B) {
 	const n = 1_000_000
-	for range b.N {
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		t := filled(n)
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/pin")
-		runtime.KeepAlive(t)
+	for _, fam := range []struct {
+		name string
+		key  func(int) Key
+	}{{"ipv4", benchKey}, {"ipv6", benchKey6}} {
+		b.Run(fam.name, func(b *testing.B) {
+			for range b.N {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				t := filledWith(n, fam.key)
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/pin")
+				runtime.KeepAlive(t)
+			}
+		})
 	}
 }

@@ -66,3 +66,29 @@ func TestHashIsStable(t *testing.T) {
 		t.Fatalf("Mix is not the splitmix64 finaliser")
 	}
 }
+
+// IPv4 keys are stored in 64 bits; every IPv4 key of every kind must come
+// back the same, and no two may share a form.
+func TestCompactKeysAreExact(t *testing.T) {
+	keyers := []Keyer{{}, {Kind: SrcNet}, {Kind: SrcNet, V4Prefix: 16}, {Kind: Connection}}
+	seen := map[uint64]Key{}
+	for _, kr := range keyers {
+		for _, s := range []string{"10.1.2.3:5000", "10.1.2.3:5001", "255.255.255.255:65535", "0.0.0.1:1", "[::ffff:10.1.2.4]:5000"} {
+			k := kr.Key(netip.MustParseAddrPort(s))
+			c, ok := k.compact()
+			if !ok {
+				t.Fatalf("%v key of %s has no compact form", kr.Kind, s)
+			}
+			if back := fromCompact(c); back != k {
+				t.Errorf("%v key of %s: compact round trip gave %v", kr.Kind, s, back)
+			}
+			if other, dup := seen[c]; dup && other != k {
+				t.Errorf("keys %v and %v share the compact form %#x", other, k, c)
+			}
+			seen[c] = k
+		}
+	}
+	if _, ok := (Keyer{}).Key(netip.MustParseAddrPort("[2001:db8::1]:1")).compact(); ok {
+		t.Errorf("an IPv6 key claims a 64-bit form")
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // Decision says how a connection's backend was decided.
@@ -105,6 +104,15 @@ type pin struct {
 	gen      uint32 // tells a re-created pin from the one a lease holds
 }
 
+// last is the pin's last activity: its last close, or its creation while
+// none has closed.
+func (p pin) last() uint32 {
+	if p.released == 0 {
+		return p.created
+	}
+	return p.released
+}
+
 // Info is a copy of a pin for callers outside the table.
 type Info struct {
 	Key      Key
@@ -165,12 +173,6 @@ type Table struct {
 	hits, misses, pins, repins, expired, evicted, evictedActive, deleted atomic.Uint64
 }
 
-type shard struct {
-	mu  sync.Mutex
-	lru *simplelru.LRU[Key, pin]
-	max int
-}
-
 // evictScan bounds how many busy pins an insert into a full shard steps
 // over looking for an idle one to evict.
 const evictScan = 8
@@ -204,14 +206,7 @@ func (t *Table) resize(max int) {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		s.max = per
-		if s.lru == nil {
-			// The LRU's own bound sits one above ours: evictions are
-			// always ours (see makeRoom), never the library's silent one.
-			s.lru, _ = simplelru.NewLRU[Key, pin](per+1, nil)
-		} else {
-			s.lru.Resize(per + 1)
-		}
+		s.size(per)
 		s.mu.Unlock()
 	}
 }
@@ -275,11 +270,7 @@ func (t *Table) isExpired(p pin, now int64) bool {
 	if p.active > 0 {
 		return false
 	}
-	last := p.released
-	if last == 0 {
-		last = p.created
-	}
-	return (now/int64(time.Second))-int64(last) > int64(t.ttl.Load()/int64(time.Second))
+	return (now/int64(time.Second))-int64(p.last()) > int64(t.ttl.Load()/int64(time.Second))
 }
 
 // Acquire returns the lease for a new connection of client k. The backend
@@ -290,9 +281,9 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 	var evs events
 
 	s.mu.Lock()
-	p, ok := s.lru.Get(k)
+	p, ok := s.peek(k) // put below moves it to the front
 	if ok && t.isExpired(p, now) {
-		s.lru.Remove(k)
+		s.remove(k)
 		t.expired.Add(1)
 		evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonExpired})
 		ok = false
@@ -334,7 +325,7 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 	}
 	p.active++
 	l.gen = p.gen
-	s.lru.Add(k, p)
+	s.put(k, p)
 	s.mu.Unlock()
 	t.emit(&evs)
 	return l, nil
@@ -344,23 +335,24 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 // used idle one. Busy pins it steps over are moved to the front: they are
 // in use, which is what recently used means.
 func (t *Table) makeRoom(s *shard, evs *events) {
-	if s.lru.Len() < s.max {
+	if s.len() < s.max {
 		return
 	}
 	for i := 0; i < evictScan; i++ {
-		k, p, _ := s.lru.GetOldest()
+		k, p, _ := s.oldest()
 		if p.active == 0 {
-			s.lru.Remove(k)
+			s.remove(k)
 			t.evicted.Add(1)
 			evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonEvicted})
 			return
 		}
-		s.lru.Get(k)
+		s.get(k)
 	}
 	// Every pin looked at is busy: the table is too small for the clients
 	// connected right now. Evict anyway (the bound is a promise about
 	// memory) and say so in the event.
-	k, p, _ := s.lru.RemoveOldest()
+	k, p, _ := s.oldest()
+	s.remove(k)
 	t.evicted.Add(1)
 	t.evictedActive.Add(1)
 	evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonEvicted, Active: p.active})
@@ -376,13 +368,13 @@ func (l *Lease) Release() {
 	t, s := l.t, l.shard
 	now := secs(t.now().UnixNano())
 	s.mu.Lock()
-	if p, ok := s.lru.Peek(l.key); ok && p.gen == l.gen {
+	if p, ok := s.peek(l.key); ok && p.gen == l.gen {
 		p.active--
 		p.released = now
 		// Add moves the pin to the front, so LRU order follows last
 		// activity and Sweep can stop at the first idle pin that has
 		// not expired.
-		s.lru.Add(l.key, p)
+		s.put(l.key, p)
 	}
 	s.mu.Unlock()
 	l.gen = 0
@@ -399,18 +391,18 @@ func (t *Table) Sweep(budget int) int {
 		var evs events
 		s.mu.Lock()
 		for j := 0; j < budget; j++ {
-			k, p, ok := s.lru.GetOldest()
+			k, p, ok := s.oldest()
 			if !ok {
 				break
 			}
 			if p.active > 0 {
-				s.lru.Get(k)
+				s.get(k)
 				continue
 			}
 			if !t.isExpired(p, now) {
 				break
 			}
-			s.lru.Remove(k)
+			s.remove(k)
 			t.expired.Add(1)
 			n++
 			evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonExpired})
@@ -426,7 +418,7 @@ func (t *Table) Lookup(k Key) (Info, error) {
 	s := t.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, ok := s.lru.Peek(k)
+	p, ok := s.peek(k)
 	if !ok || t.isExpired(p, t.now().UnixNano()) {
 		return Info{}, ErrNoPin
 	}
@@ -434,12 +426,8 @@ func (t *Table) Lookup(k Key) (Info, error) {
 }
 
 func (t *Table) info(k Key, p pin) Info {
-	last := p.released
-	if last == 0 {
-		last = p.created
-	}
 	return Info{Key: k, Backend: t.name(p.backend), Active: p.active,
-		Created: time.Unix(int64(p.created), 0), LastSeen: time.Unix(int64(last), 0)}
+		Created: time.Unix(int64(p.created), 0), LastSeen: time.Unix(int64(p.last()), 0)}
 }
 
 // Range calls f with a copy of every live pin, shard by shard, until f
@@ -449,9 +437,9 @@ func (t *Table) Range(f func(Info) bool) {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		infos := make([]Info, 0, s.lru.Len())
-		for _, k := range s.lru.Keys() {
-			if p, _ := s.lru.Peek(k); !t.isExpired(p, now) {
+		infos := make([]Info, 0, s.len())
+		for _, k := range s.keys() {
+			if p, _ := s.peek(k); !t.isExpired(p, now) {
 				infos = append(infos, t.info(k, p))
 			}
 		}
@@ -473,10 +461,10 @@ func (t *Table) Delete(match func(Info) bool) int {
 		s := &t.shards[i]
 		var evs events
 		s.mu.Lock()
-		for _, k := range s.lru.Keys() {
-			p, _ := s.lru.Peek(k)
+		for _, k := range s.keys() {
+			p, _ := s.peek(k)
 			if in := t.info(k, p); match(in) {
-				s.lru.Remove(k)
+				s.remove(k)
 				n++
 				t.deleted.Add(1)
 				evs.add(Event{Kind: EventUnpin, Key: k, Backend: in.Backend, Reason: ReasonDeleted, Active: in.Active})
@@ -495,10 +483,10 @@ func (t *Table) Restore(in Info) {
 	s := t.shard(in.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.lru.Peek(in.Key); ok || s.lru.Len() >= s.max {
+	if _, ok := s.peek(in.Key); ok || s.len() >= s.max {
 		return
 	}
-	s.lru.Add(in.Key, pin{backend: t.intern(in.Backend), created: uint32(in.Created.Unix()),
+	s.put(in.Key, pin{backend: t.intern(in.Backend), created: uint32(in.Created.Unix()),
 		released: uint32(in.LastSeen.Unix()), gen: t.nextGen()})
 }
 
@@ -508,7 +496,7 @@ func (t *Table) Len() int {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		n += s.lru.Len()
+		n += s.len()
 		s.mu.Unlock()
 	}
 	return n
@@ -524,13 +512,13 @@ func (t *Table) Resize(max int) {
 		s := &t.shards[i]
 		var evs events
 		s.mu.Lock()
-		for s.lru.Len() > per {
-			k, p, _ := s.lru.RemoveOldest()
+		for s.len() > per {
+			k, p, _ := s.oldest()
+			s.remove(k)
 			t.evicted.Add(1)
 			evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonEvicted, Active: p.active})
 		}
-		s.max = per
-		s.lru.Resize(per + 1)
+		s.size(per)
 		s.mu.Unlock()
 		t.emit(&evs)
 	}

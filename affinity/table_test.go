@@ -331,3 +331,30 @@ func TestStaleLeaseAfterEviction(t *testing.T) {
 		t.Fatalf("active = %d after every lease was released", in.Active)
 	}
 }
+
+// IPv4 and IPv6 pins are kept in two LRUs; the bound and the eviction
+// order must span both.
+func TestEvictionOrderSpansBothAddressFamilies(t *testing.T) {
+	for _, oldest := range []string{"[2001:db8::1]:1", "10.0.0.1:1"} {
+		tb, c, _ := newTable(t, time.Hour, 3)
+		others := []string{"10.0.0.2:1", "[2001:db8::2]:1"}
+		for _, a := range append([]string{oldest}, others...) {
+			l, _ := tb.Acquire(key(a), fixed("cas1"))
+			l.Release()
+			c.Add(time.Second)
+		}
+		l, _ := tb.Acquire(key("10.0.0.9:1"), fixed("cas1"))
+		l.Release()
+		if tb.Len() != 3 {
+			t.Fatalf("len = %d, want the bound 3", tb.Len())
+		}
+		if _, err := tb.Lookup(key(oldest)); err == nil {
+			t.Errorf("oldest pin %s was kept", oldest)
+		}
+		for _, a := range others {
+			if _, err := tb.Lookup(key(a)); err != nil {
+				t.Errorf("newer pin %s was evicted before the oldest %s", a, oldest)
+			}
+		}
+	}
+}
