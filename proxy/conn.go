@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,8 +54,13 @@ func (c *conn) abort() {
 }
 
 func (c *conn) serve() {
-	defer c.l.forget(c)
-	defer c.client.Close()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			c.client.Close()
+			c.l.forget(c)
+		}
+	}()
 	r := c.l.route.Load()
 	if r.Observer != nil {
 		r.Observer.Accepted(r.Name)
@@ -114,46 +120,99 @@ func (c *conn) serve() {
 			return
 		}
 	}
-	defer be.Close()
-	defer lease.Release()
 	b.ConnectOK()
-
 	c.mu.Lock()
 	aborted := c.aborted
 	c.backend, c.b = be, b
 	c.mu.Unlock()
 	if aborted {
+		lease.Release()
+		be.Close()
 		return
 	}
 	b.ConnOpened()
 	if r.Observer != nil {
 		r.Observer.Opened(r.Name, b)
 	}
+	s := &session{c: c, r: r, b: b, be: be, lease: lease, client: client, dec: dec}
 	if r.IdleTimeout > 0 {
-		stop := watchIdle(c.client, be, r.IdleTimeout, c.abort)
-		defer stop()
+		s.stopIdle = watchIdle(c.client, be, r.IdleTimeout, c.abort)
 	}
-	toBackend, toClient, err := pipe(c.client, be, r.HalfCloseTimeout)
+	// The two directions run on goroutines of their own and this one
+	// ends: the dial above grew its stack to several KiB, which an idle
+	// connection would otherwise keep for hours. The last direction to
+	// end closes the connection (session.end).
+	handedOff = true
+	s.open.Store(2)
+	go s.clientToBackend()
+	go s.backendToClient()
+}
+
+// session is a connection once its backend leg is open: what the two
+// copy directions share and the last of them reports.
+type session struct {
+	c      *conn
+	r      *Route
+	b      *pool.Backend
+	be     net.Conn
+	lease  affinity.Lease
+	client netip.AddrPort
+	dec    string
+
+	stopIdle       func()
+	open           atomic.Int32 // directions still copying
+	up, down       int64        // bytes to the backend, to the client
+	upErr, downErr error
+}
+
+// clientToBackend and backendToClient are the two directions, named so a
+// goroutine dump says which one is stuck.
+func (s *session) clientToBackend() {
+	s.up, s.upErr = halfCopy(s.be, s.c.client, s.r.HalfCloseTimeout, &s.open)
+	s.end()
+}
+
+func (s *session) backendToClient() {
+	s.down, s.downErr = halfCopy(s.c.client, s.be, s.r.HalfCloseTimeout, &s.open)
+	s.end()
+}
+
+// end runs when a direction has ended; the last one closes the
+// connection and reports it. The atomic decrement orders the other
+// direction's results before this read of them.
+func (s *session) end() {
+	if s.open.Add(-1) != 0 {
+		return
+	}
+	c, r, b := s.c, s.r, s.b
+	defer c.l.forget(c)
+	defer c.client.Close()
+	defer s.be.Close()
+	defer s.lease.Release()
+	if s.stopIdle != nil {
+		s.stopIdle()
+	}
+	err := errors.Join(quiet(s.upErr), quiet(s.downErr))
 	b.ConnClosed()
-	b.AddBytes(toBackend, toClient)
+	b.AddBytes(s.up, s.down)
 	d := time.Since(c.start)
 	if r.Observer != nil {
-		r.Observer.Closed(r.Name, b, toBackend, toClient, d)
+		r.Observer.Closed(r.Name, b, s.up, s.down, d)
 	}
 	if !c.l.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
 	attrs := []slog.Attr{
 		slog.String("listener", r.Name),
-		slog.String("client", client.String()),
+		slog.String("client", s.client.String()),
 		slog.String("backend", b.Name),
-		slog.String("decision", dec),
-		slog.Int64("bytes_in", toBackend),
-		slog.Int64("bytes_out", toClient),
+		slog.String("decision", s.dec),
+		slog.Int64("bytes_in", s.up),
+		slog.Int64("bytes_out", s.down),
 		slog.Duration("duration", d),
 	}
-	if lease.Reason != "" {
-		attrs = append(attrs, slog.String("repin_reason", lease.Reason))
+	if s.lease.Reason != "" {
+		attrs = append(attrs, slog.String("repin_reason", s.lease.Reason))
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))
@@ -259,38 +318,14 @@ func dialReason(err error) string {
 	return "other"
 }
 
-// pipe copies both ways until both directions have ended and returns the
-// bytes sent each way and the first error that was not a normal end.
-func pipe(client, backend net.Conn, halfClose time.Duration) (toBackend, toClient int64, err error) {
-	up := make(chan copyResult, 1)
-	go clientToBackend(backend, client, halfClose, up)
-	toClient, errDown := backendToClient(client, backend, halfClose)
-	res := <-up
-	return res.n, toClient, errors.Join(quiet(res.err), quiet(errDown))
-}
-
-type copyResult struct {
-	n   int64
-	err error
-}
-
-// clientToBackend and backendToClient are the two directions, named so a
-// goroutine dump says which one is stuck.
-func clientToBackend(backend, client net.Conn, halfClose time.Duration, done chan<- copyResult) {
-	n, err := halfCopy(backend, client, halfClose)
-	done <- copyResult{n, err}
-}
-
-func backendToClient(client, backend net.Conn, halfClose time.Duration) (int64, error) {
-	return halfCopy(client, backend, halfClose)
-}
-
-// halfCopy copies src to dst until src's EOF, then half-closes dst and
-// gives dst's own sender halfClose to finish. Between two *net.TCPConn,
-// io.Copy is the kernel's splice(2): no byte passes through user space. On
-// an error both sockets are closed so the other direction ends too.
-func halfCopy(dst, src net.Conn, halfClose time.Duration) (int64, error) {
-	n, err := io.Copy(dst, src)
+// halfCopy copies src to dst until src's EOF (see relay), then half-closes
+// dst and gives dst's own sender halfClose to finish. On an error both
+// sockets are closed so the other direction ends too. open counts the
+// directions still copying: when the other one has ended already, both
+// sockets are about to be closed, which sends the FIN, so the shutdown(2)
+// is skipped.
+func halfCopy(dst, src net.Conn, halfClose time.Duration, open *atomic.Int32) (int64, error) {
+	n, err := relay(dst, src)
 	if err != nil {
 		// A reset is passed on as a reset, as the peer sent it: the
 		// other side learns at once that the stream broke, and this
@@ -306,6 +341,9 @@ func halfCopy(dst, src net.Conn, halfClose time.Duration) (int64, error) {
 			err = fmt.Errorf("half-closed for longer than half_close_timeout (%s): %w", halfClose, err)
 		}
 		return n, err
+	}
+	if open.Load() == 1 {
+		return n, nil
 	}
 	if cw, ok := dst.(closeWriter); ok {
 		if err := cw.CloseWrite(); err != nil {

@@ -6,11 +6,13 @@
 # not. The balancer under test is pinned to CPU 0 and the load to CPU 1.
 #
 #   scripts/compare.sh [rounds]        (default 3 rounds, alternating order)
+#   MODES="short lat" scripts/compare.sh 1   (only some of bulk, short, lat)
 #
 # Prints one line per measurement and a table of medians and ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
+modes=" ${MODES:-bulk short lat} "
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
@@ -137,9 +139,9 @@ for round in $(seq "$rounds"); do
   order=("${names[@]}")
   if (( round % 2 == 0 )); then order=($(printf '%s\n' "${names[@]}" | tac)); fi
   for n in "${order[@]}"; do
-    measure "$n" bulk  --mode bulk --clients 4 --concurrency 4 --size $((64 << 20)) --duration 5s
-    measure "$n" short --mode short --clients 200 --concurrency 32 --duration 5s
-    measure "$n" lat   --mode short --clients 50 --concurrency 1 --duration 3s
+    [[ $modes == *" bulk "* ]] && measure "$n" bulk --mode bulk --clients 4 --concurrency 4 --size $((64 << 20)) --duration 5s
+    [[ $modes == *" short "* ]] && measure "$n" short --mode short --clients 200 --concurrency 32 --duration 5s
+    [[ $modes == *" lat "* ]] && measure "$n" lat --mode short --clients 50 --concurrency 1 --duration 3s
   done
 done
 
