@@ -31,6 +31,9 @@ func (d NetDialer) Dial(ctx context.Context, _ netip.AddrPort, addr string) (net
 	if d.Keepalive <= 0 {
 		nd.KeepAlive = -1
 	}
+	// Not Dialer.DialTCP, although it would skip the resolver: given no
+	// local address it binds [::]:0 before connecting (golang/go#81620),
+	// which took 6.4 ms per dial here against 0.1 ms.
 	return nd.DialContext(ctx, "tcp", addr)
 }
 
