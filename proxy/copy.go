@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,22 +25,37 @@ var bufs = sync.Pool{New: func() any { return new([bufSize]byte) }}
 // read that fills the buffer means a bulk transfer, and the rest of the
 // stream goes by splice(2) (io.Copy between two TCPConns), as HAProxy's
 // splice-auto does.
+//
+// The reads and writes are raw system calls on non-blocking sockets, so
+// they never sleep in the kernel, but a loopback write can spend tens of
+// microseconds there delivering to the peer. Through the runtime's
+// ordinary system call path, its monitor took the processor away from
+// such writes and woke another thread to hold it, which then went back to
+// sleep: two context switches for nothing, several times per connection.
 func relay(dst, src net.Conn) (int64, error) {
 	d, ok1 := dst.(*net.TCPConn)
 	s, ok2 := src.(*net.TCPConn)
 	if !ok1 || !ok2 {
 		return io.Copy(dst, src)
 	}
-	raw, err := s.SyscallConn()
+	rawSrc, err := s.SyscallConn()
 	if err != nil {
 		return io.Copy(dst, src)
 	}
-	var r reader
-	read := r.read // one closure for the connection, not one per read
-	var total int64
+	rawDst, err := d.SyscallConn()
+	if err != nil {
+		return io.Copy(dst, src)
+	}
+	var (
+		r     reader
+		w     writer
+		read  = r.read // one closure each for the connection, not per call
+		write = w.write
+		total int64
+	)
 	for {
 		r.buf, r.n, r.err = nil, 0, nil
-		if err := raw.Read(read); err != nil {
+		if err := rawSrc.Read(read); err != nil {
 			return total, err // closed, or the read deadline passed
 		}
 		if r.err != nil {
@@ -48,10 +64,14 @@ func relay(dst, src net.Conn) (int64, error) {
 		if r.n == 0 {
 			return total, nil // EOF
 		}
-		n, err := d.Write(r.buf[:r.n])
-		total += int64(n)
+		w.p, w.n, w.err = r.buf[:r.n], 0, nil
+		err := rawDst.Write(write)
+		total += int64(w.n)
 		full := r.n == bufSize
 		bufs.Put(r.buf)
+		if err == nil {
+			err = w.err
+		}
 		if err != nil {
 			return total, err
 		}
@@ -77,14 +97,14 @@ type reader struct {
 func (r *reader) read(fd uintptr) bool {
 	buf := bufs.Get().(*[bufSize]byte)
 	for {
-		n, err := unix.Read(int(fd), buf[:])
-		switch err {
-		case nil:
+		n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), bufSize)
+		switch errno {
+		case 0:
 			if n == 0 { // EOF
 				bufs.Put(buf)
 				return true
 			}
-			r.buf, r.n = buf, n
+			r.buf, r.n = buf, int(n)
 			return true
 		case unix.EINTR:
 			continue
@@ -93,7 +113,34 @@ func (r *reader) read(fd uintptr) bool {
 			return false
 		}
 		bufs.Put(buf)
-		r.err = &net.OpError{Op: "read", Net: "tcp", Err: syscall.Errno(err.(unix.Errno))}
+		r.err = &net.OpError{Op: "read", Net: "tcp", Err: syscall.Errno(errno)}
 		return true
 	}
+}
+
+// writer is relay's write step: it writes all of p, waiting for the socket
+// to take more when its send buffer is full.
+type writer struct {
+	p   []byte
+	n   int
+	err error
+}
+
+func (w *writer) write(fd uintptr) bool {
+	for w.n < len(w.p) {
+		rest := w.p[w.n:]
+		n, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		switch errno {
+		case 0:
+			w.n += int(n)
+			continue
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		w.err = &net.OpError{Op: "write", Net: "tcp", Err: syscall.Errno(errno)}
+		return true
+	}
+	return true
 }
