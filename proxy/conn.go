@@ -345,13 +345,9 @@ func halfCopy(dst, src net.Conn, halfClose time.Duration, open *atomic.Int32) (i
 	if open.Load() == 1 {
 		return n, nil
 	}
-	if cw, ok := dst.(closeWriter); ok {
-		if err := cw.CloseWrite(); err != nil {
-			src.Close()
-			return n, err
-		}
-	} else {
-		dst.Close()
+	if err := closeWrite(dst); err != nil {
+		src.Close()
+		return n, err
 	}
 	if halfClose > 0 {
 		_ = dst.SetReadDeadline(time.Now().Add(halfClose))

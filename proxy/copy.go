@@ -144,3 +144,30 @@ func (w *writer) write(fd uintptr) bool {
 	}
 	return true
 }
+
+// closeWrite half-closes c: the peer reads EOF and may still answer. On a
+// TCP socket it is a raw shutdown(2), for the reason relay's calls are
+// raw: sending the FIN delivers it to the peer within the call.
+func closeWrite(c net.Conn) error {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		if cw, ok := c.(closeWriter); ok {
+			return cw.CloseWrite()
+		}
+		return c.Close()
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return tc.CloseWrite()
+	}
+	var errno syscall.Errno
+	if err := raw.Control(func(fd uintptr) {
+		_, _, errno = unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_WR, 0)
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return &net.OpError{Op: "shutdown", Net: "tcp", Err: errno}
+	}
+	return nil
+}
