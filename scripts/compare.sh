@@ -61,6 +61,16 @@ defaults
   timeout client 3h
   timeout server 3h
   option splice-auto
+  # stickylb keeps TCP keepalive on both legs (60s idle and interval, 3
+  # probes): the same here, so each sets the same socket options.
+  option clitcpka
+  option srvtcpka
+  clitcpka-idle 60s
+  clitcpka-intvl 60s
+  clitcpka-cnt 3
+  srvtcpka-idle 60s
+  srvtcpka-intvl 60s
+  srvtcpka-cnt 3
 frontend bench
   bind 127.0.0.1:19202
   default_backend cas
@@ -94,8 +104,9 @@ stream {
     server 127.0.0.13:$bport;
   }
   server {
-    listen 127.0.0.1:19203;
+    listen 127.0.0.1:19203 so_keepalive=60s:60s:3;
     proxy_pass cas;
+    proxy_socket_keepalive on;
     proxy_half_close on;
   }
 }
@@ -117,19 +128,21 @@ echo "targets: ${names[*]}"
 
 results="$work/results.txt"
 : > "$results"
+# ctx_switches PID: context switches of all of a process's threads.
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 measure() { # name mode args...
   local name=$1 mode=$2; shift 2
-  local p="" t0=0 t1=0
-  if [[ $name != direct ]]; then p=$(worker_of "${pid[$name]}"); t0=$(cpu_ticks "$p"); fi
+  local p="" t0=0 t1=0 c0=0 c1=0
+  if [[ $name != direct ]]; then p=$(worker_of "${pid[$name]}"); t0=$(cpu_ticks "$p"); c0=$(ctx_switches "$p"); fi
   taskset -c 1 "$slb" bench --target "${target[$name]}" --json "$@" > "$work/run.json"
-  if [[ -n $p ]]; then t1=$(cpu_ticks "$p"); fi
+  if [[ -n $p ]]; then t1=$(cpu_ticks "$p"); c1=$(ctx_switches "$p"); fi
   local hz; hz=$(getconf CLK_TCK)
-  python3 - "$name" "$mode" "$((t1 - t0))" "$hz" "$work/run.json" >> "$results" <<'PY'
+  python3 - "$name" "$mode" "$((t1 - t0))" "$hz" "$work/run.json" "$((c1 - c0))" >> "$results" <<'PY'
 import json, sys
-name, mode, ticks, hz, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+name, mode, ticks, hz, path, switches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 r = json.load(open(path))
-cpu_us = 1e6 * ticks / hz / max(r["connections"], 1)
-print(name, mode, r["connections_per_second"], r["throughput_mb_per_second"], r["latency_ms"]["P50"], cpu_us, r["affinity_violations"], r["errors"])
+n = max(r["connections"], 1)
+print(name, mode, r["connections_per_second"], r["throughput_mb_per_second"], r["latency_ms"]["P50"], 1e6 * ticks / hz / n, r["affinity_violations"], r["errors"], switches / n)
 PY
   tail -1 "$results"
 }
@@ -149,16 +162,16 @@ python3 - "$results" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
 m = {}
-for name, mode, cps, mbps, p50, cpu, viol, errs in rows:
-    m.setdefault((name, mode), []).append((float(cps), float(mbps), float(p50), float(cpu), int(viol), int(errs)))
+for name, mode, cps, mbps, p50, cpu, viol, errs, cs in rows:
+    m.setdefault((name, mode), []).append((float(cps), float(mbps), float(p50), float(cpu), int(viol), int(errs), float(cs)))
 med = lambda k, i: st.median(v[i] for v in m[k]) if k in m else float("nan")
 names = sorted({k[0] for k in m}, key=lambda n: ["direct", "haproxy", "nginx", "stickylb"].index(n))
 print()
-print(f"{'target':10} {'bulk MB/s':>10} {'short conn/s':>13} {'CPU us/conn':>12} {'p50 ms (c=1)':>13} {'violations':>10} {'errors':>7}")
+print(f"{'target':10} {'bulk MB/s':>10} {'short conn/s':>13} {'CPU us/conn':>12} {'p50 ms (c=1)':>13} {'switches/conn (c=1)':>20} {'violations':>10} {'errors':>7}")
 for n in names:
     viol = sum(v[4] for k in m if k[0] == n for v in m[k])
     errs = sum(v[5] for k in m if k[0] == n for v in m[k])
-    print(f"{n:10} {med((n,'bulk'),1):10.0f} {med((n,'short'),0):13.0f} {med((n,'short'),3):12.1f} {med((n,'lat'),2):13.3f} {viol:10d} {errs:7d}")
+    print(f"{n:10} {med((n,'bulk'),1):10.0f} {med((n,'short'),0):13.0f} {med((n,'short'),3):12.1f} {med((n,'lat'),2):13.3f} {med((n,'lat'),6):20.1f} {viol:10d} {errs:7d}")
 def ratio(a, b, i, mode):
     try: return med((a, mode), i) / med((b, mode), i)
     except (ZeroDivisionError, KeyError): return float("nan")
