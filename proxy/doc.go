@@ -8,8 +8,8 @@
 // address; see Listener.Identify) becomes an affinity key, the table
 // decides the backend before anything is dialled, and the Dialer opens the
 // backend leg. A backend that refuses is skipped and the client re-pinned,
-// a bounded number of times. Bytes are copied with io.Copy between the two
-// *net.TCPConn so Linux moves them with splice(2), each direction ends with
-// a half-close (CloseWrite) and the half-closed state is bounded by a
-// deadline.
+// a bounded number of times. Each direction copies small messages through
+// a pooled buffer and switches to splice(2) once a read fills it (see
+// relay); each ends with a half-close and the half-closed state is bounded
+// by a deadline.
 package proxy

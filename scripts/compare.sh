@@ -7,6 +7,10 @@
 #
 #   scripts/compare.sh [rounds]        (default 3 rounds, alternating order)
 #   MODES="short lat" scripts/compare.sh 1   (only some of bulk, short, lat)
+#   MODES=syscalls scripts/compare.sh 1      (system calls per connection of
+#                                             each balancer, under strace)
+#   STICKYLB=/path/to/stickylb scripts/compare.sh   (measure that binary,
+#                                             e.g. an older commit's build)
 #
 # Prints one line per measurement and a table of medians and ratios.
 set -euo pipefail
@@ -17,7 +21,8 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 go build -o "$work/stickylb" ./cmd/stickylb
-slb="$work/stickylb"
+slb="$work/stickylb"     # the load generator and backends
+lb=${STICKYLB:-$slb}     # the stickylb under test
 bport=19100
 hosts=127.0.0.11,127.0.0.12,127.0.0.13
 
@@ -46,7 +51,7 @@ address = "127.0.0.12"
 [pool.p.backend.cas3]
 address = "127.0.0.13"
 TOML
-GOMAXPROCS=1 taskset -c 0 "$slb" run -c "$work/lb.toml" 2>"$work/stickylb.log" &
+GOMAXPROCS=1 taskset -c 0 "$lb" run -c "$work/lb.toml" 2>"$work/stickylb.log" &
 pid[stickylb]=$!
 target[stickylb]=127.0.0.1:19201
 
@@ -117,8 +122,8 @@ CFG
 fi
 sleep 1
 
-# cpu_ticks PID: user+system clock ticks of a process and its threads.
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# cpu_ticks PID: "user system" clock ticks of a process and its threads.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 # For nginx the work is done by its worker, a child of the master.
 worker_of() { local c; c=$(pgrep -P "$1" | head -1); echo "${c:-$1}"; }
 
@@ -132,20 +137,51 @@ results="$work/results.txt"
 ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 measure() { # name mode args...
   local name=$1 mode=$2; shift 2
-  local p="" t0=0 t1=0 c0=0 c1=0
-  if [[ $name != direct ]]; then p=$(worker_of "${pid[$name]}"); t0=$(cpu_ticks "$p"); c0=$(ctx_switches "$p"); fi
+  local p="" u0=0 s0=0 u1=0 s1=0 c0=0 c1=0
+  if [[ $name != direct ]]; then p=$(worker_of "${pid[$name]}"); read -r u0 s0 < <(cpu_ticks "$p"); c0=$(ctx_switches "$p"); fi
   taskset -c 1 "$slb" bench --target "${target[$name]}" --json "$@" > "$work/run.json"
-  if [[ -n $p ]]; then t1=$(cpu_ticks "$p"); c1=$(ctx_switches "$p"); fi
+  if [[ -n $p ]]; then read -r u1 s1 < <(cpu_ticks "$p"); c1=$(ctx_switches "$p"); fi
   local hz; hz=$(getconf CLK_TCK)
-  python3 - "$name" "$mode" "$((t1 - t0))" "$hz" "$work/run.json" "$((c1 - c0))" >> "$results" <<'PY'
+  python3 - "$name" "$mode" "$((u1 - u0))" "$((s1 - s0))" "$hz" "$work/run.json" "$((c1 - c0))" >> "$results" <<'PY'
 import json, sys
-name, mode, ticks, hz, path, switches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+name, mode, user, system, hz, path, switches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], int(sys.argv[7])
 r = json.load(open(path))
 n = max(r["connections"], 1)
-print(name, mode, r["connections_per_second"], r["throughput_mb_per_second"], r["latency_ms"]["P50"], 1e6 * ticks / hz / n, r["affinity_violations"], r["errors"], switches / n)
+us = lambda ticks: 1e6 * ticks / hz / n
+print(name, mode, r["connections_per_second"], r["throughput_mb_per_second"], r["latency_ms"]["P50"], us(user + system), r["affinity_violations"], r["errors"], switches / n, us(user), us(system))
 PY
   tail -1 "$results"
 }
+
+# syscalls NAME: system calls per connection of a balancer under a short
+# load, counted by strace -c (which slows it: no timing is taken here).
+syscalls() {
+  local name=$1 p out="$work/strace.$1"
+  p=$(worker_of "${pid[$name]}")
+  strace -c -f -p "$p" -o "$out" 2>/dev/null &
+  local st=$!
+  sleep 0.5
+  taskset -c 1 "$slb" bench --target "${target[$name]}" --json --mode short --clients 200 --concurrency 32 --conns 5000 --duration 20s > "$work/run.json"
+  kill -INT "$st"; wait "$st" 2>/dev/null || true
+  python3 - "$name" "$out" "$work/run.json" <<'PY'
+import json, sys
+name, out, path = sys.argv[1:4]
+n = max(json.load(open(path))["connections"], 1)
+calls = {}
+for line in open(out):
+    f = line.split()
+    if len(f) >= 5 and f[3].isdigit() and f[-1] not in ("total", "syscall"):
+        calls[f[-1]] = int(f[3])
+calls.pop("nanosleep", None)  # the Go runtime's monitor thread, not per connection
+total = sum(calls.values())
+print(f"{name:10} {total / n:5.1f} system calls per connection: " + ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / n >= 0.1))
+PY
+}
+if [[ $modes == *" syscalls "* ]]; then
+  command -v strace >/dev/null || { echo "strace is not installed" >&2; exit 1; }
+  for n in "${names[@]}"; do [[ $n != direct ]] && syscalls "$n"; done
+  exit 0
+fi
 
 for round in $(seq "$rounds"); do
   # Alternate the order so no target always runs on a warm or cold machine.
@@ -162,16 +198,17 @@ python3 - "$results" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
 m = {}
-for name, mode, cps, mbps, p50, cpu, viol, errs, cs in rows:
-    m.setdefault((name, mode), []).append((float(cps), float(mbps), float(p50), float(cpu), int(viol), int(errs), float(cs)))
+for name, mode, cps, mbps, p50, cpu, viol, errs, cs, user, system in rows:
+    m.setdefault((name, mode), []).append((float(cps), float(mbps), float(p50), float(cpu), int(viol), int(errs), float(cs), float(user), float(system)))
 med = lambda k, i: st.median(v[i] for v in m[k]) if k in m else float("nan")
 names = sorted({k[0] for k in m}, key=lambda n: ["direct", "haproxy", "nginx", "stickylb"].index(n))
 print()
-print(f"{'target':10} {'bulk MB/s':>10} {'short conn/s':>13} {'CPU us/conn':>12} {'p50 ms (c=1)':>13} {'switches/conn (c=1)':>20} {'violations':>10} {'errors':>7}")
+print(f"{'target':10} {'bulk MB/s':>10} {'short conn/s':>13} {'CPU us/conn':>12} {'(user+sys)':>12} {'p50 ms (c=1)':>13} {'switches/conn (c=1)':>20} {'violations':>10} {'errors':>7}")
 for n in names:
     viol = sum(v[4] for k in m if k[0] == n for v in m[k])
     errs = sum(v[5] for k in m if k[0] == n for v in m[k])
-    print(f"{n:10} {med((n,'bulk'),1):10.0f} {med((n,'short'),0):13.0f} {med((n,'short'),3):12.1f} {med((n,'lat'),2):13.3f} {med((n,'lat'),6):20.1f} {viol:10d} {errs:7d}")
+    split = f"{med((n,'short'),7):.0f}+{med((n,'short'),8):.0f}"
+    print(f"{n:10} {med((n,'bulk'),1):10.0f} {med((n,'short'),0):13.0f} {med((n,'short'),3):12.1f} {split:>12} {med((n,'lat'),2):13.3f} {med((n,'lat'),6):20.1f} {viol:10d} {errs:7d}")
 def ratio(a, b, i, mode):
     try: return med((a, mode), i) / med((b, mode), i)
     except (ZeroDivisionError, KeyError): return float("nan")

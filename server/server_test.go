@@ -458,7 +458,7 @@ func TestHalfCloseTimeout(t *testing.T) {
 }
 
 // idle_timeout closes a connection with no traffic and spares one with
-// traffic, without giving up splice.
+// traffic, measured by the kernel rather than by a deadline per read.
 func TestIdleTimeout(t *testing.T) {
 	l := newLab(t, 1, "[pool.cas]\nidle_timeout = \"300ms\"\n[pool.cas.health]\nenabled = false\n")
 	idle, err := lbtest.Connect(lbtest.ClientIP(13), l.addr(0))
