@@ -70,6 +70,12 @@ type Listener struct {
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 	wg    sync.WaitGroup
+
+	// setup hands accepted connections to idle set-up workers; closed
+	// ends the workers when the listener closes.
+	setup     chan *conn
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // Listen opens a listener. The error says which port could not be bound
@@ -85,7 +91,8 @@ func Listen(ctx context.Context, name, addr string, keepaliveIdle time.Duration,
 	if err != nil {
 		return nil, listenError(name, addr, err)
 	}
-	return &Listener{Name: name, ln: ln.(*net.TCPListener), log: log, conns: map[*conn]struct{}{}}, nil
+	return &Listener{Name: name, ln: ln.(*net.TCPListener), log: log, conns: map[*conn]struct{}{},
+		setup: make(chan *conn), closed: make(chan struct{})}, nil
 }
 
 func listenError(name, addr string, err error) error {
@@ -132,12 +139,45 @@ func (l *Listener) Serve() error {
 		l.conns[cn] = struct{}{}
 		l.wg.Add(1)
 		l.mu.Unlock()
-		go cn.serve()
+		select {
+		case l.setup <- cn:
+		default:
+			go l.worker(cn)
+		}
+	}
+}
+
+// workerIdle is how long a set-up worker waits for another connection
+// before it ends.
+const workerIdle = 10 * time.Second
+
+// worker sets connections up (identify, pick, dial) one after another.
+// It is kept between connections because the dial grows a goroutine's
+// stack to about 8 KiB: a fresh goroutine per connection copied its stack
+// up to that size every time, a fifth of the proxy's user time at 12k
+// connections per second. The copy directions still start on fresh
+// goroutines, so an idle connection keeps a small stack.
+func (l *Listener) worker(c *conn) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		c.serve()
+		idle.Reset(workerIdle)
+		select {
+		case c = <-l.setup:
+		case <-idle.C:
+			return
+		case <-l.closed:
+			return
+		}
 	}
 }
 
 // Close stops accepting. Open connections go on.
-func (l *Listener) Close() error { return l.ln.Close() }
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.ln.Close()
+}
 
 // Active returns the number of open client connections.
 func (l *Listener) Active() int {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -193,5 +194,124 @@ func TestRetriesAreBounded(t *testing.T) {
 	defer d.mu.Unlock()
 	if len(d.clients) != 2 {
 		t.Fatalf("%d dials with retries=1, want 2", len(d.clients))
+	}
+}
+
+// fullBacklog listens on host with an accept queue of one that it never
+// accepts from, and fills that slot: further SYNs to it are dropped, so a
+// connect to it hangs until its timeout.
+func fullBacklog(t *testing.T, host string) netip.AddrPort {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	sa := &unix.SockaddrInet4{Addr: netip.MustParseAddr(host).As4()}
+	if err := unix.Bind(fd, sa); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	bound, _ := unix.Getsockname(fd)
+	addr := netip.AddrPortFrom(netip.MustParseAddr(host), uint16(bound.(*unix.SockaddrInet4).Port))
+	filler, err := net.DialTimeout("tcp", addr.String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { filler.Close() })
+	return addr
+}
+
+type failures struct {
+	Observer
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (f *failures) Accepted(string)                                           {}
+func (f *failures) Opened(string, *pool.Backend)                              {}
+func (f *failures) Closed(string, *pool.Backend, int64, int64, time.Duration) {}
+func (f *failures) Refused(string, string)                                    {}
+func (f *failures) ConnectFailed(_ string, _ *pool.Backend, reason string) {
+	f.mu.Lock()
+	f.reasons = append(f.reasons, reason)
+	f.mu.Unlock()
+}
+
+// A backend that does not answer the SYN is given up after the connect
+// timeout, counted as a timeout, and the client is closed.
+func TestConnectTimeout(t *testing.T) {
+	addr := fullBacklog(t, "127.0.0.14")
+	r := &Route{
+		Pool:  pool.New("cas", pool.Hash, []pool.Spec{{Name: "cas1", Host: "127.0.0.14", Weight: 1}}),
+		Table: affinity.NewTable(affinity.Config{}), Port: int(addr.Port()),
+		ConnectTimeout: 300 * time.Millisecond, HalfCloseTimeout: time.Second, Dialer: NetDialer{},
+	}
+	obs := &failures{}
+	r.Observer = obs
+	l := serve(t, r)
+	c, err := lbtest.Dial("127.4.3.1", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("read %d, %v: want the client closed", n, err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("client closed after %s, want about the 300ms connect timeout", d)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.reasons) != 1 || obs.reasons[0] != "timeout" {
+		t.Fatalf("connect failures %v, want [timeout]", obs.reasons)
+	}
+}
+
+// stallingDialer holds the dial of one client until released.
+type stallingDialer struct {
+	NetDialer
+	stall   netip.Addr
+	stalled chan struct{}
+	release chan struct{}
+}
+
+func (d *stallingDialer) Dial(ctx context.Context, client netip.AddrPort, addr string) (net.Conn, error) {
+	if client.Addr() == d.stall {
+		close(d.stalled)
+		<-d.release
+	}
+	return d.NetDialer.Dial(ctx, client, addr)
+}
+
+// Connections are set up in parallel: a client whose backend is slow to
+// answer does not hold up the next client's connection.
+func TestSlowDialHoldsNoOneElse(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
+	d := &stallingDialer{stall: netip.MustParseAddr("127.4.4.1"), stalled: make(chan struct{}), release: make(chan struct{})}
+	l := serve(t, route(bs, ports[0], d))
+	slow, err := lbtest.Dial("127.4.4.1", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	<-d.stalled
+	// Several in a row, so a set-up worker that finished one is reused
+	// while the first is still stalled.
+	for i := range 5 {
+		who, err := lbtest.Who("127.4.4.2", l.Addr())
+		if err != nil || who != "cas1" {
+			t.Fatalf("connection %d while another dial stalls: %q, %v", i, who, err)
+		}
+	}
+	close(d.release)
+	slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line := make([]byte, 5)
+	if _, err := io.ReadFull(slow, line); err != nil || string(line) != "cas1\n" {
+		t.Fatalf("stalled client got %q, %v after release", line, err)
 	}
 }
