@@ -11,6 +11,8 @@
 #                                             each balancer, under strace)
 #   STICKYLB=/path/to/stickylb scripts/compare.sh   (measure that binary,
 #                                             e.g. an older commit's build)
+#   LB_ENV="GODEBUG=..." scripts/compare.sh  (environment for the stickylb
+#                                             under test only)
 #
 # Prints one line per measurement and a table of medians and ratios.
 set -euo pipefail
@@ -51,7 +53,7 @@ address = "127.0.0.12"
 [pool.p.backend.cas3]
 address = "127.0.0.13"
 TOML
-GOMAXPROCS=1 taskset -c 0 "$lb" run -c "$work/lb.toml" 2>"$work/stickylb.log" &
+env ${LB_ENV:-} GOMAXPROCS=1 taskset -c 0 "$lb" run -c "$work/lb.toml" 2>"$work/stickylb.log" &
 pid[stickylb]=$!
 target[stickylb]=127.0.0.1:19201
 
