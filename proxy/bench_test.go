@@ -1,16 +1,25 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/pool"
 )
 
 func benchProxy(b *testing.B) (*Listener, func()) {
@@ -85,62 +94,169 @@ func BenchmarkBulk(b *testing.B) {
 }
 
 // BenchmarkIdleConnectionMemory reports the Go memory (heap and stacks)
-// the proxy holds per idle connection, with as many connections as the
-// file limit allows up to 10k. The test's clients and backends live in
-// this process too, so their share is measured alone first (the same
-// clients connected straight to the backends) and subtracted.
-//
-// Descriptors per proxied connection here: the client, the proxy's two
-// legs and the backend's socket. The proxy's own share is two, so 10k
-// connections need 20k descriptors in the proxy alone; where the hard
-// limit is lower, this measures as many as fit and reports how many.
+// the proxy holds per idle proxied connection. The proxy runs alone in
+// this process; the backend and the clients are helper processes (this
+// test binary again, see idleHelper), so everything counted here is the
+// proxy's, and each process has a file limit of its own. The proxy needs
+// two descriptors per connection: 10k connections, or as many as this
+// process's limit allows (9,990 under a hard limit of 20,000).
 func BenchmarkIdleConnectionMemory(b *testing.B) {
-	const perConn = 4
-	n := 10_000
 	var rl syscall.Rlimit
 	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	if need := uint64(perConn*n + 1000); rl.Cur < need {
-		want := syscall.Rlimit{Cur: need, Max: max(rl.Max, need)}
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err == nil {
+	if rl.Cur < rl.Max {
+		cur := rl
+		cur.Cur = rl.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &cur); err == nil {
 			defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
-		} else {
-			n = int(rl.Cur-1000) / perConn
+			rl = cur
 		}
 	}
+	n := min(10_000, (int(rl.Cur)-20)/2)
 	b.ReportMetric(float64(n), "conns")
-	// held opens n clients to dst and returns the heap and stack they
-	// added, with a function that closes them.
-	held := func(dst netip.AddrPort) (uint64, uint64, func()) {
+	for range b.N {
+		backend := startHelper(b, "backend", "127.0.0.11")
+		port, err := strconv.Atoi(backend.line(b, "port "))
+		if err != nil {
+			b.Fatal(err)
+		}
+		l, err := Listen(context.Background(), "bench", "127.0.0.1:0", 60*time.Second, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.SetRoute(&Route{Name: "bench",
+			Pool:  pool.New("cas", pool.Hash, []pool.Spec{{Name: "cas1", Host: "127.0.0.11", Weight: 1}}),
+			Table: affinity.NewTable(affinity.Config{}), Port: port, ConnectTimeout: 5 * time.Second,
+			HalfCloseTimeout: time.Second, Dialer: NetDialer{Keepalive: 60 * time.Second}})
+		done := make(chan struct{})
+		go func() { l.Serve(); close(done) }()
+
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		conns := make([]*lbtest.Client, 0, n)
-		for i := range n {
-			c, err := lbtest.Connect(lbtest.ClientIP(i), dst)
-			if err != nil {
-				b.Fatal(err)
-			}
-			conns = append(conns, c)
+		clients := startHelper(b, "clients", l.Addr().String(), strconv.Itoa(n))
+		if got := clients.line(b, "connected "); got != strconv.Itoa(n) {
+			b.Fatalf("clients helper connected %s of %d", got, n)
 		}
 		runtime.GC()
 		runtime.GC() // a second cycle shrinks stacks grown while connecting
 		runtime.ReadMemStats(&after)
-		used := (after.HeapInuse + after.StackInuse) - (before.HeapInuse + before.StackInuse)
-		return used, after.StackInuse - before.StackInuse, func() {
-			for _, c := range conns {
-				c.Close()
-			}
+		b.ReportMetric(float64(int64(after.StackInuse)-int64(before.StackInuse))/float64(n), "stack/conn")
+		b.ReportMetric(float64(int64(after.HeapInuse+after.StackInuse)-int64(before.HeapInuse+before.StackInuse))/float64(n), "bytes/conn")
+
+		clients.stop()
+		l.Close()
+		<-done
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		l.Wait(ctx)
+		cancel()
+		backend.stop()
+	}
+}
+
+// helperRole names the role a re-executed test binary plays; its
+// arguments follow in helperArgs, separated by spaces.
+const (
+	helperRole = "STICKYLB_PROXY_HELPER"
+	helperArgs = "STICKYLB_PROXY_HELPER_ARGS"
+)
+
+type helper struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+}
+
+// startHelper runs this test binary as a helper process (see idleHelper).
+// It ends when its standard input closes.
+func startHelper(b *testing.B, role string, args ...string) *helper {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperRole+"="+role, helperArgs+"="+strings.Join(args, " "))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	h := &helper{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	b.Cleanup(h.stop)
+	return h
+}
+
+// line reads the helper's next line, which must start with prefix, and
+// returns the rest.
+func (h *helper) line(b *testing.B, prefix string) string {
+	b.Helper()
+	if !h.out.Scan() {
+		b.Fatalf("helper %s ended before saying %q", h.cmd.Env[len(h.cmd.Env)-2], prefix)
+	}
+	rest, ok := strings.CutPrefix(h.out.Text(), prefix)
+	if !ok {
+		b.Fatalf("helper said %q, want %q...", h.out.Text(), prefix)
+	}
+	return rest
+}
+
+func (h *helper) stop() {
+	if h.stdin.Close() == nil {
+		h.cmd.Wait()
+	}
+}
+
+// idleHelper is the body of a helper process: "backend HOST" listens on
+// HOST, says "port N", greets every connection with "cas1" and holds it;
+// "clients ADDR N" opens N connections to ADDR from as many loopback
+// addresses, reads each greeting, says "connected N" and holds them. Both
+// hold on until standard input closes.
+func idleHelper(role string, args []string) error {
+	var rl syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	rl.Cur = rl.Max
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	var held []net.Conn
+	switch {
+	case role == "backend" && len(args) == 1:
+		ln, err := net.Listen("tcp", net.JoinHostPort(args[0], "0"))
+		if err != nil {
+			return err
 		}
+		fmt.Printf("port %d\n", ln.Addr().(*net.TCPAddr).Port)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte("cas1\n"))
+				held = append(held, c) // only this goroutine touches held until exit
+			}
+		}()
+	case role == "clients" && len(args) == 2:
+		dst, err := netip.ParseAddrPort(args[0])
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			c, err := lbtest.Connect(lbtest.ClientIP(i), dst)
+			if err != nil {
+				return fmt.Errorf("client %d of %d: %w", i+1, n, err)
+			}
+			held = append(held, c)
+		}
+		fmt.Printf("connected %d\n", len(held))
+	default:
+		return fmt.Errorf("unknown helper %s %q", role, args)
 	}
-	for range b.N {
-		l, stop := benchProxy(b)
-		direct, ds, closeDirect := held(netip.MustParseAddrPort(l.Route().Pool.Backends()[0].Addr(l.Route().Port)))
-		closeDirect()
-		time.Sleep(100 * time.Millisecond) // let the backend's handlers end
-		proxied, ps, closeProxied := held(l.Addr())
-		b.ReportMetric(float64(int64(ps)-int64(ds))/float64(n), "stack/conn")
-		b.ReportMetric(float64(int64(proxied)-int64(direct))/float64(n), "bytes/conn")
-		closeProxied()
-		stop()
-	}
+	io.Copy(io.Discard, os.Stdin)
+	return nil
 }

@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,7 +22,16 @@ import (
 	"github.com/stickylb/stickylb/pool"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if role := os.Getenv(helperRole); role != "" {
+		if err := idleHelper(role, strings.Fields(os.Getenv(helperArgs))); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // recordingDialer is a Dialer that remembers which client each backend
 // leg was opened for, and keeps the backend sockets for inspection.
