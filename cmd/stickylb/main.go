@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -226,6 +227,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("c", "lb.toml", "config file")
 	format := fs.String("log-format", "", "text or json (default: the config's global.log_format)")
 	level := fs.String("log-level", "", "debug, info, warn or error (default: the config's global.log_level)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file, for `go tool pprof`")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -244,6 +246,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 2
+	}
+	if *cpuprofile != "" {
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			log.Error("cannot start the CPU profile", "error", err)
+			return 1
+		}
+		defer stop(log)
 	}
 	// The program owns the registry; library packages only register on
 	// what they are given.
@@ -361,4 +371,25 @@ func waitForStop() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function runs, which reports a failed write.
+func startCPUProfile(path string) (func(*slog.Logger), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile %s: %w", path, err)
+	}
+	return func(log *slog.Logger) {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Error("cpu profile not written", "file", path, "error", err)
+			return
+		}
+		log.Info("cpu profile written", "file", path)
+	}, nil
 }

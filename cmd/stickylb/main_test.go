@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -195,7 +196,8 @@ func labConfig(ports []int, backends []*lbtest.Backend, extra string) string {
 // the process exits 0 once it has.
 func TestBinarySIGTERMDrains(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 1)
-	p := startBinary(t, nil, "run", "-c", writeConfig(t, labConfig(ports, bs, "")))
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	p := startBinary(t, nil, "run", "-c", writeConfig(t, labConfig(ports, bs, "")), "--cpuprofile", profile)
 	addr := p.addrs(1)["l0"]
 	c, err := lbtest.Connect("127.3.0.1", addr)
 	if err != nil {
@@ -217,6 +219,20 @@ func TestBinarySIGTERMDrains(t *testing.T) {
 	}
 	if !strings.Contains(p.logs(), "stopped cleanly") {
 		t.Errorf("no 'stopped cleanly' line")
+	}
+	// --cpuprofile wrote a whole profile on the way out: pprof's gzipped
+	// protobuf, which reads to its end.
+	f, err := os.Open(profile)
+	if err != nil {
+		t.Fatalf("cpu profile: %v", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("cpu profile is not gzip: %v", err)
+	}
+	if n, err := io.Copy(io.Discard, zr); err != nil || n == 0 {
+		t.Fatalf("cpu profile: %d bytes, %v", n, err)
 	}
 }
 
