@@ -161,6 +161,7 @@ const (
 )
 
 type helper struct {
+	role  string
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	out   *bufio.Scanner
@@ -184,7 +185,7 @@ func startHelper(b *testing.B, role string, args ...string) *helper {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	h := &helper{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	h := &helper{role: role, cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
 	b.Cleanup(h.stop)
 	return h
 }
@@ -194,11 +195,11 @@ func startHelper(b *testing.B, role string, args ...string) *helper {
 func (h *helper) line(b *testing.B, prefix string) string {
 	b.Helper()
 	if !h.out.Scan() {
-		b.Fatalf("helper %s ended before saying %q", h.cmd.Env[len(h.cmd.Env)-2], prefix)
+		b.Fatalf("%s helper ended before saying %q", h.role, prefix)
 	}
 	rest, ok := strings.CutPrefix(h.out.Text(), prefix)
 	if !ok {
-		b.Fatalf("helper said %q, want %q...", h.out.Text(), prefix)
+		b.Fatalf("%s helper said %q, want %q...", h.role, h.out.Text(), prefix)
 	}
 	return rest
 }

@@ -236,8 +236,8 @@ func fullBacklog(t *testing.T, host string) netip.AddrPort {
 	return addr
 }
 
+// failures is an Observer that keeps the reasons of failed connects.
 type failures struct {
-	Observer
 	mu      sync.Mutex
 	reasons []string
 }
@@ -306,6 +306,8 @@ func TestSlowDialHoldsNoOneElse(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
 	d := &stallingDialer{stall: netip.MustParseAddr("127.4.4.1"), stalled: make(chan struct{}), release: make(chan struct{})}
 	l := serve(t, route(bs, ports[0], d))
+	release := sync.OnceFunc(func() { close(d.release) })
+	t.Cleanup(release) // before the listener's cleanup, which waits for the dial
 	slow, err := lbtest.Dial("127.4.4.1", l.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +322,7 @@ func TestSlowDialHoldsNoOneElse(t *testing.T) {
 			t.Fatalf("connection %d while another dial stalls: %q, %v", i, who, err)
 		}
 	}
-	close(d.release)
+	release()
 	slow.SetReadDeadline(time.Now().Add(5 * time.Second))
 	line := make([]byte, 5)
 	if _, err := io.ReadFull(slow, line); err != nil || string(line) != "cas1\n" {
