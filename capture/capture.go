@@ -67,6 +67,56 @@ type reader interface {
 // pcapng, or is cut short in a header, is an error; packets it cannot
 // decode are counted and skipped.
 func Analyze(r io.Reader, opts Options) (*Report, error) {
+	pr, err := open(r)
+	if err != nil {
+		return nil, err
+	}
+	type flow struct{ src, dst netip.AddrPort }
+	seen := map[flow]bool{}
+	visits := map[netip.Addr]map[netip.Addr]*Visit{}
+	rep := &Report{}
+	rep.Packets, rep.Skipped, err = scan(pr, func(p packet) {
+		// A connection is its SYN; without SYNs (a capture started mid
+		// stream) the first packet towards a listed port stands for it.
+		isOpen := p.tcp.SYN && !p.tcp.ACK
+		if !isOpen && len(opts.Ports) == 0 {
+			return
+		}
+		if len(opts.Ports) > 0 && !slices.Contains(opts.Ports, p.dst.Port()) {
+			return
+		}
+		if len(opts.Backends) > 0 && !slices.Contains(opts.Backends, p.dst.Addr()) {
+			return
+		}
+		f := flow{p.src, p.dst}
+		if seen[f] && !isOpen {
+			return
+		}
+		seen[f] = true
+		rep.Flows++
+		src, dst := p.src.Addr(), p.dst.Addr()
+		m := visits[src]
+		if m == nil {
+			m = map[netip.Addr]*Visit{}
+			visits[src] = m
+		}
+		v := m[dst]
+		if v == nil {
+			v = &Visit{Backend: dst.String(), First: p.at}
+			m[dst] = v
+		}
+		v.Flows++
+		v.Last = p.at
+		if !slices.Contains(v.Ports, p.dst.Port()) {
+			v.Ports = append(v.Ports, p.dst.Port())
+			slices.Sort(v.Ports)
+		}
+	})
+	return rep.finish(visits), err
+}
+
+// open recognises a pcap or pcapng stream and returns its packet reader.
+func open(r io.Reader) (reader, error) {
 	br := bufio.NewReader(r)
 	magic, err := br.Peek(4)
 	if err != nil {
@@ -81,73 +131,54 @@ func Analyze(r io.Reader, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not a pcap or pcapng capture: %w", err)
 	}
-	type flow struct{ src, dst netip.AddrPort }
-	seen := map[flow]bool{}
-	visits := map[netip.Addr]map[netip.Addr]*Visit{}
-	rep := &Report{}
+	return pr, nil
+}
+
+// packet is one TCP segment of a capture.
+type packet struct {
+	at       time.Time
+	src, dst netip.AddrPort
+	tcp      *layers.TCP
+	size     int // payload bytes on the wire, even where the capture cut the packet short
+}
+
+// scan calls fn for every TCP packet over IPv4 or IPv6 and returns how
+// many packets it read and how many it skipped (not IP/TCP, or
+// undecodable). The error says where a capture was cut short.
+func scan(pr reader, fn func(packet)) (packets, skipped int, err error) {
 	for {
 		data, ci, err := pr.ReadPacketData()
 		if errors.Is(err, io.EOF) {
-			break
+			return packets, skipped, nil
 		}
 		if err != nil {
-			return rep.finish(visits), fmt.Errorf("capture cut short after %d packets: %w", rep.Packets, err)
+			return packets, skipped, fmt.Errorf("capture cut short after %d packets: %w", packets, err)
 		}
-		rep.Packets++
+		packets++
 		p := gopacket.NewPacket(data, pr.LinkType(), gopacket.DecodeOptions{Lazy: true, NoCopy: true})
 		var src, dst netip.Addr
+		var ipPayload int
 		switch ip := p.NetworkLayer().(type) {
 		case *layers.IPv4:
 			src, _ = netip.AddrFromSlice(ip.SrcIP.To4())
 			dst, _ = netip.AddrFromSlice(ip.DstIP.To4())
+			ipPayload = int(ip.Length) - int(ip.IHL)*4
 		case *layers.IPv6:
 			src, _ = netip.AddrFromSlice(ip.SrcIP)
 			dst, _ = netip.AddrFromSlice(ip.DstIP)
+			ipPayload = int(ip.Length)
 		default:
-			rep.Skipped++
+			skipped++
 			continue
 		}
 		tcp, ok := p.TransportLayer().(*layers.TCP)
 		if !ok {
-			rep.Skipped++
+			skipped++
 			continue
 		}
-		// A connection is its SYN; without SYNs (a capture started mid
-		// stream) the first packet towards a listed port stands for it.
-		isOpen := tcp.SYN && !tcp.ACK
-		if !isOpen && len(opts.Ports) == 0 {
-			continue
-		}
-		if len(opts.Ports) > 0 && !slices.Contains(opts.Ports, uint16(tcp.DstPort)) {
-			continue
-		}
-		if len(opts.Backends) > 0 && !slices.Contains(opts.Backends, dst) {
-			continue
-		}
-		f := flow{netip.AddrPortFrom(src, uint16(tcp.SrcPort)), netip.AddrPortFrom(dst, uint16(tcp.DstPort))}
-		if seen[f] && !isOpen {
-			continue
-		}
-		seen[f] = true
-		rep.Flows++
-		m := visits[src]
-		if m == nil {
-			m = map[netip.Addr]*Visit{}
-			visits[src] = m
-		}
-		v := m[dst]
-		if v == nil {
-			v = &Visit{Backend: dst.String(), First: ci.Timestamp}
-			m[dst] = v
-		}
-		v.Flows++
-		v.Last = ci.Timestamp
-		if !slices.Contains(v.Ports, uint16(tcp.DstPort)) {
-			v.Ports = append(v.Ports, uint16(tcp.DstPort))
-			slices.Sort(v.Ports)
-		}
+		fn(packet{at: ci.Timestamp, src: netip.AddrPortFrom(src, uint16(tcp.SrcPort)), dst: netip.AddrPortFrom(dst, uint16(tcp.DstPort)),
+			tcp: tcp, size: max(ipPayload-int(tcp.DataOffset)*4, 0)})
 	}
-	return rep.finish(visits), nil
 }
 
 func (rep *Report) finish(visits map[netip.Addr]map[netip.Addr]*Visit) *Report {

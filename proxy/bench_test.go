@@ -101,17 +101,9 @@ func BenchmarkBulk(b *testing.B) {
 // two descriptors per connection: 10k connections, or as many as this
 // process's limit allows (9,990 under a hard limit of 20,000).
 func BenchmarkIdleConnectionMemory(b *testing.B) {
-	var rl syscall.Rlimit
-	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	if rl.Cur < rl.Max {
-		cur := rl
-		cur.Cur = rl.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &cur); err == nil {
-			defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
-			rl = cur
-		}
-	}
-	n := min(10_000, (int(rl.Cur)-20)/2)
+	limit, restore := raiseFileLimit()
+	defer restore()
+	n := min(10_000, (limit-20)/2)
 	b.ReportMetric(float64(n), "conns")
 	for range b.N {
 		backend := startHelper(b, "backend", "127.0.0.11")
@@ -216,10 +208,7 @@ func (h *helper) stop() {
 // addresses, reads each greeting, says "connected N" and holds them. Both
 // hold on until standard input closes.
 func idleHelper(role string, args []string) error {
-	var rl syscall.Rlimit
-	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	rl.Cur = rl.Max
-	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	raiseFileLimit()
 	var held []net.Conn
 	switch {
 	case role == "backend" && len(args) == 1:
@@ -260,4 +249,18 @@ func idleHelper(role string, args []string) error {
 	}
 	io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// raiseFileLimit raises this process's open-file limit to its hard limit
+// and returns the limit now in force, with a function that puts the old
+// one back.
+func raiseFileLimit() (int, func()) {
+	var old syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old)
+	raised := old
+	raised.Cur = old.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err != nil {
+		return int(old.Cur), func() {}
+	}
+	return int(raised.Cur), func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) }
 }

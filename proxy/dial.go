@@ -27,17 +27,23 @@ type NetDialer struct {
 
 // Dial connects to addr; ctx carries the connect timeout.
 func (d NetDialer) Dial(ctx context.Context, _ netip.AddrPort, addr string) (net.Conn, error) {
-	// Keepalive is set by raw calls before the connect rather than by
-	// the net package after it, which goes through the socket's lock
-	// four times.
-	nd := net.Dialer{KeepAlive: -1}
-	if d.Keepalive > 0 {
-		nd.Control = func(_, _ string, c syscall.RawConn) error { return setKeepalive(c, d.Keepalive) }
+	nd := net.Dialer{KeepAliveConfig: keepalive(d.Keepalive)}
+	if d.Keepalive <= 0 {
+		nd.KeepAlive = -1
 	}
 	// Not Dialer.DialTCP, although it would skip the resolver: given no
 	// local address it binds [::]:0 before connecting (golang/go#81620),
 	// which took 6.4 ms per dial here against 0.1 ms.
 	return nd.DialContext(ctx, "tcp", addr)
+}
+
+// keepalive turns one duration into the kernel's three knobs: first probe
+// after d idle, then every d, and give up after 3 unanswered probes.
+func keepalive(d time.Duration) net.KeepAliveConfig {
+	if d <= 0 {
+		return net.KeepAliveConfig{Enable: false, Idle: -1, Interval: -1, Count: -1}
+	}
+	return net.KeepAliveConfig{Enable: true, Idle: d, Interval: d, Count: 3}
 }
 
 // setKeepalive sets the kernel's keepalive options on a raw socket: first

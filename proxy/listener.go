@@ -148,7 +148,7 @@ func (l *Listener) Serve() error {
 }
 
 // workerIdle is how long a set-up worker waits for another connection
-// before it ends.
+// before it ends: between one and two of these.
 const workerIdle = 10 * time.Second
 
 // worker sets connections up (identify, pick, dial) one after another.
@@ -156,19 +156,25 @@ const workerIdle = 10 * time.Second
 // stack to about 8 KiB: a fresh goroutine per connection copied its stack
 // up to that size every time, a fifth of the proxy's user time at 12k
 // connections per second. The copy directions still start on fresh
-// goroutines, so an idle connection keeps a small stack.
+// goroutines, so an idle connection keeps a small stack. The idle timer
+// is re-armed once per period, not once per connection.
 func (l *Listener) worker(c *conn) {
-	idle := time.NewTimer(workerIdle)
+	idle := time.NewTicker(workerIdle)
 	defer idle.Stop()
 	for {
 		c.serve()
-		idle.Reset(workerIdle)
-		select {
-		case c = <-l.setup:
-		case <-idle.C:
-			return
-		case <-l.closed:
-			return
+		busy := true
+		for c = nil; c == nil; {
+			select {
+			case c = <-l.setup:
+			case <-idle.C:
+				if !busy {
+					return
+				}
+				busy = false
+			case <-l.closed:
+				return
+			}
 		}
 	}
 }

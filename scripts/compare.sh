@@ -182,13 +182,11 @@ total = sum(calls.values())
 print(f"{name:10} {total / n:5.1f} system calls per connection: " + ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / n >= 0.1))
 PY
 }
-# hops NAME: each step's delay inside a balancer at concurrency 1, read
-# off a loopback capture: from the client's SYN to the balancer's SYN to
-# the backend (accept, choose, dial), and from a packet arriving on one
-# leg to the balancer sending it on the other (greeting down, echo up,
-# echo down, the client's FIN up). Timestamps are the kernel's, taken as
-# each packet crosses loopback, so the load generator's own delays are
-# not in them.
+# hops NAME: each step's delay inside a balancer at concurrency 1, from
+# a loopback capture of both its legs (`stickylb analyze --steps`, which
+# says what each step is). Timestamps are the kernel's, taken as each
+# packet crosses loopback, so the load generator's own delays are not in
+# them.
 hops() {
   local name=$1 port=${target[$1]##*:} cap="$work/hops.$1.pcap" tp
   tcpdump -i lo -w "$cap" -s 96 -B 32768 "tcp port $port or tcp port $bport" 2>/dev/null &
@@ -197,53 +195,8 @@ hops() {
   taskset -c 1 "$slb" bench --target "${target[$name]}" --json --mode short --clients 50 --concurrency 1 --duration 3s > "$work/run.json"
   sleep 0.5
   kill -INT "$tp"; wait "$tp" 2>/dev/null || true
-  python3 - "$name" "$cap" "$port" "$bport" <<'PY'
-import statistics, struct, sys
-name, path, port, bport = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-f = open(path, "rb")
-head = f.read(24)
-nano = struct.unpack("<I", head[:4])[0] == 0xA1B23C4D
-link = {0: 4, 1: 14, 113: 16, 276: 20}[struct.unpack("<I", head[20:24])[0]]
-steps = {"accept+dial": [], "greeting down": [], "echo up": [], "echo down": [], "FIN up": []}
-conn = None
-def step(name, since, at, t):
-    if since in conn and at not in conn:
-        conn[at] = t
-        steps[name].append(t - conn[since])
-while len(h := f.read(16)) == 16:
-    sec, frac, caplen, _ = struct.unpack("<IIII", h)
-    d = f.read(caplen)[link:]
-    t = sec + frac / (1e9 if nano else 1e6)
-    ihl = (d[0] & 15) * 4
-    tcp = d[ihl:]
-    sp, dp = struct.unpack(">HH", tcp[:4])
-    flags, size = tcp[13], struct.unpack(">H", d[2:4])[0] - ihl - (tcp[12] >> 4) * 4
-    syn, fin = flags & 0x12 == 0x02, flags & 0x01
-    if dp == port and syn:  # a new client: connections do not overlap at concurrency 1
-        conn = {"client SYN": t}
-        continue
-    if conn is None:
-        continue
-    if dp == bport and syn:
-        step("accept+dial", "client SYN", "backend SYN", t)
-    elif sp == bport and size and "greeting" not in conn:
-        conn["greeting"] = t
-    elif sp == port and size and "greeting" in conn and "greeting sent" not in conn:
-        step("greeting down", "greeting", "greeting sent", t)
-    elif dp == port and size and "echo" not in conn:
-        conn["echo"] = t
-    elif dp == bport and size and "echo" in conn:
-        step("echo up", "echo", "echo sent", t)
-    elif sp == bport and size and "echo sent" in conn and "answer" not in conn:
-        conn["answer"] = t
-    elif sp == port and size and "answer" in conn:
-        step("echo down", "answer", "answer sent", t)
-    elif dp == port and fin and "client FIN" not in conn:
-        conn["client FIN"] = t
-    elif dp == bport and fin and "client FIN" in conn:
-        step("FIN up", "client FIN", "FIN sent", t)
-print(f"{name:10}", "  ".join(f"{k} {statistics.median(v) * 1e6:.0f}" for k, v in steps.items() if v), " (median us)")
-PY
+  echo "$name"
+  "$slb" analyze --steps "$port,$bport" "$cap" | sed 's/^/  /'
 }
 if [[ $modes == *" hops "* ]]; then
   command -v tcpdump >/dev/null || { echo "tcpdump is not installed" >&2; exit 1; }

@@ -156,8 +156,10 @@ func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
 	ports := fs.String("ports", "", "only connections to these server ports count, comma-separated (such as 135,60001,60002)")
 	backends := fs.String("backends", "", "only connections to these addresses count, comma-separated")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	steps := fs.String("steps", "", "instead, time each step inside a balancer from a loopback capture of both its legs: LISTEN_PORT,BACKEND_PORT (one client connection at a time)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: stickylb analyze [--ports 135,60001,60002] [--backends IP,...] [--json] capture.pcap|capture.pcapng")
+		fmt.Fprintln(stderr, "       stickylb analyze --steps LISTEN_PORT,BACKEND_PORT [--json] capture.pcap|capture.pcapng")
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -189,6 +191,9 @@ func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer f.Close()
+	if *steps != "" {
+		return analyzeSteps(f, fs.Arg(0), *steps, *asJSON, stdout, stderr)
+	}
 	rep, err := capture.Analyze(f, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %s: %v\n", fs.Arg(0), err)
@@ -218,6 +223,37 @@ func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
 	}
 	if rep.Split > 0 {
 		return 1
+	}
+	return 0
+}
+
+// analyzeSteps prints how long a balancer took over each step of its
+// connections (capture.Steps).
+func analyzeSteps(f io.Reader, name, ports string, asJSON bool, stdout, stderr io.Writer) int {
+	var p [2]uint16
+	list := splitList(ports)
+	for i, s := range list {
+		n, err := strconv.ParseUint(s, 10, 16)
+		if err != nil || len(list) != 2 {
+			fmt.Fprintf(stderr, "error: --steps wants LISTEN_PORT,BACKEND_PORT, such as 19201,9000; got %q\n", ports)
+			return 2
+		}
+		p[i] = uint16(n)
+	}
+	steps, err := capture.Steps(f, p[0], p[1])
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %s: %v\n", name, err)
+		if steps == nil {
+			return 1
+		}
+	}
+	if asJSON {
+		printJSON(stdout, steps)
+		return 0
+	}
+	for _, s := range steps {
+		fmt.Fprintf(stdout, "%-14s %6d connections  median %6.1f us  p90 %6.1f us\n", s.Name, s.Count,
+			float64(s.Median)/float64(time.Microsecond), float64(s.P90)/float64(time.Microsecond))
 	}
 	return 0
 }

@@ -46,6 +46,7 @@ Usage:
   stickylb bench --target HOST:PORT [--mode short|long|bulk] [--clients 100] [--duration 10s] [--json] [--html F]
   stickylb bench backends [--hosts 127.0.0.11,...] [--port 9000]
   stickylb analyze [--ports 135,60001,60002] [--json] capture.pcap
+  stickylb analyze --steps LISTEN_PORT,BACKEND_PORT [--json] capture.pcap
   stickylb version
 
 lab     reproduce MAPI_E_NETWORK_ERROR behind broken balancers and show
@@ -61,7 +62,8 @@ sim     run a simulated CAS array or Unity client fleet (docs/lab.md).
 bench   load and score any TCP balancer: speed, stickiness, balance,
         remapping (docs/benchmarks.md).
 analyze read a pcap/pcapng capture and flag every client whose
-        connections reached more than one backend.
+        connections reached more than one backend; with --steps, time
+        each step inside a balancer (docs/benchmarks.md).
 version print the version.
 `
 
