@@ -542,6 +542,14 @@ func TestAnalyzeCommand(t *testing.T) {
 	if code := run([]string{"analyze", "--ports", "135,x", garbage}, &out, &errb); code != 2 {
 		t.Errorf("bad --ports: %d", code)
 	}
+	errb.Reset()
+	if code := run([]string{"analyze", "--steps", "19201", garbage}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "LISTEN_PORT,BACKEND_PORT") {
+		t.Errorf("bad --steps: %d %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"analyze", "--steps", "19201,9000", garbage}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "not a pcap or pcapng capture") {
+		t.Errorf("--steps on garbage: %d %s", code, errb.String())
+	}
 }
 
 // Service-aware checks and the dashboard, through the real binary: a
