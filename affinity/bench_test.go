@@ -18,7 +18,7 @@ func benchKey6(i int) Key {
 	return Keyer{}.Key(netip.AddrPortFrom(a, 1))
 }
 
-func keep(cur Current) (string, string, error) {
+func keep(cur Current) (string, RepinReason, error) {
 	if cur.Backend != "" {
 		return cur.Backend, "", nil
 	}

@@ -2,45 +2,9 @@ package affinity
 
 import (
 	"fmt"
+	"github.com/stickylb/stickylb/config"
 	"net/netip"
-	"strconv"
 )
-
-// Kind says which part of a client's address identifies it.
-type Kind uint8
-
-const (
-	// SrcIP pins every connection from one source address together
-	// (Windows NLB "Single"). It is the default.
-	SrcIP Kind = iota
-	// SrcNet pins a whole source network together (NLB "Network" with a
-	// /24 IPv4 prefix).
-	SrcNet
-	// Connection keys on source address and port: each connection is its
-	// own client, so nothing is shared across connections (NLB "None").
-	Connection
-	// None keeps no pins: every connection is balanced afresh.
-	None
-)
-
-var kindNames = [...]string{SrcIP: "src-ip", SrcNet: "src-net", Connection: "connection", None: "none"}
-
-func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
-	}
-	return "kind(" + strconv.Itoa(int(k)) + ")"
-}
-
-// ParseKind reads a Kind from its config spelling.
-func ParseKind(s string) (Kind, error) {
-	for k, name := range kindNames {
-		if s == name {
-			return Kind(k), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown affinity key %q (want src-ip, src-net, connection or none)", s)
-}
 
 // Key identifies a client in the table. It is a small comparable value with
 // no pointers, so a million of them cost the garbage collector nothing to
@@ -55,7 +19,7 @@ type Key struct {
 // Keyer turns a client's address into its Key. The zero value keys on the
 // source address.
 type Keyer struct {
-	Kind     Kind
+	Kind     config.KeyKind
 	V4Prefix int // SrcNet prefix length for IPv4 clients (0 means 24)
 	V6Prefix int // SrcNet prefix length for IPv6 clients (0 means 64)
 }
@@ -68,7 +32,7 @@ func (k Keyer) Key(client netip.AddrPort) Key {
 	var key Key
 	key.v4 = a.Is4()
 	switch k.Kind {
-	case SrcNet:
+	case config.SrcNet:
 		bits := k.V6Prefix
 		if bits == 0 {
 			bits = 64
@@ -83,7 +47,7 @@ func (k Keyer) Key(client netip.AddrPort) Key {
 			a = p.Addr()
 		}
 		key.bits = uint8(bits)
-	case Connection, None:
+	case config.Connection, config.NoPins:
 		key.port = client.Port()
 	}
 	key.ip = a.As16()

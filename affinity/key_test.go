@@ -1,6 +1,7 @@
 package affinity
 
 import (
+	"github.com/stickylb/stickylb/config"
 	"net/netip"
 	"testing"
 )
@@ -13,11 +14,11 @@ func TestKeys(t *testing.T) {
 	}{
 		{Keyer{}, "10.1.2.3:5000", "10.1.2.3"},
 		{Keyer{}, "[::ffff:10.1.2.3]:5000", "10.1.2.3"},
-		{Keyer{Kind: SrcNet}, "10.1.2.3:5000", "10.1.2.0/24"},
-		{Keyer{Kind: SrcNet, V4Prefix: 16}, "10.1.2.3:5000", "10.1.0.0/16"},
-		{Keyer{Kind: SrcNet}, "[2001:db8:1:2:3::4]:5000", "2001:db8:1:2::/64"},
-		{Keyer{Kind: SrcNet, V6Prefix: 48}, "[2001:db8:1:2:3::4]:5000", "2001:db8:1::/48"},
-		{Keyer{Kind: Connection}, "10.1.2.3:5000", "10.1.2.3:5000"},
+		{Keyer{Kind: config.SrcNet}, "10.1.2.3:5000", "10.1.2.0/24"},
+		{Keyer{Kind: config.SrcNet, V4Prefix: 16}, "10.1.2.3:5000", "10.1.0.0/16"},
+		{Keyer{Kind: config.SrcNet}, "[2001:db8:1:2:3::4]:5000", "2001:db8:1:2::/64"},
+		{Keyer{Kind: config.SrcNet, V6Prefix: 48}, "[2001:db8:1:2:3::4]:5000", "2001:db8:1::/48"},
+		{Keyer{Kind: config.Connection}, "10.1.2.3:5000", "10.1.2.3:5000"},
 		{Keyer{}, "[2001:db8::1]:5000", "2001:db8::1"},
 	}
 	for _, c := range cases {
@@ -30,25 +31,13 @@ func TestKeys(t *testing.T) {
 			t.Errorf("ParseKey(%s) = %v, %v; want the same key back", k, back, err)
 		}
 	}
-	a := Keyer{Kind: SrcNet}.Key(netip.MustParseAddrPort("10.1.2.3:1"))
-	b := Keyer{Kind: SrcNet}.Key(netip.MustParseAddrPort("10.1.2.200:9"))
+	a := Keyer{Kind: config.SrcNet}.Key(netip.MustParseAddrPort("10.1.2.3:1"))
+	b := Keyer{Kind: config.SrcNet}.Key(netip.MustParseAddrPort("10.1.2.200:9"))
 	if a != b || a.Hash() != b.Hash() {
 		t.Errorf("two clients of one /24 have different src-net keys")
 	}
 	if (Keyer{}).Key(netip.MustParseAddrPort("10.1.2.3:1")) == (Keyer{}).Key(netip.MustParseAddrPort("10.1.2.4:1")) {
 		t.Errorf("two addresses share a src-ip key")
-	}
-}
-
-func TestKindNames(t *testing.T) {
-	for _, s := range []string{"src-ip", "src-net", "connection", "none"} {
-		k, err := ParseKind(s)
-		if err != nil || k.String() != s {
-			t.Errorf("ParseKind(%q) = %v, %v", s, k, err)
-		}
-	}
-	if _, err := ParseKind("source"); err == nil {
-		t.Errorf("ParseKind accepted a bad name")
 	}
 }
 
@@ -70,7 +59,7 @@ func TestHashIsStable(t *testing.T) {
 // IPv4 keys are stored in 64 bits; every IPv4 key of every kind must come
 // back the same, and no two may share a form.
 func TestCompactKeysAreExact(t *testing.T) {
-	keyers := []Keyer{{}, {Kind: SrcNet}, {Kind: SrcNet, V4Prefix: 16}, {Kind: Connection}}
+	keyers := []Keyer{{}, {Kind: config.SrcNet}, {Kind: config.SrcNet, V4Prefix: 16}, {Kind: config.Connection}}
 	seen := map[uint64]Key{}
 	for _, kr := range keyers {
 		for _, s := range []string{"10.1.2.3:5000", "10.1.2.3:5001", "255.255.255.255:65535", "0.0.0.1:1", "[::ffff:10.1.2.4]:5000"} {

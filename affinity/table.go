@@ -2,6 +2,7 @@ package affinity
 
 import (
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,27 +43,47 @@ const (
 )
 
 func (k EventKind) String() string {
-	return [...]string{"pin", "repin", "unpin"}[k]
+	if int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return "event(" + strconv.Itoa(int(k)) + ")"
 }
 
-// Unpin reasons.
+var eventNames = [...]string{EventPin: "pin", EventRepin: "repin", EventUnpin: "unpin"}
+
+// UnpinReason says why a pin left the table.
+type UnpinReason string
+
 const (
-	ReasonExpired = "expired"
-	ReasonEvicted = "evicted"
-	ReasonDeleted = "deleted"
+	Expired UnpinReason = "expired" // no connection for longer than the TTL
+	Evicted UnpinReason = "evicted" // the table was full
+	Deleted UnpinReason = "deleted" // an operator deleted it
 )
 
-// Event is one change to the table. Reason says why a pin moved or left:
-// for re-pins it is what the Chooser said (down, drain, refused, ...), for
-// unpins one of the Reason constants. Active is the number of connections
+// RepinReason says why a pin moved to another backend.
+type RepinReason string
+
+const (
+	RepinDown    RepinReason = "down"    // its backend failed its checks
+	RepinMaint   RepinReason = "maint"   // its backend is in maintenance
+	RepinRemoved RepinReason = "removed" // its backend left the config
+	RepinRefused RepinReason = "refused" // its backend refused this connection
+	// RepinFailback sends a client home: it clears the pin's Home. Any
+	// other re-pin records the backend left as Home, unless one is
+	// recorded already.
+	RepinFailback RepinReason = "failback"
+)
+
+// Event is one change to the table. Active is the number of connections
 // the client had open at the time, so an eviction of a busy pin can be told
 // apart from a harmless one.
 type Event struct {
 	Kind    EventKind
 	Key     Key
-	Backend string // the backend pinned now (for unpins: the one it was pinned to)
-	From    string // for re-pins, the backend the pin left
-	Reason  string
+	Backend string      // the backend pinned now (for unpins: the one it was pinned to)
+	From    string      // for re-pins, the backend the pin left
+	Repin   RepinReason // for re-pins, what the Chooser said
+	Unpin   UnpinReason // for unpins
 	Active  int32
 }
 
@@ -76,16 +97,11 @@ type Current struct {
 	Active int32 // the client's open connections
 }
 
-// ReasonFailback is the re-pin reason that sends a client home; it clears
-// the pin's Home. Any other re-pin records the backend left as Home, unless
-// one is recorded already.
-const ReasonFailback = "failback"
-
 // Chooser decides the backend for a client. It is called under the table's
 // lock and must not block. Returning cur.Backend keeps the pin; returning
 // another name moves it, with reason saying why; an error refuses the
 // connection and leaves the table as it was.
-type Chooser func(cur Current) (backend, reason string, err error)
+type Chooser func(cur Current) (backend string, why RepinReason, err error)
 
 // ErrNoPin is returned by lookups for a client the table does not hold.
 var ErrNoPin = errors.New("no pin for this client")
@@ -130,7 +146,7 @@ type Lease struct {
 	gen      uint32 // 0: holds nothing
 	Backend  string
 	Decision Decision
-	Reason   string // for Repin, why the pin moved
+	Repin    RepinReason // for Repin, why the pin moved
 }
 
 // Config sets a table up. The zero value of each field means its default.
@@ -196,18 +212,8 @@ func NewTable(c Config) *Table {
 	t := &Table{shards: make([]shard, n), mask: uint64(n - 1), onEvent: c.OnEvent, now: c.Now}
 	t.names.Store(&[]string{})
 	t.ttl.Store(int64(c.TTL))
-	t.resize(c.MaxEntries)
+	t.Resize(c.MaxEntries)
 	return t
-}
-
-func (t *Table) resize(max int) {
-	per := (max + len(t.shards) - 1) / len(t.shards)
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
-		s.size(per)
-		s.mu.Unlock()
-	}
 }
 
 // SetTTL changes the TTL; it applies to every pin, old and new.
@@ -282,9 +288,7 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 	s.mu.Lock()
 	p, ok := s.peek(k) // put below moves it to the front
 	if ok && t.isExpired(p, now) {
-		s.remove(k)
-		t.expired.Add(1)
-		evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonExpired})
+		t.unpin(s, k, p, Expired, &evs)
 		ok = false
 	}
 	var cur Current
@@ -292,7 +296,7 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		cur = Current{Backend: t.name(p.backend), Home: t.homeName(p), Active: p.active}
 	}
 	pinned := cur.Backend
-	backend, reason, err := choose(cur)
+	backend, why, err := choose(cur)
 	if err != nil {
 		s.mu.Unlock()
 		t.emit(&evs)
@@ -305,15 +309,15 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		t.hits.Add(1)
 	case ok:
 		switch {
-		case reason == ReasonFailback:
+		case why == RepinFailback:
 			p.home = 0
 		case p.home == 0:
 			p.home = p.backend + 1
 		}
 		p.backend = t.intern(backend)
-		l.Decision, l.Reason = Repin, reason
+		l.Decision, l.Repin = Repin, why
 		t.repins.Add(1)
-		evs.add(Event{Kind: EventRepin, Key: k, Backend: backend, From: pinned, Reason: reason, Active: p.active})
+		evs.add(Event{Kind: EventRepin, Key: k, Backend: backend, From: pinned, Repin: why, Active: p.active})
 	default:
 		t.misses.Add(1)
 		t.pins.Add(1)
@@ -340,9 +344,7 @@ func (t *Table) makeRoom(s *shard, evs *events) {
 	for i := 0; i < evictScan; i++ {
 		k, p, _ := s.oldest()
 		if p.active == 0 {
-			s.remove(k)
-			t.evicted.Add(1)
-			evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonEvicted})
+			t.unpin(s, k, p, Evicted, evs)
 			return
 		}
 		s.get(k)
@@ -351,10 +353,26 @@ func (t *Table) makeRoom(s *shard, evs *events) {
 	// connected right now. Evict anyway (the bound is a promise about
 	// memory) and say so in the event.
 	k, p, _ := s.oldest()
+	t.unpin(s, k, p, Evicted, evs)
+}
+
+// unpin removes k's pin p from s, counts it by reason and queues its
+// event. An evicted pin with connections open is counted apart: the table
+// is too small for the clients connected right now.
+func (t *Table) unpin(s *shard, k Key, p pin, why UnpinReason, evs *events) {
 	s.remove(k)
-	t.evicted.Add(1)
-	t.evictedActive.Add(1)
-	evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonEvicted, Active: p.active})
+	switch why {
+	case Expired:
+		t.expired.Add(1)
+	case Evicted:
+		t.evicted.Add(1)
+		if p.active > 0 {
+			t.evictedActive.Add(1)
+		}
+	case Deleted:
+		t.deleted.Add(1)
+	}
+	evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Unpin: why, Active: p.active})
 }
 
 // Release ends a lease. The pin's TTL starts counting when its last lease
@@ -401,10 +419,8 @@ func (t *Table) Sweep(budget int) int {
 			if !t.isExpired(p, now) {
 				break
 			}
-			s.remove(k)
-			t.expired.Add(1)
+			t.unpin(s, k, p, Expired, &evs)
 			n++
-			evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonExpired})
 		}
 		s.mu.Unlock()
 		t.emit(&evs)
@@ -462,11 +478,9 @@ func (t *Table) Delete(match func(Info) bool) int {
 		s.mu.Lock()
 		for _, k := range s.keys() {
 			p, _ := s.peek(k)
-			if in := t.info(k, p); match(in) {
-				s.remove(k)
+			if match(t.info(k, p)) {
+				t.unpin(s, k, p, Deleted, &evs)
 				n++
-				t.deleted.Add(1)
-				evs.add(Event{Kind: EventUnpin, Key: k, Backend: in.Backend, Reason: ReasonDeleted, Active: in.Active})
 			}
 		}
 		s.mu.Unlock()
@@ -501,7 +515,8 @@ func (t *Table) Len() int {
 	return n
 }
 
-// Resize changes the bound. Shrinking evicts least recently used pins.
+// Resize changes the bound. Shrinking evicts least recently used pins,
+// busy or not: the bound is a promise about memory.
 func (t *Table) Resize(max int) {
 	if max <= 0 {
 		return
@@ -511,11 +526,9 @@ func (t *Table) Resize(max int) {
 		s := &t.shards[i]
 		var evs events
 		s.mu.Lock()
-		for s.len() > per {
+		for s.v4 != nil && s.len() > per { // a new table's shards are empty
 			k, p, _ := s.oldest()
-			s.remove(k)
-			t.evicted.Add(1)
-			evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Reason: ReasonEvicted, Active: p.active})
+			t.unpin(s, k, p, Evicted, &evs)
 		}
 		s.size(per)
 		s.mu.Unlock()

@@ -26,7 +26,7 @@ func key(s string) Key { return Keyer{}.Key(netip.MustParseAddrPort(s)) }
 
 // fixed chooses backend for a client with no pin and keeps any pin.
 func fixed(backend string) Chooser {
-	return func(cur Current) (string, string, error) {
+	return func(cur Current) (string, RepinReason, error) {
 		if cur.Backend != "" {
 			return cur.Backend, "", nil
 		}
@@ -116,7 +116,7 @@ func TestSweepRemovesExpiredAndReports(t *testing.T) {
 	}
 	unpins := 0
 	for _, e := range *evs {
-		if e.Kind == EventUnpin && e.Reason == ReasonExpired {
+		if e.Kind == EventUnpin && e.Unpin == Expired {
 			unpins++
 		}
 	}
@@ -144,7 +144,7 @@ func TestEvictionPrefersIdleAndIsReported(t *testing.T) {
 		t.Fatalf("the least recently used idle pin was kept")
 	}
 	last := (*evs)[len(*evs)-2]
-	if last.Kind != EventUnpin || last.Reason != ReasonEvicted || last.Key != key("10.0.0.2:1") {
+	if last.Kind != EventUnpin || last.Unpin != Evicted || last.Key != key("10.0.0.2:1") {
 		t.Fatalf("event before the new pin = %+v, want unpin evicted 10.0.0.2", last)
 	}
 	if s := tb.Stats(); s.Evicted != 1 || s.EvictedActive != 0 {
@@ -180,7 +180,7 @@ func TestParallelFirstConnectionsShareOnePin(t *testing.T) {
 	var n atomic.Int32
 	// A chooser that would give every caller a different backend: only
 	// the table's atomicity keeps them together.
-	choose := func(cur Current) (string, string, error) {
+	choose := func(cur Current) (string, RepinReason, error) {
 		if cur.Backend != "" {
 			return cur.Backend, "", nil
 		}
@@ -227,17 +227,17 @@ func TestRepinAndRefusal(t *testing.T) {
 	k := key("10.0.0.1:1")
 	l, _ := tb.Acquire(k, fixed("cas1"))
 	l.Release()
-	l, err := tb.Acquire(k, func(Current) (string, string, error) { return "cas2", "down", nil })
-	if err != nil || l.Decision != Repin || l.Reason != "down" || l.Backend != "cas2" {
+	l, err := tb.Acquire(k, func(Current) (string, RepinReason, error) { return "cas2", "down", nil })
+	if err != nil || l.Decision != Repin || l.Repin != RepinDown || l.Backend != "cas2" {
 		t.Fatalf("repin = %+v, %v", l, err)
 	}
 	l.Release()
 	e := (*evs)[len(*evs)-1]
-	if e.Kind != EventRepin || e.From != "cas1" || e.Backend != "cas2" || e.Reason != "down" {
+	if e.Kind != EventRepin || e.From != "cas1" || e.Backend != "cas2" || e.Repin != RepinDown {
 		t.Fatalf("repin event = %+v", e)
 	}
 	boom := errors.New("all down")
-	if _, err := tb.Acquire(k, func(Current) (string, string, error) { return "", "", boom }); !errors.Is(err, boom) {
+	if _, err := tb.Acquire(k, func(Current) (string, RepinReason, error) { return "", "", boom }); !errors.Is(err, boom) {
 		t.Fatalf("chooser error not returned: %v", err)
 	}
 	if in, _ := tb.Lookup(k); in.Backend != "cas2" || in.Active != 0 {
@@ -288,9 +288,9 @@ func TestResizeShrinks(t *testing.T) {
 func TestHomeForFailback(t *testing.T) {
 	tb, _, _ := newTable(t, time.Hour, 10)
 	k := key("10.0.0.1:1")
-	move := func(to, reason string) Current {
+	move := func(to string, reason RepinReason) Current {
 		var seen Current
-		l, err := tb.Acquire(k, func(cur Current) (string, string, error) { seen = cur; return to, reason, nil })
+		l, err := tb.Acquire(k, func(cur Current) (string, RepinReason, error) { seen = cur; return to, reason, nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,7 +304,7 @@ func TestHomeForFailback(t *testing.T) {
 	if cur := move("cas3", "down"); cur.Home != "cas1" {
 		t.Fatalf("home after moves = %q, want the first backend left, cas1", cur.Home)
 	}
-	if cur := move("cas1", ReasonFailback); cur.Home != "cas1" || cur.Backend != "cas3" {
+	if cur := move("cas1", RepinFailback); cur.Home != "cas1" || cur.Backend != "cas3" {
 		t.Fatalf("before failback: %+v", cur)
 	}
 	if cur := move("cas1", ""); cur.Home != "" || cur.Backend != "cas1" {

@@ -1,13 +1,13 @@
 package config
 
 import (
+	"bytes"
+	"encoding"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/stickylb/stickylb/affinity"
-	"github.com/stickylb/stickylb/pool"
 )
 
 const minimal = `
@@ -44,12 +44,12 @@ func TestDefaults(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"balance", p.Balance, "hash"},
-		{"on_down", p.OnDown, "repin"},
+		{"balance", p.Balance, Hash},
+		{"on_down", p.OnDown, Repin},
 		{"connect_timeout", p.ConnectTimeout.Duration, 5 * time.Second},
 		{"connect_retries", p.ConnectRetries, 2},
 		{"idle_timeout", p.IdleTimeout.Duration, time.Duration(0)},
-		{"key", p.Affinity.Key, "src-ip"},
+		{"key", p.Affinity.Key, SrcIP},
 		{"ttl", p.Affinity.TTL.Duration, 3 * time.Hour},
 		{"max_entries", p.Affinity.MaxEntries, 1_000_000},
 		{"health.enabled", p.Health.Enabled, true},
@@ -57,7 +57,8 @@ func TestDefaults(t *testing.T) {
 		{"fall", p.Health.Fall, 3},
 		{"weight", p.Backends["cas1"].Weight, 1},
 		{"drain_timeout", c.Global.DrainTimeout.Duration, 30 * time.Second},
-		{"log_format", c.Global.LogFormat, "text"},
+		{"log_format", c.Global.LogFormat, TextLog},
+		{"log_level", c.Global.LogLevel, LevelInfo},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -99,7 +100,7 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{"backend with port", "[listener.a]\nlisten = \"127.0.0.1:1\"\npool = \"cas\"\n[pool.cas.backend.b]\naddress = \"1.1.1.1:135\"\n",
 			[]string{"f.toml:5: pool.cas.backend.b.address: \"1.1.1.1:135\" has a port"}},
 		{"bad enum", minimal + "[pool.cas]\nbalance = \"sticky\"\non_down = \"wait\"\n",
-			[]string{"f.toml:9: pool.cas.balance: must be one of hash", "f.toml:10: pool.cas.on_down: must be \"repin\" or \"reject\""}},
+			[]string{"f.toml:9: pool.cas.balance: must be one of hash", "f.toml:10: pool.cas.on_down: must be one of repin, reject"}},
 		{"bad listen", "[listener.a]\nlisten = \"localhost\"\npool = \"cas\"\n[pool.cas.backend.b]\naddress = \"1.1.1.1\"\n",
 			[]string{"f.toml:2: listener.a.listen: \"localhost\" is not host:port"}},
 		{"no backends", "[listener.a]\nlisten = \"127.0.0.1:1\"\npool = \"cas\"\n[pool.cas]\nbalance = \"hash\"\n",
@@ -134,17 +135,73 @@ func TestAllMistakesReportedTogether(t *testing.T) {
 	}
 }
 
-// The words config accepts must be the words the runtime packages parse.
-func TestSpellingsAgreeWithRuntime(t *testing.T) {
-	for _, s := range Balances {
-		if _, err := pool.ParseBalance(s); err != nil {
-			t.Errorf("config accepts balance %q, pool does not: %v", s, err)
+// A value of the wrong type, a bad word or a bad duration does not hide
+// the mistakes after it, in the same table or another.
+func TestTypeErrorsHideNothing(t *testing.T) {
+	src := minimal + "[pool.cas]\nconnect_retries = \"two\"\nconnect_timeout = \"5 seconds\"\nbalance = \"sticky\"\n" +
+		"passive_fall = -1\n[pool.cas.affinity]\nttl = 5\nkee = 1\n[global]\nlog_level = \"loud\"\n"
+	_, err := Parse("f.toml", []byte(src))
+	want := []string{
+		"f.toml:9: pool.cas.connect_retries: incompatible types",
+		"f.toml:10: pool.cas.connect_timeout: bad duration",
+		"f.toml:11: pool.cas.balance: must be one of hash, least-conn, round-robin, not \"sticky\"",
+		"f.toml:12: pool.cas.passive_fall: must be from 0",
+		"f.toml:14: pool.cas.affinity.ttl: bad duration \"5\"",
+		"f.toml:15: pool.cas.affinity.kee: unknown key",
+		"f.toml:17: global.log_level: must be one of info, debug, warn, error",
+	}
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok || len(joined.Unwrap()) != len(want) {
+		t.Fatalf("want %d errors, got %v", len(want), err)
+	}
+	for i, w := range want {
+		if got := joined.Unwrap()[i].Error(); !strings.HasPrefix(got, w) {
+			t.Errorf("error %d = %q, want it to start %q", i, got, w)
 		}
 	}
-	for _, s := range AffinityKeys {
-		if _, err := affinity.ParseKind(s); err != nil {
-			t.Errorf("config accepts affinity key %q, affinity does not: %v", s, err)
+}
+
+// A table written twice is reported in the project's words, at the second
+// table's line.
+func TestDuplicateTable(t *testing.T) {
+	_, err := Parse("f.toml", []byte(minimal+"[pool.cas.backend.cas1]\naddress = \"127.0.0.12\"\n"))
+	want := "f.toml:8: pool.cas.backend.cas1: defined twice"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}
+
+// Checking a loaded config again finds nothing and changes nothing.
+func TestCheckDoesNotModify(t *testing.T) {
+	c, err := Load("../lb.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := json.Marshal(c)
+	v := &checker{file: c.File}
+	c.check(v)
+	if len(v.errs) != 0 {
+		t.Fatalf("a loaded config fails its own check: %v", v.errs)
+	}
+	if after, _ := json.Marshal(c); !bytes.Equal(after, before) {
+		t.Fatalf("check changed the config:\n%s\n%s", before, after)
+	}
+}
+
+// Every word type reads what it writes, and an out-of-range value prints
+// as a number instead of panicking inside a log call.
+func TestWordsRoundTrip(t *testing.T) {
+	for _, w := range []interface {
+		encoding.TextMarshaler
+		encoding.TextUnmarshaler
+	}{new(Balance), new(KeyKind), new(OnDown), new(CheckType), new(LogFormat), new(LogLevel)} {
+		b, _ := w.MarshalText()
+		if err := w.UnmarshalText(b); err != nil {
+			t.Errorf("%T: %q does not read back: %v", w, b, err)
 		}
+	}
+	if s := Balance(9).String(); s != "balance(9)" {
+		t.Errorf("Balance(9) = %q", s)
 	}
 }
 

@@ -48,7 +48,7 @@ type Scenario struct {
 	// (only sessions of the killed CAS see errors, and all recover).
 	Expect string `toml:"expect" json:"expect"`
 	// Affinity is stickylb's affinity key (default src-ip).
-	Affinity string `toml:"affinity" json:"affinity,omitempty"`
+	Affinity config.KeyKind `toml:"affinity" json:"affinity,omitempty"`
 	// Sessions, Sources and Duration override the run's options.
 	Sessions int             `toml:"sessions" json:"sessions,omitempty"`
 	Sources  int             `toml:"sources" json:"sources,omitempty"`
@@ -104,9 +104,6 @@ func ParseScenarios(file string, src []byte) ([]Scenario, error) {
 		if s.At == 0 {
 			s.At = 0.4
 		}
-		if s.Affinity == "" {
-			s.Affinity = "src-ip"
-		}
 		check := func(key, v string, allowed []string) {
 			if !slices.Contains(allowed, v) {
 				errs = append(errs, fmt.Errorf("%s: %s must be one of %s, not %q", at, key, strings.Join(allowed, ", "), v))
@@ -118,7 +115,6 @@ func ParseScenarios(file string, src []byte) ([]Scenario, error) {
 		check("balancer", s.Balancer, balancers)
 		check("event", s.Event, events)
 		check("expect", s.Expect, expects)
-		check("affinity", s.Affinity, config.AffinityKeys)
 		if s.At <= 0 || s.At >= 1 {
 			errs = append(errs, fmt.Errorf("%s: at must be between 0 and 1, not %v", at, s.At))
 		}
@@ -301,13 +297,13 @@ func (r *rig) startBalancer(s Scenario) error {
 
 // StickylbConfig is the config the lab runs stickylb with: three
 // listeners sharing pool cas, fast health checks.
-func StickylbConfig(ports []int, affinityKey string) string {
+func StickylbConfig(ports []int, affinityKey config.KeyKind) string {
 	var b strings.Builder
 	names := []string{"epmap", "rpc", "addressbook"}
 	for i, p := range ports {
 		fmt.Fprintf(&b, "[listener.%s]\nlisten = \"%s\"\npool = \"cas\"\n", names[i], net.JoinHostPort(VIP, fmt.Sprint(p)))
 	}
-	fmt.Fprintf(&b, "[pool.cas]\nconnect_timeout = \"1s\"\n[pool.cas.affinity]\nkey = %q\n", affinityKey)
+	fmt.Fprintf(&b, "[pool.cas]\nconnect_timeout = \"1s\"\n[pool.cas.affinity]\nkey = %q\n", affinityKey.String())
 	b.WriteString("[pool.cas.health]\ninterval = \"100ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 2\n")
 	for i, h := range CASHosts {
 		fmt.Fprintf(&b, "[pool.cas.backend.cas%d]\naddress = %q\n", i+1, h)

@@ -81,7 +81,7 @@ func (m *Metrics) Observer() proxy.Observer { return &observer{m: m} }
 // PinEvent counts affinity re-pins; use it as server.Options.OnPinEvent.
 func (m *Metrics) PinEvent(poolName string, ev affinity.Event) {
 	if ev.Kind == affinity.EventRepin {
-		m.repins.WithLabelValues(poolName, ev.Reason).Inc()
+		m.repins.WithLabelValues(poolName, string(ev.Repin)).Inc()
 	}
 }
 
@@ -89,7 +89,7 @@ func (m *Metrics) PinEvent(poolName string, ev affinity.Event) {
 func (m *Metrics) Health(poolName, backend string, err error, took time.Duration) {
 	m.healthTime.WithLabelValues(poolName, backend).Observe(took.Seconds())
 	if err != nil {
-		m.healthFail.WithLabelValues(poolName, backend, proxy.Reason(err)).Inc()
+		m.healthFail.WithLabelValues(poolName, backend, string(proxy.DialFailureOf(err))).Inc()
 	}
 }
 
@@ -151,9 +151,9 @@ func (o *observer) Closed(listener string, b *pool.Backend, toBackend, toClient 
 }
 
 // Failures are rare; they use the vectors directly.
-func (o *observer) ConnectFailed(listener string, b *pool.Backend, reason string) {
-	o.m.connectErrors.WithLabelValues(listener, b.Name, reason).Inc()
+func (o *observer) ConnectFailed(listener string, b *pool.Backend, why proxy.DialFailure) {
+	o.m.connectErrors.WithLabelValues(listener, b.Name, string(why)).Inc()
 }
-func (o *observer) Refused(listener, reason string) {
-	o.m.refused.WithLabelValues(listener, reason).Inc()
+func (o *observer) Refused(listener string, why proxy.Refusal) {
+	o.m.refused.WithLabelValues(listener, string(why)).Inc()
 }

@@ -1,13 +1,14 @@
 package pool
 
 import (
+	"github.com/stickylb/stickylb/config"
 	"strconv"
 	"testing"
 )
 
 func BenchmarkChoose(b *testing.B) {
 	for _, n := range []int{3, 16} {
-		for _, bal := range []Balance{Hash, LeastConn, RoundRobin} {
+		for _, bal := range []config.Balance{config.Hash, config.LeastConn, config.RoundRobin} {
 			p := New("cas", bal, specs(n))
 			b.Run(bal.String()+"/"+strconv.Itoa(n), func(b *testing.B) {
 				b.ReportAllocs()

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
 )
 
 // Admin is the operator's state for a backend.
@@ -62,29 +63,29 @@ type Backend struct {
 	Name string
 	Host string // address without port; the port comes from the listener
 
-	nameHash uint64
-	weight   atomic.Int32
-	healthy  atomic.Bool
-	admin    atomic.Int32
-	removed  atomic.Bool
-	active   atomic.Int64
-	maxConns atomic.Int64 // 0: no limit
-	upSince  atomic.Int64 // unix nanoseconds of the last down-to-up change; 0: up from the start
-	failures atomic.Int32 // consecutive failed connects, for passive checks
-	bytesIn  atomic.Int64 // to the backend, from closed connections
-	bytesOut atomic.Int64 // to clients, from closed connections
-	addr     atomic.Pointer[hostPort]
+	nameHash  uint64
+	weight    atomic.Int32
+	healthy   atomic.Bool
+	admin     atomic.Int32
+	removed   atomic.Bool
+	active    atomic.Int64
+	maxConns  atomic.Int64 // 0: no limit
+	upSince   atomic.Int64 // unix nanoseconds of the last down-to-up change; 0: up from the start
+	failures  atomic.Int32 // consecutive failed connects, for passive checks
+	toBackend atomic.Int64 // bytes to the backend, from closed connections
+	toClient  atomic.Int64 // bytes to its clients, from closed connections
+	addr      atomic.Pointer[hostPort]
 }
 
 // AddBytes adds a closed connection's byte counts.
 func (b *Backend) AddBytes(toBackend, toClient int64) {
-	b.bytesIn.Add(toBackend)
-	b.bytesOut.Add(toClient)
+	b.toBackend.Add(toBackend)
+	b.toClient.Add(toClient)
 }
 
 // Bytes returns the bytes proxied to the backend and to its clients by
 // connections that have closed.
-func (b *Backend) Bytes() (toBackend, toClient int64) { return b.bytesIn.Load(), b.bytesOut.Load() }
+func (b *Backend) Bytes() (toBackend, toClient int64) { return b.toBackend.Load(), b.toClient.Load() }
 
 type hostPort struct {
 	port int
@@ -196,45 +197,16 @@ func (b *Backend) TakesNew() bool {
 
 // KeepsPinned reports whether a client already pinned here may stay, and
 // if not, why not (the re-pin reason).
-func (b *Backend) KeepsPinned() (bool, string) {
+func (b *Backend) KeepsPinned() (bool, affinity.RepinReason) {
 	switch {
 	case b.removed.Load():
-		return false, "removed"
+		return false, affinity.RepinRemoved
 	case !b.healthy.Load():
-		return false, "down"
+		return false, affinity.RepinDown
 	case Admin(b.admin.Load()) == Maint:
-		return false, "maint"
+		return false, affinity.RepinMaint
 	}
 	return true, ""
-}
-
-// Balance is how a pool chooses a backend for a client with no pin.
-type Balance uint8
-
-const (
-	// Hash is weighted rendezvous hashing of the client key over backend
-	// names: stable across processes and restarts, and removing a backend
-	// moves only its own clients.
-	Hash Balance = iota
-	// LeastConn picks the backend with the fewest open connections per
-	// unit of weight.
-	LeastConn
-	// RoundRobin cycles through the backends in name order, by weight.
-	RoundRobin
-)
-
-var balanceNames = [...]string{Hash: "hash", LeastConn: "least-conn", RoundRobin: "round-robin"}
-
-func (b Balance) String() string { return balanceNames[b] }
-
-// ParseBalance reads a Balance from its config spelling.
-func ParseBalance(s string) (Balance, error) {
-	for i, n := range balanceNames {
-		if n == s {
-			return Balance(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown balance %q (want hash, least-conn or round-robin)", s)
 }
 
 // Spec describes a backend as the config gives it.
@@ -264,7 +236,7 @@ type set struct {
 }
 
 // New makes a pool of the given backends.
-func New(name string, bal Balance, specs []Spec) *Pool {
+func New(name string, bal config.Balance, specs []Spec) *Pool {
 	p := &Pool{Name: name}
 	p.balance.Store(int32(bal))
 	p.Update(bal, specs)
@@ -276,7 +248,7 @@ func New(name string, bal Balance, specs []Spec) *Pool {
 // backends no longer listed are marked removed, so their pins move and
 // their open connections run on until they end. It returns the removed
 // backends.
-func (p *Pool) Update(bal Balance, specs []Spec) (removed []*Backend) {
+func (p *Pool) Update(bal config.Balance, specs []Spec) (removed []*Backend) {
 	p.balance.Store(int32(bal))
 	old := p.set.Load()
 	s := &set{byName: make(map[string]*Backend, len(specs))}
@@ -323,7 +295,7 @@ func (p *Pool) Backends() []*Backend { return p.set.Load().list }
 func (p *Pool) Backend(name string) *Backend { return p.set.Load().byName[name] }
 
 // Balance returns the pool's balance method.
-func (p *Pool) Balance() Balance { return Balance(p.balance.Load()) }
+func (p *Pool) Balance() config.Balance { return config.Balance(p.balance.Load()) }
 
 // Choose picks a backend for a client with no usable pin, among those that
 // take new clients and that skip does not reject. keyHash is the client
@@ -332,18 +304,12 @@ func (p *Pool) Choose(keyHash uint64, skip func(*Backend) bool) *Backend {
 	list := p.set.Load().list
 	ss := time.Duration(p.slowStart.Load())
 	switch p.Balance() {
-	case LeastConn:
+	case config.LeastConn:
 		return leastConn(list, skip, ss)
-	case RoundRobin:
+	case config.RoundRobin:
 		return p.roundRobin(list, skip)
 	}
 	return rendezvous(list, keyHash, skip, ss)
-}
-
-// Rendezvous returns the backend with the highest weighted score for the
-// key among those that take new clients and skip does not reject.
-func Rendezvous(list []*Backend, keyHash uint64, skip func(*Backend) bool) *Backend {
-	return rendezvous(list, keyHash, skip, 0)
 }
 
 func usable(b *Backend, skip func(*Backend) bool) bool {

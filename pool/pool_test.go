@@ -2,6 +2,7 @@ package pool
 
 import (
 	"fmt"
+	"github.com/stickylb/stickylb/config"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -35,9 +36,9 @@ func choices(p *Pool, n int) []string {
 
 func TestHashIgnoresListOrder(t *testing.T) {
 	s := specs(5)
-	a := choices(New("a", Hash, s), 2000)
+	a := choices(New("a", config.Hash, s), 2000)
 	rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
-	b := choices(New("b", Hash, s), 2000)
+	b := choices(New("b", config.Hash, s), 2000)
 	for i := range a {
 		if a[i] != b[i] {
 			t.Fatalf("client %d: %s with one backend order, %s with another", i, a[i], b[i])
@@ -47,7 +48,7 @@ func TestHashIgnoresListOrder(t *testing.T) {
 
 func TestHashBalanceAndMinimalRemap(t *testing.T) {
 	const clients = 30000
-	p := New("cas", Hash, specs(4))
+	p := New("cas", config.Hash, specs(4))
 	before := choices(p, clients)
 	share := map[string]int{}
 	for _, b := range before {
@@ -72,7 +73,7 @@ func TestHashBalanceAndMinimalRemap(t *testing.T) {
 	// Add cas5: only about 1/5 of clients would choose it, and every one
 	// that changes chooses cas5.
 	p.Backend("cas2").SetHealthy(true)
-	p.Update(Hash, specs(5))
+	p.Update(config.Hash, specs(5))
 	grown := choices(p, clients)
 	moved := 0
 	for i := range before {
@@ -91,7 +92,7 @@ func TestHashBalanceAndMinimalRemap(t *testing.T) {
 func TestWeights(t *testing.T) {
 	s := specs(2)
 	s[0].Weight = 3
-	p := New("cas", Hash, s)
+	p := New("cas", config.Hash, s)
 	n1 := 0
 	const clients = 20000
 	for _, b := range choices(p, clients) {
@@ -111,7 +112,7 @@ func TestWeights(t *testing.T) {
 }
 
 func TestStatesAndRemoval(t *testing.T) {
-	p := New("cas", Hash, specs(3))
+	p := New("cas", config.Hash, specs(3))
 	b1 := p.Backend("cas1")
 	b1.SetAdmin(Drain)
 	if b1.TakesNew() {
@@ -127,7 +128,7 @@ func TestStatesAndRemoval(t *testing.T) {
 	b1.SetAdmin(Ready)
 	b2 := p.Backend("cas2")
 	b2.ConnOpened()
-	removed := p.Update(Hash, specs(3)[:2]) // drop cas3
+	removed := p.Update(config.Hash, specs(3)[:2]) // drop cas3
 	if len(removed) != 1 || removed[0].Name != "cas3" || !removed[0].Removed() {
 		t.Fatalf("removed = %v", removed)
 	}
@@ -146,13 +147,13 @@ func TestStatesAndRemoval(t *testing.T) {
 }
 
 func TestLeastConnAndRoundRobin(t *testing.T) {
-	p := New("cas", LeastConn, specs(3))
+	p := New("cas", config.LeastConn, specs(3))
 	p.Backend("cas1").ConnOpened()
 	p.Backend("cas2").ConnOpened()
 	if b := p.Choose(1, nil); b.Name != "cas3" {
 		t.Errorf("least-conn chose %s, want the idle cas3", b.Name)
 	}
-	p.Update(RoundRobin, specs(3))
+	p.Update(config.RoundRobin, specs(3))
 	seen := map[string]int{}
 	for range 300 {
 		seen[p.Choose(1, nil).Name]++
@@ -171,11 +172,6 @@ func TestLeastConnAndRoundRobin(t *testing.T) {
 }
 
 func TestNames(t *testing.T) {
-	for _, s := range []string{"hash", "least-conn", "round-robin"} {
-		if b, err := ParseBalance(s); err != nil || b.String() != s {
-			t.Errorf("ParseBalance(%q) = %v, %v", s, b, err)
-		}
-	}
 	for _, s := range []string{"ready", "drain", "maint"} {
 		if a, err := ParseAdmin(s); err != nil || a.String() != s {
 			t.Errorf("ParseAdmin(%q) = %v, %v", s, a, err)

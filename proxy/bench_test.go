@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/internal/lbtest"
 	"github.com/stickylb/stickylb/pool"
 )
@@ -116,7 +117,7 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 		l.SetRoute(&Route{Name: "bench",
-			Pool:  pool.New("cas", pool.Hash, []pool.Spec{{Name: "cas1", Host: "127.0.0.11", Weight: 1}}),
+			Pool:  pool.New("cas", config.Hash, []pool.Spec{{Name: "cas1", Host: "127.0.0.11", Weight: 1}}),
 			Table: affinity.NewTable(affinity.Config{}), Port: port, ConnectTimeout: 5 * time.Second,
 			HalfCloseTimeout: time.Second, Dialer: NetDialer{Keepalive: 60 * time.Second}})
 		done := make(chan struct{})

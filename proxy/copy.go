@@ -1,10 +1,15 @@
 package proxy
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -170,4 +175,50 @@ func closeWrite(c net.Conn) error {
 		return &net.OpError{Op: "shutdown", Net: "tcp", Err: errno}
 	}
 	return nil
+}
+
+// halfCopy copies src to dst until src's EOF (see relay), then half-closes
+// dst and gives dst's own sender halfClose to finish. On an error both
+// sockets are closed so the other direction ends too. open counts the
+// directions still copying: when the other one has ended already, both
+// sockets are about to be closed, which sends the FIN, so the shutdown(2)
+// is skipped.
+func halfCopy(dst, src net.Conn, halfClose time.Duration, open *atomic.Int32) (int64, error) {
+	n, err := relay(dst, src)
+	if err != nil {
+		// A reset is passed on as a reset, as the peer sent it: the
+		// other side learns at once that the stream broke, and this
+		// end keeps no TIME_WAIT for a tuple the client may reuse.
+		if errors.Is(err, syscall.ECONNRESET) {
+			if tc, ok := dst.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+		}
+		dst.Close()
+		src.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("half-closed for longer than half_close_timeout (%s): %w", halfClose, err)
+		}
+		return n, err
+	}
+	if open.Load() == 1 {
+		return n, nil
+	}
+	if err := closeWrite(dst); err != nil {
+		src.Close()
+		return n, err
+	}
+	if halfClose > 0 {
+		_ = dst.SetReadDeadline(time.Now().Add(halfClose))
+	}
+	return n, nil
+}
+
+// quiet drops the error a direction sees when the other one closed the
+// sockets first: that is the other direction's story, already told.
+func quiet(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
 }

@@ -12,49 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/pool"
 )
-
-// Route is what a listener does with a connection. It is replaced as a
-// whole on reload; a connection uses the route it was accepted under.
-type Route struct {
-	Name  string // the listener's name in logs and metrics
-	Pool  *pool.Pool
-	Table *affinity.Table // nil when the pool keeps no pins (key "none")
-	Keyer affinity.Keyer
-	Port  int // backend port
-	// Reject refuses a pinned client whose backend is down or refuses,
-	// instead of re-pinning it (on_down = "reject").
-	Reject           bool
-	ConnectTimeout   time.Duration
-	Retries          int
-	IdleTimeout      time.Duration // 0: off
-	HalfCloseTimeout time.Duration
-	Dialer           Dialer
-	// Observer, if set, is told about every connection; nil costs nothing.
-	Observer Observer
-	// Failback sends a client that was moved off its backend back there
-	// at its next connection with nothing open, once the backend takes
-	// clients again.
-	Failback bool
-	// PassiveFall, if more than 0, takes a backend down after that many
-	// failed connects in a row; active checks bring it back.
-	PassiveFall int
-	// OnPassiveDown, if set, hears when a passive check took a backend
-	// down.
-	OnPassiveDown func(b *pool.Backend, err error)
-}
-
-// Observer follows connections, for metrics. Calls come from connection
-// goroutines and must not block.
-type Observer interface {
-	Accepted(listener string)
-	Opened(listener string, b *pool.Backend)
-	Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration)
-	ConnectFailed(listener string, b *pool.Backend, reason string)
-	Refused(listener string, reason string)
-}
 
 // Listener accepts connections on one address.
 type Listener struct {

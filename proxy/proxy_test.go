@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/internal/lbtest"
 	"github.com/stickylb/stickylb/pool"
 )
@@ -81,7 +82,7 @@ func route(bs []*lbtest.Backend, port int, d Dialer) *Route {
 		specs = append(specs, pool.Spec{Name: b.Name, Host: b.Host, Weight: 1})
 	}
 	return &Route{
-		Pool: pool.New("cas", pool.Hash, specs), Table: affinity.NewTable(affinity.Config{}),
+		Pool: pool.New("cas", config.Hash, specs), Table: affinity.NewTable(affinity.Config{}),
 		Port: port, ConnectTimeout: time.Second, Retries: 2, HalfCloseTimeout: time.Second, Dialer: d,
 	}
 }
@@ -153,7 +154,7 @@ func TestClientLegKeepalive(t *testing.T) {
 func TestIdentityIsNotTheSocketAddress(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
 	r := route(bs, ports[0], NetDialer{})
-	r.Pool = pool.New("cas", pool.RoundRobin, []pool.Spec{{Name: "cas1", Host: "127.0.0.11", Weight: 1},
+	r.Pool = pool.New("cas", config.RoundRobin, []pool.Spec{{Name: "cas1", Host: "127.0.0.11", Weight: 1},
 		{Name: "cas2", Host: "127.0.0.12", Weight: 1}, {Name: "cas3", Host: "127.0.0.13", Weight: 1}})
 	l, err := Listen(context.Background(), "id", "127.0.0.1:0", 0, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -239,14 +240,14 @@ func fullBacklog(t *testing.T, host string) netip.AddrPort {
 // failures is an Observer that keeps the reasons of failed connects.
 type failures struct {
 	mu      sync.Mutex
-	reasons []string
+	reasons []DialFailure
 }
 
 func (f *failures) Accepted(string)                                           {}
 func (f *failures) Opened(string, *pool.Backend)                              {}
 func (f *failures) Closed(string, *pool.Backend, int64, int64, time.Duration) {}
-func (f *failures) Refused(string, string)                                    {}
-func (f *failures) ConnectFailed(_ string, _ *pool.Backend, reason string) {
+func (f *failures) Refused(string, Refusal)                                   {}
+func (f *failures) ConnectFailed(_ string, _ *pool.Backend, reason DialFailure) {
 	f.mu.Lock()
 	f.reasons = append(f.reasons, reason)
 	f.mu.Unlock()
@@ -257,7 +258,7 @@ func (f *failures) ConnectFailed(_ string, _ *pool.Backend, reason string) {
 func TestConnectTimeout(t *testing.T) {
 	addr := fullBacklog(t, "127.0.0.14")
 	r := &Route{
-		Pool:  pool.New("cas", pool.Hash, []pool.Spec{{Name: "cas1", Host: "127.0.0.14", Weight: 1}}),
+		Pool:  pool.New("cas", config.Hash, []pool.Spec{{Name: "cas1", Host: "127.0.0.14", Weight: 1}}),
 		Table: affinity.NewTable(affinity.Config{}), Port: int(addr.Port()),
 		ConnectTimeout: 300 * time.Millisecond, HalfCloseTimeout: time.Second, Dialer: NetDialer{},
 	}

@@ -407,7 +407,7 @@ func TestPayloadIntegrityWithHalfClose(t *testing.T) {
 	lbtest.Eventually(t, 5*time.Second, "closed-connection log lines", func() bool {
 		return strings.Count(l.log.String(), "connection closed") >= 3
 	})
-	if !strings.Contains(l.log.String(), fmt.Sprintf("bytes_in=%d", 8<<20)) {
+	if !strings.Contains(l.log.String(), fmt.Sprintf("bytes_to_backend=%d", 8<<20)) {
 		t.Errorf("the closed-connection line does not count the 8 MB sent")
 	}
 }

@@ -145,6 +145,34 @@ func (s *Server) LoadSnapshot(path string) (restored, dropped int, err error) {
 	return restored, dropped, nil
 }
 
+// restorePins restores the snapshot file's pins, if there is one, and
+// logs what it kept.
+func (s *Server) restorePins() {
+	path := s.cfg.Global.SnapshotFile
+	if path == "" {
+		return
+	}
+	restored, dropped, err := s.LoadSnapshot(path)
+	if err != nil {
+		s.log.Warn("pin snapshot ignored", "error", err)
+		return
+	}
+	s.log.Info("pins restored", "file", path, "restored", restored, "dropped", dropped)
+}
+
+// savePins writes the snapshot file, if one is configured, and logs it.
+func (s *Server) savePins() {
+	path := s.Config().Global.SnapshotFile
+	if path == "" {
+		return
+	}
+	if n, err := s.SaveSnapshot(path); err != nil {
+		s.log.Error("pin snapshot failed", "error", err)
+	} else {
+		s.log.Info("pins saved", "file", path, "pins", n)
+	}
+}
+
 // snapshots saves the pins every interval while the server runs.
 func (s *Server) snapshots() {
 	defer s.bg.Done()

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/stickylb/stickylb/config"
+)
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "lb.toml", "config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK\n", *path)
+	summary(stdout, cfg)
+	return 0
+}
+
+func printConfigError(w io.Writer, err error) {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			fmt.Fprintln(w, "error:", e)
+		}
+		return
+	}
+	fmt.Fprintln(w, "error:", err)
+}
+
+// summary prints what a config sets up, one line per thing.
+func summary(w io.Writer, cfg *config.Config) {
+	listeners := slices.Sorted(maps.Keys(cfg.Listeners))
+	fmt.Fprintf(w, "listeners: %d\n", len(listeners))
+	for _, n := range listeners {
+		l := cfg.Listeners[n]
+		port := "same port"
+		if l.BackendPort != 0 {
+			port = fmt.Sprintf("port %d", l.BackendPort)
+		}
+		fmt.Fprintf(w, "  %-12s %-22s -> pool %s (%s)\n", n, l.Listen, l.Pool, port)
+	}
+	fmt.Fprintf(w, "pools: %d\n", len(cfg.Pools))
+	for _, n := range slices.Sorted(maps.Keys(cfg.Pools)) {
+		var users []string
+		for _, ln := range listeners {
+			if cfg.Listeners[ln].Pool == n {
+				users = append(users, ln)
+			}
+		}
+		poolSummary(w, cfg.Pools[n], users)
+	}
+}
+
+func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
+	a := p.Affinity
+	key := a.Key.String()
+	if a.Key == config.SrcNet {
+		key = fmt.Sprintf("src-net /%d /%d", a.IPv4Prefix, a.IPv6Prefix)
+	}
+	if len(listeners) == 0 {
+		listeners = []string{"none: unused"}
+	}
+	fmt.Fprintf(w, "  %s: balance %s, affinity %s, ttl %s, max %d pins, on_down %s, listeners %s\n",
+		p.Name, p.Balance, key, a.TTL, a.MaxEntries, p.OnDown, strings.Join(listeners, ", "))
+	health := "health checks off"
+	if p.Health.Enabled {
+		health = fmt.Sprintf("health tcp every %s, timeout %s, rise %d, fall %d",
+			p.Health.Interval, p.Health.Timeout, p.Health.Rise, p.Health.Fall)
+	}
+	fmt.Fprintf(w, "    %s\n", health)
+	for _, bn := range slices.Sorted(maps.Keys(p.Backends)) {
+		b := p.Backends[bn]
+		fmt.Fprintf(w, "    backend %-10s %-20s weight %d\n", bn, b.Address, b.Weight)
+	}
+}

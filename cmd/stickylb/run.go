@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stickylb/stickylb/admin"
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/metrics"
+	"github.com/stickylb/stickylb/server"
+)
+
+// cmdRun is `stickylb run`: load, start, then follow signals until told
+// to stop.
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "lb.toml", "config file")
+	format := fs.String("log-format", "", "text or json (default: the config's global.log_format)")
+	level := fs.String("log-level", "", "debug, info, warn or error (default: the config's global.log_level)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file, for `go tool pprof`")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+	log, err := runLogger(stderr, cfg.Global, *format, *level)
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 2
+	}
+	if *cpuprofile != "" {
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			log.Error("cannot start the CPU profile", "error", err)
+			return 1
+		}
+		defer stop(log)
+	}
+	d, err := startDaemon(cfg, *path, log)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	defer d.close()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	d.srv.Start()
+	log.Info("stickylb running", "version", version, "pid", os.Getpid(), "config", *path, "listeners", len(cfg.Listeners), "pools", len(cfg.Pools))
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			d.reload()
+			continue
+		}
+		d.stop(sig, sigs)
+		return 0
+	}
+	return 0
+}
+
+// runLogger makes the logger, the command line's format and level
+// overriding the config's.
+func runLogger(w io.Writer, g config.Global, format, level string) (*slog.Logger, error) {
+	if format != "" {
+		if err := g.LogFormat.UnmarshalText([]byte(format)); err != nil {
+			return nil, fmt.Errorf("--log-format: %w", err)
+		}
+	}
+	if level != "" {
+		if err := g.LogLevel.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("--log-level: %w", err)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: g.LogLevel.Slog()}
+	if g.LogFormat == config.JSONLog {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// daemon is a running `stickylb run`: the balancer, its metrics and its
+// admin listener.
+type daemon struct {
+	path     string
+	cfg      *config.Config // as started; the admin settings apply from it
+	log      *slog.Logger
+	srv      *server.Server
+	api      *admin.API
+	adminSrv *http.Server
+}
+
+func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*daemon, error) {
+	// The program owns the registry; library packages only register on
+	// what they are given.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	d := &daemon{path: path, cfg: cfg, log: log}
+	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
+		OnHealth: m.Health, OnStateChange: d.stateChanged})
+	if err != nil {
+		return nil, err
+	}
+	m.Attach(srv)
+	d.srv = srv
+	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: readToken(cfg.Admin.TokenFile)})
+	if cfg.Admin.Listen == "off" {
+		return d, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		srv.Shutdown(context.Background())
+		return nil, fmt.Errorf("admin listener %s: another process may hold the port; change admin.listen or set it to \"off\": %w",
+			cfg.Admin.Listen, err)
+	}
+	d.adminSrv = &http.Server{Handler: d.api, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	go d.adminSrv.Serve(ln)
+	log.Info("admin listening", "addr", ln.Addr().String())
+	return d, nil
+}
+
+// stateChanged records a backend going up or down in the admin events.
+// Health checks start only with Start, after d.api is set.
+func (d *daemon) stateChanged(pool, backend string, up bool, err error) {
+	if d.api == nil {
+		return
+	}
+	if up {
+		d.api.Record(pool, backend, "up")
+	} else {
+		d.api.Record(pool, backend, fmt.Sprintf("down: %v", err))
+	}
+}
+
+func (d *daemon) reload() {
+	if err := d.srv.ReloadFile(d.path); err != nil {
+		d.log.Error("reload failed", "config", d.path, "error", err)
+		return
+	}
+	d.log.Info("reloaded", "config", d.path)
+	d.api.Record("", "", "config reloaded")
+	if c := d.srv.Config(); c.Admin != d.cfg.Admin {
+		d.log.Warn("admin settings changed; they apply at the next restart", "admin.listen", c.Admin.Listen)
+	}
+}
+
+// stop drains: no new connections, then up to drain_timeout for the open
+// ones. A second signal cuts the wait short.
+func (d *daemon) stop(sig os.Signal, sigs <-chan os.Signal) {
+	drain := d.srv.Config().Global.DrainTimeout.Duration
+	d.log.Info("stopping: no new connections; waiting for open ones", "signal", sig.String(),
+		"open", d.srv.Active(), "drain_timeout", drain)
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	go func() {
+		select {
+		case <-sigs:
+			d.log.Warn("second signal: closing open connections now")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	start := time.Now()
+	if cut := d.srv.Shutdown(ctx); cut > 0 {
+		d.log.Warn("drain timeout reached: closed open connections", "closed", cut, "waited", time.Since(start).Round(time.Millisecond))
+	} else {
+		d.log.Info("stopped cleanly", "waited", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+func (d *daemon) close() {
+	if d.adminSrv != nil {
+		d.adminSrv.Close()
+	}
+}
+
+// readToken reads the admin token; config has already checked the file.
+func readToken(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

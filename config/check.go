@@ -1,0 +1,232 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// checker collects the mistakes of one file. Checking reads the config
+// and never changes it.
+type checker struct {
+	file  string
+	lines map[string]int
+	errs  []error
+}
+
+// errAt records a mistake at key path; the line is that of the key, or of
+// the nearest table above it that the file names.
+func (v *checker) errAt(path, format string, args ...any) {
+	line := 0
+	for p := path; p != ""; {
+		if l, ok := v.lines[p]; ok {
+			line = l
+			break
+		}
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	v.errs = append(v.errs, &Error{File: v.file, Line: line, Key: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (c *Config) check(v *checker) {
+	c.Global.check(v)
+	c.Admin.check(v, c.Listeners)
+	if len(c.Listeners) == 0 {
+		v.errAt("listener", "no listener defined: add a [listener.NAME] table with listen and pool")
+	}
+	if len(c.Pools) == 0 {
+		v.errAt("pool", "no pool defined: add a [pool.NAME] table with at least one [pool.NAME.backend.NAME]")
+	}
+	addrs := listenAddrs{byName: map[string]string{}, byPort: map[uint16][]netip.AddrPort{}}
+	for _, name := range sortedKeys(c.Listeners) {
+		c.Listeners[name].check(v, &addrs, c.Pools)
+	}
+	for _, name := range sortedKeys(c.Pools) {
+		c.Pools[name].check(v, "pool."+name)
+	}
+}
+
+func (g *Global) check(v *checker) {
+	if g.SnapshotFile != "" && g.SnapshotInterval.Duration <= 0 {
+		v.errAt("global.snapshot_interval", "must be more than 0")
+	}
+}
+
+func (a *Admin) check(v *checker, listeners map[string]*Listener) {
+	if a.Listen == "off" {
+		return
+	}
+	ap, err := ParseListen(a.Listen)
+	switch {
+	case err != nil:
+		v.errAt("admin.listen", "%v", err)
+	case !ap.Addr().IsLoopback() && a.TokenFile == "":
+		v.errAt("admin.listen", "%s is reachable from other machines: set admin.token_file to a file holding a bearer token, or listen on 127.0.0.1", a.Listen)
+	}
+	if a.TokenFile != "" {
+		if b, err := os.ReadFile(a.TokenFile); err != nil {
+			v.errAt("admin.token_file", "cannot read the token: %v", err)
+		} else if len(strings.TrimSpace(string(b))) < 16 {
+			v.errAt("admin.token_file", "the token in %s is shorter than 16 characters", a.TokenFile)
+		}
+	}
+	for _, name := range sortedKeys(listeners) {
+		if listeners[name].Listen == a.Listen && err == nil && ap.Port() != 0 {
+			v.errAt("admin.listen", "%s is also the address of listener %q", a.Listen, name)
+		}
+	}
+}
+
+// listenAddrs are the addresses the listeners checked so far bind.
+type listenAddrs struct {
+	byName map[string]string // canonical address -> listener
+	byPort map[uint16][]netip.AddrPort
+}
+
+func (l *Listener) check(v *checker, seen *listenAddrs, pools map[string]*Pool) {
+	at := "listener." + l.Name
+	if l.Listen == "" {
+		v.errAt(at+".listen", "missing: give the address to listen on, such as \"0.0.0.0:135\"")
+	} else if ap, err := ParseListen(l.Listen); err != nil {
+		v.errAt(at+".listen", "%v", err)
+	} else {
+		seen.add(v, at, l, ap)
+	}
+	if l.BackendPort < 0 || l.BackendPort > 65535 {
+		v.errAt(at+".backend_port", "must be a port from 1 to 65535, not %d", l.BackendPort)
+	}
+	if l.Pool == "" {
+		v.errAt(at+".pool", "missing: name the pool this listener forwards to")
+	} else if _, ok := pools[l.Pool]; !ok {
+		v.errAt(at+".pool", "pool %q is not defined (defined: %s)", l.Pool, strings.Join(sortedKeys(pools), ", "))
+	}
+}
+
+// add records a listener's address and reports the clashes with those
+// seen before. A wildcard address takes its port on every address, so it
+// clashes with any other listener on that port.
+func (s *listenAddrs) add(v *checker, at string, l *Listener, ap netip.AddrPort) {
+	canon := ap.String()
+	if ap.Port() == 0 {
+		if l.BackendPort == 0 {
+			v.errAt(at+".backend_port", "required when the listen port is 0")
+		}
+		return
+	}
+	if other, dup := s.byName[canon]; dup {
+		v.errAt(at+".listen", "%s is also the address of listener %q", l.Listen, other)
+	}
+	for _, o := range s.byPort[ap.Port()] {
+		if o != ap && (o.Addr().IsUnspecified() || ap.Addr().IsUnspecified()) {
+			v.errAt(at+".listen", "%s overlaps %s of listener %q: a wildcard address takes port %d on every address", l.Listen, o, s.byName[o.String()], ap.Port())
+		}
+	}
+	s.byPort[ap.Port()] = append(s.byPort[ap.Port()], ap)
+	s.byName[canon] = l.Name
+}
+
+func (p *Pool) check(v *checker, at string) {
+	if p.ConnectTimeout.Duration <= 0 {
+		v.errAt(at+".connect_timeout", "must be more than 0")
+	}
+	if p.ConnectRetries < 0 || p.ConnectRetries > 16 {
+		v.errAt(at+".connect_retries", "must be from 0 to 16, not %d", p.ConnectRetries)
+	}
+	if p.Keepalive.Duration > 0 && p.Keepalive.Duration < time.Second {
+		v.errAt(at+".keepalive", "must be at least 1s, or 0 to turn TCP keepalive off")
+	}
+	if p.PassiveFall < 0 || p.PassiveFall > 100 {
+		v.errAt(at+".passive_fall", "must be from 0 (off) to 100, not %d", p.PassiveFall)
+	}
+	p.Affinity.check(v, at+".affinity")
+	v.timing(at+".health", p.Health.Interval, p.Health.Timeout, p.Health.Rise, p.Health.Fall)
+	for _, name := range sortedKeys(p.Checks) {
+		p.Checks[name].check(v, at+".check."+name)
+	}
+	if len(p.Backends) == 0 {
+		v.errAt(at+".backend", "no backend: add at least one [%s.backend.NAME] with an address", at)
+	}
+	addrs := map[string]string{}
+	for _, name := range sortedKeys(p.Backends) {
+		p.Backends[name].check(v, at+".backend."+name, addrs)
+	}
+}
+
+func (a *Affinity) check(v *checker, at string) {
+	if a.IPv4Prefix < 1 || a.IPv4Prefix > 32 {
+		v.errAt(at+".ipv4_prefix", "must be from 1 to 32, not %d", a.IPv4Prefix)
+	}
+	if a.IPv6Prefix < 1 || a.IPv6Prefix > 128 {
+		v.errAt(at+".ipv6_prefix", "must be from 1 to 128, not %d", a.IPv6Prefix)
+	}
+	if a.TTL.Duration <= 0 {
+		v.errAt(at+".ttl", "must be more than 0")
+	}
+	if a.MaxEntries < 1 || a.MaxEntries > 100_000_000 {
+		v.errAt(at+".max_entries", "must be from 1 to 100000000, not %d", a.MaxEntries)
+	}
+}
+
+// check reports a backend's mistakes; addrs holds the addresses of the
+// pool's backends checked so far.
+func (b *Backend) check(v *checker, at string, addrs map[string]string) {
+	switch {
+	case b.Address == "":
+		v.errAt(at+".address", "missing: give the backend's IP address or host name")
+	case strings.ContainsAny(b.Address, "/ "):
+		v.errAt(at+".address", "%q is not a host", b.Address)
+	default:
+		if _, _, err := net.SplitHostPort(b.Address); err == nil {
+			v.errAt(at+".address", "%q has a port: give the host only; the port is the listener's (or its backend_port)", b.Address)
+		} else if other, dup := addrs[b.Address]; dup {
+			v.errAt(at+".address", "%s is also the address of backend %q", b.Address, other)
+		}
+		addrs[b.Address] = b.Name
+	}
+	if b.Weight < 0 || b.Weight > 1000 {
+		v.errAt(at+".weight", "must be from 0 to 1000, not %d", b.Weight)
+	}
+	if b.MaxConns < 0 {
+		v.errAt(at+".max_conns", "must be 0 (no limit) or more, not %d", b.MaxConns)
+	}
+}
+
+// timing checks a health check's interval, timeout, rise and fall, which
+// [pool.NAME.health] and each [pool.NAME.check.NAME] have.
+func (v *checker) timing(at string, interval, timeout Duration, rise, fall int) {
+	if interval.Duration <= 0 {
+		v.errAt(at+".interval", "must be more than 0")
+	}
+	if timeout.Duration <= 0 {
+		v.errAt(at+".timeout", "must be more than 0")
+	}
+	if rise < 1 {
+		v.errAt(at+".rise", "must be at least 1, not %d", rise)
+	}
+	if fall < 1 {
+		v.errAt(at+".fall", "must be at least 1, not %d", fall)
+	}
+}
+
+func (c *Check) check(v *checker, at string) {
+	if c.Port < 0 || c.Port > 65535 {
+		v.errAt(at+".port", "must be a port from 1 to 65535, or 0 for every backend port, not %d", c.Port)
+	}
+	v.timing(at, c.Interval, c.Timeout, c.Rise, c.Fall)
+	for key, re := range map[string]string{"expect_regex": c.ExpectRegex, "body": c.Body} {
+		if _, err := regexp.Compile(re); err != nil {
+			v.errAt(at+"."+key, "bad regular expression: %v", err)
+		}
+	}
+	if c.Type == SendExpectCheck && c.Expect != "" && c.ExpectRegex != "" {
+		v.errAt(at+".expect_regex", "give expect or expect_regex, not both")
+	}
+}

@@ -1,0 +1,65 @@
+package config
+
+import "time"
+
+// The defaults, in one place. A file is decoded over these values, so a
+// key the file does not set keeps its default and a key it sets to 0
+// keeps the 0. The example lb.toml and docs/config.md quote them.
+const (
+	DefaultAdminListen      = "127.0.0.1:9090"
+	DefaultDrainTimeout     = 30 * time.Second
+	DefaultSnapshotInterval = time.Minute
+	DefaultConnectTimeout   = 5 * time.Second
+	DefaultConnectRetries   = 2
+	DefaultHalfCloseTimeout = time.Minute
+	// DefaultKeepalive is the TCP keepalive idle time and interval on
+	// both legs. Idle MAPI connections are found dead by it rather than
+	// by an idle timeout, which is off by default.
+	DefaultKeepalive = 60 * time.Second
+	// DefaultTTL outlasts Windows' first keepalive (2 hours), so an idle
+	// MAPI session that reconnects still finds its CAS.
+	DefaultTTL         = 3 * time.Hour
+	DefaultMaxEntries  = 1_000_000
+	DefaultIPv4Prefix  = 24
+	DefaultIPv6Prefix  = 64
+	DefaultInterval    = 2 * time.Second
+	DefaultTimeout     = time.Second
+	DefaultRise        = 2
+	DefaultFall        = 3
+	DefaultPassiveFall = 3
+	DefaultWeight      = 1
+)
+
+// DefaultGlobal returns the [global] settings of a file that sets none.
+func DefaultGlobal() Global {
+	return Global{DrainTimeout: Duration{DefaultDrainTimeout}, SnapshotInterval: Duration{DefaultSnapshotInterval}}
+}
+
+// DefaultAdmin returns the [admin] settings of a file that sets none.
+func DefaultAdmin() Admin { return Admin{Listen: DefaultAdminListen} }
+
+// DefaultPool returns a [pool.NAME] table that sets nothing.
+func DefaultPool() Pool {
+	return Pool{
+		ConnectTimeout:   Duration{DefaultConnectTimeout},
+		ConnectRetries:   DefaultConnectRetries,
+		HalfCloseTimeout: Duration{DefaultHalfCloseTimeout},
+		Keepalive:        Duration{DefaultKeepalive},
+		PassiveFall:      DefaultPassiveFall,
+		Affinity: Affinity{IPv4Prefix: DefaultIPv4Prefix, IPv6Prefix: DefaultIPv6Prefix,
+			TTL: Duration{DefaultTTL}, MaxEntries: DefaultMaxEntries},
+		Health: Health{Enabled: true, Interval: Duration{DefaultInterval}, Timeout: Duration{DefaultTimeout},
+			Rise: DefaultRise, Fall: DefaultFall},
+	}
+}
+
+// DefaultCheck returns a [pool.NAME.check.NAME] table that sets nothing:
+// its timing is the pool's [pool.NAME.health].
+func DefaultCheck(h Health) Check {
+	return Check{Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall,
+		Method: "GET", Path: "/", Status: StatusRange{200, 399}}
+}
+
+// DefaultBackend returns a [pool.NAME.backend.NAME] table that sets only
+// its address.
+func DefaultBackend() Backend { return Backend{Weight: DefaultWeight} }

@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/pool"
+)
+
+// Route is what a listener does with a connection. It is replaced as a
+// whole on reload; a connection uses the route it was accepted under.
+// Every field but Pool and Port may be left zero, which means the default
+// its comment names.
+type Route struct {
+	// Name is the listener's name in logs and metrics.
+	Name string
+	// Pool is where connections go. Required.
+	Pool *pool.Pool
+	// Table keeps the pool's pins; nil keeps none, and every connection
+	// is balanced afresh (affinity key "none").
+	Table *affinity.Table
+	// Keyer turns the client's address into its affinity key; the zero
+	// value keys on the source address.
+	Keyer affinity.Keyer
+	// Port is the backend port. Required.
+	Port int
+	// Policy decides between keeping, moving and refusing a pin; the zero
+	// value re-pins a client whose backend cannot take it and never fails
+	// back.
+	Policy Policy
+	// ConnectTimeout bounds each backend connect; 0 means
+	// config.DefaultConnectTimeout (5s).
+	ConnectTimeout time.Duration
+	// Retries is how many other backends a connection may try after the
+	// first refuses; 0 tries one backend only.
+	Retries int
+	// IdleTimeout closes a connection with no data either way for this
+	// long; 0 turns it off, leaving dead peers to TCP keepalive.
+	IdleTimeout time.Duration
+	// HalfCloseTimeout bounds how long a connection may stay half-closed;
+	// 0 sets no bound.
+	HalfCloseTimeout time.Duration
+	// Dialer opens the backend leg; nil means NetDialer{}, the proxy's
+	// own address and no TCP keepalive.
+	Dialer Dialer
+	// Observer, if set, is told about every connection; nil costs nothing.
+	Observer Observer
+	// PassiveFall, if more than 0, takes a backend down after that many
+	// failed connects in a row; active checks bring it back.
+	PassiveFall int
+	// OnPassiveDown, if set, hears when a passive check took a backend
+	// down.
+	OnPassiveDown func(b *pool.Backend, err error)
+}
+
+func (r *Route) connectTimeout() time.Duration {
+	if r.ConnectTimeout > 0 {
+		return r.ConnectTimeout
+	}
+	return config.DefaultConnectTimeout
+}
+
+func (r *Route) dialer() Dialer {
+	if r.Dialer != nil {
+		return r.Dialer
+	}
+	return NetDialer{}
+}
+
+// Observer follows connections, for metrics. Calls come from connection
+// goroutines and must not block.
+type Observer interface {
+	Accepted(listener string)
+	Opened(listener string, b *pool.Backend)
+	Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration)
+	ConnectFailed(listener string, b *pool.Backend, why DialFailure)
+	Refused(listener string, why Refusal)
+}
+
+// Refusal says why a client connection was closed without a backend.
+type Refusal string
+
+const (
+	RefusedIdentify  Refusal = "identify"       // the client's identity could not be read
+	RefusedNoBackend Refusal = "no-backend"     // no backend can take the client
+	RefusedRejected  Refusal = "rejected"       // its backend cannot, and on_down is reject
+	RefusedConnect   Refusal = "connect-failed" // every backend tried failed to connect
+)
+
+// DialFailure names the kind of a failed backend connect, for logs and
+// metrics.
+type DialFailure string
+
+const (
+	DialRefused     DialFailure = "refused"
+	DialTimeout     DialFailure = "timeout"
+	DialUnreachable DialFailure = "unreachable"
+	DialReset       DialFailure = "reset"
+	DialDNS         DialFailure = "dns"
+	DialOther       DialFailure = "other"
+)
+
+// DialFailureOf names a connect (or probe) failure.
+func DialFailureOf(err error) DialFailure {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return DialRefused
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return DialTimeout
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return DialUnreachable
+	case errors.Is(err, syscall.ECONNRESET):
+		return DialReset
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return DialDNS
+	}
+	return DialOther
+}

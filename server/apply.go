@@ -1,0 +1,145 @@
+package server
+
+import (
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/proxy"
+)
+
+// apply makes cfg current. Everything that can fail (binding) happens
+// first; the rest cannot fail. Health checks restart last, since the
+// ports they probe are the listeners'.
+func (s *Server) apply(cfg *config.Config, running bool) error {
+	fresh, err := s.bindNew(cfg)
+	if err != nil {
+		return err
+	}
+	restart := s.applyPools(cfg)
+	s.applyListeners(cfg, fresh, running)
+	if running {
+		for p, before := range restart {
+			s.startHealth(p, before)
+		}
+	}
+	s.cfg = cfg
+	s.Reloads.Add(1)
+	s.LastReload.Store(time.Now().Unix())
+	return nil
+}
+
+// bindKey identifies a listener across reloads by its address, so a
+// renamed listener keeps its socket. Port 0 binds anew each time.
+func bindKey(l *config.Listener) string {
+	if ap := l.Addr(); ap.Port() != 0 {
+		return ap.String()
+	}
+	return l.Name + "/" + l.Listen
+}
+
+// bindNew binds the listeners of cfg that are not bound yet, by bind key.
+// If one fails, those it bound are closed again.
+func (s *Server) bindNew(cfg *config.Config) (map[string]*proxy.Listener, error) {
+	fresh := map[string]*proxy.Listener{}
+	for _, name := range sortedKeys(cfg.Listeners) {
+		lc := cfg.Listeners[name]
+		k := bindKey(lc)
+		if _, ok := s.listeners[k]; ok {
+			continue
+		}
+		l, err := proxy.Listen(s.ctx, name, lc.Listen, cfg.Pools[lc.Pool].Keepalive.Duration, s.log)
+		if err != nil {
+			for _, f := range fresh {
+				f.Close()
+			}
+			return nil, err
+		}
+		fresh[k] = l
+	}
+	return fresh, nil
+}
+
+// applyPools creates, updates and removes pools. It returns each pool
+// kept or made with the backends it had before, for the health restart.
+func (s *Server) applyPools(cfg *config.Config) map[*poolRT][]*pool.Backend {
+	restart := map[*poolRT][]*pool.Backend{}
+	for _, name := range sortedKeys(cfg.Pools) {
+		pc := cfg.Pools[name]
+		p, ok := s.pools[name]
+		var before []*pool.Backend
+		if ok {
+			before = p.pool.Backends()
+			for _, b := range p.pool.Update(pc.Balance, specs(pc)) {
+				s.log.Info("backend removed; its clients will be re-pinned", "pool", name, "backend", b.Name)
+			}
+		} else {
+			p = &poolRT{pool: pool.New(name, pc.Balance, specs(pc))}
+			s.pools[name] = p
+		}
+		p.pool.SetSlowStart(pc.SlowStart.Duration)
+		s.applyTable(p, pc)
+		restart[p] = before
+	}
+	for name, p := range s.pools {
+		if _, ok := cfg.Pools[name]; !ok {
+			s.stopHealth(p)
+			delete(s.pools, name)
+			s.log.Info("pool removed", "pool", name)
+		}
+	}
+	return restart
+}
+
+// applyTable keeps a pool's affinity table when its key is unchanged,
+// with the new TTL and bound, and starts an empty one when it changed.
+func (s *Server) applyTable(p *poolRT, pc *config.Pool) {
+	kr := keyer(pc)
+	switch {
+	case kr.Kind == config.NoPins:
+		p.table = nil
+	case p.table != nil && kr == p.keyer:
+		p.table.SetTTL(pc.Affinity.TTL.Duration)
+		p.table.Resize(pc.Affinity.MaxEntries)
+	default:
+		if p.table != nil {
+			s.log.Warn("affinity key changed; pool starts with an empty table", "pool", pc.Name, "key", kr.Kind)
+		}
+		p.table = affinity.NewTable(affinity.Config{
+			TTL: pc.Affinity.TTL.Duration, MaxEntries: pc.Affinity.MaxEntries,
+			OnEvent: s.pinEvent(pc.Name, p),
+		})
+	}
+	p.keyer, p.cfg = kr, pc
+}
+
+// applyListeners gives every listener of cfg its new route, serves the
+// fresh ones (when running) and retires those cfg dropped: they stop
+// accepting and their open connections run on.
+func (s *Server) applyListeners(cfg *config.Config, fresh map[string]*proxy.Listener, running bool) {
+	next := map[string]*listenerRT{}
+	for _, name := range sortedKeys(cfg.Listeners) {
+		lc := cfg.Listeners[name]
+		k := bindKey(lc)
+		lr := s.listeners[k]
+		if lr == nil {
+			lr = &listenerRT{l: fresh[k]}
+			if running {
+				s.serve(lr.l)
+			}
+			s.log.Info("listening", "listener", name, "addr", lr.l.Addr(), "pool", lc.Pool)
+		}
+		lr.cfg = lc
+		lr.l.SetRoute(s.route(lc, s.pools[lc.Pool]))
+		next[k] = lr
+	}
+	for k, lr := range s.listeners {
+		if _, ok := next[k]; !ok {
+			lr.l.Close()
+			s.retired = append(s.retired, lr.l)
+			s.log.Info("listener removed; its open connections run on", "listener", lr.cfg.Name, "addr", lr.l.Addr())
+		}
+	}
+	s.listeners = next
+}

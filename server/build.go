@@ -1,0 +1,78 @@
+package server
+
+import (
+	"regexp"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/health"
+	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/proxy"
+)
+
+// route is what listener lc does with a connection, under pool p.
+func (s *Server) route(lc *config.Listener, p *poolRT) *proxy.Route {
+	pc := p.cfg
+	d := s.opts.Dialer
+	if d == nil {
+		d = proxy.NetDialer{Keepalive: pc.Keepalive.Duration}
+	}
+	return &proxy.Route{
+		Name: lc.Name, Pool: p.pool, Table: p.table, Keyer: p.keyer, Port: lc.TargetPort(),
+		Policy:           proxy.Policy{Reject: pc.OnDown == config.Reject, Failback: pc.Failback},
+		ConnectTimeout:   pc.ConnectTimeout.Duration,
+		Retries:          pc.ConnectRetries,
+		IdleTimeout:      pc.IdleTimeout.Duration,
+		HalfCloseTimeout: pc.HalfCloseTimeout.Duration,
+		Dialer:           d,
+		Observer:         s.opts.Observer,
+		PassiveFall:      pc.PassiveFall,
+		OnPassiveDown: func(b *pool.Backend, err error) {
+			if s.opts.OnStateChange != nil {
+				s.opts.OnStateChange(p.pool.Name, b.Name, false, err)
+			}
+			if pc.CloseOnDown {
+				s.closeBackend(b, "backend down (passive check) and close_on_down is set")
+			}
+		},
+	}
+}
+
+// probe builds the health probe a check describes, on the given ports
+// unless the check names its own.
+func probe(ch *config.Check, ports []int) health.Probe {
+	if ch.Port != 0 {
+		ports = []int{ch.Port}
+	}
+	switch ch.Type {
+	case config.SendExpectCheck:
+		se := health.SendExpect{Ports: ports, Send: []byte(ch.Send), Expect: []byte(ch.Expect)}
+		if ch.ExpectRegex != "" {
+			se.Regexp = regexp.MustCompile(ch.ExpectRegex) // checked by config
+		}
+		return se
+	case config.TLSCheck:
+		return health.TLS{Ports: ports, SNI: ch.SNI, Verify: ch.Verify}
+	case config.HTTPCheck, config.HTTPSCheck:
+		h := health.HTTP{Ports: ports, TLS: ch.Type == config.HTTPSCheck, SNI: ch.SNI, Verify: ch.Verify,
+			Method: ch.Method, Path: ch.Path, Host: ch.Host, StatusMin: ch.Status.Min, StatusMax: ch.Status.Max}
+		if ch.Body != "" {
+			h.Body = regexp.MustCompile(ch.Body) // checked by config
+		}
+		return h
+	}
+	return health.TCP{Ports: ports}
+}
+
+func keyer(pc *config.Pool) affinity.Keyer {
+	return affinity.Keyer{Kind: pc.Affinity.Key, V4Prefix: pc.Affinity.IPv4Prefix, V6Prefix: pc.Affinity.IPv6Prefix}
+}
+
+func specs(pc *config.Pool) []pool.Spec {
+	out := make([]pool.Spec, 0, len(pc.Backends))
+	for _, name := range sortedKeys(pc.Backends) {
+		b := pc.Backends[name]
+		out = append(out, pool.Spec{Name: name, Host: b.Address, Weight: b.Weight, MaxConns: b.MaxConns})
+	}
+	return out
+}

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/health"
+	"github.com/stickylb/stickylb/pool"
+)
+
+// ports returns the backend ports of the listeners that use pool name.
+func (s *Server) ports(name string) []int {
+	var ports []int
+	for _, lr := range s.listeners {
+		if lr.cfg.Pool == name {
+			if port := lr.cfg.TargetPort(); !slices.Contains(ports, port) {
+				ports = append(ports, port)
+			}
+		}
+	}
+	slices.Sort(ports)
+	return ports
+}
+
+// startHealth (re)starts a pool's checkers, one per active check, on
+// every backend port its listeners forward to. Backends that were in
+// before keep their verdict; new ones take their first check's.
+func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
+	s.stopHealth(p)
+	// The checkers keep the pool config they started with: a reload
+	// replaces p.cfg while they run, and restarts them after.
+	pc := p.cfg
+	checks, ports := pc.ActiveChecks(), s.ports(p.pool.Name)
+	if len(checks) == 0 || len(ports) == 0 {
+		return
+	}
+	verdicts := &health.Verdicts{}
+	checkers := make([]*health.Checker, 0, len(checks))
+	for _, ch := range checks {
+		var targets []health.Target
+		for _, b := range p.pool.Backends() {
+			targets = append(targets, health.Target{Name: b.Name, Host: b.Host, Up: b.Healthy(),
+				Known: slices.Contains(before, b), Current: b.Healthy})
+		}
+		checkers = append(checkers, health.New(health.Config{
+			Interval: ch.Interval.Duration, Timeout: ch.Timeout.Duration, Rise: ch.Rise, Fall: ch.Fall,
+			Probes:   []health.Probe{probe(ch, ports)},
+			OnChange: func(c health.Change) { s.checkChanged(p.pool, pc, ch, verdicts, c) },
+			OnResult: func(target string, err error, took time.Duration) {
+				if s.opts.OnHealth != nil {
+					s.opts.OnHealth(p.pool.Name, target, err, took)
+				}
+			},
+		}, targets))
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	p.health, p.done = cancel, make(chan struct{})
+	go runCheckers(ctx, checkers, p.done)
+}
+
+func runCheckers(ctx context.Context, checkers []*health.Checker, done chan struct{}) {
+	defer close(done)
+	var wg sync.WaitGroup
+	for _, c := range checkers {
+		wg.Go(func() { c.Run(ctx) })
+	}
+	wg.Wait()
+}
+
+// checkChanged applies one check's change of verdict on a backend: the
+// backend is up only while every check passes.
+func (s *Server) checkChanged(pl *pool.Pool, pc *config.Pool, ch *config.Check, verdicts *health.Verdicts, c health.Change) {
+	b := pl.Backend(c.Target)
+	if b == nil {
+		return
+	}
+	up := verdicts.Set(b.Name, ch.Name, c.Up)
+	if !b.SetHealthy(up) {
+		return
+	}
+	if up {
+		s.log.Info("backend up", "pool", pl.Name, "backend", b.Name)
+	} else {
+		s.log.Warn("backend down", "pool", pl.Name, "backend", b.Name, "check", ch.Name, "error", c.Err)
+	}
+	if s.opts.OnStateChange != nil {
+		s.opts.OnStateChange(pl.Name, b.Name, up, c.Err)
+	}
+	if !up && pc.CloseOnDown {
+		s.closeBackend(b, "backend down and close_on_down is set")
+	}
+}
+
+func (s *Server) stopHealth(p *poolRT) {
+	if p.health != nil {
+		p.health()
+		<-p.done
+		p.health = nil
+	}
+}

@@ -1,0 +1,74 @@
+package server
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/stickylb/stickylb/pool"
+)
+
+// SetState sets a backend's administrative state. With a deadline, a
+// drain turns into maintenance when it runs out: the backend's remaining
+// connections are closed and its clients move at their next connection.
+// Any later state change cancels the deadline.
+func (s *Server) SetState(poolName, backend string, st pool.Admin, deadline time.Duration) (*pool.Backend, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pools[poolName]
+	if p == nil {
+		return nil, fmt.Errorf("no pool %q", poolName)
+	}
+	b := p.pool.Backend(backend)
+	if b == nil {
+		return nil, fmt.Errorf("pool %s has no backend %q", poolName, backend)
+	}
+	if t := s.drainTimers[b]; t != nil {
+		t.Stop()
+		delete(s.drainTimers, b)
+	}
+	b.SetAdmin(st)
+	if st == pool.Drain && deadline > 0 {
+		dt := &drainTimer{}
+		dt.Timer = time.AfterFunc(deadline, func() { s.drainDeadline(poolName, b, dt) })
+		s.drainTimers[b] = dt
+	}
+	return b, nil
+}
+
+// drainTimer bounds one drain. Its address tells it from the timer of a
+// later drain of the same backend.
+type drainTimer struct{ *time.Timer }
+
+// drainDeadline ends the drain dt bounded, unless a later state change
+// replaced it.
+func (s *Server) drainDeadline(poolName string, b *pool.Backend, dt *drainTimer) {
+	s.mu.Lock()
+	mine := s.drainTimers[b] == dt
+	delete(s.drainTimers, b)
+	s.mu.Unlock()
+	if !mine || b.Admin() != pool.Drain {
+		return
+	}
+	b.SetAdmin(pool.Maint)
+	s.log.Info("drain deadline reached: backend in maintenance", "pool", poolName, "backend", b.Name)
+	s.closeBackend(b, "drain deadline reached")
+}
+
+// closeBackend closes every connection to b, on every listener.
+func (s *Server) closeBackend(b *pool.Backend, why string) int {
+	s.mu.Lock()
+	ls := slices.Clone(s.retired)
+	for _, lr := range s.listeners {
+		ls = append(ls, lr.l)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, l := range ls {
+		n += l.CloseBackend(b)
+	}
+	if n > 0 {
+		s.log.Warn("closed connections to backend", "backend", b.Name, "connections", n, "why", why)
+	}
+	return n
+}

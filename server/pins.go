@@ -1,0 +1,74 @@
+package server
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+)
+
+// pinEvent logs a change to pool name's table and passes it on.
+func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
+	return func(ev affinity.Event) {
+		switch {
+		case ev.Kind == affinity.EventRepin:
+			s.log.Info("client re-pinned", "pool", name, "client", ev.Key, "from", ev.From, "to", ev.Backend, "reason", ev.Repin)
+		case ev.Kind == affinity.EventUnpin && ev.Unpin == affinity.Evicted:
+			// One line per burst, not per pin: a full table evicts
+			// on every new client.
+			if n, ok := p.evLog.allow(10 * time.Second); ok {
+				s.log.Warn("affinity table full: evicted least recently used pins; raise affinity.max_entries",
+					"pool", name, "evicted", n, "client", ev.Key, "backend", ev.Backend, "open_connections", ev.Active)
+			}
+		case ev.Kind == affinity.EventUnpin:
+			s.log.Debug("affinity unpin", "pool", name, "client", ev.Key, "backend", ev.Backend, "reason", ev.Unpin)
+		default:
+			s.log.Debug("affinity "+ev.Kind.String(), "pool", name, "client", ev.Key, "backend", ev.Backend)
+		}
+		if s.opts.OnPinEvent != nil {
+			s.opts.OnPinEvent(name, ev)
+		}
+	}
+}
+
+// sweep frees expired pins now and then.
+func (s *Server) sweep() {
+	defer s.bg.Done()
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, p := range s.Pools() {
+			if p.Table != nil {
+				p.Table.Sweep(4096)
+			}
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// rateLimit lets one call through per period and counts the rest.
+type rateLimit struct {
+	mu      sync.Mutex
+	last    time.Time
+	skipped int
+}
+
+func (r *rateLimit) allow(period time.Duration) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.skipped++
+	if time.Since(r.last) < period {
+		return 0, false
+	}
+	n := r.skipped
+	r.last, r.skipped = time.Now(), 0
+	return n, true
+}

@@ -1,0 +1,81 @@
+package server
+
+import (
+	"net/netip"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/pool"
+)
+
+// PoolView is a pool as the admin API and metrics see it.
+type PoolView struct {
+	Name  string
+	Pool  *pool.Pool
+	Table *affinity.Table // nil when the pool keeps no pins
+	Keyer affinity.Keyer
+}
+
+// Pools returns the current pools in name order.
+func (s *Server) Pools() []PoolView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PoolView, 0, len(s.pools))
+	for _, name := range sortedKeys(s.pools) {
+		p := s.pools[name]
+		out = append(out, PoolView{Name: name, Pool: p.pool, Table: p.table, Keyer: p.keyer})
+	}
+	return out
+}
+
+// Active returns the number of open client connections.
+func (s *Server) Active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, lr := range s.listeners {
+		n += lr.l.Active()
+	}
+	for _, l := range s.retired {
+		n += l.Active()
+	}
+	return n
+}
+
+// Addrs returns each listener's bound address by name.
+func (s *Server) Addrs() map[string]netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := map[string]netip.AddrPort{}
+	for _, lr := range s.listeners {
+		m[lr.cfg.Name] = lr.l.Addr()
+	}
+	return m
+}
+
+// Pool returns the named pool, or nil.
+func (s *Server) Pool(name string) *pool.Pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pools[name]; p != nil {
+		return p.pool
+	}
+	return nil
+}
+
+// Table returns the named pool's affinity table, or nil.
+func (s *Server) Table(name string) *affinity.Table {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pools[name]; p != nil {
+		return p.table
+	}
+	return nil
+}
+
+// Config returns the config in force.
+func (s *Server) Config() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
