@@ -56,7 +56,14 @@ func (d *recordingDialer) Dial(ctx context.Context, client netip.AddrPort, addr 
 
 func serve(t *testing.T, r *Route) *Listener {
 	t.Helper()
-	l, err := Listen(context.Background(), "test", "127.0.0.1:0", 30*time.Second, slog.New(slog.DiscardHandler))
+	return serveLogged(t, r, io.Discard)
+}
+
+// serveLogged serves r on a loopback listener logging to w, until the
+// test ends.
+func serveLogged(t *testing.T, r *Route, w io.Writer) *Listener {
+	t.Helper()
+	l, err := Listen(context.Background(), "test", "127.0.0.1:0", 30*time.Second, slog.New(slog.NewTextHandler(w, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

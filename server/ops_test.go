@@ -15,7 +15,7 @@ import (
 // Three failed connects in a row take a backend down at once, before any
 // active check would (here the active checks are an hour apart).
 func TestPassiveCheck(t *testing.T) {
-	l := newLab(t, 1, "[pool.cas]\npassive_fall = 2\nconnect_retries = 0\n[pool.cas.health]\ninterval = \"1h\"\n")
+	l := newRig(t, 1, "[pool.cas]\npassive_fall = 2\nconnect_retries = 0\n[pool.cas.health]\ninterval = \"1h\"\n")
 	owners := map[string][]string{}
 	for i := range 40 {
 		src := lbtest.ClientIP(7000 + i)
@@ -44,7 +44,7 @@ func TestPassiveCheck(t *testing.T) {
 // close_on_down closes a dead backend's connections at once so clients
 // reconnect to a live CAS; without it they stay until the peer notices.
 func TestCloseOnDown(t *testing.T) {
-	l := newLab(t, 2, "[pool.cas]\nclose_on_down = true\n[pool.cas.health]\ninterval = \"30ms\"\nfall = 1\n")
+	l := newRig(t, 2, "[pool.cas]\nclose_on_down = true\n[pool.cas.health]\ninterval = \"30ms\"\nfall = 1\n")
 	var c *lbtest.Client
 	for i := 0; c == nil; i++ {
 		cl, err := lbtest.Connect(lbtest.ClientIP(7100+i), l.addr(0))
@@ -75,7 +75,7 @@ func TestCloseOnDown(t *testing.T) {
 // A drain with a deadline becomes maintenance when it runs out: open
 // connections are closed and their clients move.
 func TestDrainDeadline(t *testing.T) {
-	l := newLab(t, 1, "[pool.cas.health]\nenabled = false\n")
+	l := newRig(t, 1, "[pool.cas.health]\nenabled = false\n")
 	c, err := lbtest.Connect(lbtest.ClientIP(7200), l.addr(0))
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func TestDrainDeadline(t *testing.T) {
 // nothing open; by default it stays where it was moved.
 func TestFailback(t *testing.T) {
 	for _, failback := range []bool{false, true} {
-		l := newLab(t, 1, "[pool.cas]\nfailback = "+map[bool]string{false: "false", true: "true"}[failback]+"\n[pool.cas.health]\nenabled = false\n")
+		l := newRig(t, 1, "[pool.cas]\nfailback = "+map[bool]string{false: "false", true: "true"}[failback]+"\n[pool.cas.health]\nenabled = false\n")
 		src := lbtest.ClientIP(7300)
 		home := mustWho(t, src, l.addr(0))
 		l.srv.SetState("cas", home, pool.Maint, 0)
@@ -186,7 +186,7 @@ func TestMaxConns(t *testing.T) {
 // Service-aware checks: a send-expect check that the backend's reply does
 // not satisfy keeps it down, and every backend whose reply matches is up.
 func TestServiceAwareChecks(t *testing.T) {
-	l := newLab(t, 2, "[pool.cas.check.greeting]\ntype = \"send-expect\"\nexpect = \"cas1\"\ninterval = \"30ms\"\n"+
+	l := newRig(t, 2, "[pool.cas.check.greeting]\ntype = \"send-expect\"\nexpect = \"cas1\"\ninterval = \"30ms\"\n"+
 		"[pool.cas.check.port]\ntype = \"tcp\"\ninterval = \"30ms\"\n")
 	p := l.srv.Pool("cas")
 	lbtest.Eventually(t, 5*time.Second, "cas2 and cas3 down, cas1 up", func() bool {
@@ -205,7 +205,7 @@ func TestServiceAwareChecks(t *testing.T) {
 // slow_start gives a recovered backend a small share of new clients at
 // first.
 func TestSlowStart(t *testing.T) {
-	l := newLab(t, 1, "[pool.cas]\nslow_start = \"1h\"\n[pool.cas.health]\nenabled = false\n")
+	l := newRig(t, 1, "[pool.cas]\nslow_start = \"1h\"\n[pool.cas.health]\nenabled = false\n")
 	b := l.srv.Pool("cas").Backend("cas3")
 	b.SetHealthy(false)
 	b.SetHealthy(true) // just recovered: its weight is ramping from ~0
