@@ -1,8 +1,12 @@
+//go:build linux
+
 // Package admin serves stickylb's admin HTTP API: backends and their
 // states, pins, reload, health and readiness, and Prometheus metrics. It
 // binds to loopback unless a bearer token is configured, and every
 // mutating call must present the token when one is set. Malformed requests
 // get a 4xx with a JSON error; handlers never panic on input.
+//
+// It builds on Linux only, as server does.
 package admin
 
 import (

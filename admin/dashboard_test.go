@@ -1,3 +1,5 @@
+//go:build linux
+
 package admin
 
 import (
@@ -10,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
 // chromium returns the path of a headless-capable Chromium, or skips.

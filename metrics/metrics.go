@@ -1,9 +1,13 @@
+//go:build linux
+
 // Package metrics exports what stickylb does as Prometheus metrics: it
 // follows connections (as a proxy.Observer), affinity events and health
 // checks as they happen, and reads table sizes, backend states and reload
 // counts from the server when scraped. It registers on the registry its
 // caller owns, never on the global default one, and no client address ever
 // becomes a label.
+//
+// It builds on Linux only, as server does.
 package metrics
 
 import (

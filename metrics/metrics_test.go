@@ -1,3 +1,5 @@
+//go:build linux
+
 package metrics
 
 import (
@@ -12,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stickylb/stickylb/config"
-	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/server"
 )
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package proxy
 
 import (
@@ -9,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
 // Messages on both sides of the bulk threshold, and small ones after the

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package proxy accepts client connections and forwards each to the backend
 // its client is pinned to.
 //
@@ -12,4 +14,8 @@
 // a pooled buffer and switches to splice(2) once a read fills it (see
 // relay); each ends with a half-close and the half-closed state is bounded
 // by a deadline.
+//
+// The package builds on Linux only: the copy path makes raw read, write,
+// splice and shutdown calls, the idle timeout reads TCP_INFO, and keepalive
+// is set with Linux's socket options.
 package proxy

@@ -1,3 +1,5 @@
+//go:build linux
+
 package proxy
 
 import (
@@ -12,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
 var casHosts = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}

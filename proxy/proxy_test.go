@@ -1,3 +1,5 @@
+//go:build linux
+
 package proxy
 
 import (
@@ -19,7 +21,7 @@ import (
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
-	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
 )
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package server assembles a running balancer from a config: it builds
 // the pools, affinity tables and health checkers, binds the listeners, and
 // applies reloads all or nothing. It is what `stickylb run` and the lab
@@ -14,4 +16,6 @@
 // config into routes and probes, health.go runs the checkers, ops.go
 // carries out operator actions, pins.go follows the affinity tables and
 // snapshot.go saves and restores them.
+//
+// It builds on Linux only, as proxy does.
 package server

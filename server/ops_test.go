@@ -1,3 +1,5 @@
+//go:build linux
+
 package server
 
 import (
@@ -8,7 +10,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
-	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
 )
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -15,8 +17,8 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/stickylb/stickylb/bench"
-	"github.com/stickylb/stickylb/capture"
+	"github.com/stickylb/stickylb/kit/bench"
+	"github.com/stickylb/stickylb/kit/capture"
 )
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -16,8 +18,8 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/stickylb/stickylb/lab"
-	"github.com/stickylb/stickylb/sim"
+	"github.com/stickylb/stickylb/kit/lab"
+	"github.com/stickylb/stickylb/kit/sim"
 )
 
 func cmdLab(args []string, stdout, stderr io.Writer) int {

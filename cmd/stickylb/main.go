@@ -1,6 +1,10 @@
+//go:build linux
+
 // Command stickylb is a sticky layer-4 TCP load balancer: it pins each
 // client to one backend across all the ports of a pool, for as long as the
 // client's session lives. Run `stickylb help` for its subcommands.
+//
+// It builds on Linux only; main_other.go says so on any other system.
 package main
 
 import (

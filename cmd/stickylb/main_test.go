@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -23,7 +25,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/stickylb/stickylb/internal/lbtest"
+	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
 var binary string

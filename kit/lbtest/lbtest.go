@@ -1,6 +1,11 @@
+//go:build linux
+
 // Package lbtest gives tests real servers and clients on loopback: backend
 // hosts on 127.0.0.x that say who they are, and clients bound to any
 // 127.x.y.z source address so one machine plays many client hosts.
+//
+// It is the kit's test fixture and builds on Linux only: its clients bind
+// with IP_BIND_ADDRESS_NO_PORT.
 package lbtest
 
 import (

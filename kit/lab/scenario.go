@@ -1,9 +1,14 @@
+//go:build linux
+
 // Package lab reproduces Unity's MAPI_E_NETWORK_ERROR behind a broken
 // balancer and shows stickylb removing it, on one machine: simulated CAS
 // hosts on 127.0.0.11-13, a balancer on 127.0.0.1 and a simulated Unity
 // fleet, run through scenarios that each end in a verdict. The stickylb
 // scenarios run the production server package; the broken balancers
 // (Broken) exist only here and no stickylb config can select them.
+//
+// It is part of the lab and benchmark kit (kit/), which no runtime package
+// imports, and builds on Linux only, as server does.
 package lab
 
 import (
@@ -24,9 +29,9 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/kit/sim"
 	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/server"
-	"github.com/stickylb/stickylb/sim"
 )
 
 //go:embed scenarios.toml

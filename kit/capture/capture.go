@@ -5,6 +5,9 @@
 // connections reached and when, flagging every client that was split
 // across backends: the check Cisco asks engineers to make with a packet
 // sniffer, automated.
+//
+// It is part of the lab and benchmark kit (kit/), which no runtime package
+// imports.
 package capture
 
 import (

@@ -6,6 +6,9 @@
 // that looks up ports, logs on, and works over fresh and long-lived
 // connections on both service ports. Both ends run against any address, so
 // they measure a real balancer as well as stickylb.
+//
+// It is part of the lab and benchmark kit (kit/), which no runtime package
+// imports.
 package sim
 
 import (

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package bench measures any TCP balancer from the client side: it runs
 // backends that say who they are, drives short, long-lived or bulk
 // connections from many source addresses, and scores speed (connections
@@ -5,6 +7,11 @@
 // on more than one backend, balance across backends, how many clients
 // move when a backend is removed), without trusting the balancer's own
 // counters.
+//
+// It builds on Linux only: its clients bind with IP_BIND_ADDRESS_NO_PORT.
+//
+// It is part of the lab and benchmark kit (kit/), which no runtime package
+// imports.
 package bench
 
 import (

@@ -1,0 +1,51 @@
+package kit
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/stickylb/stickylb/"
+
+// layers is the data flow of the runtime packages, lowest first: a
+// package may import only packages of lower layers, and never the kit.
+var layers = [][]string{
+	{"config"},
+	{"affinity", "health"},
+	{"pool"},
+	{"proxy"},
+	{"server"},
+	{"metrics", "admin"},
+}
+
+// Runtime packages import only lower layers and never the kit, so the
+// balancer is readable, and buildable, without its tools.
+func TestLayering(t *testing.T) {
+	layer := map[string]int{}
+	for i, l := range layers {
+		for _, p := range l {
+			layer[p] = i
+		}
+	}
+	for pkg, at := range layer {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, "../"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		for _, imp := range strings.Fields(string(out)) {
+			dep, ok := strings.CutPrefix(imp, module)
+			if !ok {
+				continue
+			}
+			if strings.HasPrefix(dep, "kit") {
+				t.Errorf("runtime package %s imports the kit (%s)", pkg, dep)
+				continue
+			}
+			l, known := layer[dep]
+			if !known || l >= at {
+				t.Errorf("%s (layer %d) imports %s (layer %d): data flows one way, %v", pkg, at, dep, l, layers)
+			}
+		}
+	}
+}
