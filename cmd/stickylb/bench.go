@@ -7,10 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,7 +16,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/stickylb/stickylb/kit/bench"
-	"github.com/stickylb/stickylb/kit/capture"
 )
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -54,38 +51,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "error: --mode %q: want short, long or bulk\n", *mode)
 		return 2
 	}
-	if *backends != "" {
-		if *port == 0 {
-			fmt.Fprintln(stderr, "error: --backends needs --backend-port")
-			return 2
-		}
-		bs, err := bench.StartBackends(splitList(*backends), *port)
-		if err != nil {
-			fmt.Fprintln(stderr, "error: start backends:", err)
-			return 1
-		}
-		defer func() {
-			for _, b := range bs {
-				b.Close()
-			}
-		}()
-		if *remove != "" {
-			var victim *bench.Backend
-			for _, b := range bs {
-				if b.Name == *remove {
-					victim = b
-				}
-			}
-			if victim == nil {
-				fmt.Fprintf(stderr, "error: --remove %s: bench's backends are cas1..cas%d\n", *remove, len(bs))
-				return 2
-			}
-			cfg.Event = victim.Kill
-		}
-	} else if *remove != "" {
-		fmt.Fprintln(stderr, "error: --remove needs bench's own --backends")
-		return 2
+	stopBackends, code := benchBackends(&cfg, *backends, *port, stderr)
+	if code != 0 {
+		return code
 	}
+	defer stopBackends()
 	tty := false
 	if f, ok := stderr.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
@@ -107,26 +77,78 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
-	if *html != "" {
-		f, err := os.Create(*html)
-		if err == nil {
-			err = bench.WriteHTML(f, res)
-			f.Close()
-		}
-		if err != nil {
-			fmt.Fprintln(stderr, "error: write report:", err)
-			return 1
-		}
-	}
-	if *asJSON {
-		printJSON(stdout, res)
-	} else {
-		bench.WriteText(stdout, res)
+	if err := writeBenchReport(res, *html, *asJSON, stdout); err != nil {
+		fmt.Fprintln(stderr, "error: write report:", err)
+		return 1
 	}
 	if res.Violations > 0 {
 		return 1
 	}
 	return 0
+}
+
+// benchBackends starts bench's own backends on the comma-separated hosts,
+// when asked, and arms the removal of cfg.Removed. A non-zero code means
+// an error was printed.
+func benchBackends(cfg *bench.Config, hosts string, port int, stderr io.Writer) (stop func(), code int) {
+	stop = func() {}
+	if hosts == "" {
+		if cfg.Removed != "" {
+			fmt.Fprintln(stderr, "error: --remove needs bench's own --backends")
+			return stop, 2
+		}
+		return stop, 0
+	}
+	if port == 0 {
+		fmt.Fprintln(stderr, "error: --backends needs --backend-port")
+		return stop, 2
+	}
+	bs, err := bench.StartBackends(splitList(hosts), port)
+	if err != nil {
+		fmt.Fprintln(stderr, "error: start backends:", err)
+		return stop, 1
+	}
+	stop = func() {
+		for _, b := range bs {
+			b.Close()
+		}
+	}
+	if cfg.Removed == "" {
+		return stop, 0
+	}
+	for _, b := range bs {
+		if b.Name == cfg.Removed {
+			cfg.Event = b.Kill
+			return stop, 0
+		}
+	}
+	fmt.Fprintf(stderr, "error: --remove %s: bench's backends are cas1..cas%d\n", cfg.Removed, len(bs))
+	stop()
+	return func() {}, 2
+}
+
+// writeBenchReport writes the HTML report, if asked, and the result as
+// text or JSON.
+func writeBenchReport(res *bench.Result, html string, asJSON bool, stdout io.Writer) error {
+	if html != "" {
+		f, err := os.Create(html)
+		if err != nil {
+			return err
+		}
+		err = bench.WriteHTML(f, res)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		printJSON(stdout, res)
+	} else {
+		bench.WriteText(stdout, res)
+	}
+	return nil
 }
 
 func cmdBenchBackends(args []string, stderr io.Writer) int {
@@ -148,114 +170,6 @@ func cmdBenchBackends(args []string, stderr io.Writer) int {
 	waitForStop()
 	for _, b := range bs {
 		b.Close()
-	}
-	return 0
-}
-
-func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ports := fs.String("ports", "", "only connections to these server ports count, comma-separated (such as 135,60001,60002)")
-	backends := fs.String("backends", "", "only connections to these addresses count, comma-separated")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	steps := fs.String("steps", "", "instead, time each step inside a balancer from a loopback capture of both its legs: LISTEN_PORT,BACKEND_PORT (one client connection at a time)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: stickylb analyze [--ports 135,60001,60002] [--backends IP,...] [--json] capture.pcap|capture.pcapng")
-		fmt.Fprintln(stderr, "       stickylb analyze --steps LISTEN_PORT,BACKEND_PORT [--json] capture.pcap|capture.pcapng")
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
-	var opts capture.Options
-	for _, p := range splitList(*ports) {
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil {
-			fmt.Fprintf(stderr, "error: --ports: %q is not a port\n", p)
-			return 2
-		}
-		opts.Ports = append(opts.Ports, uint16(n))
-	}
-	for _, b := range splitList(*backends) {
-		a, err := netip.ParseAddr(b)
-		if err != nil {
-			fmt.Fprintf(stderr, "error: --backends: %q is not an IP address\n", b)
-			return 2
-		}
-		opts.Backends = append(opts.Backends, a)
-	}
-	f, err := os.Open(fs.Arg(0))
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 1
-	}
-	defer f.Close()
-	if *steps != "" {
-		return analyzeSteps(f, fs.Arg(0), *steps, *asJSON, stdout, stderr)
-	}
-	rep, err := capture.Analyze(f, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %s: %v\n", fs.Arg(0), err)
-		if rep == nil {
-			return 1
-		}
-	}
-	if *asJSON {
-		printJSON(stdout, rep)
-	} else {
-		fmt.Fprintf(stdout, "%d packets (%d not IP/TCP), %d connections, %d clients, %d split across backends\n",
-			rep.Packets, rep.Skipped, rep.Flows, len(rep.Clients), rep.Split)
-		for _, c := range rep.Clients {
-			mark := "ok   "
-			if c.Split {
-				mark = "SPLIT"
-			}
-			fmt.Fprintf(stdout, "%s %-40s", mark, c.Client)
-			for i, v := range c.Visits {
-				if i > 0 {
-					fmt.Fprint(stdout, " -> ")
-				}
-				fmt.Fprintf(stdout, "%s %v x%d (%s-%s)", v.Backend, v.Ports, v.Flows, v.First.Format("15:04:05"), v.Last.Format("15:04:05"))
-			}
-			fmt.Fprintln(stdout)
-		}
-	}
-	if rep.Split > 0 {
-		return 1
-	}
-	return 0
-}
-
-// analyzeSteps prints how long a balancer took over each step of its
-// connections (capture.Steps).
-func analyzeSteps(f io.Reader, name, ports string, asJSON bool, stdout, stderr io.Writer) int {
-	var p [2]uint16
-	list := splitList(ports)
-	for i, s := range list {
-		n, err := strconv.ParseUint(s, 10, 16)
-		if err != nil || len(list) != 2 {
-			fmt.Fprintf(stderr, "error: --steps wants LISTEN_PORT,BACKEND_PORT, such as 19201,9000; got %q\n", ports)
-			return 2
-		}
-		p[i] = uint16(n)
-	}
-	steps, err := capture.Steps(f, p[0], p[1])
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %s: %v\n", name, err)
-		if steps == nil {
-			return 1
-		}
-	}
-	if asJSON {
-		printJSON(stdout, steps)
-		return 0
-	}
-	for _, s := range steps {
-		fmt.Fprintf(stdout, "%-14s %6d connections  median %6.1f us  p90 %6.1f us\n", s.Name, s.Count,
-			float64(s.Median)/float64(time.Microsecond), float64(s.P90)/float64(time.Microsecond))
 	}
 	return 0
 }

@@ -36,29 +36,9 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	scenarios := lab.Builtin()
-	if *file != "" {
-		var err error
-		if scenarios, err = lab.LoadScenarios(*file); err != nil {
-			fmt.Fprintln(stderr, "error:", err)
-			return 1
-		}
-	}
-	if *only != "" {
-		var picked []lab.Scenario
-		for _, name := range strings.Split(*only, ",") {
-			found := false
-			for _, s := range scenarios {
-				if s.Name == strings.TrimSpace(name) {
-					picked, found = append(picked, s), true
-				}
-			}
-			if !found {
-				fmt.Fprintf(stderr, "error: no scenario %q (see stickylb lab --list)\n", name)
-				return 2
-			}
-		}
-		scenarios = picked
+	scenarios, code := pickScenarios(*file, *only, stderr)
+	if code != 0 {
+		return code
 	}
 	if *list {
 		for _, s := range scenarios {
@@ -72,60 +52,100 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-
-	tty := false
+	p := &labPrinter{stdout: stdout, stderr: stderr, asJSON: *asJSON}
 	if f, ok := stderr.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
+		p.tty = term.IsTerminal(int(f.Fd()))
 	}
-	if !*asJSON {
+	if !p.asJSON {
 		fmt.Fprintf(stdout, "stickylb lab: %d scenarios, %s each, %d Unity sessions from %d source addresses,\n"+
 			"3 simulated CAS hosts (127.0.0.11-13), balancer on 127.0.0.1.\n\n", len(scenarios), *duration, *sessions, *sources)
-	}
-	if !*asJSON {
 		lab.WriteHeader(stdout)
 	}
-	last := ""
-	progress := func(p lab.Progress) {
-		line := fmt.Sprintf("[%d/%d] %-24s %4.1fs/%.0fs  ops %6d  MAPI_E_NETWORK_ERROR %5d  conn errors %4d",
-			p.Index, p.Total, p.Name, p.Elapsed.Seconds(), p.Duration.Seconds(), p.Ops, p.MAPINetworkErrors, p.ConnErrors)
-		if tty {
-			fmt.Fprintf(stderr, "\r%s", line)
-		} else if p.Name != last {
-			fmt.Fprintf(stderr, "running [%d/%d] %s ...\n", p.Index, p.Total, p.Name)
-		}
-		last = p.Name
-	}
-	// Rows appear as scenarios finish, so the failure shows within the
-	// first half minute.
-	onResult := func(i int, r lab.Result) {
-		if *asJSON {
-			return
-		}
-		if tty {
-			fmt.Fprint(stderr, "\r\033[K")
-		}
-		lab.WriteRow(stdout, i, r)
-	}
 	results, err := lab.Run(ctx, scenarios, lab.Options{Duration: *duration, Sessions: *sessions, Sources: *sources, Log: log,
-		Progress: progress, OnResult: onResult})
-	if tty {
-		fmt.Fprint(stderr, "\r\033[K")
-	}
+		Progress: p.progress, OnResult: p.result})
+	p.clear()
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
-	if *asJSON {
-		printJSON(stdout, results)
+	return p.finish(results)
+}
+
+// pickScenarios returns the scenarios to run: the built-in ones or a
+// file's, narrowed to the comma-separated names in only. A non-zero code
+// means an error was printed.
+func pickScenarios(file, only string, stderr io.Writer) ([]lab.Scenario, int) {
+	scenarios := lab.Builtin()
+	if file != "" {
+		var err error
+		if scenarios, err = lab.LoadScenarios(file); err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return nil, 1
+		}
+	}
+	if only == "" {
+		return scenarios, 0
+	}
+	var picked []lab.Scenario
+	for _, name := range strings.Split(only, ",") {
+		i := slices.IndexFunc(scenarios, func(s lab.Scenario) bool { return s.Name == strings.TrimSpace(name) })
+		if i < 0 {
+			fmt.Fprintf(stderr, "error: no scenario %q (see stickylb lab --list)\n", name)
+			return nil, 2
+		}
+		picked = append(picked, scenarios[i])
+	}
+	return picked, 0
+}
+
+// labPrinter shows a lab run: a progress line on a terminal (a line per
+// scenario otherwise), each row as its scenario finishes, so the failure
+// shows within the first half minute, and the legend at the end.
+type labPrinter struct {
+	stdout, stderr io.Writer
+	asJSON, tty    bool
+	last           string
+}
+
+func (p *labPrinter) progress(pr lab.Progress) {
+	line := fmt.Sprintf("[%d/%d] %-24s %4.1fs/%.0fs  ops %6d  MAPI_E_NETWORK_ERROR %5d  conn errors %4d",
+		pr.Index, pr.Total, pr.Name, pr.Elapsed.Seconds(), pr.Duration.Seconds(), pr.Ops, pr.MAPINetworkErrors, pr.ConnErrors)
+	if p.tty {
+		fmt.Fprintf(p.stderr, "\r%s", line)
+	} else if pr.Name != p.last {
+		fmt.Fprintf(p.stderr, "running [%d/%d] %s ...\n", pr.Index, pr.Total, pr.Name)
+	}
+	p.last = pr.Name
+}
+
+func (p *labPrinter) result(i int, r lab.Result) {
+	if p.asJSON {
+		return
+	}
+	p.clear()
+	lab.WriteRow(p.stdout, i, r)
+}
+
+func (p *labPrinter) clear() {
+	if p.tty {
+		fmt.Fprint(p.stderr, "\r\033[K")
+	}
+}
+
+// finish prints the results (JSON) or the legend, and fails when a
+// scenario did not turn out as expected.
+func (p *labPrinter) finish(results []lab.Result) int {
+	if p.asJSON {
+		printJSON(p.stdout, results)
 	} else {
-		fmt.Fprintln(stdout)
-		fmt.Fprintln(stdout, "MAPI_E_NETW: MAPI_E_NETWORK_ERROR (0x80040115) replies, the error Unity logs when a CAS")
-		fmt.Fprintln(stdout, "does not know its session. conn: broken or refused connections. relog: sessions that had")
-		fmt.Fprintln(stdout, "to log on again. split: sessions answered by a CAS other than the one holding them.")
+		fmt.Fprintln(p.stdout)
+		fmt.Fprintln(p.stdout, "MAPI_E_NETW: MAPI_E_NETWORK_ERROR (0x80040115) replies, the error Unity logs when a CAS")
+		fmt.Fprintln(p.stdout, "does not know its session. conn: broken or refused connections. relog: sessions that had")
+		fmt.Fprintln(p.stdout, "to log on again. split: sessions answered by a CAS other than the one holding them.")
 	}
 	for _, r := range results {
 		if !r.Pass {
-			fmt.Fprintf(stderr, "scenario %s did not turn out as expected: %s\n", r.Scenario.Name, r.Verdict)
+			fmt.Fprintf(p.stderr, "scenario %s did not turn out as expected: %s\n", r.Scenario.Name, r.Verdict)
 			return 1
 		}
 	}

@@ -91,6 +91,45 @@ type runner struct {
 
 // Run drives the load and scores it.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.defaults()
+	if _, _, err := net.SplitHostPort(cfg.Target); err != nil {
+		return nil, fmt.Errorf("target %q: want host:port", cfg.Target)
+	}
+	r := &runner{cfg: cfg, hist: hdrhistogram.New(1, 60_000_000, 3), errKind: map[string]int64{}, perSec: map[int]int64{}}
+	if err := r.warmUp(ctx); err != nil {
+		return nil, err
+	}
+	// Cancelled at the end rather than given a deadline: see sim.Fleet.Run.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	end := time.AfterFunc(cfg.Duration, cancel)
+	defer end.Stop()
+	r.start = time.Now()
+	done := r.startWorkers(ctx)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var event <-chan time.Time
+	if cfg.Event != nil {
+		r.eventAt = time.Duration(float64(cfg.Duration) * cfg.At)
+		event = time.After(r.eventAt)
+	}
+	for {
+		select {
+		case <-done:
+			return r.result(time.Since(r.start)), nil
+		case <-event:
+			event = nil
+			cfg.Event()
+		case <-tick.C:
+			if cfg.Progress != nil {
+				cfg.Progress(Progress{Elapsed: time.Since(r.start), Duration: cfg.Duration, Conns: r.conns.Load(), Errors: r.errs.Load()})
+			}
+		}
+	}
+}
+
+// defaults fills in what the zero values of cfg leave open.
+func (cfg *Config) defaults() {
 	if cfg.Mode == "" {
 		cfg.Mode = Short
 	}
@@ -112,58 +151,33 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	if _, _, err := net.SplitHostPort(cfg.Target); err != nil {
-		return nil, fmt.Errorf("target %q: want host:port", cfg.Target)
+	if cfg.At <= 0 || cfg.At >= 1 {
+		cfg.At = 0.5
 	}
-	r := &runner{cfg: cfg, hist: hdrhistogram.New(1, 60_000_000, 3), errKind: map[string]int64{}, perSec: map[int]int64{}}
-	if err := r.warmUp(ctx); err != nil {
-		return nil, err
-	}
-	// Cancelled at the end rather than given a deadline: see sim.Fleet.Run.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	end := time.AfterFunc(cfg.Duration, cancel)
-	defer end.Stop()
-	r.start = time.Now()
+}
+
+// startWorkers runs the connection workers, paced by cfg.Rate when set,
+// until ctx ends; the channel closes when they all have.
+func (r *runner) startWorkers(ctx context.Context) <-chan struct{} {
 	var tokens <-chan time.Time
-	if cfg.Rate > 0 {
-		t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
-		defer t.Stop()
-		tokens = t.C
+	var stopTicker func()
+	if r.cfg.Rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / r.cfg.Rate))
+		tokens, stopTicker = t.C, t.Stop
 	}
 	var wg sync.WaitGroup
-	for w := range cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.worker(ctx, w, tokens)
-		}()
+	for w := range r.cfg.Concurrency {
+		wg.Go(func() { r.worker(ctx, w, tokens) })
 	}
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	var event <-chan time.Time
-	if cfg.Event != nil {
-		if cfg.At <= 0 || cfg.At >= 1 {
-			cfg.At = 0.5
+	go func() {
+		wg.Wait()
+		if stopTicker != nil {
+			stopTicker()
 		}
-		r.eventAt = time.Duration(float64(cfg.Duration) * cfg.At)
-		event = time.After(r.eventAt)
-	}
-	for {
-		select {
-		case <-done:
-			return r.result(time.Since(r.start)), nil
-		case <-event:
-			event = nil
-			cfg.Event()
-		case <-tick.C:
-			if cfg.Progress != nil {
-				cfg.Progress(Progress{Elapsed: time.Since(r.start), Duration: cfg.Duration, Conns: r.conns.Load(), Errors: r.errs.Load()})
-			}
-		}
-	}
+		close(done)
+	}()
+	return done
 }
 
 // warmUp waits until the target greets a connection, so a balancer that

@@ -37,75 +37,93 @@ func Steps(r io.Reader, port, backendPort uint16) ([]Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	const (
-		clientSYN = iota
-		backendSYN
-		greeting
-		greetingSent
-		echo
-		echoSent
-		answer
-		answerSent
-		clientFIN
-		finSent
-		events
-	)
-	var (
-		seen   [events]bool
-		when   [events]time.Time
-		taken  = make([][]time.Duration, len(stepNames))
-		inConn bool
-	)
-	mark := func(e int, at time.Time) bool {
-		if seen[e] {
-			return false
-		}
-		seen[e], when[e] = true, at
-		return true
+	t := &stepTimer{port: port, backendPort: backendPort, taken: make([][]time.Duration, len(stepNames))}
+	_, _, err = scan(pr, t.packet)
+	return t.summary(), err
+}
+
+// The events of one connection that begin or end a step, in order.
+const (
+	clientSYN = iota
+	backendSYN
+	greeting
+	greetingSent
+	echo
+	echoSent
+	answer
+	answerSent
+	clientFIN
+	finSent
+	events
+)
+
+// stepTimer follows one connection at a time through the events above and
+// collects each step's durations.
+type stepTimer struct {
+	port, backendPort uint16
+	seen              [events]bool
+	when              [events]time.Time
+	taken             [][]time.Duration // by step
+	inConn            bool
+}
+
+// mark records event e at the time given, once per connection.
+func (t *stepTimer) mark(e int, at time.Time) bool {
+	if t.seen[e] {
+		return false
 	}
-	// step records event e, which ends step s begun by event from.
-	step := func(s, from, e int, at time.Time) {
-		if seen[from] && mark(e, at) {
-			taken[s] = append(taken[s], at.Sub(when[from]))
-		}
+	t.seen[e], t.when[e] = true, at
+	return true
+}
+
+// step records event e, which ends step s begun by event from.
+func (t *stepTimer) step(s, from, e int, at time.Time) {
+	if t.seen[from] && t.mark(e, at) {
+		t.taken[s] = append(t.taken[s], at.Sub(t.when[from]))
 	}
-	_, _, err = scan(pr, func(p packet) {
-		toLB, fromLB := p.dst.Port() == port, p.src.Port() == port
-		toBackend, fromBackend := p.dst.Port() == backendPort, p.src.Port() == backendPort
-		syn := p.tcp.SYN && !p.tcp.ACK
-		if toLB && syn {
-			seen = [events]bool{}
-			mark(clientSYN, p.at)
-			inConn = true
-			return
-		}
-		if !inConn {
-			return
-		}
-		switch {
-		case toBackend && syn:
-			step(0, clientSYN, backendSYN, p.at)
-		case fromBackend && p.size > 0 && !seen[greeting]:
-			mark(greeting, p.at)
-		case fromLB && p.size > 0 && !seen[greetingSent]:
-			step(1, greeting, greetingSent, p.at)
-		case toLB && p.size > 0 && !seen[echo]:
-			mark(echo, p.at)
-		case toBackend && p.size > 0 && seen[echo]:
-			step(2, echo, echoSent, p.at)
-		case fromBackend && p.size > 0 && seen[echoSent] && !seen[answer]:
-			mark(answer, p.at)
-		case fromLB && p.size > 0 && seen[answer]:
-			step(3, answer, answerSent, p.at)
-		case toLB && p.tcp.FIN && !seen[clientFIN]:
-			mark(clientFIN, p.at)
-		case toBackend && p.tcp.FIN:
-			step(4, clientFIN, finSent, p.at)
-		}
-	})
+}
+
+func (t *stepTimer) packet(p packet) {
+	toLB, fromLB := p.dst.Port() == t.port, p.src.Port() == t.port
+	toBackend, fromBackend := p.dst.Port() == t.backendPort, p.src.Port() == t.backendPort
+	syn := p.tcp.SYN && !p.tcp.ACK
+	if toLB && syn {
+		t.seen = [events]bool{}
+		t.mark(clientSYN, p.at)
+		t.inConn = true
+		return
+	}
+	if !t.inConn {
+		return
+	}
+	data := p.size > 0
+	switch {
+	case toBackend && syn:
+		t.step(0, clientSYN, backendSYN, p.at)
+	case fromBackend && data && !t.seen[greeting]:
+		t.mark(greeting, p.at)
+	case fromLB && data && !t.seen[greetingSent]:
+		t.step(1, greeting, greetingSent, p.at)
+	case toLB && data && !t.seen[echo]:
+		t.mark(echo, p.at)
+	case toBackend && data && t.seen[echo]:
+		t.step(2, echo, echoSent, p.at)
+	case fromBackend && data && t.seen[echoSent] && !t.seen[answer]:
+		t.mark(answer, p.at)
+	case fromLB && data && t.seen[answer]:
+		t.step(3, answer, answerSent, p.at)
+	case toLB && p.tcp.FIN && !t.seen[clientFIN]:
+		t.mark(clientFIN, p.at)
+	case toBackend && p.tcp.FIN:
+		t.step(4, clientFIN, finSent, p.at)
+	}
+}
+
+// summary returns each step's count, median and 90th percentile.
+func (t *stepTimer) summary() []Step {
 	steps := make([]Step, 0, len(stepNames))
 	for i, name := range stepNames {
-		d := taken[i]
+		d := t.taken[i]
 		s := Step{Name: name, Count: len(d)}
 		if len(d) > 0 {
 			slices.Sort(d)
@@ -113,5 +131,5 @@ func Steps(r io.Reader, port, backendPort uint16) ([]Step, error) {
 		}
 		steps = append(steps, s)
 	}
-	return steps, err
+	return steps
 }
