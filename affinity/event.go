@@ -1,0 +1,128 @@
+package affinity
+
+import "strconv"
+
+// Decision says how a connection's backend was decided.
+type Decision uint8
+
+const (
+	// New: the client had no live pin; one was made.
+	New Decision = iota
+	// Hit: the client's pin was used as it was.
+	Hit
+	// Repin: the client's pin pointed at a backend that could not take it
+	// and was moved.
+	Repin
+)
+
+func (d Decision) String() string {
+	switch d {
+	case New:
+		return "new"
+	case Hit:
+		return "hit"
+	case Repin:
+		return "repin"
+	}
+	return "unknown"
+}
+
+// EventKind names a change to the table.
+type EventKind uint8
+
+const (
+	EventPin   EventKind = iota // a new pin
+	EventRepin                  // a pin moved to another backend
+	EventUnpin                  // a pin left the table
+)
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return "event(" + strconv.Itoa(int(k)) + ")"
+}
+
+var eventNames = [...]string{EventPin: "pin", EventRepin: "repin", EventUnpin: "unpin"}
+
+// UnpinReason says why a pin left the table.
+type UnpinReason string
+
+const (
+	Expired UnpinReason = "expired" // no connection for longer than the TTL
+	Evicted UnpinReason = "evicted" // the table was full
+	Deleted UnpinReason = "deleted" // an operator deleted it
+)
+
+// RepinReason says why a pin moved to another backend.
+type RepinReason string
+
+const (
+	RepinDown    RepinReason = "down"    // its backend failed its checks
+	RepinMaint   RepinReason = "maint"   // its backend is in maintenance
+	RepinRemoved RepinReason = "removed" // its backend left the config
+	RepinRefused RepinReason = "refused" // its backend refused this connection
+	// RepinFailback sends a client home: it clears the pin's Home. Any
+	// other re-pin records the backend left as Home, unless one is
+	// recorded already.
+	RepinFailback RepinReason = "failback"
+)
+
+// Event is one change to the table. Active is the number of connections
+// the client had open at the time, so an eviction of a busy pin can be told
+// apart from a harmless one.
+type Event struct {
+	Kind    EventKind
+	Key     Key
+	Backend string      // the backend pinned now (for unpins: the one it was pinned to)
+	From    string      // for re-pins, the backend the pin left
+	Repin   RepinReason // for re-pins, what the Chooser said
+	Unpin   UnpinReason // for unpins
+	Active  int32
+}
+
+// Current is what a Chooser is told about a client's pin.
+type Current struct {
+	Backend string // the pinned backend; "" when the client has no pin
+	// Home is the backend the client was first moved off (because it was
+	// down, refused, in maintenance...), for failback; "" when it never
+	// moved.
+	Home   string
+	Active int32 // the client's open connections
+}
+
+// Chooser decides the backend for a client. It is called under the table's
+// lock and must not block. Returning cur.Backend keeps the pin; returning
+// another name moves it, with reason saying why; an error refuses the
+// connection and leaves the table as it was.
+type Chooser func(cur Current) (backend string, why RepinReason, err error)
+
+// events collects the changes made under a lock so they are reported
+// after it is released. Most operations make at most two, which fit
+// without allocating.
+type events struct {
+	buf  [2]Event
+	n    int
+	more []Event
+}
+
+func (e *events) add(ev Event) {
+	if e.n < len(e.buf) {
+		e.buf[e.n] = ev
+		e.n++
+		return
+	}
+	e.more = append(e.more, ev)
+}
+
+func (t *Table) emit(e *events) {
+	if t.onEvent == nil {
+		return
+	}
+	for i := 0; i < e.n; i++ {
+		t.onEvent(e.buf[i])
+	}
+	for _, ev := range e.more {
+		t.onEvent(ev)
+	}
+}

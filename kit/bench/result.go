@@ -1,0 +1,148 @@
+//go:build linux
+
+package bench
+
+import (
+	"math"
+	"sort"
+	"time"
+)
+
+// Result is what a run measured.
+type Result struct {
+	Target     string           `json:"target"`
+	Mode       Mode             `json:"mode"`
+	Duration   time.Duration    `json:"duration_ns"`
+	Conns      int64            `json:"connections"`
+	Errors     int64            `json:"errors"`
+	ErrorKinds map[string]int64 `json:"error_kinds"`
+	CPS        float64          `json:"connections_per_second"`
+	MBps       float64          `json:"throughput_mb_per_second"`
+	Latency    Latency          `json:"latency_ms"`
+	// Affinity: clients seen on more than one backend while they should
+	// have stayed pinned.
+	Clients    int            `json:"clients"`
+	Violations int            `json:"affinity_violations"`
+	PerBackend map[string]int `json:"clients_per_backend"`
+	Balance    Balance        `json:"balance"`
+	Remap      *Remap         `json:"remap,omitempty"`
+	Timeline   []int64        `json:"connections_per_second_timeline"`
+	Histogram  []Bucket       `json:"latency_histogram"`
+}
+
+// Latency percentiles in milliseconds.
+type Latency struct{ P50, P90, P99, P999, Max float64 }
+
+// Balance of clients over backends.
+type Balance struct {
+	MaxOverMean float64 `json:"max_over_mean"`
+	CV          float64 `json:"coefficient_of_variation"`
+}
+
+// Remap is how many clients changed backend across the run's event.
+type Remap struct {
+	Compared   int     `json:"clients_compared"`
+	Moved      int     `json:"moved"`
+	MovedShare float64 `json:"moved_share"`
+	Ideal      float64 `json:"ideal_share"`
+}
+
+// Bucket is one bar of the latency histogram.
+type Bucket struct {
+	UpToMs float64 `json:"up_to_ms"`
+	Count  int64   `json:"count"`
+}
+
+func (r *runner) result(d time.Duration) *Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := &Result{Target: r.cfg.Target, Mode: r.cfg.Mode, Duration: d, Conns: r.conns.Load(), Errors: r.errs.Load(),
+		ErrorKinds: r.errKind, PerBackend: map[string]int{}}
+	res.CPS = float64(res.Conns) / d.Seconds()
+	res.MBps = float64(r.bytes.Load()) / d.Seconds() / 1e6
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	h := r.hist
+	res.Latency = Latency{ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(90)), ms(h.ValueAtQuantile(99)), ms(h.ValueAtQuantile(99.9)), ms(h.Max())}
+	for _, b := range h.Distribution() {
+		if b.Count > 0 {
+			res.Histogram = append(res.Histogram, Bucket{UpToMs: ms(b.To), Count: b.Count})
+		}
+	}
+	secs := int(math.Ceil(d.Seconds()))
+	for s := range secs {
+		res.Timeline = append(res.Timeline, r.perSec[s])
+	}
+	res.score(r.obs, r.eventAt, r.cfg.Event != nil, r.cfg.Removed)
+	return res
+}
+
+// score computes affinity violations, balance and remapping.
+func (res *Result) score(obs []observation, eventAt time.Duration, hasEvent bool, removed string) {
+	sort.SliceStable(obs, func(i, j int) bool { return obs[i].at < obs[j].at })
+	type story struct{ before, after []string }
+	stories := map[int]*story{}
+	add := func(list []string, b string) []string {
+		for _, x := range list {
+			if x == b {
+				return list
+			}
+		}
+		return append(list, b)
+	}
+	last := map[int]string{}
+	for _, o := range obs {
+		s := stories[o.client]
+		if s == nil {
+			s = &story{}
+			stories[o.client] = s
+		}
+		if hasEvent && o.at >= eventAt {
+			// A greeting from the removed backend just after the event
+			// is a connection made just before it.
+			if o.backend != removed {
+				s.after = add(s.after, o.backend)
+			}
+		} else {
+			s.before = add(s.before, o.backend)
+		}
+		last[o.client] = o.backend
+	}
+	res.Clients = len(stories)
+	var rm Remap
+	backendsBefore := map[string]bool{}
+	for _, s := range stories {
+		// Seeing several backends in one phase, or moving off a backend
+		// that was not removed, is a broken pin.
+		bad := len(s.before) > 1 || len(s.after) > 1
+		if len(s.before) == 1 && len(s.after) == 1 {
+			rm.Compared++
+			backendsBefore[s.before[0]] = true
+			if s.before[0] != s.after[0] {
+				rm.Moved++
+				bad = bad || s.before[0] != removed
+			}
+		}
+		if bad {
+			res.Violations++
+		}
+	}
+	for _, b := range last {
+		res.PerBackend[b]++
+	}
+	if hasEvent && rm.Compared > 0 {
+		rm.MovedShare = float64(rm.Moved) / float64(rm.Compared)
+		if len(backendsBefore) > 0 {
+			rm.Ideal = 1 / float64(len(backendsBefore))
+		}
+		res.Remap = &rm
+	}
+	if n := len(res.PerBackend); n > 0 {
+		mean := float64(res.Clients) / float64(n)
+		var maxV, sq float64
+		for _, c := range res.PerBackend {
+			maxV = math.Max(maxV, float64(c))
+			sq += (float64(c) - mean) * (float64(c) - mean)
+		}
+		res.Balance = Balance{MaxOverMean: maxV / mean, CV: math.Sqrt(sq/float64(n)) / mean}
+	}
+}
