@@ -154,8 +154,8 @@ type BackendInfo struct {
 	Weight      int    `json:"weight"`
 	Connections int64  `json:"connections"`
 	Pins        int    `json:"pins"`
-	BytesIn     int64  `json:"bytes_to_backend"`
-	BytesOut    int64  `json:"bytes_to_client"`
+	ToBackend   int64  `json:"bytes_to_backend"`
+	ToClient    int64  `json:"bytes_to_client"`
 }
 
 // PoolInfo summarises a pool's affinity table.
@@ -185,10 +185,10 @@ func (a *API) status() Status {
 			pi.Pins, pi.Hits, pi.Misses, pi.Repins = p.Table.Len(), s.Hits, s.Misses, s.Repins
 		}
 		for _, b := range p.Pool.Backends() {
-			in, out := b.Bytes()
+			toBackend, toClient := b.Bytes()
 			pi.Backends = append(pi.Backends, BackendInfo{Pool: p.Name, Name: b.Name, Address: b.Host, State: b.State(),
 				Healthy: b.Healthy(), Admin: b.Admin().String(), Weight: b.Weight(), Connections: b.Active(), Pins: pins[b.Name],
-				BytesIn: in, BytesOut: out})
+				ToBackend: toBackend, ToClient: toClient})
 		}
 		st.Pools = append(st.Pools, pi)
 	}

@@ -2,10 +2,12 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -46,10 +48,10 @@ func (c *Config) check(v *checker) {
 		v.errAt("pool", "no pool defined: add a [pool.NAME] table with at least one [pool.NAME.backend.NAME]")
 	}
 	addrs := listenAddrs{byName: map[string]string{}, byPort: map[uint16][]netip.AddrPort{}}
-	for _, name := range sortedKeys(c.Listeners) {
+	for _, name := range slices.Sorted(maps.Keys(c.Listeners)) {
 		c.Listeners[name].check(v, &addrs, c.Pools)
 	}
-	for _, name := range sortedKeys(c.Pools) {
+	for _, name := range slices.Sorted(maps.Keys(c.Pools)) {
 		c.Pools[name].check(v, "pool."+name)
 	}
 }
@@ -78,7 +80,7 @@ func (a *Admin) check(v *checker, listeners map[string]*Listener) {
 			v.errAt("admin.token_file", "the token in %s is shorter than 16 characters", a.TokenFile)
 		}
 	}
-	for _, name := range sortedKeys(listeners) {
+	for _, name := range slices.Sorted(maps.Keys(listeners)) {
 		if listeners[name].Listen == a.Listen && err == nil && ap.Port() != 0 {
 			v.errAt("admin.listen", "%s is also the address of listener %q", a.Listen, name)
 		}
@@ -106,7 +108,7 @@ func (l *Listener) check(v *checker, seen *listenAddrs, pools map[string]*Pool) 
 	if l.Pool == "" {
 		v.errAt(at+".pool", "missing: name the pool this listener forwards to")
 	} else if _, ok := pools[l.Pool]; !ok {
-		v.errAt(at+".pool", "pool %q is not defined (defined: %s)", l.Pool, strings.Join(sortedKeys(pools), ", "))
+		v.errAt(at+".pool", "pool %q is not defined (defined: %s)", l.Pool, strings.Join(slices.Sorted(maps.Keys(pools)), ", "))
 	}
 }
 
@@ -148,14 +150,14 @@ func (p *Pool) check(v *checker, at string) {
 	}
 	p.Affinity.check(v, at+".affinity")
 	v.timing(at+".health", p.Health.Interval, p.Health.Timeout, p.Health.Rise, p.Health.Fall)
-	for _, name := range sortedKeys(p.Checks) {
+	for _, name := range slices.Sorted(maps.Keys(p.Checks)) {
 		p.Checks[name].check(v, at+".check."+name)
 	}
 	if len(p.Backends) == 0 {
 		v.errAt(at+".backend", "no backend: add at least one [%s.backend.NAME] with an address", at)
 	}
 	addrs := map[string]string{}
-	for _, name := range sortedKeys(p.Backends) {
+	for _, name := range slices.Sorted(maps.Keys(p.Backends)) {
 		p.Backends[name].check(v, at+".backend."+name, addrs)
 	}
 }

@@ -16,8 +16,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -109,7 +111,7 @@ func (p *Pool) ActiveChecks() []*Check {
 		return []*Check{&ch}
 	}
 	out := make([]*Check, 0, len(p.Checks))
-	for _, name := range sortedKeys(p.Checks) {
+	for _, name := range slices.Sorted(maps.Keys(p.Checks)) {
 		out = append(out, p.Checks[name])
 	}
 	return out

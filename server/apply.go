@@ -3,6 +3,8 @@
 package server
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
@@ -45,7 +47,7 @@ func bindKey(l *config.Listener) string {
 // If one fails, those it bound are closed again.
 func (s *Server) bindNew(cfg *config.Config) (map[string]*proxy.Listener, error) {
 	fresh := map[string]*proxy.Listener{}
-	for _, name := range sortedKeys(cfg.Listeners) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Listeners)) {
 		lc := cfg.Listeners[name]
 		k := bindKey(lc)
 		if _, ok := s.listeners[k]; ok {
@@ -67,7 +69,7 @@ func (s *Server) bindNew(cfg *config.Config) (map[string]*proxy.Listener, error)
 // kept or made with the backends it had before, for the health restart.
 func (s *Server) applyPools(cfg *config.Config) map[*poolRT][]*pool.Backend {
 	restart := map[*poolRT][]*pool.Backend{}
-	for _, name := range sortedKeys(cfg.Pools) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Pools)) {
 		pc := cfg.Pools[name]
 		p, ok := s.pools[name]
 		var before []*pool.Backend
@@ -121,7 +123,7 @@ func (s *Server) applyTable(p *poolRT, pc *config.Pool) {
 // accepting and their open connections run on.
 func (s *Server) applyListeners(cfg *config.Config, fresh map[string]*proxy.Listener, running bool) {
 	next := map[string]*listenerRT{}
-	for _, name := range sortedKeys(cfg.Listeners) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Listeners)) {
 		lc := cfg.Listeners[name]
 		k := bindKey(lc)
 		lr := s.listeners[k]

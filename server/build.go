@@ -3,7 +3,9 @@
 package server
 
 import (
+	"maps"
 	"regexp"
+	"slices"
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
@@ -72,7 +74,7 @@ func keyer(pc *config.Pool) affinity.Keyer {
 
 func specs(pc *config.Pool) []pool.Spec {
 	out := make([]pool.Spec, 0, len(pc.Backends))
-	for _, name := range sortedKeys(pc.Backends) {
+	for _, name := range slices.Sorted(maps.Keys(pc.Backends)) {
 		b := pc.Backends[name]
 		out = append(out, pool.Spec{Name: name, Host: b.Address, Weight: b.Weight, MaxConns: b.MaxConns})
 	}

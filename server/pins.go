@@ -3,8 +3,6 @@
 package server
 
 import (
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -53,8 +51,6 @@ func (s *Server) sweep() {
 		}
 	}
 }
-
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // rateLimit lets one call through per period and counts the rest.
 type rateLimit struct {

@@ -3,7 +3,9 @@
 package server
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
@@ -23,7 +25,7 @@ func (s *Server) Pools() []PoolView {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]PoolView, 0, len(s.pools))
-	for _, name := range sortedKeys(s.pools) {
+	for _, name := range slices.Sorted(maps.Keys(s.pools)) {
 		p := s.pools[name]
 		out = append(out, PoolView{Name: name, Pool: p.pool, Table: p.table, Keyer: p.keyer})
 	}

@@ -21,7 +21,7 @@ func WriteText(w io.Writer, r *Result) {
 		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max)
 	fmt.Fprintf(w, "affinity           %d violations among %d clients\n", r.Violations, r.Clients)
 	fmt.Fprintf(w, "balance            max/mean %.2f, CV %.3f:", r.Balance.MaxOverMean, r.Balance.CV)
-	for _, k := range sortedKeys(r.PerBackend) {
+	for _, k := range slices.Sorted(maps.Keys(r.PerBackend)) {
 		fmt.Fprintf(w, " %s %d (%.1f%%)", k, r.PerBackend[k], 100*float64(r.PerBackend[k])/float64(max(r.Clients, 1)))
 	}
 	fmt.Fprintln(w)
@@ -30,8 +30,6 @@ func WriteText(w io.Writer, r *Result) {
 			r.Remap.Moved, r.Remap.Compared, 100*r.Remap.MovedShare, 100*r.Remap.Ideal)
 	}
 }
-
-func sortedKeys(m map[string]int) []string { return slices.Sorted(maps.Keys(m)) }
 
 // bar is one bar of an SVG chart.
 type bar struct {
@@ -89,7 +87,7 @@ func WriteHTML(w io.Writer, r *Result) error {
 	var charts []chart
 	var names []string
 	var counts []float64
-	for _, k := range sortedKeys(r.PerBackend) {
+	for _, k := range slices.Sorted(maps.Keys(r.PerBackend)) {
 		names = append(names, k)
 		counts = append(counts, float64(r.PerBackend[k]))
 	}
