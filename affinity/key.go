@@ -20,8 +20,8 @@ type Key struct {
 // source address.
 type Keyer struct {
 	Kind     config.KeyKind
-	V4Prefix int // SrcNet prefix length for IPv4 clients (0 means 24)
-	V6Prefix int // SrcNet prefix length for IPv6 clients (0 means 64)
+	V4Prefix int // SrcNet prefix length for IPv4 clients (0 means config.DefaultIPv4Prefix)
+	V6Prefix int // SrcNet prefix length for IPv6 clients (0 means config.DefaultIPv6Prefix)
 }
 
 // Key returns the identity of client under k's kind. The client address is
@@ -35,12 +35,12 @@ func (k Keyer) Key(client netip.AddrPort) Key {
 	case config.SrcNet:
 		bits := k.V6Prefix
 		if bits == 0 {
-			bits = 64
+			bits = config.DefaultIPv6Prefix
 		}
 		if key.v4 {
 			bits = k.V4Prefix
 			if bits == 0 {
-				bits = 24
+				bits = config.DefaultIPv4Prefix
 			}
 		}
 		if p, err := a.Prefix(bits); err == nil {

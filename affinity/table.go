@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stickylb/stickylb/config"
 )
 
 // ErrNoPin is returned by lookups for a client the table does not hold.
@@ -55,11 +57,10 @@ type Lease struct {
 
 // Config sets a table up. The zero value of each field means its default.
 type Config struct {
-	// TTL is how long a pin outlives its client's last connection.
-	// Default 3h: longer than Windows' 2 hour keepalive, so an idle MAPI
-	// session that reconnects still finds its CAS.
+	// TTL is how long a pin outlives its client's last connection;
+	// 0 means config.DefaultTTL.
 	TTL time.Duration
-	// MaxEntries bounds the table; default 1,000,000.
+	// MaxEntries bounds the table; 0 means config.DefaultMaxEntries.
 	MaxEntries int
 	// OnEvent, if set, is called for every change, outside the table's
 	// locks and on the goroutine that made the change. Keep it quick.
@@ -99,10 +100,10 @@ const evictScan = 8
 // NewTable makes an empty table.
 func NewTable(c Config) *Table {
 	if c.TTL <= 0 {
-		c.TTL = 3 * time.Hour
+		c.TTL = config.DefaultTTL
 	}
 	if c.MaxEntries <= 0 {
-		c.MaxEntries = 1_000_000
+		c.MaxEntries = config.DefaultMaxEntries
 	}
 	if c.Now == nil {
 		c.Now = time.Now

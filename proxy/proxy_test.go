@@ -339,3 +339,14 @@ func TestSlowDialHoldsNoOneElse(t *testing.T) {
 		t.Fatalf("stalled client got %q, %v after release", line, err)
 	}
 }
+
+// A Route with only its pool and port set works: every other zero value
+// means a default (connect timeout, plain dialer, no pins, one attempt).
+func TestZeroRouteWorks(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, casHosts[:1], 1)
+	r := &Route{Pool: pool.New("cas", config.Hash, []pool.Spec{{Name: bs[0].Name, Host: bs[0].Host, Weight: 1}}), Port: ports[0]}
+	l := serve(t, r)
+	if b, err := lbtest.Who(lbtest.ClientIP(9100), l.Addr()); err != nil || b != bs[0].Name {
+		t.Fatalf("through a zero-valued route: %q, %v", b, err)
+	}
+}
