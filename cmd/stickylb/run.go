@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +29,12 @@ import (
 // cmdRun is `stickylb run`: load, start, then follow signals until told
 // to stop.
 func cmdRun(args []string, stdout, stderr io.Writer) int {
+	// Signals are taken before anything else: without a handler a SIGHUP
+	// ends a Go program, and loading a large pin snapshot takes seconds.
+	// What arrives while starting waits in the channel.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("c", "lb.toml", "config file")
@@ -61,9 +68,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer d.close()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	d.srv.Start()
 	log.Info("stickylb running", "version", version, "pid", os.Getpid(), "config", *path, "listeners", len(cfg.Listeners), "pools", len(cfg.Pools))
 	for sig := range sigs {
@@ -165,26 +169,45 @@ func (d *daemon) reload() {
 }
 
 // stop drains: no new connections, then up to drain_timeout for the open
-// ones. A second signal cuts the wait short.
+// ones. Only a second TERM or INT cuts the wait short; a HUP during the
+// drain is logged and ignored, since reloading a stopping balancer helps
+// no one and cutting its connections would hurt.
 func (d *daemon) stop(sig os.Signal, sigs <-chan os.Signal) {
 	drain := d.srv.Config().Global.DrainTimeout.Duration
 	d.log.Info("stopping: no new connections; waiting for open ones", "signal", sig.String(),
 		"open", d.srv.Active(), "drain_timeout", drain)
-	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), drain, errDrainTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-sigs:
-			d.log.Warn("second signal: closing open connections now")
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	go d.cutOnSecondSignal(ctx, cancel, sigs)
 	start := time.Now()
-	if cut := d.srv.Shutdown(ctx); cut > 0 {
-		d.log.Warn("drain timeout reached: closed open connections", "closed", cut, "waited", time.Since(start).Round(time.Millisecond))
-	} else {
-		d.log.Info("stopped cleanly", "waited", time.Since(start).Round(time.Millisecond))
+	cut := d.srv.Shutdown(ctx)
+	waited := time.Since(start).Round(time.Millisecond)
+	switch {
+	case cut == 0:
+		d.log.Info("stopped cleanly", "waited", waited)
+	case context.Cause(ctx) == errDrainTimeout:
+		d.log.Warn("drain timeout reached: closed open connections", "closed", cut, "waited", waited)
+	default:
+		d.log.Warn("drain cut short by a second signal: closed open connections", "closed", cut, "waited", waited)
+	}
+}
+
+var errDrainTimeout = errors.New("drain timeout")
+
+func (d *daemon) cutOnSecondSignal(ctx context.Context, cancel context.CancelFunc, sigs <-chan os.Signal) {
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.log.Warn("reload ignored: stickylb is draining; send TERM or INT again to close open connections now")
+				continue
+			}
+			d.log.Warn("second signal: closing open connections now", "signal", sig.String())
+			cancel()
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

@@ -1,0 +1,106 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stickylb/stickylb/kit/lbtest"
+)
+
+// writeSnapshot writes a pin snapshot of n clients (10.x.y.z) pinned to
+// backend in pool cas, seen now.
+func writeSnapshot(t *testing.T, path, backend string, n int) {
+	t.Helper()
+	type pin struct {
+		Client  string `json:"client"`
+		Backend string `json:"backend"`
+		Created int64  `json:"created"`
+		Last    int64  `json:"last_seen"`
+	}
+	now := time.Now().Unix()
+	pins := make([]pin, n)
+	for i := range pins {
+		pins[i] = pin{Client: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Backend: backend, Created: now, Last: now}
+	}
+	b, err := json.Marshal(map[string]any{"magic": "stickylb-pins", "version": 1, "written": time.Now().UTC(),
+		"pools": map[string]any{"cas": map[string]any{"key": "src-ip", "ipv4_prefix": 24, "ipv6_prefix": 64, "pins": pins}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A SIGHUP that arrives while stickylb is still starting (here: loading a
+// large pin snapshot, after its listeners are bound) does not kill it; the
+// reload happens once it runs.
+func TestBinaryHUPWhileStarting(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
+	dir := t.TempDir()
+	writeSnapshot(t, filepath.Join(dir, "pins.json"), bs[0].Name, 300_000)
+	cfg := strings.Replace(labConfig(ports, bs, ""), "[global]\n", "[global]\nsnapshot_file = \"pins.json\"\n", 1)
+	path := filepath.Join(dir, "lb.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startBinary(t, nil, "run", "-c", path)
+	p.addrs(1) // bound, the snapshot not yet loaded
+	if strings.Contains(p.logs(), "pins restored") {
+		t.Fatal("the snapshot loaded before the test could signal: make it larger")
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	lbtest.Eventually(t, 20*time.Second, "running and reloaded", func() bool {
+		return strings.Contains(p.logs(), "stickylb running") && strings.Contains(p.logs(), "msg=reloaded")
+	})
+	p.signal(syscall.SIGTERM)
+	if err := p.wait(10 * time.Second); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+}
+
+// During a drain a SIGHUP is logged and ignored: open connections keep
+// working. A second TERM then cuts them, and the log says it was the
+// signal, not the drain timeout.
+func TestBinaryHUPDuringDrain(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
+	cfg := strings.Replace(labConfig(ports, bs, ""), "drain_timeout = \"5s\"", "drain_timeout = \"20s\"", 1)
+	p := startBinary(t, nil, "run", "-c", writeConfig(t, cfg))
+	addr := p.addrs(1)["l0"]
+	var open []*lbtest.Client
+	for i := range 20 {
+		c, err := lbtest.Connect(lbtest.ClientIP(9300+i), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		open = append(open, c)
+	}
+	p.signal(syscall.SIGTERM)
+	lbtest.Eventually(t, 5*time.Second, "drain line", func() bool { return strings.Contains(p.logs(), "stopping: no new connections") })
+	p.signal(syscall.SIGHUP)
+	lbtest.Eventually(t, 5*time.Second, "reload ignored line", func() bool { return strings.Contains(p.logs(), "reload ignored") })
+	time.Sleep(time.Second)
+	for i, c := range open {
+		c.Write([]byte("still here\n"))
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if line, err := c.R.ReadString('\n'); err != nil || line != "still here\n" {
+			t.Fatalf("connection %d broke after a HUP during the drain: %q %v", i, line, err)
+		}
+	}
+	p.signal(syscall.SIGTERM)
+	if err := p.wait(5 * time.Second); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	if logs := p.logs(); !strings.Contains(logs, "drain cut short by a second signal") || !strings.Contains(logs, "closed=20") {
+		t.Fatalf("the cut is not logged as the second signal's with 20 connections:\n%s", logs)
+	}
+}
