@@ -394,18 +394,19 @@ func (t *Table) Delete(match func(Info) bool) int {
 	return n
 }
 
-// Restore puts a pin back, as read from a snapshot. It does nothing when
-// the client already has a pin, and reports no event: nothing changed for
-// the client.
-func (t *Table) Restore(in Info) {
+// Restore puts a pin back, as read from a snapshot, and reports whether
+// it did: not when the client already has a pin, nor when the table is
+// full. It reports no event: nothing changed for the client.
+func (t *Table) Restore(in Info) bool {
 	s := t.shard(in.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.peek(in.Key); ok || s.len() >= s.max {
-		return
+		return false
 	}
 	s.put(in.Key, pin{backend: t.intern(in.Backend), created: uint32(in.Created.Unix()),
 		released: uint32(in.LastSeen.Unix()), gen: t.nextGen()})
+	return true
 }
 
 // Len returns the number of pins held, expired ones not yet swept included.

@@ -358,3 +358,20 @@ func TestEvictionOrderSpansBothAddressFamilies(t *testing.T) {
 		}
 	}
 }
+
+// Restore says whether it kept a pin: not into a full table, nor over a
+// client's existing pin.
+func TestRestoreReportsWhatItKept(t *testing.T) {
+	tb := NewTable(Config{MaxEntries: 1})
+	in := Info{Key: key("10.0.0.1:1"), Backend: "cas1", Created: time.Now(), LastSeen: time.Now()}
+	if !tb.Restore(in) {
+		t.Fatal("the first pin was not restored")
+	}
+	if tb.Restore(in) {
+		t.Error("a pin restored over the client's own")
+	}
+	in.Key = key("10.0.0.2:1")
+	if tb.Restore(in) || tb.Len() != 1 {
+		t.Errorf("a pin restored into a full table (len %d)", tb.Len())
+	}
+}

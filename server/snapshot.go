@@ -140,8 +140,11 @@ func (s *Server) LoadSnapshot(path string) (restored, dropped int, err error) {
 				dropped++
 				continue
 			}
-			p.Table.Restore(affinity.Info{Key: k, Backend: pin.Backend, Created: time.Unix(pin.Created, 0), LastSeen: last})
-			restored++
+			if p.Table.Restore(affinity.Info{Key: k, Backend: pin.Backend, Created: time.Unix(pin.Created, 0), LastSeen: last}) {
+				restored++
+			} else {
+				dropped++ // the client was pinned already, or the table is full
+			}
 		}
 	}
 	return restored, dropped, nil
