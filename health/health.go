@@ -19,6 +19,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/stickylb/stickylb/localerr"
 )
 
 // Probe checks one host once.
@@ -53,13 +55,28 @@ func (t TCP) Probe(ctx context.Context, host string) error {
 	})
 }
 
+// State is what a check knows of one target: its verdict, whether it has
+// one yet, and the streak of results that disagree with it. It outlives
+// a Checker, so a reload that restarts the checkers keeps every streak: a
+// failing host still goes down after Fall failures however often the
+// config is reloaded. One Checker at a time may use a State.
+type State struct {
+	up, known bool
+	streak    int
+}
+
+// NewState starts a target's state: up or down, and known (a verdict
+// exists, so changing it takes Rise or Fall results) or not (the first
+// result decides at once).
+func NewState(up, known bool) *State { return &State{up: up, known: known} }
+
 // Target is a host to check.
 type Target struct {
 	Name string
 	Host string
-	// Up is the host's state when checking starts; Known says whether it
-	// was ever checked (if not, the first verdict is taken at once).
-	Up, Known bool
+	// State carries the verdict and streak across checkers; nil starts
+	// unknown.
+	State *State
 	// Current, if set, reports the host's state as others see it: when
 	// something else (a passive check) took it down, the checker adopts
 	// that and needs Rise passes to bring it back.
@@ -114,8 +131,10 @@ func (c *Checker) Run(ctx context.Context) {
 }
 
 func (c *Checker) watch(ctx context.Context, t Target) {
-	up, known := t.Up, t.Known
-	streak := 0 // consecutive results that disagree with the current state
+	st := t.State
+	if st == nil {
+		st = &State{}
+	}
 	tick := time.NewTicker(c.cfg.Interval)
 	defer tick.Stop()
 	for {
@@ -128,35 +147,44 @@ func (c *Checker) watch(ctx context.Context, t Target) {
 		if c.cfg.OnResult != nil {
 			c.cfg.OnResult(t.Name, err, took)
 		}
-		pass := err == nil
-		if known && t.Current != nil {
-			if cur := t.Current(); cur != up {
-				up, streak = cur, 0
-			}
-		}
-		switch {
-		case !known:
-			known, up, streak = true, pass, 0
-			if !pass {
-				c.report(Change{Target: t.Name, Up: false, Err: err, Duration: took})
-			}
-		case pass == up:
-			streak = 0
-		default:
-			streak++
-			need := c.cfg.Fall
-			if !up {
-				need = c.cfg.Rise
-			}
-			if streak >= need {
-				up, streak = pass, 0
-				c.report(Change{Target: t.Name, Up: up, Err: err, Duration: took})
-			}
+		// A probe that could not even be made here (out of file
+		// descriptors, ports, buffers) says nothing about the target.
+		if !localerr.Is(err) {
+			c.judge(st, t, err, took)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// judge applies one result to a target's state and reports a change.
+func (c *Checker) judge(st *State, t Target, err error, took time.Duration) {
+	pass := err == nil
+	if st.known && t.Current != nil {
+		if cur := t.Current(); cur != st.up {
+			st.up, st.streak = cur, 0
+		}
+	}
+	switch {
+	case !st.known:
+		st.known, st.up, st.streak = true, pass, 0
+		if !pass {
+			c.report(Change{Target: t.Name, Up: false, Err: err, Duration: took})
+		}
+	case pass == st.up:
+		st.streak = 0
+	default:
+		st.streak++
+		need := c.cfg.Fall
+		if !st.up {
+			need = c.cfg.Rise
+		}
+		if st.streak >= need {
+			st.up, st.streak = pass, 0
+			c.report(Change{Target: t.Name, Up: st.up, Err: err, Duration: took})
 		}
 	}
 }

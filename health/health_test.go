@@ -3,9 +3,11 @@ package health
 import (
 	"context"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,7 +108,7 @@ func TestFirstCheckDecides(t *testing.T) {
 	var rec recorder
 	c := New(Config{Interval: time.Hour, Timeout: 200 * time.Millisecond, Rise: 5, Fall: 5,
 		Probes: []Probe{TCP{Ports: []int{port}}}, OnChange: rec.add},
-		[]Target{{Name: "dead", Host: "127.0.0.22", Up: true}})
+		[]Target{{Name: "dead", Host: "127.0.0.22", State: NewState(true, false)}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
@@ -133,7 +135,7 @@ func TestKnownStateNeedsFall(t *testing.T) {
 				_, changesAfterTwo = rec.last()
 			}
 		}},
-		[]Target{{Name: "x", Host: "127.0.0.23", Up: true, Known: true}})
+		[]Target{{Name: "x", Host: "127.0.0.23", State: NewState(true, true)}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
@@ -143,4 +145,35 @@ func TestKnownStateNeedsFall(t *testing.T) {
 	if changesAfterTwo != 0 {
 		t.Fatalf("a known-up host changed state after 2 failures with fall=3")
 	}
+}
+
+// probeFunc makes a Probe of a function, for results a real socket cannot
+// be made to give on demand.
+type probeFunc func() error
+
+func (f probeFunc) Probe(context.Context, string) error { return f() }
+
+// A probe that failed for want of a local resource (here EMFILE) judges
+// nothing: the host stays up however many such results come in. A real
+// refusal then takes it down at once (fall 1).
+func TestLocalErrorsJudgeNothing(t *testing.T) {
+	var mu sync.Mutex
+	result := error(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)})
+	calls := 0
+	var rec recorder
+	c := New(Config{Interval: 5 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1, OnChange: rec.add,
+		Probes: []Probe{probeFunc(func() error { mu.Lock(); defer mu.Unlock(); calls++; return result })}},
+		[]Target{{Name: "x", Host: "127.0.0.24", State: NewState(true, true)}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "20 local failures", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 20 })
+	if _, n := rec.last(); n != 0 {
+		t.Fatalf("a local EMFILE took the host down")
+	}
+	mu.Lock()
+	result = &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	mu.Unlock()
+	waitFor(t, "down on a refusal", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
 }

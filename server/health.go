@@ -27,9 +27,18 @@ func (s *Server) ports(name string) []int {
 	return ports
 }
 
+// stateKey names a check's state of one backend. A backend that comes
+// back with another address is a new *pool.Backend, and starts afresh.
+type stateKey struct {
+	check string
+	b     *pool.Backend
+}
+
 // startHealth (re)starts a pool's checkers, one per active check, on
-// every backend port its listeners forward to. Backends that were in
-// before keep their verdict; new ones take their first check's.
+// every backend port its listeners forward to. A backend keeps each
+// check's verdict and streak across restarts; a check new to a backend
+// that was in before needs Rise or Fall results to change its verdict,
+// and a new backend takes its first result's.
 func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 	s.stopHealth(p)
 	// The checkers keep the pool config they started with: a reload
@@ -41,11 +50,17 @@ func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 	}
 	verdicts := &health.Verdicts{}
 	checkers := make([]*health.Checker, 0, len(checks))
+	states := map[stateKey]*health.State{}
 	for _, ch := range checks {
 		var targets []health.Target
 		for _, b := range p.pool.Backends() {
-			targets = append(targets, health.Target{Name: b.Name, Host: b.Host, Up: b.Healthy(),
-				Known: slices.Contains(before, b), Current: b.Healthy})
+			k := stateKey{ch.Name, b}
+			st := p.states[k]
+			if st == nil {
+				st = health.NewState(b.Healthy(), slices.Contains(before, b))
+			}
+			states[k] = st
+			targets = append(targets, health.Target{Name: b.Name, Host: b.Host, State: st, Current: b.Healthy})
 		}
 		checkers = append(checkers, health.New(health.Config{
 			Interval: ch.Interval.Duration, Timeout: ch.Timeout.Duration, Rise: ch.Rise, Fall: ch.Fall,
@@ -58,6 +73,7 @@ func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 			},
 		}, targets))
 	}
+	p.states = states
 	ctx, cancel := context.WithCancel(s.ctx)
 	p.health, p.done = cancel, make(chan struct{})
 	go runCheckers(ctx, checkers, p.done)

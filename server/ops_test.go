@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
 )
@@ -219,5 +220,37 @@ func TestSlowStart(t *testing.T) {
 	}
 	if n > 5 {
 		t.Fatalf("a backend 0s into a 1h slow start got %d of 90 new clients", n)
+	}
+}
+
+// A reload keeps every check's streak: a backend that stopped answering
+// goes down after fall failures even when the config is reloaded more
+// often than fall intervals.
+func TestReloadKeepsHealthStreaks(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, casHosts, 1)
+	src := listenersTOML(ports, "127.0.0.1") + "[pool.cas.health]\ninterval = \"100ms\"\nfall = 5\n" + backendsTOML(bs)
+	srv := start(t, src, &syncBuf{})
+	p := srv.Pool("cas")
+	lbtest.Eventually(t, 5*time.Second, "all up", func() bool {
+		return p.Backend("cas1").Healthy() && p.Backend("cas2").Healthy() && p.Backend("cas3").Healthy()
+	})
+	time.Sleep(300 * time.Millisecond) // every backend has a verdict: the first result no longer decides alone
+	bs[0].StopListening()
+	deadline := time.Now().Add(4 * time.Second)
+	for p.Backend("cas1").Healthy() {
+		if time.Now().After(deadline) {
+			t.Fatal("cas1 still up after 4s of failed checks (fall 5 x 100ms) with a reload every 200ms")
+		}
+		cfg, err := config.Parse("test.toml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !p.Backend("cas2").Healthy() {
+		t.Fatal("cas2 went down too")
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/health"
 	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/proxy"
 )
@@ -66,6 +67,7 @@ type poolRT struct {
 	cfg    *config.Pool
 	health context.CancelFunc
 	done   chan struct{}
+	states map[stateKey]*health.State // by check and backend, kept across restarts
 	evLog  rateLimit
 }
 
