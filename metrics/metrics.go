@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/localerr"
 	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/proxy"
 	"github.com/stickylb/stickylb/server"
@@ -37,6 +38,7 @@ type Metrics struct {
 	repins        *prometheus.CounterVec
 	healthTime    *prometheus.HistogramVec
 	healthFail    *prometheus.CounterVec
+	localErrors   *prometheus.CounterVec
 	state         *stateCollector
 }
 
@@ -56,7 +58,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Failed connects to a backend, by reason (refused, timeout, unreachable, reset, dns, other)."},
 			[]string{"listener", "backend", "reason"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_refused_total",
-			Help: "Client connections closed without a backend, by reason (no-backend, connect-failed, rejected, identify)."},
+			Help: "Client connections closed without a backend, by reason (no-backend, connect-failed, rejected, identify, local-error)."},
 			[]string{"listener", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "connection_duration_seconds",
 			Help:    "Lifetime of proxied connections.",
@@ -69,10 +71,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			[]string{"pool", "backend"}),
 		healthFail: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "health_check_failures_total",
 			Help: "Failed active health checks, by reason."}, []string{"pool", "backend", "reason"}),
+		localErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "local_errors_total",
+			Help: "Failures of this host's own resources (file descriptors, local ports, buffers, memory), by operation " +
+				"(accept, dial, check) and errno. None of them counts against a backend."}, []string{"op", "errno"}),
 		state: &stateCollector{},
 	}
+	for _, op := range []string{"accept", "dial", "check"} {
+		for _, errno := range localerr.Names() {
+			m.localErrors.WithLabelValues(op, errno)
+		}
+	}
 	reg.MustRegister(m.accepted, m.active, m.closed, m.bytes, m.connectErrors, m.refused, m.duration,
-		m.repins, m.healthTime, m.healthFail, m.state)
+		m.repins, m.healthTime, m.healthFail, m.localErrors, m.state)
 	return m
 }
 
@@ -92,7 +102,10 @@ func (m *Metrics) PinEvent(poolName string, ev affinity.Event) {
 // Health records a check; use it as server.Options.OnHealth.
 func (m *Metrics) Health(poolName, backend string, err error, took time.Duration) {
 	m.healthTime.WithLabelValues(poolName, backend).Observe(took.Seconds())
-	if err != nil {
+	switch errno := localerr.Name(err); {
+	case errno != "":
+		m.localErrors.WithLabelValues("check", errno).Inc()
+	case err != nil:
 		m.healthFail.WithLabelValues(poolName, backend, string(proxy.DialFailureOf(err))).Inc()
 	}
 }
@@ -160,4 +173,7 @@ func (o *observer) ConnectFailed(listener string, b *pool.Backend, why proxy.Dia
 }
 func (o *observer) Refused(listener string, why proxy.Refusal) {
 	o.m.refused.WithLabelValues(listener, string(why)).Inc()
+}
+func (o *observer) LocalError(_, op, errno string) {
+	o.m.localErrors.WithLabelValues(op, errno).Inc()
 }

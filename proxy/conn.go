@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/localerr"
 	"github.com/stickylb/stickylb/pool"
 )
 
@@ -124,6 +125,10 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 			return &session{c: c, r: r, b: b, be: be, lease: lease, client: client}, nil
 		}
 		lease.Release()
+		if errno := localerr.Name(err); errno != "" {
+			c.localDialError(r, client, b, errno, err)
+			return nil, err
+		}
 		c.connectFailed(r, client, b, addr, attempt, err)
 		failed = append(failed, b)
 		switch {
@@ -176,6 +181,23 @@ func (c *conn) connectFailed(r *Route, client netip.AddrPort, b *pool.Backend, a
 	}
 	c.l.log.Warn("backend connect failed", "listener", r.Name, "client", client,
 		"backend", b.Name, "addr", addr, "reason", why, "attempt", attempt, "error", err)
+}
+
+// localDialError refuses a client whose backend leg could not be opened
+// for want of a resource of this host. The backend is not to blame: no
+// passive check counts it, the pin stays, no other backend is tried (it
+// would fail alike), and the log line is rate-limited since such faults
+// come in floods.
+func (c *conn) localDialError(r *Route, client netip.AddrPort, b *pool.Backend, errno string, err error) {
+	if r.Observer != nil {
+		r.Observer.LocalError(r.Name, "dial", errno)
+		r.Observer.Refused(r.Name, RefusedLocal)
+	}
+	c.l.localLog.Do(func() {
+		c.l.log.Error("connection refused: this host is out of a resource, not the backend's fault; raise the file limit (LimitNOFILE), "+
+			"widen net.ipv4.ip_local_port_range or lower the load", "listener", r.Name, "client", client,
+			"backend", b.Name, "errno", errno, "error", err, "note", "logged at most every 5s")
+	})
 }
 
 func (c *conn) identify() (netip.AddrPort, error) {

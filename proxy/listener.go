@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/stickylb/stickylb/localerr"
 	"github.com/stickylb/stickylb/pool"
 )
 
@@ -27,6 +30,9 @@ type Listener struct {
 	ln    *net.TCPListener
 	route atomic.Pointer[Route]
 	log   *slog.Logger
+	// localLog lets a line about a local resource fault through every
+	// few seconds: such faults come in floods.
+	localLog rate.Sometimes
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -53,7 +59,7 @@ func Listen(ctx context.Context, name, addr string, keepaliveIdle time.Duration,
 		return nil, listenError(name, addr, err)
 	}
 	return &Listener{Name: name, ln: ln.(*net.TCPListener), log: log, conns: map[*conn]struct{}{},
-		setup: make(chan *conn), closed: make(chan struct{})}, nil
+		setup: make(chan *conn), closed: make(chan struct{}), localLog: rate.Sometimes{Interval: 5 * time.Second}}, nil
 }
 
 func listenError(name, addr string, err error) error {
@@ -90,7 +96,7 @@ func (l *Listener) Serve() error {
 			// Out of file descriptors and the like pass; back off
 			// instead of spinning, as net/http does.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Warn("accept failed; retrying", "listener", l.Name, "error", err, "retry_in", backoff)
+			l.acceptFailed(err, backoff)
 			time.Sleep(backoff)
 			continue
 		}
@@ -106,6 +112,22 @@ func (l *Listener) Serve() error {
 			go l.worker(cn)
 		}
 	}
+}
+
+// acceptFailed counts and logs (at most every few seconds) a failed
+// accept: nearly always this host out of file descriptors.
+func (l *Listener) acceptFailed(err error, backoff time.Duration) {
+	errno := localerr.Name(err)
+	if errno == "" {
+		errno = "other"
+	}
+	if r := l.route.Load(); r != nil && r.Observer != nil {
+		r.Observer.LocalError(l.Name, "accept", errno)
+	}
+	l.localLog.Do(func() {
+		l.log.Error("accept failed; retrying: raise the file limit (LimitNOFILE) if this is EMFILE", "listener", l.Name,
+			"errno", errno, "error", err, "retry_in", backoff, "note", "logged at most every 5s")
+	})
 }
 
 // workerIdle is how long a set-up worker waits for another connection

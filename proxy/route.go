@@ -83,6 +83,9 @@ type Observer interface {
 	Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration)
 	ConnectFailed(listener string, b *pool.Backend, why DialFailure)
 	Refused(listener string, why Refusal)
+	// LocalError counts a failure of this host's own resources in op
+	// ("accept" or "dial"), by errno name (see package localerr).
+	LocalError(listener, op, errno string)
 }
 
 // Refusal says why a client connection was closed without a backend.
@@ -93,6 +96,7 @@ const (
 	RefusedNoBackend Refusal = "no-backend"     // no backend can take the client
 	RefusedRejected  Refusal = "rejected"       // its backend cannot, and on_down is reject
 	RefusedConnect   Refusal = "connect-failed" // every backend tried failed to connect
+	RefusedLocal     Refusal = "local-error"    // this host is out of a resource (file descriptors, ports, ...)
 )
 
 // DialFailure names the kind of a failed backend connect, for logs and

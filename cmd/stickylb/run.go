@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 
 	"github.com/stickylb/stickylb/admin"
 	"github.com/stickylb/stickylb/config"
@@ -138,10 +139,16 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*daemon, er
 	}
 	d.adminSrv = &http.Server{Handler: d.api, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
-	go d.adminSrv.Serve(ln)
+	// A bounded number of admin connections: a thousand idle ones would
+	// otherwise take the file descriptors the proxy needs. The rest wait
+	// in the listen queue.
+	go d.adminSrv.Serve(netutil.LimitListener(ln, maxAdminConns))
 	log.Info("admin listening", "addr", ln.Addr().String())
 	return d, nil
 }
+
+// maxAdminConns bounds the admin listener's open connections.
+const maxAdminConns = 64
 
 // stateChanged records a backend going up or down in the admin events.
 // Health checks start only with Start, after d.api is set.

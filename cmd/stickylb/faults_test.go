@@ -1,0 +1,149 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stickylb/stickylb/kit/lbtest"
+)
+
+// tryConnect is lbtest.Connect with a short wait for the greeting, for
+// connections that may be refused or left waiting in the backlog.
+func tryConnect(src string, p *proc, addr string) (*lbtest.Client, bool) {
+	c, err := lbtest.Dial(src, p.addrs(1)[addr])
+	if err != nil {
+		return nil, false
+	}
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		c.Close()
+		return nil, false
+	}
+	c.SetReadDeadline(time.Time{})
+	return &lbtest.Client{TCPConn: c, R: r, Backend: strings.TrimSpace(line)}, true
+}
+
+var localErrorsMetric = regexp.MustCompile(`stickylb_local_errors_total\{errno="EMFILE",op="(\w+)"\} (\d+)`)
+
+// With the process out of file descriptors, stickylb blames no backend:
+// every CAS stays up (active and passive checks alike), no client is
+// re-pinned, clients beyond the limit are refused, and the faults are
+// counted as local errors by errno. Once descriptors free up, clients
+// reach the backends they were pinned to.
+func TestBinaryOutOfFilesBlamesNoBackend(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("prlimit (util-linux) is not installed: cannot cap the file limit of the process under test")
+	}
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 1)
+	p := startBinary(t, []string{"prlimit", "--nofile=48:48", "--"}, "run", "-c", writeConfig(t, labConfig(ports, bs, "")))
+	admin := p.adminAddr()
+	var held []*lbtest.Client
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	failures := 0
+	for i := 0; i < 60 && failures < 5; i++ {
+		if c, ok := tryConnect(lbtest.ClientIP(9400+i), p, "l0"); ok {
+			held = append(held, c)
+		} else {
+			failures++
+		}
+	}
+	if failures == 0 {
+		t.Fatalf("%d connections held and none refused: the file limit did not bite", len(held))
+	}
+	time.Sleep(1500 * time.Millisecond) // 15 check intervals, 5 times fall
+	before := map[string]string{}
+	for i, c := range held {
+		before[lbtest.ClientIP(9400+i)] = c.Backend
+		c.Close()
+	}
+	held = nil
+	logs := p.logs()
+	for _, bad := range []string{"backend down", "re-pinned", "passive check"} {
+		if strings.Contains(logs, bad) {
+			t.Fatalf("a local fault was blamed on a backend (%q in the log):\n%s", bad, logs)
+		}
+	}
+	if !strings.Contains(logs, "errno=EMFILE") {
+		t.Fatalf("no EMFILE logged:\n%s", logs)
+	}
+	lbtest.Eventually(t, 5*time.Second, "descriptors back", func() bool {
+		c, ok := tryConnect(lbtest.ClientIP(9400), p, "l0")
+		if ok {
+			c.Close()
+		}
+		return ok
+	})
+	for src, want := range before {
+		if got := mustWhoBinary(t, src, p); got != want {
+			t.Fatalf("client %s moved from %s to %s after the file limit was hit", src, want, got)
+		}
+	}
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	total := 0
+	for _, m := range localErrorsMetric.FindAllStringSubmatch(string(body), -1) {
+		n, _ := strconv.Atoi(m[2])
+		total += n
+	}
+	if total == 0 {
+		t.Fatalf("no EMFILE counted in stickylb_local_errors_total")
+	}
+	t.Logf("%d connections held at the limit; %d local EMFILE errors counted; no backend blamed", len(before), total)
+}
+
+func mustWhoBinary(t *testing.T, src string, p *proc) string {
+	t.Helper()
+	b, err := lbtest.Who(src, p.addrs(1)["l0"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A thousand idle connections to the admin port take a bounded number of
+// file descriptors: with a file limit of 256 the proxy still serves.
+func TestBinaryAdminFloodLeavesProxyAlone(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("prlimit (util-linux) is not installed: cannot cap the file limit of the process under test")
+	}
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 1)
+	p := startBinary(t, []string{"prlimit", "--nofile=256:256", "--"}, "run", "-c", writeConfig(t, labConfig(ports, bs, "")))
+	admin := netip.MustParseAddrPort(p.adminAddr())
+	for i := range 1000 {
+		c, err := lbtest.Dial(lbtest.ClientIP(20000+i), admin)
+		if err != nil {
+			t.Fatalf("idle admin connection %d: %v", i, err)
+		}
+		defer c.Close()
+	}
+	for i := range 40 {
+		c, ok := tryConnect(lbtest.ClientIP(9500+i), p, "l0")
+		if !ok {
+			t.Fatalf("proxied client %d refused with 1000 idle admin connections open:\n%s", i, p.logs())
+		}
+		defer c.Close()
+	}
+	if strings.Contains(p.logs(), "backend down") {
+		t.Fatalf("a backend was marked down:\n%s", p.logs())
+	}
+}
