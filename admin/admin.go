@@ -41,7 +41,10 @@ type Options struct {
 	Token string
 	// ConfigPath is what POST /api/reload reads.
 	ConfigPath string
-	Log        *slog.Logger
+	// Hosts are the host names, besides IP addresses and localhost, that
+	// requests may name in their Host header (admin.hosts).
+	Hosts []string
+	Log   *slog.Logger
 }
 
 // API is the admin HTTP handler. Record state changes into it with Event.
@@ -105,6 +108,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, 500, fmt.Errorf("internal error"))
 		}
 	}()
+	if !a.hostAllowed(r.Host) {
+		writeErr(w, http.StatusMisdirectedRequest, fmt.Errorf("host %q is not a name of this admin API: use its IP address, or add the name to admin.hosts", r.Host))
+		return
+	}
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -118,8 +125,14 @@ func (a *API) Record(poolName, backend, what string) {
 	}
 }
 
+// auth guards a changing call: against cross-site requests always, and
+// with the token when one is configured.
 func (a *API) auth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if code, err := checkChange(r); err != nil {
+			writeErr(w, code, err)
+			return
+		}
 		if a.opts.Token != "" {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.opts.Token)) != 1 {

@@ -62,6 +62,10 @@ func setup(t *testing.T, token string) *env {
 func (e *env) do(method, path, token, body string, out any) int {
 	e.t.Helper()
 	req, _ := http.NewRequest(method, e.http.URL+path, strings.NewReader(body))
+	if method != "GET" {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(RequestHeader, "1")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -80,6 +80,11 @@ func (a *Admin) check(v *checker, listeners map[string]*Listener) {
 			v.errAt("admin.token_file", "the token in %s is shorter than 16 characters", a.TokenFile)
 		}
 	}
+	for i, h := range a.Hosts {
+		if h == "" || strings.ContainsAny(h, ":/[] ") {
+			v.errAt("admin.hosts", "entry %d (%q) is not a host name: give names only, such as \"lb1.example.com\" (IP addresses are always accepted)", i+1, h)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(listeners)) {
 		if listeners[name].Listen == a.Listen && err == nil && ap.Port() != 0 {
 			v.errAt("admin.listen", "%s is also the address of listener %q", a.Listen, name)

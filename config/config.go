@@ -52,6 +52,10 @@ type Admin struct {
 	// TokenFile holds a bearer token that mutating calls must present.
 	// Required when Listen is not a loopback address.
 	TokenFile string `toml:"token_file"`
+	// Hosts are the host names the admin API answers to besides its IP
+	// addresses and localhost; a request naming any other host is
+	// refused, which stops DNS-rebinding pages.
+	Hosts []string `toml:"hosts"`
 }
 
 // Listener is one address clients connect to.

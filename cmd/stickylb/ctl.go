@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/stickylb/stickylb/admin"
 )
 
 const ctlUsage = `stickylb ctl: inspect and steer a running stickylb through its admin API
@@ -103,6 +105,10 @@ func (c *ctl) call(method, path string, body any, out any) error {
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if method != http.MethodGet {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(admin.RequestHeader, "1")
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -127,7 +128,8 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*daemon, er
 	}
 	m.Attach(srv)
 	d.srv = srv
-	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: readToken(cfg.Admin.TokenFile)})
+	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: readToken(cfg.Admin.TokenFile),
+		Hosts: cfg.Admin.Hosts})
 	if cfg.Admin.Listen == "off" {
 		return d, nil
 	}
@@ -170,7 +172,7 @@ func (d *daemon) reload() {
 	}
 	d.log.Info("reloaded", "config", d.path)
 	d.api.Record("", "", "config reloaded")
-	if c := d.srv.Config(); c.Admin != d.cfg.Admin {
+	if c := d.srv.Config(); !reflect.DeepEqual(c.Admin, d.cfg.Admin) {
 		d.log.Warn("admin settings changed; they apply at the next restart", "admin.listen", c.Admin.Listen)
 	}
 }

@@ -1,0 +1,126 @@
+//go:build linux
+
+package admin
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stickylb/stickylb/pool"
+)
+
+// raw sends a request with exactly the headers given (no helper adds
+// any) and returns the status.
+func (e *env) raw(method, path, host, body string, headers map[string]string) int {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.http.URL+path, strings.NewReader(body))
+	if host != "" {
+		req.Host = host
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Changing calls that a browser could send from another site are refused:
+// no request header, a non-JSON body, a foreign Origin. Requests naming a
+// host the API does not answer to (DNS rebinding) are refused, reads too.
+func TestCrossSiteCallsRefused(t *testing.T) {
+	e := setup(t, "")
+	path, body := "/api/backends/cas/cas1/state", `{"state":"maint"}`
+	ok := map[string]string{"Content-Type": "application/json", RequestHeader: "1"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{k: v}
+		for kk, vv := range ok {
+			if kk != k {
+				m[kk] = vv
+			}
+		}
+		return m
+	}
+	cases := []struct {
+		name         string
+		method, host string
+		headers      map[string]string
+		want         int
+	}{
+		{"simple text/plain POST, as a form or no-cors fetch sends", "POST", "", map[string]string{"Content-Type": "text/plain"}, 403},
+		{"JSON without the request header", "POST", "", map[string]string{"Content-Type": "application/json"}, 403},
+		{"request header, text body", "POST", "", with("Content-Type", "text/plain"), 415},
+		{"foreign origin", "POST", "", with("Origin", "http://evil.example"), 403},
+		{"rebinding host, read", "GET", "evil.example:9090", nil, 421},
+		{"rebinding host, change", "POST", "evil.example", ok, 421},
+		{"DELETE without the request header", "DELETE", "", nil, 403},
+	}
+	for _, c := range cases {
+		p := path
+		if c.method == "GET" {
+			p = "/api/pins"
+		} else if c.method == "DELETE" {
+			p = "/api/pins?backend=cas1"
+		}
+		if got := e.raw(c.method, p, c.host, body, c.headers); got != c.want {
+			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
+		}
+	}
+	if st := e.srv.Pool("cas").Backend("cas1").Admin(); st != pool.Ready {
+		t.Fatalf("a refused call changed cas1 to %s", st)
+	}
+	// The same-origin call with both headers, by IP or localhost, works.
+	for _, host := range []string{"", "localhost:1234"} {
+		if got := e.raw("POST", path, host, `{"state":"ready"}`, with("Origin", "http://"+strings.TrimPrefix(e.http.URL, "http://"))); host == "" && got != 200 {
+			t.Errorf("same-origin call: status %d", got)
+		}
+		if got := e.raw("GET", "/api/backends", host, "", nil); got != 200 {
+			t.Errorf("read with Host %q: status %d", host, got)
+		}
+	}
+}
+
+// A real browser on a page of another origin (another loopback address)
+// cannot change a backend's state: neither a no-cors fetch nor a form
+// post gets through, though the API has no token.
+func TestCrossSitePageInBrowser(t *testing.T) {
+	bin := chromium(t)
+	e := setup(t, "")
+	target := e.http.URL + "/api/backends/cas/cas1/state"
+	page := fmt.Sprintf(`<!doctype html><html><body>
+<form id="f" method="POST" action="%s" enctype="text/plain" target="sink">
+<input name='{"state":"maint","x":"' value='"}'></form><iframe name="sink"></iframe>
+<script>
+fetch(%q, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: '{"state":"maint"}'})
+  .catch(() => {}).finally(() => { document.getElementById("f").submit(); document.title = "sent"; });
+</script></body></html>`, target, target)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte(page), 0o644)
+	ln, err := net.Listen("tcp", "127.0.0.77:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := httptest.NewUnstartedServer(http.FileServer(http.Dir(dir)))
+	evil.Listener.Close()
+	evil.Listener = ln
+	evil.Start()
+	defer evil.Close()
+	dom := string(headless(t, bin, evil.URL+"/", "--dump-dom"))
+	if !strings.Contains(dom, "<title>sent</title>") {
+		t.Fatalf("the attacking page did not run its requests:\n%.1000s", dom)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if st := e.srv.Pool("cas").Backend("cas1").Admin(); st != pool.Ready {
+		t.Fatalf("a page on %s put cas1 in %s through the admin API", evil.URL, st)
+	}
+}
