@@ -57,10 +57,27 @@ func (c *Config) check(v *checker) {
 }
 
 func (g *Global) check(v *checker) {
-	if g.SnapshotFile != "" && g.SnapshotInterval.Duration <= 0 {
-		v.errAt("global.snapshot_interval", "must be more than 0")
+	v.within("global.drain_timeout", g.DrainTimeout, 0, 24*time.Hour)
+	if g.SnapshotFile != "" {
+		v.within("global.snapshot_interval", g.SnapshotInterval, time.Second, 24*time.Hour)
 	}
 }
+
+// within checks that a duration is from lo to hi; lo 0 means 0 is
+// allowed (off). The bounds are what the kernel takes (a keepalive idle
+// time over 32767s fails setsockopt) and what is sane (a health check
+// every nanosecond, a snapshot fsynced a thousand times a second).
+func (v *checker) within(path string, d Duration, lo, hi time.Duration) {
+	switch {
+	case lo > 0 && d.Duration < lo:
+		v.errAt(path, "%s is too short: must be at least %s", d, lo)
+	case d.Duration > hi:
+		v.errAt(path, "%s is too long: must be at most %s", d, hi)
+	}
+}
+
+// maxKeepalive is Linux's limit for TCP_KEEPIDLE and TCP_KEEPINTVL.
+const maxKeepalive = 32767 * time.Second
 
 func (a *Admin) check(v *checker, listeners map[string]*Listener) {
 	if a.Listen == "off" {
@@ -141,14 +158,17 @@ func (s *listenAddrs) add(v *checker, at string, l *Listener, ap netip.AddrPort)
 }
 
 func (p *Pool) check(v *checker, at string) {
-	if p.ConnectTimeout.Duration <= 0 {
-		v.errAt(at+".connect_timeout", "must be more than 0")
+	v.within(at+".connect_timeout", p.ConnectTimeout, time.Millisecond, 5*time.Minute)
+	if p.IdleTimeout.Duration != 0 {
+		v.within(at+".idle_timeout", p.IdleTimeout, time.Second, 30*24*time.Hour)
 	}
+	v.within(at+".half_close_timeout", p.HalfCloseTimeout, 0, 24*time.Hour)
+	v.within(at+".slow_start", p.SlowStart, 0, 24*time.Hour)
 	if p.ConnectRetries < 0 || p.ConnectRetries > 16 {
 		v.errAt(at+".connect_retries", "must be from 0 to 16, not %d", p.ConnectRetries)
 	}
-	if p.Keepalive.Duration > 0 && p.Keepalive.Duration < time.Second {
-		v.errAt(at+".keepalive", "must be at least 1s, or 0 to turn TCP keepalive off")
+	if p.Keepalive.Duration != 0 {
+		v.within(at+".keepalive", p.Keepalive, time.Second, maxKeepalive)
 	}
 	if p.PassiveFall < 0 || p.PassiveFall > 100 {
 		v.errAt(at+".passive_fall", "must be from 0 (off) to 100, not %d", p.PassiveFall)
@@ -174,9 +194,7 @@ func (a *Affinity) check(v *checker, at string) {
 	if a.IPv6Prefix < 1 || a.IPv6Prefix > 128 {
 		v.errAt(at+".ipv6_prefix", "must be from 1 to 128, not %d", a.IPv6Prefix)
 	}
-	if a.TTL.Duration <= 0 {
-		v.errAt(at+".ttl", "must be more than 0")
-	}
+	v.within(at+".ttl", a.TTL, time.Second, 365*24*time.Hour)
 	if a.MaxEntries < 1 || a.MaxEntries > 100_000_000 {
 		v.errAt(at+".max_entries", "must be from 1 to 100000000, not %d", a.MaxEntries)
 	}
@@ -188,6 +206,8 @@ func (b *Backend) check(v *checker, at string, addrs map[string]string) {
 	switch {
 	case b.Address == "":
 		v.errAt(at+".address", "missing: give the backend's IP address or host name")
+	case strings.ContainsAny(b.Address, "[]"):
+		v.errAt(at+".address", "%q: give an IPv6 address without brackets, such as \"2001:db8::11\"", b.Address)
 	case strings.ContainsAny(b.Address, "/ "):
 		v.errAt(at+".address", "%q is not a host", b.Address)
 	default:
@@ -209,12 +229,8 @@ func (b *Backend) check(v *checker, at string, addrs map[string]string) {
 // timing checks a health check's interval, timeout, rise and fall, which
 // [pool.NAME.health] and each [pool.NAME.check.NAME] have.
 func (v *checker) timing(at string, interval, timeout Duration, rise, fall int) {
-	if interval.Duration <= 0 {
-		v.errAt(at+".interval", "must be more than 0")
-	}
-	if timeout.Duration <= 0 {
-		v.errAt(at+".timeout", "must be more than 0")
-	}
+	v.within(at+".interval", interval, 10*time.Millisecond, time.Hour)
+	v.within(at+".timeout", timeout, time.Millisecond, time.Minute)
 	if rise < 1 {
 		v.errAt(at+".rise", "must be at least 1, not %d", rise)
 	}

@@ -215,3 +215,22 @@ func TestLocate(t *testing.T) {
 		}
 	}
 }
+
+// Values the kernel or reality would reject are refused at check time,
+// with file, line and key, not at the next start.
+func TestBoundsOfDurations(t *testing.T) {
+	cases := []struct{ src, want string }{
+		{"[pool.cas]\nkeepalive = \"1000000h\"\n", "f.toml:9: pool.cas.keepalive: 1000000h0m0s is too long: must be at most 9h6m7s"},
+		{"[pool.cas.health]\ninterval = \"1ns\"\n", "f.toml:9: pool.cas.health.interval: 1ns is too short"},
+		{"[global]\nsnapshot_file = \"p.json\"\nsnapshot_interval = \"1ns\"\n", "f.toml:10: global.snapshot_interval: 1ns is too short"},
+		{"[pool.cas.backend.cas2]\naddress = \"[::1]\"\n", "f.toml:9: pool.cas.backend.cas2.address: \"[::1]\": give an IPv6 address without brackets"},
+		{"[pool.cas.affinity]\nttl = \"100000h\"\n", "f.toml:9: pool.cas.affinity.ttl: 100000h0m0s is too long"},
+		{"[pool.cas]\nidle_timeout = \"1ms\"\n", "f.toml:9: pool.cas.idle_timeout: 1ms is too short"},
+	}
+	for _, c := range cases {
+		_, err := Parse("f.toml", []byte(minimal+c.src))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.src, err, c.want)
+		}
+	}
+}
