@@ -29,12 +29,14 @@ var (
 	descBConns  = prometheus.NewDesc(ns+"_backend_connections", "Open connections per backend.", []string{"pool", "backend"}, nil)
 	descReloads = prometheus.NewDesc(ns+"_config_reloads_total", "Config reloads, by result.", []string{"result"}, nil)
 	descLastRel = prometheus.NewDesc(ns+"_config_last_reload_success_timestamp_seconds", "When the config was last loaded successfully.", nil, nil)
+	descSnaps   = prometheus.NewDesc(ns+"_snapshot_writes_total", "Pin snapshot writes, by result.", []string{"result"}, nil)
+	descLastSn  = prometheus.NewDesc(ns+"_snapshot_last_success_timestamp_seconds", "When the pin snapshot was last written successfully (0: never).", nil, nil)
 )
 
 var states = []string{"up", "down", "drain", "maint"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descState, descWeight, descBConns, descReloads, descLastRel} {
+	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descState, descWeight, descBConns, descReloads, descLastRel, descSnaps, descLastSn} {
 		ch <- d
 	}
 }
@@ -76,4 +78,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(ok), "success")
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(s.ReloadFailures.Load()), "failure")
 	ch <- prometheus.MustNewConstMetric(descLastRel, prometheus.GaugeValue, float64(s.LastReload.Load()))
+	ch <- prometheus.MustNewConstMetric(descSnaps, prometheus.CounterValue, float64(s.SnapshotSaves.Load()), "success")
+	ch <- prometheus.MustNewConstMetric(descSnaps, prometheus.CounterValue, float64(s.SnapshotFailures.Load()), "failure")
+	ch <- prometheus.MustNewConstMetric(descLastSn, prometheus.GaugeValue, float64(s.LastSnapshot.Load()))
 }

@@ -57,6 +57,10 @@ type Server struct {
 
 	Reloads, ReloadFailures atomic.Uint64
 	LastReload              atomic.Int64 // unix seconds of the last successful (re)load
+	// SnapshotSaves and SnapshotFailures count pin snapshot writes;
+	// LastSnapshot is the unix time of the last one that succeeded.
+	SnapshotSaves, SnapshotFailures atomic.Uint64
+	LastSnapshot                    atomic.Int64
 }
 
 // poolRT is a pool as it runs: its backends, its pins and its checkers.

@@ -4,7 +4,6 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -67,8 +66,11 @@ func (s *Server) SaveSnapshot(path string) (int, error) {
 		return 0, err
 	}
 	if err := writeAtomic(path, b); err != nil {
+		s.SnapshotFailures.Add(1)
 		return 0, fmt.Errorf("write pin snapshot %s: %w", path, err)
 	}
+	s.SnapshotSaves.Add(1)
+	s.LastSnapshot.Store(now.Unix())
 	return n, nil
 }
 
@@ -99,70 +101,6 @@ func writeAtomic(path string, b []byte) error {
 		d.Close()
 	}
 	return nil
-}
-
-// LoadSnapshot restores pins from path into the current tables. Pins that
-// expired while stickylb was down, pins of pools or backends no longer in
-// the config, and pools whose affinity key changed are dropped. A missing
-// file is not an error (restored and dropped are 0); a corrupt or foreign
-// one is an error and changes nothing.
-func (s *Server) LoadSnapshot(path string) (restored, dropped int, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, 0, nil
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("read pin snapshot: %w", err)
-	}
-	var snap snapshot
-	if err := json.Unmarshal(b, &snap); err != nil {
-		return 0, 0, fmt.Errorf("pin snapshot %s is corrupt (%v); starting with empty tables", path, err)
-	}
-	if snap.Magic != snapshotMagic || snap.Version != 1 {
-		return 0, 0, fmt.Errorf("%s is not a stickylb pin snapshot (magic %q, version %d); starting with empty tables", path, snap.Magic, snap.Version)
-	}
-	now := time.Now()
-	pools := map[string]PoolView{}
-	for _, p := range s.Pools() {
-		pools[p.Name] = p
-	}
-	for name, sp := range snap.Pools {
-		p, ok := pools[name]
-		if !ok || p.Table == nil || sp.Key != p.Keyer.Kind.String() || sp.V4 != p.Keyer.V4Prefix || sp.V6 != p.Keyer.V6Prefix {
-			dropped += len(sp.Pins)
-			continue
-		}
-		ttl := p.Table.TTL()
-		for _, pin := range sp.Pins {
-			k, err := affinity.ParseKey(pin.Client)
-			last := time.Unix(pin.Last, 0)
-			if err != nil || p.Pool.Backend(pin.Backend) == nil || now.Sub(last) > ttl {
-				dropped++
-				continue
-			}
-			if p.Table.Restore(affinity.Info{Key: k, Backend: pin.Backend, Created: time.Unix(pin.Created, 0), LastSeen: last}) {
-				restored++
-			} else {
-				dropped++ // the client was pinned already, or the table is full
-			}
-		}
-	}
-	return restored, dropped, nil
-}
-
-// restorePins restores the snapshot file's pins, if there is one, and
-// logs what it kept.
-func (s *Server) restorePins() {
-	path := s.cfg.Global.SnapshotFile
-	if path == "" {
-		return
-	}
-	restored, dropped, err := s.LoadSnapshot(path)
-	if err != nil {
-		s.log.Warn("pin snapshot ignored", "error", err)
-		return
-	}
-	s.log.Info("pins restored", "file", path, "restored", restored, "dropped", dropped)
 }
 
 // savePins writes the snapshot file, if one is configured, and logs it.

@@ -1,0 +1,134 @@
+//go:build linux
+
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+)
+
+// maxSnapshotSize bounds what a restore reads: 1 GiB holds about ten
+// million pins, more than max_entries allows a pool sensibly; a larger
+// file is not one stickylb wrote.
+const maxSnapshotSize = 1 << 30
+
+// restorePins restores the snapshot file's pins, if there is one, and
+// logs what it kept.
+func (s *Server) restorePins() {
+	path := s.cfg.Global.SnapshotFile
+	if path == "" {
+		return
+	}
+	restored, dropped, err := s.LoadSnapshot(path)
+	if err != nil {
+		s.log.Warn("pin snapshot ignored", "error", err)
+		return
+	}
+	s.log.Info("pins restored", "file", path, "restored", restored, "dropped", dropped)
+}
+
+// LoadSnapshot restores pins from path into the current tables and
+// returns how many it kept and how many it dropped: pins that expired
+// while stickylb was down, of pools or backends no longer in the config,
+// of pools whose affinity key changed, or that a full table could not
+// take. Times in the future are taken as now. A missing file is not an
+// error (0, 0); a file that is not a regular file, is larger than
+// maxSnapshotSize, unreadable, corrupt or foreign is an error and changes
+// nothing, and a regular one is moved aside as PATH.corrupt-TIMESTAMP so
+// the next save does not destroy what an operator may want to look at.
+func (s *Server) LoadSnapshot(path string) (restored, dropped int, err error) {
+	snap, err := readSnapshot(path)
+	if err != nil || snap == nil {
+		return 0, 0, err
+	}
+	now := time.Now()
+	pools := map[string]PoolView{}
+	for _, p := range s.Pools() {
+		pools[p.Name] = p
+	}
+	for name, sp := range snap.Pools {
+		p, ok := pools[name]
+		if !ok || p.Table == nil || sp.Key != p.Keyer.Kind.String() || sp.V4 != p.Keyer.V4Prefix || sp.V6 != p.Keyer.V6Prefix {
+			dropped += len(sp.Pins)
+			continue
+		}
+		for _, pin := range sp.Pins {
+			if restorePin(p, pin, now) {
+				restored++
+			} else {
+				dropped++
+			}
+		}
+	}
+	return restored, dropped, nil
+}
+
+// restorePin puts one pin back unless it is bad, expired, for a backend
+// no longer configured, or the table will not take it.
+func restorePin(p PoolView, pin snapshotPin, now time.Time) bool {
+	k, err := affinity.ParseKey(pin.Client)
+	if err != nil || p.Pool.Backend(pin.Backend) == nil {
+		return false
+	}
+	created, last := time.Unix(min(pin.Created, now.Unix()), 0), time.Unix(min(pin.Last, now.Unix()), 0)
+	if now.Sub(last) > p.Table.TTL() {
+		return false
+	}
+	// The client was pinned already, or the table is full.
+	return p.Table.Restore(affinity.Info{Key: k, Backend: pin.Backend, Created: created, LastSeen: last})
+}
+
+// readSnapshot reads and checks the snapshot at path; nil, nil when there
+// is none.
+func readSnapshot(path string) (*snapshot, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pin snapshot %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("pin snapshot %s is not a regular file (%s): starting with empty tables; point global.snapshot_file at a file", path, fi.Mode().Type())
+	}
+	if fi.Size() > maxSnapshotSize {
+		return nil, fmt.Errorf("pin snapshot %s is %d bytes, more than the %d a snapshot may be; %s", path, fi.Size(), maxSnapshotSize, moveAside(path))
+	}
+	b, err := readAtMost(path, maxSnapshotSize)
+	if err != nil {
+		return nil, fmt.Errorf("read pin snapshot %s: %w; %s", path, err, moveAside(path))
+	}
+	var snap snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return nil, fmt.Errorf("pin snapshot %s is corrupt (%v); %s", path, err, moveAside(path))
+	}
+	if snap.Magic != snapshotMagic || snap.Version != 1 {
+		return nil, fmt.Errorf("%s is not a stickylb pin snapshot (magic %q, version %d); %s", path, snap.Magic, snap.Version, moveAside(path))
+	}
+	return &snap, nil
+}
+
+func readAtMost(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
+}
+
+// moveAside renames a snapshot that could not be used out of the way of
+// the next save, and says where it went, for the log.
+func moveAside(path string) string {
+	aside := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405Z")
+	if err := os.Rename(path, aside); err != nil {
+		return fmt.Sprintf("starting with empty tables; could not move it aside: %v", err)
+	}
+	return "moved aside to " + aside + "; starting with empty tables"
+}
