@@ -146,4 +146,11 @@ func (s *Server) applyListeners(cfg *config.Config, fresh map[string]*proxy.List
 		}
 	}
 	s.listeners = next
+	s.pruneRetired()
+}
+
+// pruneRetired forgets retired listeners whose last connection has
+// ended; s.mu is held.
+func (s *Server) pruneRetired() {
+	s.retired = slices.DeleteFunc(s.retired, func(l *proxy.Listener) bool { return l.Active() == 0 })
 }

@@ -33,7 +33,7 @@ func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
 	}
 }
 
-// sweep frees expired pins now and then.
+// sweep frees expired pins and retired listeners now and then.
 func (s *Server) sweep() {
 	defer s.bg.Done()
 	t := time.NewTicker(10 * time.Second)
@@ -49,6 +49,9 @@ func (s *Server) sweep() {
 				p.Table.Sweep(4096)
 			}
 		}
+		s.mu.Lock()
+		s.pruneRetired()
+		s.mu.Unlock()
 	}
 }
 

@@ -588,3 +588,31 @@ func TestPortInUse(t *testing.T) {
 		t.Fatalf("error = %v; want it to name listener epmap and port %d", err, port)
 	}
 }
+
+// Reloads that add and remove a listener free the removed ones once
+// their connections end: nothing accumulates over many reloads.
+func TestRetiredListenersFreed(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, casHosts[:1], 1)
+	base := listenersTOML(ports, "127.0.0.1") + "[pool.cas.health]\nenabled = false\n" + backendsTOML(bs)
+	extra := fmt.Sprintf("[listener.extra]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", ports[0])
+	srv := start(t, base, &syncBuf{})
+	for i := range 400 {
+		src := base
+		if i%2 == 0 {
+			src += extra
+		}
+		cfg, err := config.Parse("test.toml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.mu.Lock()
+	n := len(srv.retired)
+	srv.mu.Unlock()
+	if n > 1 {
+		t.Fatalf("%d retired listeners kept after 400 reloads, want at most 1", n)
+	}
+}
