@@ -13,6 +13,9 @@ const (
 	// Repin: the client's pin pointed at a backend that could not take it
 	// and was moved.
 	Repin
+	// Unpinned: the table was full of clients with connections open, so
+	// this connection was balanced without a pin.
+	Unpinned
 )
 
 func (d Decision) String() string {
@@ -23,6 +26,8 @@ func (d Decision) String() string {
 		return "hit"
 	case Repin:
 		return "repin"
+	case Unpinned:
+		return "unpinned"
 	}
 	return "unknown"
 }
@@ -34,6 +39,7 @@ const (
 	EventPin   EventKind = iota // a new pin
 	EventRepin                  // a pin moved to another backend
 	EventUnpin                  // a pin left the table
+	EventFull                   // a new client went unpinned: every pin looked at was busy
 )
 
 func (k EventKind) String() string {
@@ -43,7 +49,7 @@ func (k EventKind) String() string {
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }
 
-var eventNames = [...]string{EventPin: "pin", EventRepin: "repin", EventUnpin: "unpin"}
+var eventNames = [...]string{EventPin: "pin", EventRepin: "repin", EventUnpin: "unpin", EventFull: "full"}
 
 // UnpinReason says why a pin left the table.
 type UnpinReason string

@@ -72,6 +72,9 @@ type Config struct {
 // Stats are running totals since the table was made.
 type Stats struct {
 	Hits, Misses, Pins, Repins, Expired, Evicted, EvictedActive, Deleted uint64
+	// Full counts new clients left unpinned because every pin looked at
+	// had connections open.
+	Full uint64
 }
 
 // Table is a bounded, sharded map from client to pinned backend.
@@ -90,7 +93,7 @@ type Table struct {
 	namesMu sync.Mutex // serialises writers
 	ids     sync.Map   // name -> uint16
 
-	hits, misses, pins, repins, expired, evicted, evictedActive, deleted atomic.Uint64
+	hits, misses, pins, repins, expired, evicted, evictedActive, deleted, full atomic.Uint64
 }
 
 // evictScan bounds how many busy pins an insert into a full shard steps
@@ -223,10 +226,19 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		l.Decision, l.Repin = Repin, why
 		t.repins.Add(1)
 		evs.add(Event{Kind: EventRepin, Key: k, Backend: backend, From: pinned, Repin: why, Active: p.active})
+	case !t.makeRoom(s, &evs):
+		// Every pin looked at has connections open: the table is too
+		// small for the clients connected now. This client goes
+		// unpinned rather than taking a live session's pin.
+		t.misses.Add(1)
+		t.full.Add(1)
+		s.mu.Unlock()
+		evs.add(Event{Kind: EventFull, Key: k, Backend: backend})
+		t.emit(&evs)
+		return Lease{Backend: backend, Decision: Unpinned}, nil
 	default:
 		t.misses.Add(1)
 		t.pins.Add(1)
-		t.makeRoom(s, &evs)
 		p = pin{backend: t.intern(backend), created: secs(now), gen: t.nextGen()}
 		l.Decision = New
 		evs.add(Event{Kind: EventPin, Key: k, Backend: backend})
@@ -239,26 +251,23 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 	return l, nil
 }
 
-// makeRoom evicts one pin from a full shard, preferring the least recently
-// used idle one. Busy pins it steps over are moved to the front: they are
-// in use, which is what recently used means.
-func (t *Table) makeRoom(s *shard, evs *events) {
+// makeRoom evicts the least recently used idle pin from a full shard and
+// reports whether there is room. Busy pins it steps over are moved to the
+// front: they are in use, which is what recently used means. A pin with
+// connections open is never evicted: that would split a live session.
+func (t *Table) makeRoom(s *shard, evs *events) bool {
 	if s.len() < s.max {
-		return
+		return true
 	}
 	for i := 0; i < evictScan; i++ {
 		k, p, _ := s.oldest()
 		if p.active == 0 {
 			t.unpin(s, k, p, Evicted, evs)
-			return
+			return true
 		}
 		s.get(k)
 	}
-	// Every pin looked at is busy: the table is too small for the clients
-	// connected right now. Evict anyway (the bound is a promise about
-	// memory) and say so in the event.
-	k, p, _ := s.oldest()
-	t.unpin(s, k, p, Evicted, evs)
+	return false
 }
 
 // unpin removes k's pin p from s, counts it by reason and queues its
@@ -446,5 +455,5 @@ func (t *Table) Resize(max int) {
 func (t *Table) Stats() Stats {
 	return Stats{Hits: t.hits.Load(), Misses: t.misses.Load(), Pins: t.pins.Load(),
 		Repins: t.repins.Load(), Expired: t.expired.Load(), Evicted: t.evicted.Load(),
-		EvictedActive: t.evictedActive.Load(), Deleted: t.deleted.Load()}
+		EvictedActive: t.evictedActive.Load(), Deleted: t.deleted.Load(), Full: t.full.Load()}
 }

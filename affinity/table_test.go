@@ -153,24 +153,34 @@ func TestEvictionPrefersIdleAndIsReported(t *testing.T) {
 	busy.Release()
 }
 
-func TestEvictionWhenAllBusyIsCounted(t *testing.T) {
-	tb, _, _ := newTable(t, time.Hour, 2)
+// A pin with connections open is never evicted: when every pin is busy a
+// new client goes unpinned (counted, reported), and the busy clients keep
+// their pins.
+func TestBusyPinsAreNeverEvicted(t *testing.T) {
+	tb, _, evs := newTable(t, time.Hour, 2)
 	var ls []Lease
-	for i := range 3 {
+	for i := range 2 {
 		l, _ := tb.Acquire(key(fmt.Sprintf("10.0.1.%d:1", i+1)), fixed("cas1"))
 		ls = append(ls, l)
 	}
-	if tb.Len() != 2 {
-		t.Fatalf("len = %d, want bound 2 even when every pin is busy", tb.Len())
+	l, err := tb.Acquire(key("10.0.1.3:1"), fixed("cas2"))
+	if err != nil || l.Decision != Unpinned || l.Backend != "cas2" {
+		t.Fatalf("third client: %+v, %v; want cas2, unpinned", l, err)
 	}
-	if s := tb.Stats(); s.EvictedActive != 1 {
-		t.Fatalf("stats = %+v, want one busy eviction", s)
+	l.Release() // a lease without a pin releases nothing
+	for i := range 2 {
+		if in, err := tb.Lookup(key(fmt.Sprintf("10.0.1.%d:1", i+1))); err != nil || in.Active != 1 {
+			t.Fatalf("busy client %d lost its pin: %+v %v", i+1, in, err)
+		}
+	}
+	if s := tb.Stats(); s.Full != 1 || s.Evicted != 0 || tb.Len() != 2 {
+		t.Fatalf("stats %+v len %d; want 1 full, 0 evicted, 2 pins", s, tb.Len())
+	}
+	if last := (*evs)[len(*evs)-1]; last.Kind != EventFull {
+		t.Fatalf("last event %+v, want a full event", last)
 	}
 	for i := range ls {
-		ls[i].Release() // releasing an evicted pin must not panic or resurrect it
-	}
-	if tb.Len() != 2 {
-		t.Fatalf("len = %d after releases, want 2", tb.Len())
+		ls[i].Release()
 	}
 }
 
@@ -312,15 +322,14 @@ func TestHomeForFailback(t *testing.T) {
 	}
 }
 
-// A lease whose pin was evicted and then made anew for the same client
-// must not count against the new pin.
-func TestStaleLeaseAfterEviction(t *testing.T) {
+// A lease whose pin was deleted (or evicted by a shrink) and then made
+// anew for the same client must not count against the new pin.
+func TestStaleLeaseAfterDelete(t *testing.T) {
 	tb, _, _ := newTable(t, time.Hour, 1)
 	a := key("10.0.0.1:1")
 	old, _ := tb.Acquire(a, fixed("cas1"))
-	other, _ := tb.Acquire(key("10.0.0.2:1"), fixed("cas1")) // evicts a's busy pin
-	other.Release()
-	fresh, _ := tb.Acquire(a, fixed("cas2")) // a's pin made anew, evicting the other
+	tb.Delete(func(in Info) bool { return in.Key == a }) // an operator unpins a busy client
+	fresh, _ := tb.Acquire(a, fixed("cas2"))             // a's pin made anew
 	old.Release()
 	in, err := tb.Lookup(a)
 	if err != nil || in.Active != 1 || in.Backend != "cas2" {

@@ -23,7 +23,8 @@ var (
 	descLookups = prometheus.NewDesc(ns+"_affinity_lookups_total", "Affinity lookups for new connections, by result (hit: the pin was used; miss: no pin).", []string{"pool", "result"}, nil)
 	descPins    = prometheus.NewDesc(ns+"_affinity_pins_total", "New pins made.", []string{"pool"}, nil)
 	descUnpins  = prometheus.NewDesc(ns+"_affinity_unpins_total", "Pins removed, by reason (expired, evicted, deleted).", []string{"pool", "reason"}, nil)
-	descEvBusy  = prometheus.NewDesc(ns+"_affinity_evictions_active_total", "Evicted pins whose client still had connections open (the table is too small).", []string{"pool"}, nil)
+	descEvBusy  = prometheus.NewDesc(ns+"_affinity_evictions_active_total", "Evicted pins whose client still had connections open (only a reload that shrinks max_entries does this).", []string{"pool"}, nil)
+	descFull    = prometheus.NewDesc(ns+"_affinity_full_total", "New clients left unpinned because the table was full of clients with open connections.", []string{"pool"}, nil)
 	descState   = prometheus.NewDesc(ns+"_backend_state", "Backend state: 1 for the current one of up, down, drain, maint.", []string{"pool", "backend", "state"}, nil)
 	descWeight  = prometheus.NewDesc(ns+"_backend_weight", "Backend weight.", []string{"pool", "backend"}, nil)
 	descBConns  = prometheus.NewDesc(ns+"_backend_connections", "Open connections per backend.", []string{"pool", "backend"}, nil)
@@ -36,7 +37,7 @@ var (
 var states = []string{"up", "down", "drain", "maint"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descState, descWeight, descBConns, descReloads, descLastRel, descSnaps, descLastSn} {
+	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descState, descWeight, descBConns, descReloads, descLastRel, descSnaps, descLastSn} {
 		ch <- d
 	}
 }
@@ -57,6 +58,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descUnpins, prometheus.CounterValue, float64(st.Evicted), p.Name, "evicted")
 			ch <- prometheus.MustNewConstMetric(descUnpins, prometheus.CounterValue, float64(st.Deleted), p.Name, "deleted")
 			ch <- prometheus.MustNewConstMetric(descEvBusy, prometheus.CounterValue, float64(st.EvictedActive), p.Name)
+			ch <- prometheus.MustNewConstMetric(descFull, prometheus.CounterValue, float64(st.Full), p.Name)
 		}
 		for _, b := range p.Pool.Backends() {
 			cur := b.State()

@@ -105,7 +105,7 @@ func (c *conn) serve() {
 // client has been refused (logged and counted) and the error says why.
 func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 	key := r.Keyer.Key(client)
-	var failed []*pool.Backend
+	var failed []Failure
 	for attempt := 1; ; attempt++ {
 		b, lease, err := decide(r, key, failed)
 		if err != nil {
@@ -129,11 +129,11 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 			c.localDialError(r, client, b, errno, err)
 			return nil, err
 		}
-		c.connectFailed(r, client, b, addr, attempt, err)
-		failed = append(failed, b)
+		why := c.connectFailed(r, client, b, addr, attempt, err)
+		failed = append(failed, Failure{b, why})
 		switch {
 		case r.Policy.Reject:
-			err = fmt.Errorf("pinned backend %s %s failed (%s) and on_down is reject: %w", b.Name, addr, DialFailureOf(err), err)
+			err = fmt.Errorf("pinned backend %s %s failed (%s) and on_down is reject: %w", b.Name, addr, why, err)
 			c.refuse(r, client, RefusedRejected, err)
 			return nil, err
 		case attempt > r.Retries:
@@ -147,7 +147,7 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 // decide picks the backend for this connection: through the affinity
 // table when the pool keeps pins, so that concurrent first connections of
 // one client agree, else straight from the policy.
-func decide(r *Route, key affinity.Key, failed []*pool.Backend) (*pool.Backend, affinity.Lease, error) {
+func decide(r *Route, key affinity.Key, failed []Failure) (*pool.Backend, affinity.Lease, error) {
 	h := key.Hash()
 	if r.Table == nil {
 		b, _, err := r.Policy.Decide(r.Pool, affinity.Current{}, h, failed)
@@ -165,22 +165,27 @@ func decide(r *Route, key affinity.Key, failed []*pool.Backend) (*pool.Backend, 
 	return chosen, lease, err
 }
 
-// connectFailed counts and logs a failed backend connect and runs the
-// passive check: enough failed connects in a row take the backend down
-// before the next active check would.
-func (c *conn) connectFailed(r *Route, client netip.AddrPort, b *pool.Backend, addr string, attempt int, err error) {
+// connectFailed counts and logs a failed backend connect, says how it
+// failed, and runs the passive check: enough failed connects in a row
+// take the backend down before the next active check would. The log line
+// comes at most every few seconds per backend: in an outage every client
+// fails alike.
+func (c *conn) connectFailed(r *Route, client netip.AddrPort, b *pool.Backend, addr string, attempt int, err error) DialFailure {
 	why := DialFailureOf(err)
 	if r.Observer != nil {
 		r.Observer.ConnectFailed(r.Name, b, why)
 	}
 	if r.PassiveFall > 0 && b.ConnectFailed() >= r.PassiveFall && b.SetHealthy(false) {
-		c.l.log.Warn("backend down: passive check", "backend", b.Name, "failed_connects", r.PassiveFall, "error", err)
+		c.l.log.Warn("backend down: passive check", "pool", r.Pool.Name, "backend", b.Name, "failed_connects", r.PassiveFall, "error", err)
 		if r.OnPassiveDown != nil {
 			r.OnPassiveDown(b, err)
 		}
 	}
-	c.l.log.Warn("backend connect failed", "listener", r.Name, "client", client,
-		"backend", b.Name, "addr", addr, "reason", why, "attempt", attempt, "error", err)
+	c.l.failLog(b).Do(func() {
+		c.l.log.Warn("backend connect failed", "listener", r.Name, "pool", r.Pool.Name, "client", client,
+			"backend", b.Name, "addr", addr, "reason", why, "attempt", attempt, "error", err, "note", "logged at most every 5s per backend")
+	})
+	return why
 }
 
 // localDialError refuses a client whose backend leg could not be opened

@@ -31,8 +31,10 @@ type Listener struct {
 	route atomic.Pointer[Route]
 	log   *slog.Logger
 	// localLog lets a line about a local resource fault through every
-	// few seconds: such faults come in floods.
+	// few seconds: such faults come in floods. failLogs does the same
+	// for each backend's failed connects.
 	localLog rate.Sometimes
+	failLogs sync.Map // *pool.Backend -> *rate.Sometimes
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -128,6 +130,15 @@ func (l *Listener) acceptFailed(err error, backoff time.Duration) {
 		l.log.Error("accept failed; retrying: raise the file limit (LimitNOFILE) if this is EMFILE", "listener", l.Name,
 			"errno", errno, "error", err, "retry_in", backoff, "note", "logged at most every 5s")
 	})
+}
+
+// failLog is the limiter of b's connect-failure log lines.
+func (l *Listener) failLog(b *pool.Backend) *rate.Sometimes {
+	if v, ok := l.failLogs.Load(b); ok {
+		return v.(*rate.Sometimes)
+	}
+	v, _ := l.failLogs.LoadOrStore(b, &rate.Sometimes{Interval: 5 * time.Second})
+	return v.(*rate.Sometimes)
 }
 
 // workerIdle is how long a set-up worker waits for another connection

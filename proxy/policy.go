@@ -5,7 +5,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/pool"
@@ -16,7 +15,7 @@ import (
 // configured; draining keeps them), goes home when failback allows, and
 // otherwise is re-pinned with the reason or, with Reject, refused.
 type Policy struct {
-	// Reject refuses a pinned client whose backend is down or refused
+	// Reject refuses a pinned client whose backend is down or failed
 	// the connect, instead of re-pinning it (on_down = "reject"). The pin
 	// stays, so the client returns to its backend once it is back.
 	Reject bool
@@ -34,12 +33,21 @@ var (
 	ErrRejected = errors.New("on_down is reject")
 )
 
+// Failure is a backend that failed to connect for this connection, and
+// how.
+type Failure struct {
+	Backend *pool.Backend
+	Why     DialFailure
+}
+
 // Decide returns the backend for a connection of a client whose pin is
 // cur (cur.Backend is "" with no pin) and why the pin moves ("" when it
 // stays or is new). keyHash is the client key's hash, for balancing;
-// failed are the backends that refused this connection already.
-func (p Policy) Decide(pl *pool.Pool, cur affinity.Current, keyHash uint64, failed []*pool.Backend) (*pool.Backend, affinity.RepinReason, error) {
-	skip := func(b *pool.Backend) bool { return slices.Contains(failed, b) }
+// failed are the backends this connection failed to reach already. A pin
+// moved off a backend that failed to connect gives the failure as its
+// reason (refused, timeout, unreachable, ...).
+func (p Policy) Decide(pl *pool.Pool, cur affinity.Current, keyHash uint64, failed []Failure) (*pool.Backend, affinity.RepinReason, error) {
+	skip := func(b *pool.Backend) bool { return failedWith(failed, b) != "" }
 	var why affinity.RepinReason
 	if cur.Backend != "" {
 		b := pl.Backend(cur.Backend)
@@ -47,7 +55,7 @@ func (p Policy) Decide(pl *pool.Pool, cur affinity.Current, keyHash uint64, fail
 		case b == nil:
 			why = affinity.RepinRemoved
 		case skip(b):
-			why = affinity.RepinRefused
+			why = affinity.RepinReason(failedWith(failed, b))
 		default:
 			var keeps bool
 			if keeps, why = b.KeepsPinned(); keeps {
@@ -57,7 +65,7 @@ func (p Policy) Decide(pl *pool.Pool, cur affinity.Current, keyHash uint64, fail
 				return b, "", nil
 			}
 		}
-		if p.Reject && (why == affinity.RepinDown || why == affinity.RepinRefused) {
+		if p.Reject && why != affinity.RepinRemoved && why != affinity.RepinMaint {
 			return nil, "", fmt.Errorf("pinned backend %s is %s: %w", cur.Backend, why, ErrRejected)
 		}
 	}
@@ -66,6 +74,17 @@ func (p Policy) Decide(pl *pool.Pool, cur affinity.Current, keyHash uint64, fail
 		return nil, "", fmt.Errorf("pool %s: %w", pl.Name, ErrNoBackend)
 	}
 	return chosen, why, nil
+}
+
+// failedWith returns how b failed for this connection, or "" if it did
+// not.
+func failedWith(failed []Failure, b *pool.Backend) DialFailure {
+	for _, f := range failed {
+		if f.Backend == b {
+			return f.Why
+		}
+	}
+	return ""
 }
 
 // home returns the backend a client was moved off, when failback may send

@@ -23,6 +23,7 @@ func TestPolicyDecides(t *testing.T) {
 		cur     affinity.Current
 		states  []state
 		failed  []string
+		failure DialFailure // how the failed backends failed; default refused
 		want    string // backend, or "" for an error
 		why     affinity.RepinReason
 		wantErr error
@@ -39,6 +40,10 @@ func TestPolicyDecides(t *testing.T) {
 			want: "other", why: affinity.RepinRemoved},
 		{name: "pinned backend refused: re-pinned", cur: affinity.Current{Backend: "cas2"},
 			failed: []string{"cas2"}, want: "other", why: affinity.RepinRefused},
+		{name: "pinned backend timed out: re-pinned as a timeout", cur: affinity.Current{Backend: "cas2"},
+			failed: []string{"cas2"}, failure: DialTimeout, want: "other", why: "timeout"},
+		{name: "timeout with reject: refused", policy: Policy{Reject: true}, cur: affinity.Current{Backend: "cas2"},
+			failed: []string{"cas2"}, failure: DialTimeout, wantErr: ErrRejected},
 		{name: "down with reject: refused", policy: Policy{Reject: true}, cur: affinity.Current{Backend: "cas2"},
 			states: []state{down("cas2")}, wantErr: ErrRejected},
 		{name: "refused with reject: refused", policy: Policy{Reject: true}, cur: affinity.Current{Backend: "cas2"},
@@ -63,9 +68,13 @@ func TestPolicyDecides(t *testing.T) {
 			for _, s := range c.states {
 				s(pl)
 			}
-			var failed []*pool.Backend
+			var failed []Failure
 			for _, f := range c.failed {
-				failed = append(failed, pl.Backend(f))
+				how := c.failure
+				if how == "" {
+					how = DialRefused
+				}
+				failed = append(failed, Failure{pl.Backend(f), how})
 			}
 			b, why, err := c.policy.Decide(pl, c.cur, 42, failed)
 			if c.wantErr != nil {

@@ -254,3 +254,24 @@ func TestReloadKeepsHealthStreaks(t *testing.T) {
 		t.Fatal("cas2 went down too")
 	}
 }
+
+// A client with a connection open keeps its pin however full the table:
+// with max_entries 1 and round-robin, other clients come and go unpinned
+// and the busy client's next connections still reach its backend.
+func TestBusyPinSurvivesFullTable(t *testing.T) {
+	l := newRig(t, 1, "[pool.cas]\nbalance = \"round-robin\"\n[pool.cas.health]\nenabled = false\n[pool.cas.affinity]\nmax_entries = 1\n")
+	a, err := lbtest.Connect(lbtest.ClientIP(7600), l.addr(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for i := 1; i <= 6; i++ {
+		mustWho(t, lbtest.ClientIP(7600+i), l.addr(0))
+		if b := mustWho(t, lbtest.ClientIP(7600), l.addr(0)); b != a.Backend {
+			t.Fatalf("busy client moved from %s to %s after %d other clients", a.Backend, b, i)
+		}
+	}
+	if st := l.srv.Table("cas").Stats(); st.Full == 0 || st.Evicted != 0 {
+		t.Fatalf("table stats %+v: want new clients unpinned, nothing evicted", st)
+	}
+}

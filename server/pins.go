@@ -15,12 +15,22 @@ func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
 		switch {
 		case ev.Kind == affinity.EventRepin:
 			s.log.Info("client re-pinned", "pool", name, "client", ev.Key, "from", ev.From, "to", ev.Backend, "reason", ev.Repin)
+		case ev.Kind == affinity.EventUnpin && ev.Unpin == affinity.Evicted && ev.Active > 0:
+			// Only a shrinking reload evicts a pin in use; each one is
+			// a session that may split, so none goes unlogged.
+			s.log.Warn("pin of a client with open connections evicted by a smaller affinity.max_entries",
+				"pool", name, "client", ev.Key, "backend", ev.Backend, "open_connections", ev.Active)
+		case ev.Kind == affinity.EventFull:
+			if n, ok := p.fullLog.allow(10 * time.Second); ok {
+				s.log.Warn("affinity table full of clients with open connections: new clients go unpinned; raise affinity.max_entries",
+					"pool", name, "unpinned", n, "client", ev.Key, "backend", ev.Backend)
+			}
 		case ev.Kind == affinity.EventUnpin && ev.Unpin == affinity.Evicted:
 			// One line per burst, not per pin: a full table evicts
 			// on every new client.
 			if n, ok := p.evLog.allow(10 * time.Second); ok {
 				s.log.Warn("affinity table full: evicted least recently used pins; raise affinity.max_entries",
-					"pool", name, "evicted", n, "client", ev.Key, "backend", ev.Backend, "open_connections", ev.Active)
+					"pool", name, "evicted", n, "client", ev.Key, "backend", ev.Backend)
 			}
 		case ev.Kind == affinity.EventUnpin:
 			s.log.Debug("affinity unpin", "pool", name, "client", ev.Key, "backend", ev.Backend, "reason", ev.Unpin)

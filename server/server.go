@@ -65,14 +65,15 @@ type Server struct {
 
 // poolRT is a pool as it runs: its backends, its pins and its checkers.
 type poolRT struct {
-	pool   *pool.Pool
-	table  *affinity.Table
-	keyer  affinity.Keyer
-	cfg    *config.Pool
-	health context.CancelFunc
-	done   chan struct{}
-	states map[stateKey]*health.State // by check and backend, kept across restarts
-	evLog  rateLimit
+	pool    *pool.Pool
+	table   *affinity.Table
+	keyer   affinity.Keyer
+	cfg     *config.Pool
+	health  context.CancelFunc
+	done    chan struct{}
+	states  map[stateKey]*health.State // by check and backend, kept across restarts
+	evLog   rateLimit                  // idle pins evicted from a full table
+	fullLog rateLimit                  // new clients left unpinned
 }
 
 type listenerRT struct {
