@@ -249,7 +249,17 @@ func (c *Check) check(v *checker, at string) {
 			v.errAt(at+"."+key, "bad regular expression: %v", err)
 		}
 	}
-	if c.Type == SendExpectCheck && c.Expect != "" && c.ExpectRegex != "" {
-		v.errAt(at+".expect_regex", "give expect or expect_regex, not both")
+	if c.Send != "" && len(c.SendHex) > 0 {
+		v.errAt(at+".send_hex", "give send or send_hex, not both")
 	}
+	if n := btoi(c.Expect != "") + btoi(len(c.ExpectHex) > 0) + btoi(c.ExpectRegex != ""); n > 1 {
+		v.errAt(at+".expect", "give one of expect, expect_hex and expect_regex")
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -27,6 +27,7 @@ import (
 // Config is a whole configuration file.
 type Config struct {
 	File      string               `toml:"-"`
+	lines     map[string]int       // key path -> line, for Warnings
 	Global    Global               `toml:"global"`
 	Admin     Admin                `toml:"admin"`
 	Listeners map[string]*Listener `toml:"listener"`
@@ -102,6 +103,22 @@ type Pool struct {
 	Backends         map[string]*Backend `toml:"-"` // [pool.NAME.backend.NAME], likewise
 }
 
+// SendBytes is what a send-expect check sends.
+func (c *Check) SendBytes() []byte {
+	if len(c.SendHex) > 0 {
+		return c.SendHex
+	}
+	return []byte(c.Send)
+}
+
+// ExpectBytes is the prefix a send-expect check's reply must start with.
+func (c *Check) ExpectBytes() []byte {
+	if len(c.ExpectHex) > 0 {
+		return c.ExpectHex
+	}
+	return []byte(c.Expect)
+}
+
 // ActiveChecks returns the checks that decide whether a backend is up, in
 // name order: the configured ones, or without any, one tcp check with the
 // [pool.NAME.health] settings (none when health.enabled is false).
@@ -139,6 +156,10 @@ type Check struct {
 	Send        string `toml:"send"`
 	Expect      string `toml:"expect"`
 	ExpectRegex string `toml:"expect_regex"`
+	// send_hex and expect_hex are send and expect for binary protocols
+	// (an RPC bind to the endpoint mapper, say), written in hexadecimal.
+	SendHex   Hex `toml:"send_hex"`
+	ExpectHex Hex `toml:"expect_hex"`
 	// tls, https: server name to send and whether to verify the chain.
 	SNI    string `toml:"sni"`
 	Verify bool   `toml:"verify"`

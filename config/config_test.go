@@ -234,3 +234,37 @@ func TestBoundsOfDurations(t *testing.T) {
 		}
 	}
 }
+
+// Legal values that are likely wrong in front of a CAS array are warned
+// about, with file, line and key: TCP-only checks (a hung CAS passes
+// them), a TTL or idle timeout below Windows' 2h keepalive.
+func TestWarnings(t *testing.T) {
+	c, err := Parse("f.toml", []byte(minimal+"[pool.cas]\nidle_timeout = \"30m\"\n[pool.cas.affinity]\nttl = \"1h\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range c.Warnings() {
+		got = append(got, w.Error())
+	}
+	want := []string{"f.toml:8: pool.cas.health: only TCP checks", "f.toml:11: pool.cas.affinity.ttl: 1h0m0s is below",
+		"f.toml:9: pool.cas.idle_timeout: 30m0s is below"}
+	if len(got) != len(want) {
+		t.Fatalf("warnings %q, want %d", got, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) {
+			t.Errorf("warning %d = %q, want %q...", i, got[i], w)
+		}
+	}
+	c, err = Parse("f.toml", []byte(minimal+"[pool.cas.check.epm]\ntype = \"send-expect\"\nsend_hex = \"05 00 0b\"\nexpect_hex = \"05000c\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := c.Warnings(); len(ws) != 0 {
+		t.Fatalf("a send-expect pool warned: %v", ws)
+	}
+	if ch := c.Pools["cas"].Checks["epm"]; !bytes.Equal(ch.SendBytes(), []byte{5, 0, 0x0b}) || !bytes.Equal(ch.ExpectBytes(), []byte{5, 0, 0x0c}) {
+		t.Fatalf("hex bytes read as %x / %x", ch.SendBytes(), ch.ExpectBytes())
+	}
+}

@@ -63,6 +63,7 @@ func finish(c *Config, md toml.MetaData, v *checker) (*Config, error) {
 	for _, k := range md.Undecoded() {
 		v.errAt(k.String(), "unknown key; see docs/config.md for the keys stickylb reads")
 	}
+	c.lines = v.lines
 	c.resolvePaths()
 	c.check(v)
 	if len(v.errs) > 0 {

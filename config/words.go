@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -194,3 +195,21 @@ func (r *StatusRange) UnmarshalText(b []byte) error {
 func (r StatusRange) MarshalText() ([]byte, error) {
 	return fmt.Appendf(nil, "%d-%d", r.Min, r.Max), nil
 }
+
+// Hex is bytes written as hexadecimal, spaces allowed ("05 00 0b 03"),
+// for binary probes a TOML string cannot carry.
+type Hex []byte
+
+// UnmarshalText reads the hexadecimal digits.
+func (h *Hex) UnmarshalText(b []byte) error {
+	s := strings.Join(strings.Fields(string(b)), "")
+	v, err := hex.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("not hexadecimal bytes (such as \"05 00 0b 03\"): %v", err)
+	}
+	*h = v
+	return nil
+}
+
+// MarshalText writes the bytes back as hexadecimal.
+func (h Hex) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h)), nil }

@@ -1,13 +1,17 @@
 package health
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -103,5 +107,58 @@ func TestHTTPAndTLS(t *testing.T) {
 	}
 	if err := probeOnce(TLS{Ports: []int{p}}, host); err == nil {
 		t.Errorf("tls handshake with a plain http server passed")
+	}
+}
+
+// epmBind is the DCE/RPC bind to the endpoint mapper interface that
+// docs/config.md gives for Exchange ("A hung CAS").
+const epmBind = "05 00 0b 03 10 00 00 00 48 00 00 00 01 00 00 00 d0 16 d0 16 00 00 00 00 01 00 00 00 00 00 01 00 " +
+	"08 83 af e1 1f 5d c9 11 91 a4 08 00 2b 14 a0 fa 03 00 00 00 04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60 02 00 00 00"
+
+// A CAS that accepts connections but never answers passes a TCP check
+// and fails the documented send-expect check; one whose endpoint mapper
+// answers a bind with a bind_ack passes both.
+func TestHungServiceNeedsSendExpect(t *testing.T) {
+	bind, _ := hex.DecodeString(strings.ReplaceAll(epmBind, " ", ""))
+	if len(bind) != 72 || bind[8] != 72 {
+		t.Fatalf("the documented bind is %d bytes, says %d", len(bind), bind[8])
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	serve := func(host string, answer bool) int {
+		ln, err := net.Listen("tcp", host+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		wg.Go(func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				wg.Go(func() {
+					defer c.Close()
+					req := make([]byte, 72)
+					if _, err := io.ReadFull(c, req); err != nil || !answer || !bytes.Equal(req, bind) {
+						io.Copy(io.Discard, c) // hung: reads, never answers
+						return
+					}
+					c.Write([]byte{5, 0, 0x0c, 3, 0x10, 0, 0, 0}) // bind_ack header
+				})
+			}
+		})
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	live, hung := serve("127.0.0.25", true), serve("127.0.0.26", false)
+	check := func(port int) Probe { return SendExpect{Ports: []int{port}, Send: bind, Expect: []byte{5, 0, 0x0c}} }
+	if err := probeOnce(check(live), "127.0.0.25"); err != nil {
+		t.Fatalf("a live endpoint mapper fails the bind check: %v", err)
+	}
+	if err := probeOnce(TCP{Ports: []int{hung}}, "127.0.0.26"); err != nil {
+		t.Fatalf("the hung server should pass a TCP check: %v", err)
+	}
+	if err := probeOnce(check(hung), "127.0.0.26"); err == nil {
+		t.Fatal("a hung endpoint mapper passes the bind check")
 	}
 }

@@ -50,7 +50,7 @@ func probe(ch *config.Check, ports []int) health.Probe {
 	}
 	switch ch.Type {
 	case config.SendExpectCheck:
-		se := health.SendExpect{Ports: ports, Send: []byte(ch.Send), Expect: []byte(ch.Expect)}
+		se := health.SendExpect{Ports: ports, Send: ch.SendBytes(), Expect: ch.ExpectBytes()}
 		if ch.ExpectRegex != "" {
 			se.Regexp = regexp.MustCompile(ch.ExpectRegex) // checked by config
 		}

@@ -27,6 +27,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
 	summary(stdout, cfg)
 	return 0
 }
@@ -77,12 +80,18 @@ func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 	}
 	fmt.Fprintf(w, "  %s: balance %s, affinity %s, ttl %s, max %d pins, on_down %s, listeners %s\n",
 		p.Name, p.Balance, key, a.TTL, a.MaxEntries, p.OnDown, strings.Join(listeners, ", "))
-	health := "health checks off"
-	if p.Health.Enabled {
-		health = fmt.Sprintf("health tcp every %s, timeout %s, rise %d, fall %d",
-			p.Health.Interval, p.Health.Timeout, p.Health.Rise, p.Health.Fall)
+	checks := p.ActiveChecks()
+	if len(checks) == 0 {
+		fmt.Fprintf(w, "    health checks off\n")
 	}
-	fmt.Fprintf(w, "    %s\n", health)
+	for _, c := range checks {
+		port := "every backend port"
+		if c.Port != 0 {
+			port = fmt.Sprintf("port %d", c.Port)
+		}
+		fmt.Fprintf(w, "    check %s: %s on %s every %s, timeout %s, rise %d, fall %d\n",
+			c.Name, c.Type, port, c.Interval, c.Timeout, c.Rise, c.Fall)
+	}
 	for _, bn := range slices.Sorted(maps.Keys(p.Backends)) {
 		b := p.Backends[bn]
 		fmt.Fprintf(w, "    backend %-10s %-20s weight %d\n", bn, b.Address, b.Weight)

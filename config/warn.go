@@ -1,0 +1,36 @@
+package config
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// windowsKeepalive is when Windows sends its first TCP keepalive on an
+// idle connection (KeepAliveTime). A timeout below it cuts idle MAPI
+// connections (Outlook events 25/26, KB2535656).
+const windowsKeepalive = 2 * time.Hour
+
+// Warnings lists what is legal but likely wrong for a balancer in front
+// of a CAS array, each with file, line and key. `stickylb check` prints
+// them and still succeeds.
+func (c *Config) Warnings() []error {
+	v := &checker{file: c.File, lines: c.lines}
+	for _, name := range slices.Sorted(maps.Keys(c.Pools)) {
+		c.Pools[name].warn(v, "pool."+name)
+	}
+	return v.errs
+}
+
+func (p *Pool) warn(v *checker, at string) {
+	if checks := p.ActiveChecks(); len(checks) > 0 && !slices.ContainsFunc(checks, func(c *Check) bool { return c.Type != TCPCheck }) {
+		v.errAt(at+".health", "only TCP checks: a CAS that accepts connections but never answers (hung) passes them and its clients hang; "+
+			"add a send-expect check (docs/config.md, \"A hung CAS\")")
+	}
+	if ttl := p.Affinity.TTL.Duration; ttl < windowsKeepalive {
+		v.errAt(at+".affinity.ttl", "%s is below Windows' 2h keepalive: an idle MAPI session can lose its pin while its client still holds it", p.Affinity.TTL)
+	}
+	if it := p.IdleTimeout.Duration; it > 0 && it < windowsKeepalive {
+		v.errAt(at+".idle_timeout", "%s is below Windows' 2h keepalive: idle MAPI connections will be cut (Outlook events 25/26)", p.IdleTimeout)
+	}
+}
