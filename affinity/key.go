@@ -54,6 +54,13 @@ func (k Keyer) Key(client netip.AddrPort) Key {
 	return key
 }
 
+// Makes reports whether key k is one this Keyer makes: a key read back
+// from a file written under another key kind or prefix is not.
+func (k Keyer) Makes(key Key) bool {
+	perConnection := k.Kind == config.Connection || k.Kind == config.NoPins
+	return perConnection == (key.port != 0) && k.Key(netip.AddrPortFrom(key.Addr(), key.port)) == key
+}
+
 // Addr returns the (masked, for SrcNet) address of the key.
 func (k Key) Addr() netip.Addr {
 	a := netip.AddrFrom16(k.ip)

@@ -81,3 +81,17 @@ func TestCompactKeysAreExact(t *testing.T) {
 		t.Errorf("an IPv6 key claims a 64-bit form")
 	}
 }
+
+// A Keyer recognises its own keys only: a key written under another kind
+// or prefix is not taken for one of the pool's clients.
+func TestKeyerMakes(t *testing.T) {
+	client := netip.MustParseAddrPort("10.1.2.3:5000")
+	kinds := []Keyer{{}, {Kind: config.SrcNet}, {Kind: config.SrcNet, V4Prefix: 16}, {Kind: config.Connection}}
+	for i, a := range kinds {
+		for j, b := range kinds {
+			if got := a.Makes(b.Key(client)); got != (i == j) {
+				t.Errorf("keyer %d makes keyer %d's key: %v", i, j, got)
+			}
+		}
+	}
+}

@@ -418,6 +418,37 @@ func (t *Table) Restore(in Info) bool {
 	return true
 }
 
+// Set puts a pin as a journal recorded it, replacing the client's pin if
+// it has one, and reports whether it did (not when the table is full).
+// Like Restore it reports no event, and it is for start-up: a replaced
+// pin's open connections are not carried over.
+func (t *Table) Set(in Info) bool {
+	s := t.shard(in.Key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.peek(in.Key); ok {
+		s.remove(in.Key)
+	} else if s.len() >= s.max {
+		return false
+	}
+	s.put(in.Key, pin{backend: t.intern(in.Backend), created: uint32(in.Created.Unix()),
+		released: uint32(in.LastSeen.Unix()), gen: t.nextGen()})
+	return true
+}
+
+// Forget removes client k's pin, as a journal recorded its unpin, and
+// reports whether there was one. It reports no event.
+func (t *Table) Forget(k Key) bool {
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.peek(k); !ok {
+		return false
+	}
+	s.remove(k)
+	return true
+}
+
 // Len returns the number of pins held, expired ones not yet swept included.
 func (t *Table) Len() int {
 	n := 0

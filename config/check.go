@@ -60,6 +60,7 @@ func (g *Global) check(v *checker) {
 	v.within("global.drain_timeout", g.DrainTimeout, 0, 24*time.Hour)
 	if g.SnapshotFile != "" {
 		v.within("global.snapshot_interval", g.SnapshotInterval, time.Second, 24*time.Hour)
+		v.within("global.journal_interval", g.JournalInterval, 10*time.Millisecond, time.Minute)
 	}
 }
 

@@ -43,6 +43,10 @@ type Global struct {
 	// paths are relative to the config file. Empty: no snapshot.
 	SnapshotFile     string   `toml:"snapshot_file"`
 	SnapshotInterval Duration `toml:"snapshot_interval"` // default 1m
+	// JournalInterval bounds how long a pin change waits before it is
+	// appended to the journal beside the snapshot file (and fsynced), so
+	// a crash loses at most this much; default 1s.
+	JournalInterval Duration `toml:"journal_interval"`
 }
 
 // Admin configures the admin HTTP listener (API, metrics, dashboard).

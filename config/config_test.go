@@ -5,6 +5,7 @@ import (
 	"encoding"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -267,4 +268,40 @@ func TestWarnings(t *testing.T) {
 	if ch := c.Pools["cas"].Checks["epm"]; !bytes.Equal(ch.SendBytes(), []byte{5, 0, 0x0b}) || !bytes.Equal(ch.ExpectBytes(), []byte{5, 0, 0x0c}) {
 		t.Fatalf("hex bytes read as %x / %x", ch.SendBytes(), ch.ExpectBytes())
 	}
+}
+
+// No bytes read as a config crash the loader; what it accepts passes its
+// own check again, and what it refuses is told as *Error values with a
+// file name.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add([]byte(minimal + "[pool.cas]\nconnect_retries = \"two\"\nbalance = \"x\"\n[pool.cas.check.c]\ntype = \"send-expect\"\nsend_hex = \"zz\"\n"))
+	f.Add([]byte("[listener.a\n"))
+	f.Add([]byte("[pool.cas.backend.x]\naddress = \"\"\"\nmulti\nline\"\"\"\n[pool.cas.backend.x]\n"))
+	if b, err := os.ReadFile("../lb.toml"); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		c, err := Parse("f.toml", src)
+		if err != nil {
+			joined, ok := err.(interface{ Unwrap() []error })
+			errs := []error{err}
+			if ok {
+				errs = joined.Unwrap()
+			}
+			for _, e := range errs {
+				var ce *Error
+				if !errors.As(e, &ce) || ce.File != "f.toml" {
+					t.Fatalf("error %v is not a *Error naming the file", e)
+				}
+			}
+			return
+		}
+		v := &checker{file: c.File}
+		c.check(v)
+		if len(v.errs) != 0 {
+			t.Fatalf("an accepted config fails its own check: %v", v.errs)
+		}
+		c.Warnings()
+	})
 }

@@ -9,6 +9,7 @@ const (
 	DefaultAdminListen      = "127.0.0.1:9090"
 	DefaultDrainTimeout     = 30 * time.Second
 	DefaultSnapshotInterval = time.Minute
+	DefaultJournalInterval  = time.Second
 	DefaultConnectTimeout   = 5 * time.Second
 	DefaultConnectRetries   = 2
 	DefaultHalfCloseTimeout = time.Minute
@@ -32,7 +33,8 @@ const (
 
 // DefaultGlobal returns the [global] settings of a file that sets none.
 func DefaultGlobal() Global {
-	return Global{DrainTimeout: Duration{DefaultDrainTimeout}, SnapshotInterval: Duration{DefaultSnapshotInterval}}
+	return Global{DrainTimeout: Duration{DefaultDrainTimeout}, SnapshotInterval: Duration{DefaultSnapshotInterval},
+		JournalInterval: Duration{DefaultJournalInterval}}
 }
 
 // DefaultAdmin returns the [admin] settings of a file that sets none.

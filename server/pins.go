@@ -37,6 +37,9 @@ func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
 		default:
 			s.log.Debug("affinity "+ev.Kind.String(), "pool", name, "client", ev.Key, "backend", ev.Backend)
 		}
+		if s.journal != nil {
+			s.journal.note(name, ev)
+		}
 		if s.opts.OnPinEvent != nil {
 			s.opts.OnPinEvent(name, ev)
 		}

@@ -20,17 +20,31 @@ const maxSnapshotSize = 1 << 30
 
 // restorePins restores the snapshot file's pins, if there is one, and
 // logs what it kept.
+// restorePins restores the snapshot file's pins, if there is one, then
+// replays the journal of changes made since, and logs what it kept.
 func (s *Server) restorePins() {
-	path := s.cfg.Global.SnapshotFile
+	path := s.snapPath
 	if path == "" {
 		return
 	}
 	restored, dropped, err := s.LoadSnapshot(path)
 	if err != nil {
 		s.log.Warn("pin snapshot ignored", "error", err)
-		return
 	}
-	s.log.Info("pins restored", "file", path, "restored", restored, "dropped", dropped)
+	applied, bad, jerr := s.replay(s.journal.path)
+	if jerr != nil {
+		s.log.Warn("pin journal ignored", "error", jerr)
+	}
+	if bad > 0 {
+		s.log.Warn("pin journal: unreadable lines skipped (a crash can leave the last one half written)", "file", s.journal.path, "lines", bad)
+	}
+	held := 0
+	for _, p := range s.Pools() {
+		if p.Table != nil {
+			held += p.Table.Len()
+		}
+	}
+	s.log.Info("pins restored", "file", path, "restored", restored, "dropped", dropped, "journal_records", applied, "pins", held)
 }
 
 // LoadSnapshot restores pins from path into the current tables and

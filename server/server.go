@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/health"
@@ -61,6 +63,14 @@ type Server struct {
 	// LastSnapshot is the unix time of the last one that succeeded.
 	SnapshotSaves, SnapshotFailures atomic.Uint64
 	LastSnapshot                    atomic.Int64
+	JournalFailures                 atomic.Uint64 // failed journal appends or compactions
+
+	// snapPath is the snapshot file, fixed at start (a reload that
+	// changes global.snapshot_file applies at the next restart); the
+	// journal sits beside it. Both empty/nil without a snapshot file.
+	snapPath   string
+	journal    *journal
+	journalLog rate.Sometimes
 }
 
 // poolRT is a pool as it runs: its backends, its pins and its checkers.
@@ -90,6 +100,10 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{},
 		drainTimers: map[*pool.Backend]*drainTimer{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.journalLog = rate.Sometimes{Interval: 10 * time.Second}
+	if s.snapPath = cfg.Global.SnapshotFile; s.snapPath != "" {
+		s.journal = newJournal(s.snapPath + ".journal")
+	}
 	if err := s.apply(cfg, false); err != nil {
 		s.cancel()
 		return nil, err
@@ -134,6 +148,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err := s.apply(cfg, true); err != nil {
 		s.ReloadFailures.Add(1)
 		return err
+	}
+	if cfg.Global.SnapshotFile != s.snapPath {
+		s.log.Warn("global.snapshot_file changed; it applies at the next restart", "running", s.snapPath, "new", cfg.Global.SnapshotFile)
 	}
 	return nil
 }

@@ -39,8 +39,21 @@ type snapshotPin struct {
 
 // SaveSnapshot writes every pool's pins to path atomically: a reader sees
 // the old file or the new one, never half of one. Pins with connections
-// open count as seen now.
+// open count as seen now. Saved to the server's own snapshot file, it
+// also compacts the journal.
 func (s *Server) SaveSnapshot(path string) (int, error) {
+	// The journal's records up to here are in the table the snapshot is
+	// taken from; once it is written they are cut from the journal.
+	var covered int64 = -1
+	if path == s.snapPath && s.journal != nil {
+		n, err := s.journal.flush()
+		if err != nil {
+			s.JournalFailures.Add(1)
+			s.log.Error("pin journal write failed", "error", err)
+		} else {
+			covered = n
+		}
+	}
 	now := time.Now()
 	snap := snapshot{Magic: snapshotMagic, Version: 1, Written: now.UTC(), Pools: map[string]snapshotPool{}}
 	n := 0
@@ -71,6 +84,12 @@ func (s *Server) SaveSnapshot(path string) (int, error) {
 	}
 	s.SnapshotSaves.Add(1)
 	s.LastSnapshot.Store(now.Unix())
+	if covered >= 0 {
+		if err := s.journal.cut(covered); err != nil {
+			s.JournalFailures.Add(1)
+			s.log.Error("pin journal not compacted; it will be replayed over the snapshot, which is harmless", "error", err)
+		}
+	}
 	return n, nil
 }
 
@@ -105,37 +124,46 @@ func writeAtomic(path string, b []byte) error {
 
 // savePins writes the snapshot file, if one is configured, and logs it.
 func (s *Server) savePins() {
-	path := s.Config().Global.SnapshotFile
-	if path == "" {
+	if s.snapPath == "" {
 		return
 	}
-	if n, err := s.SaveSnapshot(path); err != nil {
+	if n, err := s.SaveSnapshot(s.snapPath); err != nil {
 		s.log.Error("pin snapshot failed", "error", err)
 	} else {
-		s.log.Info("pins saved", "file", path, "pins", n)
+		s.log.Info("pins saved", "file", s.snapPath, "pins", n)
 	}
 }
 
-// snapshots saves the pins every interval while the server runs.
+// snapshots saves the pins every snapshot_interval and appends pin
+// changes to the journal every journal_interval while the server runs.
 func (s *Server) snapshots() {
 	defer s.bg.Done()
+	if s.snapPath == "" {
+		return
+	}
+	g := s.Config().Global
+	snap := time.NewTicker(g.SnapshotInterval.Duration)
+	defer snap.Stop()
+	flush := time.NewTicker(g.JournalInterval.Duration)
+	defer flush.Stop()
 	for {
-		cfg := s.Config()
-		iv := cfg.Global.SnapshotInterval.Duration
-		if iv <= 0 {
-			iv = time.Minute
-		}
-		t := time.NewTimer(iv)
 		select {
 		case <-s.ctx.Done():
-			t.Stop()
 			return
-		case <-t.C:
-		}
-		if path := s.Config().Global.SnapshotFile; path != "" {
-			if _, err := s.SaveSnapshot(path); err != nil {
+		case <-flush.C:
+			if _, err := s.journal.flush(); err != nil {
+				s.JournalFailures.Add(1)
+				s.journalLog.Do(func() { s.log.Error("pin journal write failed", "error", err, "note", "logged at most every 10s") })
+			}
+		case <-snap.C:
+			if _, err := s.SaveSnapshot(s.snapPath); err != nil {
 				s.log.Error("pin snapshot failed", "error", err)
 			}
+		}
+		if g2 := s.Config().Global; g2.SnapshotInterval != g.SnapshotInterval || g2.JournalInterval != g.JournalInterval {
+			g = g2
+			snap.Reset(g.SnapshotInterval.Duration)
+			flush.Reset(g.JournalInterval.Duration)
 		}
 	}
 }

@@ -4,13 +4,18 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,5 +150,58 @@ func TestBinaryAdminFloodLeavesProxyAlone(t *testing.T) {
 	}
 	if strings.Contains(p.logs(), "backend down") {
 		t.Fatalf("a backend was marked down:\n%s", p.logs())
+	}
+}
+
+// A SIGKILL loses no pin older than journal_interval (1s): with cas1 in
+// maintenance 60 new clients are pinned elsewhere, cas1 comes back, and
+// after a kill -9 and a restart every client still reaches the CAS it
+// was pinned to, though hashing alone would send a third of them to cas1.
+func TestBinarySIGKILLKeepsPins(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
+	dir := t.TempDir()
+	cfg := strings.Replace(labConfig(ports, bs, "enabled = false\n"), "[global]\n", "[global]\nsnapshot_file = \"pins.json\"\n", 1)
+	path := filepath.Join(dir, "lb.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startBinary(t, nil, "run", "-c", path)
+	addr := p.addrs(1)["l0"]
+	admin := "http://" + p.adminAddr()
+	ctl := func(args ...string) {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"ctl", "--admin", admin}, args...), &out, &errb); code != 0 {
+			t.Fatalf("ctl %v = %d: %s", args, code, errb.String())
+		}
+	}
+	ctl("maint", "cas/cas1")
+	owner := map[string]string{}
+	for i := range 60 {
+		src := fmt.Sprintf("127.6.0.%d", i+1)
+		b, err := lbtest.Who(src, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner[src] = b
+	}
+	ctl("ready", "cas/cas1")
+	time.Sleep(1500 * time.Millisecond) // one journal_interval and some
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.wait(5 * time.Second)
+
+	p2 := startBinary(t, nil, "run", "-c", path)
+	addr = p2.addrs(1)["l0"]
+	lbtest.Eventually(t, 5*time.Second, "restore line", func() bool { return strings.Contains(p2.logs(), "pins restored") })
+	if !strings.Contains(p2.logs(), "pins=60") {
+		t.Errorf("restart does not hold 60 pins:\n%s", p2.logs())
+	}
+	moved := 0
+	for src, was := range owner {
+		if got, _ := lbtest.Who(src, addr); got != was {
+			moved++
+		}
+	}
+	if moved > 0 {
+		t.Fatalf("%d of 60 clients moved after kill -9 and restart", moved)
 	}
 }

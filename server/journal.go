@@ -1,0 +1,193 @@
+//go:build linux
+
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+)
+
+// The journal makes pins crash-safe between snapshots. Every pin, re-pin
+// and unpin is noted in memory on the connection path (a map write under
+// a mutex, no I/O); every journal_interval the notes are appended to
+// SNAPSHOT.journal as JSON lines and fsynced, off the connection path. A
+// SIGKILL or a power cut so loses at most the changes of the last
+// interval. Each record is a client's whole state (pinned to a backend,
+// or unpinned), so replaying them in order over the snapshot restores
+// the table, and replaying one twice does no harm. After each snapshot
+// the records it holds are cut from the journal.
+type journal struct {
+	path string
+
+	mu      sync.Mutex // guards pending and the file's contents
+	pending map[journalKey]journalRecord
+	order   []journalKey // first-noted order, so replay keeps it
+}
+
+type journalKey struct {
+	pool string
+	key  affinity.Key
+}
+
+// journalRecord is one line of the journal. Backend "" is an unpin.
+type journalRecord struct {
+	Pool    string `json:"pool"`
+	Client  string `json:"client"`
+	Backend string `json:"backend,omitempty"`
+	Created int64  `json:"created,omitempty"` // unix seconds
+	At      int64  `json:"at"`                // unix seconds of the change
+}
+
+func newJournal(path string) *journal {
+	return &journal{path: path, pending: map[journalKey]journalRecord{}}
+}
+
+// note records a table change; it is called from connection goroutines.
+func (j *journal) note(pool string, ev affinity.Event) {
+	if ev.Kind == affinity.EventFull {
+		return
+	}
+	now := time.Now().Unix()
+	r := journalRecord{Pool: pool, Client: ev.Key.String(), At: now}
+	if ev.Kind != affinity.EventUnpin {
+		r.Backend, r.Created = ev.Backend, now
+	}
+	k := journalKey{pool, ev.Key}
+	j.mu.Lock()
+	if _, ok := j.pending[k]; !ok {
+		j.order = append(j.order, k)
+	}
+	j.pending[k] = r
+	j.mu.Unlock()
+}
+
+// flush appends the pending records to the file and syncs it. It returns
+// the file's size afterwards, which a snapshot taken next covers.
+func (j *journal) flush() (int64, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, k := range j.order {
+		enc.Encode(j.pending[k])
+	}
+	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("pin journal %s: %w", j.path, err)
+	}
+	defer f.Close()
+	if buf.Len() > 0 {
+		if _, err := f.Write(buf.Bytes()); err != nil {
+			return 0, fmt.Errorf("pin journal %s: %w", j.path, err)
+		}
+		if err := f.Sync(); err != nil {
+			return 0, fmt.Errorf("pin journal %s: %w", j.path, err)
+		}
+		clear(j.pending)
+		j.order = j.order[:0]
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("pin journal %s: %w", j.path, err)
+	}
+	return fi.Size(), nil
+}
+
+// cut drops the first n bytes of the journal, which a snapshot now holds,
+// keeping what was appended since, and replaces the file atomically.
+func (j *journal) cut(n int64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	f, err := os.Open(j.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pin journal %s: %w", j.path, err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(n, io.SeekStart); err != nil {
+		return fmt.Errorf("pin journal %s: %w", j.path, err)
+	}
+	rest, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Errorf("pin journal %s: %w", j.path, err)
+	}
+	return writeAtomic(j.path, rest)
+}
+
+// replay applies the journal at path to the tables and returns how many
+// records it applied and how many lines it could not read (a crash can
+// leave the last one half written).
+func (s *Server) replay(path string) (applied, bad int, err error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("pin journal %s: %w", path, err)
+	}
+	defer f.Close()
+	pools := map[string]PoolView{}
+	for _, p := range s.Pools() {
+		pools[p.Name] = p
+	}
+	bad, err = readJournal(f, func(r journalRecord) bool { return applyRecord(pools, r) }, &applied)
+	return applied, bad, err
+}
+
+// maxJournalLine bounds one record; real ones are under 200 bytes.
+const maxJournalLine = 4096
+
+// readJournal calls apply for each record of r, counting in applied those
+// it accepted, and returns the number of lines it could not read.
+func readJournal(r io.Reader, apply func(journalRecord) bool, applied *int) (int, error) {
+	sc := bufio.NewScanner(io.LimitReader(r, maxSnapshotSize))
+	sc.Buffer(make([]byte, 0, 512), maxJournalLine)
+	bad := 0
+	for sc.Scan() {
+		var rec journalRecord
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil || rec.Pool == "" || rec.Client == "" {
+			bad++
+			continue
+		}
+		if apply(rec) {
+			*applied++
+		}
+	}
+	if errors.Is(sc.Err(), bufio.ErrTooLong) {
+		return bad + 1, nil
+	}
+	return bad, sc.Err()
+}
+
+// applyRecord sets or forgets one client's pin, if its pool, key kind and
+// backend still fit the config.
+func applyRecord(pools map[string]PoolView, r journalRecord) bool {
+	p, ok := pools[r.Pool]
+	if !ok || p.Table == nil {
+		return false
+	}
+	k, err := affinity.ParseKey(r.Client)
+	if err != nil || !p.Keyer.Makes(k) {
+		return false
+	}
+	if r.Backend == "" {
+		return p.Table.Forget(k)
+	}
+	now := time.Now()
+	at := time.Unix(min(r.At, now.Unix()), 0)
+	if p.Pool.Backend(r.Backend) == nil || now.Sub(at) > p.Table.TTL() {
+		return false
+	}
+	return p.Table.Set(affinity.Info{Key: k, Backend: r.Backend, Created: time.Unix(min(r.Created, now.Unix()), 0), LastSeen: at})
+}
