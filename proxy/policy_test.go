@@ -24,7 +24,7 @@ func TestPolicyDecides(t *testing.T) {
 		states  []state
 		failed  []string
 		failure DialFailure // how the failed backends failed; default refused
-		want    string // backend, or "" for an error
+		want    string      // backend, or "" for an error
 		why     affinity.RepinReason
 		wantErr error
 	}{
