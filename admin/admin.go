@@ -193,7 +193,7 @@ func (a *API) status() Status {
 		pi := PoolInfo{Name: p.Name, Key: p.Keyer.Kind.String()}
 		pins := map[string]int{}
 		if p.Table != nil {
-			p.Table.Range(func(in affinity.Info) bool { pins[in.Backend]++; return true })
+			pins = p.Table.Counts()
 			s := p.Table.Stats()
 			pi.Pins, pi.Hits, pi.Misses, pi.Repins = p.Table.Len(), s.Hits, s.Misses, s.Repins
 		}
@@ -324,29 +324,53 @@ func (a *API) pins(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 400, err)
 		return
 	}
-	offset, err := intParam(r, "offset", 0, 1<<30)
+	backend := r.URL.Query().Get("backend")
+	cur, err := pageStart(r, p, backend)
 	if err != nil {
 		writeErr(w, 400, err)
 		return
 	}
-	backend := r.URL.Query().Get("backend")
 	out := struct {
 		Total int       `json:"total"`
 		Pins  []PinInfo `json:"pins"`
+		Next  string    `json:"next,omitempty"` // cursor of the next page; none after the last
 	}{Pins: []PinInfo{}}
 	if p.Table != nil {
-		p.Table.Range(func(in affinity.Info) bool {
-			if backend != "" && in.Backend != backend {
-				return true
-			}
-			if out.Total >= offset && len(out.Pins) < limit {
-				out.Pins = append(out.Pins, pinInfo(p.Name, in))
-			}
-			out.Total++
-			return true
-		})
+		var match func(affinity.Info) bool
+		out.Total = p.Table.Len()
+		if backend != "" {
+			match = func(in affinity.Info) bool { return in.Backend == backend }
+			out.Total = p.Table.Counts()[backend]
+		}
+		infos, next, done := p.Table.Page(cur, limit, match)
+		for _, in := range infos {
+			out.Pins = append(out.Pins, pinInfo(p.Name, in))
+		}
+		if !done {
+			out.Next = next.String()
+		}
 	}
 	writeJSON(w, 200, out)
+}
+
+// pageStart is where a page of /api/pins starts: the cursor a previous
+// page returned, or an offset, which without a backend filter is found
+// by counting shard lengths. With a filter an offset would mean walking
+// every pin before it, so it is refused in favour of the cursor.
+func pageStart(r *http.Request, p server.PoolView, backend string) (affinity.Cursor, error) {
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		return affinity.ParseCursor(c)
+	}
+	offset, err := intParam(r, "offset", 0, 1<<30)
+	switch {
+	case err != nil:
+		return affinity.Cursor{}, err
+	case offset == 0 || p.Table == nil:
+		return affinity.Cursor{}, nil
+	case backend != "":
+		return affinity.Cursor{}, errors.New("offset cannot be combined with backend: page with the cursor each page returns in next")
+	}
+	return p.Table.CursorAt(offset), nil
 }
 
 // clientKey turns an address from a request into the pool's key for it.

@@ -100,3 +100,36 @@ func BenchmarkMemoryPerPin(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPinsPerBackend is what the dashboard's poll of /api/backends
+// costs at a million pins: the kept counts against a walk of the table.
+func BenchmarkPinsPerBackend(b *testing.B) {
+	t := filled(1_000_000)
+	b.Run("counts", func(b *testing.B) {
+		for range b.N {
+			if t.Counts()["cas1"] != t.Len() {
+				b.Fatal("wrong count")
+			}
+		}
+	})
+	b.Run("walk", func(b *testing.B) {
+		for range b.N {
+			n := map[string]int{}
+			t.Range(func(in Info) bool { n[in.Backend]++; return true })
+		}
+	})
+}
+
+// BenchmarkPageDeep is one page of 100 pins half way through a table of a
+// million, by cursor.
+func BenchmarkPageDeep(b *testing.B) {
+	t := filled(1_000_000)
+	c := t.CursorAt(500_000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if page, _, _ := t.Page(c, 100, nil); len(page) != 100 {
+			b.Fatal("short page")
+		}
+	}
+}

@@ -384,3 +384,51 @@ func TestRestoreReportsWhatItKept(t *testing.T) {
 		t.Errorf("a pin restored into a full table (len %d)", tb.Len())
 	}
 }
+
+// Per-backend counts follow every change (pin, re-pin, unpin, restore,
+// set, forget) without a walk; pages from any cursor list every pin once
+// in a quiet table.
+func TestCountsAndPages(t *testing.T) {
+	tb, _, _ := newTable(t, time.Hour, 100_000)
+	for i := range 9000 {
+		l, _ := tb.Acquire(key(fmt.Sprintf("10.%d.%d.1:1", i/250, i%250)), fixed([]string{"cas1", "cas2", "cas3"}[i%3]))
+		l.Release()
+	}
+	k := key("10.0.0.1:1") // pinned to cas1
+	l, _ := tb.Acquire(k, func(Current) (string, RepinReason, error) { return "cas2", RepinDown, nil })
+	l.Release()
+	tb.Forget(key("10.0.1.1:1"))
+	tb.Set(Info{Key: key("10.0.2.1:1"), Backend: "cas3", Created: time.Unix(1_700_000_000, 0), LastSeen: time.Unix(1_700_000_000, 0)})
+	tb.Delete(func(in Info) bool { return in.Key == key("10.0.3.1:1") })
+	want := map[string]int{}
+	tb.Range(func(in Info) bool { want[in.Backend]++; return true })
+	if got := tb.Counts(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("counts %v, a walk finds %v", got, want)
+	}
+	seen := map[Key]int{}
+	c, pages := Cursor{}, 0
+	for done := false; !done; pages++ {
+		var page []Info
+		page, c, done = tb.Page(c, 700, nil)
+		if len(page) > 700 {
+			t.Fatalf("page of %d", len(page))
+		}
+		for _, in := range page {
+			seen[in.Key]++
+		}
+		if back, err := ParseCursor(c.String()); err != nil || back != c {
+			t.Fatalf("cursor %v does not read back: %v %v", c, back, err)
+		}
+	}
+	if len(seen) != tb.Len() {
+		t.Fatalf("pages listed %d pins of %d", len(seen), tb.Len())
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Fatalf("%v listed %d times", k, n)
+		}
+	}
+	if c := tb.CursorAt(tb.Len() - 1); c.Shard >= len(tb.shards) {
+		t.Fatalf("cursor of the last pin is past the end: %v", c)
+	}
+}

@@ -22,8 +22,8 @@ const ctlUsage = `stickylb ctl: inspect and steer a running stickylb through its
 Usage: stickylb ctl [--admin URL] [--token-file FILE] [--json] COMMAND [ARGS]
 
   backends                     pools and backends: state, connections, pins
-  pins [--pool P] [--backend B] [--limit N] [--offset N]
-                               list pins
+  pins [--pool P] [--backend B] [--limit N] [--offset N | --cursor C]
+                               list pins; a page ends with the command for the next
   pin CLIENT [--pool P]        which backend CLIENT (an IP address) is pinned to
   drain POOL/BACKEND [--deadline 30m]
                                no new clients; pinned clients stay until their connections

@@ -39,27 +39,31 @@ func (c *ctl) backends(args []string) error {
 
 // pins lists pins, filtered and paged.
 func (c *ctl) pins(args []string) error {
-	var pool, backend string
+	var pool, backend, cursor string
 	var limit, offset int
 	_, _, err := subFlags("pins", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&pool, "pool", "", "")
 		fs.StringVar(&backend, "backend", "", "")
 		fs.IntVar(&limit, "limit", 100, "")
 		fs.IntVar(&offset, "offset", 0, "")
+		fs.StringVar(&cursor, "cursor", "", "")
 	})
 	if err != nil {
 		return err
 	}
-	q := url.Values{"limit": {fmt.Sprint(limit)}, "offset": {fmt.Sprint(offset)}}
-	if pool != "" {
-		q.Set("pool", pool)
+	q := url.Values{"limit": {fmt.Sprint(limit)}}
+	for k, v := range map[string]string{"pool": pool, "backend": backend, "cursor": cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
 	}
-	if backend != "" {
-		q.Set("backend", backend)
+	if offset != 0 {
+		q.Set("offset", fmt.Sprint(offset))
 	}
 	var res struct {
 		Total int
 		Pins  []admin.PinInfo
+		Next  string
 	}
 	if err := c.call("GET", "/api/pins?"+q.Encode(), nil, &res); err != nil || c.asJSON {
 		return err
@@ -71,6 +75,9 @@ func (c *ctl) pins(args []string) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(c.out, "%d of %d pins\n", len(res.Pins), res.Total)
+	if res.Next != "" {
+		fmt.Fprintf(c.out, "more: run again with --cursor %s\n", res.Next)
+	}
 	return nil
 }
 
