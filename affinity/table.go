@@ -92,7 +92,7 @@ type Table struct {
 	names   atomic.Pointer[[]string]
 	counts  atomic.Pointer[[]*atomic.Int64] // pins per interned name, same index
 	namesMu sync.Mutex                      // serialises writers
-	ids     sync.Map   // name -> uint16
+	ids     sync.Map                        // name -> uint16
 
 	hits, misses, pins, repins, expired, evicted, evictedActive, deleted, full atomic.Uint64
 }
