@@ -2,8 +2,9 @@ package affinity
 
 import (
 	"fmt"
-	"github.com/stickylb/stickylb/config"
 	"net/netip"
+
+	"github.com/stickylb/stickylb/config"
 )
 
 // Key identifies a client in the table. It is a small comparable value with

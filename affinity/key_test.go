@@ -1,9 +1,10 @@
 package affinity
 
 import (
-	"github.com/stickylb/stickylb/config"
 	"net/netip"
 	"testing"
+
+	"github.com/stickylb/stickylb/config"
 )
 
 func TestKeys(t *testing.T) {

@@ -1,0 +1,155 @@
+package affinity
+
+import "time"
+
+// What the table offers besides Acquire: lookups and walks for the admin
+// API, deletions by an operator, and putting pins back from a snapshot
+// or journal at start-up.
+
+// Lookup returns the pin of client k without touching it.
+func (t *Table) Lookup(k Key) (Info, error) {
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.peek(k)
+	if !ok || t.isExpired(p, t.now().UnixNano()) {
+		return Info{}, ErrNoPin
+	}
+	return t.info(k, p), nil
+}
+
+func (t *Table) info(k Key, p pin) Info {
+	return Info{Key: k, Backend: t.name(p.backend), Active: p.active,
+		Created: time.Unix(int64(p.created), 0), LastSeen: time.Unix(int64(p.last()), 0)}
+}
+
+// Range calls f with a copy of every live pin, shard by shard, until f
+// returns false. Each shard is copied under its lock and f runs outside it.
+func (t *Table) Range(f func(Info) bool) {
+	now := t.now().UnixNano()
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		infos := make([]Info, 0, s.len())
+		for _, k := range s.keys() {
+			if p, _ := s.peek(k); !t.isExpired(p, now) {
+				infos = append(infos, t.info(k, p))
+			}
+		}
+		s.mu.Unlock()
+		for _, in := range infos {
+			if !f(in) {
+				return
+			}
+		}
+	}
+}
+
+// Delete removes the pins for which match returns true and returns how
+// many it removed. Open connections are not touched; their clients are
+// balanced afresh on their next connection.
+func (t *Table) Delete(match func(Info) bool) int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		var evs events
+		s.mu.Lock()
+		for _, k := range s.keys() {
+			p, _ := s.peek(k)
+			if match(t.info(k, p)) {
+				t.unpin(s, k, p, Deleted, &evs)
+				n++
+			}
+		}
+		s.mu.Unlock()
+		t.emit(&evs)
+	}
+	return n
+}
+
+// Restore puts a pin back, as read from a snapshot, and reports whether
+// it did: not when the client already has a pin, nor when the table is
+// full. It reports no event: nothing changed for the client.
+func (t *Table) Restore(in Info) bool {
+	s := t.shard(in.Key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.peek(in.Key); ok || s.len() >= s.max {
+		return false
+	}
+	t.putRead(s, in)
+	return true
+}
+
+// putRead stores a pin read back from a file; the shard's lock is held.
+func (t *Table) putRead(s *shard, in Info) {
+	id := t.intern(in.Backend)
+	s.put(in.Key, pin{backend: id, created: uint32(in.Created.Unix()), released: uint32(in.LastSeen.Unix()), gen: t.nextGen()})
+	t.count(id).Add(1)
+}
+
+// Set puts a pin as a journal recorded it, replacing the client's pin if
+// it has one, and reports whether it did (not when the table is full).
+// Like Restore it reports no event, and it is for start-up: a replaced
+// pin's open connections are not carried over.
+func (t *Table) Set(in Info) bool {
+	s := t.shard(in.Key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.peek(in.Key); ok {
+		s.remove(in.Key)
+		t.count(p.backend).Add(-1)
+	} else if s.len() >= s.max {
+		return false
+	}
+	t.putRead(s, in)
+	return true
+}
+
+// Forget removes client k's pin, as a journal recorded its unpin, and
+// reports whether there was one. It reports no event.
+func (t *Table) Forget(k Key) bool {
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.peek(k)
+	if !ok {
+		return false
+	}
+	s.remove(k)
+	t.count(p.backend).Add(-1)
+	return true
+}
+
+// Counts returns the number of pins of each backend that has any. It
+// reads counters kept as pins come and go, so it costs the same at a
+// million pins as at ten; expired pins not yet swept count, as in Len.
+func (t *Table) Counts() map[string]int {
+	names, counts := *t.names.Load(), *t.counts.Load()
+	out := make(map[string]int, len(names))
+	for i := range min(len(names), len(counts)) {
+		if n := counts[i].Load(); n > 0 {
+			out[names[i]] = int(n)
+		}
+	}
+	return out
+}
+
+// Len returns the number of pins held, expired ones not yet swept included.
+func (t *Table) Len() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += s.len()
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Stats returns the running totals.
+func (t *Table) Stats() Stats {
+	return Stats{Hits: t.hits.Load(), Misses: t.misses.Load(), Pins: t.pins.Load(),
+		Repins: t.repins.Load(), Expired: t.expired.Load(), Evicted: t.evicted.Load(),
+		EvictedActive: t.evictedActive.Load(), Deleted: t.deleted.Load(), Full: t.full.Load()}
+}
