@@ -151,5 +151,5 @@ func (t *Table) Len() int {
 func (t *Table) Stats() Stats {
 	return Stats{Hits: t.hits.Load(), Misses: t.misses.Load(), Pins: t.pins.Load(),
 		Repins: t.repins.Load(), Expired: t.expired.Load(), Evicted: t.evicted.Load(),
-		EvictedActive: t.evictedActive.Load(), Deleted: t.deleted.Load(), Full: t.full.Load()}
+		EvictedActive: t.evictedActive.Load(), Deleted: t.deleted.Load(), Full: t.full.Load(), Throttled: t.throttled.Load()}
 }

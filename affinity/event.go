@@ -13,8 +13,9 @@ const (
 	// Repin: the client's pin pointed at a backend that could not take it
 	// and was moved.
 	Repin
-	// Unpinned: the table was full of clients with connections open, so
-	// this connection was balanced without a pin.
+	// Unpinned: the table was full of clients with connections open, or
+	// new pins were over their cap, so this connection was balanced
+	// without a pin.
 	Unpinned
 )
 
@@ -36,10 +37,11 @@ func (d Decision) String() string {
 type EventKind uint8
 
 const (
-	EventPin   EventKind = iota // a new pin
-	EventRepin                  // a pin moved to another backend
-	EventUnpin                  // a pin left the table
-	EventFull                   // a new client went unpinned: every pin looked at was busy
+	EventPin       EventKind = iota // a new pin
+	EventRepin                      // a pin moved to another backend
+	EventUnpin                      // a pin left the table
+	EventFull                       // a new client went unpinned: every pin looked at was busy
+	EventThrottled                  // a new client went unpinned: over the cap on new pins per second
 )
 
 func (k EventKind) String() string {
@@ -49,7 +51,7 @@ func (k EventKind) String() string {
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }
 
-var eventNames = [...]string{EventPin: "pin", EventRepin: "repin", EventUnpin: "unpin", EventFull: "full"}
+var eventNames = [...]string{EventPin: "pin", EventRepin: "repin", EventUnpin: "unpin", EventFull: "full", EventThrottled: "throttled"}
 
 // UnpinReason says why a pin left the table.
 type UnpinReason string

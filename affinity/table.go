@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/stickylb/stickylb/config"
 )
 
@@ -62,6 +64,9 @@ type Config struct {
 	TTL time.Duration
 	// MaxEntries bounds the table; 0 means config.DefaultMaxEntries.
 	MaxEntries int
+	// NewPinsPerSecond caps the pins made for new clients; a client over
+	// the cap is balanced without a pin. 0 sets no cap.
+	NewPinsPerSecond float64
 	// OnEvent, if set, is called for every change, outside the table's
 	// locks and on the goroutine that made the change. Keep it quick.
 	OnEvent func(Event)
@@ -73,8 +78,8 @@ type Config struct {
 type Stats struct {
 	Hits, Misses, Pins, Repins, Expired, Evicted, EvictedActive, Deleted uint64
 	// Full counts new clients left unpinned because every pin looked at
-	// had connections open.
-	Full uint64
+	// had connections open; Throttled those over NewPinsPerSecond.
+	Full, Throttled uint64
 }
 
 // Table is a bounded, sharded map from client to pinned backend.
@@ -94,7 +99,8 @@ type Table struct {
 	namesMu sync.Mutex                      // serialises writers
 	ids     sync.Map                        // name -> uint16
 
-	hits, misses, pins, repins, expired, evicted, evictedActive, deleted, full atomic.Uint64
+	hits, misses, pins, repins, expired, evicted, evictedActive, deleted, full, throttled atomic.Uint64
+	newPins                                                                               atomic.Pointer[rate.Limiter] // nil: no cap
 }
 
 // evictScan bounds how many busy pins an insert into a full shard steps
@@ -123,7 +129,28 @@ func NewTable(c Config) *Table {
 	t.counts.Store(&[]*atomic.Int64{})
 	t.ttl.Store(int64(c.TTL))
 	t.Resize(c.MaxEntries)
+	t.SetNewPinRate(c.NewPinsPerSecond)
 	return t
+}
+
+// SetNewPinRate changes the cap on pins made per second; 0 removes it.
+func (t *Table) SetNewPinRate(perSecond float64) {
+	if perSecond <= 0 {
+		t.newPins.Store(nil)
+		return
+	}
+	if l := t.newPins.Load(); l != nil {
+		l.SetLimit(rate.Limit(perSecond))
+		l.SetBurst(max(1, int(perSecond)))
+		return
+	}
+	t.newPins.Store(rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond))))
+}
+
+// mayPin says whether the cap on new pins lets one more be made now.
+func (t *Table) mayPin() bool {
+	l := t.newPins.Load()
+	return l == nil || l.Allow()
 }
 
 // SetTTL changes the TTL; it applies to every pin, old and new.
@@ -237,6 +264,13 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		l.Decision, l.Repin = Repin, why
 		t.repins.Add(1)
 		evs.add(Event{Kind: EventRepin, Key: k, Backend: backend, From: pinned, Repin: why, Active: p.active})
+	case !t.mayPin():
+		t.misses.Add(1)
+		t.throttled.Add(1)
+		s.mu.Unlock()
+		evs.add(Event{Kind: EventThrottled, Key: k, Backend: backend})
+		t.emit(&evs)
+		return Lease{Backend: backend, Decision: Unpinned}, nil
 	case !t.makeRoom(s, &evs):
 		// Every pin looked at has connections open: the table is too
 		// small for the clients connected now. This client goes

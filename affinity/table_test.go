@@ -432,3 +432,25 @@ func TestCountsAndPages(t *testing.T) {
 		t.Fatalf("cursor of the last pin is past the end: %v", c)
 	}
 }
+
+// A cap on new pins per second leaves clients beyond it unpinned (counted,
+// reported) and does not touch clients that have pins.
+func TestNewPinCap(t *testing.T) {
+	tb := NewTable(Config{NewPinsPerSecond: 5})
+	for i := range 5 {
+		l, _ := tb.Acquire(key(fmt.Sprintf("10.0.4.%d:1", i+1)), fixed("cas1"))
+		if l.Decision != New {
+			t.Fatalf("client %d within the cap: %v", i+1, l.Decision)
+		}
+		l.Release()
+	}
+	if l, _ := tb.Acquire(key("10.0.4.9:1"), fixed("cas1")); l.Decision != Unpinned {
+		t.Fatalf("client over the cap: %v, want unpinned", l.Decision)
+	}
+	if l, _ := tb.Acquire(key("10.0.4.1:1"), fixed("cas2")); l.Decision != Hit || l.Backend != "cas1" {
+		t.Fatalf("a pinned client over the cap: %v %s, want a hit on cas1", l.Decision, l.Backend)
+	}
+	if s := tb.Stats(); s.Throttled != 1 || tb.Len() != 5 {
+		t.Fatalf("stats %+v, len %d", s, tb.Len())
+	}
+}

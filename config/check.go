@@ -175,6 +175,7 @@ func (p *Pool) check(v *checker, at string) {
 		v.errAt(at+".passive_fall", "must be from 0 (off) to 100, not %d", p.PassiveFall)
 	}
 	p.Affinity.check(v, at+".affinity")
+	p.Limits.check(v, at+".limits")
 	v.timing(at+".health", p.Health.Interval, p.Health.Timeout, p.Health.Rise, p.Health.Fall)
 	for _, name := range slices.Sorted(maps.Keys(p.Checks)) {
 		p.Checks[name].check(v, at+".check."+name)
@@ -196,8 +197,23 @@ func (a *Affinity) check(v *checker, at string) {
 		v.errAt(at+".ipv6_prefix", "must be from 1 to 128, not %d", a.IPv6Prefix)
 	}
 	v.within(at+".ttl", a.TTL, time.Second, 365*24*time.Hour)
+	if a.NewPinsPerSecond < 0 || a.NewPinsPerSecond > 1e7 {
+		v.errAt(at+".new_pins_per_second", "must be from 0 (off) to 10000000, not %g", a.NewPinsPerSecond)
+	}
 	if a.MaxEntries < 1 || a.MaxEntries > 100_000_000 {
 		v.errAt(at+".max_entries", "must be from 1 to 100000000, not %d", a.MaxEntries)
+	}
+}
+
+func (l *Limits) check(v *checker, at string) {
+	if l.MaxConnsPerClient < 0 || l.MaxConnsPerClient > 1_000_000 {
+		v.errAt(at+".max_conns_per_client", "must be from 0 (off) to 1000000, not %d", l.MaxConnsPerClient)
+	}
+	if l.ConnRatePerClient < 0 || l.ConnRatePerClient > 1e6 {
+		v.errAt(at+".conn_rate_per_client", "must be from 0 (off) to 1000000 connections per second, not %g", l.ConnRatePerClient)
+	}
+	if l.ConnBurstPerClient < 0 || l.ConnBurstPerClient > 1_000_000 {
+		v.errAt(at+".conn_burst_per_client", "must be from 0 (the rate) to 1000000, not %d", l.ConnBurstPerClient)
 	}
 }
 

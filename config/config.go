@@ -103,6 +103,7 @@ type Pool struct {
 	CloseOnDown      bool                `toml:"close_on_down"`      // default false
 	Affinity         Affinity            `toml:"affinity"`
 	Health           Health              `toml:"health"`
+	Limits           Limits              `toml:"limits"`
 	Checks           map[string]*Check   `toml:"-"` // [pool.NAME.check.NAME], decoded one by one
 	Backends         map[string]*Backend `toml:"-"` // [pool.NAME.backend.NAME], likewise
 }
@@ -182,6 +183,18 @@ type Affinity struct {
 	IPv6Prefix int      `toml:"ipv6_prefix"` // default 64, for src-net
 	TTL        Duration `toml:"ttl"`         // default 3h
 	MaxEntries int      `toml:"max_entries"` // default 1000000
+	// NewPinsPerSecond caps the pins made for new clients, so a flood of
+	// source addresses cannot push out the pins of sessions between
+	// connections; clients over the cap are balanced unpinned. 0: off.
+	NewPinsPerSecond float64 `toml:"new_pins_per_second"`
+}
+
+// Limits bound what one client address may take of a pool, so that one
+// client cannot hurt the others. Every limit is off (0) by default.
+type Limits struct {
+	MaxConnsPerClient  int     `toml:"max_conns_per_client"`  // open connections at once
+	ConnRatePerClient  float64 `toml:"conn_rate_per_client"`  // new connections per second
+	ConnBurstPerClient int     `toml:"conn_burst_per_client"` // default: the rate, at least 1
 }
 
 // Health configures a pool's active checks.

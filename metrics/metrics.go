@@ -58,7 +58,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Failed connects to a backend, by reason (refused, timeout, unreachable, reset, dns, other)."},
 			[]string{"listener", "backend", "reason"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_refused_total",
-			Help: "Client connections closed without a backend, by reason (no-backend, connect-failed, rejected, identify, local-error)."},
+			Help: "Client connections closed without a backend, by reason (no-backend, connect-failed, rejected, identify, local-error, client-conns, client-rate)."},
 			[]string{"listener", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "connection_duration_seconds",
 			Help:    "Lifetime of proxied connections.",

@@ -25,6 +25,7 @@ var (
 	descUnpins  = prometheus.NewDesc(ns+"_affinity_unpins_total", "Pins removed, by reason (expired, evicted, deleted).", []string{"pool", "reason"}, nil)
 	descEvBusy  = prometheus.NewDesc(ns+"_affinity_evictions_active_total", "Evicted pins whose client still had connections open (only a reload that shrinks max_entries does this).", []string{"pool"}, nil)
 	descFull    = prometheus.NewDesc(ns+"_affinity_full_total", "New clients left unpinned because the table was full of clients with open connections.", []string{"pool"}, nil)
+	descThrot   = prometheus.NewDesc(ns+"_affinity_throttled_total", "New clients left unpinned because new pins were over affinity.new_pins_per_second.", []string{"pool"}, nil)
 	descState   = prometheus.NewDesc(ns+"_backend_state", "Backend state: 1 for the current one of up, down, drain, maint.", []string{"pool", "backend", "state"}, nil)
 	descWeight  = prometheus.NewDesc(ns+"_backend_weight", "Backend weight.", []string{"pool", "backend"}, nil)
 	descBConns  = prometheus.NewDesc(ns+"_backend_connections", "Open connections per backend.", []string{"pool", "backend"}, nil)
@@ -37,7 +38,7 @@ var (
 var states = []string{"up", "down", "drain", "maint"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descState, descWeight, descBConns, descReloads, descLastRel, descSnaps, descLastSn} {
+	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descWeight, descBConns, descReloads, descLastRel, descSnaps, descLastSn} {
 		ch <- d
 	}
 }
@@ -59,6 +60,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descUnpins, prometheus.CounterValue, float64(st.Deleted), p.Name, "deleted")
 			ch <- prometheus.MustNewConstMetric(descEvBusy, prometheus.CounterValue, float64(st.EvictedActive), p.Name)
 			ch <- prometheus.MustNewConstMetric(descFull, prometheus.CounterValue, float64(st.Full), p.Name)
+			ch <- prometheus.MustNewConstMetric(descThrot, prometheus.CounterValue, float64(st.Throttled), p.Name)
 		}
 		for _, b := range p.Pool.Backends() {
 			cur := b.State()

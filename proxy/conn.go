@@ -70,6 +70,17 @@ func (c *conn) serve() {
 		c.refuse(r, netip.AddrPort{}, RefusedIdentify, err)
 		return
 	}
+	if r.Limits != nil {
+		if why := r.Limits.admit(client.Addr()); why != "" {
+			c.limited(r, client, why)
+			return
+		}
+		defer func() {
+			if !handedOff {
+				r.Limits.done(client.Addr())
+			}
+		}()
+	}
 	s, err := c.connect(r, client)
 	if err != nil {
 		return // refused and logged by connect
@@ -188,6 +199,18 @@ func (c *conn) connectFailed(r *Route, client netip.AddrPort, b *pool.Backend, a
 	return why
 }
 
+// limited refuses a connection a client limit stops: counted, and logged
+// at most every few seconds, since a client over its limit keeps trying.
+func (c *conn) limited(r *Route, client netip.AddrPort, why Refusal) {
+	if r.Observer != nil {
+		r.Observer.Refused(r.Name, why)
+	}
+	c.l.limitLog.Do(func() {
+		c.l.log.Warn("connection refused: client over its limit", "listener", r.Name, "pool", r.Pool.Name,
+			"client", client, "reason", why, "note", "logged at most every 5s")
+	})
+}
+
 // localDialError refuses a client whose backend leg could not be opened
 // for want of a resource of this host. The backend is not to blame: no
 // passive check counts it, the pin stays, no other backend is tried (it
@@ -260,6 +283,9 @@ func (s *session) end() {
 	defer c.client.Close()
 	defer s.be.Close()
 	defer s.lease.Release()
+	if r.Limits != nil {
+		defer r.Limits.done(s.client.Addr())
+	}
 	if s.stopIdle != nil {
 		s.stopIdle()
 	}

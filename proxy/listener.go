@@ -34,6 +34,7 @@ type Listener struct {
 	// few seconds: such faults come in floods. failLogs does the same
 	// for each backend's failed connects.
 	localLog rate.Sometimes
+	limitLog rate.Sometimes
 	failLogs sync.Map // *pool.Backend -> *rate.Sometimes
 
 	mu    sync.Mutex
@@ -61,7 +62,8 @@ func Listen(ctx context.Context, name, addr string, keepaliveIdle time.Duration,
 		return nil, listenError(name, addr, err)
 	}
 	return &Listener{Name: name, ln: ln.(*net.TCPListener), log: log, conns: map[*conn]struct{}{},
-		setup: make(chan *conn), closed: make(chan struct{}), localLog: rate.Sometimes{Interval: 5 * time.Second}}, nil
+		setup: make(chan *conn), closed: make(chan struct{}), localLog: rate.Sometimes{Interval: 5 * time.Second},
+		limitLog: rate.Sometimes{Interval: 5 * time.Second}}, nil
 }
 
 func listenError(name, addr string, err error) error {

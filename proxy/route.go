@@ -59,6 +59,9 @@ type Route struct {
 	// OnPassiveDown, if set, hears when a passive check took a backend
 	// down.
 	OnPassiveDown func(b *pool.Backend, err error)
+	// Limits, if set, bounds each client address's connections (shared
+	// by the routes of one pool); nil sets no bound and costs nothing.
+	Limits *Limiter
 }
 
 func (r *Route) connectTimeout() time.Duration {
@@ -92,11 +95,13 @@ type Observer interface {
 type Refusal string
 
 const (
-	RefusedIdentify  Refusal = "identify"       // the client's identity could not be read
-	RefusedNoBackend Refusal = "no-backend"     // no backend can take the client
-	RefusedRejected  Refusal = "rejected"       // its backend cannot, and on_down is reject
-	RefusedConnect   Refusal = "connect-failed" // every backend tried failed to connect
-	RefusedLocal     Refusal = "local-error"    // this host is out of a resource (file descriptors, ports, ...)
+	RefusedIdentify    Refusal = "identify"       // the client's identity could not be read
+	RefusedNoBackend   Refusal = "no-backend"     // no backend can take the client
+	RefusedRejected    Refusal = "rejected"       // its backend cannot, and on_down is reject
+	RefusedConnect     Refusal = "connect-failed" // every backend tried failed to connect
+	RefusedLocal       Refusal = "local-error"    // this host is out of a resource (file descriptors, ports, ...)
+	RefusedClientConns Refusal = "client-conns"   // the client has max_conns_per_client open already
+	RefusedClientRate  Refusal = "client-rate"    // the client opens connections faster than conn_rate_per_client
 )
 
 // DialFailure names the kind of a failed backend connect, for logs and

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/pool"
@@ -83,6 +85,10 @@ func (s *Server) applyPools(cfg *config.Config) map[*poolRT][]*pool.Backend {
 			s.pools[name] = p
 		}
 		p.pool.SetSlowStart(pc.SlowStart.Duration)
+		if p.cfg == nil || p.cfg.Limits != pc.Limits {
+			p.limiter = proxy.NewLimiter(proxy.ClientLimits{MaxConns: pc.Limits.MaxConnsPerClient,
+				Rate: rate.Limit(pc.Limits.ConnRatePerClient), Burst: pc.Limits.ConnBurstPerClient})
+		}
 		s.applyTable(p, pc)
 		restart[p] = before
 	}
@@ -106,12 +112,13 @@ func (s *Server) applyTable(p *poolRT, pc *config.Pool) {
 	case p.table != nil && kr == p.keyer:
 		p.table.SetTTL(pc.Affinity.TTL.Duration)
 		p.table.Resize(pc.Affinity.MaxEntries)
+		p.table.SetNewPinRate(pc.Affinity.NewPinsPerSecond)
 	default:
 		if p.table != nil {
 			s.log.Warn("affinity key changed; pool starts with an empty table", "pool", pc.Name, "key", kr.Kind)
 		}
 		p.table = affinity.NewTable(affinity.Config{
-			TTL: pc.Affinity.TTL.Duration, MaxEntries: pc.Affinity.MaxEntries,
+			TTL: pc.Affinity.TTL.Duration, MaxEntries: pc.Affinity.MaxEntries, NewPinsPerSecond: pc.Affinity.NewPinsPerSecond,
 			OnEvent: s.pinEvent(pc.Name, p),
 		})
 	}

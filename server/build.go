@@ -31,6 +31,7 @@ func (s *Server) route(lc *config.Listener, p *poolRT) *proxy.Route {
 		Dialer:           d,
 		Observer:         s.opts.Observer,
 		PassiveFall:      pc.PassiveFall,
+		Limits:           p.limiter,
 		OnPassiveDown: func(b *pool.Backend, err error) {
 			if s.opts.OnStateChange != nil {
 				s.opts.OnStateChange(p.pool.Name, b.Name, false, err)

@@ -53,8 +53,10 @@ func newJournal(path string) *journal {
 
 // note records a table change; it is called from connection goroutines.
 func (j *journal) note(pool string, ev affinity.Event) {
-	if ev.Kind == affinity.EventFull {
-		return
+	switch ev.Kind {
+	case affinity.EventPin, affinity.EventRepin, affinity.EventUnpin:
+	default:
+		return // no pin changed
 	}
 	now := time.Now().Unix()
 	r := journalRecord{Pool: pool, Client: ev.Key.String(), At: now}

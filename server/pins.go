@@ -25,6 +25,11 @@ func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
 				s.log.Warn("affinity table full of clients with open connections: new clients go unpinned; raise affinity.max_entries",
 					"pool", name, "unpinned", n, "client", ev.Key, "backend", ev.Backend)
 			}
+		case ev.Kind == affinity.EventThrottled:
+			if n, ok := p.fullLog.allow(10 * time.Second); ok {
+				s.log.Warn("more new clients than affinity.new_pins_per_second: new clients go unpinned",
+					"pool", name, "unpinned", n, "client", ev.Key, "backend", ev.Backend)
+			}
 		case ev.Kind == affinity.EventUnpin && ev.Unpin == affinity.Evicted:
 			// One line per burst, not per pin: a full table evicts
 			// on every new client.
@@ -64,6 +69,11 @@ func (s *Server) sweep() {
 		}
 		s.mu.Lock()
 		s.pruneRetired()
+		for _, p := range s.pools {
+			if p.limiter != nil {
+				p.limiter.Sweep(time.Now())
+			}
+		}
 		s.mu.Unlock()
 	}
 }

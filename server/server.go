@@ -79,6 +79,7 @@ type poolRT struct {
 	table   *affinity.Table
 	keyer   affinity.Keyer
 	cfg     *config.Pool
+	limiter *proxy.Limiter // nil without client limits
 	health  context.CancelFunc
 	done    chan struct{}
 	states  map[stateKey]*health.State // by check and backend, kept across restarts

@@ -1,0 +1,94 @@
+//go:build linux
+
+package proxy
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// ClientLimits bound what one client address may take of a pool, so one
+// client cannot hurt the others. Zero values are off.
+type ClientLimits struct {
+	// MaxConns is how many connections one client may have open at once.
+	MaxConns int
+	// Rate and Burst bound how fast one client may open connections.
+	Rate  rate.Limit
+	Burst int
+}
+
+// Limiter applies ClientLimits to the clients of one pool, across all of
+// its listeners. It keeps state only for clients with a connection open
+// or a rate bucket not yet full again; Sweep forgets the rest.
+type Limiter struct {
+	limits ClientLimits
+	mu     sync.Mutex
+	byAddr map[netip.Addr]*clientUse
+}
+
+type clientUse struct {
+	open   int
+	bucket *rate.Limiter
+}
+
+// NewLimiter returns a Limiter, or nil when every limit is off.
+func NewLimiter(l ClientLimits) *Limiter {
+	if l.MaxConns <= 0 && l.Rate <= 0 {
+		return nil
+	}
+	if l.Rate > 0 && l.Burst <= 0 {
+		l.Burst = max(1, int(l.Rate))
+	}
+	return &Limiter{limits: l, byAddr: map[netip.Addr]*clientUse{}}
+}
+
+// admit takes a connection of client addr, or says which limit refuses
+// it. A taken connection must be given back with done.
+func (l *Limiter) admit(addr netip.Addr) Refusal {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.byAddr[addr]
+	if u == nil {
+		u = &clientUse{}
+		if l.limits.Rate > 0 {
+			u.bucket = rate.NewLimiter(l.limits.Rate, l.limits.Burst)
+		}
+		l.byAddr[addr] = u
+	}
+	switch {
+	case l.limits.MaxConns > 0 && u.open >= l.limits.MaxConns:
+		return RefusedClientConns
+	case u.bucket != nil && !u.bucket.Allow():
+		return RefusedClientRate
+	}
+	u.open++
+	return ""
+}
+
+// done gives back a connection admit took.
+func (l *Limiter) done(addr netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if u := l.byAddr[addr]; u != nil {
+		u.open--
+		if u.open <= 0 && (u.bucket == nil || u.bucket.Tokens() >= float64(l.limits.Burst)) {
+			delete(l.byAddr, addr)
+		}
+	}
+}
+
+// Sweep forgets clients with nothing open whose rate bucket has filled up
+// again, and returns how many clients it still tracks.
+func (l *Limiter) Sweep(now time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for addr, u := range l.byAddr {
+		if u.open <= 0 && (u.bucket == nil || u.bucket.TokensAt(now) >= float64(l.limits.Burst)) {
+			delete(l.byAddr, addr)
+		}
+	}
+	return len(l.byAddr)
+}
