@@ -228,11 +228,14 @@ func (c *conn) localDialError(r *Route, client netip.AddrPort, b *pool.Backend, 
 	})
 }
 
+// identify returns the client's address. An IPv4 client of a wildcard
+// listener arrives as ::ffff:a.b.c.d; it is logged and keyed as a.b.c.d.
 func (c *conn) identify() (netip.AddrPort, error) {
 	if c.l.Identify != nil {
 		return c.l.Identify(c.client)
 	}
-	return c.client.RemoteAddr().(*net.TCPAddr).AddrPort(), nil
+	ap := c.client.RemoteAddr().(*net.TCPAddr).AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 func (c *conn) refuse(r *Route, client netip.AddrPort, why Refusal, err error) {

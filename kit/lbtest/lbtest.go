@@ -56,11 +56,23 @@ func StartBackends(t testing.TB, hosts []string, n int) ([]*Backend, []int) {
 	return nil, nil
 }
 
+// NewBackend makes a backend that listens nowhere yet (see Listen), for
+// tests that place backends in different network namespaces. It is
+// closed when the test ends.
+func NewBackend(t testing.TB, name, host string) *Backend {
+	b := newBackend(name, host)
+	t.Cleanup(b.Close)
+	return b
+}
+
+func newBackend(name, host string) *Backend {
+	return &Backend{Name: name, Host: host, lns: map[int]net.Listener{}, conns: map[net.Conn]struct{}{}, accepted: map[int]int{}}
+}
+
 func tryStart(hosts []string, n int) ([]*Backend, []int, error) {
 	var bs []*Backend
 	for i, h := range hosts {
-		bs = append(bs, &Backend{Name: "cas" + strconv.Itoa(i+1), Host: h,
-			lns: map[int]net.Listener{}, conns: map[net.Conn]struct{}{}, accepted: map[int]int{}})
+		bs = append(bs, newBackend("cas"+strconv.Itoa(i+1), h))
 	}
 	var ports []int
 	for range n {
@@ -91,12 +103,19 @@ func closeAll(bs []*Backend) {
 
 // Listen (re)opens the backend on port.
 func (b *Backend) Listen(port int) error {
+	_, err := b.ListenPort(port)
+	return err
+}
+
+// ListenPort listens on port (0: any free one) and returns the port.
+func (b *Backend) ListenPort(port int) (int, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(b.Host, strconv.Itoa(port)))
 	if err != nil {
-		return err
+		return 0, err
 	}
+	port = ln.Addr().(*net.TCPAddr).Port
 	b.serve(port, ln)
-	return nil
+	return port, nil
 }
 
 func (b *Backend) serve(port int, ln net.Listener) {
