@@ -41,8 +41,9 @@ func TestClientLimits(t *testing.T) {
 	})
 	held[1].Close()
 
-	r.Limits = NewLimiter(ClientLimits{Rate: 0.5, Burst: 3})
-	l.SetRoute(r)
+	next := *r // an installed route is never changed: a reload installs a new one
+	next.Limits = NewLimiter(ClientLimits{Rate: 0.5, Burst: 3})
+	l.SetRoute(&next)
 	b := lbtest.ClientIP(9702)
 	for i := range 3 {
 		if _, err := lbtest.Who(b, l.Addr()); err != nil {
