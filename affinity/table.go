@@ -252,35 +252,16 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		l.Decision = Hit
 		t.hits.Add(1)
 	case ok:
-		switch {
-		case why == RepinFailback:
-			p.home = 0
-		case p.home == 0:
-			p.home = p.backend + 1
-		}
-		t.count(p.backend).Add(-1)
-		p.backend = t.intern(backend)
-		t.count(p.backend).Add(1)
+		t.repin(&p, backend, why)
 		l.Decision, l.Repin = Repin, why
-		t.repins.Add(1)
 		evs.add(Event{Kind: EventRepin, Key: k, Backend: backend, From: pinned, Repin: why, Active: p.active})
 	case !t.mayPin():
-		t.misses.Add(1)
-		t.throttled.Add(1)
-		s.mu.Unlock()
-		evs.add(Event{Kind: EventThrottled, Key: k, Backend: backend})
-		t.emit(&evs)
-		return Lease{Backend: backend, Decision: Unpinned}, nil
+		return t.unpinned(s, k, backend, EventThrottled, &t.throttled, &evs), nil
 	case !t.makeRoom(s, &evs):
 		// Every pin looked at has connections open: the table is too
 		// small for the clients connected now. This client goes
 		// unpinned rather than taking a live session's pin.
-		t.misses.Add(1)
-		t.full.Add(1)
-		s.mu.Unlock()
-		evs.add(Event{Kind: EventFull, Key: k, Backend: backend})
-		t.emit(&evs)
-		return Lease{Backend: backend, Decision: Unpinned}, nil
+		return t.unpinned(s, k, backend, EventFull, &t.full, &evs), nil
 	default:
 		t.misses.Add(1)
 		t.pins.Add(1)
@@ -295,6 +276,32 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 	s.mu.Unlock()
 	t.emit(&evs)
 	return l, nil
+}
+
+// repin moves p to backend, keeping the backend it was first moved off
+// as its home for failback (a failback clears it).
+func (t *Table) repin(p *pin, backend string, why RepinReason) {
+	switch {
+	case why == RepinFailback:
+		p.home = 0
+	case p.home == 0:
+		p.home = p.backend + 1
+	}
+	t.count(p.backend).Add(-1)
+	p.backend = t.intern(backend)
+	t.count(p.backend).Add(1)
+	t.repins.Add(1)
+}
+
+// unpinned lets a new client through to backend without a pin, counted
+// in why and reported as kind; it releases the shard's lock.
+func (t *Table) unpinned(s *shard, k Key, backend string, kind EventKind, why *atomic.Uint64, evs *events) Lease {
+	t.misses.Add(1)
+	why.Add(1)
+	s.mu.Unlock()
+	evs.add(Event{Kind: kind, Key: k, Backend: backend})
+	t.emit(evs)
+	return Lease{Backend: backend, Decision: Unpinned}
 }
 
 // makeRoom evicts the least recently used idle pin from a full shard and
