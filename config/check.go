@@ -128,11 +128,24 @@ func (l *Listener) check(v *checker, seen *listenAddrs, pools map[string]*Pool) 
 	if l.BackendPort < 0 || l.BackendPort > 65535 {
 		v.errAt(at+".backend_port", "must be a port from 1 to 65535, not %d", l.BackendPort)
 	}
+	l.checkProxy(v, at)
 	if l.Pool == "" {
 		v.errAt(at+".pool", "missing: name the pool this listener forwards to")
 	} else if _, ok := pools[l.Pool]; !ok {
 		v.errAt(at+".pool", "pool %q is not defined (defined: %s)", l.Pool, strings.Join(slices.Sorted(maps.Keys(pools)), ", "))
 	}
+}
+
+func (l *Listener) checkProxy(v *checker, at string) {
+	for i, s := range l.ProxyTrusted {
+		if _, err := parseNet(s); err != nil {
+			v.errAt(at+".proxy_trusted", "entry %d: %v", i+1, err)
+		}
+	}
+	if l.ProxyProtocol && len(l.ProxyTrusted) == 0 {
+		v.errAt(at+".proxy_trusted", "required with proxy_protocol: list the balancers allowed to say who the client is, such as [\"10.1.0.5\"]")
+	}
+	v.within(at+".proxy_header_timeout", l.ProxyHeaderTimeout, 10*time.Millisecond, time.Minute)
 }
 
 // add records a listener's address and reports the clashes with those

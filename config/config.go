@@ -69,6 +69,37 @@ type Listener struct {
 	Listen      string `toml:"listen"`
 	Pool        string `toml:"pool"`
 	BackendPort int    `toml:"backend_port"` // default: the listen port
+	// ProxyProtocol takes the client's address from a PROXY protocol
+	// header (v1 or v2) that every connection must start with; only the
+	// sources in ProxyTrusted may connect. For a listener behind other
+	// balancers; default off.
+	ProxyProtocol      bool     `toml:"proxy_protocol"`
+	ProxyTrusted       []string `toml:"proxy_trusted"`        // networks or addresses, such as "10.1.0.0/24"
+	ProxyHeaderTimeout Duration `toml:"proxy_header_timeout"` // default 3s
+}
+
+// TrustedNets returns ProxyTrusted as prefixes; a loaded config has
+// checked every entry.
+func (l *Listener) TrustedNets() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(l.ProxyTrusted))
+	for _, s := range l.ProxyTrusted {
+		if p, err := parseNet(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseNet reads a network ("10.1.0.0/24") or a single address.
+func parseNet(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, fmt.Errorf("%q is not an address or a network such as \"10.1.0.0/24\"", s)
+	}
+	return p.Masked(), nil
 }
 
 // Addr is the address to listen on; the zero AddrPort if Listen is not
@@ -101,6 +132,7 @@ type Pool struct {
 	SlowStart        Duration            `toml:"slow_start"`         // default 0: off
 	PassiveFall      int                 `toml:"passive_fall"`       // default 3; 0: off
 	CloseOnDown      bool                `toml:"close_on_down"`      // default false
+	SendProxy        SendProxy           `toml:"send_proxy"`         // off (default), v1 or v2; Exchange does not take it
 	Affinity         Affinity            `toml:"affinity"`
 	Health           Health              `toml:"health"`
 	Limits           Limits              `toml:"limits"`

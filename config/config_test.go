@@ -5,6 +5,7 @@ import (
 	"encoding"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -304,4 +305,29 @@ func FuzzParse(f *testing.F) {
 		}
 		c.Warnings()
 	})
+}
+
+// The PROXY protocol keys: a listener that takes headers must list who may
+// send them, each entry an address or network.
+func TestProxyProtocolKeys(t *testing.T) {
+	l := "[listener.epmap]\nlisten = \"127.0.0.1:10135\"\npool = \"cas\"\n"
+	src := strings.Replace(minimal, l, l+"proxy_protocol = true\n", 1)
+	if _, err := Parse("f.toml", []byte(src)); err == nil || !strings.Contains(err.Error(), "f.toml:2: listener.epmap.proxy_trusted: required with proxy_protocol") {
+		t.Fatalf("proxy_protocol without proxy_trusted: %v", err)
+	}
+	bad := strings.Replace(src, "proxy_protocol = true\n", "proxy_protocol = true\nproxy_trusted = [\"10.1.0.0/24\", \"lb1\"]\n", 1)
+	if _, err := Parse("f.toml", []byte(bad)); err == nil || !strings.Contains(err.Error(), "entry 2: \"lb1\" is not an address") {
+		t.Fatalf("a host name in proxy_trusted: %v", err)
+	}
+	good := strings.Replace(bad, "\"lb1\"", "\"10.2.0.7\"", 1) + "[pool.cas]\nsend_proxy = \"v2\"\n"
+	c, err := Parse("f.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(c.Listeners["epmap"].TrustedNets()); got != "[10.1.0.0/24 10.2.0.7/32]" {
+		t.Fatalf("trusted nets %s", got)
+	}
+	if c.Pools["cas"].SendProxy != ProxyV2 || !strings.Contains(fmt.Sprint(c.Warnings()), "Exchange does not") {
+		t.Fatalf("send_proxy v2 read as %v, warnings %v", c.Pools["cas"].SendProxy, c.Warnings())
+	}
 }

@@ -140,7 +140,7 @@ func decode(name string, src []byte) (*Config, toml.MetaData, []error) {
 	into(f.Global, &c.Global)
 	into(f.Admin, &c.Admin)
 	for lname, p := range f.Listeners {
-		l := &Listener{Name: lname}
+		l := &Listener{Name: lname, ProxyHeaderTimeout: Duration{DefaultProxyHeaderTimeout}}
 		into(p, l)
 		c.Listeners[lname] = l
 	}

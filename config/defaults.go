@@ -29,6 +29,8 @@ const (
 	DefaultFall        = 3
 	DefaultPassiveFall = 3
 	DefaultWeight      = 1
+	// DefaultProxyHeaderTimeout bounds the wait for a PROXY header.
+	DefaultProxyHeaderTimeout = 3 * time.Second
 )
 
 // DefaultGlobal returns the [global] settings of a file that sets none.

@@ -30,6 +30,9 @@ func (p *Pool) warn(v *checker, at string) {
 	if ttl := p.Affinity.TTL.Duration; ttl < windowsKeepalive {
 		v.errAt(at+".affinity.ttl", "%s is below Windows' 2h keepalive: an idle MAPI session can lose its pin while its client still holds it", p.Affinity.TTL)
 	}
+	if p.SendProxy != ProxyOff {
+		v.errAt(at+".send_proxy", "backends must expect a PROXY header on every connection: Exchange does not, and would refuse them all")
+	}
 	if it := p.IdleTimeout.Duration; it > 0 && it < windowsKeepalive {
 		v.errAt(at+".idle_timeout", "%s is below Windows' 2h keepalive: idle MAPI connections will be cut (Outlook events 25/26)", p.IdleTimeout)
 	}

@@ -74,6 +74,21 @@ func (o OnDown) String() string                { return word(onDownWords, o, "on
 func (o OnDown) MarshalText() ([]byte, error)  { return []byte(o.String()), nil }
 func (o *OnDown) UnmarshalText(t []byte) error { return readWord(onDownWords, o, t) }
 
+// SendProxy is the PROXY protocol header a pool writes to its backends.
+type SendProxy uint8
+
+const (
+	ProxyOff SendProxy = iota // no header: the default, and what Exchange needs
+	ProxyV1                   // the text header
+	ProxyV2                   // the binary header
+)
+
+var sendProxyWords = []string{ProxyOff: "off", ProxyV1: "v1", ProxyV2: "v2"}
+
+func (p SendProxy) String() string                { return word(sendProxyWords, p, "send_proxy") }
+func (p SendProxy) MarshalText() ([]byte, error)  { return []byte(p.String()), nil }
+func (p *SendProxy) UnmarshalText(t []byte) error { return readWord(sendProxyWords, p, t) }
+
 // CheckType is the kind of an active health check.
 type CheckType uint8
 

@@ -65,11 +65,12 @@ func (c *conn) serve() {
 	if r.Observer != nil {
 		r.Observer.Accepted(r.Name)
 	}
-	client, err := c.identify()
+	o, err := c.identify(r)
 	if err != nil {
-		c.refuse(r, netip.AddrPort{}, RefusedIdentify, err)
+		c.unidentified(r, o, err)
 		return
 	}
+	client := o.Client
 	if r.Limits != nil {
 		if why := r.Limits.admit(client.Addr()); why != "" {
 			c.limited(r, client, why)
@@ -84,6 +85,12 @@ func (c *conn) serve() {
 	s, err := c.connect(r, client)
 	if err != nil {
 		return // refused and logged by connect
+	}
+	if err := s.prologue(o); err != nil {
+		s.lease.Release()
+		s.be.Close()
+		c.refuse(r, client, RefusedConnect, err)
+		return
 	}
 	c.mu.Lock()
 	aborted := c.aborted
@@ -228,14 +235,36 @@ func (c *conn) localDialError(r *Route, client netip.AddrPort, b *pool.Backend, 
 	})
 }
 
-// identify returns the client's address. An IPv4 client of a wildcard
-// listener arrives as ::ffff:a.b.c.d; it is logged and keyed as a.b.c.d.
-func (c *conn) identify() (netip.AddrPort, error) {
-	if c.l.Identify != nil {
-		return c.l.Identify(c.client)
+// identify tells where the connection comes from: the socket, or the
+// route's Identify (a PROXY header).
+func (c *conn) identify(r *Route) (Origin, error) {
+	if r.Identify != nil {
+		return r.Identify(c.client)
 	}
-	ap := c.client.RemoteAddr().(*net.TCPAddr).AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	return socketOrigin(c.client), nil
+}
+
+// unidentified refuses a connection whose origin could not be told: an
+// untrusted source or a bad PROXY header is counted apart and logged at
+// most every few seconds, since such connections come in floods.
+func (c *conn) unidentified(r *Route, o Origin, err error) {
+	why := RefusedIdentify
+	switch {
+	case errors.Is(err, ErrProxyUntrusted):
+		why = RefusedProxyUntrusted
+	case errors.Is(err, ErrProxyHeader):
+		why = RefusedProxyHeader
+	default:
+		c.refuse(r, o.Client, why, err)
+		return
+	}
+	if r.Observer != nil {
+		r.Observer.Refused(r.Name, why)
+	}
+	c.l.proxyLog.Do(func() {
+		c.l.log.Warn("connection refused: PROXY protocol", "listener", r.Name, "source", o.Client, "reason", why,
+			"error", err, "note", "logged at most every 5s")
+	})
 }
 
 func (c *conn) refuse(r *Route, client netip.AddrPort, why Refusal, err error) {
@@ -262,10 +291,38 @@ type session struct {
 	backendErr, clientErr error        // how the copy to each ended
 }
 
+// prologue writes what the backend must get before the client's stream:
+// a PROXY header when the route sends one, then any bytes the client sent
+// behind its own PROXY header. Both are written before the copy starts,
+// so the copy itself stays on the plain sockets (and splice).
+func (s *session) prologue(o Origin) error {
+	var out []byte
+	if s.r.SendProxy != 0 {
+		h, err := proxyHeader(s.r.SendProxy, o)
+		if err != nil {
+			return fmt.Errorf("PROXY header for %s: %w", o.Client, err)
+		}
+		out = h
+	}
+	out = append(out, o.Early...)
+	if len(out) == 0 {
+		return nil
+	}
+	s.be.SetWriteDeadline(time.Now().Add(s.r.connectTimeout()))
+	defer s.be.SetWriteDeadline(time.Time{})
+	if _, err := s.be.Write(out); err != nil {
+		return fmt.Errorf("backend %s: write PROXY header and early bytes: %w", s.b.Name, err)
+	}
+	s.toBackend = int64(len(o.Early))
+	return nil
+}
+
 // clientToBackend and backendToClient are the two directions, named so a
 // goroutine dump says which one is stuck.
 func (s *session) clientToBackend() {
-	s.toBackend, s.backendErr = halfCopy(s.be, s.c.client, s.r.HalfCloseTimeout, &s.open)
+	var n int64
+	n, s.backendErr = halfCopy(s.be, s.c.client, s.r.HalfCloseTimeout, &s.open)
+	s.toBackend += n
 	s.end()
 }
 

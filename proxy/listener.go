@@ -23,9 +23,6 @@ import (
 // Listener accepts connections on one address.
 type Listener struct {
 	Name string
-	// Identify returns the client's identity for affinity; nil means the
-	// socket's remote address. A PROXY-protocol reader replaces it.
-	Identify func(net.Conn) (netip.AddrPort, error)
 
 	ln    *net.TCPListener
 	route atomic.Pointer[Route]
@@ -35,6 +32,7 @@ type Listener struct {
 	// for each backend's failed connects.
 	localLog rate.Sometimes
 	limitLog rate.Sometimes
+	proxyLog rate.Sometimes
 	failLogs sync.Map // *pool.Backend -> *rate.Sometimes
 
 	mu    sync.Mutex
@@ -63,7 +61,7 @@ func Listen(ctx context.Context, name, addr string, keepaliveIdle time.Duration,
 	}
 	return &Listener{Name: name, ln: ln.(*net.TCPListener), log: log, conns: map[*conn]struct{}{},
 		setup: make(chan *conn), closed: make(chan struct{}), localLog: rate.Sometimes{Interval: 5 * time.Second},
-		limitLog: rate.Sometimes{Interval: 5 * time.Second}}, nil
+		limitLog: rate.Sometimes{Interval: 5 * time.Second}, proxyLog: rate.Sometimes{Interval: 5 * time.Second}}, nil
 }
 
 func listenError(name, addr string, err error) error {

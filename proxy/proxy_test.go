@@ -165,15 +165,12 @@ func TestIdentityIsNotTheSocketAddress(t *testing.T) {
 	r := route(bs, ports[0], NetDialer{})
 	r.Pool = pool.New("cas", config.RoundRobin, []pool.Spec{{Name: "cas1", Host: "127.0.0.11", Weight: 1},
 		{Name: "cas2", Host: "127.0.0.12", Weight: 1}, {Name: "cas3", Host: "127.0.0.13", Weight: 1}})
-	l, err := Listen(context.Background(), "id", "127.0.0.1:0", 0, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
+	r.Identify = func(c *net.TCPConn) (Origin, error) {
+		o := socketOrigin(c)
+		o.Client = netip.MustParseAddrPort("10.20.30.40:1")
+		return o, nil
 	}
-	l.Identify = func(net.Conn) (netip.AddrPort, error) { return netip.MustParseAddrPort("10.20.30.40:1"), nil }
-	l.SetRoute(r)
-	done := make(chan struct{})
-	go func() { l.Serve(); close(done) }()
-	defer func() { l.Close(); <-done; l.Wait(context.Background()) }()
+	l := serve(t, r)
 	first := ""
 	for i := range 6 {
 		b, err := lbtest.Who(lbtest.ClientIP(100+i), l.Addr())

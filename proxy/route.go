@@ -62,6 +62,13 @@ type Route struct {
 	// Limits, if set, bounds each client address's connections (shared
 	// by the routes of one pool); nil sets no bound and costs nothing.
 	Limits *Limiter
+	// Identify, if set, tells where a connection comes from instead of
+	// the socket: ProxyProtocol.Identify reads a PROXY header.
+	Identify func(*net.TCPConn) (Origin, error)
+	// SendProxy, 1 or 2, writes a PROXY header of that version to the
+	// backend ahead of the client's bytes; 0 (the default) writes none,
+	// which is what a CAS needs: Exchange does not speak it.
+	SendProxy int
 }
 
 func (r *Route) connectTimeout() time.Duration {
@@ -102,6 +109,10 @@ const (
 	RefusedLocal       Refusal = "local-error"    // this host is out of a resource (file descriptors, ports, ...)
 	RefusedClientConns Refusal = "client-conns"   // the client has max_conns_per_client open already
 	RefusedClientRate  Refusal = "client-rate"    // the client opens connections faster than conn_rate_per_client
+	// RefusedProxyUntrusted: a PROXY listener's source is not in
+	// proxy_trusted; RefusedProxyHeader: no valid PROXY header in time.
+	RefusedProxyUntrusted Refusal = "proxy-untrusted"
+	RefusedProxyHeader    Refusal = "proxy-header"
 )
 
 // DialFailure names the kind of a failed backend connect, for logs and

@@ -4,6 +4,7 @@ package server
 
 import (
 	"maps"
+	"net"
 	"regexp"
 	"slices"
 
@@ -21,8 +22,13 @@ func (s *Server) route(lc *config.Listener, p *poolRT) *proxy.Route {
 	if d == nil {
 		d = proxy.NetDialer{Keepalive: pc.Keepalive.Duration}
 	}
+	var identify func(*net.TCPConn) (proxy.Origin, error)
+	if lc.ProxyProtocol {
+		identify = (&proxy.ProxyProtocol{Trusted: lc.TrustedNets(), Timeout: lc.ProxyHeaderTimeout.Duration}).Identify
+	}
 	return &proxy.Route{
 		Name: lc.Name, Pool: p.pool, Table: p.table, Keyer: p.keyer, Port: lc.TargetPort(),
+		Identify: identify, SendProxy: int(pc.SendProxy),
 		Policy:           proxy.Policy{Reject: pc.OnDown == config.Reject, Failback: pc.Failback},
 		ConnectTimeout:   pc.ConnectTimeout.Duration,
 		Retries:          pc.ConnectRetries,

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -615,4 +616,28 @@ func TestRetiredListenersFreed(t *testing.T) {
 	if n > 1 {
 		t.Fatalf("%d retired listeners kept after 400 reloads, want at most 1", n)
 	}
+}
+
+// A listener with proxy_protocol takes the client from the header of a
+// trusted balancer: the pin and the log are the header's client's.
+func TestProxyProtocolListener(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, casHosts, 1)
+	src := listenersTOML(ports, "127.0.0.1") + "[pool.cas.health]\nenabled = false\n" + backendsTOML(bs)
+	src = strings.Replace(src, "pool = \"cas\"\n", "pool = \"cas\"\nproxy_protocol = true\nproxy_trusted = [\"127.0.0.0/8\"]\n", 1)
+	var log syncBuf
+	srv := start(t, src, &log)
+	c, err := lbtest.Dial(lbtest.ClientIP(7700), srv.Addrs()["l0"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("PROXY TCP4 10.66.0.1 10.0.0.1 40000 135\r\n"))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := srv.Table("cas").Lookup(affinity.Keyer{}.Key(netip.MustParseAddrPort("10.66.0.1:1"))); err != nil {
+		t.Fatalf("no pin for the header's client: %v", err)
+	}
+	lbtest.Eventually(t, 3*time.Second, "closed line", func() bool { return strings.Contains(log.String(), "client=10.66.0.1:40000") })
 }
