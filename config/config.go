@@ -120,24 +120,28 @@ func (l *Listener) TargetPort() int {
 // Pool is a set of backends with one affinity table, shared by the
 // listeners that name it.
 type Pool struct {
-	Name             string              `toml:"-"`
-	Balance          Balance             `toml:"balance"`            // hash (default), least-conn, round-robin
-	OnDown           OnDown              `toml:"on_down"`            // repin (default) or reject
-	ConnectTimeout   Duration            `toml:"connect_timeout"`    // default 5s
-	ConnectRetries   int                 `toml:"connect_retries"`    // default 2
-	IdleTimeout      Duration            `toml:"idle_timeout"`       // default 0: off
-	HalfCloseTimeout Duration            `toml:"half_close_timeout"` // default 1m
-	Keepalive        Duration            `toml:"keepalive"`          // default 60s
-	Failback         bool                `toml:"failback"`           // default false
-	SlowStart        Duration            `toml:"slow_start"`         // default 0: off
-	PassiveFall      int                 `toml:"passive_fall"`       // default 3; 0: off
-	CloseOnDown      bool                `toml:"close_on_down"`      // default false
-	SendProxy        SendProxy           `toml:"send_proxy"`         // off (default), v1 or v2; Exchange does not take it
-	Affinity         Affinity            `toml:"affinity"`
-	Health           Health              `toml:"health"`
-	Limits           Limits              `toml:"limits"`
-	Checks           map[string]*Check   `toml:"-"` // [pool.NAME.check.NAME], decoded one by one
-	Backends         map[string]*Backend `toml:"-"` // [pool.NAME.backend.NAME], likewise
+	Name             string    `toml:"-"`
+	Balance          Balance   `toml:"balance"`            // hash (default), least-conn, round-robin
+	OnDown           OnDown    `toml:"on_down"`            // repin (default) or reject
+	ConnectTimeout   Duration  `toml:"connect_timeout"`    // default 5s
+	ConnectRetries   int       `toml:"connect_retries"`    // default 2
+	IdleTimeout      Duration  `toml:"idle_timeout"`       // default 0: off
+	HalfCloseTimeout Duration  `toml:"half_close_timeout"` // default 1m
+	Keepalive        Duration  `toml:"keepalive"`          // default 60s
+	Failback         bool      `toml:"failback"`           // default false
+	SlowStart        Duration  `toml:"slow_start"`         // default 0: off
+	PassiveFall      int       `toml:"passive_fall"`       // default 3; 0: off
+	CloseOnDown      bool      `toml:"close_on_down"`      // default false
+	SendProxy        SendProxy `toml:"send_proxy"`         // off (default), v1 or v2; Exchange does not take it
+	// Transparent dials each backend from the client's own address, so
+	// the CAS sees the client as it did behind NLB; it needs
+	// CAP_NET_ADMIN and routing (docs/deploy.md). Default false.
+	Transparent bool                `toml:"transparent"`
+	Affinity    Affinity            `toml:"affinity"`
+	Health      Health              `toml:"health"`
+	Limits      Limits              `toml:"limits"`
+	Checks      map[string]*Check   `toml:"-"` // [pool.NAME.check.NAME], decoded one by one
+	Backends    map[string]*Backend `toml:"-"` // [pool.NAME.backend.NAME], likewise
 }
 
 // SendBytes is what a send-expect check sends.

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -19,6 +20,9 @@ import (
 // first; the rest cannot fail. Health checks restart last, since the
 // ports they probe are the listeners'.
 func (s *Server) apply(cfg *config.Config, running bool) error {
+	if err := s.capable(cfg); err != nil {
+		return err
+	}
 	fresh, err := s.bindNew(cfg)
 	if err != nil {
 		return err
@@ -33,6 +37,26 @@ func (s *Server) apply(cfg *config.Config, running bool) error {
 	s.cfg = cfg
 	s.Reloads.Add(1)
 	s.LastReload.Store(time.Now().Unix())
+	return nil
+}
+
+// capable says, before anything changes, whether this process can do what
+// cfg asks of the kernel beyond listening: transparent dials. Without the
+// capability nothing could work, so the config is refused; without the
+// return route the log says so at once, rather than every connection
+// timing out.
+func (s *Server) capable(cfg *config.Config) error {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Pools)) {
+		if !cfg.Pools[name].Transparent {
+			continue
+		}
+		if err := proxy.CheckTransparent(); err != nil {
+			return fmt.Errorf("pool %s: %w", name, err)
+		}
+		if err := proxy.CheckTransparentRoute(); err != nil {
+			s.log.Warn("transparent mode will not work as routed now", "pool", name, "error", err)
+		}
+	}
 	return nil
 }
 

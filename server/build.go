@@ -19,7 +19,11 @@ import (
 func (s *Server) route(lc *config.Listener, p *poolRT) *proxy.Route {
 	pc := p.cfg
 	d := s.opts.Dialer
-	if d == nil {
+	switch {
+	case d != nil:
+	case pc.Transparent:
+		d = proxy.TransparentDialer{Keepalive: pc.Keepalive.Duration}
+	default:
 		d = proxy.NetDialer{Keepalive: pc.Keepalive.Duration}
 	}
 	var identify func(*net.TCPConn) (proxy.Origin, error)

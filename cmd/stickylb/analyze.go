@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stickylb/stickylb/kit/capture"
@@ -19,10 +20,11 @@ func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	ports := fs.String("ports", "", "only connections to these server ports count, comma-separated (such as 135,60001,60002)")
 	backends := fs.String("backends", "", "only connections to these addresses count, comma-separated")
+	balancers := fs.String("balancer", "", "connections from these addresses are a balancer's own (health checks) and are left out of the verdicts, comma-separated")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	steps := fs.String("steps", "", "instead, time each step inside a balancer from a loopback capture of both its legs: LISTEN_PORT,BACKEND_PORT (one client connection at a time)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: stickylb analyze [--ports 135,60001,60002] [--backends IP,...] [--json] capture.pcap|capture.pcapng")
+		fmt.Fprintln(stderr, "usage: stickylb analyze [--ports 135,60001,60002] [--backends IP,...] [--balancer IP,...] [--json] capture.pcap|capture.pcapng")
 		fmt.Fprintln(stderr, "       stickylb analyze --steps LISTEN_PORT,BACKEND_PORT [--json] capture.pcap|capture.pcapng")
 	}
 	if err := fs.Parse(args); err != nil {
@@ -32,7 +34,7 @@ func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	opts, err := analyzeOptions(*ports, *backends)
+	opts, err := analyzeOptions(*ports, *backends, *balancers)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 2
@@ -65,7 +67,7 @@ func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
 }
 
 // analyzeOptions reads analyze's --ports and --backends filters.
-func analyzeOptions(ports, backends string) (capture.Options, error) {
+func analyzeOptions(ports, backends, balancers string) (capture.Options, error) {
 	var opts capture.Options
 	for _, p := range splitList(ports) {
 		n, err := strconv.ParseUint(p, 10, 16)
@@ -81,6 +83,13 @@ func analyzeOptions(ports, backends string) (capture.Options, error) {
 		}
 		opts.Backends = append(opts.Backends, a)
 	}
+	for _, b := range splitList(balancers) {
+		a, err := netip.ParseAddr(b)
+		if err != nil {
+			return opts, fmt.Errorf("--balancer: %q is not an IP address", b)
+		}
+		opts.Balancers = append(opts.Balancers, a)
+	}
 	return opts, nil
 }
 
@@ -88,6 +97,13 @@ func analyzeOptions(ports, backends string) (capture.Options, error) {
 func writeAnalysis(w io.Writer, rep *capture.Report) {
 	fmt.Fprintf(w, "%d packets (%d not IP/TCP), %d connections, %d clients, %d split across backends\n",
 		rep.Packets, rep.Skipped, rep.Flows, len(rep.Clients), rep.Split)
+	if rep.LeftOut > 0 {
+		fmt.Fprintf(w, "left out of the verdicts: %d connections of a balancer's own (--balancer) or from sources that never sent a byte (health checks)", rep.LeftOut)
+		if len(rep.Probers) > 0 {
+			fmt.Fprintf(w, ": %s", strings.Join(rep.Probers, ", "))
+		}
+		fmt.Fprintln(w)
+	}
 	for _, c := range rep.Clients {
 		mark := "ok   "
 		if c.Split {

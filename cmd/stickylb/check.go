@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/proxy"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
@@ -28,6 +29,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
 	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
+	for _, w := range hostWarnings(cfg) {
 		fmt.Fprintln(stdout, "warning:", w)
 	}
 	summary(stdout, cfg)
@@ -96,4 +100,22 @@ func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 		b := p.Backends[bn]
 		fmt.Fprintf(w, "    backend %-10s %-20s weight %d\n", bn, b.Address, b.Weight)
 	}
+}
+
+// hostWarnings are what this machine, as the user running check, would
+// refuse or break in cfg: transparent mode without the capability or the
+// return route.
+func hostWarnings(cfg *config.Config) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(cfg.Pools)) {
+		if !cfg.Pools[name].Transparent {
+			continue
+		}
+		for _, err := range []error{proxy.CheckTransparent(), proxy.CheckTransparentRoute()} {
+			if err != nil {
+				out = append(out, fmt.Sprintf("pool %s: %v (checked on this host, as this user)", name, err))
+			}
+		}
+	}
+	return out
 }

@@ -34,7 +34,7 @@ Usage:
   stickylb sim unity [--target 127.0.0.1] [--epm-port 10135] [--sessions 24] [--duration 10s]
   stickylb bench --target HOST:PORT [--mode short|long|bulk] [--clients 100] [--duration 10s] [--json] [--html F]
   stickylb bench backends [--hosts 127.0.0.11,...] [--port 9000]
-  stickylb analyze [--ports 135,60001,60002] [--json] capture.pcap
+  stickylb analyze [--ports 135,60001,60002] [--balancer IP] [--json] capture.pcap
   stickylb analyze --steps LISTEN_PORT,BACKEND_PORT [--json] capture.pcap
   stickylb version
 

@@ -34,6 +34,10 @@ type Options struct {
 	// Backends: only connections to these addresses count. Empty: every
 	// address that accepts a connection.
 	Backends []netip.Addr
+	// Balancers: connections from these addresses are a balancer's own
+	// (health checks, on a capture taken on a CAS behind a transparent
+	// stickylb) and are left out of the per-client verdicts.
+	Balancers []netip.Addr
 }
 
 // Visit is a client's connections to one backend.
@@ -59,6 +63,12 @@ type Report struct {
 	Flows   int      `json:"connections"`
 	Split   int      `json:"split_clients"`
 	Clients []Client `json:"clients"`
+	// LeftOut counts connections kept out of the verdicts: from a
+	// Balancers address, or from a source that never sent a byte on any
+	// of its connections (a health check that only connects), listed in
+	// Probers.
+	LeftOut int      `json:"left_out_connections"`
+	Probers []string `json:"left_out_sources,omitempty"`
 }
 
 type reader interface {
@@ -78,7 +88,11 @@ func Analyze(r io.Reader, opts Options) (*Report, error) {
 	seen := map[flow]bool{}
 	visits := map[netip.Addr]map[netip.Addr]*Visit{}
 	rep := &Report{}
+	sent := map[netip.Addr]bool{} // sources that sent payload
 	rep.Packets, rep.Skipped, err = scan(pr, func(p packet) {
+		if p.size > 0 {
+			sent[p.src.Addr()] = true
+		}
 		// A connection is its SYN; without SYNs (a capture started mid
 		// stream) the first packet towards a listed port stands for it.
 		isOpen := p.tcp.SYN && !p.tcp.ACK
@@ -98,6 +112,10 @@ func Analyze(r io.Reader, opts Options) (*Report, error) {
 		seen[f] = true
 		rep.Flows++
 		src, dst := p.src.Addr(), p.dst.Addr()
+		if slices.Contains(opts.Balancers, src) {
+			rep.LeftOut++
+			return
+		}
 		m := visits[src]
 		if m == nil {
 			m = map[netip.Addr]*Visit{}
@@ -115,7 +133,7 @@ func Analyze(r io.Reader, opts Options) (*Report, error) {
 			slices.Sort(v.Ports)
 		}
 	})
-	return rep.finish(visits), err
+	return rep.finish(visits, sent), err
 }
 
 // open recognises a pcap or pcapng stream and returns its packet reader.
@@ -184,8 +202,25 @@ func scan(pr reader, fn func(packet)) (packets, skipped int, err error) {
 	}
 }
 
-func (rep *Report) finish(visits map[netip.Addr]map[netip.Addr]*Visit) *Report {
+// finish turns the visits into per-client verdicts. Where clients sent
+// data, a source that never sent a byte on any connection is left out: a
+// TCP health check connects and closes, and on a CAS behind a transparent
+// balancer it comes from the balancer's own address, to every CAS, which
+// would read as a split client. A capture with no client data at all
+// (SYNs only, or a server that speaks first) leaves everyone in.
+func (rep *Report) finish(visits map[netip.Addr]map[netip.Addr]*Visit, sent map[netip.Addr]bool) *Report {
+	anySent := false
+	for client := range visits {
+		anySent = anySent || sent[client]
+	}
 	for client, m := range visits {
+		if anySent && !sent[client] {
+			for _, v := range m {
+				rep.LeftOut += v.Flows
+			}
+			rep.Probers = append(rep.Probers, client.String())
+			continue
+		}
 		c := Client{Client: client.String(), Split: len(m) > 1}
 		for _, v := range m {
 			c.Visits = append(c.Visits, *v)
@@ -196,6 +231,7 @@ func (rep *Report) finish(visits map[netip.Addr]map[netip.Addr]*Visit) *Report {
 		}
 		rep.Clients = append(rep.Clients, c)
 	}
+	slices.Sort(rep.Probers)
 	sort.Slice(rep.Clients, func(i, j int) bool {
 		if rep.Clients[i].Split != rep.Clients[j].Split {
 			return rep.Clients[i].Split

@@ -3,6 +3,7 @@ package capture
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +129,21 @@ func FuzzAnalyze(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		Analyze(bytes.NewReader(data), Options{})
 	})
+}
+
+// A --balancer address's connections are left out of the verdicts and
+// counted; a capture of SYNs only (no client sent a byte) leaves every
+// source in, since there a silent source is no sign of a health check.
+func TestBalancerFlowsLeftOut(t *testing.T) {
+	rep, err := Analyze(bytes.NewReader(write(t, false)), Options{Balancers: []netip.Addr{netip.MustParseAddr("10.1.1.9")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Split != 0 || len(rep.Clients) != 1 || rep.LeftOut != 3 || rep.Clients[0].Client != "10.1.1.5" {
+		t.Fatalf("with 10.1.1.9 as the balancer: %+v", rep)
+	}
+	rep, _ = Analyze(bytes.NewReader(write(t, false)), Options{})
+	if rep.LeftOut != 0 || len(rep.Probers) != 0 {
+		t.Fatalf("a SYN-only capture left sources out: %+v", rep)
+	}
 }

@@ -100,9 +100,11 @@ func (n *NetNS) Do(f func()) {
 // Cut takes the link down, packets across it vanish without a trace (no
 // ARP failure, no ICMP): a host that fell off the network, a firewall
 // that eats SYNs.
-func (n *NetNS) Link(peer *NetNS, addr, peerAddr string) {
+// It returns the two devices' names, for routes.
+func (n *NetNS) Link(peer *NetNS, addr, peerAddr string) (dev, peerDev string) {
 	n.t.Helper()
-	dev, peerDev := "vl"+strings.TrimPrefix(n.Name, "stickylb-test-"), "vp"+strings.TrimPrefix(peer.Name, "stickylb-test-")
+	seq := nsSeq.Add(1)
+	dev, peerDev = fmt.Sprintf("slv%d-%d", os.Getpid()%100000, seq), fmt.Sprintf("slp%d-%d", os.Getpid()%100000, seq)
 	if out, err := exec.Command("ip", "link", "add", dev, "netns", n.Name, "type", "veth", "peer", "name", peerDev, "netns", peer.Name).CombinedOutput(); err != nil {
 		n.t.Skipf("cannot make a veth pair here (%v: %s); this fault test is skipped", err, strings.TrimSpace(string(out)))
 	}
@@ -113,6 +115,7 @@ func (n *NetNS) Link(peer *NetNS, addr, peerAddr string) {
 	n.Run("ip", "neigh", "replace", peerAddr, "lladdr", peer.mac(peerDev), "dev", dev, "nud", "permanent")
 	peer.Run("ip", "neigh", "replace", addr, "lladdr", n.mac(dev), "dev", peerDev, "nud", "permanent")
 	n.links = append(n.links, peerDev)
+	return dev, peerDev
 }
 
 // Cut takes down n's links to peer from the peer's side: from then on
