@@ -25,8 +25,16 @@ type refusals struct {
 	why []Refusal
 }
 
-func (r *refusals) Refused(_ string, why Refusal) { r.mu.Lock(); r.why = append(r.why, why); r.mu.Unlock() }
-func (r *refusals) list() []Refusal            { r.mu.Lock(); defer r.mu.Unlock(); return append([]Refusal(nil), r.why...) }
+func (r *refusals) Refused(_ string, why Refusal) {
+	r.mu.Lock()
+	r.why = append(r.why, why)
+	r.mu.Unlock()
+}
+func (r *refusals) list() []Refusal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Refusal(nil), r.why...)
+}
 
 func v2Header(t *testing.T, client, dest string) []byte {
 	h := proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(client)),
