@@ -433,6 +433,7 @@ func TestBinaryRestartKeepsPins(t *testing.T) {
 	os.WriteFile(path, []byte(withSnap("20")), 0o644)
 	p2 := startBinary(t, nil, "run", "-c", path)
 	addr = p2.addrs(1)["l0"]
+	lbtest.Eventually(t, 5*time.Second, "restore line", func() bool { return strings.Contains(p2.logs(), "pins restored") })
 	if !strings.Contains(p2.logs(), "restored=60") {
 		t.Errorf("start did not restore 60 pins:\n%s", p2.logs())
 	}
