@@ -209,7 +209,13 @@ func (a *API) status() Status {
 
 func (a *API) backends(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.status()) }
 
+// ready is /readyz: 503 from the moment a drain starts (the listeners
+// accept no more), or while a pool has no backend to give a new client.
 func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Server.Stopping() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
 	var notReady []string
 	for _, p := range a.opts.Server.Pools() {
 		if !slices.ContainsFunc(p.Pool.Backends(), (*pool.Backend).TakesNew) {

@@ -268,3 +268,26 @@ func TestReloadAndReadiness(t *testing.T) {
 		t.Fatalf("healthz = %d", code)
 	}
 }
+
+// /readyz says 503 from the moment a drain starts, while connections
+// still finish: a balancer in front must stop sending clients here.
+func TestReadyzDuringDrain(t *testing.T) {
+	e := setup(t, "")
+	c, err := lbtest.Connect(lbtest.ClientIP(900), e.srv.Addrs()["rpc"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := e.do("GET", "/readyz", "", "", nil); code != 200 {
+		t.Fatalf("/readyz before the drain: %d", code)
+	}
+	done := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.srv.Shutdown(ctx)
+		close(done)
+	}()
+	lbtest.Eventually(t, 2*time.Second, "/readyz 503", func() bool { return e.do("GET", "/readyz", "", "", nil) == 503 })
+	c.Close()
+	<-done
+}

@@ -45,6 +45,7 @@ type Server struct {
 
 	mu        sync.Mutex // serialises Reload and Shutdown
 	closed    bool
+	stopping  atomic.Bool // Shutdown has begun: no new connections
 	cfg       *config.Config
 	pools     map[string]*poolRT
 	listeners map[string]*listenerRT // by bind key, see bindKey
@@ -173,12 +174,18 @@ func (s *Server) ReloadFile(path string) error {
 	return nil
 }
 
+// Stopping reports whether Shutdown has begun: the listeners accept no
+// more, so a balancer in front (keepalived, a router) should stop
+// sending clients here.
+func (s *Server) Stopping() bool { return s.stopping.Load() }
+
 // Shutdown stops accepting, waits for open connections until ctx ends,
 // then closes those left, stops the checkers and saves the pins. It
 // returns how many connections it had to cut. The server's lock is held
 // only to collect what to stop, so status calls keep working during a
 // long drain.
 func (s *Server) Shutdown(ctx context.Context) int {
+	s.stopping.Store(true)
 	s.mu.Lock()
 	s.closed = true
 	all := slices.Clone(s.retired)
