@@ -39,6 +39,7 @@ type Metrics struct {
 	healthTime    *prometheus.HistogramVec
 	healthFail    *prometheus.CounterVec
 	localErrors   *prometheus.CounterVec
+	ended         *prometheus.CounterVec
 	state         *stateCollector
 }
 
@@ -74,6 +75,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		localErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "local_errors_total",
 			Help: "Failures of this host's own resources (file descriptors, local ports, buffers, memory), by operation " +
 				"(accept, dial, check) and errno. None of them counts against a backend."}, []string{"op", "errno"}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_ended_total",
+			Help: "Client connections ended, by listener and how (client-closed, backend-closed, client-reset, backend-reset, " +
+				"idle-timeout, half-close-timeout, cut-shutdown, cut-backend-down, cut-drain-deadline, connect-failed, refused)."},
+			[]string{"listener", "termination"}),
 		state: &stateCollector{},
 	}
 	for _, op := range []string{"accept", "dial", "check"} {
@@ -82,7 +87,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}
 	}
 	reg.MustRegister(m.accepted, m.active, m.closed, m.bytes, m.connectErrors, m.refused, m.duration,
-		m.repins, m.healthTime, m.healthFail, m.localErrors, m.state)
+		m.repins, m.healthTime, m.healthFail, m.localErrors, m.ended, m.state)
 	return m
 }
 
@@ -122,6 +127,7 @@ type observer struct {
 type listenerMetrics struct {
 	accepted prometheus.Counter
 	duration prometheus.Observer
+	ended    map[proxy.Termination]prometheus.Counter // every termination, from the listener's first connection
 }
 
 type backendKey struct {
@@ -138,8 +144,12 @@ func (o *observer) listener(name string) *listenerMetrics {
 	if v, ok := o.listeners.Load(name); ok {
 		return v.(*listenerMetrics)
 	}
-	v, _ := o.listeners.LoadOrStore(name, &listenerMetrics{
-		accepted: o.m.accepted.WithLabelValues(name), duration: o.m.duration.WithLabelValues(name)})
+	lm := &listenerMetrics{accepted: o.m.accepted.WithLabelValues(name), duration: o.m.duration.WithLabelValues(name),
+		ended: map[proxy.Termination]prometheus.Counter{}}
+	for _, end := range proxy.Terminations {
+		lm.ended[end] = o.m.ended.WithLabelValues(name, string(end))
+	}
+	v, _ := o.listeners.LoadOrStore(name, lm)
 	return v.(*listenerMetrics)
 }
 
@@ -173,6 +183,11 @@ func (o *observer) ConnectFailed(listener string, b *pool.Backend, why proxy.Dia
 }
 func (o *observer) Refused(listener string, why proxy.Refusal) {
 	o.m.refused.WithLabelValues(listener, string(why)).Inc()
+}
+func (o *observer) Ended(listener string, end proxy.Termination) {
+	if c := o.listener(listener).ended[end]; c != nil {
+		c.Inc()
+	}
 }
 func (o *observer) LocalError(_, op, errno string) {
 	o.m.localErrors.WithLabelValues(op, errno).Inc()

@@ -37,12 +37,17 @@ type conn struct {
 	backend net.Conn
 	b       *pool.Backend // the backend once dialled
 	aborted bool
+	cut     Termination // why it was aborted, if it was
 }
 
-// abort closes both legs; the copy goroutines then end on their own.
-func (c *conn) abort() {
+// abort closes both legs for the reason given; the copy goroutines then
+// end on their own.
+func (c *conn) abort(why Termination) {
 	c.mu.Lock()
 	c.aborted = true
+	if c.cut == "" {
+		c.cut = why
+	}
 	be := c.backend
 	c.mu.Unlock()
 	c.client.Close()
@@ -89,7 +94,7 @@ func (c *conn) serve() {
 	if err := s.prologue(o); err != nil {
 		s.lease.Release()
 		s.be.Close()
-		c.refuse(r, client, RefusedConnect, err)
+		c.refuse(r, client, RefusedConnect, err, s.attempts)
 		return
 	}
 	c.mu.Lock()
@@ -106,7 +111,7 @@ func (c *conn) serve() {
 		r.Observer.Opened(r.Name, s.b)
 	}
 	if r.IdleTimeout > 0 {
-		s.stopIdle = watchIdle(c.client, s.be, r.IdleTimeout, c.abort)
+		s.stopIdle = watchIdle(c.client, s.be, r.IdleTimeout, func() { c.abort(EndIdleTimeout) })
 	}
 	// The two directions run on goroutines of their own and this one
 	// ends: the dial above grew its stack to several KiB, which an idle
@@ -124,6 +129,7 @@ func (c *conn) serve() {
 func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 	key := r.Keyer.Key(client)
 	var failed []Failure
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		b, lease, err := decide(r, key, failed)
 		if err != nil {
@@ -131,7 +137,7 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 			if errors.Is(err, ErrRejected) {
 				why = RefusedRejected
 			}
-			c.refuse(r, client, why, err)
+			c.refuse(r, client, why, err, attempt-1)
 			return nil, err
 		}
 		addr := b.Addr(r.Port)
@@ -140,7 +146,8 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 		cancel()
 		if err == nil {
 			b.ConnectOK()
-			return &session{c: c, r: r, b: b, be: be, lease: lease, client: client}, nil
+			return &session{c: c, r: r, b: b, be: be, lease: lease, client: client, addr: addr,
+				attempts: attempt, connectTime: time.Since(start)}, nil
 		}
 		lease.Release()
 		if errno := localerr.Name(err); errno != "" {
@@ -152,11 +159,11 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 		switch {
 		case r.Policy.Reject:
 			err = fmt.Errorf("pinned backend %s %s failed (%s) and on_down is reject: %w", b.Name, addr, why, err)
-			c.refuse(r, client, RefusedRejected, err)
+			c.refuse(r, client, RefusedRejected, err, attempt)
 			return nil, err
 		case attempt > r.Retries:
 			err = fmt.Errorf("backend %s %s: %w", b.Name, addr, err)
-			c.refuse(r, client, RefusedConnect, err)
+			c.refuse(r, client, RefusedConnect, err, attempt)
 			return nil, err
 		}
 	}
@@ -211,6 +218,7 @@ func (c *conn) connectFailed(r *Route, client netip.AddrPort, b *pool.Backend, a
 func (c *conn) limited(r *Route, client netip.AddrPort, why Refusal) {
 	if r.Observer != nil {
 		r.Observer.Refused(r.Name, why)
+		r.Observer.Ended(r.Name, EndRefused)
 	}
 	c.l.limitLog.Do(func() {
 		c.l.log.Warn("connection refused: client over its limit", "listener", r.Name, "pool", r.Pool.Name,
@@ -227,6 +235,7 @@ func (c *conn) localDialError(r *Route, client netip.AddrPort, b *pool.Backend, 
 	if r.Observer != nil {
 		r.Observer.LocalError(r.Name, "dial", errno)
 		r.Observer.Refused(r.Name, RefusedLocal)
+		r.Observer.Ended(r.Name, EndRefused)
 	}
 	c.l.localLog.Do(func() {
 		c.l.log.Error("connection refused: this host is out of a resource, not the backend's fault; raise the file limit (LimitNOFILE), "+
@@ -255,11 +264,12 @@ func (c *conn) unidentified(r *Route, o Origin, err error) {
 	case errors.Is(err, ErrProxyHeader):
 		why = RefusedProxyHeader
 	default:
-		c.refuse(r, o.Client, why, err)
+		c.refuse(r, o.Client, why, err, 0)
 		return
 	}
 	if r.Observer != nil {
 		r.Observer.Refused(r.Name, why)
+		r.Observer.Ended(r.Name, EndRefused)
 	}
 	c.l.proxyLog.Do(func() {
 		c.l.log.Warn("connection refused: PROXY protocol", "listener", r.Name, "source", o.Client, "reason", why,
@@ -267,12 +277,18 @@ func (c *conn) unidentified(r *Route, o Origin, err error) {
 	})
 }
 
-func (c *conn) refuse(r *Route, client netip.AddrPort, why Refusal, err error) {
+// refuse closes a client without a backend, after attempts connects.
+func (c *conn) refuse(r *Route, client netip.AddrPort, why Refusal, err error, attempts int) {
+	end := EndRefused
+	if why == RefusedConnect {
+		end = EndConnectFailed
+	}
 	if r.Observer != nil {
 		r.Observer.Refused(r.Name, why)
+		r.Observer.Ended(r.Name, end)
 	}
 	c.l.log.Warn("connection refused", "listener", r.Name, "client", client, "pool", r.Pool.Name,
-		"reason", why, "error", err)
+		"termination", end, "reason", why, "attempts", attempts, "error", err)
 }
 
 // session is a connection once its backend leg is open: what the two
@@ -285,10 +301,16 @@ type session struct {
 	lease  affinity.Lease
 	client netip.AddrPort
 
+	addr        string        // the backend's address
+	attempts    int           // connects it took
+	connectTime time.Duration // from the first connect to the one that held
+
 	stopIdle              func()
 	open                  atomic.Int32 // directions still copying
-	toBackend, toClient   int64        // bytes copied each way
-	backendErr, clientErr error        // how the copy to each ended
+	endMu                 sync.Mutex
+	ended                 Termination // how it ended, as the directions tell; see noteEnd
+	toBackend, toClient   int64       // bytes copied each way
+	backendErr, clientErr error       // how the copy to each ended
 }
 
 // prologue writes what the backend must get before the client's stream:
@@ -323,12 +345,48 @@ func (s *session) clientToBackend() {
 	var n int64
 	n, s.backendErr = halfCopy(s.be, s.c.client, s.r.HalfCloseTimeout, &s.open)
 	s.toBackend += n
+	s.noteEnd(true, s.backendErr)
 	s.end()
 }
 
 func (s *session) backendToClient() {
 	s.toClient, s.clientErr = halfCopy(s.c.client, s.be, s.r.HalfCloseTimeout, &s.open)
+	s.noteEnd(false, s.clientErr)
 	s.end()
+}
+
+// noteEnd records how a direction ended. The first to end tells how the
+// connection ended (unless it was cut), except that a half-close that
+// then outlives half_close_timeout ended by that timeout. A direction
+// that ends because the other closed both sockets sees net.ErrClosed and
+// tells nothing.
+func (s *session) noteEnd(fromClient bool, err error) {
+	if errors.Is(err, net.ErrClosed) {
+		return
+	}
+	end := directionEnd(fromClient, err)
+	s.endMu.Lock()
+	defer s.endMu.Unlock()
+	if s.ended == "" || end == EndHalfCloseTimeout {
+		s.ended = end
+	}
+}
+
+// termination is how the connection ended; called once both directions
+// have.
+func (s *session) termination() Termination {
+	s.c.mu.Lock()
+	cut := s.c.cut
+	s.c.mu.Unlock()
+	s.endMu.Lock()
+	defer s.endMu.Unlock()
+	switch {
+	case cut != "":
+		return cut
+	case s.ended != "":
+		return s.ended
+	}
+	return EndClientClosed
 }
 
 // end runs when a direction has ended; the last one closes the
@@ -351,17 +409,20 @@ func (s *session) end() {
 	}
 	b.ConnClosed()
 	b.AddBytes(s.toBackend, s.toClient)
-	d := time.Since(c.start)
+	d, end := time.Since(c.start), s.termination()
 	if r.Observer != nil {
 		r.Observer.Closed(r.Name, b, s.toBackend, s.toClient, d)
+		r.Observer.Ended(r.Name, end)
 	}
 	if c.l.log.Enabled(context.Background(), slog.LevelInfo) {
-		s.log(d)
+		s.log(d, end)
 	}
 }
 
-// log writes the connection's closing line.
-func (s *session) log(d time.Duration) {
+// log writes the connection's closing line: how it ended, and what an
+// operator needs to find it in the CAS's own logs (the backend's address
+// and the local port of its leg).
+func (s *session) log(d time.Duration, end Termination) {
 	decision := "none"
 	if s.r.Table != nil {
 		decision = s.lease.Decision.String()
@@ -371,9 +432,15 @@ func (s *session) log(d time.Duration) {
 		slog.String("client", s.client.String()),
 		slog.String("backend", s.b.Name),
 		slog.String("decision", decision),
+		slog.String("termination", string(end)),
 		slog.Int64("bytes_to_backend", s.toBackend),
 		slog.Int64("bytes_to_client", s.toClient),
-		slog.Duration("duration", d),
+		slog.Float64("duration_ms", ms(d)),
+		slog.Float64("connect_ms", ms(s.connectTime)),
+		slog.Int("retries", s.attempts-1),
+		slog.String("backend_addr", s.addr),
+		slog.Int("backend_local_port", localPort(s.be)),
+		slog.Int("listener_conns", s.c.l.Active()),
 	}
 	if s.lease.Repin != "" {
 		attrs = append(attrs, slog.String("repin_reason", string(s.lease.Repin)))
@@ -382,4 +449,15 @@ func (s *session) log(d time.Duration) {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	s.c.l.log.LogAttrs(context.Background(), slog.LevelInfo, "connection closed", attrs...)
+}
+
+// ms is a duration in milliseconds, rounded to the microsecond: JSON logs
+// carry the unit in the key rather than bare nanoseconds.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func localPort(c net.Conn) int {
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
 }

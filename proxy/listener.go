@@ -199,16 +199,16 @@ func (l *Listener) Wait(ctx context.Context) int {
 	l.mu.Lock()
 	n := len(l.conns)
 	for c := range l.conns {
-		c.abort()
+		c.abort(EndCutShutdown)
 	}
 	l.mu.Unlock()
 	<-done
 	return n
 }
 
-// CloseBackend closes every connection of this listener to b and returns
-// how many it closed.
-func (l *Listener) CloseBackend(b *pool.Backend) int {
+// CloseBackend closes every connection of this listener to b, for the
+// reason given, and returns how many it closed.
+func (l *Listener) CloseBackend(b *pool.Backend, why Termination) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
@@ -217,7 +217,7 @@ func (l *Listener) CloseBackend(b *pool.Backend) int {
 		mine := c.b == b
 		c.mu.Unlock()
 		if mine {
-			c.abort()
+			c.abort(why)
 			n++
 		}
 	}

@@ -254,6 +254,7 @@ func (f *failures) Opened(string, *pool.Backend)                              {}
 func (f *failures) Closed(string, *pool.Backend, int64, int64, time.Duration) {}
 func (f *failures) Refused(string, Refusal)                                   {}
 func (f *failures) LocalError(string, string, string)                         {}
+func (f *failures) Ended(string, Termination)                                 {}
 func (f *failures) ConnectFailed(_ string, _ *pool.Backend, reason DialFailure) {
 	f.mu.Lock()
 	f.reasons = append(f.reasons, reason)

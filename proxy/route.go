@@ -96,6 +96,8 @@ type Observer interface {
 	// LocalError counts a failure of this host's own resources in op
 	// ("accept" or "dial"), by errno name (see package localerr).
 	LocalError(listener, op, errno string)
+	// Ended hears how every accepted connection ended, refused ones too.
+	Ended(listener string, end Termination)
 }
 
 // Refusal says why a client connection was closed without a backend.

@@ -47,7 +47,7 @@ func (s *Server) route(lc *config.Listener, p *poolRT) *proxy.Route {
 				s.opts.OnStateChange(p.pool.Name, b.Name, false, err)
 			}
 			if pc.CloseOnDown {
-				s.closeBackend(b, "backend down (passive check) and close_on_down is set")
+				s.closeBackend(b, proxy.EndCutBackendDown, "backend down (passive check) and close_on_down is set")
 			}
 		},
 	}

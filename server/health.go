@@ -11,6 +11,7 @@ import (
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/health"
 	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/proxy"
 )
 
 // ports returns the backend ports of the listeners that use pool name.
@@ -108,7 +109,7 @@ func (s *Server) checkChanged(pl *pool.Pool, pc *config.Pool, ch *config.Check, 
 		s.opts.OnStateChange(pl.Name, b.Name, up, c.Err)
 	}
 	if !up && pc.CloseOnDown {
-		s.closeBackend(b, "backend down and close_on_down is set")
+		s.closeBackend(b, proxy.EndCutBackendDown, "backend down and close_on_down is set")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/proxy"
 )
 
 // SetState sets a backend's administrative state. With a deadline, a
@@ -54,11 +55,12 @@ func (s *Server) drainDeadline(poolName string, b *pool.Backend, dt *drainTimer)
 	}
 	b.SetAdmin(pool.Maint)
 	s.log.Info("drain deadline reached: backend in maintenance", "pool", poolName, "backend", b.Name)
-	s.closeBackend(b, "drain deadline reached")
+	s.closeBackend(b, proxy.EndCutDrainDeadline, "drain deadline reached")
 }
 
-// closeBackend closes every connection to b, on every listener.
-func (s *Server) closeBackend(b *pool.Backend, why string) int {
+// closeBackend closes every connection to b, on every listener; end is
+// how their closing lines and metrics will say they ended.
+func (s *Server) closeBackend(b *pool.Backend, end proxy.Termination, why string) int {
 	s.mu.Lock()
 	ls := slices.Clone(s.retired)
 	for _, lr := range s.listeners {
@@ -67,7 +69,7 @@ func (s *Server) closeBackend(b *pool.Backend, why string) int {
 	s.mu.Unlock()
 	n := 0
 	for _, l := range ls {
-		n += l.CloseBackend(b)
+		n += l.CloseBackend(b, end)
 	}
 	if n > 0 {
 		s.log.Warn("closed connections to backend", "backend", b.Name, "connections", n, "why", why)

@@ -1,0 +1,148 @@
+//go:build linux
+
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stickylb/stickylb/kit/lbtest"
+	"github.com/stickylb/stickylb/pool"
+)
+
+// endings is an Observer that keeps how connections ended.
+type endings struct {
+	failures
+	mu  sync.Mutex
+	got []Termination
+}
+
+func (e *endings) Ended(_ string, end Termination) { e.mu.Lock(); e.got = append(e.got, end); e.mu.Unlock() }
+func (e *endings) last(t *testing.T, want Termination) {
+	t.Helper()
+	lbtest.Eventually(t, 3*time.Second, "ended "+string(want), func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.got) > 0 && e.got[len(e.got)-1] == want
+	})
+}
+
+// oneShot is a backend that greets and then does what act says with the
+// connection.
+func oneShot(t *testing.T, host string, act func(net.Conn)) int {
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { defer c.Close(); c.Write([]byte("x\n")); act(c) })
+		}
+	})
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Every way a connection can end is told apart, as the closing line's
+// termination and the metric's label.
+func TestTerminations(t *testing.T) {
+	obs := &endings{}
+	withRoute := func(host string, port int, tweak func(*Route)) (*Listener, *Route) {
+		r := route(nil, port, nil)
+		r.Pool = pool.New("p", 0, []pool.Spec{{Name: "b", Host: host, Weight: 1}})
+		r.Observer = obs
+		if tweak != nil {
+			tweak(r)
+		}
+		return serve(t, r), r
+	}
+	dial := func(l *Listener) *lbtest.Client {
+		c, err := lbtest.Connect(lbtest.ClientIP(9950), l.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	echo := oneShot(t, "127.0.0.15", func(c net.Conn) { io.Copy(c, c) })
+	l, _ := withRoute("127.0.0.15", echo, nil)
+	c := dial(l)
+	c.CloseWrite()
+	io.Copy(io.Discard, c)
+	c.Close()
+	obs.last(t, EndClientClosed)
+
+	c = dial(l)
+	c.SetLinger(0)
+	c.Close()
+	obs.last(t, EndClientReset)
+
+	closer := oneShot(t, "127.0.0.16", func(c net.Conn) {})
+	l2, _ := withRoute("127.0.0.16", closer, nil)
+	c = dial(l2)
+	io.Copy(io.Discard, c)
+	c.Close()
+	obs.last(t, EndBackendClosed)
+
+	resetter := oneShot(t, "127.0.0.17", func(c net.Conn) { time.Sleep(50 * time.Millisecond); c.(*net.TCPConn).SetLinger(0) })
+	l3, _ := withRoute("127.0.0.17", resetter, nil)
+	c = dial(l3)
+	io.Copy(io.Discard, c)
+	c.Close()
+	obs.last(t, EndBackendReset)
+
+	hold := oneShot(t, "127.0.0.18", func(c net.Conn) { io.Copy(io.Discard, c); time.Sleep(2 * time.Second) })
+	l4, _ := withRoute("127.0.0.18", hold, func(r *Route) { r.HalfCloseTimeout = 200 * time.Millisecond })
+	c = dial(l4)
+	c.CloseWrite()
+	obs.last(t, EndHalfCloseTimeout)
+	c.Close()
+
+	l5, _ := withRoute("127.0.0.15", echo, func(r *Route) { r.IdleTimeout = 200 * time.Millisecond })
+	c = dial(l5)
+	obs.last(t, EndIdleTimeout)
+	c.Close()
+
+	l6, r6 := withRoute("127.0.0.15", echo, nil)
+	c = dial(l6)
+	lbtest.Eventually(t, time.Second, "open", func() bool { return l6.Active() == 1 })
+	l6.CloseBackend(r6.Pool.Backend("b"), EndCutBackendDown)
+	obs.last(t, EndCutBackendDown)
+	c.Close()
+
+	l7, _ := withRoute("127.0.0.15", echo, nil)
+	c = dial(l7)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	l7.Close()
+	l7.Wait(ctx)
+	cancel()
+	obs.last(t, EndCutShutdown)
+	c.Close()
+
+	refusing, err := net.Listen("tcp", "127.0.0.19:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := refusing.Addr().(*net.TCPAddr).Port
+	refusing.Close()
+	l8, _ := withRoute("127.0.0.19", port, func(r *Route) { r.Retries = 0 })
+	if _, err := lbtest.Connect(lbtest.ClientIP(9951), l8.Addr()); err == nil {
+		t.Fatal("a client reached a backend that refuses")
+	}
+	obs.last(t, EndConnectFailed)
+
+	l9, r9 := withRoute("127.0.0.15", echo, nil)
+	r9.Pool.Backend("b").SetHealthy(false)
+	if _, err := lbtest.Connect(lbtest.ClientIP(9952), l9.Addr()); err == nil {
+		t.Fatal("a client got a backend that is down")
+	}
+	obs.last(t, EndRefused)
+}
