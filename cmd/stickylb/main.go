@@ -15,19 +15,22 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=v1.2.3".
-var version = "dev"
+// Set at build time; see versionString:
+//
+//	go build -ldflags "-X main.version=v1.2.3 -X main.commit=$(git rev-parse HEAD) -X main.date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" ./cmd/stickylb
+var version, commit, date = "dev", "", ""
 
 const usage = `stickylb: a sticky layer-4 TCP load balancer
 
 Usage:
   stickylb lab   [--scenario NAME,...] [--duration 5s] [--sessions 24] [--json]
-  stickylb run   [-c lb.toml] [--log-format text|json] [--log-level info]
+  stickylb run   [-c lb.toml] [--pidfile FILE] [--log-format text|json] [--log-level info]
   stickylb check [-c lb.toml]
   stickylb ctl   [--admin URL] [--json] backends|pins|pin|drain|maint|ready|unpin|reload|events ...
   stickylb sim cas   [--hosts 127.0.0.11,...] [--epm-port 10135] [--rca-port 60001] [--ab-port 60002]
@@ -93,19 +96,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func versionString() string {
-	v := version
+	v, c, d := version, commit, date
+	goVersion := runtime.Version()
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
+			v = bi.Main.Version // go install module@version
 		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += " (" + s.Value[:12] + ")"
+		for _, s := range bi.Settings { // what go build records from git
+			switch {
+			case s.Key == "vcs.revision" && c == "":
+				c = s.Value
+			case s.Key == "vcs.time" && d == "":
+				d = s.Value
 			}
 		}
-		v += " " + bi.GoVersion
 	}
-	return v
+	return fmt.Sprintf("%s commit %s built %s %s %s/%s", v, orUnknown(c), orUnknown(d), goVersion, runtime.GOOS, runtime.GOARCH)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 // printJSON writes v as indented JSON, for every subcommand's --json.

@@ -79,7 +79,7 @@ func TestCheckCommand(t *testing.T) {
 		t.Errorf("unknown command exited %d, want 2", code)
 	}
 	out.Reset()
-	if run([]string{"version"}, &out, &errb) != 0 || !strings.HasPrefix(out.String(), "stickylb ") {
+	if run([]string{"version"}, &out, &errb) != 0 || !regexp.MustCompile(`^stickylb \S+ commit \S+ built \S+ go1\.\S+ linux/\w+\n$`).MatchString(out.String()) {
 		t.Errorf("version printed %q", out.String())
 	}
 }
@@ -199,8 +199,13 @@ func labConfig(ports []int, backends []*lbtest.Backend, extra string) string {
 func TestBinarySIGTERMDrains(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 1)
 	profile := filepath.Join(t.TempDir(), "cpu.pprof")
-	p := startBinary(t, nil, "run", "-c", writeConfig(t, labConfig(ports, bs, "")), "--cpuprofile", profile)
+	pidfile := filepath.Join(t.TempDir(), "stickylb.pid")
+	p := startBinary(t, nil, "run", "-c", writeConfig(t, labConfig(ports, bs, "")), "--cpuprofile", profile, "--pidfile", pidfile)
 	addr := p.addrs(1)["l0"]
+	lbtest.Eventually(t, 5*time.Second, "the pid file", func() bool {
+		b, _ := os.ReadFile(pidfile)
+		return strings.TrimSpace(string(b)) == strconv.Itoa(p.cmd.Process.Pid)
+	})
 	c, err := lbtest.Connect("127.3.0.1", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -221,6 +226,9 @@ func TestBinarySIGTERMDrains(t *testing.T) {
 	}
 	if !strings.Contains(p.logs(), "stopped cleanly") {
 		t.Errorf("no 'stopped cleanly' line")
+	}
+	if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
+		t.Errorf("the pid file is still there after exit: %v", err)
 	}
 	// --cpuprofile wrote a whole profile on the way out: pprof's gzipped
 	// protobuf, which reads to its end.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +44,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("log-format", "", "text or json (default: the config's global.log_format)")
 	level := fs.String("log-level", "", "debug, info, warn or error (default: the config's global.log_level)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file, for `go tool pprof`")
+	pidfile := fs.String("pidfile", "", "write the process id to this file once serving, and remove it at exit (for kill -TERM $(cat FILE))")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -71,6 +73,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	defer d.close()
 	d.srv.Start()
+	if *pidfile != "" {
+		if err := os.WriteFile(*pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			log.Error("cannot write the pid file", "file", *pidfile, "error", err)
+			d.stop(syscall.SIGTERM, sigs)
+			return 1
+		}
+		defer os.Remove(*pidfile)
+	}
 	log.Info("stickylb running", "version", version, "pid", os.Getpid(), "config", *path, "listeners", len(cfg.Listeners), "pools", len(cfg.Pools))
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,5 +104,20 @@ func TestBinaryHUPDuringDrain(t *testing.T) {
 	}
 	if logs := p.logs(); !strings.Contains(logs, "drain cut short by a second signal") || !strings.Contains(logs, "closed=20") {
 		t.Fatalf("the cut is not logged as the second signal's with 20 connections:\n%s", logs)
+	}
+}
+
+// The version, commit and build date set with -ldflags are what
+// `stickylb version` prints, with the Go version and platform.
+func TestVersionFromLdflags(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "stickylb")
+	flags := "-X main.version=v1.2.3 -X main.commit=0123456789ab -X main.date=2026-11-29T12:00:00Z"
+	if out, err := exec.Command("go", "build", "-ldflags", flags, "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	want := "stickylb v1.2.3 commit 0123456789ab built 2026-11-29T12:00:00Z " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
+	if err != nil || string(out) != want {
+		t.Fatalf("version printed %q (%v), want %q", out, err, want)
 	}
 }
