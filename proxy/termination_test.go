@@ -21,7 +21,11 @@ type endings struct {
 	got []Termination
 }
 
-func (e *endings) Ended(_ string, end Termination) { e.mu.Lock(); e.got = append(e.got, end); e.mu.Unlock() }
+func (e *endings) Ended(_ string, end Termination) {
+	e.mu.Lock()
+	e.got = append(e.got, end)
+	e.mu.Unlock()
+}
 func (e *endings) last(t *testing.T, want Termination) {
 	t.Helper()
 	lbtest.Eventually(t, 3*time.Second, "ended "+string(want), func() bool {
