@@ -11,6 +11,7 @@
 package metrics
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
@@ -31,8 +32,8 @@ type Metrics struct {
 	accepted      *prometheus.CounterVec
 	active        *prometheus.GaugeVec
 	closed        *prometheus.CounterVec
-	bytes         *prometheus.CounterVec
 	connectErrors *prometheus.CounterVec
+	stateChanges  *prometheus.CounterVec
 	refused       *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	repins        *prometheus.CounterVec
@@ -43,21 +44,23 @@ type Metrics struct {
 	state         *stateCollector
 }
 
+// Build is what stickylb_build_info says of the binary.
+type Build struct{ Version, Commit string }
+
 // New makes the collectors and registers them on reg.
-func New(reg prometheus.Registerer) *Metrics {
+func New(reg prometheus.Registerer, build Build) *Metrics {
 	m := &Metrics{
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_accepted_total",
 			Help: "Client connections accepted, by listener."}, []string{"listener"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "connections_active",
-			Help: "Proxied connections open now, by listener and backend."}, []string{"listener", "backend"}),
+			Help: "Proxied connections open now, by listener and backend."}, []string{"listener", "pool", "backend"}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_closed_total",
-			Help: "Proxied connections closed, by listener and backend."}, []string{"listener", "backend"}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "backend_bytes_total",
-			Help: "Bytes proxied, by backend and direction (to_backend, to_client), counted when a connection closes."},
-			[]string{"backend", "direction"}),
+			Help: "Proxied connections closed, by listener and backend."}, []string{"listener", "pool", "backend"}),
 		connectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "backend_connect_errors_total",
 			Help: "Failed connects to a backend, by reason (refused, timeout, unreachable, reset, dns, other)."},
-			[]string{"listener", "backend", "reason"}),
+			[]string{"listener", "pool", "backend", "reason"}),
+		stateChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "backend_state_changes_total",
+			Help: "Backends going up or down (health), by the state they went to."}, []string{"pool", "backend", "to"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_refused_total",
 			Help: "Client connections closed without a backend, by reason (no-backend, connect-failed, rejected, identify, local-error, client-conns, client-rate)."},
 			[]string{"listener", "reason"}),
@@ -79,20 +82,27 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Client connections ended, by listener and how (client-closed, backend-closed, client-reset, backend-reset, " +
 				"idle-timeout, half-close-timeout, cut-shutdown, cut-backend-down, cut-drain-deadline, connect-failed, refused)."},
 			[]string{"listener", "termination"}),
-		state: &stateCollector{},
 	}
+	m.state = &stateCollector{m: m}
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
+		Help: "Always 1; the labels say which stickylb this is."}, []string{"version", "commit", "goversion"})
+	info.WithLabelValues(build.Version, build.Commit, runtime.Version()).Set(1)
 	for _, op := range []string{"accept", "dial", "check"} {
 		for _, errno := range localerr.Names() {
 			m.localErrors.WithLabelValues(op, errno)
 		}
 	}
-	reg.MustRegister(m.accepted, m.active, m.closed, m.bytes, m.connectErrors, m.refused, m.duration,
-		m.repins, m.healthTime, m.healthFail, m.localErrors, m.ended, m.state)
+	reg.MustRegister(m.accepted, m.active, m.closed, m.connectErrors, m.stateChanges, m.refused, m.duration,
+		m.repins, m.healthTime, m.healthFail, m.localErrors, m.ended, m.state, info)
 	return m
 }
 
-// Attach points the scrape-time collector at the running server.
-func (m *Metrics) Attach(s *server.Server) { m.state.srv.Store(s) }
+// Attach points the scrape-time collector at the running server, and
+// makes every series of its config exist from the first scrape.
+func (m *Metrics) Attach(s *server.Server) {
+	m.prime(s)
+	m.state.srv.Store(s)
+}
 
 // Observer returns the proxy.Observer that counts connections.
 func (m *Metrics) Observer() proxy.Observer { return &observer{m: m} }
@@ -102,6 +112,16 @@ func (m *Metrics) PinEvent(poolName string, ev affinity.Event) {
 	if ev.Kind == affinity.EventRepin {
 		m.repins.WithLabelValues(poolName, string(ev.Repin)).Inc()
 	}
+}
+
+// StateChange counts a backend going up or down; call it from
+// server.Options.OnStateChange.
+func (m *Metrics) StateChange(poolName, backend string, up bool) {
+	to := "down"
+	if up {
+		to = "up"
+	}
+	m.stateChanges.WithLabelValues(poolName, backend, to).Inc()
 }
 
 // Health records a check; use it as server.Options.OnHealth.
@@ -136,8 +156,8 @@ type backendKey struct {
 }
 
 type backendMetrics struct {
-	active           prometheus.Gauge
-	closed, toB, toC prometheus.Counter
+	active prometheus.Gauge
+	closed prometheus.Counter
 }
 
 func (o *observer) listener(name string) *listenerMetrics {
@@ -159,8 +179,7 @@ func (o *observer) backend(listener string, b *pool.Backend) *backendMetrics {
 		return v.(*backendMetrics)
 	}
 	v, _ := o.backends.LoadOrStore(k, &backendMetrics{
-		active: o.m.active.WithLabelValues(listener, b.Name), closed: o.m.closed.WithLabelValues(listener, b.Name),
-		toB: o.m.bytes.WithLabelValues(b.Name, "to_backend"), toC: o.m.bytes.WithLabelValues(b.Name, "to_client")})
+		active: o.m.active.WithLabelValues(listener, b.Pool, b.Name), closed: o.m.closed.WithLabelValues(listener, b.Pool, b.Name)})
 	return v.(*backendMetrics)
 }
 
@@ -172,14 +191,12 @@ func (o *observer) Closed(listener string, b *pool.Backend, toBackend, toClient 
 	bm := o.backend(listener, b)
 	bm.active.Dec()
 	bm.closed.Inc()
-	bm.toB.Add(float64(toBackend))
-	bm.toC.Add(float64(toClient))
 	o.listener(listener).duration.Observe(d.Seconds())
 }
 
 // Failures are rare; they use the vectors directly.
 func (o *observer) ConnectFailed(listener string, b *pool.Backend, why proxy.DialFailure) {
-	o.m.connectErrors.WithLabelValues(listener, b.Name, string(why)).Inc()
+	o.m.connectErrors.WithLabelValues(listener, b.Pool, b.Name, string(why)).Inc()
 }
 func (o *observer) Refused(listener string, why proxy.Refusal) {
 	o.m.refused.WithLabelValues(listener, string(why)).Inc()

@@ -5,9 +5,13 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -29,12 +33,24 @@ func TestMetricsFollowTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	m := New(reg)
+	m := New(reg, Build{Version: "v-test", Commit: "c-test"})
 	srv, err := server.New(cfg, server.Options{Observer: m.Observer(), OnPinEvent: m.PinEvent, OnHealth: m.Health})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.Attach(srv)
+	// Every series of the config exists from the first scrape, before
+	// any traffic, with the build's own.
+	for _, want := range []string{`stickylb_connections_refused_total{listener="rpc",reason="no-backend"} 0`,
+		`stickylb_backend_connect_errors_total{backend="cas2",listener="rpc",pool="cas",reason="timeout"} 0`,
+		`stickylb_connections_ended_total{listener="rpc",termination="backend-reset"} 0`,
+		`stickylb_backend_bytes_total{backend="cas1",direction="to_client",pool="cas"} 0`,
+		`stickylb_build_info{commit="c-test",goversion="` + runtime.Version() + `",version="v-test"} 1`,
+		`stickylb_backend_up{backend="cas1",pool="cas"} 1`} {
+		if !strings.Contains(scrape(t, reg), want) {
+			t.Errorf("first scrape lacks %s", want)
+		}
+	}
 	srv.Start()
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -54,7 +70,7 @@ func TestMetricsFollowTraffic(t *testing.T) {
 		c.Close()
 	}
 	lbtest.Eventually(t, 5*time.Second, "10 closed connections", func() bool {
-		return testutil.ToFloat64(m.closed.WithLabelValues("rpc", "cas1"))+testutil.ToFloat64(m.closed.WithLabelValues("rpc", "cas2")) == 10
+		return testutil.ToFloat64(m.closed.WithLabelValues("rpc", "cas", "cas1"))+testutil.ToFloat64(m.closed.WithLabelValues("rpc", "cas", "cas2")) == 10
 	})
 	// A client of cas1 comes back after cas1 stopped listening: a re-pin.
 	var victim string
@@ -79,7 +95,8 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	if got := testutil.ToFloat64(m.accepted.WithLabelValues("rpc")); got != 11 {
 		t.Errorf("accepted = %v, want 11", got)
 	}
-	to := testutil.ToFloat64(m.bytes.WithLabelValues("cas1", "to_backend")) + testutil.ToFloat64(m.bytes.WithLabelValues("cas2", "to_backend"))
+	to := sample(t, reg, `stickylb_backend_bytes_total{backend="cas1",direction="to_backend",pool="cas"}`) +
+		sample(t, reg, `stickylb_backend_bytes_total{backend="cas2",direction="to_backend",pool="cas"}`)
 	if to != 60 {
 		t.Errorf("bytes to backends = %v, want 60", to)
 	}
@@ -88,7 +105,7 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	}
 	// A re-pin because cas1 refused (health had not noticed yet) comes
 	// with a counted connect error.
-	if testutil.ToFloat64(m.repins.WithLabelValues("cas", "refused")) == 1 && testutil.ToFloat64(m.connectErrors.WithLabelValues("rpc", "cas1", "refused")) != 1 {
+	if testutil.ToFloat64(m.repins.WithLabelValues("cas", "refused")) == 1 && testutil.ToFloat64(m.connectErrors.WithLabelValues("rpc", "cas", "cas1", "refused")) != 1 {
 		t.Errorf("re-pinned for refusal but no refused connect error counted")
 	}
 	if testutil.ToFloat64(m.healthFail.WithLabelValues("cas", "cas1", "refused")) < 1 {
@@ -123,4 +140,71 @@ stickylb_affinity_entries{pool="cas"} 10
 			}
 		}
 	}
+}
+
+// scrape renders the registry as Prometheus text.
+func scrape(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		expfmt.MetricFamilyToText(&b, mf)
+	}
+	return b.String()
+}
+
+// sample is the value of one series of a scrape, 0 when it is absent.
+func sample(t *testing.T, reg *prometheus.Registry, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(scrape(t, reg), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// Bytes are counted while a connection is open: an hours-long MAPI
+// connection shows its traffic before it closes. Small messages count
+// exactly; a bulk transfer on the splice path lags by less than a 1 MiB
+// chunk until more data comes or it closes.
+func TestBytesCountedWhileOpen(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
+	cfg, err := config.Parse("m.toml", []byte(fmt.Sprintf("[listener.rpc]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", ports[0])+
+		"[pool.cas.health]\nenabled = false\n[pool.cas.backend.cas1]\naddress = \"127.0.0.11\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = bs
+	reg := prometheus.NewRegistry()
+	m := New(reg, Build{})
+	srv, err := server.New(cfg, server.Options{Observer: m.Observer()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Attach(srv)
+	srv.Start()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	c, err := lbtest.Connect(lbtest.ClientIP(50), srv.Addrs()["rpc"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	big := strings.Repeat("x", 6<<20) + "\n" // past the bulk threshold: the splice path
+	go c.Write([]byte("hello\n" + big))
+	c.R.ReadString('\n')
+	c.R.ReadString('\n')
+	series := `stickylb_backend_bytes_total{backend="cas1",direction="to_backend",pool="cas"}`
+	total := float64(6 + len(big))
+	lbtest.Eventually(t, 5*time.Second, "bytes counted while open, within a splice chunk", func() bool { return sample(t, reg, series) > total-(1<<20) })
+	c.Close()
+	lbtest.Eventually(t, 5*time.Second, "every byte counted at close", func() bool { return sample(t, reg, series) == total })
 }

@@ -15,6 +15,7 @@ import (
 // time means a reload that replaces a table or a pool needs no
 // re-registration.
 type stateCollector struct {
+	m   *Metrics
 	srv atomic.Pointer[server.Server]
 }
 
@@ -31,6 +32,9 @@ var (
 	descBConns  = prometheus.NewDesc(ns+"_backend_connections", "Open connections per backend.", []string{"pool", "backend"}, nil)
 	descReloads = prometheus.NewDesc(ns+"_config_reloads_total", "Config reloads, by result.", []string{"result"}, nil)
 	descLastRel = prometheus.NewDesc(ns+"_config_last_reload_success_timestamp_seconds", "When the config was last loaded successfully.", nil, nil)
+	descBytes   = prometheus.NewDesc(ns+"_backend_bytes_total", "Bytes proxied, by backend and direction (to_backend, to_client), counted while connections are open.", []string{"pool", "backend", "direction"}, nil)
+	descUp      = prometheus.NewDesc(ns+"_backend_up", "1 while the backend passes its health checks, 0 while it fails them.", []string{"pool", "backend"}, nil)
+	descChanged = prometheus.NewDesc(ns+"_backend_last_change_timestamp_seconds", "When the backend's health or admin state last changed (0: never).", []string{"pool", "backend"}, nil)
 	descSnaps   = prometheus.NewDesc(ns+"_snapshot_writes_total", "Pin snapshot writes, by result.", []string{"result"}, nil)
 	descLastSn  = prometheus.NewDesc(ns+"_snapshot_last_success_timestamp_seconds", "When the pin snapshot was last written successfully (0: never).", nil, nil)
 )
@@ -38,7 +42,7 @@ var (
 var states = []string{"up", "down", "drain", "maint"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descWeight, descBConns, descReloads, descLastRel, descSnaps, descLastSn} {
+	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descLastSn} {
 		ch <- d
 	}
 }
@@ -48,6 +52,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if s == nil {
 		return
 	}
+	c.m.prime(s)
 	for _, p := range s.Pools() {
 		if p.Table != nil {
 			st := p.Table.Stats()
@@ -73,6 +78,15 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(descWeight, prometheus.GaugeValue, float64(b.Weight()), p.Name, b.Name)
 			ch <- prometheus.MustNewConstMetric(descBConns, prometheus.GaugeValue, float64(b.Active()), p.Name, b.Name)
+			toB, toC := b.Bytes()
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(toB), p.Name, b.Name, "to_backend")
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(toC), p.Name, b.Name, "to_client")
+			ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, boolValue(b.Healthy()), p.Name, b.Name)
+			changed := 0.0
+			if t := b.LastChange(); !t.IsZero() {
+				changed = float64(t.UnixNano()) / 1e9
+			}
+			ch <- prometheus.MustNewConstMetric(descChanged, prometheus.GaugeValue, changed, p.Name, b.Name)
 		}
 	}
 	ok := s.Reloads.Load()
@@ -85,4 +99,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSnaps, prometheus.CounterValue, float64(s.SnapshotSaves.Load()), "success")
 	ch <- prometheus.MustNewConstMetric(descSnaps, prometheus.CounterValue, float64(s.SnapshotFailures.Load()), "failure")
 	ch <- prometheus.MustNewConstMetric(descLastSn, prometheus.GaugeValue, float64(s.LastSnapshot.Load()))
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

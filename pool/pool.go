@@ -62,6 +62,7 @@ func ParseAdmin(s string) (Admin, error) {
 type Backend struct {
 	Name string
 	Host string // address without port; the port comes from the listener
+	Pool string // the pool's name, for labels; set by the pool that holds it
 
 	nameHash  uint64
 	weight    atomic.Int32
@@ -72,19 +73,27 @@ type Backend struct {
 	maxConns  atomic.Int64 // 0: no limit
 	upSince   atomic.Int64 // unix nanoseconds of the last down-to-up change; 0: up from the start
 	failures  atomic.Int32 // consecutive failed connects, for passive checks
-	toBackend atomic.Int64 // bytes to the backend, from closed connections
-	toClient  atomic.Int64 // bytes to its clients, from closed connections
+	toBackend atomic.Int64 // bytes to the backend, counted as they go
+	toClient  atomic.Int64 // bytes to its clients, counted as they go
 	addr      atomic.Pointer[hostPort]
+	changed   atomic.Int64 // unix nanoseconds of the last change of health or admin state; 0: none
 }
 
-// AddBytes adds a closed connection's byte counts.
-func (b *Backend) AddBytes(toBackend, toClient int64) {
-	b.toBackend.Add(toBackend)
-	b.toClient.Add(toClient)
+// LastChange is when the backend's health or admin state last changed;
+// zero when it never did.
+func (b *Backend) LastChange() time.Time {
+	if ns := b.changed.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
-// Bytes returns the bytes proxied to the backend and to its clients by
-// connections that have closed.
+// AddToBackend and AddToClient count bytes as connections copy them.
+func (b *Backend) AddToBackend(n int64) { b.toBackend.Add(n) }
+func (b *Backend) AddToClient(n int64)  { b.toClient.Add(n) }
+
+// Bytes returns the bytes proxied to the backend and to its clients, by
+// open connections as well as closed ones.
 func (b *Backend) Bytes() (toBackend, toClient int64) { return b.toBackend.Load(), b.toClient.Load() }
 
 type hostPort struct {
@@ -119,22 +128,30 @@ func hashString(s string) uint64 {
 	return affinity.Mix(h)
 }
 
-func (b *Backend) Weight() int      { return int(b.weight.Load()) }
-func (b *Backend) SetWeight(w int)  { b.weight.Store(int32(w)) }
-func (b *Backend) Healthy() bool    { return b.healthy.Load() }
-func (b *Backend) Admin() Admin     { return Admin(b.admin.Load()) }
-func (b *Backend) SetAdmin(a Admin) { b.admin.Store(int32(a)) }
-func (b *Backend) Removed() bool    { return b.removed.Load() }
-func (b *Backend) Active() int64    { return b.active.Load() }
-func (b *Backend) ConnOpened()      { b.active.Add(1) }
-func (b *Backend) ConnClosed()      { b.active.Add(-1) }
+func (b *Backend) Weight() int     { return int(b.weight.Load()) }
+func (b *Backend) SetWeight(w int) { b.weight.Store(int32(w)) }
+func (b *Backend) Healthy() bool   { return b.healthy.Load() }
+func (b *Backend) Admin() Admin    { return Admin(b.admin.Load()) }
+func (b *Backend) SetAdmin(a Admin) {
+	if Admin(b.admin.Swap(int32(a))) != a {
+		b.changed.Store(time.Now().UnixNano())
+	}
+}
+func (b *Backend) Removed() bool { return b.removed.Load() }
+func (b *Backend) Active() int64 { return b.active.Load() }
+func (b *Backend) ConnOpened()   { b.active.Add(1) }
+func (b *Backend) ConnClosed()   { b.active.Add(-1) }
 
 // SetHealthy records a health verdict and reports whether it changed.
 func (b *Backend) SetHealthy(up bool) bool {
 	changed := b.healthy.Swap(up) != up
-	if changed && up {
-		b.upSince.Store(time.Now().UnixNano())
-		b.failures.Store(0)
+	if changed {
+		now := time.Now().UnixNano()
+		b.changed.Store(now)
+		if up {
+			b.upSince.Store(now)
+			b.failures.Store(0)
+		}
 	}
 	return changed
 }
@@ -260,6 +277,7 @@ func (p *Pool) Update(bal config.Balance, specs []Spec) (removed []*Backend) {
 		if b == nil || b.Host != sp.Host {
 			// A new address is a new server: it starts afresh.
 			b = NewBackend(sp.Name, sp.Host, sp.Weight)
+			b.Pool = p.Name
 		}
 		b.SetWeight(sp.Weight)
 		b.SetMaxConns(sp.MaxConns)

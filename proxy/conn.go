@@ -336,6 +336,7 @@ func (s *session) prologue(o Origin) error {
 		return fmt.Errorf("backend %s: write PROXY header and early bytes: %w", s.b.Name, err)
 	}
 	s.toBackend = int64(len(o.Early))
+	s.b.AddToBackend(s.toBackend)
 	return nil
 }
 
@@ -343,14 +344,14 @@ func (s *session) prologue(o Origin) error {
 // goroutine dump says which one is stuck.
 func (s *session) clientToBackend() {
 	var n int64
-	n, s.backendErr = halfCopy(s.be, s.c.client, s.r.HalfCloseTimeout, &s.open)
+	n, s.backendErr = halfCopy(s.be, s.c.client, s.r.HalfCloseTimeout, &s.open, s.b.AddToBackend)
 	s.toBackend += n
 	s.noteEnd(true, s.backendErr)
 	s.end()
 }
 
 func (s *session) backendToClient() {
-	s.toClient, s.clientErr = halfCopy(s.c.client, s.be, s.r.HalfCloseTimeout, &s.open)
+	s.toClient, s.clientErr = halfCopy(s.c.client, s.be, s.r.HalfCloseTimeout, &s.open, s.b.AddToClient)
 	s.noteEnd(false, s.clientErr)
 	s.end()
 }
@@ -408,7 +409,6 @@ func (s *session) end() {
 		s.stopIdle()
 	}
 	b.ConnClosed()
-	b.AddBytes(s.toBackend, s.toClient)
 	d, end := time.Since(c.start), s.termination()
 	if r.Observer != nil {
 		r.Observer.Closed(r.Name, b, s.toBackend, s.toClient, d)

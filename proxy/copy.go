@@ -39,7 +39,11 @@ var bufs = sync.Pool{New: func() any { return new([bufSize]byte) }}
 // ordinary system call path, its monitor took the processor away from
 // such writes and woke another thread to hold it, which then went back to
 // sleep: two context switches for nothing, several times per connection.
-func relay(dst, src net.Conn) (int64, error) {
+//
+// count, if not nil, hears the bytes as they go (each write, or each
+// spliceChunk), so that counters move while a connection of hours is
+// open; it must be cheap (an atomic add).
+func relay(dst, src net.Conn, count func(int64)) (int64, error) {
 	d, ok1 := dst.(*net.TCPConn)
 	s, ok2 := src.(*net.TCPConn)
 	if !ok1 || !ok2 {
@@ -74,6 +78,9 @@ func relay(dst, src net.Conn) (int64, error) {
 		w.p, w.n, w.err = r.buf[:r.n], 0, nil
 		err := rawDst.Write(write)
 		total += int64(w.n)
+		if count != nil && w.n > 0 {
+			count(int64(w.n))
+		}
 		full := r.n == bufSize
 		bufs.Put(r.buf)
 		if err == nil {
@@ -83,8 +90,38 @@ func relay(dst, src net.Conn) (int64, error) {
 			return total, err
 		}
 		if full {
-			m, err := io.Copy(d, s)
+			m, err := spliceCounted(d, s, count)
 			return total + m, err
+		}
+	}
+}
+
+// spliceChunk is how much a bulk transfer moves between counts. A
+// transfer that stops part way through a chunk is counted in full when
+// more data comes or the connection closes, so open connections' counts
+// lag by less than this per direction; large enough that counting costs
+// nothing next to the copy.
+const spliceChunk = 1 << 20
+
+// spliceCounted copies src to dst by splice(2) until EOF, counting every
+// spliceChunk. io.CopyN hands TCPConn.ReadFrom an io.LimitedReader over
+// the socket, which it still splices.
+func spliceCounted(d, s *net.TCPConn, count func(int64)) (int64, error) {
+	if count == nil {
+		return io.Copy(d, s)
+	}
+	var total int64
+	for {
+		n, err := io.CopyN(d, s, spliceChunk)
+		total += n
+		if n > 0 {
+			count(n)
+		}
+		switch {
+		case err == io.EOF:
+			return total, nil
+		case err != nil:
+			return total, err
 		}
 	}
 }
@@ -185,8 +222,8 @@ func closeWrite(c net.Conn) error {
 // directions still copying: when the other one has ended already, both
 // sockets are about to be closed, which sends the FIN, so the shutdown(2)
 // is skipped.
-func halfCopy(dst, src net.Conn, halfClose time.Duration, open *atomic.Int32) (int64, error) {
-	n, err := relay(dst, src)
+func halfCopy(dst, src net.Conn, halfClose time.Duration, open *atomic.Int32, count func(int64)) (int64, error) {
+	n, err := relay(dst, src, count)
 	if err != nil {
 		// A reset is passed on as a reset, as the peer sent it: the
 		// other side learns at once that the stream broke, and this

@@ -117,6 +117,10 @@ const (
 	RefusedProxyHeader    Refusal = "proxy-header"
 )
 
+// Refusals lists every Refusal, for metrics that exist from start-up.
+var Refusals = []Refusal{RefusedIdentify, RefusedNoBackend, RefusedRejected, RefusedConnect, RefusedLocal,
+	RefusedClientConns, RefusedClientRate, RefusedProxyUntrusted, RefusedProxyHeader}
+
 // DialFailure names the kind of a failed backend connect, for logs and
 // metrics.
 type DialFailure string
@@ -129,6 +133,10 @@ const (
 	DialDNS         DialFailure = "dns"
 	DialOther       DialFailure = "other"
 )
+
+// DialFailures lists every DialFailure, for metrics that exist from
+// start-up.
+var DialFailures = []DialFailure{DialRefused, DialTimeout, DialUnreachable, DialReset, DialDNS, DialOther}
 
 // DialFailureOf names a connect (or probe) failure.
 func DialFailureOf(err error) DialFailure {

@@ -121,6 +121,7 @@ type daemon struct {
 	log      *slog.Logger
 	srv      *server.Server
 	api      *admin.API
+	metrics  *metrics.Metrics
 	adminSrv *http.Server
 }
 
@@ -129,8 +130,8 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*daemon, er
 	// what they are given.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
-	d := &daemon{path: path, cfg: cfg, log: log}
+	m := metrics.New(reg, metrics.Build{Version: version, Commit: commit})
+	d := &daemon{path: path, cfg: cfg, log: log, metrics: m}
 	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
 		OnHealth: m.Health, OnStateChange: d.stateChanged})
 	if err != nil {
@@ -165,6 +166,7 @@ const maxAdminConns = 64
 // stateChanged records a backend going up or down in the admin events.
 // Health checks start only with Start, after d.api is set.
 func (d *daemon) stateChanged(pool, backend string, up bool, err error) {
+	d.metrics.StateChange(pool, backend, up)
 	if d.api == nil {
 		return
 	}
