@@ -86,7 +86,11 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		want      []string // each must appear in one error, as file:line: key: text
 	}{
 		{"unknown key", minimal + "[pool.cas.affinity]\nttl = \"1h\"\nkee = \"src-ip\"\n",
-			[]string{"f.toml:10: pool.cas.affinity.kee: unknown key"}},
+			[]string{"f.toml:10: pool.cas.affinity.kee: unknown key; did you mean key?"}},
+		{"typo", minimal + "[pool.cas]\nconnect_timout = \"1s\"\n",
+			[]string{"f.toml:9: pool.cas.connect_timout: unknown key; did you mean connect_timeout?"}},
+		{"nothing near", minimal + "[pool.cas]\nfrobnicate = 1\n",
+			[]string{"f.toml:9: pool.cas.frobnicate: unknown key; see docs/config.md"}},
 		{"unknown table", minimal + "[pool.cas.helth]\ninterval = \"1s\"\n",
 			[]string{"f.toml:9: pool.cas.helth.interval: unknown key"}},
 		{"wrong type", minimal + "[pool.cas]\nconnect_retries = \"two\"\n",

@@ -61,6 +61,10 @@ const maxPasses = 64
 
 func finish(c *Config, md toml.MetaData, v *checker) (*Config, error) {
 	for _, k := range md.Undecoded() {
+		if near := suggest(k.String()); near != "" {
+			v.errAt(k.String(), "unknown key; did you mean %s?", near)
+			continue
+		}
 		v.errAt(k.String(), "unknown key; see docs/config.md for the keys stickylb reads")
 	}
 	c.lines = v.lines

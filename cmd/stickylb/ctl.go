@@ -119,6 +119,9 @@ func (c *ctl) call(method, path string, body any, out any) error {
 	if err != nil {
 		return err
 	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return errors.New("the admin API wants its token: pass --token-file FILE (the file admin.token_file names)")
+	}
 	if resp.StatusCode >= 300 {
 		var e struct{ Error string }
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {

@@ -28,11 +28,11 @@ func (c *ctl) backends(args []string) error {
 	}
 	tw.Flush()
 	for _, p := range st.Pools {
-		rate := 0.0
+		rate := "-" // no lookups yet
 		if p.Hits+p.Misses > 0 {
-			rate = 100 * float64(p.Hits) / float64(p.Hits+p.Misses)
+			rate = fmt.Sprintf("%.1f%%", 100*float64(p.Hits)/float64(p.Hits+p.Misses))
 		}
-		fmt.Fprintf(c.out, "pool %s: %d pins (key %s), affinity hit rate %.1f%%, %d re-pins\n", p.Name, p.Pins, p.Key, rate, p.Repins)
+		fmt.Fprintf(c.out, "pool %s: %s (key %s), affinity hit rate %s, %s\n", p.Name, count(p.Pins, "pin"), p.Key, rate, count(int(p.Repins), "re-pin"))
 	}
 	return nil
 }
@@ -74,7 +74,11 @@ func (c *ctl) pins(args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Pool, p.Client, p.Backend, p.Connections, p.LastSeen.Format(time.RFC3339))
 	}
 	tw.Flush()
-	fmt.Fprintf(c.out, "%d of %d pins\n", len(res.Pins), res.Total)
+	if res.Total == 0 {
+		fmt.Fprintln(c.out, "no pins match")
+		return nil
+	}
+	fmt.Fprintf(c.out, "%d of %s\n", len(res.Pins), count(res.Total, "pin"))
 	if res.Next != "" {
 		fmt.Fprintf(c.out, "more: run again with --cursor %s\n", res.Next)
 	}
@@ -111,10 +115,13 @@ func (c *ctl) setState(cmd string, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || !strings.Contains(pos[0], "/") {
-		return usageError(fmt.Sprintf("usage: stickylb ctl %s POOL/BACKEND", cmd))
+	if len(pos) != 1 {
+		return usageError(fmt.Sprintf("usage: stickylb ctl %s [POOL/]BACKEND%s", cmd, map[bool]string{true: " [--deadline 30m]"}[cmd == "drain"]))
 	}
-	pool, backend, _ := strings.Cut(pos[0], "/")
+	pool, backend, err := c.backendPath(pos[0])
+	if err != nil {
+		return err
+	}
 	body := map[string]string{"state": cmd}
 	if deadline != "" {
 		body["deadline"] = deadline
@@ -124,8 +131,50 @@ func (c *ctl) setState(cmd string, args []string) error {
 		body, &b); err != nil || c.asJSON {
 		return err
 	}
-	fmt.Fprintf(c.out, "%s/%s is now %s (%d connections open)\n", b.Pool, b.Name, b.State, b.Connections)
+	fmt.Fprintf(c.out, "%s/%s is now %s (%s open)\n", b.Pool, b.Name, stateWords[b.State], count(int(b.Connections), "connection"))
 	return nil
+}
+
+// stateWords are backend states as a sentence says them.
+var stateWords = map[string]string{"up": "up", "down": "down", "drain": "draining", "maint": "in maintenance", "removed": "removed"}
+
+// backendPath reads POOL/BACKEND, or BACKEND alone when exactly one pool
+// has a backend of that name.
+func (c *ctl) backendPath(s string) (pool, backend string, err error) {
+	if p, b, ok := strings.Cut(s, "/"); ok {
+		return p, b, nil
+	}
+	var st admin.Status
+	asJSON := c.asJSON
+	c.asJSON = false
+	err = c.call("GET", "/api/backends", nil, &st)
+	c.asJSON = asJSON
+	if err != nil {
+		return "", "", err
+	}
+	var pools []string
+	for _, p := range st.Pools {
+		for _, b := range p.Backends {
+			if b.Name == s {
+				pools = append(pools, p.Name)
+			}
+		}
+	}
+	switch len(pools) {
+	case 1:
+		return pools[0], s, nil
+	case 0:
+		return "", "", fmt.Errorf("no backend %q in any pool (stickylb ctl backends lists them)", s)
+	}
+	return "", "", fmt.Errorf("backend %q is in pools %s: say which, as POOL/%s", s, strings.Join(pools, " and "), s)
+}
+
+// count says n things, in the singular for one.
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // unpin deletes pins by client, backend or pool.
@@ -139,6 +188,9 @@ func (c *ctl) unpin(args []string) error {
 	if err != nil {
 		return err
 	}
+	if client == "" && backend == "" {
+		return usageError("usage: stickylb ctl unpin --client IP | --backend NAME [--pool POOL]: say whose pins to delete")
+	}
 	q := url.Values{}
 	for k, v := range map[string]string{"pool": pool, "client": client, "backend": backend} {
 		if v != "" {
@@ -149,7 +201,7 @@ func (c *ctl) unpin(args []string) error {
 	if err := c.call("DELETE", "/api/pins?"+q.Encode(), nil, &res); err != nil || c.asJSON {
 		return err
 	}
-	fmt.Fprintf(c.out, "%d pins deleted\n", res.Deleted)
+	fmt.Fprintf(c.out, "%s deleted\n", count(res.Deleted, "pin"))
 	return nil
 }
 
@@ -167,6 +219,9 @@ func (c *ctl) events(_ []string) error {
 	var ev []admin.Event
 	if err := c.call("GET", "/api/events", nil, &ev); err != nil || c.asJSON {
 		return err
+	}
+	if len(ev) == 0 {
+		fmt.Fprintln(c.out, "no events since stickylb started")
 	}
 	for _, e := range ev {
 		fmt.Fprintf(c.out, "%s  %s/%s  %s\n", e.Time.Format(time.RFC3339), e.Pool, e.Backend, e.What)

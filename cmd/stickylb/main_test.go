@@ -494,16 +494,22 @@ func TestBinaryOperate(t *testing.T) {
 		}
 		first[src] = b
 	}
-	if out, code := ctl("drain", "cas/cas1"); code != 0 || !strings.Contains(out, "cas/cas1 is now drain") {
-		t.Fatalf("ctl drain: %d %s", code, out)
+	if out, code := ctl("drain", "cas1"); code != 0 || !strings.Contains(out, "cas/cas1 is now draining (") {
+		t.Fatalf("ctl drain, by backend name alone: %d %s", code, out)
 	}
 	for i := range 20 {
 		if b, _ := lbtest.Who(fmt.Sprintf("127.6.1.%d", i+1), addr); b == "cas1" {
 			t.Fatal("new client sent to draining cas1")
 		}
 	}
-	if out, code := ctl("unpin", "--client", "127.6.0.1"); code != 0 || !strings.Contains(out, "1 pins deleted") {
+	if out, code := ctl("unpin", "--client", "127.6.0.1"); code != 0 || !strings.Contains(out, "1 pin deleted") {
 		t.Fatalf("ctl unpin: %d %s", code, out)
+	}
+	if out, code := ctl("unpin"); code != 2 || !strings.Contains(out, "--client IP | --backend NAME") {
+		t.Fatalf("ctl unpin without arguments: %d %s", code, out)
+	}
+	if out, code := ctl("drain", "nope"); code != 1 || !strings.Contains(out, `no backend "nope" in any pool`) {
+		t.Fatalf("ctl drain of an unknown name: %d %s", code, out)
 	}
 	if out, code := ctl("reload"); code != 0 || !strings.Contains(out, "reloaded") {
 		t.Fatalf("ctl reload: %d %s", code, out)
