@@ -109,9 +109,14 @@ func (s *mailbox) run(ctx context.Context) {
 	s.logoff()
 }
 
-// pause sleeps about n mean intervals, less when ctx ends.
+// pause sleeps about n mean intervals, less when ctx ends. The parallel
+// operations of one mailbox pause at once, so the shared generator is
+// read under the mailbox's lock.
 func (s *mailbox) pause(ctx context.Context, n int) {
-	d := time.Duration(float64(s.f.cfg.OpInterval) * float64(n) * (0.5 + s.rng.Float64()))
+	s.mu.Lock()
+	jitter := s.rng.Float64()
+	s.mu.Unlock()
+	d := time.Duration(float64(s.f.cfg.OpInterval) * float64(n) * (0.5 + jitter))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
