@@ -3,13 +3,20 @@
 // Package proxy accepts client connections and forwards each to the backend
 // its client is pinned to.
 //
+// The files: listener.go accepts, conn.go sets a connection up (identify,
+// decide, dial), policy.go is the pin rule, session.go runs an open
+// connection and reports how it ended, copy.go moves the bytes, dial.go
+// and transparent.go open backend legs, origin.go reads PROXY headers,
+// limits.go bounds each client, route.go is what a listener follows.
+//
 // A Listener accepts on one address and follows a Route, which names the
 // pool, the affinity table and the timeouts; the route is swapped
 // atomically on reload without touching open connections. For each
 // connection the client's identity (by default the socket's remote
-// address; see Listener.Identify) becomes an affinity key, the table
-// decides the backend before anything is dialled, and the Dialer opens the
-// backend leg. A backend that refuses is skipped and the client re-pinned,
+// address; a PROXY protocol header with Route.Identify) becomes an
+// affinity key, the Policy decides the backend through the table before
+// anything is dialled, and the Dialer opens the backend leg (from the
+// client's own address in transparent mode). A backend that refuses is skipped and the client re-pinned,
 // a bounded number of times. Each direction copies small messages through
 // a pooled buffer and switches to splice(2) once a read fills it (see
 // relay); each ends with a half-close and the half-closed state is bounded
