@@ -112,9 +112,18 @@ func (p *proc) addrs(n int) map[string]netip.AddrPort {
 
 func startBinary(t *testing.T, prefix []string, args ...string) *proc {
 	t.Helper()
+	return startBinaryEnv(t, nil, prefix, args...)
+}
+
+// startBinaryEnv is startBinary with extra environment variables.
+func startBinaryEnv(t *testing.T, env []string, prefix []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, done: make(chan error, 1)}
 	argv := append(prefix, append([]string{binary}, args...)...)
 	p.cmd = exec.Command(argv[0], argv[1:]...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/net/netutil"
@@ -82,6 +83,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		defer os.Remove(*pidfile)
 	}
 	log.Info("stickylb running", "version", version, "pid", os.Getpid(), "config", *path, "listeners", len(cfg.Listeners), "pools", len(cfg.Pools))
+	// Under systemd (Type=notify) the service is ready now: listeners
+	// bound, pins restored, checks started. Without NOTIFY_SOCKET this
+	// does nothing.
+	notify(log, daemon.SdNotifyReady)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			d.reload()
@@ -113,9 +118,9 @@ func runLogger(w io.Writer, g config.Global, format, level string) (*slog.Logger
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-// daemon is a running `stickylb run`: the balancer, its metrics and its
+// service is a running `stickylb run`: the balancer, its metrics and its
 // admin listener.
-type daemon struct {
+type service struct {
 	path     string
 	cfg      *config.Config // as started; the admin settings apply from it
 	log      *slog.Logger
@@ -125,13 +130,13 @@ type daemon struct {
 	adminSrv *http.Server
 }
 
-func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*daemon, error) {
+func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, error) {
 	// The program owns the registry; library packages only register on
 	// what they are given.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg, metrics.Build{Version: version, Commit: commit})
-	d := &daemon{path: path, cfg: cfg, log: log, metrics: m}
+	d := &service{path: path, cfg: cfg, log: log, metrics: m}
 	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
 		OnHealth: m.Health, OnStateChange: d.stateChanged})
 	if err != nil {
@@ -165,7 +170,7 @@ const maxAdminConns = 64
 
 // stateChanged records a backend going up or down in the admin events.
 // Health checks start only with Start, after d.api is set.
-func (d *daemon) stateChanged(pool, backend string, up bool, err error) {
+func (d *service) stateChanged(pool, backend string, up bool, err error) {
 	d.metrics.StateChange(pool, backend, up)
 	if d.api == nil {
 		return
@@ -177,7 +182,9 @@ func (d *daemon) stateChanged(pool, backend string, up bool, err error) {
 	}
 }
 
-func (d *daemon) reload() {
+func (d *service) reload() {
+	notify(d.log, daemon.SdNotifyReloading)
+	defer notify(d.log, daemon.SdNotifyReady)
 	if err := d.srv.ReloadFile(d.path); err != nil {
 		d.log.Error("reload failed", "config", d.path, "error", err)
 		return
@@ -193,7 +200,8 @@ func (d *daemon) reload() {
 // ones. Only a second TERM or INT cuts the wait short; a HUP during the
 // drain is logged and ignored, since reloading a stopping balancer helps
 // no one and cutting its connections would hurt.
-func (d *daemon) stop(sig os.Signal, sigs <-chan os.Signal) {
+func (d *service) stop(sig os.Signal, sigs <-chan os.Signal) {
+	notify(d.log, daemon.SdNotifyStopping)
 	drain := d.srv.Config().Global.DrainTimeout.Duration
 	d.log.Info("stopping: no new connections; waiting for open ones", "signal", sig.String(),
 		"open", d.srv.Active(), "drain_timeout", drain)
@@ -215,7 +223,7 @@ func (d *daemon) stop(sig os.Signal, sigs <-chan os.Signal) {
 
 var errDrainTimeout = errors.New("drain timeout")
 
-func (d *daemon) cutOnSecondSignal(ctx context.Context, cancel context.CancelFunc, sigs <-chan os.Signal) {
+func (d *service) cutOnSecondSignal(ctx context.Context, cancel context.CancelFunc, sigs <-chan os.Signal) {
 	for {
 		select {
 		case sig := <-sigs:
@@ -232,9 +240,16 @@ func (d *daemon) cutOnSecondSignal(ctx context.Context, cancel context.CancelFun
 	}
 }
 
-func (d *daemon) close() {
+func (d *service) close() {
 	if d.adminSrv != nil {
 		d.adminSrv.Close()
+	}
+}
+
+// notify tells systemd a state change (sd_notify), when it is listening.
+func notify(log *slog.Logger, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn("cannot notify systemd", "state", state, "error", err)
 	}
 }
 
