@@ -43,13 +43,16 @@ type Options struct {
 	// Hosts are the host names, besides IP addresses and localhost, that
 	// requests may name in their Host header (admin.hosts).
 	Hosts []string
-	Log   *slog.Logger
+	// Version is what GET /api/info reports of the binary.
+	Version string
+	Log     *slog.Logger
 }
 
 // API is the admin HTTP handler. Record state changes into it with Event.
 type API struct {
-	opts Options
-	mux  *http.ServeMux
+	opts    Options
+	started time.Time
+	mux     *http.ServeMux
 
 	mu     sync.Mutex
 	events []Event // ring of recent changes, newest last
@@ -76,7 +79,7 @@ func New(opts Options) *API {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	a := &API{opts: opts, mux: http.NewServeMux()}
+	a := &API{opts: opts, mux: http.NewServeMux(), started: time.Now()}
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	a.mux.HandleFunc("GET /readyz", a.ready)
 	if opts.Gatherer != nil {
@@ -89,6 +92,7 @@ func New(opts Options) *API {
 	a.mux.HandleFunc("DELETE /api/pins", a.auth(a.unpin))
 	a.mux.HandleFunc("POST /api/reload", a.auth(a.reload))
 	a.mux.HandleFunc("GET /api/events", a.listEvents)
+	a.mux.HandleFunc("GET /api/info", a.info)
 	a.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")

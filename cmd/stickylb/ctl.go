@@ -34,6 +34,7 @@ Usage: stickylb ctl [--admin URL] [--token-file FILE] [--json] COMMAND [ARGS]
                                delete pins; the clients are balanced afresh next time
   reload                       reload the config file
   events                       recent state changes
+  info                         version, uptime, pid, config file, file limit
 
 --admin defaults to $STICKYLB_ADMIN or http://127.0.0.1:9090.
 `
@@ -171,6 +172,7 @@ var ctlCommands = map[string]func(c *ctl, args []string) error{
 	"unpin":    (*ctl).unpin,
 	"reload":   (*ctl).reload,
 	"events":   (*ctl).events,
+	"info":     (*ctl).info,
 }
 
 func (c *ctl) run(cmd string, args []string) error {

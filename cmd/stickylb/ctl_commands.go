@@ -228,3 +228,22 @@ func (c *ctl) events(_ []string) error {
 	}
 	return nil
 }
+
+// info prints what the running stickylb is: version, uptime, pid, config
+// file, limits.
+func (c *ctl) info(_ []string) error {
+	var in admin.Info
+	if err := c.call("GET", "/api/info", nil, &in); err != nil || c.asJSON {
+		return err
+	}
+	state := "running"
+	if in.Draining {
+		state = "draining"
+	}
+	fmt.Fprintf(c.out, "stickylb %s, pid %d, %s for %s (since %s)\n", in.Version, in.PID, state,
+		(time.Duration(in.UptimeSeconds) * time.Second).Round(time.Second), in.Started.Format(time.RFC3339))
+	fmt.Fprintf(c.out, "config %s: %s, %s, %s reloaded (%d failed)\n", in.Config, count(in.Listeners, "listener"),
+		count(in.Pools, "pool"), count(int(in.Reloads), "time"), in.ReloadFailures)
+	fmt.Fprintf(c.out, "%s open, file limit %d (two per connection)\n", count(in.Connections, "connection"), in.FileLimit)
+	return nil
+}

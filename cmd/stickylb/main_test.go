@@ -523,6 +523,9 @@ func TestBinaryOperate(t *testing.T) {
 	if out, code := ctl("reload"); code != 0 || !strings.Contains(out, "reloaded") {
 		t.Fatalf("ctl reload: %d %s", code, out)
 	}
+	if out, code := ctl("info"); code != 0 || !regexp.MustCompile(`stickylb dev commit .*, pid \d+, running for \d+s .*\nconfig .*lb\.toml: 1 listener, 1 pool, 1 time reloaded \(0 failed\)\n\d+ connections? open, file limit \d+`).MatchString(out) {
+		t.Fatalf("ctl info: %d %q", code, out)
+	}
 	if out, code := ctl("events"); code != 0 || !strings.Contains(out, "cas/cas1  set drain") {
 		t.Fatalf("ctl events: %d %s", code, out)
 	}

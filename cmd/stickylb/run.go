@@ -145,7 +145,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 	m.Attach(srv)
 	d.srv = srv
 	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: readToken(cfg.Admin.TokenFile),
-		Hosts: cfg.Admin.Hosts})
+		Hosts: cfg.Admin.Hosts, Version: versionString()})
 	if cfg.Admin.Listen == "off" {
 		return d, nil
 	}

@@ -1,0 +1,41 @@
+//go:build linux
+
+package admin
+
+import (
+	"net/http"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Info is GET /api/info: what HAProxy's `show info` tells, for ctl info.
+type Info struct {
+	Version        string    `json:"version"`
+	PID            int       `json:"pid"`
+	Started        time.Time `json:"started"`
+	UptimeSeconds  float64   `json:"uptime_seconds"`
+	Config         string    `json:"config_file"`
+	Listeners      int       `json:"listeners"`
+	Pools          int       `json:"pools"`
+	Connections    int       `json:"connections"`
+	FileLimit      uint64    `json:"file_limit"` // RLIMIT_NOFILE: each proxied connection takes two
+	Reloads        uint64    `json:"reloads"`
+	ReloadFailures uint64    `json:"reload_failures"`
+	Draining       bool      `json:"draining"`
+}
+
+func (a *API) info(w http.ResponseWriter, r *http.Request) {
+	s := a.opts.Server
+	var lim unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+	reloads := s.Reloads.Load()
+	if reloads > 0 {
+		reloads-- // the first load is not a reload
+	}
+	writeJSON(w, 200, Info{Version: a.opts.Version, PID: os.Getpid(), Started: a.started.UTC(),
+		UptimeSeconds: time.Since(a.started).Seconds(), Config: a.opts.ConfigPath, Listeners: len(s.Addrs()),
+		Pools: len(s.Pools()), Connections: s.Active(), FileLimit: lim.Cur, Reloads: reloads,
+		ReloadFailures: s.ReloadFailures.Load(), Draining: s.Stopping()})
+}
