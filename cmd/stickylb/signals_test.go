@@ -148,8 +148,9 @@ func TestBinaryNotifiesSystemd(t *testing.T) {
 	if got := next(); got != "READY=1" {
 		t.Fatalf("first notification %q, want READY=1", got)
 	}
-	if logs := p.logs(); !strings.Contains(logs, "msg=listening") || !strings.Contains(logs, "stickylb running") {
-		t.Fatalf("READY=1 before the listeners were bound:\n%s", logs)
+	// Ready means serving: a client connects and is answered at once.
+	if _, err := lbtest.Who(lbtest.ClientIP(9990), p.addrs(1)["l0"]); err != nil {
+		t.Fatalf("READY=1 but a client is not served: %v", err)
 	}
 	p.signal(syscall.SIGHUP)
 	for _, want := range []string{"RELOADING=1", "READY=1"} {
