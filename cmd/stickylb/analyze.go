@@ -27,8 +27,8 @@ func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: stickylb analyze [--ports 135,60001,60002] [--backends IP,...] [--balancer IP,...] [--json] capture.pcap|capture.pcapng")
 		fmt.Fprintln(stderr, "       stickylb analyze --steps LISTEN_PORT,BACKEND_PORT [--json] capture.pcap|capture.pcapng")
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()

@@ -38,8 +38,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	port := fs.Int("backend-port", 0, "port of bench's own backends")
 	remove := fs.String("remove", "", "kill this backend of bench's own (cas2, ...) during the run, to measure remapping")
 	at := fs.Float64("at", 0.5, "when to remove it, as a fraction of the duration")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if *target == "" {
 		fmt.Fprintln(stderr, "error: --target is required (the balancer's host:port)")
@@ -156,8 +156,8 @@ func cmdBenchBackends(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	hosts := fs.String("hosts", "127.0.0.11,127.0.0.12,127.0.0.13", "addresses, one backend each (named cas1, cas2, ...)")
 	port := fs.Int("port", 9000, "port on every host")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	bs, err := bench.StartBackends(splitList(*hosts), *port)
 	if err != nil {

@@ -58,8 +58,8 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 	base := fs.String("admin", def, "admin API address")
 	tokenFile := fs.String("token-file", "", "file holding the admin token")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	c := &ctl{base: strings.TrimRight(*base, "/"), asJSON: *asJSON, out: stdout, client: &http.Client{Timeout: 10 * time.Second}}
 	if !strings.Contains(c.base, "://") {
@@ -176,6 +176,10 @@ var ctlCommands = map[string]func(c *ctl, args []string) error{
 }
 
 func (c *ctl) run(cmd string, args []string) error {
+	if wantsHelp(args) {
+		fmt.Fprint(c.out, ctlUsage) // help never acts: ctl reload --help reloads nothing
+		return nil
+	}
 	if f, ok := ctlCommands[cmd]; ok {
 		return f(c, args)
 	}

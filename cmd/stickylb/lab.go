@@ -33,8 +33,8 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print results as JSON")
 	list := fs.Bool("list", false, "list the scenarios and exit")
 	verbose := fs.Bool("v", false, "show the balancer's and CASes' logs (warnings and up)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	scenarios, code := pickScenarios(*file, *only, stderr)
 	if code != 0 {
@@ -153,9 +153,14 @@ func (p *labPrinter) finish(results []lab.Result) int {
 }
 
 func cmdSim(args []string, stdout, stderr io.Writer) int {
+	const simUsage = "usage: stickylb sim cas|unity [flags]; stickylb sim cas --help lists the flags\n"
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: stickylb sim cas|unity [flags]; see stickylb sim cas -h")
+		fmt.Fprint(stderr, simUsage)
 		return 2
+	}
+	if args[0] == "help" || wantsHelp(args[:1]) {
+		fmt.Fprint(stdout, simUsage)
+		return 0
 	}
 	switch args[0] {
 	case "cas":
@@ -186,8 +191,8 @@ func cmdSimCAS(args []string, stdout, stderr io.Writer) int {
 	rca := fs.Int("rca-port", 60001, "RPC Client Access port")
 	ab := fs.Int("ab-port", 60002, "Address Book port")
 	idle := fs.Duration("session-idle", 30*time.Minute, "end a session after this long unused")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	hs, ns := splitList(*hosts), splitList(*names)
@@ -232,8 +237,8 @@ func cmdSimUnity(args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", 10*time.Second, "how long to run")
 	interval := fs.Duration("interval", 50*time.Millisecond, "mean pause between a session's operations")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -10,6 +10,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +20,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 )
 
@@ -119,6 +122,24 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// parseFlags parses a subcommand's flags. It says the command is done,
+// with its exit code, on a bad flag (2) and on -h or --help (0: help is
+// an answer, and never runs the command).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	switch err := fs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		return 0, true
+	case err != nil:
+		return 2, true
+	}
+	return 0, false
+}
+
+// wantsHelp says whether args ask for help anywhere.
+func wantsHelp(args []string) bool {
+	return slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" })
 }
 
 // printJSON writes v as indented JSON, for every subcommand's --json.

@@ -46,8 +46,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "", "debug, info, warn or error (default: the config's global.log_level)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file, for `go tool pprof`")
 	pidfile := fs.String("pidfile", "", "write the process id to this file once serving, and remove it at exit (for kill -TERM $(cat FILE))")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -185,5 +186,23 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/bin/stickylb", binary)), 0o644)
 	if out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// Every subcommand answers --help with its usage and exit 0, and acts on
+// nothing: ctl reload --help reloads nothing (the admin address here is a
+// closed port, so acting would fail), run --help starts nothing.
+func TestHelpNeverActs(t *testing.T) {
+	closed := "http://127.0.0.1:1"
+	for _, args := range [][]string{
+		{"run"}, {"check"}, {"lab"}, {"bench"}, {"bench", "backends"}, {"analyze"}, {"sim"}, {"sim", "cas"}, {"sim", "unity"},
+		{"ctl"}, {"ctl", "--admin", closed, "reload"}, {"ctl", "--admin", closed, "backends"}, {"ctl", "--admin", closed, "events"},
+		{"ctl", "--admin", closed, "drain", "cas/cas1"}, {"ctl", "--admin", closed, "unpin"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(append(args, "--help"), &out, &errb)
+		if code != 0 || !strings.Contains(strings.ToLower(out.String()+errb.String()), "usage") {
+			t.Errorf("%v --help: exit %d, output %q %q", args, code, out.String(), errb.String())
+		}
 	}
 }
