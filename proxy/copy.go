@@ -222,8 +222,15 @@ func closeWrite(c net.Conn) error {
 // directions still copying: when the other one has ended already, both
 // sockets are about to be closed, which sends the FIN, so the shutdown(2)
 // is skipped.
-func halfCopy(dst, src net.Conn, halfClose time.Duration, open *atomic.Int32, count func(int64)) (int64, error) {
+//
+// ended, if not nil, hears how the read side ended before anything is
+// passed on to the other side, so the order in which the two directions
+// report is the order in which their peers acted.
+func halfCopy(dst, src net.Conn, halfClose time.Duration, open *atomic.Int32, count func(int64), ended func(error)) (int64, error) {
 	n, err := relay(dst, src, count)
+	if ended != nil {
+		ended(err)
+	}
 	if err != nil {
 		// A reset is passed on as a reset, as the peer sent it: the
 		// other side learns at once that the stream broke, and this

@@ -70,15 +70,15 @@ func (s *session) prologue(o Origin) error {
 // goroutine dump says which one is stuck.
 func (s *session) clientToBackend() {
 	var n int64
-	n, s.backendErr = halfCopy(s.be, s.c.client, s.r.HalfCloseTimeout, &s.open, s.b.AddToBackend)
+	n, s.backendErr = halfCopy(s.be, s.c.client, s.r.HalfCloseTimeout, &s.open, s.b.AddToBackend,
+		func(err error) { s.noteEnd(true, err) })
 	s.toBackend += n
-	s.noteEnd(true, s.backendErr)
 	s.end()
 }
 
 func (s *session) backendToClient() {
-	s.toClient, s.clientErr = halfCopy(s.c.client, s.be, s.r.HalfCloseTimeout, &s.open, s.b.AddToClient)
-	s.noteEnd(false, s.clientErr)
+	s.toClient, s.clientErr = halfCopy(s.c.client, s.be, s.r.HalfCloseTimeout, &s.open, s.b.AddToClient,
+		func(err error) { s.noteEnd(false, err) })
 	s.end()
 }
 
