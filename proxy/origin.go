@@ -28,11 +28,7 @@ type Origin struct {
 // socketOrigin is the origin the socket itself tells. An IPv4 client of
 // a wildcard listener arrives as ::ffff:a.b.c.d; it is a.b.c.d here.
 func socketOrigin(c *net.TCPConn) Origin {
-	unmap := func(a net.Addr) netip.AddrPort {
-		ap := a.(*net.TCPAddr).AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return Origin{Client: unmap(c.RemoteAddr()), Dest: unmap(c.LocalAddr())}
+	return Origin{Client: unmapped(c.RemoteAddr().(*net.TCPAddr).AddrPort()), Dest: unmapped(c.LocalAddr().(*net.TCPAddr).AddrPort())}
 }
 
 var (

@@ -39,7 +39,6 @@ var Terminations = []Termination{EndClientClosed, EndBackendClosed, EndClientRes
 // wrote to the other side: a failed write, or a broken pipe, is the other
 // side's doing.
 func directionEnd(fromClient bool, err error) Termination {
-	var op *net.OpError
 	switch {
 	case err == nil && fromClient:
 		return EndClientClosed
@@ -47,11 +46,19 @@ func directionEnd(fromClient bool, err error) Termination {
 		return EndBackendClosed
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return EndHalfCloseTimeout
-	case errors.Is(err, syscall.EPIPE), errors.As(err, &op) && op.Op == "write":
+	case errors.Is(err, syscall.EPIPE), failedWrite(err):
 		fromClient = !fromClient
 	}
 	if fromClient {
 		return EndClientReset
 	}
 	return EndBackendReset
+}
+
+// failedWrite says whether err is a failed write. It is apart from
+// directionEnd because errors.As moves its target to the heap: here that
+// costs only connections that broke, not every one.
+func failedWrite(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "write"
 }

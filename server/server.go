@@ -43,9 +43,8 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	mu        sync.Mutex // serialises Reload and Shutdown
-	closed    bool
-	stopping  atomic.Bool // Shutdown has begun: no new connections
+	mu        sync.Mutex  // serialises Reload and Shutdown
+	stopping  atomic.Bool // Shutdown has begun: no new connections, no reloads
 	cfg       *config.Config
 	pools     map[string]*poolRT
 	listeners map[string]*listenerRT // by bind key, see bindKey
@@ -144,7 +143,7 @@ func (s *Server) serve(l *proxy.Listener) {
 func (s *Server) Reload(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.stopping.Load() {
 		return errors.New("server is shutting down")
 	}
 	if err := s.apply(cfg, true); err != nil {
@@ -185,9 +184,8 @@ func (s *Server) Stopping() bool { return s.stopping.Load() }
 // only to collect what to stop, so status calls keep working during a
 // long drain.
 func (s *Server) Shutdown(ctx context.Context) int {
-	s.stopping.Store(true)
 	s.mu.Lock()
-	s.closed = true
+	s.stopping.Store(true) // under mu: a Reload either ran before or sees it
 	all := slices.Clone(s.retired)
 	for _, lr := range s.listeners {
 		lr.l.Close()

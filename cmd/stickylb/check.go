@@ -22,10 +22,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		printConfigError(stderr, err)
-		return 1
+	cfg, code := loadConfig(*path, stderr)
+	if cfg == nil {
+		return code
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
 	for _, w := range cfg.Warnings() {
@@ -36,6 +35,17 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	summary(stdout, cfg)
 	return 0
+}
+
+// loadConfig loads path, or prints every mistake and returns the exit
+// code (1).
+func loadConfig(path string, stderr io.Writer) (*config.Config, int) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		printConfigError(stderr, err)
+		return nil, 1
+	}
+	return cfg, 0
 }
 
 func printConfigError(w io.Writer, err error) {

@@ -49,10 +49,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		printConfigError(stderr, err)
-		return 1
+	cfg, code := loadConfig(*path, stderr)
+	if cfg == nil {
+		return code
 	}
 	log, err := runLogger(stderr, cfg.Global, *format, *level)
 	if err != nil {

@@ -31,11 +31,3 @@ func WriteRow(w io.Writer, i int, r Result) {
 		i+1, r.Scenario.Name, r.Scenario.Balancer, rep.Sessions, rep.Ops, rep.MAPINetworkErrors,
 		100*rep.ErrorRate, rep.ConnErrors, rep.Relogons, rep.SplitSessions, strings.Join(per, " "), r.Verdict, event)
 }
-
-// WriteTable prints the results as one table.
-func WriteTable(w io.Writer, results []Result) {
-	WriteHeader(w)
-	for i, r := range results {
-		WriteRow(w, i, r)
-	}
-}

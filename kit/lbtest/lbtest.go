@@ -35,8 +35,6 @@ type Backend struct {
 	lns   map[int]net.Listener
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
-	// Accepted counts connections per port.
-	accepted map[int]int
 }
 
 // StartBackends starts one backend per host (names cas1, cas2, ...), all
@@ -66,7 +64,7 @@ func NewBackend(t testing.TB, name, host string) *Backend {
 }
 
 func newBackend(name, host string) *Backend {
-	return &Backend{Name: name, Host: host, lns: map[int]net.Listener{}, conns: map[net.Conn]struct{}{}, accepted: map[int]int{}}
+	return &Backend{Name: name, Host: host, lns: map[int]net.Listener{}, conns: map[net.Conn]struct{}{}}
 }
 
 func tryStart(hosts []string, n int) ([]*Backend, []int, error) {
@@ -132,7 +130,6 @@ func (b *Backend) serve(port int, ln net.Listener) {
 			}
 			b.mu.Lock()
 			b.conns[c] = struct{}{}
-			b.accepted[port]++
 			b.mu.Unlock()
 			b.wg.Add(1)
 			go func() {
@@ -186,20 +183,6 @@ func echo(c net.Conn) error {
 			return err
 		}
 	}
-}
-
-// Accepted returns how many connections the backend accepted on port.
-func (b *Backend) Accepted(port int) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.accepted[port]
-}
-
-// Open returns the number of open connections.
-func (b *Backend) Open() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.conns)
 }
 
 // StopListening closes the backend's listeners: new connections are
