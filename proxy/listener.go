@@ -33,7 +33,7 @@ type Listener struct {
 	localLog rate.Sometimes
 	limitLog rate.Sometimes
 	proxyLog rate.Sometimes
-	failLogs sync.Map // *pool.Backend -> *rate.Sometimes
+	failLogs sync.Map // backend name -> *rate.Sometimes; names are few, objects come and go with reloads
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -134,10 +134,10 @@ func (l *Listener) acceptFailed(err error, backoff time.Duration) {
 
 // failLog is the limiter of b's connect-failure log lines.
 func (l *Listener) failLog(b *pool.Backend) *rate.Sometimes {
-	if v, ok := l.failLogs.Load(b); ok {
+	if v, ok := l.failLogs.Load(b.Name); ok {
 		return v.(*rate.Sometimes)
 	}
-	v, _ := l.failLogs.LoadOrStore(b, &rate.Sometimes{Interval: 5 * time.Second})
+	v, _ := l.failLogs.LoadOrStore(b.Name, &rate.Sometimes{Interval: 5 * time.Second})
 	return v.(*rate.Sometimes)
 }
 

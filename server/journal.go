@@ -143,19 +143,17 @@ func (s *Server) replay(path string) (applied, bad int, err error) {
 	for _, p := range s.Pools() {
 		pools[p.Name] = p
 	}
-	bad, err = readJournal(f, func(r journalRecord) bool { return applyRecord(pools, r) }, &applied)
-	return applied, bad, err
+	return readJournal(f, func(r journalRecord) bool { return applyRecord(pools, r) })
 }
 
 // maxJournalLine bounds one record; real ones are under 200 bytes.
 const maxJournalLine = 4096
 
-// readJournal calls apply for each record of r, counting in applied those
-// it accepted, and returns the number of lines it could not read.
-func readJournal(r io.Reader, apply func(journalRecord) bool, applied *int) (int, error) {
+// readJournal calls apply for each record of r and returns how many it
+// accepted and how many lines it could not read.
+func readJournal(r io.Reader, apply func(journalRecord) bool) (applied, bad int, err error) {
 	sc := bufio.NewScanner(io.LimitReader(r, maxSnapshotSize))
 	sc.Buffer(make([]byte, 0, 512), maxJournalLine)
-	bad := 0
 	for sc.Scan() {
 		var rec journalRecord
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil || rec.Pool == "" || rec.Client == "" {
@@ -163,13 +161,13 @@ func readJournal(r io.Reader, apply func(journalRecord) bool, applied *int) (int
 			continue
 		}
 		if apply(rec) {
-			*applied++
+			applied++
 		}
 	}
 	if errors.Is(sc.Err(), bufio.ErrTooLong) {
-		return bad + 1, nil
+		return applied, bad + 1, nil
 	}
-	return bad, sc.Err()
+	return applied, bad, sc.Err()
 }
 
 // applyRecord sets or forgets one client's pin, if its pool, key kind and

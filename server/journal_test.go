@@ -99,11 +99,10 @@ func FuzzJournal(f *testing.F) {
 	f.Add([]byte("{\"pool\":\"cas\",\"client\":\"[2001:db8::1]:5\",\"backend\":\"x\"}\n{"))
 	f.Add([]byte(strings.Repeat("x", 5000)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		applied := 0
-		bad, _ := readJournal(bytes.NewReader(b), func(r journalRecord) bool {
+		applied, bad, _ := readJournal(bytes.NewReader(b), func(r journalRecord) bool {
 			_, err := affinity.ParseKey(r.Client)
 			return err == nil
-		}, &applied)
+		})
 		if lines := bytes.Count(b, []byte("\n")) + 1; applied+bad > lines {
 			t.Fatalf("%d applied and %d bad from %d lines", applied, bad, lines)
 		}
