@@ -93,6 +93,7 @@ func New(opts Options) *API {
 	a.mux.HandleFunc("POST /api/reload", a.auth(a.reload))
 	a.mux.HandleFunc("GET /api/events", a.listEvents)
 	a.mux.HandleFunc("GET /api/info", a.info)
+	a.mux.HandleFunc("GET /api/cluster", a.clusterStatus)
 	a.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -214,10 +215,15 @@ func (a *API) status() Status {
 func (a *API) backends(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.status()) }
 
 // ready is /readyz: 503 from the moment a drain starts (the listeners
-// accept no more), or while a pool has no backend to give a new client.
+// accept no more), before a cluster member's first sync, or while a pool
+// has no backend to give a new client.
 func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 	if a.opts.Server.Stopping() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	if !a.opts.Server.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "syncing", "detail": "waiting for the pins of a cluster peer (cluster.sync_timeout)"})
 		return
 	}
 	var notReady []string

@@ -20,7 +20,7 @@ func (t *Table) Lookup(k Key) (Info, error) {
 
 func (t *Table) info(k Key, p pin) Info {
 	return Info{Key: k, Backend: t.name(p.backend), Active: p.active,
-		Created: time.Unix(int64(p.created), 0), LastSeen: time.Unix(int64(p.last()), 0)}
+		Created: time.Unix(int64(p.created), 0), LastSeen: time.Unix(int64(p.last()), 0), Version: p.ver}
 }
 
 // Range calls f with a copy of every live pin, shard by shard, until f
@@ -57,6 +57,9 @@ func (t *Table) Delete(match func(Info) bool) int {
 		for _, k := range s.keys() {
 			p, _ := s.peek(k)
 			if match(t.info(k, p)) {
+				// An operator's unpin is a decision of its own, which a
+				// cluster passes on like a re-pin.
+				p.ver = t.clock.Now()
 				t.unpin(s, k, p, Deleted, &evs)
 				n++
 			}
@@ -84,7 +87,12 @@ func (t *Table) Restore(in Info) bool {
 // putRead stores a pin read back from a file; the shard's lock is held.
 func (t *Table) putRead(s *shard, in Info) {
 	id := t.intern(in.Backend)
-	s.put(in.Key, pin{backend: id, created: uint32(in.Created.Unix()), released: uint32(in.LastSeen.Unix()), gen: t.nextGen()})
+	ver := in.Version
+	if ver == 0 {
+		ver = StampOf(in.Created)
+	}
+	t.clock.Observe(ver)
+	s.put(in.Key, pin{backend: id, created: uint32(in.Created.Unix()), released: uint32(in.LastSeen.Unix()), gen: t.nextGen(), ver: ver})
 	t.count(id).Add(1)
 }
 

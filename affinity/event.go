@@ -74,6 +74,9 @@ const (
 	// other re-pin records the backend left as Home, unless one is
 	// recorded already.
 	RepinFailback RepinReason = "failback"
+	// RepinPeer: another member of the cluster moved the pin, by a newer
+	// decision (see Merge).
+	RepinPeer RepinReason = "peer"
 )
 
 // Event is one change to the table. Active is the number of connections
@@ -87,6 +90,18 @@ type Event struct {
 	Repin   RepinReason // for re-pins, what the Chooser said
 	Unpin   UnpinReason // for unpins
 	Active  int32
+	Home    string // the pin's Home (see Current)
+	Created int64  // unix seconds the pin was made
+	Version uint64 // the Clock's stamp of the change (pins, re-pins, deletions)
+	// Remote says the change came from another member of a cluster
+	// (Merge), so it is not to be sent on again.
+	Remote bool
+}
+
+// event describes pin p of client k for an event of kind.
+func (t *Table) event(kind EventKind, k Key, p pin, from string, why RepinReason) Event {
+	return Event{Kind: kind, Key: k, Backend: t.name(p.backend), From: from, Repin: why, Active: p.active,
+		Home: t.homeName(p), Created: int64(p.created), Version: p.ver}
 }
 
 // Current is what a Chooser is told about a client's pin.
@@ -121,6 +136,14 @@ func (e *events) add(ev Event) {
 		return
 	}
 	e.more = append(e.more, ev)
+}
+
+// last is the event added last; there must be one.
+func (e *events) last() *Event {
+	if len(e.more) > 0 {
+		return &e.more[len(e.more)-1]
+	}
+	return &e.buf[e.n-1]
 }
 
 func (t *Table) emit(e *events) {

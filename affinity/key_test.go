@@ -96,3 +96,20 @@ func TestKeyerMakes(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyBinaryRoundTrip(t *testing.T) {
+	for _, s := range []string{"10.1.2.3", "10.1.2.0/24", "10.1.2.3:50123", "2001:db8::1", "2001:db8::/64", "[2001:db8::1]:443"} {
+		k, err := ParseKey(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := k.AppendBinary([]byte{0xAA})
+		got, n, err := ReadKey(b[1:])
+		if err != nil || got != k || n != len(b)-1 {
+			t.Errorf("%s: read back %v (%d bytes), %v", s, got, n, err)
+		}
+	}
+	if _, _, err := ReadKey([]byte{1, 24, 0, 0, 10}); err == nil {
+		t.Error("a truncated key read without error")
+	}
+}

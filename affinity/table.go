@@ -25,6 +25,10 @@ type pin struct {
 	created  uint32 // unix seconds
 	released uint32 // unix seconds of the last close; 0 while never released
 	gen      uint32 // tells a re-created pin from the one a lease holds
+	// held is the unix second until which another member of a cluster
+	// has said it has connections of this client open; 0 without one.
+	held uint32
+	ver  uint64 // the Clock's stamp of the decision that made or moved it
 }
 
 // last is the pin's last activity: its last close, or its creation while
@@ -43,6 +47,9 @@ type Info struct {
 	Active   int32
 	Created  time.Time
 	LastSeen time.Time // last close, or creation while none has closed
+	// Version is the Clock's stamp of the decision behind the pin; 0 in
+	// an Info given to Restore or Set means "made at Created".
+	Version uint64
 }
 
 // Lease is a connection's hold on a pin. Release it exactly once when the
@@ -72,6 +79,8 @@ type Config struct {
 	OnEvent func(Event)
 	// Now is the clock; default time.Now. Tests move it.
 	Now func() time.Time
+	// Clock stamps decisions; default a new Clock reading Now.
+	Clock *Clock
 }
 
 // Stats are running totals since the table was made.
@@ -89,6 +98,7 @@ type Table struct {
 	ttl     atomic.Int64
 	onEvent func(Event)
 	now     func() time.Time
+	clock   *Clock
 	gen     atomic.Uint32
 
 	// names is read on every connection and written only when a backend
@@ -118,13 +128,16 @@ func NewTable(c Config) *Table {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Clock == nil {
+		c.Clock = NewClock(c.Now)
+	}
 	// Shards cut lock contention; a small table keeps one shard so that
 	// its bound and its LRU order are exact.
 	n := 1
 	for n < 64 && c.MaxEntries/(n*2) >= 4096 {
 		n *= 2
 	}
-	t := &Table{shards: make([]shard, n), mask: uint64(n - 1), onEvent: c.OnEvent, now: c.Now}
+	t := &Table{shards: make([]shard, n), mask: uint64(n - 1), onEvent: c.OnEvent, now: c.Now, clock: c.Clock}
 	t.names.Store(&[]string{})
 	t.counts.Store(&[]*atomic.Int64{})
 	t.ttl.Store(int64(c.TTL))
@@ -213,13 +226,20 @@ func (t *Table) nextGen() uint32 {
 	}
 }
 
-// isExpired says whether p's client has had no connection for longer than
-// the TTL.
+// isExpired says whether p's client has had no connection, here or at
+// another member, for longer than the TTL.
 func (t *Table) isExpired(p pin, now int64) bool {
-	if p.active > 0 {
+	sec := now / int64(time.Second)
+	if p.active > 0 || sec <= int64(p.held) {
 		return false
 	}
-	return (now/int64(time.Second))-int64(p.last()) > int64(t.ttl.Load()/int64(time.Second))
+	return sec-int64(p.last()) > int64(t.ttl.Load()/int64(time.Second))
+}
+
+// busy says whether p has connections open here or at another member, so
+// that neither eviction nor expiry may take it.
+func (p pin) busy(now int64) bool {
+	return p.active > 0 || now/int64(time.Second) <= int64(p.held)
 }
 
 // Acquire returns the lease for a new connection of client k. The backend
@@ -254,7 +274,7 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 	case ok:
 		t.repin(&p, backend, why)
 		l.Decision, l.Repin = Repin, why
-		evs.add(Event{Kind: EventRepin, Key: k, Backend: backend, From: pinned, Repin: why, Active: p.active})
+		evs.add(t.event(EventRepin, k, p, pinned, why))
 	case !t.mayPin():
 		return t.unpinned(s, k, backend, EventThrottled, &t.throttled, &evs), nil
 	case !t.makeRoom(s, &evs):
@@ -265,10 +285,10 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 	default:
 		t.misses.Add(1)
 		t.pins.Add(1)
-		p = pin{backend: t.intern(backend), created: secs(now), gen: t.nextGen()}
+		p = pin{backend: t.intern(backend), created: secs(now), gen: t.nextGen(), ver: t.clock.Now()}
 		t.count(p.backend).Add(1)
 		l.Decision = New
-		evs.add(Event{Kind: EventPin, Key: k, Backend: backend})
+		evs.add(t.event(EventPin, k, p, "", ""))
 	}
 	p.active++
 	l.gen = p.gen
@@ -290,6 +310,7 @@ func (t *Table) repin(p *pin, backend string, why RepinReason) {
 	t.count(p.backend).Add(-1)
 	p.backend = t.intern(backend)
 	t.count(p.backend).Add(1)
+	p.ver = t.clock.Now()
 	t.repins.Add(1)
 }
 
@@ -312,9 +333,10 @@ func (t *Table) makeRoom(s *shard, evs *events) bool {
 	if s.len() < s.max {
 		return true
 	}
+	now := t.now().UnixNano()
 	for i := 0; i < evictScan; i++ {
 		k, p, _ := s.oldest()
-		if p.active == 0 {
+		if !p.busy(now) {
 			t.unpin(s, k, p, Evicted, evs)
 			return true
 		}
@@ -340,7 +362,9 @@ func (t *Table) unpin(s *shard, k Key, p pin, why UnpinReason, evs *events) {
 	case Deleted:
 		t.deleted.Add(1)
 	}
-	evs.add(Event{Kind: EventUnpin, Key: k, Backend: t.name(p.backend), Unpin: why, Active: p.active})
+	ev := t.event(EventUnpin, k, p, "", "")
+	ev.Unpin = why
+	evs.add(ev)
 }
 
 // Release ends a lease. The pin's TTL starts counting when its last lease
@@ -380,7 +404,7 @@ func (t *Table) Sweep(budget int) int {
 			if !ok {
 				break
 			}
-			if p.active > 0 {
+			if p.busy(now) {
 				s.get(k)
 				continue
 			}

@@ -41,6 +41,7 @@ func (v *checker) errAt(path, format string, args ...any) {
 func (c *Config) check(v *checker) {
 	c.Global.check(v)
 	c.Admin.check(v, c.Listeners)
+	c.Cluster.check(v)
 	if len(c.Listeners) == 0 {
 		v.errAt("listener", "no listener defined: add a [listener.NAME] table with listen and pool")
 	}

@@ -30,6 +30,7 @@ type Config struct {
 	lines     map[string]int       // key path -> line, for Warnings
 	Global    Global               `toml:"global"`
 	Admin     Admin                `toml:"admin"`
+	Cluster   Cluster              `toml:"cluster"`
 	Listeners map[string]*Listener `toml:"listener"`
 	Pools     map[string]*Pool     `toml:"pool"`
 }

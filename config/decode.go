@@ -111,6 +111,7 @@ func blankLines(src *[]byte, errs []error) bool {
 type file struct {
 	Global    toml.Primitive            `toml:"global"`
 	Admin     toml.Primitive            `toml:"admin"`
+	Cluster   toml.Primitive            `toml:"cluster"`
 	Listeners map[string]toml.Primitive `toml:"listener"`
 	Pools     map[string]toml.Primitive `toml:"pool"`
 }
@@ -131,7 +132,7 @@ func decode(name string, src []byte) (*Config, toml.MetaData, []error) {
 	if err != nil {
 		return &Config{File: name}, md, []error{decodeError(name, err)}
 	}
-	c := &Config{File: name, Global: DefaultGlobal(), Admin: DefaultAdmin(),
+	c := &Config{File: name, Global: DefaultGlobal(), Admin: DefaultAdmin(), Cluster: DefaultCluster(),
 		Listeners: map[string]*Listener{}, Pools: map[string]*Pool{}}
 	var errs []error
 	into := func(p toml.Primitive, v any) bool {
@@ -143,6 +144,7 @@ func decode(name string, src []byte) (*Config, toml.MetaData, []error) {
 	}
 	into(f.Global, &c.Global)
 	into(f.Admin, &c.Admin)
+	into(f.Cluster, &c.Cluster)
 	for lname, p := range f.Listeners {
 		l := &Listener{Name: lname, ProxyHeaderTimeout: Duration{DefaultProxyHeaderTimeout}}
 		into(p, l)
@@ -173,7 +175,7 @@ func decode(name string, src []byte) (*Config, toml.MetaData, []error) {
 // resolvePaths makes the file paths in c relative to the config file.
 func (c *Config) resolvePaths() {
 	dir := filepath.Dir(c.File)
-	for _, p := range []*string{&c.Global.SnapshotFile, &c.Admin.TokenFile} {
+	for _, p := range []*string{&c.Global.SnapshotFile, &c.Admin.TokenFile, &c.Cluster.SecretFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

@@ -19,16 +19,18 @@ const (
 	DefaultKeepalive = 60 * time.Second
 	// DefaultTTL outlasts Windows' first keepalive (2 hours), so an idle
 	// MAPI session that reconnects still finds its CAS.
-	DefaultTTL         = 3 * time.Hour
-	DefaultMaxEntries  = 1_000_000
-	DefaultIPv4Prefix  = 24
-	DefaultIPv6Prefix  = 64
-	DefaultInterval    = 2 * time.Second
-	DefaultTimeout     = time.Second
-	DefaultRise        = 2
-	DefaultFall        = 3
-	DefaultPassiveFall = 3
-	DefaultWeight      = 1
+	DefaultTTL          = 3 * time.Hour
+	DefaultMaxEntries   = 1_000_000
+	DefaultIPv4Prefix   = 24
+	DefaultIPv6Prefix   = 64
+	DefaultInterval     = 2 * time.Second
+	DefaultTimeout      = time.Second
+	DefaultRise         = 2
+	DefaultFall         = 3
+	DefaultPassiveFall  = 3
+	DefaultWeight       = 1
+	DefaultSyncTimeout  = 10 * time.Second
+	DefaultSyncInterval = 30 * time.Second
 	// DefaultProxyHeaderTimeout bounds the wait for a PROXY header.
 	DefaultProxyHeaderTimeout = 3 * time.Second
 )
@@ -37,6 +39,12 @@ const (
 func DefaultGlobal() Global {
 	return Global{DrainTimeout: Duration{DefaultDrainTimeout}, SnapshotInterval: Duration{DefaultSnapshotInterval},
 		JournalInterval: Duration{DefaultJournalInterval}}
+}
+
+// DefaultCluster returns the [cluster] settings of a file that sets none:
+// no cluster.
+func DefaultCluster() Cluster {
+	return Cluster{SyncTimeout: Duration{DefaultSyncTimeout}, SyncInterval: Duration{DefaultSyncInterval}}
 }
 
 // DefaultAdmin returns the [admin] settings of a file that sets none.

@@ -35,6 +35,8 @@ func tableType(table []string) reflect.Type {
 		return reflect.TypeOf(Global{})
 	case len(table) == 1 && table[0] == "admin":
 		return reflect.TypeOf(Admin{})
+	case len(table) == 1 && table[0] == "cluster":
+		return reflect.TypeOf(Cluster{})
 	case len(table) == 2 && table[0] == "listener":
 		return reflect.TypeOf(Listener{})
 	case len(table) == 2 && table[0] == "pool":

@@ -18,6 +18,13 @@ func (c *Config) Warnings() []error {
 	v := &checker{file: c.File, lines: c.lines}
 	for _, name := range slices.Sorted(maps.Keys(c.Pools)) {
 		c.Pools[name].warn(v, "pool."+name)
+		if c.Cluster.Enabled() && c.Pools[name].Balance != Hash {
+			v.errAt("pool."+name+".balance", "%s places a new client by this member's own counters, so the first connections of one client at two members can go to two backends: "+
+				"with [cluster], use balance = \"hash\", which every member computes alike", c.Pools[name].Balance)
+		}
+	}
+	if c.Cluster.Enabled() && len(c.Cluster.Peers) == 0 {
+		v.errAt("cluster.peers", "no peers: this member waits for others to join it and shares pins with nobody until they do")
 	}
 	return v.errs
 }

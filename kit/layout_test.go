@@ -13,7 +13,7 @@ const module = "github.com/stickylb/stickylb/"
 var layers = [][]string{
 	{"config", "localerr"},
 	{"affinity", "health"},
-	{"pool"},
+	{"pool", "cluster"},
 	{"proxy"},
 	{"server"},
 	{"metrics", "admin"},

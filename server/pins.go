@@ -45,6 +45,9 @@ func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
 		if s.journal != nil {
 			s.journal.note(name, ev)
 		}
+		if m := s.cluster.Load(); m != nil {
+			m.Note(name, ev)
+		}
 		if s.opts.OnPinEvent != nil {
 			s.opts.OnPinEvent(name, ev)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/cluster"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/health"
 	"github.com/stickylb/stickylb/pool"
@@ -36,6 +38,9 @@ type Options struct {
 	OnHealth func(pool, backend string, err error, took time.Duration)
 	// OnStateChange, if set, hears when a backend goes up or down.
 	OnStateChange func(pool, backend string, up bool, err error)
+	// OnMember, if set, hears of cluster members joining, leaving and
+	// failing.
+	OnMember func(name, what string)
 }
 
 // Server is a running balancer.
@@ -71,6 +76,8 @@ type Server struct {
 	snapPath   string
 	journal    *journal
 	journalLog rate.Sometimes
+
+	cluster atomic.Pointer[cluster.Member] // nil without [cluster]; fixed at start
 }
 
 // poolRT is a pool as it runs: its backends, its pins and its checkers.
@@ -110,12 +117,26 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.restorePins()
+	if err := s.startCluster(cfg); err != nil {
+		s.closeListeners()
+		s.cancel()
+		return nil, err
+	}
 	return s, nil
 }
 
-// Start serves the listeners and runs health checks, pin expiry and
-// snapshots.
+// closeListeners closes every bound listener, for a New that fails late.
+func (s *Server) closeListeners() {
+	for _, lr := range s.listeners {
+		lr.l.Close()
+	}
+}
+
+// Start joins the cluster, if any (waiting up to its sync_timeout for the
+// pins of a peer), then serves the listeners and runs health checks, pin
+// expiry and snapshots.
 func (s *Server) Start() {
+	s.joinCluster()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, lr := range s.listeners {
@@ -146,9 +167,13 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if s.stopping.Load() {
 		return errors.New("server is shutting down")
 	}
+	before := s.cfg.Cluster
 	if err := s.apply(cfg, true); err != nil {
 		s.ReloadFailures.Add(1)
 		return err
+	}
+	if !reflect.DeepEqual(before, cfg.Cluster) {
+		s.log.Warn("[cluster] changed; it applies at the next restart")
 	}
 	if cfg.Global.SnapshotFile != s.snapPath {
 		s.log.Warn("global.snapshot_file changed; it applies at the next restart", "running", s.snapPath, "new", cfg.Global.SnapshotFile)
@@ -206,6 +231,9 @@ func (s *Server) Shutdown(ctx context.Context) int {
 		s.stopHealth(p)
 	}
 	s.mu.Unlock()
+	if m := s.cluster.Load(); m != nil {
+		m.Leave(5 * time.Second)
+	}
 	// Every connection has ended, so every pin's last-seen time is final.
 	s.savePins()
 	return int(cut.Load())

@@ -35,6 +35,7 @@ Usage: stickylb ctl [--admin URL] [--token-file FILE] [--json] COMMAND [ARGS]
   reload                       reload the config file
   events                       recent state changes
   info                         version, uptime, pid, config file, file limit
+  members                      the cluster's members and their state, pins sent and received
 
 --admin defaults to $STICKYLB_ADMIN or http://127.0.0.1:9090.
 `
@@ -173,6 +174,7 @@ var ctlCommands = map[string]func(c *ctl, args []string) error{
 	"reload":   (*ctl).reload,
 	"events":   (*ctl).events,
 	"info":     (*ctl).info,
+	"members":  (*ctl).members,
 }
 
 func (c *ctl) run(cmd string, args []string) error {

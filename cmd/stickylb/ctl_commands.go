@@ -247,3 +247,31 @@ func (c *ctl) info(_ []string) error {
 	fmt.Fprintf(c.out, "%s open, file limit %d (two per connection)\n", count(in.Connections, "connection"), in.FileLimit)
 	return nil
 }
+
+// members is `ctl members`: the cluster as this member sees it.
+func (c *ctl) members(_ []string) error {
+	var st admin.ClusterStatus
+	if err := c.call("GET", "/api/cluster", nil, &st); err != nil || c.asJSON {
+		return err
+	}
+	if !st.Enabled {
+		fmt.Fprintln(c.out, "no cluster: this instance runs alone (see [cluster] in docs/cluster.md)")
+		return nil
+	}
+	sync := "in sync"
+	if !st.Synced {
+		sync = "waiting for its first sync"
+	}
+	fmt.Fprintf(c.out, "member %s, %s; %s, %s, %s\n", st.Self, sync, count(int(st.Sent), "pin record")+" sent",
+		count(int(st.Received), "received"), count(int(st.Conflicts), "conflict"))
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE")
+	for _, m := range st.Members {
+		name := m.Name
+		if m.Self {
+			name += " (this)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, m.Addr, m.State)
+	}
+	return tw.Flush()
+}

@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -127,6 +128,16 @@ type service struct {
 	api      *admin.API
 	metrics  *metrics.Metrics
 	adminSrv *http.Server
+	// events is api for the callbacks of cluster members, which may run
+	// before api is set.
+	events atomic.Pointer[admin.API]
+}
+
+// memberChanged records a cluster member joining, leaving or failing.
+func (d *service) memberChanged(name, what string) {
+	if api := d.events.Load(); api != nil {
+		api.Record("", "", "cluster member "+name+" "+what)
+	}
 }
 
 func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, error) {
@@ -137,7 +148,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 	m := metrics.New(reg, metrics.Build{Version: version, Commit: commit})
 	d := &service{path: path, cfg: cfg, log: log, metrics: m}
 	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
-		OnHealth: m.Health, OnStateChange: d.stateChanged})
+		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged})
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +156,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 	d.srv = srv
 	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: readToken(cfg.Admin.TokenFile),
 		Hosts: cfg.Admin.Hosts, Version: versionString()})
+	d.events.Store(d.api)
 	if cfg.Admin.Listen == "off" {
 		return d, nil
 	}

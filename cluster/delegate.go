@@ -1,0 +1,130 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/stickylb/stickylb/affinity"
+)
+
+// delegate is the Member as memberlist calls it for messages and state.
+type delegate Member
+
+func (d *delegate) NodeMeta(int) []byte { return nil }
+
+// NotifyMsg takes a batch of changes from another member.
+func (d *delegate) NotifyMsg(msg []byte) {
+	m := (*Member)(d)
+	m.stats.BytesReceived.Add(uint64(len(msg)))
+	_, entries, err := decode(msg)
+	if err != nil {
+		m.stats.Malformed.Add(1)
+		m.log.Warn("cluster: message refused", "error", err, "bytes", len(msg))
+		return
+	}
+	m.merge(entries)
+}
+
+// GetBroadcasts: changes go straight to each member (see sendLoop), not
+// through memberlist's gossip queue, whose packets hold a few dozen.
+func (d *delegate) GetBroadcasts(int, int) [][]byte { return nil }
+
+// LocalState is this member's whole table, for a push/pull.
+func (d *delegate) LocalState(bool) []byte {
+	m := (*Member)(d)
+	var entries []entry
+	for name, p := range m.opts.Pools() {
+		p.Table.Records(func(r affinity.Record) bool {
+			r.Open = 0
+			r.HeldUntil = m.holdFor(r)
+			entries = append(entries, entry{pool: name, rec: r})
+			return true
+		})
+	}
+	msg := encode(kindTable, time.Now().Unix(), entries)
+	m.stats.SyncBytesSent.Add(uint64(len(msg)))
+	return msg
+}
+
+// MergeRemoteState merges another member's whole table.
+func (d *delegate) MergeRemoteState(msg []byte, join bool) {
+	m := (*Member)(d)
+	m.stats.SyncBytesReceived.Add(uint64(len(msg)))
+	_, entries, err := decode(msg)
+	if err != nil {
+		m.stats.Malformed.Add(1)
+		m.log.Warn("cluster: table refused", "error", err, "bytes", len(msg))
+		return
+	}
+	m.stats.Syncs.Add(1)
+	m.merge(entries)
+}
+
+// holdFor is the hold this member gives a pin it sends: a while past the
+// next repeat while it has the client's connections open, else none.
+func (m *Member) holdFor(r affinity.Record) int64 {
+	if r.Open == 0 {
+		return 0
+	}
+	return time.Now().Add(3 * m.opts.HoldEvery).Unix()
+}
+
+// merge applies records from another member to the tables they name.
+func (m *Member) merge(entries []entry) {
+	pools := m.opts.Pools()
+	now := time.Now()
+	for _, e := range entries {
+		p, ok := pools[e.pool]
+		if !ok || p.Table == nil || !p.Keyer.Makes(e.rec.Key) {
+			m.stats.Unknown.Add(1)
+			continue
+		}
+		m.stats.Received.Add(1)
+		res := p.Table.Merge(e.rec)
+		if res.Conflict {
+			m.stats.Conflicts.Add(1)
+		}
+		if res.LeftOpen > 0 {
+			m.stats.LeftOpen.Add(uint64(res.LeftOpen))
+		}
+		if res.Outcome == affinity.Added || res.Outcome == affinity.Moved || res.Outcome == affinity.Dropped {
+			m.stats.Applied.Add(1)
+			m.stats.observeDelay(now.Sub(affinity.StampTime(e.rec.Version)))
+		}
+	}
+}
+
+// events is the Member as memberlist tells it of other members.
+type events Member
+
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	m := (*Member)(e)
+	m.memberEvent(n, "joined")
+	if n.Name != m.self {
+		m.background(func() { m.catchUp(n) })
+	}
+}
+func (e *events) NotifyUpdate(*memberlist.Node) {}
+
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	what := "failed"
+	if n.State == memberlist.StateLeft {
+		what = "left"
+	}
+	(*Member)(e).memberEvent(n, what)
+}
+
+func (m *Member) memberEvent(n *memberlist.Node, what string) {
+	if n.Name == m.self {
+		return
+	}
+	m.log.Info("cluster member "+what, "member", n.Name, "addr", n.Address())
+	if what == "failed" {
+		m.log.Warn("cluster member failed: its clients' pins stay here; its own open connections are gone with it", "member", n.Name, "addr", n.Address())
+	}
+	m.stats.MemberEvents.Add(1)
+	if m.opts.OnMember != nil {
+		m.opts.OnMember(n.Name, what)
+	}
+}

@@ -1,0 +1,303 @@
+// Package cluster makes stickylb instances members of one cluster that
+// shares every pin. Membership and failure detection are memberlist's
+// (the gossip engine of Consul and Nomad); this package adds what rides on
+// it: each pin, re-pin and operator unpin is sent to every member as it
+// happens, in small batches over TCP; whole tables are exchanged when a
+// member joins and every sync interval after, which repairs whatever a
+// member missed; and members that hold a client's connections open say so
+// now and then, so that no member lets the pin expire early. Where two
+// members decided a client differently, the newer decision by a hybrid
+// logical clock wins on all of them (affinity.Wins). No member is a
+// master: a member that restarts pulls the table back from any other.
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
+)
+
+// Pool is what the cluster needs of one pool: its table and how its keys
+// are made, so that records keyed another way are refused.
+type Pool struct {
+	Table *affinity.Table
+	Keyer affinity.Keyer
+}
+
+// Options set a member up.
+type Options struct {
+	Config config.Cluster
+	// Pools returns the pools with tables now, by name.
+	Pools func() map[string]Pool
+	// HoldEvery is how often a member repeats the pins it holds
+	// connections of; default a minute. Set it well below the shortest
+	// affinity TTL.
+	HoldEvery time.Duration
+	Log       *slog.Logger
+	// OnMember, if set, hears of members joining, leaving and failing.
+	OnMember func(name, what string)
+}
+
+// Member is this instance's place in the cluster.
+type Member struct {
+	opts   Options
+	log    *slog.Logger
+	ml     *memberlist.Memberlist
+	self   string
+	seeds  []string
+	out    chan entry
+	recent recentChanges
+	stats  Stats
+
+	synced    atomic.Bool
+	lastHold  atomic.Int64
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	leaveOnce sync.Once
+	bgMu      sync.Mutex // orders background against stop
+	stopped   bool
+}
+
+// background runs f on its own goroutine unless the member is stopping;
+// stop waits for it.
+func (m *Member) background(f func()) {
+	m.bgMu.Lock()
+	defer m.bgMu.Unlock()
+	if m.stopped {
+		return
+	}
+	m.wg.Go(f)
+}
+
+// stop ends the member's goroutines, then memberlist.
+func (m *Member) stop() {
+	m.bgMu.Lock()
+	m.stopped = true
+	m.bgMu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+	m.ml.Shutdown()
+}
+
+// Start binds the cluster address and starts the member; it joins nobody
+// until Join.
+func Start(opts Options) (*Member, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.HoldEvery <= 0 {
+		opts.HoldEvery = time.Minute
+	}
+	m := &Member{opts: opts, log: opts.Log, self: opts.Config.Name(), out: make(chan entry, outQueue)}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	mc, err := m.memberlistConfig()
+	if err != nil {
+		return nil, err
+	}
+	if m.ml, err = memberlist.Create(mc); err != nil {
+		return nil, fmt.Errorf("cluster: cannot start on %s: %w", opts.Config.Bind, err)
+	}
+	m.seeds = m.otherSeeds()
+	m.background(m.sendLoop)
+	m.background(m.maintain)
+	m.log.Info("cluster member started", "member", m.self, "bind", opts.Config.Bind, "peers", opts.Config.Peers)
+	return m, nil
+}
+
+func (m *Member) memberlistConfig() (*memberlist.Config, error) {
+	c := m.opts.Config
+	mc := memberlist.DefaultLANConfig()
+	if bind, _ := config.ParseListen(c.Bind); bind.Addr().IsLoopback() {
+		mc = memberlist.DefaultLocalConfig()
+	}
+	mc.Name = m.self
+	bind, _ := config.ParseListen(c.Bind)
+	mc.BindAddr, mc.BindPort = bind.Addr().String(), int(bind.Port())
+	mc.AdvertiseAddr, mc.AdvertisePort = mc.BindAddr, mc.BindPort
+	if c.Advertise != "" {
+		adv, _ := config.ParseListen(c.Advertise)
+		mc.AdvertiseAddr, mc.AdvertisePort = adv.Addr().String(), int(adv.Port())
+	}
+	key, err := c.Secret()
+	if err != nil {
+		return nil, err
+	}
+	mc.SecretKey = key
+	mc.PushPullInterval = c.SyncInterval.Duration
+	// Tables are compressed by this package; compressing again costs
+	// time and saves nothing.
+	mc.EnableCompression = false
+	mc.Delegate = (*delegate)(m)
+	mc.Events = (*events)(m)
+	mc.Logger = log.New(&logBridge{log: m.log}, "", 0)
+	return mc, nil
+}
+
+// otherSeeds are the configured peers but this member's own address.
+func (m *Member) otherSeeds() []string {
+	self := m.ml.LocalNode().FullAddress().Addr
+	var out []string
+	for _, p := range m.opts.Config.Peers {
+		if p != self && p != m.opts.Config.Bind && p != m.opts.Config.Advertise {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Join joins the configured peers and waits for a whole table from one of
+// them, until ctx ends. It reports whether this member is in sync: true
+// also when it lists no peer but itself (it is the first). Past ctx, it
+// serves with the pins it has, and says so.
+func (m *Member) Join(ctx context.Context) bool {
+	if len(m.seeds) == 0 {
+		m.log.Warn("cluster: no peer listed but this member; it waits for others to join it", "member", m.self)
+		m.synced.Store(true)
+		return true
+	}
+	for {
+		if n, _ := m.ml.Join(m.seeds); n > 0 && m.ml.NumMembers() > 1 {
+			m.synced.Store(true)
+			m.log.Info("cluster: joined and took the pins of its peers", "member", m.self, "members", m.ml.NumMembers())
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			m.log.Warn("cluster: no peer answered within sync_timeout; serving with the pins this member has, which may move some clients",
+				"member", m.self, "peers", m.seeds)
+			m.synced.Store(true)
+			return false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// Synced says whether the first sync is over (or was given up on).
+func (m *Member) Synced() bool { return m.synced.Load() }
+
+// Name is this member's name.
+func (m *Member) Name() string { return m.self }
+
+// MemberInfo is one member as ctl and the admin API show it.
+type MemberInfo struct {
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	State string `json:"state"`
+	Self  bool   `json:"self"`
+}
+
+// Members lists the members this one knows, itself first.
+func (m *Member) Members() []MemberInfo {
+	var out []MemberInfo
+	for _, n := range m.ml.Members() {
+		mi := MemberInfo{Name: n.Name, Addr: n.Address(), State: stateName(n.State), Self: n.Name == m.self}
+		if mi.Self {
+			out = append([]MemberInfo{mi}, out...)
+		} else {
+			out = append(out, mi)
+		}
+	}
+	return out
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "failed"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// Leave tells the others this member is going, so that they do not wait
+// to find it failed, and stops it.
+func (m *Member) Leave(timeout time.Duration) {
+	m.leaveOnce.Do(func() {
+		m.flushNow()
+		if err := m.ml.Leave(timeout); err != nil {
+			m.log.Warn("cluster: leave not acknowledged", "error", err)
+		}
+		m.stop()
+	})
+}
+
+// peers returns the other alive members.
+func (m *Member) peers() []*memberlist.Node {
+	var out []*memberlist.Node
+	for _, n := range m.ml.Members() {
+		if n.Name != m.self && n.State == memberlist.StateAlive {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// missing returns the seeds that are no alive member's address, for the
+// rejoin that heals a partition.
+func (m *Member) missing() []string {
+	alive := map[string]bool{}
+	for _, n := range m.peers() {
+		alive[n.Address()] = true
+	}
+	var out []string
+	for _, s := range m.seeds {
+		if !alive[canonical(s)] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// canonical writes host:port as memberlist does, so they compare.
+func canonical(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		n, _ := strconv.Atoi(port)
+		return netip.AddrPortFrom(a, uint16(n)).String()
+	}
+	return hostport
+}
+
+// logBridge passes memberlist's log lines ("[WARN] memberlist: ...") to
+// slog at their level.
+type logBridge struct{ log *slog.Logger }
+
+func (b *logBridge) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	level := slog.LevelDebug
+	for prefix, l := range map[string]slog.Level{"[ERR]": slog.LevelError, "[WARN]": slog.LevelWarn, "[INFO]": slog.LevelDebug} {
+		if len(line) > len(prefix) && line[:len(prefix)] == prefix {
+			level, line = l, line[len(prefix)+1:]
+		}
+	}
+	b.log.Log(context.Background(), level, line, "component", "memberlist")
+	return len(p), nil
+}
+
+// Halt stops the member without telling the others, as a crash would:
+// they find it failed. For tests, and for a process that must exit now.
+func (m *Member) Halt() {
+	m.leaveOnce.Do(m.stop)
+}

@@ -1,0 +1,223 @@
+package cluster
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/stickylb/stickylb/affinity"
+)
+
+const (
+	// outQueue bounds the changes waiting to be sent. Past it a change is
+	// dropped and counted, never waited for: the connection that made it
+	// goes on, and the next sync repairs the others' tables.
+	outQueue = 1 << 16
+	// batchMax and batchWait bound a batch: a change waits at most
+	// batchWait to share a message with others.
+	batchMax  = 4096
+	batchWait = 5 * time.Millisecond
+)
+
+// Note passes a change of pool's table on to the other members. It never
+// blocks: the pin decision does not wait for the network.
+func (m *Member) Note(pool string, ev affinity.Event) {
+	if ev.Remote {
+		return
+	}
+	var r affinity.Record
+	switch {
+	case ev.Kind == affinity.EventPin || ev.Kind == affinity.EventRepin:
+		r = affinity.Record{Key: ev.Key, Backend: ev.Backend, Home: ev.Home, Version: ev.Version, Created: ev.Created}
+	case ev.Kind == affinity.EventUnpin && ev.Unpin == affinity.Deleted:
+		r = affinity.Record{Key: ev.Key, Version: ev.Version, Created: ev.Created}
+	default:
+		return // expiry and eviction are each member's own
+	}
+	select {
+	case m.out <- entry{pool: pool, rec: r}:
+	default:
+		m.stats.Dropped.Add(1)
+	}
+}
+
+// sendLoop gathers changes into batches and sends each to every member.
+func (m *Member) sendLoop() {
+	batch := make([]entry, 0, batchMax)
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case e := <-m.out:
+			batch = append(batch[:0], e)
+		}
+		deadline := time.NewTimer(batchWait)
+	fill:
+		for len(batch) < batchMax {
+			select {
+			case e := <-m.out:
+				batch = append(batch, e)
+			case <-deadline.C:
+				break fill
+			}
+		}
+		deadline.Stop()
+		m.send(batch)
+	}
+}
+
+// flushNow sends what is queued, for a member about to leave.
+func (m *Member) flushNow() {
+	var batch []entry
+	for {
+		select {
+		case e := <-m.out:
+			batch = append(batch, e)
+			continue
+		default:
+		}
+		break
+	}
+	if len(batch) > 0 {
+		m.send(batch)
+	}
+}
+
+// send encodes a batch once and sends it to each alive member at once,
+// over TCP; a member that misses it catches up at the next sync (or, if
+// it was joining, from the recent changes sent when it is seen).
+func (m *Member) send(batch []entry) {
+	m.recent.add(batch)
+	msg := encode(kindChanges, time.Now().Unix(), batch)
+	var wg sync.WaitGroup
+	for _, n := range m.peers() {
+		wg.Go(func() {
+			if err := m.ml.SendReliable(n, msg); err != nil {
+				m.stats.SendFailures.Add(1)
+				m.log.Debug("cluster: batch not delivered; the next sync repairs it", "member", n.Name, "error", err)
+				return
+			}
+			m.stats.Sent.Add(uint64(len(batch)))
+			m.stats.BytesSent.Add(uint64(len(msg)))
+		})
+	}
+	wg.Wait()
+}
+
+// maintain repeats the pins this member holds connections of, so no
+// other member lets them expire, and rejoins configured peers that are
+// not members now, which heals a partition.
+func (m *Member) maintain() {
+	hold := time.NewTicker(m.opts.HoldEvery)
+	rejoin := time.NewTicker(m.opts.Config.SyncInterval.Duration)
+	defer hold.Stop()
+	defer rejoin.Stop()
+	m.lastHold.Store(time.Now().Unix())
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-hold.C:
+			m.repeatHeld()
+		case <-rejoin.C:
+			if miss := m.missing(); len(miss) > 0 && m.synced.Load() {
+				if n, err := m.ml.Join(miss); n > 0 {
+					m.log.Info("cluster: rejoined peers", "peers", miss, "reached", n)
+				} else {
+					m.log.Debug("cluster: peers still unreachable", "peers", miss, "error", err)
+				}
+			}
+		}
+	}
+}
+
+// repeatHeld sends the pins whose clients have connections open here (with
+// a hold) or closed their last one since the previous round (with that
+// close), so that every member reckons the TTL from the last close
+// anywhere.
+func (m *Member) repeatHeld() {
+	since := m.lastHold.Swap(time.Now().Unix())
+	var batch []entry
+	for name, p := range m.opts.Pools() {
+		p.Table.Records(func(r affinity.Record) bool {
+			if r.Open == 0 && r.Last < since {
+				return true
+			}
+			r.HeldUntil = m.holdFor(r)
+			batch = append(batch, entry{pool: name, rec: r})
+			if len(batch) == batchMax {
+				m.send(batch)
+				batch = batch[:0]
+			}
+			return true
+		})
+	}
+	if len(batch) > 0 {
+		m.send(batch)
+	}
+}
+
+var _ memberlist.Delegate = (*delegate)(nil)
+var _ memberlist.EventDelegate = (*events)(nil)
+
+// recentWindow is how far back the changes sent to a member seen joining
+// go. A member joins by a whole-table sync with one peer; the others
+// learn of it by gossip a moment later, and their changes of that moment
+// would otherwise wait for the next sync.
+const (
+	recentWindow = 10 * time.Second
+	recentMax    = 1 << 16
+)
+
+// recentChanges remembers the changes sent lately.
+type recentChanges struct {
+	mu  sync.Mutex
+	buf []timedEntry // oldest first, at most recentMax
+}
+
+type timedEntry struct {
+	at time.Time
+	e  entry
+}
+
+func (r *recentChanges) add(batch []entry) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range batch {
+		r.buf = append(r.buf, timedEntry{now, e})
+	}
+	cut := 0
+	for cut < len(r.buf) && (len(r.buf)-cut > recentMax || now.Sub(r.buf[cut].at) > recentWindow) {
+		cut++
+	}
+	r.buf = append(r.buf[:0], r.buf[cut:]...)
+}
+
+func (r *recentChanges) since(t time.Time) []entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []entry
+	for _, te := range r.buf {
+		if !te.at.Before(t) {
+			out = append(out, te.e)
+		}
+	}
+	return out
+}
+
+// catchUp sends a member just seen the changes of the recent window.
+func (m *Member) catchUp(n *memberlist.Node) {
+	batch := m.recent.since(time.Now().Add(-recentWindow))
+	if len(batch) == 0 {
+		return
+	}
+	msg := encode(kindChanges, time.Now().Unix(), batch)
+	if err := m.ml.SendReliable(n, msg); err != nil {
+		m.stats.SendFailures.Add(1)
+		return
+	}
+	m.stats.Sent.Add(uint64(len(batch)))
+	m.stats.BytesSent.Add(uint64(len(msg)))
+}

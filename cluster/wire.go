@@ -1,0 +1,267 @@
+package cluster
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/stickylb/stickylb/affinity"
+)
+
+// The messages members exchange. Each starts with a version byte, so a
+// member of a later release can tell an older one's messages apart during
+// a rolling upgrade, and a kind byte: a batch of changes, sent as they
+// happen, or a whole table, sent when two members synchronise (memberlist's
+// push/pull). A whole table is compressed: at a million pins it has to fit
+// memberlist's 20 MB bound on state.
+//
+// The body: the encoding time (unix seconds), a string table (pool and
+// backend names, each sent once per message), then the records. Times are
+// sent as differences from the encoding time, and keys in their 8-byte
+// binary form, so an IPv4 pin takes about 20 bytes before compression.
+
+const (
+	wireVersion = 1
+	kindChanges = 'C'
+	kindTable   = 'T'
+
+	maxNames     = 1 << 16
+	maxNameLen   = 255
+	maxInflated  = 512 << 20 // a whole table at several million pins
+	minRecordLen = 12        // the smallest record: index, flags, key, version
+)
+
+// record flags
+const (
+	flagUnpin = 1 << iota
+	flagHome
+	flagLast
+	flagHeld
+)
+
+// entry is a record of one pool.
+type entry struct {
+	pool string
+	rec  affinity.Record
+}
+
+var errMessage = errors.New("cluster message malformed")
+
+// encode makes a message of kind from entries, stamped now (unix
+// seconds).
+func encode(kind byte, now int64, entries []entry) []byte {
+	names := map[string]uint64{}
+	var order []string
+	index := func(s string) uint64 {
+		i, ok := names[s]
+		if !ok {
+			i = uint64(len(order))
+			names[s] = i
+			order = append(order, s)
+		}
+		return i
+	}
+	var recs []byte
+	for _, e := range entries {
+		recs = appendRecord(recs, e, now, index)
+	}
+	body := binary.AppendVarint(nil, now)
+	body = binary.AppendUvarint(body, uint64(len(order)))
+	for _, s := range order {
+		body = binary.AppendUvarint(body, uint64(len(s)))
+		body = append(body, s...)
+	}
+	body = binary.AppendUvarint(body, uint64(len(entries)))
+	body = append(body, recs...)
+	out := []byte{wireVersion, kind}
+	if kind != kindTable {
+		return append(out, body...)
+	}
+	var buf bytes.Buffer
+	buf.Write(out)
+	zw, _ := flate.NewWriter(&buf, flate.BestSpeed) // only a bad level fails
+	zw.Write(body)
+	zw.Close()
+	return buf.Bytes()
+}
+
+func appendRecord(b []byte, e entry, now int64, index func(string) uint64) []byte {
+	r := e.rec
+	var flags byte
+	if r.Backend == "" {
+		flags |= flagUnpin
+	}
+	if r.Home != "" && r.Backend != "" {
+		flags |= flagHome
+	}
+	if r.Last != 0 {
+		flags |= flagLast
+	}
+	if r.HeldUntil != 0 {
+		flags |= flagHeld
+	}
+	b = binary.AppendUvarint(b, index(e.pool))
+	b = append(b, flags)
+	b, _ = r.Key.AppendBinary(b)
+	if flags&flagUnpin == 0 {
+		b = binary.AppendUvarint(b, index(r.Backend))
+	}
+	if flags&flagHome != 0 {
+		b = binary.AppendUvarint(b, index(r.Home))
+	}
+	b = binary.AppendUvarint(b, r.Version)
+	b = binary.AppendVarint(b, now-r.Created)
+	if flags&flagLast != 0 {
+		b = binary.AppendVarint(b, now-r.Last)
+	}
+	if flags&flagHeld != 0 {
+		b = binary.AppendVarint(b, r.HeldUntil-now)
+	}
+	return b
+}
+
+// decode reads a message; it never panics, whatever the bytes.
+func decode(msg []byte) (byte, []entry, error) {
+	if len(msg) < 2 {
+		return 0, nil, fmt.Errorf("%w: %d bytes", errMessage, len(msg))
+	}
+	if msg[0] != wireVersion {
+		return 0, nil, fmt.Errorf("cluster message of version %d; this member speaks %d: run one release on every member, or upgrade them one by one", msg[0], wireVersion)
+	}
+	kind, body := msg[1], msg[2:]
+	switch kind {
+	case kindChanges:
+	case kindTable:
+		zr := flate.NewReader(bytes.NewReader(body))
+		defer zr.Close()
+		inflated, err := io.ReadAll(io.LimitReader(zr, maxInflated+1))
+		if err != nil || len(inflated) > maxInflated {
+			return 0, nil, fmt.Errorf("%w: table does not inflate: %v", errMessage, err)
+		}
+		body = inflated
+	default:
+		return 0, nil, fmt.Errorf("%w: unknown kind %q", errMessage, kind)
+	}
+	entries, err := decodeBody(body)
+	return kind, entries, err
+}
+
+// reader reads the fields of a body and remembers the first error.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.fail()
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) fail() {
+	if r.err == nil {
+		r.err = errMessage
+	}
+	r.b = nil
+}
+
+func (r *reader) names() []string {
+	n := r.uvarint()
+	if n > maxNames || n > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	out := make([]string, 0, n)
+	for range n {
+		l := r.uvarint()
+		if l > maxNameLen || l > uint64(len(r.b)) {
+			r.fail()
+			return nil
+		}
+		out = append(out, string(r.b[:l]))
+		r.b = r.b[l:]
+	}
+	return out
+}
+
+func decodeBody(body []byte) ([]entry, error) {
+	r := &reader{b: body}
+	now := r.varint()
+	names := r.names()
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(r.b)/minRecordLen) {
+		return nil, fmt.Errorf("%w: header", errMessage)
+	}
+	name := func() string {
+		i := r.uvarint()
+		if i >= uint64(len(names)) {
+			r.fail()
+			return ""
+		}
+		return names[i]
+	}
+	out := make([]entry, 0, n)
+	for range n {
+		e := readRecord(r, now, name)
+		if r.err != nil {
+			return nil, fmt.Errorf("%w: record %d of %d", errMessage, len(out)+1, n)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func readRecord(r *reader, now int64, name func() string) entry {
+	var e entry
+	e.pool = name()
+	flags := r.byte()
+	k, n, err := affinity.ReadKey(r.b)
+	if err != nil {
+		r.fail()
+		return e
+	}
+	r.b = r.b[n:]
+	e.rec.Key = k
+	if flags&flagUnpin == 0 {
+		e.rec.Backend = name()
+	}
+	if flags&flagHome != 0 {
+		e.rec.Home = name()
+	}
+	e.rec.Version = r.uvarint()
+	e.rec.Created = now - r.varint()
+	if flags&flagLast != 0 {
+		e.rec.Last = now - r.varint()
+	}
+	if flags&flagHeld != 0 {
+		e.rec.HeldUntil = now + r.varint()
+	}
+	return e
+}

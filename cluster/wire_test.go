@@ -1,0 +1,79 @@
+package cluster
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/stickylb/stickylb/affinity"
+)
+
+func sampleEntries() []entry {
+	k4, _ := affinity.ParseKey("10.1.2.3")
+	k6, _ := affinity.ParseKey("2001:db8::/64")
+	kc, _ := affinity.ParseKey("10.1.2.3:50123")
+	return []entry{
+		{pool: "cas", rec: affinity.Record{Key: k4, Backend: "cas1", Version: 0x18bcfe5680000001, Created: 1_700_000_000}},
+		{pool: "cas", rec: affinity.Record{Key: k6, Backend: "cas2", Home: "cas1", Version: 7, Created: 1_699_999_000, Last: 1_700_000_100, HeldUntil: 1_700_000_900}},
+		{pool: "other", rec: affinity.Record{Key: kc, Version: 9, Created: 1_700_000_000}}, // an unpin
+	}
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	for _, kind := range []byte{kindChanges, kindTable} {
+		want := sampleEntries()
+		got, err := decodeKind(t, kind, encode(kind, 1_700_000_500, want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("kind %c: read back\n%+v\nwant\n%+v", kind, got, want)
+		}
+	}
+}
+
+func decodeKind(t *testing.T, kind byte, msg []byte) ([]entry, error) {
+	t.Helper()
+	k, es, err := decode(msg)
+	if err == nil && k != kind {
+		t.Fatalf("kind %c read as %c", kind, k)
+	}
+	return es, err
+}
+
+func TestWireNamesOtherVersion(t *testing.T) {
+	msg := encode(kindChanges, 1, sampleEntries())
+	msg[0] = 2
+	_, _, err := decode(msg)
+	if err == nil || !strings.Contains(err.Error(), "version 2; this member speaks 1") {
+		t.Fatalf("err = %v; want the versions named", err)
+	}
+}
+
+// Every prefix of a good message is refused without a panic.
+func TestWireTruncated(t *testing.T) {
+	msg := encode(kindChanges, 1_700_000_500, sampleEntries())
+	for i := range len(msg) - 1 {
+		if _, _, err := decode(msg[:i]); err == nil {
+			t.Fatalf("a message cut to %d of %d bytes decoded", i, len(msg))
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(encode(kindChanges, 1_700_000_500, sampleEntries()))
+	f.Add(encode(kindTable, 1_700_000_500, sampleEntries()))
+	f.Add([]byte{1, 'C', 0, 0, 0})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		kind, es, err := decode(msg)
+		if err != nil {
+			return
+		}
+		// What decodes encodes again to a message that decodes alike.
+		again, err := decodeKind(t, kind, encode(kind, 1_700_000_500, es))
+		if err != nil || fmt.Sprint(again) != fmt.Sprint(es) {
+			t.Fatalf("re-encoded message differs: %v\n%+v\n%+v", err, es, again)
+		}
+	})
+}

@@ -1,0 +1,80 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestClusterOffByDefault(t *testing.T) {
+	c, err := Parse("min.toml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster.Enabled() || c.Cluster.SyncTimeout.Duration != DefaultSyncTimeout {
+		t.Fatalf("cluster = %+v; want off with the default sync timeout", c.Cluster)
+	}
+}
+
+func TestClusterMistakes(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short.key")
+	os.WriteFile(short, []byte("c2hvcnQ=\n"), 0o600) // "short"
+	src := minimal + `
+[cluster]
+bind = "0.0.0.0:7946"
+peers = ["10.0.0.12", "10.0.0.13:x"]
+secret_file = "` + short + `"
+sync_interval = "10ms"
+`
+	_, err := Parse("lb.toml", []byte(src))
+	if err == nil {
+		t.Fatal("a cluster section full of mistakes loaded")
+	}
+	for _, want := range []string{
+		"lb.toml:10: cluster.bind: 0.0.0.0:7946 listens on every address: set cluster.advertise",
+		`lb.toml:11: cluster.peers: entry 1 ("10.0.0.12") is not host:port`,
+		`lb.toml:11: cluster.peers: entry 2 ("10.0.0.13:x"): port "x" is not a number`,
+		"lb.toml:12: cluster.secret_file: " + short + " holds 5 bytes; a gossip key is 16, 24 or 32 bytes",
+		"lb.toml:13: cluster.sync_interval: 10ms is too short",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestClusterNeedsSecretOffLoopback(t *testing.T) {
+	_, err := Parse("lb.toml", []byte(minimal+"\n[cluster]\nbind = \"10.0.0.11:7946\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "cluster.secret_file: members talk over 10.0.0.11:7946 unencrypted") {
+		t.Fatalf("err = %v; want the missing secret named", err)
+	}
+	key := filepath.Join(t.TempDir(), "k")
+	os.WriteFile(key, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600)
+	c, err := Parse("lb.toml", []byte(minimal+"\n[cluster]\nbind = \"10.0.0.11:7946\"\nsecret_file = \""+key+"\"\npeers = [\"10.0.0.12:7946\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := c.Cluster.Secret(); err != nil || len(k) != 32 {
+		t.Fatalf("secret = %d bytes, %v; want 32", len(k), err)
+	}
+}
+
+func TestClusterWarnings(t *testing.T) {
+	src := strings.Replace(minimal, "[pool.cas.backend.cas1]", "[pool.cas]\nbalance = \"least-conn\"\n\n[pool.cas.backend.cas1]", 1) + "\n[cluster]\nbind = \"127.0.0.1:7946\"\n"
+	c, err := Parse("lb.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, w := range c.Warnings() {
+		all = append(all, w.Error())
+	}
+	joined := strings.Join(all, "\n")
+	for _, want := range []string{"pool.cas.balance: least-conn places a new client by this member's own counters", "cluster.peers: no peers"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("warnings lack %q:\n%s", want, joined)
+		}
+	}
+}

@@ -1,0 +1,75 @@
+//go:build linux
+
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/stickylb/stickylb/cluster"
+	"github.com/stickylb/stickylb/config"
+)
+
+// startCluster makes this server a cluster member when cfg asks for one.
+// The member shares the tables of the pools as they are at each moment,
+// so a reload that adds a pool shares it too. Cluster settings themselves
+// apply at the next restart.
+func (s *Server) startCluster(cfg *config.Config) error {
+	if !cfg.Cluster.Enabled() {
+		return nil
+	}
+	m, err := cluster.Start(cluster.Options{Config: cfg.Cluster, Pools: s.clusterPools, HoldEvery: holdEvery(cfg),
+		Log: s.log, OnMember: s.opts.OnMember})
+	if err != nil {
+		return err
+	}
+	s.cluster.Store(m)
+	return nil
+}
+
+// clusterPools are the pools that keep pins.
+func (s *Server) clusterPools() map[string]cluster.Pool {
+	out := map[string]cluster.Pool{}
+	for _, p := range s.Pools() {
+		if p.Table != nil {
+			out[p.Name] = cluster.Pool{Table: p.Table, Keyer: p.Keyer}
+		}
+	}
+	return out
+}
+
+// holdEvery is how often a member repeats the pins it holds connections
+// of: an eighth of the shortest TTL, from a second to five minutes, so a
+// hold always outlasts the gap to the next repeat by far.
+func holdEvery(cfg *config.Config) time.Duration {
+	every := 5 * time.Minute
+	for _, p := range cfg.Pools {
+		every = min(every, p.Affinity.TTL.Duration/8)
+	}
+	return max(every, time.Second)
+}
+
+// joinCluster waits, up to cluster.sync_timeout, for a whole table from a
+// peer, so that this member serves knowing every client's pin.
+func (s *Server) joinCluster() {
+	m := s.cluster.Load()
+	if m == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Cluster.SyncTimeout.Duration)
+	defer cancel()
+	m.Join(ctx)
+}
+
+// Cluster returns the cluster member, or nil when there is no cluster.
+func (s *Server) Cluster() *cluster.Member { return s.cluster.Load() }
+
+// Ready says whether this server should be sent clients: not once it is
+// stopping, nor before its first cluster sync.
+func (s *Server) Ready() bool {
+	if s.stopping.Load() {
+		return false
+	}
+	m := s.cluster.Load()
+	return m == nil || m.Synced()
+}

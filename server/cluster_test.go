@@ -1,0 +1,289 @@
+//go:build linux
+
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/kit/lbtest"
+	"github.com/stickylb/stickylb/pool"
+)
+
+// fleet is three (or more) cluster members on their own loopback
+// addresses in front of one set of backends, each with one listener per
+// backend port.
+type fleet struct {
+	t       *testing.T
+	bs      []*lbtest.Backend
+	ports   []int
+	gossip  []string // each member's cluster address
+	members []*Server
+	logs    []*syncBuf
+}
+
+// freePort finds a port free for both TCP and UDP on host.
+func freePort(t *testing.T, host string) int {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if pc, err := net.ListenPacket("udp", net.JoinHostPort(host, fmt.Sprint(port))); err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for both TCP and UDP")
+	return 0
+}
+
+func newFleet(t *testing.T, n int) *fleet {
+	t.Helper()
+	bs, ports := lbtest.StartBackends(t, casHosts, 2)
+	f := &fleet{t: t, bs: bs, ports: ports}
+	for i := range n + 1 { // one spare address for a member added later
+		host := fmt.Sprintf("127.0.2.%d", i+1)
+		f.gossip = append(f.gossip, net.JoinHostPort(host, fmt.Sprint(freePort(t, host))))
+	}
+	f.members, f.logs = make([]*Server, n+1), make([]*syncBuf, n+1)
+	// At once: the first member of a new cluster waits sync_timeout for
+	// peers that are not there yet.
+	var wg sync.WaitGroup
+	for i := range n {
+		f.logs[i] = &syncBuf{}
+		wg.Go(func() { f.members[i] = launch(t, f.source(i, n), f.logs[i]) })
+	}
+	wg.Wait()
+	for i := range n {
+		if f.members[i] == nil {
+			t.FailNow()
+		}
+	}
+	return f
+}
+
+// source is member i's config; peers are the first n members.
+func (f *fleet) source(i, n int) string {
+	host, _, _ := net.SplitHostPort(f.gossip[i])
+	peers := ""
+	for _, g := range f.gossip[:n] {
+		peers += fmt.Sprintf("%q, ", g)
+	}
+	return listenersTOML(f.ports, host) + `
+[pool.cas.health]
+interval = "100ms"
+[pool.cas.affinity]
+ttl = "3h"
+` + backendsTOML(f.bs) + fmt.Sprintf(`
+[cluster]
+bind = %q
+peers = [%s]
+node_name = "m%d"
+sync_timeout = "5s"
+sync_interval = "1m" # long: changes must arrive as they happen, not by the next sync
+`, f.gossip[i], peers, i+1)
+}
+
+// start starts member i (again), listing the first n members as peers.
+func (f *fleet) start(i, n int) {
+	f.logs[i] = &syncBuf{}
+	f.members[i] = start(f.t, f.source(i, n), f.logs[i])
+}
+
+// launch is start for a goroutine: it reports a failure with Error and
+// returns nil.
+func launch(t *testing.T, src string, logs *syncBuf) *Server {
+	cfg, err := config.Parse("test.toml", []byte(src))
+	if err != nil {
+		t.Errorf("config: %v", err)
+		return nil
+	}
+	srv, err := New(cfg, Options{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return srv
+}
+
+// kill stops member i without a word to the others, as a crash would
+// (its listeners close and its cluster member shuts down unannounced).
+func (f *fleet) kill(i int) {
+	s := f.members[i]
+	s.Cluster().Halt()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s.Shutdown(ctx)
+	f.members[i] = nil
+}
+
+func (f *fleet) addr(member, port int) netip.AddrPort {
+	return f.members[member].Addrs()[fmt.Sprintf("l%d", port)]
+}
+
+func (f *fleet) backend(member int, client string) string {
+	in, err := f.members[member].Table("cas").Lookup(affinity.Keyer{}.Key(netip.AddrPortFrom(netip.MustParseAddr(client), 0)))
+	if err != nil {
+		return ""
+	}
+	return in.Backend
+}
+
+// A client's connections, spread over the members and the ports, reach
+// one backend, also after one member alone moved it (the others saw its
+// backend up all along) and the backend came back.
+func TestClusterMembersAgree(t *testing.T) {
+	f := newFleet(t, 3)
+	const clients = 60
+	first := map[string]string{}
+	for c := range clients {
+		src := lbtest.ClientIP(c)
+		first[src] = mustWho(t, src, f.addr(c%3, 0))
+	}
+	// Member 1 alone takes cas1 out; its clients reconnect there and are
+	// re-pinned. Members 2 and 3 still see cas1 ready.
+	f.members[0].Pool("cas").Backend("cas1").SetAdmin(pool.Maint)
+	moved := map[string]string{}
+	start := time.Now()
+	for src, b := range first {
+		if b == "cas1" {
+			moved[src] = mustWho(t, src, f.addr(0, 1))
+		}
+	}
+	if len(moved) == 0 {
+		t.Fatal("no client was on cas1; the test proves nothing")
+	}
+	lbtest.Eventually(t, 5*time.Second, "re-pins reaching members 2 and 3", func() bool {
+		for src, b := range moved {
+			if f.backend(1, src) != b || f.backend(2, src) != b {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("%d re-pins made at member 1 reached members 2 and 3 within %s", len(moved), time.Since(start).Round(time.Millisecond))
+	f.members[0].Pool("cas").Backend("cas1").SetAdmin(pool.Ready)
+	for c := range clients * 3 {
+		src := lbtest.ClientIP(c % clients)
+		want := first[src]
+		if b, ok := moved[src]; ok {
+			want = b
+		}
+		if got := mustWho(t, src, f.addr(c%3, c%len(f.ports))); got != want {
+			t.Fatalf("client %s reached %s through member %d; its pin is %s", src, got, c%3+1, want)
+		}
+	}
+}
+
+// 64 first connections of one client, at three members at once, land on
+// one backend: every member places a new client by the same hash.
+func TestClusterParallelFirstConnections(t *testing.T) {
+	f := newFleet(t, 3)
+	for c := range 5 {
+		src := lbtest.ClientIP(1000 + c)
+		got := make(chan string, 64)
+		var wg sync.WaitGroup
+		for i := range 64 {
+			wg.Go(func() {
+				b, err := lbtest.Who(src, f.addr(i%3, i%len(f.ports)))
+				if err != nil {
+					t.Error(err)
+				}
+				got <- b
+			})
+		}
+		wg.Wait()
+		close(got)
+		seen := map[string]int{}
+		for b := range got {
+			seen[b]++
+		}
+		if len(seen) != 1 {
+			t.Fatalf("client %s: 64 parallel first connections over 3 members reached %v", src, seen)
+		}
+	}
+}
+
+// A member that crashes takes no pin with it; one that restarts, or a
+// new one, learns every pin before it serves. Under this, a rolling
+// restart of every member moves no client.
+func TestClusterRollingRestart(t *testing.T) {
+	f := newFleet(t, 3)
+	const clients = 40
+	want := map[string]string{}
+	for c := range clients {
+		src := lbtest.ClientIP(2000 + c)
+		want[src] = mustWho(t, src, f.addr(0, 0))
+	}
+	// Re-pins that the hash alone cannot reproduce: a member that
+	// served without them would send these clients back to cas2.
+	f.members[0].Pool("cas").Backend("cas2").SetAdmin(pool.Maint)
+	for src, b := range want {
+		if b == "cas2" {
+			want[src] = mustWho(t, src, f.addr(0, 0))
+		}
+	}
+	f.members[0].Pool("cas").Backend("cas2").SetAdmin(pool.Ready)
+	wantLen := f.members[0].Table("cas").Len()
+	lbtest.Eventually(t, 5*time.Second, "every member holding every pin", func() bool {
+		for src, b := range want {
+			if f.backend(1, src) != b || f.backend(2, src) != b {
+				return false
+			}
+		}
+		return true
+	})
+
+	check := func(when string) {
+		t.Helper()
+		for c := range clients {
+			src := lbtest.ClientIP(2000 + c)
+			for m, s := range f.members {
+				if s == nil {
+					continue
+				}
+				if got := mustWho(t, src, f.addr(m, c%len(f.ports))); got != want[src] {
+					t.Fatalf("%s: client %s reached %s through member %d; its pin is %s", when, src, got, m+1, want[src])
+				}
+			}
+		}
+	}
+	f.kill(1)
+	if n := f.members[0].Table("cas").Len(); n != wantLen {
+		t.Fatalf("after a member crashed the others hold %d pins, want %d", n, wantLen)
+	}
+	check("member 2 crashed")
+	for i := range 3 {
+		if f.members[i] != nil {
+			f.members[i].Shutdown(context.Background())
+		}
+		f.start(i, 3) // no snapshot file: every pin it has comes from its peers
+		if n := f.members[i].Table("cas").Len(); n != wantLen || !f.members[i].Ready() {
+			t.Fatalf("member %d restarted ready=%v with %d pins, want %d", i+1, f.members[i].Ready(), n, wantLen)
+		}
+		check(fmt.Sprintf("member %d restarted", i+1))
+	}
+	f.start(3, 4)
+	if n := f.members[3].Table("cas").Len(); n != wantLen {
+		t.Fatalf("a fourth member started with %d pins, want %d", n, wantLen)
+	}
+	check("a fourth member joined")
+}
