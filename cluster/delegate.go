@@ -102,7 +102,7 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	m := (*Member)(e)
 	m.memberEvent(n, "joined")
 	if n.Name != m.self {
-		m.background(func() { m.catchUp(n) })
+		m.catchUp(n)
 	}
 }
 func (e *events) NotifyUpdate(*memberlist.Node) {}
@@ -113,6 +113,7 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 		what = "left"
 	}
 	(*Member)(e).memberEvent(n, what)
+	(*Member)(e).dropOutbox(n.Name)
 }
 
 func (m *Member) memberEvent(n *memberlist.Node, what string) {

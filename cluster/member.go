@@ -53,14 +53,16 @@ type Options struct {
 
 // Member is this instance's place in the cluster.
 type Member struct {
-	opts   Options
-	log    *slog.Logger
-	ml     *memberlist.Memberlist
-	self   string
-	seeds  []string
-	out    chan entry
-	recent recentChanges
-	stats  Stats
+	opts     Options
+	log      *slog.Logger
+	ml       *memberlist.Memberlist
+	self     string
+	seeds    []string
+	out      chan entry
+	recent   recentChanges
+	stats    Stats
+	outMu    sync.Mutex
+	outboxes map[string]*peerQueue // by member name
 
 	synced    atomic.Bool
 	lastHold  atomic.Int64
@@ -102,7 +104,8 @@ func Start(opts Options) (*Member, error) {
 	if opts.HoldEvery <= 0 {
 		opts.HoldEvery = time.Minute
 	}
-	m := &Member{opts: opts, log: opts.Log, self: opts.Config.Name(), out: make(chan entry, outQueue)}
+	m := &Member{opts: opts, log: opts.Log, self: opts.Config.Name(), out: make(chan entry, outQueue),
+		outboxes: map[string]*peerQueue{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	mc, err := m.memberlistConfig()
 	if err != nil {

@@ -84,25 +84,82 @@ func (m *Member) flushNow() {
 	}
 }
 
-// send encodes a batch once and sends it to each alive member at once,
-// over TCP; a member that misses it catches up at the next sync (or, if
-// it was joining, from the recent changes sent when it is seen).
+// send encodes a batch once and queues it for each alive member; a
+// member that misses it catches up at the next sync (or, if it was
+// joining, from the recent changes sent when it is seen).
 func (m *Member) send(batch []entry) {
 	m.recent.add(batch)
-	msg := encode(kindChanges, time.Now().Unix(), batch)
-	var wg sync.WaitGroup
+	msg := outMsg{b: encode(kindChanges, time.Now().Unix(), batch), records: len(batch)}
 	for _, n := range m.peers() {
-		wg.Go(func() {
-			if err := m.ml.SendReliable(n, msg); err != nil {
+		m.outbox(n).put(m, msg)
+	}
+}
+
+// outMsg is an encoded batch and the records in it.
+type outMsg struct {
+	b       []byte
+	records int
+}
+
+// peerQueue is the batches waiting for one member. Each member has its
+// own sender, so one that stopped answering (a partition, before it is
+// found failed) delays nobody else's.
+type peerQueue struct {
+	q    chan outMsg
+	done chan struct{}
+}
+
+// peerBacklog bounds the batches waiting for one member.
+const peerBacklog = 256
+
+func (p *peerQueue) put(m *Member, msg outMsg) {
+	select {
+	case p.q <- msg:
+	default:
+		m.stats.Dropped.Add(uint64(msg.records))
+	}
+}
+
+// outbox returns n's queue, starting its sender if it has none.
+func (m *Member) outbox(n *memberlist.Node) *peerQueue {
+	m.outMu.Lock()
+	defer m.outMu.Unlock()
+	if p, ok := m.outboxes[n.Name]; ok {
+		return p
+	}
+	p := &peerQueue{q: make(chan outMsg, peerBacklog), done: make(chan struct{})}
+	m.outboxes[n.Name] = p
+	m.background(func() { m.deliver(n, p) })
+	return p
+}
+
+// dropOutbox stops the sender of a member that left or failed.
+func (m *Member) dropOutbox(name string) {
+	m.outMu.Lock()
+	defer m.outMu.Unlock()
+	if p, ok := m.outboxes[name]; ok {
+		close(p.done)
+		delete(m.outboxes, name)
+	}
+}
+
+func (m *Member) deliver(n *memberlist.Node, p *peerQueue) {
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-p.done:
+			return
+		case msg := <-p.q:
+			if err := m.ml.SendReliable(n, msg.b); err != nil {
 				m.stats.SendFailures.Add(1)
 				m.log.Debug("cluster: batch not delivered; the next sync repairs it", "member", n.Name, "error", err)
-				return
+				continue
 			}
-			m.stats.Sent.Add(uint64(len(batch)))
-			m.stats.BytesSent.Add(uint64(len(msg)))
-		})
+			m.stats.Sent.Add(uint64(msg.records))
+			m.stats.BytesSent.Add(uint64(len(msg.b)))
+		}
 	}
-	wg.Wait()
 }
 
 // maintain repeats the pins this member holds connections of, so no
@@ -207,17 +264,9 @@ func (r *recentChanges) since(t time.Time) []entry {
 	return out
 }
 
-// catchUp sends a member just seen the changes of the recent window.
+// catchUp queues for a member just seen the changes of the recent window.
 func (m *Member) catchUp(n *memberlist.Node) {
-	batch := m.recent.since(time.Now().Add(-recentWindow))
-	if len(batch) == 0 {
-		return
+	if batch := m.recent.since(time.Now().Add(-recentWindow)); len(batch) > 0 {
+		m.outbox(n).put(m, outMsg{b: encode(kindChanges, time.Now().Unix(), batch), records: len(batch)})
 	}
-	msg := encode(kindChanges, time.Now().Unix(), batch)
-	if err := m.ml.SendReliable(n, msg); err != nil {
-		m.stats.SendFailures.Add(1)
-		return
-	}
-	m.stats.Sent.Add(uint64(len(batch)))
-	m.stats.BytesSent.Add(uint64(len(msg)))
 }

@@ -45,6 +45,9 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descLastSn} {
 		ch <- d
 	}
+	for _, d := range clusterDescs {
+		ch <- d
+	}
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -53,6 +56,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	c.m.prime(s)
+	if m := s.Cluster(); m != nil {
+		collectCluster(ch, m)
+	}
 	for _, p := range s.Pools() {
 		if p.Table != nil {
 			st := p.Table.Stats()

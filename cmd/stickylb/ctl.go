@@ -36,6 +36,7 @@ Usage: stickylb ctl [--admin URL] [--token-file FILE] [--json] COMMAND [ARGS]
   events                       recent state changes
   info                         version, uptime, pid, config file, file limit
   members                      the cluster's members and their state, pins sent and received
+  readyz                       exit 0 while this instance should take clients, 1 otherwise (keepalived's track script)
 
 --admin defaults to $STICKYLB_ADMIN or http://127.0.0.1:9090.
 `
@@ -175,6 +176,7 @@ var ctlCommands = map[string]func(c *ctl, args []string) error{
 	"events":   (*ctl).events,
 	"info":     (*ctl).info,
 	"members":  (*ctl).members,
+	"readyz":   (*ctl).readyz,
 }
 
 func (c *ctl) run(cmd string, args []string) error {

@@ -275,3 +275,18 @@ func (c *ctl) members(_ []string) error {
 	}
 	return tw.Flush()
 }
+
+// readyz is `ctl readyz`: exit 0 while this instance should be sent
+// clients (GET /readyz answers 200), 1 otherwise: draining, waiting for
+// its first cluster sync, no backend to give, or not running. It is the
+// track script of a keepalived pair (docs/cluster.md).
+func (c *ctl) readyz(_ []string) error {
+	var st map[string]any
+	if err := c.call("GET", "/readyz", nil, &st); err != nil {
+		return fmt.Errorf("not ready: %w", err)
+	}
+	if !c.asJSON {
+		fmt.Fprintln(c.out, "ready")
+	}
+	return nil
+}
