@@ -17,10 +17,14 @@ func (d *delegate) NodeMeta(int) []byte { return nil }
 func (d *delegate) NotifyMsg(msg []byte) {
 	m := (*Member)(d)
 	m.stats.BytesReceived.Add(uint64(len(msg)))
-	_, entries, err := decode(msg)
+	kind, entries, err := decode(msg)
 	if err != nil {
 		m.stats.Malformed.Add(1)
 		m.log.Warn("cluster: message refused", "error", err, "bytes", len(msg))
+		return
+	}
+	if kind == kindBye {
+		m.leaving.Store(entries[0].pool, time.Now())
 		return
 	}
 	m.merge(entries)
@@ -109,7 +113,7 @@ func (e *events) NotifyUpdate(*memberlist.Node) {}
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	what := "failed"
-	if n.State == memberlist.StateLeft {
+	if _, ok := (*Member)(e).leaving.LoadAndDelete(n.Name); ok {
 		what = "left"
 	}
 	(*Member)(e).memberEvent(n, what)

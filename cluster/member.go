@@ -61,6 +61,7 @@ type Member struct {
 	out      chan entry
 	recent   recentChanges
 	stats    Stats
+	leaving  sync.Map // names of members that said they are leaving
 	outMu    sync.Mutex
 	outboxes map[string]*peerQueue // by member name
 
@@ -128,6 +129,10 @@ func (m *Member) memberlistConfig() (*memberlist.Config, error) {
 		mc = memberlist.DefaultLocalConfig()
 	}
 	mc.Name = m.self
+	// A whole-table sync must finish within it: at a million pins that
+	// takes about a second to encode and merge (BenchmarkJoin), beyond
+	// the loopback config's 1s.
+	mc.TCPTimeout = max(mc.TCPTimeout, 10*time.Second)
 	bind, _ := config.ParseListen(c.Bind)
 	mc.BindAddr, mc.BindPort = bind.Addr().String(), int(bind.Port())
 	mc.AdvertiseAddr, mc.AdvertisePort = mc.BindAddr, mc.BindPort
@@ -236,6 +241,7 @@ func stateName(s memberlist.NodeStateType) string {
 func (m *Member) Leave(timeout time.Duration) {
 	m.leaveOnce.Do(func() {
 		m.flushNow()
+		m.sayBye(timeout)
 		if err := m.ml.Leave(timeout); err != nil {
 			m.log.Warn("cluster: leave not acknowledged", "error", err)
 		}
@@ -303,4 +309,20 @@ func (b *logBridge) Write(p []byte) (int, error) {
 // they find it failed. For tests, and for a process that must exit now.
 func (m *Member) Halt() {
 	m.leaveOnce.Do(m.stop)
+}
+
+// sayBye tells every member this one leaves on purpose, so they log a
+// leave and not a failure.
+func (m *Member) sayBye(timeout time.Duration) {
+	msg := append([]byte{wireVersion, kindBye}, m.self...)
+	var wg sync.WaitGroup
+	for _, n := range m.peers() {
+		wg.Go(func() { m.ml.SendReliable(n, msg) })
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
 }

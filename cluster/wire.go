@@ -27,6 +27,9 @@ const (
 	wireVersion = 1
 	kindChanges = 'C'
 	kindTable   = 'T'
+	// kindBye says a member is leaving on purpose (its body is its
+	// name): memberlist reports a leave and a failure alike.
+	kindBye = 'B'
 
 	maxNames     = 1 << 16
 	maxNameLen   = 255
@@ -133,6 +136,11 @@ func decode(msg []byte) (byte, []entry, error) {
 	}
 	kind, body := msg[1], msg[2:]
 	switch kind {
+	case kindBye:
+		if len(body) > maxNameLen {
+			return 0, nil, fmt.Errorf("%w: leave message of %d bytes", errMessage, len(body))
+		}
+		return kind, []entry{{pool: string(body)}}, nil
 	case kindChanges:
 	case kindTable:
 		zr := flate.NewReader(bytes.NewReader(body))
