@@ -250,6 +250,10 @@ func readRecord(r *reader, now int64, name func() string) entry {
 	var e entry
 	e.pool = name()
 	flags := r.byte()
+	if flags > flagUnpin|flagHome|flagLast|flagHeld || flags&flagUnpin != 0 && flags&flagHome != 0 {
+		r.fail() // an unpin has no home; no other flag exists
+		return e
+	}
 	k, n, err := affinity.ReadKey(r.b)
 	if err != nil {
 		r.fail()
