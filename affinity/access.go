@@ -24,21 +24,27 @@ func (t *Table) info(k Key, p pin) Info {
 }
 
 // Range calls f with a copy of every live pin, shard by shard, until f
-// returns false. Each shard is copied under its lock and f runs outside it.
-func (t *Table) Range(f func(Info) bool) {
+// returns false.
+func (t *Table) Range(f func(Info) bool) { walk(t, t.info, f) }
+
+// walk calls f with every live pin as conv makes it, shard by shard,
+// until f returns false. Each shard is copied under its lock and f runs
+// outside it.
+func walk[T any](t *Table, conv func(Key, pin) T, f func(T) bool) {
 	now := t.now().UnixNano()
+	var out []T
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		infos := make([]Info, 0, s.len())
+		out = out[:0]
 		for _, k := range s.keys() {
 			if p, _ := s.peek(k); !t.isExpired(p, now) {
-				infos = append(infos, t.info(k, p))
+				out = append(out, conv(k, p))
 			}
 		}
 		s.mu.Unlock()
-		for _, in := range infos {
-			if !f(in) {
+		for _, v := range out {
+			if !f(v) {
 				return
 			}
 		}

@@ -1,7 +1,5 @@
 package affinity
 
-import "time"
-
 // What a cluster needs of the table: pins as records other members can
 // merge, and the merge itself. A record carries the decision (backend,
 // home and the stamp of when it was made) and the client's lifetime as
@@ -155,26 +153,7 @@ func (t *Table) mergeInto(s *shard, r Record, p pin, evs *events) MergeResult {
 // f returns false; f runs outside the table's locks. HeldUntil is the
 // longest hold other members reported; Open is the client's connections
 // here.
-func (t *Table) Records(f func(Record) bool) {
-	now := t.now().UnixNano()
-	var recs []Record
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
-		recs = recs[:0]
-		for _, k := range s.keys() {
-			if p, _ := s.peek(k); !t.isExpired(p, now) {
-				recs = append(recs, t.record(k, p))
-			}
-		}
-		s.mu.Unlock()
-		for _, r := range recs {
-			if !f(r) {
-				return
-			}
-		}
-	}
-}
+func (t *Table) Records(f func(Record) bool) { walk(t, t.record, f) }
 
 func (t *Table) record(k Key, p pin) Record {
 	return Record{Key: k, Backend: t.name(p.backend), Home: t.homeName(p), Version: p.ver,
@@ -183,6 +162,3 @@ func (t *Table) record(k Key, p pin) Record {
 
 // Clock returns the clock that stamps the table's decisions.
 func (t *Table) Clock() *Clock { return t.clock }
-
-// Now is the table's wall clock.
-func (t *Table) Now() time.Time { return t.now() }

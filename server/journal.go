@@ -45,6 +45,9 @@ type journalRecord struct {
 	Backend string `json:"backend,omitempty"`
 	Created int64  `json:"created,omitempty"` // unix seconds
 	At      int64  `json:"at"`                // unix seconds of the change
+	// Version is the decision's clock stamp, which a cluster compares
+	// (affinity.Wins); older journals lack it, and At stands in.
+	Version uint64 `json:"version,omitempty"`
 }
 
 func newJournal(path string) *journal {
@@ -59,7 +62,7 @@ func (j *journal) note(pool string, ev affinity.Event) {
 		return // no pin changed
 	}
 	now := time.Now().Unix()
-	r := journalRecord{Pool: pool, Client: ev.Key.String(), At: now}
+	r := journalRecord{Pool: pool, Client: ev.Key.String(), At: now, Version: ev.Version}
 	if ev.Kind != affinity.EventUnpin {
 		r.Backend, r.Created = ev.Backend, now
 	}
@@ -189,5 +192,5 @@ func applyRecord(pools map[string]PoolView, r journalRecord) bool {
 	if p.Pool.Backend(r.Backend) == nil || now.Sub(at) > p.Table.TTL() {
 		return false
 	}
-	return p.Table.Set(affinity.Info{Key: k, Backend: r.Backend, Created: time.Unix(min(r.Created, now.Unix()), 0), LastSeen: at})
+	return p.Table.Set(affinity.Info{Key: k, Backend: r.Backend, Created: time.Unix(min(r.Created, now.Unix()), 0), LastSeen: at, Version: r.Version})
 }

@@ -55,13 +55,23 @@ func TestJournalFlushCompactReplay(t *testing.T) {
 	if _, err := srv.journal.flush(); err != nil {
 		t.Fatal(err)
 	}
-	// A second server on the same files sees the snapshot and the journal.
+	stamps := func(tb *affinity.Table) map[string]uint64 {
+		out := map[string]uint64{}
+		tb.Range(func(in affinity.Info) bool { out[in.Key.String()] = in.Version; return true })
+		return out
+	}
+	before := stamps(tb)
+	// A second server on the same files sees the snapshot and the journal,
+	// each pin with the stamp of its decision, which a cluster compares.
 	var log syncBuf
 	other := start(t, src, &log)
 	got := map[string]string{}
 	other.Table("cas").Range(func(in affinity.Info) bool { got[in.Key.String()] = in.Backend; return true })
 	if fmt.Sprint(got) != "map[10.0.0.2:cas2 10.0.0.3:cas3]" {
 		t.Fatalf("restored %v\n%s", got, log.String())
+	}
+	if after := stamps(other.Table("cas")); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("stamps after the restart %v; before %v", after, before)
 	}
 }
 

@@ -95,7 +95,7 @@ func restorePin(p PoolView, pin snapshotPin, now time.Time) bool {
 		return false
 	}
 	// The client was pinned already, or the table is full.
-	return p.Table.Restore(affinity.Info{Key: k, Backend: pin.Backend, Created: created, LastSeen: last})
+	return p.Table.Restore(affinity.Info{Key: k, Backend: pin.Backend, Created: created, LastSeen: last, Version: pin.Version})
 }
 
 // readSnapshot reads and checks the snapshot at path; nil, nil when there

@@ -35,6 +35,9 @@ type snapshotPin struct {
 	Backend string `json:"backend"`
 	Created int64  `json:"created"`   // unix seconds
 	Last    int64  `json:"last_seen"` // unix seconds
+	// Version is the decision's clock stamp (affinity.Wins); files
+	// written before it existed lack it, and Created stands in.
+	Version uint64 `json:"version,omitempty"`
 }
 
 // SaveSnapshot writes every pool's pins to path atomically: a reader sees
@@ -68,7 +71,7 @@ func (s *Server) SaveSnapshot(path string) (int, error) {
 				last = now
 			}
 			sp.Pins = append(sp.Pins, snapshotPin{Client: in.Key.String(), Backend: in.Backend,
-				Created: in.Created.Unix(), Last: last.Unix()})
+				Created: in.Created.Unix(), Last: last.Unix(), Version: in.Version})
 			return true
 		})
 		n += len(sp.Pins)
