@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
 // Pins replicated per second from one member to two others, and bytes on
@@ -29,7 +30,7 @@ func BenchmarkReplication(b *testing.B) {
 		l, _ := nodes[0].table.Acquire(clientKey(i), pinTo(fmt.Sprintf("cas%d", i%3+1)))
 		l.Release()
 	}
-	waitFor(b, time.Minute, "every pin at n2 and n3", func() bool {
+	lbtest.Eventually(b, time.Minute, "every pin at n2 and n3", func() bool {
 		return nodes[1].table.Len() == b.N && nodes[2].table.Len() == b.N
 	})
 	took := time.Since(start)
@@ -45,13 +46,13 @@ func BenchmarkReplication(b *testing.B) {
 //
 //	go test -run XXX -bench Join -benchtime 1000000x ./cluster
 func BenchmarkJoin(b *testing.B) {
-	addrs := []string{freeAddr(b, "127.0.4.21"), freeAddr(b, "127.0.4.22")}
+	addrs := []string{lbtest.FreeAddr(b, "127.0.4.21"), lbtest.FreeAddr(b, "127.0.4.22")}
 	old := startNode(b, fmt.Sprint("old", b.N), addrs[0], addrs[:1], 2*b.N+1000)
 	for i := range b.N {
 		l, _ := old.table.Acquire(clientKey(i), pinTo(fmt.Sprintf("cas%d", i%3+1)))
 		l.Release()
 	}
-	waitFor(b, time.Minute, "the send queue empty", func() bool { return len(old.m.out) == 0 })
+	lbtest.Eventually(b, time.Minute, "the send queue empty", func() bool { return len(old.m.out) == 0 })
 	b.ResetTimer()
 	start := time.Now()
 	joiner := startNode(b, fmt.Sprint("new", b.N), addrs[1], addrs, 2*b.N+1000)

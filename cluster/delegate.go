@@ -13,21 +13,29 @@ type delegate Member
 
 func (d *delegate) NodeMeta(int) []byte { return nil }
 
-// NotifyMsg takes a batch of changes from another member.
+// NotifyMsg takes a batch of changes, or a goodbye, from another member.
 func (d *delegate) NotifyMsg(msg []byte) {
 	m := (*Member)(d)
 	m.stats.BytesReceived.Add(uint64(len(msg)))
+	m.receive(msg)
+}
+
+// receive decodes a message of any kind and acts on it; a malformed one
+// is counted and logged, never applied.
+func (m *Member) receive(msg []byte) {
 	kind, entries, err := decode(msg)
-	if err != nil {
+	switch {
+	case err != nil:
 		m.stats.Malformed.Add(1)
 		m.log.Warn("cluster: message refused", "error", err, "bytes", len(msg))
-		return
+	case kind == kindBye:
+		m.leaving.Store(entries[0].pool, struct{}{})
+	case kind == kindTable:
+		m.stats.Syncs.Add(1)
+		m.merge(entries)
+	default:
+		m.merge(entries)
 	}
-	if kind == kindBye {
-		m.leaving.Store(entries[0].pool, time.Now())
-		return
-	}
-	m.merge(entries)
 }
 
 // GetBroadcasts: changes go straight to each member (see sendLoop), not
@@ -40,7 +48,6 @@ func (d *delegate) LocalState(bool) []byte {
 	var entries []entry
 	for name, p := range m.opts.Pools() {
 		p.Table.Records(func(r affinity.Record) bool {
-			r.Open = 0
 			r.HeldUntil = m.holdFor(r)
 			entries = append(entries, entry{pool: name, rec: r})
 			return true
@@ -52,17 +59,10 @@ func (d *delegate) LocalState(bool) []byte {
 }
 
 // MergeRemoteState merges another member's whole table.
-func (d *delegate) MergeRemoteState(msg []byte, join bool) {
+func (d *delegate) MergeRemoteState(msg []byte, _ bool) {
 	m := (*Member)(d)
 	m.stats.SyncBytesReceived.Add(uint64(len(msg)))
-	_, entries, err := decode(msg)
-	if err != nil {
-		m.stats.Malformed.Add(1)
-		m.log.Warn("cluster: table refused", "error", err, "bytes", len(msg))
-		return
-	}
-	m.stats.Syncs.Add(1)
-	m.merge(entries)
+	m.receive(msg)
 }
 
 // holdFor is the hold this member gives a pin it sends: a while past the
@@ -128,7 +128,6 @@ func (m *Member) memberEvent(n *memberlist.Node, what string) {
 	if what == "failed" {
 		m.log.Warn("cluster member failed: its clients' pins stay here; its own open connections are gone with it", "member", n.Name, "addr", n.Address())
 	}
-	m.stats.MemberEvents.Add(1)
 	if m.opts.OnMember != nil {
 		m.opts.OnMember(n.Name, what)
 	}

@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,7 +67,6 @@ type Member struct {
 	outboxes map[string]*peerQueue // by member name
 
 	synced    atomic.Bool
-	lastHold  atomic.Int64
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -124,8 +124,9 @@ func Start(opts Options) (*Member, error) {
 
 func (m *Member) memberlistConfig() (*memberlist.Config, error) {
 	c := m.opts.Config
+	bind, _ := config.ParseListen(c.Bind) // a loaded config has checked it
 	mc := memberlist.DefaultLANConfig()
-	if bind, _ := config.ParseListen(c.Bind); bind.Addr().IsLoopback() {
+	if bind.Addr().IsLoopback() {
 		mc = memberlist.DefaultLocalConfig()
 	}
 	mc.Name = m.self
@@ -133,7 +134,6 @@ func (m *Member) memberlistConfig() (*memberlist.Config, error) {
 	// takes about a second to encode and merge (BenchmarkJoin), beyond
 	// the loopback config's 1s.
 	mc.TCPTimeout = max(mc.TCPTimeout, 10*time.Second)
-	bind, _ := config.ParseListen(c.Bind)
 	mc.BindAddr, mc.BindPort = bind.Addr().String(), int(bind.Port())
 	mc.AdvertiseAddr, mc.AdvertisePort = mc.BindAddr, mc.BindPort
 	if c.Advertise != "" {
@@ -295,11 +295,11 @@ type logBridge struct{ log *slog.Logger }
 
 func (b *logBridge) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
-	level := slog.LevelDebug
-	for prefix, l := range map[string]slog.Level{"[ERR]": slog.LevelError, "[WARN]": slog.LevelWarn, "[INFO]": slog.LevelDebug} {
-		if len(line) > len(prefix) && line[:len(prefix)] == prefix {
-			level, line = l, line[len(prefix)+1:]
-		}
+	level := slog.LevelDebug // [DEBUG] and [INFO]: memberlist's info is chatter
+	if rest, ok := strings.CutPrefix(line, "[ERR] "); ok {
+		level, line = slog.LevelError, rest
+	} else if rest, ok := strings.CutPrefix(line, "[WARN] "); ok {
+		level, line = slog.LevelWarn, rest
 	}
 	b.log.Log(context.Background(), level, line, "component", "memberlist")
 	return len(p), nil

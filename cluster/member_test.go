@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,31 +27,13 @@ type node struct {
 	seen  []string // member events
 }
 
-func freeAddr(tb testing.TB, host string) string {
-	tb.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", host+":0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if pc, err := net.ListenPacket("udp", addr); err == nil {
-			pc.Close()
-			return addr
-		}
-	}
-	tb.Fatal("no port free for TCP and UDP")
-	return ""
-}
-
 // startNodes starts n members on 127.0.4.x with tables of maxPins, all
 // listing each other as peers, and joins them.
 func startNodes(tb testing.TB, n, maxPins int) []*node {
 	tb.Helper()
 	var addrs []string
 	for i := range n {
-		addrs = append(addrs, freeAddr(tb, fmt.Sprintf("127.0.4.%d", i+1)))
+		addrs = append(addrs, lbtest.FreeAddr(tb, fmt.Sprintf("127.0.4.%d", i+1)))
 	}
 	nodes := make([]*node, n)
 	for i := range n {
@@ -110,35 +92,24 @@ func pinTo(backend string) affinity.Chooser {
 	return func(affinity.Current) (string, affinity.RepinReason, error) { return backend, "", nil }
 }
 
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // Members see each other join and leave, and a pin made at one reaches
 // the others.
 func TestMembersShareAndTell(t *testing.T) {
 	nodes := startNodes(t, 3, 1000)
 	for _, nd := range nodes {
-		if got := nd.m.Alive(); got != 3 {
-			t.Fatalf("%s sees %d members alive, want 3", nd.m.Name(), got)
+		if got := len(nd.m.Members()); got != 3 {
+			t.Fatalf("%s sees %d members, want 3", nd.m.Name(), got)
 		}
 	}
 	l, _ := nodes[0].table.Acquire(clientKey(1), pinTo("cas2"))
 	l.Release()
-	waitFor(t, 5*time.Second, "the pin at n2 and n3", func() bool {
+	lbtest.Eventually(t, 5*time.Second, "the pin at n2 and n3", func() bool {
 		a, _ := nodes[1].table.Lookup(clientKey(1))
 		b, _ := nodes[2].table.Lookup(clientKey(1))
 		return a.Backend == "cas2" && b.Backend == "cas2"
 	})
 	nodes[2].m.Leave(time.Second)
-	waitFor(t, 5*time.Second, "n1 hearing that n3 left", func() bool {
+	lbtest.Eventually(t, 5*time.Second, "n1 hearing that n3 left", func() bool {
 		nodes[0].mu.Lock()
 		defer nodes[0].mu.Unlock()
 		for _, s := range nodes[0].seen {
@@ -148,4 +119,24 @@ func TestMembersShareAndTell(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// A member joining learns, with the whole table, which pins another
+// member holds connections of: it must not expire them meanwhile.
+func TestJoinCarriesHolds(t *testing.T) {
+	addrs := []string{lbtest.FreeAddr(t, "127.0.4.31"), lbtest.FreeAddr(t, "127.0.4.32")}
+	old := startNode(t, "holder", addrs[0], addrs[:1], 100)
+	l, _ := old.table.Acquire(clientKey(7), pinTo("cas1")) // open, not released
+	defer l.Release()
+	joiner := startNode(t, "joiner", addrs[1], addrs, 100)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !joiner.m.Join(ctx) {
+		t.Fatal("join failed")
+	}
+	var held int64
+	joiner.table.Records(func(r affinity.Record) bool { held = r.HeldUntil; return false })
+	if held <= time.Now().Unix() {
+		t.Fatalf("joiner's copy of a pin held open at its peer has hold %d; want one in the future", held)
+	}
 }

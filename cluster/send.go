@@ -170,13 +170,15 @@ func (m *Member) maintain() {
 	rejoin := time.NewTicker(m.opts.Config.SyncInterval.Duration)
 	defer hold.Stop()
 	defer rejoin.Stop()
-	m.lastHold.Store(time.Now().Unix())
+	since := time.Now().Unix()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-hold.C:
-			m.repeatHeld()
+			now := time.Now().Unix()
+			m.repeatHeld(since)
+			since = now
 		case <-rejoin.C:
 			if miss := m.missing(); len(miss) > 0 && m.synced.Load() {
 				if n, err := m.ml.Join(miss); n > 0 {
@@ -193,8 +195,7 @@ func (m *Member) maintain() {
 // a hold) or closed their last one since the previous round (with that
 // close), so that every member reckons the TTL from the last close
 // anywhere.
-func (m *Member) repeatHeld() {
-	since := m.lastHold.Swap(time.Now().Unix())
+func (m *Member) repeatHeld(since int64) {
 	var batch []entry
 	for name, p := range m.opts.Pools() {
 		p.Table.Records(func(r affinity.Record) bool {

@@ -12,15 +12,14 @@ type Stats struct {
 	BytesReceived        atomic.Uint64
 	SyncBytesSent        atomic.Uint64 // whole tables
 	SyncBytesReceived    atomic.Uint64
-	Syncs                atomic.Uint64 // whole tables merged
-	SendFailures         atomic.Uint64 // batches a member did not take
-	Dropped              atomic.Uint64 // changes dropped with the send queue full
-	Malformed            atomic.Uint64 // messages refused
-	Unknown              atomic.Uint64 // records of a pool this member lacks or keys otherwise
-	Applied              atomic.Uint64 // records that changed a pin here
-	Conflicts            atomic.Uint64 // records that decided a client otherwise than this member had
-	LeftOpen             atomic.Uint64 // connections left open on a backend that lost a conflict
-	MemberEvents         atomic.Uint64
+	Syncs                atomic.Uint64    // whole tables merged
+	SendFailures         atomic.Uint64    // batches a member did not take
+	Dropped              atomic.Uint64    // changes dropped with the send queue full
+	Malformed            atomic.Uint64    // messages refused
+	Unknown              atomic.Uint64    // records of a pool this member lacks or keys otherwise
+	Applied              atomic.Uint64    // records that changed a pin here
+	Conflicts            atomic.Uint64    // records that decided a client otherwise than this member had
+	LeftOpen             atomic.Uint64    // connections left open on a backend that lost a conflict
 	delayBuckets         [9]atomic.Uint64 // DelayBuckets and one past the last
 	delaySum, delayCount atomic.Uint64    // microseconds
 }
@@ -54,14 +53,3 @@ func (s *Stats) Delays() (cumulative []uint64, count uint64, sumSeconds float64)
 
 // Stats returns the member's totals.
 func (m *Member) Stats() *Stats { return &m.stats }
-
-// Alive counts the members alive now, this one included.
-func (m *Member) Alive() int {
-	n := 0
-	for _, mi := range m.Members() {
-		if mi.State == "alive" {
-			n++
-		}
-	}
-	return n
-}

@@ -163,18 +163,15 @@ type reader struct {
 	err error
 }
 
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *reader) uvarint() uint64 { return r.took(binary.Uvarint(r.b)) }
 
 func (r *reader) varint() int64 {
 	v, n := binary.Varint(r.b)
+	return int64(r.took(uint64(v), n))
+}
+
+// took consumes the n bytes a varint read took, or fails on n <= 0.
+func (r *reader) took(v uint64, n int) uint64 {
 	if n <= 0 {
 		r.fail()
 		return 0

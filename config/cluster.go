@@ -101,7 +101,7 @@ func (c *Cluster) check(v *checker) {
 	}
 	if _, err := c.Secret(); err != nil {
 		v.errAt("cluster.secret_file", "%v", err)
-	} else if c.SecretFile == "" && err == nil && !bind.Addr().IsLoopback() {
+	} else if c.SecretFile == "" && !bind.Addr().IsLoopback() {
 		v.errAt("cluster.secret_file", "members talk over %s unencrypted and anyone who reaches it can change pins: set secret_file to a shared key (head -c 32 /dev/urandom | base64)", c.Bind)
 	}
 	if strings.ContainsAny(c.NodeName, " \t\n") {

@@ -5,7 +5,6 @@ package metrics
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,20 +13,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/server"
 )
 
 // A cluster member's series exist from the first scrape, and pass the
 // linter.
 func TestClusterSeries(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.3.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	src := fmt.Sprintf("[listener.rpc]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = 135\n[pool.cas.backend.cas1]\naddress = \"127.0.0.11\"\n"+
-		"[cluster]\nbind = \"127.0.3.1:%d\"\nnode_name = \"solo\"\n", port)
+		"[cluster]\nbind = %q\nnode_name = \"solo\"\n", lbtest.FreeAddr(t, "127.0.3.1"))
 	cfg, err := config.Parse("m.toml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +41,8 @@ func TestClusterSeries(t *testing.T) {
 	out := scrape(t, reg)
 	for _, want := range []string{`stickylb_cluster_members{state="alive"} 1`, `stickylb_cluster_synced 0`,
 		`stickylb_cluster_pin_records_total{direction="sent"} 0`, `stickylb_cluster_conflicts_total 0`,
-		`stickylb_cluster_problems_total{kind="dropped"} 0`, `stickylb_cluster_convergence_delay_seconds_bucket{le="0.025"} 0`} {
+		`stickylb_cluster_problems_total{kind="dropped"} 0`, `stickylb_cluster_convergence_delay_seconds_bucket{le="0.025"} 0`,
+		`stickylb_affinity_repins_total{pool="cas",reason="peer"} 0`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("first scrape lacks %s", want)
 		}

@@ -56,7 +56,8 @@ func (m *Metrics) prime(s *server.Server) {
 // repinReasons are the reasons a pin moves: the named ones and the ways a
 // connect fails.
 var repinReasons = func() []string {
-	out := []string{string(affinity.RepinDown), string(affinity.RepinMaint), string(affinity.RepinRemoved), string(affinity.RepinFailback)}
+	out := []string{string(affinity.RepinDown), string(affinity.RepinMaint), string(affinity.RepinRemoved), string(affinity.RepinFailback),
+		string(affinity.RepinPeer)} // peer: moved by another cluster member
 	for _, f := range proxy.DialFailures {
 		out = append(out, string(f))
 	}

@@ -5,7 +5,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
-	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
 )
@@ -30,32 +28,12 @@ type fleet struct {
 	logs    []*syncBuf
 }
 
-// freePort finds a port free for both TCP and UDP on host.
-func freePort(t *testing.T, host string) int {
-	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if pc, err := net.ListenPacket("udp", net.JoinHostPort(host, fmt.Sprint(port))); err == nil {
-			pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both TCP and UDP")
-	return 0
-}
-
 func newFleet(t *testing.T, n int) *fleet {
 	t.Helper()
 	bs, ports := lbtest.StartBackends(t, casHosts, 2)
 	f := &fleet{t: t, bs: bs, ports: ports}
 	for i := range n + 1 { // one spare address for a member added later
-		host := fmt.Sprintf("127.0.2.%d", i+1)
-		f.gossip = append(f.gossip, net.JoinHostPort(host, fmt.Sprint(freePort(t, host))))
+		f.gossip = append(f.gossip, lbtest.FreeAddr(t, fmt.Sprintf("127.0.2.%d", i+1)))
 	}
 	f.members, f.logs = make([]*Server, n+1), make([]*syncBuf, n+1)
 	// At once: the first member of a new cluster waits sync_timeout for
@@ -100,28 +78,6 @@ sync_interval = "1m" # long: changes must arrive as they happen, not by the next
 func (f *fleet) start(i, n int) {
 	f.logs[i] = &syncBuf{}
 	f.members[i] = start(f.t, f.source(i, n), f.logs[i])
-}
-
-// launch is start for a goroutine: it reports a failure with Error and
-// returns nil.
-func launch(t *testing.T, src string, logs *syncBuf) *Server {
-	cfg, err := config.Parse("test.toml", []byte(src))
-	if err != nil {
-		t.Errorf("config: %v", err)
-		return nil
-	}
-	srv, err := New(cfg, Options{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Error(err)
-		return nil
-	}
-	srv.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return srv
 }
 
 // kill stops member i without a word to the others, as a crash would

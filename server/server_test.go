@@ -91,13 +91,25 @@ func newRig(t *testing.T, nports int, poolTOML string) *rig {
 
 func start(t *testing.T, src string, logs io.Writer) *Server {
 	t.Helper()
+	srv := launch(t, src, logs)
+	if srv == nil {
+		t.FailNow()
+	}
+	return srv
+}
+
+// launch is start for any goroutine: it reports a failure with Error and
+// returns nil.
+func launch(t *testing.T, src string, logs io.Writer) *Server {
 	cfg, err := config.Parse("test.toml", []byte(src))
 	if err != nil {
-		t.Fatalf("config: %v\n%s", err, src)
+		t.Errorf("config: %v\n%s", err, src)
+		return nil
 	}
 	srv, err := New(cfg, Options{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return nil
 	}
 	srv.Start()
 	t.Cleanup(func() {

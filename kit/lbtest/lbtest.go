@@ -286,3 +286,23 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// FreeAddr returns host:port with a port free on host for both TCP and
+// UDP now, for what binds both, such as a cluster member.
+func FreeAddr(t testing.TB, host string) string {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if pc, err := net.ListenPacket("udp", addr); err == nil {
+			pc.Close()
+			return addr
+		}
+	}
+	t.Fatalf("no port on %s free for both TCP and UDP", host)
+	return ""
+}

@@ -135,12 +135,3 @@ func (n *NetNS) mac(dev string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
-
-// Heal brings back up the links Cut took down. Their static neighbour
-// entries went with them; ARP finds the neighbours again.
-func (n *NetNS) Heal(peer *NetNS) {
-	n.t.Helper()
-	for _, dev := range n.links {
-		peer.Run("ip", "link", "set", dev, "up")
-	}
-}
