@@ -42,7 +42,7 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 	}
 	if *list {
 		for _, s := range scenarios {
-			fmt.Fprintf(stdout, "%-24s %-12s expect %-14s %s\n", s.Name, s.Balancer, s.Expect, s.Description)
+			fmt.Fprintf(stdout, "%-24s %-20s expect %-14s %s\n", s.Name, s.Balancer, s.Expect, s.Description)
 		}
 		return 0
 	}
@@ -57,8 +57,9 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		p.tty = term.IsTerminal(int(f.Fd()))
 	}
 	if !p.asJSON {
-		fmt.Fprintf(stdout, "stickylb lab: %d scenarios, %s each, %d Unity sessions from %d source addresses,\n"+
-			"3 simulated CAS hosts (127.0.0.11-13), balancer on 127.0.0.1.\n\n", len(scenarios), *duration, *sessions, *sources)
+		fmt.Fprintf(stdout, "stickylb lab: %d scenarios, %s each, %d Unity sessions from %d source addresses (unless a scenario says),\n"+
+			"3 simulated CAS hosts (127.0.0.11-13), balancer on %s (the second of a pair on %s).\n\n",
+			len(scenarios), *duration, *sessions, *sources, lab.VIP, lab.VIP2)
 		lab.WriteHeader(stdout)
 	}
 	results, err := lab.Run(ctx, scenarios, lab.Options{Duration: *duration, Sessions: *sessions, Sources: *sources, Log: log,

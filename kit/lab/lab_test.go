@@ -15,22 +15,17 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestBuiltinScenarios(t *testing.T) {
 	s := Builtin()
-	if len(s) != 7 {
-		t.Fatalf("%d built-in scenarios, want 7", len(s))
+	if len(s) != 9 {
+		t.Fatalf("%d built-in scenarios, want 9", len(s))
 	}
-	broken := 0
+	// What each balancer must show: the broken ones and two members that
+	// share nothing reproduce the error; stickylb alone or as a cluster
+	// does not.
+	reproduces := map[string]bool{"round-robin": true, "nlb-hash": true, "reroute": true, "stickylb-independent": true}
 	for _, sc := range s {
-		if sc.Balancer != "stickylb" {
-			broken++
-			if sc.Expect != "errors" {
-				t.Errorf("broken balancer scenario %s expects %s", sc.Name, sc.Expect)
-			}
-		} else if sc.Expect == "errors" {
-			t.Errorf("stickylb scenario %s expects errors", sc.Name)
+		if got := sc.Expect == "errors"; got != reproduces[sc.Balancer] {
+			t.Errorf("scenario %s on %s expects %s", sc.Name, sc.Balancer, sc.Expect)
 		}
-	}
-	if broken != 3 {
-		t.Errorf("%d broken-balancer scenarios, want 3", broken)
 	}
 }
 
@@ -47,13 +42,19 @@ name = "y"
 balancer = "round-robin"
 event = "drain"
 expect = "clean"
+
+[[scenario]]
+name = "z"
+balancer = "stickylb"
+event = "member-restart"
+expect = "clean"
 `
 	_, err := ParseScenarios("my.toml", []byte(src))
 	if err == nil {
 		t.Fatal("accepted a bad scenario file")
 	}
-	for _, want := range []string{"my.toml: unknown key scenario.colour", `balancer must be one of stickylb, round-robin, nlb-hash, reroute, not "haproxy"`,
-		"event drain needs balancer stickylb"} {
+	for _, want := range []string{"my.toml: unknown key scenario.colour", `balancer must be one of stickylb, stickylb-pair, stickylb-independent, round-robin, nlb-hash, reroute, not "haproxy"`,
+		"event drain needs balancer stickylb", "event member-restart needs balancer stickylb-pair or stickylb-independent"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v\nlacks %q", err, want)
 		}

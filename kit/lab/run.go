@@ -101,15 +101,25 @@ type rig struct {
 	srv    *server.Server
 	cfg    *config.Config
 	log    *slog.Logger
+	// The two-member scenarios' members and their configs.
+	members   []*server.Server
+	memberCfg []*config.Config
+	fleet     *sim.Fleet
+	// Ports already used in this run, and where new ones come from.
+	used map[int]bool
+	rng  *rand.Rand
 }
 
 func (r *rig) close() {
 	if r.broken != nil {
 		r.broken.Close()
 	}
-	if r.srv != nil {
+	for _, srv := range append([]*server.Server{r.srv}, r.members...) {
+		if srv == nil {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		r.srv.Shutdown(ctx)
+		srv.Shutdown(ctx)
 		cancel()
 	}
 	for _, c := range r.cases {
@@ -134,6 +144,10 @@ func startRig(s Scenario, used map[int]bool, rng *rand.Rand, log *slog.Logger) (
 				continue
 			}
 			used[p] = true
+			if err := probe(p, VIP2); err != nil {
+				last = err
+				continue
+			}
 			ln, err := net.Listen("tcp", net.JoinHostPort(VIP, fmt.Sprint(p)))
 			if err != nil {
 				last = err
@@ -150,7 +164,7 @@ func startRig(s Scenario, used map[int]bool, rng *rand.Rand, log *slog.Logger) (
 			last = err
 			continue
 		}
-		return &rig{ports: ports, cases: cases, log: log}, nil
+		return &rig{ports: ports, cases: cases, log: log, used: used, rng: rng}, nil
 	}
 	return nil, fmt.Errorf("no free ports for the lab on %v: %w", CASHosts, last)
 }
@@ -162,6 +176,8 @@ func (r *rig) startBalancer(s Scenario) error {
 		switch s.Balancer {
 		case "stickylb":
 			err = r.startStickylb(s)
+		case "stickylb-pair", "stickylb-independent":
+			err = r.startPair(s)
 		case "round-robin":
 			r.broken, err = StartBroken(PerConnection, VIP, r.ports, CASHosts)
 		case "nlb-hash":
@@ -184,10 +200,14 @@ func (r *rig) startBalancer(s Scenario) error {
 // StickylbConfig is the config the lab runs stickylb with: three
 // listeners sharing pool cas, fast health checks.
 func StickylbConfig(ports []int, affinityKey config.KeyKind) string {
+	return stickylbConfig(VIP, ports, affinityKey)
+}
+
+func stickylbConfig(vip string, ports []int, affinityKey config.KeyKind) string {
 	var b strings.Builder
 	names := []string{"epmap", "rpc", "addressbook"}
 	for i, p := range ports {
-		fmt.Fprintf(&b, "[listener.%s]\nlisten = \"%s\"\npool = \"cas\"\n", names[i], net.JoinHostPort(VIP, fmt.Sprint(p)))
+		fmt.Fprintf(&b, "[listener.%s]\nlisten = \"%s\"\npool = \"cas\"\n", names[i], net.JoinHostPort(vip, fmt.Sprint(p)))
 	}
 	fmt.Fprintf(&b, "[pool.cas]\nconnect_timeout = \"1s\"\n[pool.cas.affinity]\nkey = %q\n", affinityKey.String())
 	b.WriteString("[pool.cas.health]\ninterval = \"100ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 2\n")
@@ -226,7 +246,7 @@ func (r *rig) busiest() *sim.CAS {
 }
 
 // event performs the scenario's event and returns the CAS it hit, if any.
-func (r *rig) event(s Scenario) (string, error) {
+func (r *rig) event(s Scenario, d time.Duration) (string, error) {
 	switch s.Event {
 	case "kill":
 		c := r.busiest()
@@ -242,6 +262,8 @@ func (r *rig) event(s Scenario) (string, error) {
 		cancel()
 		r.srv = nil
 		return "", r.startBalancer(s)
+	case "member-restart":
+		return "", r.memberRestart(d)
 	case "add-member":
 		r.broken.SetMembers(CASHosts)
 	case "reroute":
@@ -274,8 +296,13 @@ func runOne(ctx context.Context, s Scenario, idx, total int, opts Options, used 
 	for i := range sources {
 		srcs = append(srcs, SourceIP(i))
 	}
-	fleet := sim.NewFleet(sim.FleetConfig{Target: VIP, EPMPort: r.ports[0], Sources: srcs,
+	targets := []string{VIP}
+	if paired(s.Balancer) {
+		targets = append(targets, VIP2)
+	}
+	fleet := sim.NewFleet(sim.FleetConfig{Targets: targets, EPMPort: r.ports[0], Sources: srcs,
 		Sessions: sessions, Duration: d, Seed: uint64(idx + 1)})
+	r.fleet = fleet
 	done := make(chan *sim.Report, 1)
 	go func() { done <- fleet.Run(ctx) }()
 
@@ -299,7 +326,7 @@ func runOne(ctx context.Context, s Scenario, idx, total int, opts Options, used 
 			return res, nil
 		case <-eventAt:
 			eventAt = nil
-			target, evErr = r.event(s)
+			target, evErr = r.event(s, d)
 		case <-tick.C:
 			if opts.Progress != nil {
 				ops, mapi, conn := fleet.Progress()

@@ -31,10 +31,12 @@ var builtin []byte
 type Scenario struct {
 	Name        string `toml:"name" json:"name"`
 	Description string `toml:"description" json:"description"`
-	// Balancer: stickylb, round-robin, nlb-hash or reroute.
+	// Balancer: stickylb; stickylb-pair (two members sharing pins) or
+	// stickylb-independent (two members that do not); round-robin,
+	// nlb-hash or reroute.
 	Balancer string `toml:"balancer" json:"balancer"`
 	// Event happens At (a fraction of the duration) into the run: none,
-	// kill, drain, restart, add-member, reroute.
+	// kill, drain, restart, member-restart, add-member, reroute.
 	Event string  `toml:"event" json:"event"`
 	At    float64 `toml:"at" json:"at"`
 	// Expect is the outcome that passes: errors (the failure is
@@ -51,8 +53,8 @@ type Scenario struct {
 }
 
 var (
-	balancers = []string{"stickylb", "round-robin", "nlb-hash", "reroute"}
-	events    = []string{"none", "kill", "drain", "restart", "add-member", "reroute"}
+	balancers = []string{"stickylb", "stickylb-pair", "stickylb-independent", "round-robin", "nlb-hash", "reroute"}
+	events    = []string{"none", "kill", "drain", "restart", "member-restart", "add-member", "reroute"}
 	expects   = []string{"errors", "clean", "no-mapi-errors", "only-affected"}
 )
 
@@ -116,6 +118,8 @@ func ParseScenarios(file string, src []byte) ([]Scenario, error) {
 		switch {
 		case (s.Event == "drain" || s.Event == "restart") && s.Balancer != "stickylb":
 			errs = append(errs, fmt.Errorf("%s: event %s needs balancer stickylb", at, s.Event))
+		case s.Event == "member-restart" && !paired(s.Balancer):
+			errs = append(errs, fmt.Errorf("%s: event member-restart needs balancer stickylb-pair or stickylb-independent", at))
 		case s.Event == "add-member" && s.Balancer != "nlb-hash":
 			errs = append(errs, fmt.Errorf("%s: event add-member needs balancer nlb-hash", at))
 		case s.Event == "reroute" && s.Balancer != "reroute":

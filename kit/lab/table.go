@@ -12,7 +12,7 @@ import (
 
 // WriteHeader prints the table's header line.
 func WriteHeader(w io.Writer) {
-	fmt.Fprintf(w, "%-2s %-24s %-12s %8s %7s %12s %7s %6s %6s %6s  %-22s %s\n",
+	fmt.Fprintf(w, "%-2s %-24s %-20s %8s %7s %12s %7s %6s %6s %6s  %-22s %s\n",
 		"#", "scenario", "balancer", "sessions", "ops", "MAPI_E_NETW", "rate", "conn", "relog", "split", "sessions per CAS", "verdict")
 }
 
@@ -27,7 +27,7 @@ func WriteRow(w io.Writer, i int, r Result) {
 	if r.Target != "" {
 		event = " (" + r.Scenario.Event + " " + r.Target + ")"
 	}
-	fmt.Fprintf(w, "%-2d %-24s %-12s %8d %7d %12d %6.2f%% %6d %6d %6d  %-22s %s%s\n",
+	fmt.Fprintf(w, "%-2d %-24s %-20s %8d %7d %12d %6.2f%% %6d %6d %6d  %-22s %s%s\n",
 		i+1, r.Scenario.Name, r.Scenario.Balancer, rep.Sessions, rep.Ops, rep.MAPINetworkErrors,
 		100*rep.ErrorRate, rep.ConnErrors, rep.Relogons, rep.SplitSessions, strings.Join(per, " "), r.Verdict, event)
 }

@@ -130,7 +130,7 @@ func (s *mailbox) dial(ctx context.Context, port int) (*clientConn, error) {
 	if s.rep.Source != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(s.rep.Source)}
 	}
-	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(s.f.cfg.Target, strconv.Itoa(port)))
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(s.f.target(), strconv.Itoa(port)))
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +22,11 @@ type FleetConfig struct {
 	// for a real MAPI client.
 	Target  string
 	EPMPort int
+	// Targets, when set, replaces Target with several balancers: each
+	// connection goes to the next, as a router's ECMP or round-robin DNS
+	// spreads flows over the members of a balancer cluster. SetTargets
+	// changes them during a run, as a router withdraws a dead member.
+	Targets []string
 	// Sources are the client source addresses, used in turn by the
 	// sessions (Unity is one server or a pair). Empty: the OS chooses.
 	Sources []string
@@ -84,6 +91,20 @@ type SessionReport struct {
 type Fleet struct {
 	cfg                        FleetConfig
 	ops, netErrs, connErrs, ok atomic.Int64
+	targets                    atomic.Pointer[[]string]
+	next                       atomic.Uint64
+}
+
+// SetTargets makes later connections go to these balancers, in turn.
+func (f *Fleet) SetTargets(hosts []string) {
+	hosts = slices.Clone(hosts)
+	f.targets.Store(&hosts)
+}
+
+// target is the balancer the next connection goes to.
+func (f *Fleet) target() string {
+	t := *f.targets.Load()
+	return t[(f.next.Add(1)-1)%uint64(len(t))]
 }
 
 // NewFleet fills in defaults.
@@ -100,7 +121,13 @@ func NewFleet(cfg FleetConfig) *Fleet {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
-	return &Fleet{cfg: cfg}
+	f := &Fleet{cfg: cfg}
+	if len(cfg.Targets) > 0 {
+		f.SetTargets(cfg.Targets)
+	} else {
+		f.SetTargets([]string{cfg.Target})
+	}
+	return f
 }
 
 // Progress returns live totals: operations, MAPI_E_NETWORK_ERRORs and
@@ -141,7 +168,11 @@ func (f *Fleet) Run(ctx context.Context) *Report {
 }
 
 func (f *Fleet) report(sessions []*mailbox, d time.Duration) *Report {
-	r := &Report{Target: net.JoinHostPort(f.cfg.Target, strconv.Itoa(f.cfg.EPMPort)), Duration: d,
+	var targets []string
+	for _, h := range *f.targets.Load() {
+		targets = append(targets, net.JoinHostPort(h, strconv.Itoa(f.cfg.EPMPort)))
+	}
+	r := &Report{Target: strings.Join(targets, ","), Duration: d,
 		Sessions: len(sessions), SessionsPerCAS: map[string]int{}, Errors: map[string]int{}}
 	h := hdrhistogram.New(1, 60_000_000, 2)
 	for _, s := range sessions {
