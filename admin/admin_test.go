@@ -32,14 +32,15 @@ type env struct {
 	bs   []*lbtest.Backend
 }
 
-func setup(t testing.TB, token string) *env {
+func setup(t testing.TB, token string) *env { return setupWith(t, token, "") }
+
+// setupWith starts a server, with extra appended to its config, and an
+// API in front of it.
+func setupWith(t testing.TB, token, extra string) *env {
 	t.Helper()
 	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
-	src := fmt.Sprintf("[listener.rpc]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", ports[0]) +
-		"[pool.cas.health]\nenabled = false\n[pool.cas.backend.cas1]\naddress = \"127.0.0.11\"\n" +
-		"[pool.cas.backend.cas2]\naddress = \"127.0.0.12\"\n[pool.cas.backend.cas3]\naddress = \"127.0.0.13\"\n"
 	path := filepath.Join(t.TempDir(), "lb.toml")
-	os.WriteFile(path, []byte(src), 0o644)
+	os.WriteFile(path, []byte(testConfig(ports[0])+extra), 0o644)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +58,13 @@ func setup(t testing.TB, token string) *env {
 		srv.Shutdown(ctx)
 	})
 	return &env{t: t, srv: srv, http: hs, cfg: path, bs: bs}
+}
+
+// testConfig is a pool of the three test backends behind one listener.
+func testConfig(port int) string {
+	return fmt.Sprintf("[listener.rpc]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", port) +
+		"[pool.cas.health]\nenabled = false\n[pool.cas.backend.cas1]\naddress = \"127.0.0.11\"\n" +
+		"[pool.cas.backend.cas2]\naddress = \"127.0.0.12\"\n[pool.cas.backend.cas3]\naddress = \"127.0.0.13\"\n"
 }
 
 func (e *env) do(method, path, token, body string, out any) int {

@@ -4,15 +4,19 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
+	"github.com/stickylb/stickylb/server"
 )
 
 // chromium returns the path of a headless-capable Chromium, or skips.
@@ -96,7 +100,7 @@ func TestDashboardInBrowser(t *testing.T) {
 				i, r[1], r[2], conns, pins, b.Name, b.State, b.Connections, b.Pins)
 		}
 	}
-	for _, want := range []string{`id="pins-cas">12<`, `data-chart="spread"`, `data-chart="history"`, "set drain (was ready)"} {
+	for _, want := range []string{`id="pins-cas">12<`, `data-chart="spread"`, `data-chart="history"`, "set drain (was ready)", `<section id="cluster" hidden=""`} {
 		if !regexp.MustCompile(regexp.QuoteMeta(want)).MatchString(dom) {
 			t.Errorf("dashboard lacks %q", want)
 		}
@@ -105,5 +109,48 @@ func TestDashboardInBrowser(t *testing.T) {
 	if path := os.Getenv("STICKYLB_SCREENSHOT"); path != "" {
 		abs, _ := filepath.Abs(path)
 		headless(t, bin, e.http.URL+"/", "--screenshot="+abs, "--window-size=1200,900", "--hide-scrollbars")
+	}
+}
+
+var memberRE = regexp.MustCompile(`<tr data-member="([^"]+)"><td>[^<]*</td><td>[^<]*</td><td><span class="state [a-z]+" data-state="([a-z]+)">`)
+
+// With a [cluster], the dashboard shows every member and its state, as
+// GET /api/cluster does.
+func TestDashboardShowsCluster(t *testing.T) {
+	bin := chromium(t)
+	g1, g2 := lbtest.FreeAddr(t, "127.0.0.1"), lbtest.FreeAddr(t, "127.0.0.1")
+	e := setupWith(t, "", fmt.Sprintf("[cluster]\nbind = %q\nnode_name = \"lb1\"\n", g1))
+	src, err := os.ReadFile(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := strings.Replace(string(src), fmt.Sprintf("bind = %q\nnode_name = \"lb1\"", g1),
+		fmt.Sprintf("bind = %q\nnode_name = \"lb2\"\npeers = [%q]", g2, g1), 1)
+	cfg, err := config.Parse("lb2.toml", []byte(second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	lbtest.Eventually(t, 5*time.Second, "lb1 to see lb2", func() bool { return len(e.srv.Cluster().Members()) == 2 })
+
+	dom := string(headless(t, bin, e.http.URL+"/", "--dump-dom"))
+	got := map[string]string{}
+	for _, m := range memberRE.FindAllStringSubmatch(dom, -1) {
+		got[m[1]] = m[2]
+	}
+	if got["lb1"] != "alive" || got["lb2"] != "alive" || len(got) != 2 {
+		t.Fatalf("dashboard shows members %v, want lb1 and lb2 alive; DOM:\n%.3000s", got, dom)
+	}
+	if strings.Contains(dom, `id="cluster" hidden`) {
+		t.Errorf("the cluster section is hidden with a cluster")
 	}
 }
