@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,19 +180,18 @@ func TestClusterParallelFirstConnections(t *testing.T) {
 	}
 }
 
-// A member that crashes takes no pin with it; one that restarts, or a
-// new one, learns every pin before it serves. Under this, a rolling
-// restart of every member moves no client.
-func TestClusterRollingRestart(t *testing.T) {
-	f := newFleet(t, 3)
-	const clients = 40
+// pinWithRepins pins clients from ClientIP(base) on, and re-pins those of
+// cas2 elsewhere, which the hash alone cannot reproduce: a member that
+// served without them would send these clients back to cas2. It returns
+// each client's pin once every member holds it.
+func (f *fleet) pinWithRepins(clients, base int) map[string]string {
+	t := f.t
+	t.Helper()
 	want := map[string]string{}
 	for c := range clients {
-		src := lbtest.ClientIP(2000 + c)
+		src := lbtest.ClientIP(base + c)
 		want[src] = mustWho(t, src, f.addr(0, 0))
 	}
-	// Re-pins that the hash alone cannot reproduce: a member that
-	// served without them would send these clients back to cas2.
 	f.members[0].Pool("cas").Backend("cas2").SetAdmin(pool.Maint)
 	for src, b := range want {
 		if b == "cas2" {
@@ -198,15 +199,27 @@ func TestClusterRollingRestart(t *testing.T) {
 		}
 	}
 	f.members[0].Pool("cas").Backend("cas2").SetAdmin(pool.Ready)
-	wantLen := f.members[0].Table("cas").Len()
 	lbtest.Eventually(t, 5*time.Second, "every member holding every pin", func() bool {
 		for src, b := range want {
-			if f.backend(1, src) != b || f.backend(2, src) != b {
-				return false
+			for m, s := range f.members {
+				if s != nil && f.backend(m, src) != b {
+					return false
+				}
 			}
 		}
 		return true
 	})
+	return want
+}
+
+// A member that crashes takes no pin with it; one that restarts, or a
+// new one, learns every pin before it serves. Under this, a rolling
+// restart of every member moves no client.
+func TestClusterRollingRestart(t *testing.T) {
+	f := newFleet(t, 3)
+	const clients = 40
+	want := f.pinWithRepins(clients, 2000)
+	wantLen := f.members[0].Table("cas").Len()
 
 	check := func(when string) {
 		t.Helper()
@@ -242,4 +255,101 @@ func TestClusterRollingRestart(t *testing.T) {
 		t.Fatalf("a fourth member started with %d pins, want %d", n, wantLen)
 	}
 	check("a fourth member joined")
+}
+
+// rotation is the members' listener addresses a router would send
+// clients to, as members leave it and come back.
+type rotation struct {
+	mu    sync.Mutex
+	addrs map[int][]netip.AddrPort // member -> its listeners
+	next  int
+}
+
+func (r *rotation) set(m int, s *Server, ports int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s == nil {
+		delete(r.addrs, m)
+		return
+	}
+	var as []netip.AddrPort
+	for p := range ports {
+		as = append(as, s.Addrs()[fmt.Sprintf("l%d", p)])
+	}
+	r.addrs[m] = as
+}
+
+// pick is the next connection's member and address, in turn.
+func (r *rotation) pick() (int, netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next++
+	var ms []int
+	for m := range r.addrs {
+		ms = append(ms, m)
+	}
+	slices.Sort(ms)
+	m := ms[r.next%len(ms)]
+	return m, r.addrs[m][r.next%len(r.addrs[m])]
+}
+
+// A rolling upgrade under load: while clients keep connecting through
+// whichever members are in rotation, each member in turn leaves the
+// rotation, shuts down, starts again with no snapshot and returns. No
+// client reaches another backend than its pin at any moment.
+func TestClusterRollingRestartUnderLoad(t *testing.T) {
+	f := newFleet(t, 3)
+	const clients = 40
+	want := f.pinWithRepins(clients, 3000)
+	rot := &rotation{addrs: map[int][]netip.AddrPort{}}
+	for m := range 3 {
+		rot.set(m, f.members[m], len(f.ports))
+	}
+	var checked, moved, failed atomic.Int64
+	var movedSample atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(30 * time.Second) // bounds the loop if the test stalls
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; time.Now().Before(deadline); i += 4 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				src := lbtest.ClientIP(3000 + i%clients)
+				m, addr := rot.pick()
+				got, err := lbtest.Who(src, addr)
+				switch {
+				case err != nil:
+					failed.Add(1)
+				case got != want[src]:
+					moved.Add(1)
+					movedSample.Store(fmt.Sprintf("client %s reached %s through member %d; its pin is %s", src, got, m+1, want[src]))
+				default:
+					checked.Add(1)
+				}
+			}
+		})
+	}
+	for i := range 3 {
+		time.Sleep(200 * time.Millisecond)
+		rot.set(i, nil, 0) // out of rotation first, as keepalived or a router does
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		f.members[i].Shutdown(ctx)
+		cancel()
+		f.start(i, 3)
+		rot.set(i, f.members[i], len(f.ports))
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("rolling restart of 3 members under load: %d connections checked, %d moved, %d failed", checked.Load(), moved.Load(), failed.Load())
+	if moved.Load() > 0 {
+		t.Fatalf("%d connections reached another backend than their pin, e.g. %s", moved.Load(), movedSample.Load())
+	}
+	if checked.Load() < 100 {
+		t.Fatalf("only %d connections checked: the load proves nothing", checked.Load())
+	}
 }
