@@ -353,3 +353,57 @@ func TestClusterRollingRestartUnderLoad(t *testing.T) {
 		t.Fatalf("only %d connections checked: the load proves nothing", checked.Load())
 	}
 }
+
+// A CAS killed under health checks: each of its clients is re-pinned by
+// whichever member it reaches first, and that decision reaches the other
+// members; afterwards every member sends each client to one backend, and
+// no client of a live CAS moved.
+func TestClusterCASKilled(t *testing.T) {
+	f := newFleet(t, 3)
+	const clients = 60
+	before := map[string]string{}
+	for c := range clients {
+		src := lbtest.ClientIP(4000 + c)
+		before[src] = mustWho(t, src, f.addr(c%3, 0))
+	}
+	for _, b := range f.bs {
+		if b.Name == "cas1" {
+			b.StopListening()
+		}
+	}
+	after := map[string]string{}
+	var last time.Time
+	for c := range clients {
+		src := lbtest.ClientIP(4000 + c)
+		if before[src] != "cas1" {
+			continue
+		}
+		after[src] = mustWho(t, src, f.addr(c%3, 1)) // a member that may not have seen cas1 fail yet
+		last = time.Now()
+	}
+	if len(after) == 0 {
+		t.Fatal("no client was on cas1; the test proves nothing")
+	}
+	lbtest.Eventually(t, 5*time.Second, "re-pins reaching every member", func() bool {
+		for src, b := range after {
+			for m := range 3 {
+				if f.backend(m, src) != b {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	t.Logf("cas1 killed: %d clients re-pinned at whichever member they reached; every member held every re-pin %s after the last",
+		len(after), time.Since(last).Round(time.Millisecond))
+	for c := range clients * 3 {
+		src := lbtest.ClientIP(4000 + c%clients)
+		want := before[src]
+		if b, ok := after[src]; ok {
+			want = b
+		}
+		if got := mustWho(t, src, f.addr(c%3, c%len(f.ports))); got != want {
+			t.Fatalf("client %s reached %s through member %d; want %s", src, got, c%3+1, want)
+		}
+	}
+}
