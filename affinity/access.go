@@ -67,6 +67,7 @@ func (t *Table) Delete(match func(Info) bool) int {
 				// cluster passes on like a re-pin.
 				p.ver = t.clock.Now()
 				t.unpin(s, k, p, Deleted, &evs)
+				t.bury(k, p.ver)
 				n++
 			}
 		}

@@ -1,5 +1,7 @@
 package affinity
 
+import "time"
+
 // What a cluster needs of the table: pins as records other members can
 // merge, and the merge itself. A record carries the decision (backend,
 // home and the stamp of when it was made) and the client's lifetime as
@@ -92,7 +94,11 @@ func (t *Table) Merge(r Record) MergeResult {
 func (t *Table) mergeNew(s *shard, r Record, now int64, evs *events) MergeResult {
 	p := pin{created: uint32(r.Created), released: uint32(r.Last), held: uint32(r.HeldUntil), ver: r.Version}
 	if r.Backend == "" {
+		t.bury(r.Key, r.Version)
 		return MergeResult{Outcome: Kept}
+	}
+	if t.graves.buries(r.Key, r.Version, r.Backend, now/int64(time.Second)) {
+		return MergeResult{Outcome: Declined}
 	}
 	p.backend = t.intern(r.Backend)
 	if t.isExpired(p, now) || !t.makeRoom(s, evs) {
@@ -126,6 +132,7 @@ func (t *Table) mergeInto(s *shard, r Record, p pin, evs *events) MergeResult {
 		p.ver = r.Version
 		t.unpin(s, r.Key, p, Deleted, evs)
 		evs.last().Remote = true
+		t.bury(r.Key, r.Version)
 	default:
 		p.home = 0
 		if r.Home != "" {
@@ -149,11 +156,28 @@ func (t *Table) mergeInto(s *shard, r Record, p pin, evs *events) MergeResult {
 	return res
 }
 
-// Records calls f with every live pin as a record, shard by shard, until
-// f returns false; f runs outside the table's locks. HeldUntil is the
+// Records calls f with every live pin as a record, shard by shard, then
+// with every operator unpin of the last TTL as an unpin record, until f
+// returns false; f runs outside the table's locks. HeldUntil is the
 // longest hold other members reported; Open is the client's connections
 // here.
-func (t *Table) Records(f func(Record) bool) { walk(t, t.record, f) }
+func (t *Table) Records(f func(Record) bool) {
+	more := true
+	walk(t, t.record, func(r Record) bool { more = f(r); return more })
+	if !more {
+		return
+	}
+	for k, ver := range t.graves.live(t.now().Unix()) {
+		if !f(Record{Key: k, Version: ver}) {
+			return
+		}
+	}
+}
+
+// bury remembers the unpin of k stamped ver for a TTL.
+func (t *Table) bury(k Key, ver uint64) {
+	t.graves.dig(k, ver, t.now().Unix()+t.ttl.Load()/int64(time.Second))
+}
 
 func (t *Table) record(k Key, p pin) Record {
 	return Record{Key: k, Backend: t.name(p.backend), Home: t.homeName(p), Version: p.ver,

@@ -170,3 +170,49 @@ func export(tb *Table, k Key) Record {
 	})
 	return out
 }
+
+// allRecords is every record tb would send in a whole-table exchange.
+func allRecords(tb *Table) []Record {
+	var out []Record
+	tb.Records(func(r Record) bool { out = append(out, r); return true })
+	return out
+}
+
+// An operator unpins a client while member b is away. When b returns,
+// the two exchange whole tables: b's older pin does not come back at a,
+// and b drops it. Past a TTL the unpin is forgotten.
+func TestUnpinOutlivesAnAbsentMember(t *testing.T) {
+	k := key("10.0.0.9:1")
+	a, ca, _ := newTable(t, time.Hour, 100)
+	b, _, _ := newTable(t, time.Hour, 100)
+	l, _ := a.Acquire(k, fixed("cas1"))
+	l.Release()
+	b.Merge(export(a, k)) // b learns the pin, then goes away
+	ca.Add(time.Second)
+	if n := a.Delete(func(in Info) bool { return in.Key == k }); n != 1 {
+		t.Fatalf("deleted %d pins, want 1", n)
+	}
+	fromA, fromB := allRecords(a), allRecords(b)
+	for _, r := range fromB {
+		if res := a.Merge(r); res.Outcome != Declined {
+			t.Fatalf("a merging b's older pin: %+v, want it declined", res)
+		}
+	}
+	for _, r := range fromA {
+		b.Merge(r)
+	}
+	for name, tb := range map[string]*Table{"a": a, "b": b} {
+		if in, err := tb.Lookup(k); err == nil {
+			t.Fatalf("member %s has %+v after the exchange; the operator unpinned it", name, in)
+		}
+	}
+	ca.Add(2 * time.Hour)
+	if rs := allRecords(a); len(rs) != 0 {
+		t.Fatalf("a still sends %+v two TTLs after the unpin", rs)
+	}
+	old := fromB[0]
+	old.Last = ca.Now().Unix() // still in use at b, so not expired by itself
+	if res := a.Merge(old); res.Outcome == Declined {
+		t.Fatalf("a pin stamped before an unpin forgotten is still declined: %+v", res)
+	}
+}

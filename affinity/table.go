@@ -109,6 +109,8 @@ type Table struct {
 	namesMu sync.Mutex                      // serialises writers
 	ids     sync.Map                        // name -> uint16
 
+	graves graves // operator unpins, for members that were away
+
 	hits, misses, pins, repins, expired, evicted, evictedActive, deleted, full, throttled atomic.Uint64
 	newPins                                                                               atomic.Pointer[rate.Limiter] // nil: no cap
 }
