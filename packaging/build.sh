@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds stickylb's .deb and .rpm into dist/: a static binary (CGO off)
+# with its version, commit and build date, the hardened systemd unit,
+# the example lb.toml as a config file, and the docs.
+#
+#   packaging/build.sh [GOARCH ...]     default: this machine's
+#   VERSION=1.2.3 packaging/build.sh    default: 0.1.0+git<commit>
+#
+# nfpm is a tool of the packaging/ module (go.mod there), so the
+# balancer's own module carries none of its dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+version=${VERSION:-0.1.0+git$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+(($#)) || set -- "$(go env GOARCH)"
+mkdir -p dist
+# nfpm expands no variable in file sources, so each architecture's files
+# are staged in turn where nfpm.yaml looks for them.
+out=dist/stage
+for arch in "$@"; do
+  rm -rf "$out" && mkdir -p "$out"
+  CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -o "$out/stickylb" \
+    -ldflags "-s -w -X main.version=$version -X main.commit=$commit -X main.date=$date" ./cmd/stickylb
+  # The packaged config keeps pins where the unit lets the service write.
+  grep -q '^snapshot_file = ' lb.toml || { echo "lb.toml has no snapshot_file line to point at /var/lib/stickylb" >&2; exit 1; }
+  sed 's#^snapshot_file = .*#snapshot_file = "/var/lib/stickylb/pins.json"#' lb.toml >"$out/lb.toml"
+  for packager in deb rpm; do
+    (cd packaging && PKG_ARCH=$arch VERSION=$version go tool nfpm pkg --packager $packager \
+      --config nfpm.yaml --target ../dist/)
+  done
+done
+ls -l dist/*.deb dist/*.rpm
