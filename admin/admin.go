@@ -11,7 +11,7 @@ package admin
 
 import (
 	"crypto/subtle"
-	_ "embed"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +45,9 @@ type Options struct {
 	Hosts []string
 	// Version is what GET /api/info reports of the binary.
 	Version string
+	// HistoryEvery is how often the dashboard's history is sampled
+	// (default 2s); it keeps the last 300 samples.
+	HistoryEvery time.Duration
 	Log     *slog.Logger
 }
 
@@ -56,6 +59,8 @@ type API struct {
 
 	mu     sync.Mutex
 	events []Event // ring of recent changes, newest last
+
+	hist history
 }
 
 // Event is a recent change worth showing an operator.
@@ -68,16 +73,23 @@ type Event struct {
 
 const maxEvents = 100
 
-// dashboard is the live status page: one file, no external assets, no
-// build step.
+// dashboard is the live status page: no external assets, no build step.
+// Its charts are uPlot (npm uplot 1.6.32, MIT, static/uplot.LICENSE),
+// embedded as published.
 //
 //go:embed dashboard.html
 var dashboard []byte
+
+//go:embed static
+var static embed.FS
 
 // New builds the handler.
 func New(opts Options) *API {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.HistoryEvery <= 0 {
+		opts.HistoryEvery = 2 * time.Second
 	}
 	a := &API{opts: opts, mux: http.NewServeMux(), started: time.Now()}
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
@@ -94,6 +106,9 @@ func New(opts Options) *API {
 	a.mux.HandleFunc("GET /api/events", a.listEvents)
 	a.mux.HandleFunc("GET /api/info", a.info)
 	a.mux.HandleFunc("GET /api/cluster", a.clusterStatus)
+	a.mux.HandleFunc("GET /api/history", a.history)
+	a.mux.HandleFunc("GET /api/listeners", a.listeners)
+	a.mux.Handle("GET /static/", staticFiles())
 	a.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -102,6 +117,7 @@ func New(opts Options) *API {
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see docs/operations.md)", r.Method, r.URL.Path))
 	})
+	a.startHistory()
 	return a
 }
 
@@ -117,6 +133,17 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.mux.ServeHTTP(w, r)
+}
+
+// staticFiles serves the dashboard's embedded assets, cached for a day:
+// they change only with the binary.
+func staticFiles() http.Handler {
+	files := http.FileServerFS(static)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=86400")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		files.ServeHTTP(w, r)
+	})
 }
 
 // Record adds an event to the recent-changes list.
@@ -173,6 +200,37 @@ type BackendInfo struct {
 	Pins        int    `json:"pins"`
 	ToBackend   int64  `json:"bytes_to_backend"`
 	ToClient    int64  `json:"bytes_to_client"`
+	// Since is when the state last changed; zero if it never did.
+	Since time.Time `json:"since,omitzero"`
+	// DownReason is why the backend is down: the check that failed, or
+	// the passive check's failed connects.
+	DownReason    string     `json:"down_reason,omitempty"`
+	LastCheck     *CheckInfo `json:"last_check,omitempty"`
+	Opened        uint64     `json:"connections_total"`
+	ConnectErrors uint64     `json:"connect_errors_total"`
+}
+
+// CheckInfo is a backend's last health check.
+type CheckInfo struct {
+	Name   string    `json:"name"`
+	Time   time.Time `json:"time"`
+	TookMS float64   `json:"took_ms"`
+	OK     bool      `json:"ok"`
+	Error  string    `json:"error,omitempty"`
+}
+
+// backendInfo is b as the API shows it, with pins pins.
+func backendInfo(pool string, b *pool.Backend, pins int) BackendInfo {
+	toBackend, toClient := b.Bytes()
+	opened, failed := b.Totals()
+	bi := BackendInfo{Pool: pool, Name: b.Name, Address: b.Host, State: b.State(), Healthy: b.Healthy(),
+		Admin: b.Admin().String(), Weight: b.Weight(), Connections: b.Active(), Pins: pins,
+		ToBackend: toBackend, ToClient: toClient, Since: b.LastChange().UTC(), DownReason: b.DownReason(),
+		Opened: opened, ConnectErrors: failed}
+	if c, ok := b.LastCheck(); ok {
+		bi.LastCheck = &CheckInfo{Name: c.Name, Time: c.At.UTC(), TookMS: float64(c.Took.Microseconds()) / 1000, OK: c.Err == "", Error: c.Err}
+	}
+	return bi
 }
 
 // PoolInfo summarises a pool's affinity table.
@@ -202,10 +260,7 @@ func (a *API) status() Status {
 			pi.Pins, pi.Hits, pi.Misses, pi.Repins = p.Table.Len(), s.Hits, s.Misses, s.Repins
 		}
 		for _, b := range p.Pool.Backends() {
-			toBackend, toClient := b.Bytes()
-			pi.Backends = append(pi.Backends, BackendInfo{Pool: p.Name, Name: b.Name, Address: b.Host, State: b.State(),
-				Healthy: b.Healthy(), Admin: b.Admin().String(), Weight: b.Weight(), Connections: b.Active(), Pins: pins[b.Name],
-				ToBackend: toBackend, ToClient: toClient})
+			pi.Backends = append(pi.Backends, backendInfo(p.Name, b, pins[b.Name]))
 		}
 		st.Pools = append(st.Pools, pi)
 	}
@@ -297,8 +352,15 @@ func (a *API) setState(w http.ResponseWriter, r *http.Request) {
 	}
 	a.opts.Log.Info("backend state set", "pool", p.Name, "backend", b.Name, "from", old, "to", st, "deadline", body.Deadline)
 	a.Record(p.Name, b.Name, "set "+st.String()+" (was "+old.String()+")")
-	writeJSON(w, 200, BackendInfo{Pool: p.Name, Name: b.Name, Address: b.Host, State: b.State(), Healthy: b.Healthy(),
-		Admin: b.Admin().String(), Weight: b.Weight(), Connections: b.Active()})
+	writeJSON(w, 200, backendInfo(p.Name, b, pinsOf(p, b.Name)))
+}
+
+// pinsOf is how many clients of pool p are pinned to backend.
+func pinsOf(p server.PoolView, backend string) int {
+	if p.Table == nil {
+		return 0
+	}
+	return p.Table.Counts()[backend]
 }
 
 // PinInfo is one pin in the API.

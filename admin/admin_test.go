@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,11 +26,12 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type env struct {
-	t    testing.TB
-	srv  *server.Server
-	http *httptest.Server
-	cfg  string
-	bs   []*lbtest.Backend
+	t     testing.TB
+	srv   *server.Server
+	http  *httptest.Server
+	cfg   string
+	bs    []*lbtest.Backend
+	pages sync.Map // name -> HTML served at /_test/NAME
 }
 
 func setup(t testing.TB, token string) *env { return setupWith(t, token, "") }
@@ -37,10 +39,15 @@ func setup(t testing.TB, token string) *env { return setupWith(t, token, "") }
 // setupWith starts a server, with extra appended to its config, and an
 // API in front of it.
 func setupWith(t testing.TB, token, extra string) *env {
+	return setupSource(t, token, func(port int) string { return testConfig(port, "enabled = false\n") + extra })
+}
+
+// setupSource is setup with the config src gives for the backends' port.
+func setupSource(t testing.TB, token string, src func(port int) string) *env {
 	t.Helper()
 	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 1)
 	path := filepath.Join(t.TempDir(), "lb.toml")
-	os.WriteFile(path, []byte(testConfig(ports[0])+extra), 0o644)
+	os.WriteFile(path, []byte(src(ports[0])), 0o644)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -50,20 +57,34 @@ func setupWith(t testing.TB, token, extra string) *env {
 		t.Fatal(err)
 	}
 	srv.Start()
-	hs := httptest.NewServer(New(Options{Server: srv, Token: token, ConfigPath: path}))
+	api := New(Options{Server: srv, Token: token, ConfigPath: path, Version: "test-version", HistoryEvery: 100 * time.Millisecond})
+	e := &env{t: t, srv: srv, cfg: path, bs: bs}
+	// Test pages, served from the API's own origin, as a same-site page
+	// (the dashboard itself) would be.
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_test/{page}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		page, _ := e.pages.Load(r.PathValue("page"))
+		io.WriteString(w, page.(string))
+	})
+	mux.Handle("/", api)
+	hs := httptest.NewServer(mux)
+	e.http = hs
 	t.Cleanup(func() {
 		hs.Close()
+		api.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return &env{t: t, srv: srv, http: hs, cfg: path, bs: bs}
+	return e
 }
 
-// testConfig is a pool of the three test backends behind one listener.
-func testConfig(port int) string {
+// testConfig is a pool of the three test backends behind one listener,
+// with health settings health.
+func testConfig(port int, health string) string {
 	return fmt.Sprintf("[listener.rpc]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", port) +
-		"[pool.cas.health]\nenabled = false\n[pool.cas.backend.cas1]\naddress = \"127.0.0.11\"\n" +
+		"[pool.cas.health]\n" + health + "[pool.cas.backend.cas1]\naddress = \"127.0.0.11\"\n" +
 		"[pool.cas.backend.cas2]\naddress = \"127.0.0.12\"\n[pool.cas.backend.cas3]\naddress = \"127.0.0.13\"\n"
 }
 

@@ -5,6 +5,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
+	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -54,7 +56,7 @@ var rowRE = regexp.MustCompile(`<tr data-backend="([^"]+)" data-pool="cas">.*?da
 // reports.
 func TestDashboardInBrowser(t *testing.T) {
 	bin := chromium(t)
-	e := setup(t, "")
+	e := setupSource(t, "", func(port int) string { return testConfig(port, "interval = \"200ms\"\n") })
 	addr := e.srv.Addrs()["rpc"]
 	var open []*lbtest.Client
 	defer func() {
@@ -100,15 +102,52 @@ func TestDashboardInBrowser(t *testing.T) {
 				i, r[1], r[2], conns, pins, b.Name, b.State, b.Connections, b.Pins)
 		}
 	}
-	for _, want := range []string{`id="pins-cas">12<`, `data-chart="spread"`, `data-chart="history"`, "set drain (was ready)", `<section id="cluster" hidden=""`} {
-		if !regexp.MustCompile(regexp.QuoteMeta(want)).MatchString(dom) {
+	for _, want := range []string{`id="pins-cas">12<`, "set drain (was ready)", `<section id="cluster" hidden=""`,
+		// the charts, drawn by uPlot from the server's history, with axes and units
+		`data-chart="connections"><h3>Open connections per backend</h3><div class="uplot`,
+		`data-chart="connections_per_second"><h3>New connections per second per backend</h3><div class="uplot`,
+		`<canvas`, `u-label">cas3</div>`,
+		// version and listeners, check status and the buttons
+		"test-version · pid ", `<tr data-listener="rpc"><td>rpc</td><td>127.0.0.1:`,
+		`<button data-action="ready">ready</button>`, `<button data-action="maint">maint</button>`} {
+		if !strings.Contains(dom, want) {
 			t.Errorf("dashboard lacks %q", want)
 		}
 	}
 	// A screenshot for docs/, when asked: STICKYLB_SCREENSHOT=path.
 	if path := os.Getenv("STICKYLB_SCREENSHOT"); path != "" {
+		screenshotTraffic(t, e, addr)
 		abs, _ := filepath.Abs(path)
-		headless(t, bin, e.http.URL+"/", "--screenshot="+abs, "--window-size=1200,900", "--hide-scrollbars")
+		headless(t, bin, e.http.URL+"/", "--screenshot="+abs, "--window-size=1400,1000", "--hide-scrollbars")
+	}
+}
+
+// screenshotTraffic gives the screenshot's charts something to show: 8
+// seconds of clients coming and going, some staying, with cas3 put in
+// maintenance half way.
+func screenshotTraffic(t *testing.T, e *env, addr netip.AddrPort) {
+	var held []*lbtest.Client
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := range 80 {
+		if i == 40 {
+			e.do("POST", "/api/backends/cas/cas3/state", "", `{"state":"maint"}`, nil)
+		}
+		for j := range 3 + i%5 {
+			c, err := lbtest.Connect(lbtest.ClientIP(5000+(i*7+j)%200), addr)
+			if err != nil {
+				continue
+			}
+			if j == 0 && len(held) < 40 {
+				held = append(held, c)
+			} else {
+				c.Close()
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -152,5 +191,38 @@ func TestDashboardShowsCluster(t *testing.T) {
 	}
 	if strings.Contains(dom, `id="cluster" hidden`) {
 		t.Errorf("the cluster section is hidden with a cluster")
+	}
+}
+
+// The dashboard's buttons change a backend's state through the API, with
+// the token an operator typed; without it, the page says why nothing
+// changed.
+func TestDashboardButtons(t *testing.T) {
+	bin := chromium(t)
+	e := setup(t, "s3cret")
+	// A same-origin page that opens the dashboard in a frame, types the
+	// token (or not) and clicks cas2's maint button, as a person would.
+	click := func(token string) string {
+		return `<iframe id="f" src="/" width="1200" height="900"></iframe><script>
+f.onload = () => setTimeout(() => {
+  const d = f.contentDocument, in_ = d.getElementById("token");
+  in_.value = "` + token + `"; in_.dispatchEvent(new Event("change"));
+  d.querySelector('tr[data-backend="cas2"] button[data-action="maint"]').click();
+  setTimeout(() => { document.title = "action: " + d.getElementById("action").textContent; }, 1000);
+}, 1000);
+</script>`
+	}
+	e.pages.Store("wrong", click("guess"))
+	out := headless(t, bin, e.http.URL+"/_test/wrong", "--dump-dom")
+	if st := e.srv.Pool("cas").Backend("cas2").Admin(); st != pool.Ready {
+		t.Fatalf("a click with a wrong token set cas2 to %s", st)
+	}
+	if !strings.Contains(string(out), "<title>action: maint cas/cas2: this call needs the admin token") {
+		t.Fatalf("after a refused click the page does not say why:\n%s", out)
+	}
+	e.pages.Store("right", click("s3cret"))
+	out = headless(t, bin, e.http.URL+"/_test/right", "--dump-dom")
+	if st := e.srv.Pool("cas").Backend("cas2").Admin(); st != pool.Maint {
+		t.Fatalf("after a click on maint with the token, cas2 is %s; page:\n%s", st, out)
 	}
 }

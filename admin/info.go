@@ -39,3 +39,20 @@ func (a *API) info(w http.ResponseWriter, r *http.Request) {
 		Pools: len(s.Pools()), Connections: s.Active(), FileLimit: lim.Cur, Reloads: reloads,
 		ReloadFailures: s.ReloadFailures.Load(), Draining: s.Stopping()})
 }
+
+// ListenerInfo is one listener in GET /api/listeners.
+type ListenerInfo struct {
+	Name        string `json:"name"`
+	Address     string `json:"address"`
+	Pool        string `json:"pool"`
+	Connections int    `json:"connections"`
+	Accepted    uint64 `json:"accepted_total"`
+}
+
+func (a *API) listeners(w http.ResponseWriter, r *http.Request) {
+	out := []ListenerInfo{}
+	for _, l := range a.opts.Server.Listeners() {
+		out = append(out, ListenerInfo{Name: l.Name, Address: l.Addr.String(), Pool: l.Pool, Connections: l.Active, Accepted: l.Accepted})
+	}
+	writeJSON(w, 200, out)
+}

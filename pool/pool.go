@@ -77,6 +77,7 @@ type Backend struct {
 	toClient  atomic.Int64 // bytes to its clients, counted as they go
 	addr      atomic.Pointer[hostPort]
 	changed   atomic.Int64 // unix nanoseconds of the last change of health or admin state; 0: none
+	checkInfo
 }
 
 // LastChange is when the backend's health or admin state last changed;
@@ -139,7 +140,7 @@ func (b *Backend) SetAdmin(a Admin) {
 }
 func (b *Backend) Removed() bool { return b.removed.Load() }
 func (b *Backend) Active() int64 { return b.active.Load() }
-func (b *Backend) ConnOpened()   { b.active.Add(1) }
+func (b *Backend) ConnOpened()   { b.active.Add(1); b.opened.Add(1) }
 func (b *Backend) ConnClosed()   { b.active.Add(-1) }
 
 // SetHealthy records a health verdict and reports whether it changed.
@@ -165,7 +166,7 @@ func (b *Backend) MaxConns() int { return int(b.maxConns.Load()) }
 
 // ConnectFailed counts a failed connect and returns how many failed in a
 // row; ConnectOK ends the run.
-func (b *Backend) ConnectFailed() int { return int(b.failures.Add(1)) }
+func (b *Backend) ConnectFailed() int { b.failed.Add(1); return int(b.failures.Add(1)) }
 
 // ConnectOK resets the count of failed connects.
 func (b *Backend) ConnectOK() {

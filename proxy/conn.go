@@ -198,7 +198,8 @@ func (c *conn) connectFailed(r *Route, client netip.AddrPort, b *pool.Backend, a
 	if r.Observer != nil {
 		r.Observer.ConnectFailed(r.Name, b, why)
 	}
-	if r.PassiveFall > 0 && b.ConnectFailed() >= r.PassiveFall && b.SetHealthy(false) {
+	inRow := b.ConnectFailed()
+	if r.PassiveFall > 0 && inRow >= r.PassiveFall && b.MarkDown(fmt.Sprintf("passive check: %d connects failed in a row: %v", inRow, err)) {
 		c.l.log.Warn("backend down: passive check", "pool", r.Pool.Name, "backend", b.Name, "failed_connects", r.PassiveFall, "error", err)
 		if r.OnPassiveDown != nil {
 			r.OnPassiveDown(b, err)

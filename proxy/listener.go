@@ -35,9 +35,10 @@ type Listener struct {
 	proxyLog rate.Sometimes
 	failLogs sync.Map // backend name -> *rate.Sometimes; names are few, objects come and go with reloads
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	wg       sync.WaitGroup
+	accepted atomic.Uint64
 
 	// setup hands accepted connections to idle set-up workers; closed
 	// ends the workers when the listener closes.
@@ -103,6 +104,7 @@ func (l *Listener) Serve() error {
 			continue
 		}
 		backoff = 0
+		l.accepted.Add(1)
 		cn := &conn{l: l, client: c, start: time.Now()}
 		l.mu.Lock()
 		l.conns[cn] = struct{}{}
@@ -178,6 +180,9 @@ func (l *Listener) Close() error {
 	l.closeOnce.Do(func() { close(l.closed) })
 	return l.ln.Close()
 }
+
+// Accepted returns how many connections the listener has accepted.
+func (l *Listener) Accepted() uint64 { return l.accepted.Load() }
 
 // Active returns the number of open client connections.
 func (l *Listener) Active() int {

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -68,6 +69,9 @@ func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 			Probes:   []health.Probe{probe(ch, ports)},
 			OnChange: func(c health.Change) { s.checkChanged(p.pool, pc, ch, verdicts, c) },
 			OnResult: func(target string, err error, took time.Duration) {
+				if b := p.pool.Backend(target); b != nil {
+					b.RecordCheck(pool.Check{Name: ch.Name, At: time.Now(), Took: took, Err: errText(err)})
+				}
 				if s.opts.OnHealth != nil {
 					s.opts.OnHealth(p.pool.Name, target, err, took)
 				}
@@ -97,7 +101,14 @@ func (s *Server) checkChanged(pl *pool.Pool, pc *config.Pool, ch *config.Check, 
 		return
 	}
 	up := verdicts.Set(b.Name, ch.Name, c.Up)
-	if !b.SetHealthy(up) {
+	var changed bool
+	switch {
+	case up:
+		changed = b.MarkUp()
+	case !c.Up: // this check failed; when another still fails, its reason stays
+		changed = b.MarkDown(fmt.Sprintf("check %s: %v", ch.Name, c.Err))
+	}
+	if !changed {
 		return
 	}
 	if up {
@@ -119,4 +130,12 @@ func (s *Server) stopHealth(p *poolRT) {
 		<-p.done
 		p.health = nil
 	}
+}
+
+// errText is err's message, "" for none.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

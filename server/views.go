@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
@@ -44,6 +45,27 @@ func (s *Server) Active() int {
 		n += l.Active()
 	}
 	return n
+}
+
+// ListenerView is a listener as the admin API sees it.
+type ListenerView struct {
+	Name     string
+	Addr     netip.AddrPort
+	Pool     string
+	Active   int    // open connections
+	Accepted uint64 // connections accepted since it opened
+}
+
+// Listeners returns the current listeners in name order.
+func (s *Server) Listeners() []ListenerView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ListenerView, 0, len(s.listeners))
+	for _, lr := range s.listeners {
+		out = append(out, ListenerView{Name: lr.cfg.Name, Addr: lr.l.Addr(), Pool: lr.cfg.Pool, Active: lr.l.Active(), Accepted: lr.l.Accepted()})
+	}
+	slices.SortFunc(out, func(a, b ListenerView) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // Addrs returns each listener's bound address by name.

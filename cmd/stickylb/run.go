@@ -162,6 +162,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 	}
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
+		d.api.Close()
 		srv.Shutdown(context.Background())
 		return nil, fmt.Errorf("admin listener %s: another process may hold the port; change admin.listen or set it to \"off\": %w",
 			cfg.Admin.Listen, err)
@@ -255,6 +256,7 @@ func (d *service) close() {
 	if d.adminSrv != nil {
 		d.adminSrv.Close()
 	}
+	d.api.Close()
 }
 
 // notify tells systemd a state change (sd_notify), when it is listening.
