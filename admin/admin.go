@@ -48,7 +48,7 @@ type Options struct {
 	// HistoryEvery is how often the dashboard's history is sampled
 	// (default 2s); it keeps the last 300 samples.
 	HistoryEvery time.Duration
-	Log     *slog.Logger
+	Log          *slog.Logger
 }
 
 // API is the admin HTTP handler. Record state changes into it with Event.
@@ -107,6 +107,9 @@ func New(opts Options) *API {
 	a.mux.HandleFunc("GET /api/info", a.info)
 	a.mux.HandleFunc("GET /api/cluster", a.clusterStatus)
 	a.mux.HandleFunc("GET /api/history", a.history)
+	a.mux.HandleFunc("GET /api/connections", a.connections)
+	a.mux.HandleFunc("DELETE /api/connections", a.auth(a.closeConnections))
+	a.mux.HandleFunc("POST /api/backends/{pool}/{backend}/weight", a.auth(a.setWeight))
 	a.mux.HandleFunc("GET /api/listeners", a.listeners)
 	a.mux.Handle("GET /static/", staticFiles())
 	a.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

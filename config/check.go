@@ -249,8 +249,8 @@ func (b *Backend) check(v *checker, at string, addrs map[string]string) {
 		}
 		addrs[b.Address] = b.Name
 	}
-	if b.Weight < 0 || b.Weight > 1000 {
-		v.errAt(at+".weight", "must be from 0 to 1000, not %d", b.Weight)
+	if b.Weight < 0 || b.Weight > MaxWeight {
+		v.errAt(at+".weight", "must be from 0 to %d, not %d", MaxWeight, b.Weight)
 	}
 	if b.MaxConns < 0 {
 		v.errAt(at+".max_conns", "must be 0 (no limit) or more, not %d", b.MaxConns)

@@ -31,9 +31,12 @@ type conn struct {
 	client *net.TCPConn
 	start  time.Time
 
+	id uint64 // the listener's number for it, from 1
+
 	mu      sync.Mutex
 	backend net.Conn
-	b       *pool.Backend // the backend once dialled
+	b       *pool.Backend  // the backend once dialled
+	from    netip.AddrPort // the client, as identified (PROXY header or socket), once dialled
 	aborted bool
 	cut     Termination // why it was aborted, if it was
 }
@@ -97,7 +100,7 @@ func (c *conn) serve() {
 	}
 	c.mu.Lock()
 	aborted := c.aborted
-	c.backend, c.b = s.be, s.b
+	c.backend, c.b, c.from = s.be, s.b, client
 	c.mu.Unlock()
 	if aborted {
 		s.lease.Release()

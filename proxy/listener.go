@@ -104,8 +104,7 @@ func (l *Listener) Serve() error {
 			continue
 		}
 		backoff = 0
-		l.accepted.Add(1)
-		cn := &conn{l: l, client: c, start: time.Now()}
+		cn := &conn{l: l, client: c, start: time.Now(), id: l.accepted.Add(1)}
 		l.mu.Lock()
 		l.conns[cn] = struct{}{}
 		l.wg.Add(1)

@@ -24,6 +24,7 @@ const (
 	EndCutShutdown      Termination = "cut-shutdown"       // still open when a drain ran out or was cut short
 	EndCutBackendDown   Termination = "cut-backend-down"   // its backend went down and close_on_down is set
 	EndCutDrainDeadline Termination = "cut-drain-deadline" // its backend's drain deadline passed
+	EndCutOperator      Termination = "cut-operator"       // an operator closed it (ctl close, DELETE /api/connections)
 	EndConnectFailed    Termination = "connect-failed"     // no backend could be connected
 	EndRefused          Termination = "refused"            // refused before a backend was tried (see the refusal reason)
 )
@@ -32,7 +33,7 @@ const (
 // start-up.
 var Terminations = []Termination{EndClientClosed, EndBackendClosed, EndClientReset, EndBackendReset,
 	EndIdleTimeout, EndHalfCloseTimeout, EndCutShutdown, EndCutBackendDown, EndCutDrainDeadline,
-	EndConnectFailed, EndRefused}
+	EndCutOperator, EndConnectFailed, EndRefused}
 
 // directionEnd says how the copy reading from one side (the client, or
 // the backend) ended, given what halfCopy returned for it. That copy also

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,7 +107,7 @@ func (s *Server) checkChanged(pl *pool.Pool, pc *config.Pool, ch *config.Check, 
 	case up:
 		changed = b.MarkUp()
 	case !c.Up: // this check failed; when another still fails, its reason stays
-		changed = b.MarkDown(fmt.Sprintf("check %s: %v", ch.Name, c.Err))
+		changed = b.MarkDown(fmt.Sprintf("check %s: %s", ch.Name, errText(c.Err)))
 	}
 	if !changed {
 		return
@@ -132,10 +133,11 @@ func (s *Server) stopHealth(p *poolRT) {
 	}
 }
 
-// errText is err's message, "" for none.
+// errText is err's message on one line (a check of several ports joins
+// their errors), "" for none.
 func errText(err error) string {
 	if err == nil {
 		return ""
 	}
-	return err.Error()
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }

@@ -21,7 +21,8 @@ const ctlUsage = `stickylb ctl: inspect and steer a running stickylb through its
 
 Usage: stickylb ctl [--admin URL] [--token-file FILE] [--json] COMMAND [ARGS]
 
-  backends                     pools and backends: state, connections, pins
+  backends                     pools and backends: state and for how long, weight, connections,
+                               pins, new connections/s, failed connects, last check, why down
   pins [--pool P] [--backend B] [--limit N] [--offset N | --cursor C]
                                list pins; a page ends with the command for the next
   pin CLIENT [--pool P]        which backend CLIENT (an IP address) is pinned to
@@ -30,8 +31,13 @@ Usage: stickylb ctl [--admin URL] [--token-file FILE] [--json] COMMAND [ARGS]
                                end (or the deadline, after which they are closed and moved)
   maint POOL/BACKEND           no traffic; pinned clients move at their next connection
   ready POOL/BACKEND           back in service
+  weight [POOL/]BACKEND N       set a backend's weight (0-1000) until the next reload
   unpin --client IP | --backend B [--pool P]
                                delete pins; the clients are balanced afresh next time
+  connections [--client IP] [--backend B] [--pool P] [--limit 100]
+                               open connections: id, client, backend, age
+  close --id LISTENER/N | --client IP | --backend B [--pool P]
+                               close open connections (their pins stay)
   reload                       reload the config file
   events                       recent state changes
   info                         version, uptime, pid, config file, file limit
@@ -164,19 +170,22 @@ func subFlags(name string, args []string, def func(*flag.FlagSet)) (*flag.FlagSe
 
 // ctlCommands are the ctl subcommands by name, one function each.
 var ctlCommands = map[string]func(c *ctl, args []string) error{
-	"backends": (*ctl).backends,
-	"status":   (*ctl).backends,
-	"pins":     (*ctl).pins,
-	"pin":      (*ctl).pin,
-	"drain":    func(c *ctl, args []string) error { return c.setState("drain", args) },
-	"maint":    func(c *ctl, args []string) error { return c.setState("maint", args) },
-	"ready":    func(c *ctl, args []string) error { return c.setState("ready", args) },
-	"unpin":    (*ctl).unpin,
-	"reload":   (*ctl).reload,
-	"events":   (*ctl).events,
-	"info":     (*ctl).info,
-	"members":  (*ctl).members,
-	"readyz":   (*ctl).readyz,
+	"backends":    (*ctl).backends,
+	"status":      (*ctl).backends,
+	"pins":        (*ctl).pins,
+	"pin":         (*ctl).pin,
+	"drain":       func(c *ctl, args []string) error { return c.setState("drain", args) },
+	"maint":       func(c *ctl, args []string) error { return c.setState("maint", args) },
+	"ready":       func(c *ctl, args []string) error { return c.setState("ready", args) },
+	"unpin":       (*ctl).unpin,
+	"reload":      (*ctl).reload,
+	"events":      (*ctl).events,
+	"info":        (*ctl).info,
+	"members":     (*ctl).members,
+	"readyz":      (*ctl).readyz,
+	"connections": (*ctl).connections,
+	"close":       (*ctl).closeConns,
+	"weight":      (*ctl).weight,
 }
 
 func (c *ctl) run(cmd string, args []string) error {

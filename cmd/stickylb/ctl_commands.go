@@ -19,11 +19,23 @@ func (c *ctl) backends(args []string) error {
 	if err := c.call("GET", "/api/backends", nil, &st); err != nil || c.asJSON {
 		return err
 	}
+	var h admin.History
+	c.quietly(func() error { return c.call("GET", "/api/history", nil, &h) })
+	var now admin.HistoryPoint
+	if len(h.Points) > 0 {
+		now = h.Points[len(h.Points)-1]
+	}
 	tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tBACKEND\tADDRESS\tSTATE\tWEIGHT\tCONNS\tPINS")
+	fmt.Fprintln(tw, "POOL\tBACKEND\tADDRESS\tSTATE\tFOR\tWEIGHT\tCONNS\tPINS\tCONN/S\tERRORS\tLAST CHECK\tWHY DOWN")
 	for _, p := range st.Pools {
 		for _, b := range p.Backends {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n", p.Name, b.Name, b.Address, b.State, b.Weight, b.Connections, b.Pins)
+			r, ok := now.Backends[p.Name+"/"+b.Name]
+			rate := "-"
+			if ok {
+				rate = fmt.Sprintf("%.1f", r.ConnsPerSec)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", p.Name, b.Name, b.Address, b.State,
+				age(b.Since), b.Weight, b.Connections, b.Pins, rate, b.ConnectErrors, lastCheck(b.LastCheck), b.DownReason)
 		}
 	}
 	tw.Flush()
@@ -35,6 +47,34 @@ func (c *ctl) backends(args []string) error {
 		fmt.Fprintf(c.out, "pool %s: %s (key %s), affinity hit rate %s, %s\n", p.Name, count(p.Pins, "pin"), p.Key, rate, count(int(p.Repins), "re-pin"))
 	}
 	return nil
+}
+
+// age says how long ago t was, roughly; "-" for never.
+func age(t time.Time) string {
+	if t.IsZero() || t.Year() < 2 {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String()
+}
+
+// lastCheck says what a backend's last check found, and when.
+func lastCheck(c *admin.CheckInfo) string {
+	if c == nil {
+		return "-"
+	}
+	res := "ok"
+	if !c.OK {
+		res = "failed"
+	}
+	return fmt.Sprintf("%s %s %.1fms %s ago", c.Name, res, c.TookMS, age(c.Time))
+}
+
+// quietly makes a call whose JSON is not the command's output.
+func (c *ctl) quietly(f func() error) error {
+	asJSON := c.asJSON
+	c.asJSON = false
+	defer func() { c.asJSON = asJSON }()
+	return f()
 }
 
 // pins lists pins, filtered and paged.
@@ -145,11 +185,7 @@ func (c *ctl) backendPath(s string) (pool, backend string, err error) {
 		return p, b, nil
 	}
 	var st admin.Status
-	asJSON := c.asJSON
-	c.asJSON = false
-	err = c.call("GET", "/api/backends", nil, &st)
-	c.asJSON = asJSON
-	if err != nil {
+	if err := c.quietly(func() error { return c.call("GET", "/api/backends", nil, &st) }); err != nil {
 		return "", "", err
 	}
 	var pools []string

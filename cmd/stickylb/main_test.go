@@ -520,6 +520,27 @@ func TestBinaryOperate(t *testing.T) {
 	if out, code := ctl("drain", "nope"); code != 1 || !strings.Contains(out, `no backend "nope" in any pool`) {
 		t.Fatalf("ctl drain of an unknown name: %d %s", code, out)
 	}
+	held, err := lbtest.Connect("127.6.2.1", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if out, code := ctl("connections", "--client", "127.6.2.1"); code != 0 ||
+		!regexp.MustCompile(`ID +CLIENT +POOL +BACKEND +AGE\nl0/\d+ +127\.6\.2\.1:\d+ +cas +`+held.Backend+` +\d+s\n$`).MatchString(out) {
+		t.Fatalf("ctl connections: %d %q", code, out)
+	}
+	if out, code := ctl("close", "--client", "127.6.2.1"); code != 0 || out != "1 connection closed (pins kept)\n" {
+		t.Fatalf("ctl close: %d %q", code, out)
+	}
+	if out, code := ctl("connections", "--client", "127.6.2.1"); code != 0 || out != "no open connections match\n" {
+		t.Fatalf("ctl connections after close: %d %q", code, out)
+	}
+	if out, code := ctl("weight", "cas2", "0"); code != 0 || !strings.Contains(out, "cas/cas2 now has weight 0") {
+		t.Fatalf("ctl weight: %d %s", code, out)
+	}
+	if out, code := ctl("backends"); code != 0 || !regexp.MustCompile(`cas +cas2 +127\.0\.0\.12 +up +- +0 +\d+ +\d+ +[-\d.]+ +0 +- *\n`).MatchString(out) {
+		t.Fatalf("ctl backends after weight 0: %d %s", code, out)
+	}
 	if out, code := ctl("reload"); code != 0 || !strings.Contains(out, "reloaded") {
 		t.Fatalf("ctl reload: %d %s", code, out)
 	}
@@ -539,7 +560,8 @@ func TestBinaryOperate(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`stickylb_connections_accepted_total{listener="l0"} 40`,
+		`stickylb_connections_accepted_total{listener="l0"} 41`,
+		`stickylb_connections_ended_total{listener="l0",termination="cut-operator"} 1`,
 		`stickylb_backend_state{backend="cas1",pool="cas",state="drain"} 1`,
 		`stickylb_affinity_unpins_total{pool="cas",reason="deleted"} 1`,
 		`stickylb_config_reloads_total{result="success"} 1`,

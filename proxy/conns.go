@@ -1,0 +1,59 @@
+//go:build linux
+
+package proxy
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/stickylb/stickylb/pool"
+)
+
+// What an operator sees of open connections, and closes: HAProxy's `show
+// sess` and `shutdown session`.
+
+// ConnInfo is an open connection that reached a backend.
+type ConnInfo struct {
+	ID      uint64 // unique within its listener
+	Client  netip.AddrPort
+	Backend *pool.Backend
+	Since   time.Time // accepted
+}
+
+// Conns returns the listener's connections that reached a backend.
+func (l *Listener) Conns() []ConnInfo {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]ConnInfo, 0, len(l.conns))
+	for c := range l.conns {
+		if in, ok := c.info(); ok {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// CloseConns closes the listener's connections for which match is true,
+// as an operator's act, and returns how many it closed. Their clients'
+// pins stay.
+func (l *Listener) CloseConns(match func(ConnInfo) bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for c := range l.conns {
+		if in, ok := c.info(); ok && match(in) {
+			c.abort(EndCutOperator)
+			n++
+		}
+	}
+	return n
+}
+
+func (c *conn) info() (ConnInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.b == nil || c.aborted {
+		return ConnInfo{}, false
+	}
+	return ConnInfo{ID: c.id, Client: c.from, Backend: c.b, Since: c.start}, true
+}

@@ -1,0 +1,74 @@
+//go:build linux
+
+package server
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stickylb/stickylb/proxy"
+)
+
+// ConnView is an open connection as the admin API shows it.
+type ConnView struct {
+	// ID is "LISTENER/N": N is unique within the listener. A listener a
+	// reload replaced, which still has connections, is "LISTENER~old".
+	ID       string
+	Listener string
+	Client   netip.AddrPort
+	Pool     string
+	Backend  string
+	Since    time.Time
+}
+
+// connListeners returns every listener with its name for IDs, current
+// ones first.
+func (s *Server) connListeners() map[string]*proxy.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]*proxy.Listener{}
+	for _, l := range s.retired {
+		out[l.Name+"~old"] = l
+	}
+	for _, lr := range s.listeners {
+		out[lr.cfg.Name] = lr.l
+	}
+	return out
+}
+
+func view(name string, in proxy.ConnInfo) ConnView {
+	return ConnView{ID: fmt.Sprintf("%s/%d", name, in.ID), Listener: strings.TrimSuffix(name, "~old"), Client: in.Client,
+		Pool: in.Backend.Pool, Backend: in.Backend.Name, Since: in.Since}
+}
+
+// Connections returns the open connections for which match is true
+// (nil: all), oldest first.
+func (s *Server) Connections(match func(ConnView) bool) []ConnView {
+	var out []ConnView
+	for name, l := range s.connListeners() {
+		for _, in := range l.Conns() {
+			if v := view(name, in); match == nil || match(v) {
+				out = append(out, v)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b ConnView) int { return a.Since.Compare(b.Since) })
+	return out
+}
+
+// CloseConnections closes the open connections for which match is true,
+// as an operator's act, and returns how many it closed. Pins stay: the
+// clients' next connections go where they went.
+func (s *Server) CloseConnections(match func(ConnView) bool) int {
+	n := 0
+	for name, l := range s.connListeners() {
+		n += l.CloseConns(func(in proxy.ConnInfo) bool { return match(view(name, in)) })
+	}
+	if n > 0 {
+		s.log.Warn("connections closed by an operator", "connections", n)
+	}
+	return n
+}
