@@ -242,8 +242,9 @@ func TestBoundsOfDurations(t *testing.T) {
 }
 
 // Legal values that are likely wrong in front of a CAS array are warned
-// about, with file, line and key: TCP-only checks (a hung CAS passes
-// them), a TTL or idle timeout below Windows' 2h keepalive.
+// about, with file, line and key: one backend (no failover), TCP-only
+// checks (a hung CAS passes them), a TTL or idle timeout below Windows'
+// 2h keepalive.
 func TestWarnings(t *testing.T) {
 	c, err := Parse("f.toml", []byte(minimal+"[pool.cas]\nidle_timeout = \"30m\"\n[pool.cas.affinity]\nttl = \"1h\"\n"))
 	if err != nil {
@@ -253,8 +254,8 @@ func TestWarnings(t *testing.T) {
 	for _, w := range c.Warnings() {
 		got = append(got, w.Error())
 	}
-	want := []string{"f.toml:8: pool.cas.health: only TCP checks", "f.toml:11: pool.cas.affinity.ttl: 1h0m0s is below",
-		"f.toml:9: pool.cas.idle_timeout: 30m0s is below"}
+	want := []string{"f.toml:8: pool.cas.backend: one backend takes new clients", "f.toml:8: pool.cas.health: only TCP checks",
+		"f.toml:11: pool.cas.affinity.ttl: 1h0m0s is below", "f.toml:9: pool.cas.idle_timeout: 30m0s is below"}
 	if len(got) != len(want) {
 		t.Fatalf("warnings %q, want %d", got, len(want))
 	}
@@ -263,7 +264,8 @@ func TestWarnings(t *testing.T) {
 			t.Errorf("warning %d = %q, want %q...", i, got[i], w)
 		}
 	}
-	c, err = Parse("f.toml", []byte(minimal+"[pool.cas.check.epm]\ntype = \"send-expect\"\nsend_hex = \"05 00 0b\"\nexpect_hex = \"05000c\"\n"))
+	c, err = Parse("f.toml", []byte(minimal+"[pool.cas.backend.cas2]\naddress = \"127.0.0.12\"\n"+
+		"[pool.cas.check.epm]\ntype = \"send-expect\"\nsend_hex = \"05 00 0b\"\nexpect_hex = \"05000c\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

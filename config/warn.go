@@ -29,7 +29,29 @@ func (c *Config) Warnings() []error {
 	return v.errs
 }
 
+// At is a finding about key in c's file, with the line that sets it: for
+// checks made outside this package, such as what this host can resolve.
+func (c *Config) At(key, format string, args ...any) error {
+	v := &checker{file: c.File, lines: c.lines}
+	v.errAt(key, format, args...)
+	return v.errs[0]
+}
+
 func (p *Pool) warn(v *checker, at string) {
+	taking := 0
+	for _, b := range p.Backends {
+		if b.Weight > 0 {
+			taking++
+		}
+	}
+	switch {
+	case len(p.Backends) == 0:
+		// an error, reported by check
+	case taking == 0:
+		v.errAt(at+".backend", "every backend has weight 0: no new client can be placed")
+	case taking == 1:
+		v.errAt(at+".backend", "one backend takes new clients: when it fails, its clients have nowhere to go")
+	}
 	if checks := p.ActiveChecks(); len(checks) > 0 && !slices.ContainsFunc(checks, func(c *Check) bool { return c.Type != TCPCheck }) {
 		v.errAt(at+".health", "only TCP checks: a CAS that accepts connections but never answers (hung) passes them and its clients hang; "+
 			"add a send-expect check (docs/config.md, \"A hung CAS\")")

@@ -3,13 +3,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/proxy"
@@ -30,7 +34,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintln(stdout, "warning:", w)
 	}
-	for _, w := range hostWarnings(cfg) {
+	for _, w := range hostWarnings(cfg, net.DefaultResolver) {
 		fmt.Fprintln(stdout, "warning:", w)
 	}
 	summary(stdout, cfg)
@@ -61,6 +65,7 @@ func printConfigError(w io.Writer, err error) {
 
 // summary prints what a config sets up, one line per thing.
 func summary(w io.Writer, cfg *config.Config) {
+	globalSummary(w, cfg)
 	listeners := slices.Sorted(maps.Keys(cfg.Listeners))
 	fmt.Fprintf(w, "listeners: %d\n", len(listeners))
 	for _, n := range listeners {
@@ -83,6 +88,30 @@ func summary(w io.Writer, cfg *config.Config) {
 	}
 }
 
+// globalSummary prints the admin API, the pin files, the drain and the
+// cluster.
+func globalSummary(w io.Writer, cfg *config.Config) {
+	a := cfg.Admin
+	switch {
+	case a.Listen == "off":
+		fmt.Fprintln(w, "admin: off")
+	case a.TokenFile != "":
+		fmt.Fprintf(w, "admin: http://%s (changes need the token in %s)\n", a.Listen, a.TokenFile)
+	default:
+		fmt.Fprintf(w, "admin: http://%s (no token: loopback only)\n", a.Listen)
+	}
+	g := cfg.Global
+	if g.SnapshotFile == "" {
+		fmt.Fprintln(w, "pins on disk: none (snapshot_file unset): a restart places clients by the hash alone")
+	} else {
+		fmt.Fprintf(w, "pins on disk: %s every %s, journal %s.journal every %s\n", g.SnapshotFile, g.SnapshotInterval, g.SnapshotFile, g.JournalInterval)
+	}
+	fmt.Fprintf(w, "drain on stop: up to %s\n", g.DrainTimeout)
+	if c := cfg.Cluster; c.Enabled() {
+		fmt.Fprintf(w, "cluster: %s on %s, peers %s, sync_timeout %s\n", c.NodeName, c.Bind, strings.Join(c.Peers, ", "), c.SyncTimeout)
+	}
+}
+
 func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 	a := p.Affinity
 	key := a.Key.String()
@@ -94,6 +123,14 @@ func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 	}
 	fmt.Fprintf(w, "  %s: balance %s, affinity %s, ttl %s, max %d pins, on_down %s, listeners %s\n",
 		p.Name, p.Balance, key, a.TTL, a.MaxEntries, p.OnDown, strings.Join(listeners, ", "))
+	retries := fmt.Sprintf("%d retries", p.ConnectRetries)
+	if p.ConnectRetries == 1 {
+		retries = "1 retry"
+	}
+	fmt.Fprintf(w, "    timeouts: connect %s (%s), idle %s, half-close %s; keepalive %s\n", p.ConnectTimeout,
+		retries, orOff(p.IdleTimeout.Duration), orOff(p.HalfCloseTimeout.Duration), orOff(p.Keepalive.Duration))
+	fmt.Fprintf(w, "    limits per client: open connections %s, new connections per second %s\n",
+		orNone(p.Limits.MaxConnsPerClient), orNone(p.Limits.ConnRatePerClient))
 	checks := p.ActiveChecks()
 	if len(checks) == 0 {
 		fmt.Fprintf(w, "    health checks off\n")
@@ -113,12 +150,19 @@ func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 }
 
 // hostWarnings are what this machine, as the user running check, would
-// refuse or break in cfg: transparent mode without the capability or the
-// return route.
-func hostWarnings(cfg *config.Config) []string {
+// refuse or break in cfg: a backend host name that does not resolve now,
+// transparent mode without the capability or the return route.
+func hostWarnings(cfg *config.Config, r *net.Resolver) []string {
 	var out []string
 	for _, name := range slices.Sorted(maps.Keys(cfg.Pools)) {
-		if !cfg.Pools[name].Transparent {
+		p := cfg.Pools[name]
+		for _, bn := range slices.Sorted(maps.Keys(p.Backends)) {
+			if err := resolves(r, p.Backends[bn].Address); err != nil {
+				out = append(out, cfg.At("pool."+name+".backend."+bn+".address",
+					"%v: stickylb resolves it at each connect, which fails until DNS answers; fix DNS or give the IP address", err).Error())
+			}
+		}
+		if !p.Transparent {
 			continue
 		}
 		for _, err := range []error{proxy.CheckTransparent(), proxy.CheckTransparentRoute()} {
@@ -128,4 +172,33 @@ func hostWarnings(cfg *config.Config) []string {
 		}
 	}
 	return out
+}
+
+// resolves checks that host, an address or a name, resolves now.
+func resolves(r *net.Resolver, host string) error {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := r.LookupHost(ctx, host); err != nil {
+		return fmt.Errorf("host name %q does not resolve on this host: %w", host, err)
+	}
+	return nil
+}
+
+// orOff says a duration, or "off" for zero.
+func orOff(d time.Duration) string {
+	if d == 0 {
+		return "off"
+	}
+	return d.String()
+}
+
+// orNone says a limit, or "none" for zero.
+func orNone[N int | float64](n N) string {
+	if n == 0 {
+		return "none"
+	}
+	return fmt.Sprint(n)
 }
