@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds stickylb's .deb and .rpm into dist/: a static binary (CGO off)
 # with its version, commit and build date, the hardened systemd unit,
-# the example lb.toml as a config file, and the docs.
+# the example lb.toml as a config file, man pages, shell completion for
+# bash, zsh and fish, and the docs.
 #
 #   packaging/build.sh [GOARCH ...]     default: this machine's
 #   VERSION=1.2.3 packaging/build.sh    default: 0.1.0+git<commit>
@@ -25,6 +26,14 @@ for arch in "$@"; do
   # The packaged config keeps pins where the unit lets the service write.
   grep -q '^snapshot_file = ' lb.toml || { echo "lb.toml has no snapshot_file line to point at /var/lib/stickylb" >&2; exit 1; }
   sed 's#^snapshot_file = .*#snapshot_file = "/var/lib/stickylb/pins.json"#' lb.toml >"$out/lb.toml"
+  # Man pages and shell completion, from this machine's build of the
+  # same source (an arm64 binary does not run here).
+  mkdir -p "$out/man" "$out/completion"
+  go run -ldflags "-X main.version=$version" ./cmd/stickylb man "$out/man"
+  gzip -9n "$out"/man/*.8
+  for shell in bash zsh fish; do
+    go run ./cmd/stickylb completion $shell >"$out/completion/$shell"
+  done
   for packager in deb rpm; do
     (cd packaging && PKG_ARCH=$arch VERSION=$version go tool nfpm pkg --packager $packager \
       --config nfpm.yaml --target ../dist/)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the built .deb into a throwaway copy of this Debian system and
 # checks that it works there: `stickylb version` prints the packaged
-# version, `stickylb check` accepts the packaged lb.toml, the service's
-# user owns its state directory, the unit passes `systemd-analyze
+# version, `stickylb check` accepts the packaged lb.toml, the man pages
+# and shell completion are in place, the service's user owns its state
+# directory, the unit passes `systemd-analyze
 # verify` where it is installed, and a removal leaves no binary behind.
 #
 # The copy is an overlay of / with a tmpfs on top, mounted in a private
@@ -33,6 +34,11 @@ got=$(inroot stickylb version)
 echo "installed: $got"
 [[ $got == "stickylb $want commit "* ]] || { echo "stickylb version says \"$got\", want version $want" >&2; exit 1; }
 inroot stickylb check -c /etc/stickylb/lb.toml
+for f in /usr/share/man/man8/stickylb.8.gz /usr/share/man/man8/stickylb-ctl-drain.8.gz /usr/share/bash-completion/completions/stickylb \
+  /usr/share/zsh/vendor-completions/_stickylb /usr/share/fish/vendor_completions.d/stickylb.fish; do
+  [[ -s $root$f ]] || { echo "the package lacks $f" >&2; exit 1; }
+done
+zcat "$root"/usr/share/man/man8/stickylb-run.8.gz | grep -q "config file" || { echo "stickylb-run(8) does not document -c" >&2; exit 1; }
 inroot id stickylb
 [[ $(inroot stat -c %U /var/lib/stickylb) == stickylb ]] || { echo "/var/lib/stickylb is not owned by stickylb" >&2; exit 1; }
 inroot grep -q "^snapshot_file = \"/var/lib/stickylb/pins.json\"" /etc/stickylb/lb.toml || { echo "the packaged lb.toml does not keep pins in /var/lib/stickylb" >&2; exit 1; }

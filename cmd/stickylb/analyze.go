@@ -3,7 +3,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -12,58 +11,48 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/kit/capture"
 )
 
-func cmdAnalyze(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func analyzeFlags(fs *pflag.FlagSet) runFunc {
 	ports := fs.String("ports", "", "only connections to these server ports count, comma-separated (such as 135,60001,60002)")
 	backends := fs.String("backends", "", "only connections to these addresses count, comma-separated")
 	balancers := fs.String("balancer", "", "connections from these addresses are a balancer's own (health checks) and are left out of the verdicts, comma-separated")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	steps := fs.String("steps", "", "instead, time each step inside a balancer from a loopback capture of both its legs: LISTEN_PORT,BACKEND_PORT (one client connection at a time)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: stickylb analyze [--ports 135,60001,60002] [--backends IP,...] [--balancer IP,...] [--json] capture.pcap|capture.pcapng")
-		fmt.Fprintln(stderr, "       stickylb analyze --steps LISTEN_PORT,BACKEND_PORT [--json] capture.pcap|capture.pcapng")
-	}
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
-	opts, err := analyzeOptions(*ports, *backends, *balancers)
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 2
-	}
-	f, err := os.Open(fs.Arg(0))
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 1
-	}
-	defer f.Close()
-	if *steps != "" {
-		return analyzeSteps(f, fs.Arg(0), *steps, *asJSON, stdout, stderr)
-	}
-	rep, err := capture.Analyze(f, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %s: %v\n", fs.Arg(0), err)
-		if rep == nil {
+	return func(args []string, stdout, stderr io.Writer) int {
+		opts, err := analyzeOptions(*ports, *backends, *balancers)
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 2
+		}
+		f, err := os.Open(args[0])
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
 			return 1
 		}
+		defer f.Close()
+		if *steps != "" {
+			return analyzeSteps(f, args[0], *steps, *asJSON, stdout, stderr)
+		}
+		rep, err := capture.Analyze(f, opts)
+		if err != nil {
+			fmt.Fprintf(stderr, "error: %s: %v\n", args[0], err)
+			if rep == nil {
+				return 1
+			}
+		}
+		if *asJSON {
+			printJSON(stdout, rep)
+		} else {
+			writeAnalysis(stdout, rep)
+		}
+		if rep.Split > 0 {
+			return 1
+		}
+		return 0
 	}
-	if *asJSON {
-		printJSON(stdout, rep)
-	} else {
-		writeAnalysis(stdout, rep)
-	}
-	if rep.Split > 0 {
-		return 1
-	}
-	return 0
 }
 
 // analyzeOptions reads analyze's --ports and --backends filters.

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,15 +14,11 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/kit/bench"
 )
 
-func cmdBench(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "backends" {
-		return cmdBenchBackends(args[1:], stderr)
-	}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func benchFlags(fs *pflag.FlagSet) runFunc {
 	target := fs.String("target", "", "balancer address host:port (required)")
 	mode := fs.String("mode", "short", "short, long or bulk")
 	clients := fs.Int("clients", 100, "distinct client source addresses (127.10.0.1 up)")
@@ -38,53 +33,52 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	port := fs.Int("backend-port", 0, "port of bench's own backends")
 	remove := fs.String("remove", "", "kill this backend of bench's own (cas2, ...) during the run, to measure remapping")
 	at := fs.Float64("at", 0.5, "when to remove it, as a fraction of the duration")
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	if *target == "" {
-		fmt.Fprintln(stderr, "error: --target is required (the balancer's host:port)")
-		return 2
-	}
-	cfg := bench.Config{Target: *target, Mode: bench.Mode(*mode), Clients: *clients, Concurrency: *conc, Rate: *rate,
-		Duration: *duration, MaxConns: *conns, Size: *size, At: *at, Removed: *remove}
-	if cfg.Mode != bench.Short && cfg.Mode != bench.Long && cfg.Mode != bench.Bulk {
-		fmt.Fprintf(stderr, "error: --mode %q: want short, long or bulk\n", *mode)
-		return 2
-	}
-	stopBackends, code := benchBackends(&cfg, *backends, *port, stderr)
-	if code != 0 {
-		return code
-	}
-	defer stopBackends()
-	tty := false
-	if f, ok := stderr.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
-	if tty {
-		cfg.Progress = func(p bench.Progress) {
-			frac := min(1, p.Elapsed.Seconds()/p.Duration.Seconds())
-			n := int(frac * 30)
-			fmt.Fprintf(stderr, "\r[%s%s] %3.0f%%  %6d conns  %4d errors", strings.Repeat("#", n), strings.Repeat(" ", 30-n), 100*frac, p.Conns, p.Errors)
+	return func(args []string, stdout, stderr io.Writer) int {
+		if *target == "" {
+			fmt.Fprintln(stderr, "error: --target is required (the balancer's host:port)")
+			return 2
 		}
+		cfg := bench.Config{Target: *target, Mode: bench.Mode(*mode), Clients: *clients, Concurrency: *conc, Rate: *rate,
+			Duration: *duration, MaxConns: *conns, Size: *size, At: *at, Removed: *remove}
+		if cfg.Mode != bench.Short && cfg.Mode != bench.Long && cfg.Mode != bench.Bulk {
+			fmt.Fprintf(stderr, "error: --mode %q: want short, long or bulk\n", *mode)
+			return 2
+		}
+		stopBackends, code := benchBackends(&cfg, *backends, *port, stderr)
+		if code != 0 {
+			return code
+		}
+		defer stopBackends()
+		tty := false
+		if f, ok := stderr.(*os.File); ok {
+			tty = term.IsTerminal(int(f.Fd()))
+		}
+		if tty {
+			cfg.Progress = func(p bench.Progress) {
+				frac := min(1, p.Elapsed.Seconds()/p.Duration.Seconds())
+				n := int(frac * 30)
+				fmt.Fprintf(stderr, "\r[%s%s] %3.0f%%  %6d conns  %4d errors", strings.Repeat("#", n), strings.Repeat(" ", 30-n), 100*frac, p.Conns, p.Errors)
+			}
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		res, err := bench.Run(ctx, cfg)
+		if tty {
+			fmt.Fprint(stderr, "\r\033[K")
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 1
+		}
+		if err := writeBenchReport(res, *html, *asJSON, stdout); err != nil {
+			fmt.Fprintln(stderr, "error: write report:", err)
+			return 1
+		}
+		if res.Violations > 0 {
+			return 1
+		}
+		return 0
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	res, err := bench.Run(ctx, cfg)
-	if tty {
-		fmt.Fprint(stderr, "\r\033[K")
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 1
-	}
-	if err := writeBenchReport(res, *html, *asJSON, stdout); err != nil {
-		fmt.Fprintln(stderr, "error: write report:", err)
-		return 1
-	}
-	if res.Violations > 0 {
-		return 1
-	}
-	return 0
 }
 
 // benchBackends starts bench's own backends on the comma-separated hosts,
@@ -151,25 +145,22 @@ func writeBenchReport(res *bench.Result, html string, asJSON bool, stdout io.Wri
 	return nil
 }
 
-func cmdBenchBackends(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench backends", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func benchBackendsFlags(fs *pflag.FlagSet) runFunc {
 	hosts := fs.String("hosts", "127.0.0.11,127.0.0.12,127.0.0.13", "addresses, one backend each (named cas1, cas2, ...)")
 	port := fs.Int("port", 9000, "port on every host")
-	if code, done := parseFlags(fs, args); done {
-		return code
+	return func(args []string, stdout, stderr io.Writer) int {
+		bs, err := bench.StartBackends(splitList(*hosts), *port)
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 1
+		}
+		for _, b := range bs {
+			fmt.Fprintf(stderr, "bench backend %s on %s\n", b.Name, b.Addr)
+		}
+		waitForStop()
+		for _, b := range bs {
+			b.Close()
+		}
+		return 0
 	}
-	bs, err := bench.StartBackends(splitList(*hosts), *port)
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 1
-	}
-	for _, b := range bs {
-		fmt.Fprintf(stderr, "bench backend %s on %s\n", b.Name, b.Addr)
-	}
-	waitForStop()
-	for _, b := range bs {
-		b.Close()
-	}
-	return 0
 }

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -15,30 +14,28 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/proxy"
 )
 
-func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "lb.toml", "config file")
-	if code, done := parseFlags(fs, args); done {
-		return code
+func checkFlags(fs *pflag.FlagSet) runFunc {
+	path := fs.StringP("config", "c", "lb.toml", "config file")
+	return func(args []string, stdout, stderr io.Writer) int {
+		cfg, code := loadConfig(*path, stderr)
+		if cfg == nil {
+			return code
+		}
+		fmt.Fprintf(stdout, "%s: OK\n", *path)
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(stdout, "warning:", w)
+		}
+		for _, w := range hostWarnings(cfg, net.DefaultResolver) {
+			fmt.Fprintln(stdout, "warning:", w)
+		}
+		summary(stdout, cfg)
+		return 0
 	}
-	cfg, code := loadConfig(*path, stderr)
-	if cfg == nil {
-		return code
-	}
-	fmt.Fprintf(stdout, "%s: OK\n", *path)
-	for _, w := range cfg.Warnings() {
-		fmt.Fprintln(stdout, "warning:", w)
-	}
-	for _, w := range hostWarnings(cfg, net.DefaultResolver) {
-		fmt.Fprintln(stdout, "warning:", w)
-	}
-	summary(stdout, cfg)
-	return 0
 }
 
 // loadConfig loads path, or prints every mistake and returns the exit

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,38 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/admin"
 )
-
-const ctlUsage = `stickylb ctl: inspect and steer a running stickylb through its admin API
-
-Usage: stickylb ctl [--admin URL] [--token-file FILE] [--json] COMMAND [ARGS]
-
-  backends                     pools and backends: state and for how long, weight, connections,
-                               pins, new connections/s, failed connects, last check, why down
-  pins [--pool P] [--backend B] [--limit N] [--offset N | --cursor C]
-                               list pins; a page ends with the command for the next
-  pin CLIENT [--pool P]        which backend CLIENT (an IP address) is pinned to
-  drain POOL/BACKEND [--deadline 30m]
-                               no new clients; pinned clients stay until their connections
-                               end (or the deadline, after which they are closed and moved)
-  maint POOL/BACKEND           no traffic; pinned clients move at their next connection
-  ready POOL/BACKEND           back in service
-  weight [POOL/]BACKEND N       set a backend's weight (0-1000) until the next reload
-  unpin --client IP | --backend B [--pool P]
-                               delete pins; the clients are balanced afresh next time
-  connections [--client IP] [--backend B] [--pool P] [--limit 100]
-                               open connections: id, client, backend, age
-  close --id LISTENER/N | --client IP | --backend B [--pool P]
-                               close open connections (their pins stay)
-  reload                       reload the config file
-  events                       recent state changes
-  info                         version, uptime, pid, config file, file limit
-  members                      the cluster's members and their state, pins sent and received
-  readyz                       exit 0 while this instance should take clients, 1 otherwise (keepalived's track script)
-
---admin defaults to $STICKYLB_ADMIN or http://127.0.0.1:9090.
-`
 
 type ctl struct {
 	base   string
@@ -55,51 +26,74 @@ type ctl struct {
 	client *http.Client
 }
 
-func cmdCtl(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage) }
+// ctlRun is a ctl subcommand's work once its flags are parsed.
+type ctlRun func(c *ctl, args []string) error
+
+// ctlSub is a ctl subcommand: flags defines its flags and returns its
+// work.
+type ctlSub struct {
+	use, short string
+	args       cobra.PositionalArgs
+	flags      func(fs *pflag.FlagSet) ctlRun
+}
+
+// plain is a subcommand without flags of its own.
+func plain(f ctlRun) func(*pflag.FlagSet) ctlRun { return func(*pflag.FlagSet) ctlRun { return f } }
+
+var ctlSubs = []ctlSub{
+	{"backends", "pools and backends: state and for how long, weight, connections, pins, rates, last check, why down", noArgs, plain((*ctl).backends)},
+	{"pins", "list pins, a page at a time; a page ends with the command for the next", noArgs, pinsFlags},
+	{"pin CLIENT-IP", "which backend a client is pinned to", exactArgs(1), pinFlags},
+	{"drain [POOL/]BACKEND", "no new clients; pinned clients stay until their connections end (or --deadline, then they are closed and move)", exactArgs(1), stateFlags("drain")},
+	{"maint [POOL/]BACKEND", "no traffic; pinned clients move at their next connection", exactArgs(1), stateFlags("maint")},
+	{"ready [POOL/]BACKEND", "back in service", exactArgs(1), stateFlags("ready")},
+	{"weight [POOL/]BACKEND N", "set a backend's weight (0-1000) until the next reload", exactArgs(2), plain((*ctl).weight)},
+	{"unpin", "delete pins; the clients are balanced afresh next time", noArgs, unpinFlags},
+	{"connections", "open connections: id, client, backend, age", noArgs, connectionsFlags},
+	{"close", "close open connections (their pins stay)", noArgs, closeFlags},
+	{"reload", "reload the config file", noArgs, plain((*ctl).reload)},
+	{"events", "recent state changes", noArgs, plain((*ctl).events)},
+	{"info", "version, uptime, pid, config file, file limit", noArgs, plain((*ctl).info)},
+	{"members", "the cluster's members and their state, pin records sent and received", noArgs, plain((*ctl).members)},
+	{"readyz", "exit 0 while this instance should take clients, 1 otherwise (keepalived's track script)", noArgs, plain((*ctl).readyz)},
+}
+
+func ctlCommand(stdout, stderr io.Writer) *cobra.Command {
+	c := &ctl{out: stdout, client: &http.Client{Timeout: 10 * time.Second}}
+	cmd := &cobra.Command{Use: "ctl", Short: "inspect and steer a running stickylb through its admin API", Args: noArgs,
+		Long: "ctl speaks to the admin API of a running stickylb (docs/operations.md).\n--admin defaults to $STICKYLB_ADMIN or http://127.0.0.1:9090.",
+		RunE: func(cmd *cobra.Command, _ []string) error { cmd.SetOut(stderr); cmd.Usage(); return exitCode(2) }}
 	def := os.Getenv("STICKYLB_ADMIN")
 	if def == "" {
 		def = "http://127.0.0.1:9090"
 	}
-	base := fs.String("admin", def, "admin API address")
-	tokenFile := fs.String("token-file", "", "file holding the admin token")
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	c := &ctl{base: strings.TrimRight(*base, "/"), asJSON: *asJSON, out: stdout, client: &http.Client{Timeout: 10 * time.Second}}
-	if !strings.Contains(c.base, "://") {
-		c.base = "http://" + c.base
-	}
-	if *tokenFile != "" {
+	pf := cmd.PersistentFlags()
+	base := pf.String("admin", def, "admin API address")
+	tokenFile := pf.String("token-file", "", "file holding the admin token (admin.token_file)")
+	pf.BoolVar(&c.asJSON, "json", false, "print the API's JSON")
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+		c.base = strings.TrimRight(*base, "/")
+		if !strings.Contains(c.base, "://") {
+			c.base = "http://" + c.base
+		}
+		if *tokenFile == "" {
+			return nil
+		}
 		b, err := os.ReadFile(*tokenFile)
 		if err != nil {
-			fmt.Fprintln(stderr, "error:", err)
-			return 2
+			return usageError(fmt.Sprintf("--token-file: %v", err))
 		}
 		c.token = strings.TrimSpace(string(b))
+		return nil
 	}
-	rest := fs.Args()
-	if len(rest) == 0 || rest[0] == "help" {
-		fmt.Fprint(stdout, ctlUsage)
-		return 0
+	for _, s := range ctlSubs {
+		sub := &cobra.Command{Use: s.use, Short: s.short, Args: s.args}
+		work := s.flags(sub.Flags())
+		sub.RunE = func(_ *cobra.Command, args []string) error { return work(c, args) }
+		cmd.AddCommand(sub)
 	}
-	if err := c.run(rest[0], rest[1:]); err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			return 2
-		}
-		return 1
-	}
-	return 0
+	return cmd
 }
-
-type usageError string
-
-func (u usageError) Error() string { return string(u) }
 
 // call does one API request; out, if not nil, receives the decoded JSON.
 func (c *ctl) call(method, path string, body any, out any) error {
@@ -146,55 +140,4 @@ func (c *ctl) call(method, path string, body any, out any) error {
 		return json.Unmarshal(raw, out)
 	}
 	return nil
-}
-
-// subFlags parses a subcommand's flags wherever they stand among its
-// arguments.
-func subFlags(name string, args []string, def func(*flag.FlagSet)) (*flag.FlagSet, []string, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	def(fs)
-	var pos []string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			return nil, nil, usageError(fmt.Sprintf("ctl %s: %v", name, err))
-		}
-		args = fs.Args()
-		if len(args) > 0 {
-			pos = append(pos, args[0])
-			args = args[1:]
-		}
-	}
-	return fs, pos, nil
-}
-
-// ctlCommands are the ctl subcommands by name, one function each.
-var ctlCommands = map[string]func(c *ctl, args []string) error{
-	"backends":    (*ctl).backends,
-	"status":      (*ctl).backends,
-	"pins":        (*ctl).pins,
-	"pin":         (*ctl).pin,
-	"drain":       func(c *ctl, args []string) error { return c.setState("drain", args) },
-	"maint":       func(c *ctl, args []string) error { return c.setState("maint", args) },
-	"ready":       func(c *ctl, args []string) error { return c.setState("ready", args) },
-	"unpin":       (*ctl).unpin,
-	"reload":      (*ctl).reload,
-	"events":      (*ctl).events,
-	"info":        (*ctl).info,
-	"members":     (*ctl).members,
-	"readyz":      (*ctl).readyz,
-	"connections": (*ctl).connections,
-	"close":       (*ctl).closeConns,
-	"weight":      (*ctl).weight,
-}
-
-func (c *ctl) run(cmd string, args []string) error {
-	if wantsHelp(args) {
-		fmt.Fprint(c.out, ctlUsage) // help never acts: ctl reload --help reloads nothing
-		return nil
-	}
-	if f, ok := ctlCommands[cmd]; ok {
-		return f(c, args)
-	}
-	return usageError(fmt.Sprintf("unknown ctl command %q (stickylb ctl help)", cmd))
 }

@@ -3,13 +3,13 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/admin"
 )
 
@@ -77,20 +77,17 @@ func (c *ctl) quietly(f func() error) error {
 	return f()
 }
 
-// pins lists pins, filtered and paged.
-func (c *ctl) pins(args []string) error {
-	var pool, backend, cursor string
-	var limit, offset int
-	_, _, err := subFlags("pins", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&pool, "pool", "", "")
-		fs.StringVar(&backend, "backend", "", "")
-		fs.IntVar(&limit, "limit", 100, "")
-		fs.IntVar(&offset, "offset", 0, "")
-		fs.StringVar(&cursor, "cursor", "", "")
-	})
-	if err != nil {
-		return err
-	}
+// pinsFlags lists pins, filtered and paged.
+func pinsFlags(fs *pflag.FlagSet) ctlRun {
+	pool := fs.String("pool", "", "only this pool's pins")
+	backend := fs.String("backend", "", "only pins to this backend")
+	limit := fs.Int("limit", 100, "pins per page (at most 10000)")
+	offset := fs.Int("offset", 0, "skip this many (without --backend)")
+	cursor := fs.String("cursor", "", "start where the previous page said")
+	return func(c *ctl, _ []string) error { return c.pins(*pool, *backend, *cursor, *limit, *offset) }
+}
+
+func (c *ctl) pins(pool, backend, cursor string, limit, offset int) error {
 	q := url.Values{"limit": {fmt.Sprint(limit)}}
 	for k, v := range map[string]string{"pool": pool, "backend": backend, "cursor": cursor} {
 		if v != "" {
@@ -125,17 +122,14 @@ func (c *ctl) pins(args []string) error {
 	return nil
 }
 
-// pin says which backend one client is pinned to.
-func (c *ctl) pin(args []string) error {
-	var pool string
-	_, pos, err := subFlags("pin", args, func(fs *flag.FlagSet) { fs.StringVar(&pool, "pool", "", "") })
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("usage: stickylb ctl pin CLIENT-IP [--pool P]")
-	}
-	path := "/api/pins/" + url.PathEscape(pos[0])
+// pinFlags says which backend one client is pinned to.
+func pinFlags(fs *pflag.FlagSet) ctlRun {
+	pool := fs.String("pool", "", "the pool (when there are several)")
+	return func(c *ctl, args []string) error { return c.pin(args[0], *pool) }
+}
+
+func (c *ctl) pin(client, pool string) error {
+	path := "/api/pins/" + url.PathEscape(client)
 	if pool != "" {
 		path += "?pool=" + url.QueryEscape(pool)
 	}
@@ -148,17 +142,19 @@ func (c *ctl) pin(args []string) error {
 	return nil
 }
 
-// setState drains a backend, puts it in maintenance or back in service.
-func (c *ctl) setState(cmd string, args []string) error {
-	var deadline string
-	_, pos, err := subFlags(cmd, args, func(fs *flag.FlagSet) { fs.StringVar(&deadline, "deadline", "", "") })
-	if err != nil {
-		return err
+// stateFlags drains a backend, puts it in maintenance or back in service.
+func stateFlags(state string) func(*pflag.FlagSet) ctlRun {
+	return func(fs *pflag.FlagSet) ctlRun {
+		deadline := new(string)
+		if state == "drain" {
+			deadline = fs.String("deadline", "", "after this long (such as 30m), close the connections left and go to maint")
+		}
+		return func(c *ctl, args []string) error { return c.setState(state, args[0], *deadline) }
 	}
-	if len(pos) != 1 {
-		return usageError(fmt.Sprintf("usage: stickylb ctl %s [POOL/]BACKEND%s", cmd, map[bool]string{true: " [--deadline 30m]"}[cmd == "drain"]))
-	}
-	pool, backend, err := c.backendPath(pos[0])
+}
+
+func (c *ctl) setState(cmd, target, deadline string) error {
+	pool, backend, err := c.backendPath(target)
 	if err != nil {
 		return err
 	}
@@ -213,17 +209,15 @@ func count(n int, thing string) string {
 	return fmt.Sprintf("%d %ss", n, thing)
 }
 
-// unpin deletes pins by client, backend or pool.
-func (c *ctl) unpin(args []string) error {
-	var pool, client, backend string
-	_, _, err := subFlags("unpin", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&pool, "pool", "", "")
-		fs.StringVar(&client, "client", "", "")
-		fs.StringVar(&backend, "backend", "", "")
-	})
-	if err != nil {
-		return err
-	}
+// unpinFlags deletes pins by client, backend or pool.
+func unpinFlags(fs *pflag.FlagSet) ctlRun {
+	pool := fs.String("pool", "", "the pool (when there are several)")
+	client := fs.String("client", "", "delete this client's pin (an IP address)")
+	backend := fs.String("backend", "", "delete every pin to this backend")
+	return func(c *ctl, _ []string) error { return c.unpin(*pool, *client, *backend) }
+}
+
+func (c *ctl) unpin(pool, client, backend string) error {
 	if client == "" && backend == "" {
 		return usageError("usage: stickylb ctl unpin --client IP | --backend NAME [--pool POOL]: say whose pins to delete")
 	}

@@ -3,44 +3,47 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"net/url"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/admin"
 )
 
-// connQuery reads the filters connections and close share.
-func connQuery(name string, args []string, extra func(*flag.FlagSet)) (url.Values, error) {
-	var pool, backend, client, id string
-	_, _, err := subFlags(name, args, func(fs *flag.FlagSet) {
-		fs.StringVar(&pool, "pool", "", "")
-		fs.StringVar(&backend, "backend", "", "")
-		fs.StringVar(&client, "client", "", "")
-		fs.StringVar(&id, "id", "", "")
-		if extra != nil {
-			extra(fs)
+// connFilters defines the filters connections and close share, and
+// returns them as a query.
+func connFilters(fs *pflag.FlagSet) func() url.Values {
+	pool := fs.String("pool", "", "only this pool's connections")
+	backend := fs.String("backend", "", "only connections to this backend")
+	client := fs.String("client", "", "only this client's connections (an IP address)")
+	id := fs.String("id", "", "only this connection (LISTENER/N, as connections lists it)")
+	return func() url.Values {
+		q := url.Values{}
+		for k, v := range map[string]string{"pool": *pool, "backend": *backend, "client": *client, "id": *id} {
+			if v != "" {
+				q.Set(k, v)
+			}
 		}
-	})
-	q := url.Values{}
-	for k, v := range map[string]string{"pool": pool, "backend": backend, "client": client, "id": id} {
-		if v != "" {
-			q.Set(k, v)
-		}
+		return q
 	}
-	return q, err
+}
+
+func connectionsFlags(fs *pflag.FlagSet) ctlRun {
+	query := connFilters(fs)
+	limit := fs.Int("limit", 100, "show at most this many")
+	return func(c *ctl, _ []string) error { return c.connections(query(), *limit) }
+}
+
+func closeFlags(fs *pflag.FlagSet) ctlRun {
+	query := connFilters(fs)
+	return func(c *ctl, _ []string) error { return c.closeConns(query()) }
 }
 
 // connections lists open connections: client, backend, age.
-func (c *ctl) connections(args []string) error {
-	limit := 100
-	q, err := connQuery("connections", args, func(fs *flag.FlagSet) { fs.IntVar(&limit, "limit", 100, "") })
-	if err != nil {
-		return err
-	}
+func (c *ctl) connections(q url.Values, limit int) error {
 	q.Set("limit", strconv.Itoa(limit))
 	var res struct {
 		Total       int
@@ -66,11 +69,7 @@ func (c *ctl) connections(args []string) error {
 }
 
 // closeConns closes one connection, or a client's or a backend's.
-func (c *ctl) closeConns(args []string) error {
-	q, err := connQuery("close", args, nil)
-	if err != nil {
-		return err
-	}
+func (c *ctl) closeConns(q url.Values) error {
 	if len(q) == 0 {
 		return usageError("usage: stickylb ctl close --id LISTENER/N | --client IP | --backend NAME [--pool P]: say which connections")
 	}
@@ -84,18 +83,11 @@ func (c *ctl) closeConns(args []string) error {
 
 // weight sets a backend's weight until the next reload.
 func (c *ctl) weight(args []string) error {
-	_, pos, err := subFlags("weight", args, func(*flag.FlagSet) {})
+	w, err := strconv.Atoi(args[1])
 	if err != nil {
-		return err
+		return usageError(fmt.Sprintf("weight %q is not a whole number", args[1]))
 	}
-	if len(pos) != 2 {
-		return usageError("usage: stickylb ctl weight [POOL/]BACKEND N (0 to 1000; until the next reload)")
-	}
-	w, err := strconv.Atoi(pos[1])
-	if err != nil {
-		return usageError(fmt.Sprintf("weight %q is not a whole number", pos[1]))
-	}
-	pool, backend, err := c.backendPath(pos[0])
+	pool, backend, err := c.backendPath(args[0])
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,13 +17,12 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/kit/lab"
 	"github.com/stickylb/stickylb/kit/sim"
 )
 
-func cmdLab(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func labFlags(fs *pflag.FlagSet) runFunc {
 	duration := fs.Duration("duration", 5*time.Second, "how long each scenario runs")
 	sessions := fs.Int("sessions", 24, "Unity mailbox sessions per scenario")
 	sources := fs.Int("sources", 6, "Unity source addresses (127.2.0.1, ...)")
@@ -32,44 +30,43 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 	file := fs.String("scenarios", "", "TOML file of scenarios to run instead of the built-in ones")
 	asJSON := fs.Bool("json", false, "print results as JSON")
 	list := fs.Bool("list", false, "list the scenarios and exit")
-	verbose := fs.Bool("v", false, "show the balancer's and CASes' logs (warnings and up)")
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	scenarios, code := pickScenarios(*file, *only, stderr)
-	if code != 0 {
-		return code
-	}
-	if *list {
-		for _, s := range scenarios {
-			fmt.Fprintf(stdout, "%-24s %-20s expect %-14s %s\n", s.Name, s.Balancer, s.Expect, s.Description)
+	verbose := fs.BoolP("verbose", "v", false, "show the balancer's and CASes' logs (warnings and up)")
+	return func(args []string, stdout, stderr io.Writer) int {
+		scenarios, code := pickScenarios(*file, *only, stderr)
+		if code != 0 {
+			return code
 		}
-		return 0
+		if *list {
+			for _, s := range scenarios {
+				fmt.Fprintf(stdout, "%-24s %-20s expect %-14s %s\n", s.Name, s.Balancer, s.Expect, s.Description)
+			}
+			return 0
+		}
+		log := slog.New(slog.DiscardHandler)
+		if *verbose {
+			log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		p := &labPrinter{stdout: stdout, stderr: stderr, asJSON: *asJSON}
+		if f, ok := stderr.(*os.File); ok {
+			p.tty = term.IsTerminal(int(f.Fd()))
+		}
+		if !p.asJSON {
+			fmt.Fprintf(stdout, "stickylb lab: %d scenarios, %s each, %d Unity sessions from %d source addresses (unless a scenario says),\n"+
+				"3 simulated CAS hosts (127.0.0.11-13), balancer on %s (the second of a pair on %s).\n\n",
+				len(scenarios), *duration, *sessions, *sources, lab.VIP, lab.VIP2)
+			lab.WriteHeader(stdout)
+		}
+		results, err := lab.Run(ctx, scenarios, lab.Options{Duration: *duration, Sessions: *sessions, Sources: *sources, Log: log,
+			Progress: p.progress, OnResult: p.result})
+		p.clear()
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 1
+		}
+		return p.finish(results)
 	}
-	log := slog.New(slog.DiscardHandler)
-	if *verbose {
-		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	p := &labPrinter{stdout: stdout, stderr: stderr, asJSON: *asJSON}
-	if f, ok := stderr.(*os.File); ok {
-		p.tty = term.IsTerminal(int(f.Fd()))
-	}
-	if !p.asJSON {
-		fmt.Fprintf(stdout, "stickylb lab: %d scenarios, %s each, %d Unity sessions from %d source addresses (unless a scenario says),\n"+
-			"3 simulated CAS hosts (127.0.0.11-13), balancer on %s (the second of a pair on %s).\n\n",
-			len(scenarios), *duration, *sessions, *sources, lab.VIP, lab.VIP2)
-		lab.WriteHeader(stdout)
-	}
-	results, err := lab.Run(ctx, scenarios, lab.Options{Duration: *duration, Sessions: *sessions, Sources: *sources, Log: log,
-		Progress: p.progress, OnResult: p.result})
-	p.clear()
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 1
-	}
-	return p.finish(results)
 }
 
 // pickScenarios returns the scenarios to run: the built-in ones or a
@@ -153,26 +150,6 @@ func (p *labPrinter) finish(results []lab.Result) int {
 	return 0
 }
 
-func cmdSim(args []string, stdout, stderr io.Writer) int {
-	const simUsage = "usage: stickylb sim cas|unity [flags]; stickylb sim cas --help lists the flags\n"
-	if len(args) == 0 {
-		fmt.Fprint(stderr, simUsage)
-		return 2
-	}
-	if args[0] == "help" || wantsHelp(args[:1]) {
-		fmt.Fprint(stdout, simUsage)
-		return 0
-	}
-	switch args[0] {
-	case "cas":
-		return cmdSimCAS(args[1:], stdout, stderr)
-	case "unity":
-		return cmdSimUnity(args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "stickylb sim: unknown simulator %q (want cas or unity)\n", args[0])
-	return 2
-}
-
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -183,54 +160,49 @@ func splitList(s string) []string {
 	return out
 }
 
-func cmdSimCAS(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sim cas", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func simCASFlags(fs *pflag.FlagSet) runFunc {
 	hosts := fs.String("hosts", "127.0.0.11,127.0.0.12,127.0.0.13", "addresses to serve, one simulated CAS each (named cas1, cas2, ...)")
 	names := fs.String("names", "", "names for the CAS hosts, comma-separated (default cas1, cas2, ...)")
 	epm := fs.Int("epm-port", 10135, "endpoint mapper port (135 on a real lab machine)")
 	rca := fs.Int("rca-port", 60001, "RPC Client Access port")
 	ab := fs.Int("ab-port", 60002, "Address Book port")
 	idle := fs.Duration("session-idle", 30*time.Minute, "end a session after this long unused")
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	hs, ns := splitList(*hosts), splitList(*names)
-	if len(ns) > 0 && len(ns) != len(hs) {
-		fmt.Fprintf(stderr, "error: %d names for %d hosts\n", len(ns), len(hs))
-		return 2
-	}
-	var cases []*sim.CAS
-	for i, h := range hs {
-		name := fmt.Sprintf("cas%d", i+1)
-		if len(ns) > 0 {
-			name = ns[i]
+	return func(args []string, stdout, stderr io.Writer) int {
+		log := slog.New(slog.NewTextHandler(stderr, nil))
+		hs, ns := splitList(*hosts), splitList(*names)
+		if len(ns) > 0 && len(ns) != len(hs) {
+			fmt.Fprintf(stderr, "error: %d names for %d hosts\n", len(ns), len(hs))
+			return 2
 		}
-		c, err := sim.StartCAS(sim.CASConfig{Name: name, Host: h, EPMPort: *epm, RCAPort: *rca, ABPort: *ab, SessionIdle: *idle, Log: log})
-		if err != nil {
-			fmt.Fprintln(stderr, "error:", err)
-			for _, c := range cases {
-				c.Close()
+		var cases []*sim.CAS
+		for i, h := range hs {
+			name := fmt.Sprintf("cas%d", i+1)
+			if len(ns) > 0 {
+				name = ns[i]
 			}
-			return 1
+			c, err := sim.StartCAS(sim.CASConfig{Name: name, Host: h, EPMPort: *epm, RCAPort: *rca, ABPort: *ab, SessionIdle: *idle, Log: log})
+			if err != nil {
+				fmt.Fprintln(stderr, "error:", err)
+				for _, c := range cases {
+					c.Close()
+				}
+				return 1
+			}
+			cases = append(cases, c)
+			log.Info("simulated CAS serving", "cas", name, "host", h, "epm", *epm, "rca", *rca, "ab", *ab)
 		}
-		cases = append(cases, c)
-		log.Info("simulated CAS serving", "cas", name, "host", h, "epm", *epm, "rca", *rca, "ab", *ab)
+		waitForStop()
+		for _, c := range cases {
+			st := c.Stats()
+			log.Info("simulated CAS stopping", "cas", c.Name(), "logons", st.Logons, "ops", st.Ops,
+				"mapi_e_network_error", st.NetworkErrors, "protocol_errors", st.ProtocolErrors)
+			c.Close()
+		}
+		return 0
 	}
-	waitForStop()
-	for _, c := range cases {
-		st := c.Stats()
-		log.Info("simulated CAS stopping", "cas", c.Name(), "logons", st.Logons, "ops", st.Ops,
-			"mapi_e_network_error", st.NetworkErrors, "protocol_errors", st.ProtocolErrors)
-		c.Close()
-	}
-	return 0
 }
 
-func cmdSimUnity(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sim unity", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func simUnityFlags(fs *pflag.FlagSet) runFunc {
 	target := fs.String("target", "127.0.0.1", "balancer address (the CAS array name's IP)")
 	epm := fs.Int("epm-port", 10135, "endpoint mapper port on the target (135 for a real array)")
 	sources := fs.String("sources", "", "source addresses to connect from, comma-separated (default: the OS chooses)")
@@ -238,37 +210,36 @@ func cmdSimUnity(args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", 10*time.Second, "how long to run")
 	interval := fs.Duration("interval", 50*time.Millisecond, "mean pause between a session's operations")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	f := sim.NewFleet(sim.FleetConfig{Target: *target, EPMPort: *epm, Sources: splitList(*sources),
-		Sessions: *sessions, Duration: *duration, OpInterval: *interval})
-	rep := f.Run(ctx)
-	if *asJSON {
-		printJSON(stdout, rep)
+	return func(args []string, stdout, stderr io.Writer) int {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		f := sim.NewFleet(sim.FleetConfig{Target: *target, EPMPort: *epm, Sources: splitList(*sources),
+			Sessions: *sessions, Duration: *duration, OpInterval: *interval})
+		rep := f.Run(ctx)
+		if *asJSON {
+			printJSON(stdout, rep)
+			return 0
+		}
+		fmt.Fprintf(stdout, "target %s, %d sessions, %s\n", rep.Target, rep.Sessions, rep.Duration.Round(time.Millisecond))
+		fmt.Fprintf(stdout, "operations          %d (%d ok)\n", rep.Ops, rep.OK)
+		fmt.Fprintf(stdout, "MAPI_E_NETWORK_ERROR %d (%.3f%% of operations) in %d sessions\n", rep.MAPINetworkErrors, 100*rep.ErrorRate, rep.ErrorSessions)
+		fmt.Fprintf(stdout, "connection errors   %d\n", rep.ConnErrors)
+		for _, k := range slices.Sorted(maps.Keys(rep.Errors)) {
+			fmt.Fprintf(stdout, "  %-32s %d\n", k, rep.Errors[k])
+		}
+		fmt.Fprintf(stdout, "other errors        %d\n", rep.OtherErrors)
+		fmt.Fprintf(stdout, "logons              %d (%d again after a lost session)\n", rep.Logons, rep.Relogons)
+		fmt.Fprintf(stdout, "split sessions      %d\n", rep.SplitSessions)
+		fmt.Fprintf(stdout, "latency ms          p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
+			rep.Latency.P50, rep.Latency.P90, rep.Latency.P99, rep.Latency.P999, rep.Latency.Max)
+		fmt.Fprint(stdout, "sessions per CAS   ")
+		for _, k := range slices.Sorted(maps.Keys(rep.SessionsPerCAS)) {
+			fmt.Fprintf(stdout, " %s:%d", k, rep.SessionsPerCAS[k])
+		}
+		fmt.Fprintln(stdout)
+		if rep.MAPINetworkErrors > 0 {
+			return 1
+		}
 		return 0
 	}
-	fmt.Fprintf(stdout, "target %s, %d sessions, %s\n", rep.Target, rep.Sessions, rep.Duration.Round(time.Millisecond))
-	fmt.Fprintf(stdout, "operations          %d (%d ok)\n", rep.Ops, rep.OK)
-	fmt.Fprintf(stdout, "MAPI_E_NETWORK_ERROR %d (%.3f%% of operations) in %d sessions\n", rep.MAPINetworkErrors, 100*rep.ErrorRate, rep.ErrorSessions)
-	fmt.Fprintf(stdout, "connection errors   %d\n", rep.ConnErrors)
-	for _, k := range slices.Sorted(maps.Keys(rep.Errors)) {
-		fmt.Fprintf(stdout, "  %-32s %d\n", k, rep.Errors[k])
-	}
-	fmt.Fprintf(stdout, "other errors        %d\n", rep.OtherErrors)
-	fmt.Fprintf(stdout, "logons              %d (%d again after a lost session)\n", rep.Logons, rep.Relogons)
-	fmt.Fprintf(stdout, "split sessions      %d\n", rep.SplitSessions)
-	fmt.Fprintf(stdout, "latency ms          p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
-		rep.Latency.P50, rep.Latency.P90, rep.Latency.P99, rep.Latency.P999, rep.Latency.Max)
-	fmt.Fprint(stdout, "sessions per CAS   ")
-	for _, k := range slices.Sorted(maps.Keys(rep.SessionsPerCAS)) {
-		fmt.Fprintf(stdout, " %s:%d", k, rep.SessionsPerCAS[k])
-	}
-	fmt.Fprintln(stdout)
-	if rep.MAPINetworkErrors > 0 {
-		return 1
-	}
-	return 0
 }

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
 	"golang.org/x/net/netutil"
 
 	"github.com/stickylb/stickylb/admin"
@@ -31,71 +31,68 @@ import (
 	"github.com/stickylb/stickylb/server"
 )
 
-// cmdRun is `stickylb run`: load, start, then follow signals until told
-// to stop.
-func cmdRun(args []string, stdout, stderr io.Writer) int {
-	// Signals are taken before anything else: without a handler a SIGHUP
-	// ends a Go program, and loading a large pin snapshot takes seconds.
-	// What arrives while starting waits in the channel.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "lb.toml", "config file")
+// runFlags is `stickylb run`: load, start, then follow signals until
+// told to stop.
+func runFlags(fs *pflag.FlagSet) runFunc {
+	path := fs.StringP("config", "c", "lb.toml", "config file")
 	format := fs.String("log-format", "", "text or json (default: the config's global.log_format)")
 	level := fs.String("log-level", "", "debug, info, warn or error (default: the config's global.log_level)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file, for `go tool pprof`")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file, for go tool pprof")
 	pidfile := fs.String("pidfile", "", "write the process id to this file once serving, and remove it at exit (for kill -TERM $(cat FILE))")
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	cfg, code := loadConfig(*path, stderr)
-	if cfg == nil {
-		return code
-	}
-	log, err := runLogger(stderr, cfg.Global, *format, *level)
-	if err != nil {
-		fmt.Fprintln(stderr, "error:", err)
-		return 2
-	}
-	if *cpuprofile != "" {
-		stop, err := startCPUProfile(*cpuprofile)
+	return func(args []string, stdout, stderr io.Writer) int {
+		// Signals are taken before anything else: without a handler a SIGHUP
+		// ends a Go program, and loading a large pin snapshot takes seconds.
+		// What arrives while starting waits in the channel.
+		sigs := make(chan os.Signal, 8)
+		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+		defer signal.Stop(sigs)
+		cfg, code := loadConfig(*path, stderr)
+		if cfg == nil {
+			return code
+		}
+		log, err := runLogger(stderr, cfg.Global, *format, *level)
 		if err != nil {
-			log.Error("cannot start the CPU profile", "error", err)
+			fmt.Fprintln(stderr, "error:", err)
+			return 2
+		}
+		if *cpuprofile != "" {
+			stop, err := startCPUProfile(*cpuprofile)
+			if err != nil {
+				log.Error("cannot start the CPU profile", "error", err)
+				return 1
+			}
+			defer stop(log)
+		}
+		d, err := startDaemon(cfg, *path, log)
+		if err != nil {
+			log.Error("cannot start", "error", err)
 			return 1
 		}
-		defer stop(log)
-	}
-	d, err := startDaemon(cfg, *path, log)
-	if err != nil {
-		log.Error("cannot start", "error", err)
-		return 1
-	}
-	defer d.close()
-	d.srv.Start()
-	if *pidfile != "" {
-		if err := os.WriteFile(*pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			log.Error("cannot write the pid file", "file", *pidfile, "error", err)
-			d.stop(syscall.SIGTERM, sigs)
-			return 1
+		defer d.close()
+		d.srv.Start()
+		if *pidfile != "" {
+			if err := os.WriteFile(*pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+				log.Error("cannot write the pid file", "file", *pidfile, "error", err)
+				d.stop(syscall.SIGTERM, sigs)
+				return 1
+			}
+			defer os.Remove(*pidfile)
 		}
-		defer os.Remove(*pidfile)
-	}
-	log.Info("stickylb running", "version", version, "pid", os.Getpid(), "config", *path, "listeners", len(cfg.Listeners), "pools", len(cfg.Pools))
-	// Under systemd (Type=notify) the service is ready now: listeners
-	// bound, pins restored, checks started. Without NOTIFY_SOCKET this
-	// does nothing.
-	notify(log, daemon.SdNotifyReady)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			d.reload()
-			continue
+		log.Info("stickylb running", "version", version, "pid", os.Getpid(), "config", *path, "listeners", len(cfg.Listeners), "pools", len(cfg.Pools))
+		// Under systemd (Type=notify) the service is ready now: listeners
+		// bound, pins restored, checks started. Without NOTIFY_SOCKET this
+		// does nothing.
+		notify(log, daemon.SdNotifyReady)
+		for sig := range sigs {
+			if sig == syscall.SIGHUP {
+				d.reload()
+				continue
+			}
+			d.stop(sig, sigs)
+			return 0
 		}
-		d.stop(sig, sigs)
 		return 0
 	}
-	return 0
 }
 
 // runLogger makes the logger, the command line's format and level
