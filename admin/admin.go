@@ -11,7 +11,7 @@ package admin
 
 import (
 	"crypto/subtle"
-	"embed"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +29,7 @@ import (
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/server"
+	"github.com/stickylb/stickylb/uplot"
 )
 
 // Options configure the API.
@@ -74,14 +75,10 @@ type Event struct {
 const maxEvents = 100
 
 // dashboard is the live status page: no external assets, no build step.
-// Its charts are uPlot (npm uplot 1.6.32, MIT, static/uplot.LICENSE),
-// embedded as published.
+// Its charts are uPlot (package uplot).
 //
 //go:embed dashboard.html
 var dashboard []byte
-
-//go:embed static
-var static embed.FS
 
 // New builds the handler.
 func New(opts Options) *API {
@@ -111,7 +108,8 @@ func New(opts Options) *API {
 	a.mux.HandleFunc("DELETE /api/connections", a.auth(a.closeConnections))
 	a.mux.HandleFunc("POST /api/backends/{pool}/{backend}/weight", a.auth(a.setWeight))
 	a.mux.HandleFunc("GET /api/listeners", a.listeners)
-	a.mux.Handle("GET /static/", staticFiles())
+	a.mux.HandleFunc("GET /static/uplot.iife.min.js", asset("text/javascript; charset=utf-8", uplot.JS))
+	a.mux.HandleFunc("GET /static/uplot.min.css", asset("text/css; charset=utf-8", uplot.CSS))
 	a.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -138,15 +136,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
 
-// staticFiles serves the dashboard's embedded assets, cached for a day:
+// asset serves one of the dashboard's embedded files, cached for a day:
 // they change only with the binary.
-func staticFiles() http.Handler {
-	files := http.FileServerFS(static)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func asset(contentType string, body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", contentType)
 		w.Header().Set("Cache-Control", "max-age=86400")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		files.ServeHTTP(w, r)
-	})
+		w.Write(body)
+	}
 }
 
 // Record adds an event to the recent-changes list.

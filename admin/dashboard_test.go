@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -21,41 +20,13 @@ import (
 	"github.com/stickylb/stickylb/server"
 )
 
-// chromium returns the path of a headless-capable Chromium, or skips.
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("no chromium installed (.ci/run installs Debian's)")
-	return ""
-}
-
-// headless runs Chromium on url with the flags this closed network needs
-// and returns what it printed.
-func headless(t *testing.T, bin, url string, extra ...string) []byte {
-	t.Helper()
-	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=4000"}, extra...)
-	args = append(args, url)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).Output()
-	if err != nil {
-		t.Fatalf("chromium: %v", err)
-	}
-	return out
-}
-
 var rowRE = regexp.MustCompile(`<tr data-backend="([^"]+)" data-pool="cas">.*?data-state="([a-z]+)".*?<td class="num conns">(\d+)</td><td class="num pins">(\d+)</td>`)
 
 // The dashboard, rendered by a real browser against a running server,
 // shows every backend with the state, connections and pins the API
 // reports.
 func TestDashboardInBrowser(t *testing.T) {
-	bin := chromium(t)
+	bin := lbtest.Chromium(t)
 	e := setupSource(t, "", func(port int) string { return testConfig(port, "interval = \"200ms\"\n") })
 	addr := e.srv.Addrs()["rpc"]
 	var open []*lbtest.Client
@@ -88,7 +59,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	var st Status
 	e.do("GET", "/api/backends", "", "", &st)
 
-	dom := string(headless(t, bin, e.http.URL+"/", "--dump-dom"))
+	dom := string(lbtest.Headless(t, bin, e.http.URL+"/", "--dump-dom"))
 	rows := rowRE.FindAllStringSubmatch(dom, -1)
 	if len(rows) != 3 {
 		t.Fatalf("dashboard shows %d backend rows, want 3; DOM:\n%.2000s", len(rows), dom)
@@ -118,7 +89,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if path := os.Getenv("STICKYLB_SCREENSHOT"); path != "" {
 		screenshotTraffic(t, e, addr)
 		abs, _ := filepath.Abs(path)
-		headless(t, bin, e.http.URL+"/", "--screenshot="+abs, "--window-size=1400,1000", "--hide-scrollbars")
+		lbtest.Headless(t, bin, e.http.URL+"/", "--screenshot="+abs, "--window-size=1400,1000", "--hide-scrollbars")
 	}
 }
 
@@ -156,7 +127,7 @@ var memberRE = regexp.MustCompile(`<tr data-member="([^"]+)"><td>[^<]*</td><td>[
 // With a [cluster], the dashboard shows every member and its state, as
 // GET /api/cluster does.
 func TestDashboardShowsCluster(t *testing.T) {
-	bin := chromium(t)
+	bin := lbtest.Chromium(t)
 	g1, g2 := lbtest.FreeAddr(t, "127.0.0.1"), lbtest.FreeAddr(t, "127.0.0.1")
 	e := setupWith(t, "", fmt.Sprintf("[cluster]\nbind = %q\nnode_name = \"lb1\"\n", g1))
 	src, err := os.ReadFile(e.cfg)
@@ -181,7 +152,7 @@ func TestDashboardShowsCluster(t *testing.T) {
 	}()
 	lbtest.Eventually(t, 5*time.Second, "lb1 to see lb2", func() bool { return len(e.srv.Cluster().Members()) == 2 })
 
-	dom := string(headless(t, bin, e.http.URL+"/", "--dump-dom"))
+	dom := string(lbtest.Headless(t, bin, e.http.URL+"/", "--dump-dom"))
 	got := map[string]string{}
 	for _, m := range memberRE.FindAllStringSubmatch(dom, -1) {
 		got[m[1]] = m[2]
@@ -198,7 +169,7 @@ func TestDashboardShowsCluster(t *testing.T) {
 // the token an operator typed; without it, the page says why nothing
 // changed.
 func TestDashboardButtons(t *testing.T) {
-	bin := chromium(t)
+	bin := lbtest.Chromium(t)
 	e := setup(t, "s3cret")
 	// A same-origin page that opens the dashboard in a frame, types the
 	// token (or not) and clicks cas2's maint button, as a person would.
@@ -213,7 +184,7 @@ f.onload = () => setTimeout(() => {
 </script>`
 	}
 	e.pages.Store("wrong", click("guess"))
-	out := headless(t, bin, e.http.URL+"/_test/wrong", "--dump-dom")
+	out := lbtest.Headless(t, bin, e.http.URL+"/_test/wrong", "--dump-dom")
 	if st := e.srv.Pool("cas").Backend("cas2").Admin(); st != pool.Ready {
 		t.Fatalf("a click with a wrong token set cas2 to %s", st)
 	}
@@ -221,7 +192,7 @@ f.onload = () => setTimeout(() => {
 		t.Fatalf("after a refused click the page does not say why:\n%s", out)
 	}
 	e.pages.Store("right", click("s3cret"))
-	out = headless(t, bin, e.http.URL+"/_test/right", "--dump-dom")
+	out = lbtest.Headless(t, bin, e.http.URL+"/_test/right", "--dump-dom")
 	if st := e.srv.Pool("cas").Backend("cas2").Admin(); st != pool.Maint {
 		t.Fatalf("after a click on maint with the token, cas2 is %s; page:\n%s", st, out)
 	}

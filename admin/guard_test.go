@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
 )
 
@@ -94,7 +95,7 @@ func TestCrossSiteCallsRefused(t *testing.T) {
 // cannot change a backend's state: neither a no-cors fetch nor a form
 // post gets through, though the API has no token.
 func TestCrossSitePageInBrowser(t *testing.T) {
-	bin := chromium(t)
+	bin := lbtest.Chromium(t)
 	e := setup(t, "")
 	target := e.http.URL + "/api/backends/cas/cas1/state"
 	page := fmt.Sprintf(`<!doctype html><html><body>
@@ -115,7 +116,7 @@ fetch(%q, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plai
 	evil.Listener = ln
 	evil.Start()
 	defer evil.Close()
-	dom := string(headless(t, bin, evil.URL+"/", "--dump-dom"))
+	dom := string(lbtest.Headless(t, bin, evil.URL+"/", "--dump-dom"))
 	if !strings.Contains(dom, "<title>sent</title>") {
 		t.Fatalf("the attacking page did not run its requests:\n%.1000s", dom)
 	}

@@ -70,7 +70,8 @@ func benchFlags(fs *pflag.FlagSet) runFunc {
 			fmt.Fprintln(stderr, "error:", err)
 			return 1
 		}
-		if err := writeBenchReport(res, *html, *asJSON, stdout); err != nil {
+		meta := bench.Meta{Version: versionString(), Command: commandLine("stickylb bench", fs)}
+		if err := writeBenchReport(res, meta, *html, *asJSON, stdout); err != nil {
 			fmt.Fprintln(stderr, "error: write report:", err)
 			return 1
 		}
@@ -123,13 +124,13 @@ func benchBackends(cfg *bench.Config, hosts string, port int, stderr io.Writer) 
 
 // writeBenchReport writes the HTML report, if asked, and the result as
 // text or JSON.
-func writeBenchReport(res *bench.Result, html string, asJSON bool, stdout io.Writer) error {
+func writeBenchReport(res *bench.Result, meta bench.Meta, html string, asJSON bool, stdout io.Writer) error {
 	if html != "" {
 		f, err := os.Create(html)
 		if err != nil {
 			return err
 		}
-		err = bench.WriteHTML(f, res)
+		err = bench.WriteHTML(f, res, meta)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -163,4 +164,12 @@ func benchBackendsFlags(fs *pflag.FlagSet) runFunc {
 		}
 		return 0
 	}
+}
+
+// commandLine is the command as the flags set on fs give it, for a report
+// to say how it was made.
+func commandLine(cmd string, fs *pflag.FlagSet) string {
+	parts := []string{cmd}
+	fs.Visit(func(f *pflag.Flag) { parts = append(parts, "--"+f.Name+"="+f.Value.String()) })
+	return strings.Join(parts, " ")
 }

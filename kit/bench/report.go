@@ -3,6 +3,8 @@
 package bench
 
 import (
+	_ "embed"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
@@ -10,6 +12,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/stickylb/stickylb/uplot"
 )
 
 // WriteText prints a result as a short table.
@@ -31,94 +35,92 @@ func WriteText(w io.Writer, r *Result) {
 	}
 }
 
-// bar is one bar of an SVG chart.
-type bar struct {
-	X, Y, W, H float64
-	Label      string
+// Meta is what the report says about the run besides its result.
+type Meta struct {
+	Version string // stickylb's
+	Command string // the command line, as typed
 }
 
-type chart struct {
-	Title string
-	Bars  []bar
-	Width float64
+// reportData is what the page's script draws: series as uPlot takes them.
+type reportData struct {
+	Backends      []string  `json:"backends"`
+	Before        []int     `json:"before"` // clients per backend before the event; nil without one
+	AfterCounts   []int     `json:"after"`  // clients per backend at the end
+	HistMs        []float64 `json:"hist_ms"`
+	HistCount     []int64   `json:"hist_count"`
+	TimelineSecs  []float64 `json:"timeline_s"`
+	TimelineConns []int64   `json:"timeline_conns"`
+	Removed       string    `json:"removed"`
+	RemovedAt     float64   `json:"removed_at"`
 }
 
-// barChart lays out values as vertical bars in a 600x200 box.
-func barChart(title string, labels []string, values []float64) chart {
-	c := chart{Title: title, Width: 600}
-	maxV := 1.0
-	for _, v := range values {
-		maxV = math.Max(maxV, v)
+func newReportData(r *Result) reportData {
+	d := reportData{Removed: r.Removed, RemovedAt: r.RemovedAt}
+	names := map[string]bool{}
+	for k := range r.PerBackend {
+		names[k] = true
 	}
-	w := 560 / math.Max(1, float64(len(values)))
-	for i, v := range values {
-		h := 160 * v / maxV
-		c.Bars = append(c.Bars, bar{X: 30 + float64(i)*w, Y: 175 - h, W: math.Max(1, w-2), H: h, Label: labels[i]})
+	for k := range r.PerBackendBefore {
+		names[k] = true // a removed backend stays in the chart
 	}
-	return c
-}
-
-var page = template.Must(template.New("report").Funcs(template.FuncMap{"pct": func(f float64) float64 { return 100 * f }}).Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>stickylb bench: {{.R.Target}}</title>
-<style>body{font:14px system-ui,sans-serif;margin:20px;color:#1f2328}table{border-collapse:collapse}
-td,th{padding:3px 10px;border-bottom:1px solid #d0d7de;text-align:left}svg{background:#f6f8fa;margin:8px 0}
-.bar{fill:#0969da}text{font-size:10px}</style></head><body>
-<h1>stickylb bench</h1>
-<table>
-<tr><th>target</th><td>{{.R.Target}}</td></tr>
-<tr><th>mode</th><td>{{.R.Mode}}, {{.Dur}}</td></tr>
-<tr><th>connections</th><td>{{.R.Conns}} ({{printf "%.0f" .R.CPS}}/s), {{.R.Errors}} errors</td></tr>
-<tr><th>throughput</th><td>{{printf "%.1f" .R.MBps}} MB/s</td></tr>
-<tr><th>latency</th><td>p50 {{printf "%.3f" .R.Latency.P50}} ms, p90 {{printf "%.3f" .R.Latency.P90}}, p99 {{printf "%.3f" .R.Latency.P99}}, p99.9 {{printf "%.3f" .R.Latency.P999}}, max {{printf "%.3f" .R.Latency.Max}}</td></tr>
-<tr><th>affinity violations</th><td>{{.R.Violations}} of {{.R.Clients}} clients</td></tr>
-<tr><th>balance</th><td>max/mean {{printf "%.2f" .R.Balance.MaxOverMean}}, CV {{printf "%.3f" .R.Balance.CV}}</td></tr>
-{{with .R.Remap}}<tr><th>remap</th><td>{{.Moved}} of {{.Compared}} clients moved ({{printf "%.1f" (pct .MovedShare)}} %, ideal {{printf "%.1f" (pct .Ideal)}} %)</td></tr>{{end}}
-</table>
-{{range .Charts}}<h2>{{.Title}}</h2>
-<svg width="{{.Width}}" height="200" viewBox="0 0 600 200">{{range .Bars}}<rect class="bar" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Label}}</title></rect>{{end}}
-{{range $i, $b := .Bars}}{{if lt $i 12}}<text x="{{$b.X}}" y="192">{{$b.Label}}</text>{{end}}{{end}}</svg>
-{{end}}
-</body></html>
-`))
-
-// WriteHTML writes a self-contained report with charts of the clients per
-// backend, the latency histogram and connections over time.
-func WriteHTML(w io.Writer, r *Result) error {
-	var charts []chart
-	var names []string
-	var counts []float64
-	for _, k := range slices.Sorted(maps.Keys(r.PerBackend)) {
-		names = append(names, k)
-		counts = append(counts, float64(r.PerBackend[k]))
-	}
-	charts = append(charts, barChart("Clients per backend", names, counts))
-	var ll []string
-	var lv []float64
-	for _, b := range r.Histogram {
-		ll = append(ll, fmt.Sprintf("%.2gms", b.UpToMs))
-		lv = append(lv, float64(b.Count))
-	}
-	if len(ll) > 60 { // merge into about 60 bars
-		step := (len(ll) + 59) / 60
-		var ml []string
-		var mv []float64
-		for i := 0; i < len(ll); i += step {
-			sum := 0.0
-			for j := i; j < min(i+step, len(lv)); j++ {
-				sum += lv[j]
-			}
-			ml, mv = append(ml, ll[min(i+step, len(ll))-1]), append(mv, sum)
+	d.Backends = slices.Sorted(maps.Keys(names))
+	for _, b := range d.Backends {
+		d.AfterCounts = append(d.AfterCounts, r.PerBackend[b])
+		if r.PerBackendBefore != nil {
+			d.Before = append(d.Before, r.PerBackendBefore[b])
 		}
-		ll, lv = ml, mv
 	}
-	charts = append(charts, barChart("Latency histogram", ll, lv))
-	var tl []string
-	var tv []float64
-	for i, v := range r.Timeline {
-		tl, tv = append(tl, fmt.Sprintf("%ds", i)), append(tv, float64(v))
+	d.HistMs, d.HistCount = logBins(r.Histogram, 40)
+	timeline := r.Timeline
+	if frac := r.Duration.Seconds() - float64(int(r.Duration.Seconds())); len(timeline) > 1 && frac < 0.5 {
+		timeline = timeline[:len(timeline)-1] // a last second barely begun would look like a collapse
 	}
-	charts = append(charts, barChart("Connections per second", tl, tv))
+	for i, v := range timeline {
+		d.TimelineSecs, d.TimelineConns = append(d.TimelineSecs, float64(i)), append(d.TimelineConns, v)
+	}
+	return d
+}
+
+// logBins merges the histogram's fine buckets into at most n bins of equal
+// width on a log scale, from the first bucket's bound to the last's; each
+// bin is given by its upper bound.
+func logBins(hist []Bucket, n int) ([]float64, []int64) {
+	if len(hist) == 0 {
+		return nil, nil
+	}
+	lo, hi := math.Log(hist[0].UpToMs), math.Log(hist[len(hist)-1].UpToMs)
+	if hi <= lo {
+		return []float64{hist[0].UpToMs}, []int64{hist[0].Count}
+	}
+	step := (hi - lo) / float64(n)
+	bounds, counts := make([]float64, n), make([]int64, n)
+	for i := range bounds {
+		bounds[i] = math.Exp(lo + float64(i+1)*step)
+	}
+	for _, b := range hist {
+		i := min(n-1, max(0, int(math.Ceil((math.Log(b.UpToMs)-lo)/step))-1))
+		counts[i] += b.Count
+	}
+	return bounds, counts
+}
+
+//go:embed report.html
+var reportPage string
+
+var page = template.Must(template.New("report").Funcs(template.FuncMap{"pct": func(f float64) float64 { return 100 * f }}).Parse(reportPage))
+
+// WriteHTML writes a self-contained report (uPlot inlined, no external
+// asset): the run's date, stickylb's version, the command line and
+// parameters, the scores, and charts of clients per backend (before and
+// after a removal), the latency histogram and connections per second with
+// the removal marked.
+func WriteHTML(w io.Writer, r *Result, m Meta) error {
+	data, err := json.Marshal(newReportData(r))
+	if err != nil {
+		return err
+	}
 	return page.Execute(w, map[string]any{
-		"R": r, "Dur": r.Duration.Round(time.Millisecond).String(), "Charts": charts,
+		"R": r, "M": m, "Dur": r.Duration.Round(time.Millisecond).String(), "Date": r.Started.UTC().Format(time.RFC3339),
+		"Data": template.JS(data), "UPlotJS": template.JS(uplot.JS), "UPlotCSS": template.CSS(uplot.CSS),
 	})
 }

@@ -10,9 +10,17 @@ import (
 
 // Result is what a run measured.
 type Result struct {
-	Target     string           `json:"target"`
-	Mode       Mode             `json:"mode"`
-	Duration   time.Duration    `json:"duration_ns"`
+	Target   string        `json:"target"`
+	Mode     Mode          `json:"mode"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+	// The run's parameters, as Config had them after defaults.
+	Concurrency int     `json:"concurrency"`
+	Rate        float64 `json:"rate"`
+	Size        int     `json:"size"`
+	Removed     string  `json:"removed,omitempty"`
+	// RemovedAt is when the event ran, in seconds into the run.
+	RemovedAt  float64          `json:"removed_at_seconds,omitempty"`
 	Conns      int64            `json:"connections"`
 	Errors     int64            `json:"errors"`
 	ErrorKinds map[string]int64 `json:"error_kinds"`
@@ -24,10 +32,13 @@ type Result struct {
 	Clients    int            `json:"clients"`
 	Violations int            `json:"affinity_violations"`
 	PerBackend map[string]int `json:"clients_per_backend"`
-	Balance    Balance        `json:"balance"`
-	Remap      *Remap         `json:"remap,omitempty"`
-	Timeline   []int64        `json:"connections_per_second_timeline"`
-	Histogram  []Bucket       `json:"latency_histogram"`
+	// PerBackendBefore counts clients by their backend before the event,
+	// when there was one: the removed backend is in it.
+	PerBackendBefore map[string]int `json:"clients_per_backend_before,omitempty"`
+	Balance          Balance        `json:"balance"`
+	Remap            *Remap         `json:"remap,omitempty"`
+	Timeline         []int64        `json:"connections_per_second_timeline"`
+	Histogram        []Bucket       `json:"latency_histogram"`
 }
 
 // Latency percentiles in milliseconds.
@@ -56,8 +67,12 @@ type Bucket struct {
 func (r *runner) result(d time.Duration) *Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res := &Result{Target: r.cfg.Target, Mode: r.cfg.Mode, Duration: d, Conns: r.conns.Load(), Errors: r.errs.Load(),
+	res := &Result{Target: r.cfg.Target, Mode: r.cfg.Mode, Started: r.start, Duration: d, Concurrency: r.cfg.Concurrency,
+		Rate: r.cfg.Rate, Size: r.cfg.Size, Removed: r.cfg.Removed, Conns: r.conns.Load(), Errors: r.errs.Load(),
 		ErrorKinds: r.errKind, PerBackend: map[string]int{}}
+	if r.cfg.Event != nil {
+		res.RemovedAt = r.eventAt.Seconds()
+	}
 	res.CPS = float64(res.Conns) / d.Seconds()
 	res.MBps = float64(r.bytes.Load()) / d.Seconds() / 1e6
 	ms := func(us int64) float64 { return float64(us) / 1000 }
@@ -128,6 +143,14 @@ func (res *Result) score(obs []observation, eventAt time.Duration, hasEvent bool
 	}
 	for _, b := range last {
 		res.PerBackend[b]++
+	}
+	if hasEvent {
+		res.PerBackendBefore = map[string]int{}
+		for _, s := range stories {
+			if len(s.before) > 0 {
+				res.PerBackendBefore[s.before[len(s.before)-1]]++
+			}
+		}
 	}
 	if hasEvent && rm.Compared > 0 {
 		rm.MovedShare = float64(rm.Moved) / float64(rm.Compared)

@@ -10,10 +10,12 @@ package lbtest
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strconv"
 	"sync"
 	"syscall"
@@ -305,4 +307,35 @@ func FreeAddr(t testing.TB, host string) string {
 	}
 	t.Fatalf("no port on %s free for both TCP and UDP", host)
 	return ""
+}
+
+// Chromium returns the path of a headless-capable Chromium, or skips the
+// test saying how to get one.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no chromium installed (.ci/run installs Debian's)")
+	return ""
+}
+
+// Headless runs Chromium on url, with the flags a closed network needs
+// and a 4 s virtual time budget for the page's scripts, and returns what
+// it printed (the DOM with --dump-dom).
+func Headless(t testing.TB, bin, url string, extra ...string) []byte {
+	t.Helper()
+	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=4000"}, extra...)
+	args = append(args, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).Output()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	return out
 }
