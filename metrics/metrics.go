@@ -38,6 +38,7 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	repins        *prometheus.CounterVec
 	healthTime    *prometheus.HistogramVec
+	connectTime   *prometheus.HistogramVec
 	healthFail    *prometheus.CounterVec
 	localErrors   *prometheus.CounterVec
 	ended         *prometheus.CounterVec
@@ -73,6 +74,9 @@ func New(reg prometheus.Registerer, build Build) *Metrics {
 		healthTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "health_check_duration_seconds",
 			Help: "Time taken by active health checks.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)},
 			[]string{"pool", "backend"}),
+		connectTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "backend_connect_duration_seconds",
+			Help: "Time from the first connect attempt to a connected backend leg, retries included.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)},
+			[]string{"pool", "backend"}),
 		healthFail: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "health_check_failures_total",
 			Help: "Failed active health checks, by reason."}, []string{"pool", "backend", "reason"}),
 		localErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "local_errors_total",
@@ -80,7 +84,7 @@ func New(reg prometheus.Registerer, build Build) *Metrics {
 				"(accept, dial, check) and errno. None of them counts against a backend."}, []string{"op", "errno"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_ended_total",
 			Help: "Client connections ended, by listener and how (client-closed, backend-closed, client-reset, backend-reset, " +
-				"idle-timeout, half-close-timeout, cut-shutdown, cut-backend-down, cut-drain-deadline, connect-failed, refused)."},
+				"idle-timeout, half-close-timeout, cut-shutdown, cut-backend-down, cut-drain-deadline, cut-operator, connect-failed, refused)."},
 			[]string{"listener", "termination"}),
 	}
 	m.state = &stateCollector{m: m}
@@ -93,7 +97,7 @@ func New(reg prometheus.Registerer, build Build) *Metrics {
 		}
 	}
 	reg.MustRegister(m.accepted, m.active, m.closed, m.connectErrors, m.stateChanges, m.refused, m.duration,
-		m.repins, m.healthTime, m.healthFail, m.localErrors, m.ended, m.state, info)
+		m.repins, m.healthTime, m.connectTime, m.healthFail, m.localErrors, m.ended, m.state, info)
 	return m
 }
 
@@ -156,8 +160,9 @@ type backendKey struct {
 }
 
 type backendMetrics struct {
-	active prometheus.Gauge
-	closed prometheus.Counter
+	active  prometheus.Gauge
+	closed  prometheus.Counter
+	connect prometheus.Observer
 }
 
 func (o *observer) listener(name string) *listenerMetrics {
@@ -179,13 +184,16 @@ func (o *observer) backend(listener string, b *pool.Backend) *backendMetrics {
 		return v.(*backendMetrics)
 	}
 	v, _ := o.backends.LoadOrStore(k, &backendMetrics{
-		active: o.m.active.WithLabelValues(listener, b.Pool, b.Name), closed: o.m.closed.WithLabelValues(listener, b.Pool, b.Name)})
+		active: o.m.active.WithLabelValues(listener, b.Pool, b.Name), closed: o.m.closed.WithLabelValues(listener, b.Pool, b.Name),
+		connect: o.m.connectTime.WithLabelValues(b.Pool, b.Name)})
 	return v.(*backendMetrics)
 }
 
 func (o *observer) Accepted(listener string) { o.listener(listener).accepted.Inc() }
-func (o *observer) Opened(listener string, b *pool.Backend) {
-	o.backend(listener, b).active.Inc()
+func (o *observer) Opened(listener string, b *pool.Backend, connect time.Duration) {
+	bm := o.backend(listener, b)
+	bm.active.Inc()
+	bm.connect.Observe(connect.Seconds())
 }
 func (o *observer) Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration) {
 	bm := o.backend(listener, b)

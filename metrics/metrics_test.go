@@ -5,6 +5,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -46,7 +47,8 @@ func TestMetricsFollowTraffic(t *testing.T) {
 		`stickylb_connections_ended_total{listener="rpc",termination="backend-reset"} 0`,
 		`stickylb_backend_bytes_total{backend="cas1",direction="to_client",pool="cas"} 0`,
 		`stickylb_build_info{commit="c-test",goversion="` + runtime.Version() + `",version="v-test"} 1`,
-		`stickylb_backend_up{backend="cas1",pool="cas"} 1`} {
+		`stickylb_backend_up{backend="cas1",pool="cas"} 1`,
+		`stickylb_backend_connect_duration_seconds_count{backend="cas2",pool="cas"} 0`} {
 		if !strings.Contains(scrape(t, reg), want) {
 			t.Errorf("first scrape lacks %s", want)
 		}
@@ -72,6 +74,18 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	lbtest.Eventually(t, 5*time.Second, "10 closed connections", func() bool {
 		return testutil.ToFloat64(m.closed.WithLabelValues("rpc", "cas", "cas1"))+testutil.ToFloat64(m.closed.WithLabelValues("rpc", "cas", "cas2")) == 10
 	})
+	// Each connection's connect time is in its backend's histogram.
+	if n := testutil.CollectAndCount(m.connectTime); n != 2 {
+		t.Errorf("%d connect-time series, want one per backend", n)
+	}
+	connects := 0
+	for _, m := range connectCount.FindAllStringSubmatch(scrape(t, reg), -1) {
+		n, _ := strconv.Atoi(m[1])
+		connects += n
+	}
+	if connects != 10 {
+		t.Errorf("connect-time histograms count %d connections, want 10", connects)
+	}
 	// A client of cas1 comes back after cas1 stopped listening: a re-pin.
 	var victim string
 	for src, b := range owner {
@@ -208,3 +222,5 @@ func TestBytesCountedWhileOpen(t *testing.T) {
 	c.Close()
 	lbtest.Eventually(t, 5*time.Second, "every byte counted at close", func() bool { return sample(t, reg, series) == total })
 }
+
+var connectCount = regexp.MustCompile(`stickylb_backend_connect_duration_seconds_count\{backend="cas\d",pool="cas"\} (\d+)`)

@@ -23,6 +23,7 @@ func (m *Metrics) prime(s *server.Server) {
 		}
 		for _, b := range p.Pool.Backends() {
 			m.healthTime.WithLabelValues(p.Name, b.Name)
+			m.connectTime.WithLabelValues(p.Name, b.Name)
 			m.stateChanges.WithLabelValues(p.Name, b.Name, "up")
 			m.stateChanges.WithLabelValues(p.Name, b.Name, "down")
 			for _, why := range proxy.DialFailures {

@@ -109,7 +109,7 @@ func (c *conn) serve() {
 	}
 	s.b.ConnOpened()
 	if r.Observer != nil {
-		r.Observer.Opened(r.Name, s.b)
+		r.Observer.Opened(r.Name, s.b, s.connectTime)
 	}
 	if r.IdleTimeout > 0 {
 		s.stopIdle = watchIdle(c.client, s.be, r.IdleTimeout, func() { c.abort(EndIdleTimeout) })

@@ -250,7 +250,7 @@ type failures struct {
 }
 
 func (f *failures) Accepted(string)                                           {}
-func (f *failures) Opened(string, *pool.Backend)                              {}
+func (f *failures) Opened(string, *pool.Backend, time.Duration)               {}
 func (f *failures) Closed(string, *pool.Backend, int64, int64, time.Duration) {}
 func (f *failures) Refused(string, Refusal)                                   {}
 func (f *failures) LocalError(string, string, string)                         {}

@@ -89,7 +89,9 @@ func (r *Route) dialer() Dialer {
 // goroutines and must not block.
 type Observer interface {
 	Accepted(listener string)
-	Opened(listener string, b *pool.Backend)
+	// Opened hears of a connection given to b, connect after its first
+	// connect attempt (retries included).
+	Opened(listener string, b *pool.Backend, connect time.Duration)
 	Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration)
 	ConnectFailed(listener string, b *pool.Backend, why DialFailure)
 	Refused(listener string, why Refusal)
