@@ -315,15 +315,25 @@ func (a *API) poolView(name string) (server.PoolView, error) {
 	return server.PoolView{}, fmt.Errorf("no pool %q (pools: %s)", name, strings.Join(names, ", "))
 }
 
-func (a *API) setState(w http.ResponseWriter, r *http.Request) {
+// backendOf finds the backend a /api/backends/{pool}/{backend}/... path
+// names, or answers 404 and returns false.
+func (a *API) backendOf(w http.ResponseWriter, r *http.Request) (server.PoolView, *pool.Backend, bool) {
 	p, err := a.poolView(r.PathValue("pool"))
 	if err != nil {
 		writeErr(w, 404, err)
-		return
+		return p, nil, false
 	}
 	b := p.Pool.Backend(r.PathValue("backend"))
 	if b == nil {
 		writeErr(w, 404, fmt.Errorf("pool %s has no backend %q", p.Name, r.PathValue("backend")))
+		return p, nil, false
+	}
+	return p, b, true
+}
+
+func (a *API) setState(w http.ResponseWriter, r *http.Request) {
+	p, b, ok := a.backendOf(w, r)
+	if !ok {
 		return
 	}
 	var body struct {

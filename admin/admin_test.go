@@ -52,11 +52,7 @@ func setupSource(t testing.TB, token string, src func(port int) string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(cfg, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
+	srv := startServer(t, cfg)
 	api := New(Options{Server: srv, Token: token, ConfigPath: path, Version: "test-version", HistoryEvery: 100 * time.Millisecond})
 	e := &env{t: t, srv: srv, cfg: path, bs: bs}
 	// Test pages, served from the API's own origin, as a same-site page
@@ -73,11 +69,24 @@ func setupSource(t testing.TB, token string, src func(port int) string) *env {
 	t.Cleanup(func() {
 		hs.Close()
 		api.Close()
+	})
+	return e
+}
+
+// startServer starts a server on cfg, shut down when the test ends.
+func startServer(t testing.TB, cfg *config.Config) *server.Server {
+	t.Helper()
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return e
+	return srv
 }
 
 // testConfig is a pool of the three test backends behind one listener,

@@ -91,14 +91,8 @@ func (a *API) closeConnections(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) setWeight(w http.ResponseWriter, r *http.Request) {
-	p, err := a.poolView(r.PathValue("pool"))
-	if err != nil {
-		writeErr(w, 404, err)
-		return
-	}
-	b := p.Pool.Backend(r.PathValue("backend"))
-	if b == nil {
-		writeErr(w, 404, fmt.Errorf("pool %s has no backend %q", p.Name, r.PathValue("backend")))
+	p, b, ok := a.backendOf(w, r)
+	if !ok {
 		return
 	}
 	var body struct {

@@ -3,7 +3,6 @@
 package admin
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
-	"github.com/stickylb/stickylb/server"
 )
 
 var rowRE = regexp.MustCompile(`<tr data-backend="([^"]+)" data-pool="cas">.*?data-state="([a-z]+)".*?<td class="num conns">(\d+)</td><td class="num pins">(\d+)</td>`)
@@ -140,16 +138,7 @@ func TestDashboardShowsCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(cfg, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}()
+	startServer(t, cfg)
 	lbtest.Eventually(t, 5*time.Second, "lb1 to see lb2", func() bool { return len(e.srv.Cluster().Members()) == 2 })
 
 	dom := string(lbtest.Headless(t, bin, e.http.URL+"/", "--dump-dom"))
