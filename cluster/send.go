@@ -228,10 +228,13 @@ const (
 	recentMax    = 1 << 16
 )
 
-// recentChanges remembers the changes sent lately.
+// recentChanges remembers the last recentMax changes sent, with when:
+// a slice that grows to recentMax and is then a ring, so adding a batch
+// costs its own length and never moves the rest.
 type recentChanges struct {
-	mu  sync.Mutex
-	buf []timedEntry // oldest first, at most recentMax
+	mu   sync.Mutex
+	buf  []timedEntry
+	next int // once full, the oldest entry, which the next add replaces
 }
 
 type timedEntry struct {
@@ -244,21 +247,22 @@ func (r *recentChanges) add(batch []entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range batch {
-		r.buf = append(r.buf, timedEntry{now, e})
+		if len(r.buf) < recentMax {
+			r.buf = append(r.buf, timedEntry{now, e})
+			continue
+		}
+		r.buf[r.next] = timedEntry{now, e}
+		r.next = (r.next + 1) % recentMax
 	}
-	cut := 0
-	for cut < len(r.buf) && (len(r.buf)-cut > recentMax || now.Sub(r.buf[cut].at) > recentWindow) {
-		cut++
-	}
-	r.buf = append(r.buf[:0], r.buf[cut:]...)
 }
 
+// since returns the changes sent at t or later, oldest first.
 func (r *recentChanges) since(t time.Time) []entry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []entry
-	for _, te := range r.buf {
-		if !te.at.Before(t) {
+	for i := range len(r.buf) {
+		if te := r.buf[(r.next+i)%len(r.buf)]; !te.at.Before(t) {
 			out = append(out, te.e)
 		}
 	}
