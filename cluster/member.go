@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -269,9 +270,31 @@ func (m *Member) missing() []string {
 	}
 	var out []string
 	for _, s := range m.seeds {
-		if !alive[canonical(s)] {
+		if !slices.ContainsFunc(addressesOf(s), func(a string) bool { return alive[a] }) {
 			out = append(out, s)
 		}
+	}
+	return out
+}
+
+// addressesOf is a seed's address as memberlist writes members', or, for
+// a host name, each address it resolves to now (none if it does not).
+// Without resolving, a seed given by name never matches a member and is
+// rejoined at every interval.
+func addressesOf(seed string) []string {
+	host, port, err := net.SplitHostPort(seed)
+	if err != nil {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return []string{canonical(seed)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ips, _ := net.DefaultResolver.LookupHost(ctx, host)
+	out := make([]string, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, canonical(net.JoinHostPort(ip, port)))
 	}
 	return out
 }

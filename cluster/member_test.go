@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -145,5 +146,24 @@ func TestJoinCarriesHolds(t *testing.T) {
 	joiner.table.Records(func(r affinity.Record) bool { held = r.HeldUntil; return false })
 	if held <= time.Now().Unix() {
 		t.Fatalf("joiner's copy of a pin held open at its peer has hold %d; want one in the future", held)
+	}
+}
+
+// A seed given by host name counts as present once a member answers at
+// an address the name resolves to, so it is not rejoined every interval.
+// localhost resolves from /etc/hosts, with no query leaving the host.
+func TestSeedByNameNotMissing(t *testing.T) {
+	a := lbtest.FreeAddr(t, "127.0.0.1")
+	_, port, _ := net.SplitHostPort(a)
+	first := startNode(t, "by-ip", a, nil, 100)
+	second := startNode(t, "by-name", lbtest.FreeAddr(t, "127.0.4.9"), []string{"localhost:" + port}, 100)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !second.m.Join(ctx) {
+		t.Fatal("no join through a seed given by name")
+	}
+	lbtest.Eventually(t, 5*time.Second, "the first member alive at the second", func() bool { return len(second.m.peers()) == 1 })
+	if miss := second.m.missing(); len(miss) != 0 {
+		t.Fatalf("seeds %v counted missing while %s answers", miss, first.addr)
 	}
 }
