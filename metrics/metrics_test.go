@@ -20,6 +20,7 @@ import (
 
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
+	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -224,3 +225,17 @@ func TestBytesCountedWhileOpen(t *testing.T) {
 }
 
 var connectCount = regexp.MustCompile(`stickylb_backend_connect_duration_seconds_count\{backend="cas\d",pool="cas"\} (\d+)`)
+
+// The metrics a proxied connection costs: opened (with its connect time)
+// and closed, on series that exist.
+func BenchmarkObserveConnection(b *testing.B) {
+	m := New(prometheus.NewRegistry(), Build{})
+	o := m.Observer()
+	be := pool.NewBackend("cas1", "127.0.0.11", 1)
+	be.Pool = "cas"
+	for b.Loop() {
+		o.Accepted("rpc")
+		o.Opened("rpc", be, 300*time.Microsecond)
+		o.Closed("rpc", be, 100, 100, time.Second)
+	}
+}
