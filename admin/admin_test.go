@@ -32,6 +32,7 @@ type env struct {
 	cfg   string
 	bs    []*lbtest.Backend
 	pages sync.Map // name -> HTML served at /_test/NAME
+	api   *API     // the handler under test, without the test pages
 }
 
 func setup(t testing.TB, token string) *env { return setupWith(t, token, "") }
@@ -54,13 +55,17 @@ func setupSource(t testing.TB, token string, src func(port int) string) *env {
 	}
 	srv := startServer(t, cfg)
 	api := New(Options{Server: srv, Token: token, ConfigPath: path, Version: "test-version", HistoryEvery: 100 * time.Millisecond})
-	e := &env{t: t, srv: srv, cfg: path, bs: bs}
+	e := &env{t: t, srv: srv, cfg: path, bs: bs, api: api}
 	// Test pages, served from the API's own origin, as a same-site page
 	// (the dashboard itself) would be.
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_test/{page}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		page, _ := e.pages.Load(r.PathValue("page"))
+		page, ok := e.pages.Load(r.PathValue("page"))
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
 		io.WriteString(w, page.(string))
 	})
 	mux.Handle("/", api)

@@ -134,7 +134,11 @@ func FuzzAdminRequests(f *testing.F) {
 	f.Add("DELETE", "/api/pins?client=10.0.0.0/33", "", "", "1", "http://127.0.0.1")
 	f.Add("GET", "/api/pins/%zz", "", "", "", "")
 	f.Add("POST", "/api/reload", "{", "application/json; charset=utf-8", "1", "null")
-	api := setup(f, "").http.Config.Handler
+	f.Add("DELETE", "/api/connections?client=10.0.0.1&id=rpc%2F1", "", "", "1", "")
+	f.Add("POST", "/api/backends/cas/cas2/weight", `{"weight":-1}`, "application/json", "1", "")
+	f.Add("GET", "/api/connections?limit=0&backend=cas9", "", "", "", "")
+	f.Add("GET", "/api/history", "", "", "", "")
+	api := setup(f, "").api
 	f.Fuzz(func(t *testing.T, method, target, body, ctype, marker, origin string) {
 		if method == "" || strings.ContainsAny(method, " \r\n\t()<>@,;:\\\"/[]?={}") || !strings.HasPrefix(target, "/") {
 			return // not a request line net/http would hand to a handler
