@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -28,30 +29,41 @@ type fleet struct {
 	gossip  []string // each member's cluster address
 	members []*Server
 	logs    []*syncBuf
+	// snapshots, when set, is a directory where each member keeps its
+	// pins (global.snapshot_file).
+	snapshots string
 }
 
-func newFleet(t *testing.T, n int) *fleet {
+func newFleet(t *testing.T, n int) *fleet { return startFleet(t, n, "") }
+
+// startFleet starts n members, keeping their pins in snapshots when it is
+// not "".
+func startFleet(t *testing.T, n int, snapshots string) *fleet {
 	t.Helper()
 	bs, ports := lbtest.StartBackends(t, casHosts, 2)
-	f := &fleet{t: t, bs: bs, ports: ports}
+	f := &fleet{t: t, bs: bs, ports: ports, snapshots: snapshots}
 	for i := range n + 1 { // one spare address for a member added later
 		f.gossip = append(f.gossip, lbtest.FreeAddr(t, fmt.Sprintf("127.0.2.%d", i+1)))
 	}
 	f.members, f.logs = make([]*Server, n+1), make([]*syncBuf, n+1)
-	// At once: the first member of a new cluster waits sync_timeout for
-	// peers that are not there yet.
+	f.startAll(n)
+	return f
+}
+
+// startAll starts the first n members at once: the first member of a new
+// cluster waits sync_timeout for peers that are not there yet.
+func (f *fleet) startAll(n int) {
 	var wg sync.WaitGroup
 	for i := range n {
 		f.logs[i] = &syncBuf{}
-		wg.Go(func() { f.members[i] = launch(t, f.source(i, n), f.logs[i]) })
+		wg.Go(func() { f.members[i] = launch(f.t, f.source(i, n), f.logs[i]) })
 	}
 	wg.Wait()
 	for i := range n {
 		if f.members[i] == nil {
-			t.FailNow()
+			f.t.FailNow()
 		}
 	}
-	return f
 }
 
 // source is member i's config; peers are the first n members.
@@ -61,7 +73,11 @@ func (f *fleet) source(i, n int) string {
 	for _, g := range f.gossip[:n] {
 		peers += fmt.Sprintf("%q, ", g)
 	}
-	return listenersTOML(f.ports, host) + `
+	global := ""
+	if f.snapshots != "" {
+		global = fmt.Sprintf("[global]\nsnapshot_file = %q\n", filepath.Join(f.snapshots, fmt.Sprintf("m%d.json", i+1)))
+	}
+	return global + listenersTOML(f.ports, host) + `
 [pool.cas.health]
 interval = "100ms"
 [pool.cas.affinity]
@@ -404,6 +420,34 @@ func TestClusterCASKilled(t *testing.T) {
 		}
 		if got := mustWho(t, src, f.addr(c%3, c%len(f.ports))); got != want {
 			t.Fatalf("client %s reached %s through member %d; want %s", src, got, c%3+1, want)
+		}
+	}
+}
+
+// Every member stops at once (a power cut of the whole cluster, or an
+// upgrade done all at once) and starts again at once: each takes its
+// pins back from its own snapshot, and no client moves, re-pinned ones
+// included.
+func TestClusterWholeRestart(t *testing.T) {
+	f := startFleet(t, 3, t.TempDir())
+	const clients = 40
+	want := f.pinWithRepins(clients, 5000)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			f.members[i].Shutdown(ctx)
+		})
+	}
+	wg.Wait()
+	f.startAll(3)
+	for c := range clients {
+		src := lbtest.ClientIP(5000 + c)
+		for m := range 3 {
+			if got := mustWho(t, src, f.addr(m, c%len(f.ports))); got != want[src] {
+				t.Fatalf("after the whole cluster restarted, client %s reached %s through member %d; its pin is %s", src, got, m+1, want[src])
+			}
 		}
 	}
 }
