@@ -102,22 +102,39 @@ func (m *Member) merge(entries []entry) {
 // events is the Member as memberlist tells it of other members.
 type events Member
 
+// The events run under memberlist's lock on n: what outlives the call
+// is copied (see roster).
+
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	m := (*Member)(e)
+	if n.Name == m.self {
+		return
+	}
+	m.others.set(n, "alive")
 	m.memberEvent(n, "joined")
-	if n.Name != m.self {
-		m.catchUp(n)
+	node := *n // its sender keeps it
+	m.catchUp(&node)
+}
+
+func (e *events) NotifyUpdate(n *memberlist.Node) {
+	if m := (*Member)(e); n.Name != m.self {
+		m.others.set(n, "alive") // a new address or metadata:
+		m.dropOutbox(n.Name)     // its next batch starts a sender that has it
 	}
 }
-func (e *events) NotifyUpdate(*memberlist.Node) {}
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
+	m := (*Member)(e)
+	if n.Name == m.self {
+		return
+	}
 	what := "failed"
-	if _, ok := (*Member)(e).leaving.LoadAndDelete(n.Name); ok {
+	if _, ok := m.leaving.LoadAndDelete(n.Name); ok {
 		what = "left"
 	}
-	(*Member)(e).memberEvent(n, what)
-	(*Member)(e).dropOutbox(n.Name)
+	m.others.set(n, what)
+	m.memberEvent(n, what)
+	m.dropOutbox(n.Name)
 }
 
 func (m *Member) memberEvent(n *memberlist.Node, what string) {

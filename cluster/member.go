@@ -64,6 +64,8 @@ type Member struct {
 	recent   recentChanges
 	stats    Stats
 	leaving  sync.Map // names of members that said they are leaving
+	others   roster   // the other members, as events report them
+	selfAddr string
 	outMu    sync.Mutex
 	outboxes map[string]*peerQueue // by member name
 
@@ -116,6 +118,7 @@ func Start(opts Options) (*Member, error) {
 	if m.ml, err = memberlist.Create(mc); err != nil {
 		return nil, fmt.Errorf("cluster: cannot start on %s: %w", opts.Config.Bind, err)
 	}
+	m.selfAddr = m.ml.LocalNode().Address() // read once: memberlist owns the node
 	m.seeds = m.otherSeeds()
 	m.background(m.sendLoop)
 	m.background(m.maintain)
@@ -209,32 +212,10 @@ type MemberInfo struct {
 	Self  bool   `json:"self"`
 }
 
-// Members lists the members this one knows, itself first.
+// Members lists this member, then every other it has known, alive,
+// failed or left, in name order.
 func (m *Member) Members() []MemberInfo {
-	var out []MemberInfo
-	for _, n := range m.ml.Members() {
-		mi := MemberInfo{Name: n.Name, Addr: n.Address(), State: stateName(n.State), Self: n.Name == m.self}
-		if mi.Self {
-			out = append([]MemberInfo{mi}, out...)
-		} else {
-			out = append(out, mi)
-		}
-	}
-	return out
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "failed"
-	case memberlist.StateLeft:
-		return "left"
-	}
-	return "unknown"
+	return append([]MemberInfo{{Name: m.self, Addr: m.selfAddr, State: "alive", Self: true}}, m.others.infos()...)
 }
 
 // Leave tells the others this member is going, so that they do not wait
@@ -250,16 +231,8 @@ func (m *Member) Leave(timeout time.Duration) {
 	})
 }
 
-// peers returns the other alive members.
-func (m *Member) peers() []*memberlist.Node {
-	var out []*memberlist.Node
-	for _, n := range m.ml.Members() {
-		if n.Name != m.self && n.State == memberlist.StateAlive {
-			out = append(out, n)
-		}
-	}
-	return out
-}
+// peers returns the other alive members, as copies.
+func (m *Member) peers() []*memberlist.Node { return m.others.alive() }
 
 // missing returns the seeds that are no alive member's address, for the
 // rejoin that heals a partition.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -117,16 +118,15 @@ func TestMembersShareAndTell(t *testing.T) {
 		return a.Backend == "cas2" && b.Backend == "cas2"
 	})
 	nodes[2].m.Leave(time.Second)
+	left := nodes[2].m.Name() + " left" // names differ when the test runs again (-count)
 	lbtest.Eventually(t, 5*time.Second, "n1 hearing that n3 left", func() bool {
 		nodes[0].mu.Lock()
 		defer nodes[0].mu.Unlock()
-		for _, s := range nodes[0].seen {
-			if s == "n3 left" {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(nodes[0].seen, left)
 	})
+	if ms := nodes[0].m.Members(); len(ms) != 3 || ms[2].Name != nodes[2].m.Name() || ms[2].State != "left" {
+		t.Fatalf("n1's members after n3 left: %+v", ms)
+	}
 }
 
 // A member joining learns, with the whole table, which pins another

@@ -11,7 +11,7 @@ import (
 // The cluster's series, read at scrape time from the member's totals.
 // They exist only on a cluster member, and then from the first scrape.
 var (
-	descMembers   = prometheus.NewDesc(ns+"_cluster_members", "Cluster members this member knows, by state (alive, suspect, failed, left), itself included.", []string{"state"}, nil)
+	descMembers   = prometheus.NewDesc(ns+"_cluster_members", "Cluster members this member has known, by state (alive, failed, left), itself included.", []string{"state"}, nil)
 	descSynced    = prometheus.NewDesc(ns+"_cluster_synced", "1 once this member has taken a whole table from a peer (or gave up waiting after sync_timeout).", nil, nil)
 	descPinRecs   = prometheus.NewDesc(ns+"_cluster_pin_records_total", "Pin records sent (counted once per member reached) and received.", []string{"direction"}, nil)
 	descMsgBytes  = prometheus.NewDesc(ns+"_cluster_bytes_total", "Bytes of cluster messages, by kind (changes: batches as pins change; table: whole-table syncs) and direction.", []string{"kind", "direction"}, nil)
@@ -24,7 +24,7 @@ var (
 
 var clusterDescs = []*prometheus.Desc{descMembers, descSynced, descPinRecs, descMsgBytes, descSyncs, descConflicts, descLeftOpen, descTrouble, descDelay}
 
-var memberStates = []string{"alive", "suspect", "failed", "left"}
+var memberStates = []string{"alive", "failed", "left"}
 
 func collectCluster(ch chan<- prometheus.Metric, m *cluster.Member) {
 	counts := map[string]int{}
