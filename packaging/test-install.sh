@@ -1,32 +1,53 @@
 #!/usr/bin/env bash
-# Installs the built .deb into a throwaway copy of this Debian system and
-# checks that it works there: `stickylb version` prints the packaged
-# version, `stickylb check` accepts the packaged lb.toml, the man pages
-# and shell completion are in place, the service's user owns its state
-# directory, the unit passes `systemd-analyze
-# verify` where it is installed, and a removal leaves no binary behind.
+# Installs the built .deb into a fresh Debian root and checks that it
+# works there: `stickylb version` prints the packaged version, `stickylb
+# check` accepts the packaged lb.toml, the man pages and shell completion
+# are in place, the service's user owns its state directory, lb.toml is a
+# conffile, and a removal leaves no binary behind.
 #
-# The copy is an overlay of / with a tmpfs on top, mounted in a private
-# mount namespace and entered with chroot: nothing reaches the host, and
-# no network or mirror is needed. Needs root (CI runs as root).
+# The root is made by debootstrap (minbase, this system's release, from
+# its Debian mirror) and entered with chroot in a private mount
+# namespace: nothing reaches the host. Where no mirror answers, it falls
+# back to an overlay of this system's own / on a tmpfs, and says so. Needs
+# root (CI runs as root).
 #
 #   packaging/test-install.sh dist/stickylb_*_amd64.deb
+#   DEBIAN_MIRROR=http://mirror.example/debian packaging/test-install.sh ...
 set -euo pipefail
 deb=$(realpath "$1")
-[[ $(id -u) == 0 ]] || { echo "test-install.sh needs root (a mount namespace and chroot)" >&2; exit 1; }
-! command -v stickylb >/dev/null || { echo "stickylb is installed on this host; the test needs a system without it" >&2; exit 1; }
+[[ $(id -u) == 0 ]] || { echo "test-install.sh needs root (debootstrap, a mount namespace and chroot)" >&2; exit 1; }
 want=$(dpkg-deb -f "$deb" Version)
 top=$(mktemp -d)
 trap 'rm -rf "$top"' EXIT
+
+# A fresh root, when this host can fetch one.
+. /etc/os-release
+mirror=${DEBIAN_MIRROR:-$(sed -n 's/^URIs: *\(\S*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
+fresh=""
+if command -v debootstrap >/dev/null &&
+  debootstrap --variant=minbase "${VERSION_CODENAME:-bookworm}" "$top/fresh" "${mirror:-http://deb.debian.org/debian}" >"$top/debootstrap.log" 2>&1; then
+  fresh=$top/fresh
+  echo "fresh Debian ${VERSION_CODENAME:-bookworm} root made by debootstrap"
+else
+  echo "debootstrap could not make a root (no mirror?); installing into an overlay copy of this system instead:" >&2
+  tail -n 3 "$top/debootstrap.log" >&2 || true
+  ! command -v stickylb >/dev/null || { echo "stickylb is installed on this host; the overlay copy needs a system without it" >&2; exit 1; }
+fi
+
 unshare --mount --propagation private bash -euo pipefail -c '
-top=$1 deb=$2 want=$3
-mount -t tmpfs tmpfs "$top"
-mkdir -p "$top"/upper "$top"/work "$top"/root
-mount -t overlay overlay -o lowerdir=/,upperdir="$top"/upper,workdir="$top"/work "$top"/root
-root=$top/root
+top=$1 deb=$2 want=$3 fresh=$4
+if [[ -n $fresh ]]; then
+  root=$fresh
+else
+  mkdir -p "$top"/overlay
+  mount -t tmpfs tmpfs "$top"/overlay
+  mkdir -p "$top"/overlay/upper "$top"/overlay/work "$top"/overlay/root
+  mount -t overlay overlay -o lowerdir=/,upperdir="$top"/overlay/upper,workdir="$top"/overlay/work "$top"/overlay/root
+  root=$top/overlay/root
+  mount -t tmpfs tmpfs "$root"/run # no systemd runs in the copy: the scripts must not need it
+fi
 mount -t proc proc "$root"/proc
 mount --rbind /dev "$root"/dev
-mount -t tmpfs tmpfs "$root"/run # no systemd runs in the copy: the scripts must not need it
 cp "$deb" "$root"/tmp/stickylb.deb
 inroot() { chroot "$root" "$@"; }
 inroot dpkg -i /tmp/stickylb.deb
@@ -49,4 +70,4 @@ fi
 inroot dpkg -r stickylb
 ! inroot sh -c "command -v stickylb" >/dev/null || { echo "stickylb still installed after dpkg -r" >&2; exit 1; }
 echo "package ok: installs, runs version and check, removes"
-' _ "$top" "$deb" "$want"
+' _ "$top" "$deb" "$want" "$fresh"
