@@ -83,17 +83,21 @@ func TestBackendSaysWhyDown(t *testing.T) {
 	}
 	var st Status
 	var cas2 BackendInfo
-	lbtest.Eventually(t, 5*time.Second, "cas2 down with a reason", func() bool {
+	lbtest.Eventually(t, 5*time.Second, "cas2 down, and every backend checked", func() bool {
 		st = Status{}
 		e.do("GET", "/api/backends", "", "", &st)
+		checked := true
 		for _, b := range st.Pools[0].Backends {
+			checked = checked && b.LastCheck != nil
 			if b.Name == "cas2" {
 				cas2 = b
 			}
 		}
-		return cas2.State == "down"
+		return cas2.State == "down" && checked
 	})
-	if !strings.HasPrefix(cas2.DownReason, "check tcp: ") || !strings.Contains(cas2.DownReason, "refused") {
+	// Refused, or reset when a check's connect sat in the closed
+	// listener's queue: either way the reason names the check and cas2.
+	if !strings.HasPrefix(cas2.DownReason, "check tcp: ") || !strings.Contains(cas2.DownReason, "127.0.0.12:") {
 		t.Errorf("cas2 is down because %q; want the failing check and its error", cas2.DownReason)
 	}
 	if c := cas2.LastCheck; c == nil || c.OK || c.Name != "tcp" || time.Since(c.Time) > 2*time.Second {
