@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -290,22 +291,26 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 }
 
 // FreeAddr returns host:port with a port free on host for both TCP and
-// UDP now, for what binds both, such as a cluster member.
+// UDP now, for what binds both, such as a cluster member. The port is
+// taken from 10000-19999, below Linux's ephemeral range: a port the kernel
+// hands out at random (to a listener on port 0, or an outgoing
+// connection) could otherwise be taken between a member's stop and its
+// restart, as CI once saw. The lab and bench rigs use 20000 and up.
 func FreeAddr(t testing.TB, host string) string {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	for range 200 {
+		addr := net.JoinHostPort(host, strconv.Itoa(10000+rand.IntN(10000)))
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		addr := ln.Addr().String()
 		ln.Close()
 		if pc, err := net.ListenPacket("udp", addr); err == nil {
 			pc.Close()
 			return addr
 		}
 	}
-	t.Fatalf("no port on %s free for both TCP and UDP", host)
+	t.Fatalf("no port of 10000-19999 on %s free for both TCP and UDP", host)
 	return ""
 }
 
