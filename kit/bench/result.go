@@ -4,6 +4,7 @@ package bench
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"time"
 )
@@ -93,36 +94,51 @@ func (r *runner) result(d time.Duration) *Result {
 
 // score computes affinity violations, balance and remapping.
 func (res *Result) score(obs []observation, eventAt time.Duration, hasEvent bool, removed string) {
+	stories, last := tell(obs, eventAt, hasEvent, removed)
+	res.Clients = len(stories)
+	for _, b := range last {
+		res.PerBackend[b]++
+	}
+	res.scoreStories(stories, hasEvent, removed)
+	res.Balance = balanceOf(res.PerBackend, res.Clients)
+}
+
+// story is the backends one client reached before the event and after it.
+type story struct{ before, after []string }
+
+// tell sorts the observations into each client's story, and returns the
+// backend each client reached last.
+func tell(obs []observation, eventAt time.Duration, hasEvent bool, removed string) (map[int]*story, map[int]string) {
 	sort.SliceStable(obs, func(i, j int) bool { return obs[i].at < obs[j].at })
-	type story struct{ before, after []string }
-	stories := map[int]*story{}
+	stories, last := map[int]*story{}, map[int]string{}
 	add := func(list []string, b string) []string {
-		for _, x := range list {
-			if x == b {
-				return list
-			}
+		if slices.Contains(list, b) {
+			return list
 		}
 		return append(list, b)
 	}
-	last := map[int]string{}
 	for _, o := range obs {
 		s := stories[o.client]
 		if s == nil {
 			s = &story{}
 			stories[o.client] = s
 		}
-		if hasEvent && o.at >= eventAt {
+		switch {
+		case !hasEvent || o.at < eventAt:
+			s.before = add(s.before, o.backend)
+		case o.backend != removed:
 			// A greeting from the removed backend just after the event
 			// is a connection made just before it.
-			if o.backend != removed {
-				s.after = add(s.after, o.backend)
-			}
-		} else {
-			s.before = add(s.before, o.backend)
+			s.after = add(s.after, o.backend)
 		}
 		last[o.client] = o.backend
 	}
-	res.Clients = len(stories)
+	return stories, last
+}
+
+// scoreStories counts broken pins and, with an event, the clients moved
+// and where clients were before it.
+func (res *Result) scoreStories(stories map[int]*story, hasEvent bool, removed string) {
 	var rm Remap
 	backendsBefore := map[string]bool{}
 	for _, s := range stories {
@@ -141,31 +157,33 @@ func (res *Result) score(obs []observation, eventAt time.Duration, hasEvent bool
 			res.Violations++
 		}
 	}
-	for _, b := range last {
-		res.PerBackend[b]++
+	if !hasEvent {
+		return
 	}
-	if hasEvent {
-		res.PerBackendBefore = map[string]int{}
-		for _, s := range stories {
-			if len(s.before) > 0 {
-				res.PerBackendBefore[s.before[len(s.before)-1]]++
-			}
+	res.PerBackendBefore = map[string]int{}
+	for _, s := range stories {
+		if len(s.before) > 0 {
+			res.PerBackendBefore[s.before[len(s.before)-1]]++
 		}
 	}
-	if hasEvent && rm.Compared > 0 {
+	if rm.Compared > 0 {
 		rm.MovedShare = float64(rm.Moved) / float64(rm.Compared)
-		if len(backendsBefore) > 0 {
-			rm.Ideal = 1 / float64(len(backendsBefore))
-		}
+		rm.Ideal = 1 / float64(len(backendsBefore))
 		res.Remap = &rm
 	}
-	if n := len(res.PerBackend); n > 0 {
-		mean := float64(res.Clients) / float64(n)
-		var maxV, sq float64
-		for _, c := range res.PerBackend {
-			maxV = math.Max(maxV, float64(c))
-			sq += (float64(c) - mean) * (float64(c) - mean)
-		}
-		res.Balance = Balance{MaxOverMean: maxV / mean, CV: math.Sqrt(sq/float64(n)) / mean}
+}
+
+// balanceOf is how evenly clients spread over the backends they reached.
+func balanceOf(perBackend map[string]int, clients int) Balance {
+	n := len(perBackend)
+	if n == 0 {
+		return Balance{}
 	}
+	mean := float64(clients) / float64(n)
+	var maxV, sq float64
+	for _, c := range perBackend {
+		maxV = math.Max(maxV, float64(c))
+		sq += (float64(c) - mean) * (float64(c) - mean)
+	}
+	return Balance{MaxOverMean: maxV / mean, CV: math.Sqrt(sq/float64(n)) / mean}
 }
