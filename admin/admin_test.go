@@ -23,7 +23,7 @@ import (
 	"github.com/stickylb/stickylb/server"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, lbtest.IgnoreMemberlistProbes()...) }
 
 type env struct {
 	t     testing.TB

@@ -18,14 +18,7 @@ import (
 	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
-// memberlist's Shutdown does not wait for a failure probe in flight; the
-// probe ends by itself within its timeout (about a second) and touches
-// nothing of ours.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).sendPingAndWaitForAck"))
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, lbtest.IgnoreMemberlistProbes()...) }
 
 // node is a member with one pool's table, on its own loopback address.
 type node struct {

@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -155,16 +156,8 @@ func TestClusterMembersAgree(t *testing.T) {
 	})
 	t.Logf("%d re-pins made at member 1 reached members 2 and 3 within %s", len(moved), time.Since(start).Round(time.Millisecond))
 	f.members[0].Pool("cas").Backend("cas1").SetAdmin(pool.Ready)
-	for c := range clients * 3 {
-		src := lbtest.ClientIP(c % clients)
-		want := first[src]
-		if b, ok := moved[src]; ok {
-			want = b
-		}
-		if got := mustWho(t, src, f.addr(c%3, c%len(f.ports))); got != want {
-			t.Fatalf("client %s reached %s through member %d; its pin is %s", src, got, c%3+1, want)
-		}
-	}
+	maps.Copy(first, moved)
+	f.checkPins(first, "after cas1 came back")
 }
 
 // 64 first connections of one client, at three members at once, land on
@@ -192,6 +185,25 @@ func TestClusterParallelFirstConnections(t *testing.T) {
 		}
 		if len(seen) != 1 {
 			t.Fatalf("client %s: 64 parallel first connections over 3 members reached %v", src, seen)
+		}
+	}
+}
+
+// checkPins sends each client of want through every running member, on
+// the ports in turn, and fails at the first connection that reaches
+// another backend than the client's pin.
+func (f *fleet) checkPins(want map[string]string, when string) {
+	f.t.Helper()
+	i := 0
+	for src, pin := range want {
+		for m, s := range f.members {
+			if s == nil {
+				continue
+			}
+			if got := mustWho(f.t, src, f.addr(m, i%len(f.ports))); got != pin {
+				f.t.Fatalf("%s: client %s reached %s through member %d; its pin is %s", when, src, got, m+1, pin)
+			}
+			i++
 		}
 	}
 }
@@ -236,26 +248,11 @@ func TestClusterRollingRestart(t *testing.T) {
 	const clients = 40
 	want := f.pinWithRepins(clients, 2000)
 	wantLen := f.members[0].Table("cas").Len()
-
-	check := func(when string) {
-		t.Helper()
-		for c := range clients {
-			src := lbtest.ClientIP(2000 + c)
-			for m, s := range f.members {
-				if s == nil {
-					continue
-				}
-				if got := mustWho(t, src, f.addr(m, c%len(f.ports))); got != want[src] {
-					t.Fatalf("%s: client %s reached %s through member %d; its pin is %s", when, src, got, m+1, want[src])
-				}
-			}
-		}
-	}
 	f.kill(1)
 	if n := f.members[0].Table("cas").Len(); n != wantLen {
 		t.Fatalf("after a member crashed the others hold %d pins, want %d", n, wantLen)
 	}
-	check("member 2 crashed")
+	f.checkPins(want, "member 2 crashed")
 	for i := range 3 {
 		if f.members[i] != nil {
 			f.members[i].Shutdown(context.Background())
@@ -264,13 +261,13 @@ func TestClusterRollingRestart(t *testing.T) {
 		if n := f.members[i].Table("cas").Len(); n != wantLen || !f.members[i].Ready() {
 			t.Fatalf("member %d restarted ready=%v with %d pins, want %d", i+1, f.members[i].Ready(), n, wantLen)
 		}
-		check(fmt.Sprintf("member %d restarted", i+1))
+		f.checkPins(want, fmt.Sprintf("member %d restarted", i+1))
 	}
 	f.start(3, 4)
 	if n := f.members[3].Table("cas").Len(); n != wantLen {
 		t.Fatalf("a fourth member started with %d pins, want %d", n, wantLen)
 	}
-	check("a fourth member joined")
+	f.checkPins(want, "a fourth member joined")
 }
 
 // rotation is the members' listener addresses a router would send
@@ -412,16 +409,8 @@ func TestClusterCASKilled(t *testing.T) {
 	})
 	t.Logf("cas1 killed: %d clients re-pinned at whichever member they reached; every member held every re-pin %s after the last",
 		len(after), time.Since(last).Round(time.Millisecond))
-	for c := range clients * 3 {
-		src := lbtest.ClientIP(4000 + c%clients)
-		want := before[src]
-		if b, ok := after[src]; ok {
-			want = b
-		}
-		if got := mustWho(t, src, f.addr(c%3, c%len(f.ports))); got != want {
-			t.Fatalf("client %s reached %s through member %d; want %s", src, got, c%3+1, want)
-		}
-	}
+	maps.Copy(before, after)
+	f.checkPins(before, "after cas1 was killed")
 }
 
 // Every member stops at once (a power cut of the whole cluster, or an
@@ -442,12 +431,5 @@ func TestClusterWholeRestart(t *testing.T) {
 	}
 	wg.Wait()
 	f.startAll(3)
-	for c := range clients {
-		src := lbtest.ClientIP(5000 + c)
-		for m := range 3 {
-			if got := mustWho(t, src, f.addr(m, c%len(f.ports))); got != want[src] {
-				t.Fatalf("after the whole cluster restarted, client %s reached %s through member %d; its pin is %s", src, got, m+1, want[src])
-			}
-		}
-	}
+	f.checkPins(want, "after the whole cluster restarted")
 }

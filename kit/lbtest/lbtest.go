@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
 
@@ -343,4 +344,15 @@ func Headless(t testing.TB, bin, url string, extra ...string) []byte {
 		t.Fatalf("chromium: %v", err)
 	}
 	return out
+}
+
+// IgnoreMemberlistProbes are goleak options for packages whose tests run
+// cluster members: memberlist's Shutdown does not wait for a failure probe
+// in flight, which ends by itself within its timeout (about a second) and
+// touches nothing of ours.
+func IgnoreMemberlistProbes() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
+		goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).sendPingAndWaitForAck"),
+	}
 }
