@@ -5,9 +5,6 @@ import "time"
 // The defaults, in one place. A file is decoded over these values, so a
 // key the file does not set keeps its default and a key it sets to 0
 // keeps the 0. The example lb.toml and docs/config.md quote them.
-// MaxWeight bounds a backend's weight, in lb.toml and at run time.
-const MaxWeight = 1000
-
 const (
 	DefaultAdminListen      = "127.0.0.1:9090"
 	DefaultDrainTimeout     = 30 * time.Second
@@ -78,3 +75,6 @@ func DefaultCheck(h Health) Check {
 // DefaultBackend returns a [pool.NAME.backend.NAME] table that sets only
 // its address.
 func DefaultBackend() Backend { return Backend{Weight: DefaultWeight} }
+
+// MaxWeight bounds a backend's weight, in lb.toml and at run time.
+const MaxWeight = 1000
