@@ -547,6 +547,9 @@ func TestBinaryOperate(t *testing.T) {
 	if out, code := ctl("reload"); code != 0 || !strings.Contains(out, "reloaded") {
 		t.Fatalf("ctl reload: %d %s", code, out)
 	}
+	if out, code := ctl("--json", "backends"); code != 0 || !regexp.MustCompile(`"name": "cas2",[^}]*"weight": 1,`).MatchString(out) {
+		t.Fatalf("after a reload cas2 keeps its runtime weight 0; lb.toml says 1:\n%s", out)
+	}
 	if out, code := ctl("info"); code != 0 || !regexp.MustCompile(`stickylb dev commit .*, pid \d+, running for \d+s .*\nconfig .*lb\.toml: 1 listener, 1 pool, 1 time reloaded \(0 failed\)\n\d+ connections? open, file limit \d+`).MatchString(out) {
 		t.Fatalf("ctl info: %d %q", code, out)
 	}
