@@ -48,7 +48,7 @@ func (c *Config) check(v *checker) {
 	if len(c.Pools) == 0 {
 		v.errAt("pool", "no pool defined: add a [pool.NAME] table with at least one [pool.NAME.backend.NAME]")
 	}
-	addrs := listenAddrs{byName: map[string]string{}, byPort: map[uint16][]netip.AddrPort{}}
+	var addrs listenAddrs
 	for _, name := range slices.Sorted(maps.Keys(c.Listeners)) {
 		c.Listeners[name].check(v, &addrs, c.Pools)
 	}
@@ -111,20 +111,37 @@ func (a *Admin) check(v *checker, listeners map[string]*Listener) {
 	}
 }
 
-// listenAddrs are the addresses the listeners checked so far bind.
-type listenAddrs struct {
-	byName map[string]string // canonical address -> listener
-	byPort map[uint16][]netip.AddrPort
+// listenAddrs are the addresses and ports the listeners checked so far
+// bind, in the order checked.
+type listenAddrs []boundAddr
+
+type boundAddr struct {
+	name  string
+	addr  netip.Addr
+	ports Ports
 }
+
+// A listener of up to SmallRange ports binds a socket each by default
+// (range_mode = "auto"): no BPF needed and a handful of descriptors. Up
+// to MaxPerPort it may bind a socket each (range_mode = "per-port", or
+// "auto" where sk_lookup is not allowed); beyond, the descriptors and
+// accept goroutines cost more than one steered socket.
+const (
+	SmallRange = 16
+	MaxPerPort = 1024
+)
 
 func (l *Listener) check(v *checker, seen *listenAddrs, pools map[string]*Pool) {
 	at := "listener." + l.Name
 	if l.Listen == "" {
-		v.errAt(at+".listen", "missing: give the address to listen on, such as \"0.0.0.0:135\"")
-	} else if ap, err := ParseListen(l.Listen); err != nil {
+		v.errAt(at+".listen", "missing: give the address to listen on, such as \"0.0.0.0:135\" or \"0.0.0.0:6005-59530\"")
+	} else if a, ps, err := ParseListenPorts(l.Listen); err != nil {
 		v.errAt(at+".listen", "%v", err)
 	} else {
-		seen.add(v, at, l, ap)
+		seen.add(v, at, l, a, ps)
+		if l.RangeMode == RangePerPort && ps.Count() > MaxPerPort {
+			v.errAt(at+".range_mode", "per-port binds a socket for each of the %d ports, at most %d: use \"sk-lookup\" (one socket; docs/deploy.md, \"Port ranges\")", ps.Count(), MaxPerPort)
+		}
 	}
 	if l.BackendPort < 0 || l.BackendPort > 65535 {
 		v.errAt(at+".backend_port", "must be a port from 1 to 65535, not %d", l.BackendPort)
@@ -149,27 +166,34 @@ func (l *Listener) checkProxy(v *checker, at string) {
 	v.within(at+".proxy_header_timeout", l.ProxyHeaderTimeout, 10*time.Millisecond, time.Minute)
 }
 
-// add records a listener's address and reports the clashes with those
-// seen before. A wildcard address takes its port on every address, so it
-// clashes with any other listener on that port.
-func (s *listenAddrs) add(v *checker, at string, l *Listener, ap netip.AddrPort) {
-	canon := ap.String()
-	if ap.Port() == 0 {
+// add records a listener's address and ports and reports the clashes
+// with those seen before, once per pair. A wildcard address takes its
+// ports on every address, so it clashes with any other listener that
+// shares a port.
+func (s *listenAddrs) add(v *checker, at string, l *Listener, a netip.Addr, ps Ports) {
+	if ps[0].First == 0 {
 		if l.BackendPort == 0 {
 			v.errAt(at+".backend_port", "required when the listen port is 0")
 		}
 		return
 	}
-	if other, dup := s.byName[canon]; dup {
-		v.errAt(at+".listen", "%s is also the address of listener %q", l.Listen, other)
+	if l.BackendPort != 0 && ps.Count() > 1 {
+		v.errAt(at+".backend_port", "a listener of several ports (%s) forwards each connection to the port its client dialled: remove backend_port", ps)
 	}
-	for _, o := range s.byPort[ap.Port()] {
-		if o != ap && (o.Addr().IsUnspecified() || ap.Addr().IsUnspecified()) {
-			v.errAt(at+".listen", "%s overlaps %s of listener %q: a wildcard address takes port %d on every address", l.Listen, o, s.byName[o.String()], ap.Port())
+	for _, o := range *s {
+		port, shared := ps.Overlap(o.ports)
+		switch {
+		case !shared:
+		case o.addr == a && ps.Count() == 1 && o.ports.Count() == 1:
+			v.errAt(at+".listen", "%s is also the address of listener %q", l.Listen, o.name)
+		case o.addr == a:
+			v.errAt(at+".listen", "%s shares port %d with listener %q (%s)", l.Listen, port, o.name, hostPort(o.addr, port))
+		case o.addr.IsUnspecified() || a.IsUnspecified():
+			v.errAt(at+".listen", "%s overlaps %s of listener %q: a wildcard address takes port %d on every address",
+				l.Listen, hostPort(o.addr, port), o.name, port)
 		}
 	}
-	s.byPort[ap.Port()] = append(s.byPort[ap.Port()], ap)
-	s.byName[canon] = l.Name
+	*s = append(*s, boundAddr{l.Name, a, ps})
 }
 
 func (p *Pool) check(v *checker, at string) {
@@ -279,6 +303,13 @@ func (c *Check) check(v *checker, at string) {
 		if _, err := regexp.Compile(re); err != nil {
 			v.errAt(at+"."+key, "bad regular expression: %v", err)
 		}
+	}
+	if c.Type == RPCCheck {
+		if _, err := rpcInterface(c.Interface, c.InterfaceVersion); err != nil {
+			v.errAt(at+".interface", "%v", err)
+		}
+	} else if c.Interface != "" || c.InterfaceVersion != "" {
+		v.errAt(at+".interface", "only an rpc check binds an interface: set type = \"rpc\" or remove it")
 	}
 	if c.Send != "" && len(c.SendHex) > 0 {
 		v.errAt(at+".send_hex", "give send or send_hex, not both")

@@ -22,6 +22,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/stickylb/stickylb/dcerpc"
 )
 
 // Config is a whole configuration file.
@@ -66,10 +68,20 @@ type Admin struct {
 
 // Listener is one address clients connect to.
 type Listener struct {
-	Name        string `toml:"-"`
+	Name string `toml:"-"`
+	// Listen is the address and port, or ports: "10.0.0.50:135",
+	// "10.0.0.50:6005-59530", "10.0.0.50:135,6005-59530". A listener of
+	// several ports forwards each connection to the port its client
+	// dialled.
 	Listen      string `toml:"listen"`
 	Pool        string `toml:"pool"`
-	BackendPort int    `toml:"backend_port"` // default: the listen port
+	BackendPort int    `toml:"backend_port"` // default: the listen port; not with several ports
+	// RangeMode is how a listener of several ports takes them: one socket
+	// steered by a BPF sk_lookup program (sk-lookup), a socket per port
+	// (per-port), or auto (the default): per-port up to 16 ports, else
+	// sk-lookup, falling back to per-port up to 1024 ports where BPF is
+	// not allowed.
+	RangeMode RangeMode `toml:"range_mode"`
 	// ProxyProtocol takes the client's address from a PROXY protocol
 	// header (v1 or v2) that every connection must start with; only the
 	// sources in ProxyTrusted may connect. For a listener behind other
@@ -103,17 +115,22 @@ func parseNet(s string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-// Addr is the address to listen on; the zero AddrPort if Listen is not
-// one, which a loaded config has ruled out.
+// Addr is the address to listen on with the listener's first port; the
+// zero AddrPort if Listen is not one, which a loaded config has ruled out.
 func (l *Listener) Addr() netip.AddrPort {
-	ap, _ := ParseListen(l.Listen)
-	return ap
+	a, ps := l.ListenAddr()
+	return netip.AddrPortFrom(a, ps[0].First)
 }
 
-// TargetPort is the port connections are forwarded to on a backend.
+// TargetPort is the port connections are forwarded to on a backend; 0
+// for a listener of several ports, which forwards each connection to the
+// port its client dialled.
 func (l *Listener) TargetPort() int {
-	if l.BackendPort != 0 {
+	switch {
+	case l.BackendPort != 0:
 		return l.BackendPort
+	case l.Multi():
+		return 0
 	}
 	return int(l.Addr().Port())
 }
@@ -185,8 +202,9 @@ func (p *Pool) ActiveChecks() []*Check {
 // tcp check with the [pool.NAME.health] settings.
 type Check struct {
 	Name string    `toml:"-"`
-	Type CheckType `toml:"type"` // tcp (default), send-expect, tls, http or https
-	// Port to probe; 0 (default) probes every backend port of the pool.
+	Type CheckType `toml:"type"` // tcp (default), send-expect, tls, http, https or rpc
+	// Port to probe; 0 (default) probes every backend port of the pool,
+	// and for rpc, the endpoint mapper on 135.
 	Port int `toml:"port"`
 	// Interval, Timeout, Rise and Fall default to [pool.NAME.health].
 	Interval Duration `toml:"interval"`
@@ -211,6 +229,55 @@ type Check struct {
 	Host   string      `toml:"host"`   // Host header; default the backend address
 	Status StatusRange `toml:"status"` // accepted range, default "200-399"
 	Body   string      `toml:"body"`   // regular expression the body must match
+	// rpc: the interface to look up and bind: "emsmdb" (RPC Client
+	// Access), "nspi" (Address Book) or a UUID with interface_version
+	// ("major.minor").
+	Interface        string `toml:"interface"`
+	InterfaceVersion string `toml:"interface_version"`
+}
+
+// EndpointMapperPort is where an rpc check asks for an interface's port
+// unless it names another.
+const EndpointMapperPort = 135
+
+// RPCInterface is the interface an rpc check binds; a loaded config has
+// checked it.
+func (c *Check) RPCInterface() dcerpc.Syntax {
+	s, _ := rpcInterface(c.Interface, c.InterfaceVersion)
+	return s
+}
+
+// rpcInterface reads an rpc check's interface and version.
+func rpcInterface(name, version string) (dcerpc.Syntax, error) {
+	var named dcerpc.Syntax
+	switch strings.ToLower(name) {
+	case "emsmdb":
+		named = dcerpc.EMSMDB
+	case "nspi":
+		named = dcerpc.NSPI
+	case "":
+		return dcerpc.Syntax{}, fmt.Errorf("missing: name the interface, \"emsmdb\" (RPC Client Access), \"nspi\" (Address Book) or a UUID")
+	default:
+		u, err := dcerpc.ParseUUID(name)
+		if err != nil {
+			return dcerpc.Syntax{}, fmt.Errorf("%v, or \"emsmdb\" or \"nspi\"", err)
+		}
+		named = dcerpc.Syntax{UUID: u}
+		if version == "" {
+			return dcerpc.Syntax{}, fmt.Errorf("a UUID needs interface_version, such as \"0.81\"")
+		}
+	}
+	if version == "" {
+		return named, nil
+	}
+	major, minor, ok := strings.Cut(version, ".")
+	ma, err1 := strconv.ParseUint(major, 10, 16)
+	mi, err2 := strconv.ParseUint(minor, 10, 16)
+	if !ok || err1 != nil || err2 != nil {
+		return dcerpc.Syntax{}, fmt.Errorf("interface_version %q is not major.minor, such as \"0.81\"", version)
+	}
+	named.Major, named.Minor = uint16(ma), uint16(mi)
+	return named, nil
 }
 
 // Affinity configures a pool's affinity table.

@@ -23,6 +23,15 @@ func (c *Config) Warnings() []error {
 				"with [cluster], use balance = \"hash\", which every member computes alike", c.Pools[name].Balance)
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(c.Listeners)) {
+		l := c.Listeners[name]
+		p := c.Pools[l.Pool]
+		if p == nil || !l.Multi() || slices.ContainsFunc(p.ActiveChecks(), func(c *Check) bool { return c.Type != TCPCheck }) {
+			continue
+		}
+		v.errAt("listener."+name+".listen", "pool %s has only TCP checks, which probe fixed ports and none of this listener's %d: "+
+			"add an rpc check for each interface the range serves (docs/config.md, \"Exchange RPC checks\")", l.Pool, l.Ports().Count())
+	}
 	if c.Cluster.Enabled() && len(c.Cluster.Peers) == 0 {
 		v.errAt("cluster.peers", "no peers: this member waits for others to join it and shares pins with nobody until they do")
 	}
@@ -54,7 +63,7 @@ func (p *Pool) warn(v *checker, at string) {
 	}
 	if checks := p.ActiveChecks(); len(checks) > 0 && !slices.ContainsFunc(checks, func(c *Check) bool { return c.Type != TCPCheck }) {
 		v.errAt(at+".health", "only TCP checks: a CAS that accepts connections but never answers (hung) passes them and its clients hang; "+
-			"add a send-expect check (docs/config.md, \"A hung CAS\")")
+			"add an rpc check (docs/config.md, \"Exchange RPC checks\")")
 	}
 	if ttl := p.Affinity.TTL.Duration; ttl < windowsKeepalive {
 		v.errAt(at+".affinity.ttl", "%s is below Windows' 2h keepalive: an idle MAPI session can lose its pin while its client still holds it", p.Affinity.TTL)

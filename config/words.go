@@ -35,6 +35,28 @@ func (b Balance) String() string                { return word(balanceWords, b, "
 func (b Balance) MarshalText() ([]byte, error)  { return []byte(b.String()), nil }
 func (b *Balance) UnmarshalText(t []byte) error { return readWord(balanceWords, b, t) }
 
+// RangeMode is how a listener of several ports takes them.
+type RangeMode uint8
+
+const (
+	// RangeAuto takes up to 16 ports with a socket each, more with
+	// sk_lookup, falling back to a socket each up to 1024 ports where
+	// BPF is not allowed. The default.
+	RangeAuto RangeMode = iota
+	// RangeSkLookup takes every port with one socket, to which a BPF
+	// sk_lookup program steers them (Linux 5.9+, CAP_BPF and
+	// CAP_NET_ADMIN).
+	RangeSkLookup
+	// RangePerPort binds a socket for every port (at most 1024).
+	RangePerPort
+)
+
+var rangeWords = []string{RangeAuto: "auto", RangeSkLookup: "sk-lookup", RangePerPort: "per-port"}
+
+func (m RangeMode) String() string                { return word(rangeWords, m, "range_mode") }
+func (m RangeMode) MarshalText() ([]byte, error)  { return []byte(m.String()), nil }
+func (m *RangeMode) UnmarshalText(t []byte) error { return readWord(rangeWords, m, t) }
+
 // KeyKind says which part of a client's address identifies it.
 type KeyKind uint8
 
@@ -98,9 +120,12 @@ const (
 	TLSCheck
 	HTTPCheck
 	HTTPSCheck
+	// RPCCheck asks the endpoint mapper for an interface's port and binds
+	// to the interface there (DCE/RPC over TCP).
+	RPCCheck
 )
 
-var checkWords = []string{TCPCheck: "tcp", SendExpectCheck: "send-expect", TLSCheck: "tls", HTTPCheck: "http", HTTPSCheck: "https"}
+var checkWords = []string{TCPCheck: "tcp", SendExpectCheck: "send-expect", TLSCheck: "tls", HTTPCheck: "http", HTTPSCheck: "https", RPCCheck: "rpc"}
 
 func (c CheckType) String() string                { return word(checkWords, c, "check") }
 func (c CheckType) MarshalText() ([]byte, error)  { return []byte(c.String()), nil }

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+
+	"github.com/stickylb/stickylb/dcerpc"
 )
 
 // each runs probe against every port of host at once and fails with all
@@ -184,4 +186,24 @@ func (h HTTP) Probe(ctx context.Context, host string) error {
 		}
 		return nil
 	})
+}
+
+// RPC asks a backend's endpoint mapper for Interface's TCP port with
+// ept_map, then binds to the interface on that port: it passes only when
+// the service behind the interface is registered and accepts binds, which
+// a TCP connect to the endpoint mapper (answered by Windows' own RPC
+// service) cannot tell.
+type RPC struct {
+	EPMPort   int
+	Interface dcerpc.Syntax
+	// Forwarded, if set, says whether the pool forwards a port: a port
+	// it does not is a backend its clients cannot reach, so it fails.
+	Forwarded func(port int) bool
+}
+
+func (r RPC) Probe(ctx context.Context, host string) error {
+	if _, err := dcerpc.Check(ctx, nil, host, r.EPMPort, r.Interface, r.Forwarded); err != nil {
+		return fmt.Errorf("rpc: %w", err)
+	}
+	return nil
 }

@@ -11,8 +11,9 @@ const module = "github.com/stickylb/stickylb/"
 // layers is the data flow of the runtime packages, lowest first: a
 // package may import only packages of lower layers, and never the kit.
 var layers = [][]string{
-	{"config", "localerr", "uplot"},
-	{"affinity", "health"},
+	{"dcerpc", "localerr", "uplot"},
+	{"config"},
+	{"affinity", "health", "steer"},
 	{"pool", "cluster"},
 	{"proxy"},
 	{"server"},

@@ -141,7 +141,7 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 			c.refuse(r, client, why, err, attempt-1)
 			return nil, err
 		}
-		addr := b.Addr(r.Port)
+		addr := b.Addr(c.backendPort(r))
 		ctx, cancel := context.WithTimeout(context.Background(), r.connectTimeout())
 		be, err := r.dialer().Dial(ctx, client, addr)
 		cancel()
@@ -168,6 +168,15 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 			return nil, err
 		}
 	}
+}
+
+// backendPort is the port to dial on the backend: the route's, or for a
+// listener of several ports (Route.Port 0) the one the client dialled.
+func (c *conn) backendPort(r *Route) int {
+	if r.Port != 0 {
+		return r.Port
+	}
+	return c.client.LocalAddr().(*net.TCPAddr).Port
 }
 
 // decide picks the backend for this connection: through the affinity

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/localerr"
 	"github.com/stickylb/stickylb/pool"
 )
@@ -24,7 +26,10 @@ import (
 type Listener struct {
 	Name string
 
-	ln    *net.TCPListener
+	lns   []*net.TCPListener // one, or one per port (see bind)
+	steer io.Closer          // the sk_lookup program steering ports to lns[0], if any
+	ports config.Ports
+	mode  string // how the ports are taken: "socket", "sk-lookup" or "per-port"
 	route atomic.Pointer[Route]
 	log   *slog.Logger
 	// localLog lets a line about a local resource fault through every
@@ -47,22 +52,25 @@ type Listener struct {
 	closeOnce sync.Once
 }
 
-// Listen opens a listener. The error says which port could not be bound
-// and what to do about it.
-func Listen(ctx context.Context, name, addr string, keepaliveIdle time.Duration, log *slog.Logger) (*Listener, error) {
+// Listen opens a listener on addr, which may name several ports
+// ("10.0.0.50:6005-59530"); mode says how they are taken. The error says
+// which port could not be bound and what to do about it.
+func Listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger) (*Listener, error) {
+	host, ports, err := config.ParseListenPorts(addr)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", name, err)
+	}
 	// Keepalive is set once on the listening socket: Linux copies it to
 	// every accepted socket, which saves four setsockopt calls per
 	// connection over letting Go set it on each.
-	lc := net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, c syscall.RawConn) error {
-		return setKeepalive(c, keepaliveIdle)
-	}}
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return nil, listenError(name, addr, err)
-	}
-	return &Listener{Name: name, ln: ln.(*net.TCPListener), log: log, conns: map[*conn]struct{}{},
+	control := func(_, _ string, c syscall.RawConn) error { return setKeepalive(c, keepaliveIdle) }
+	l := &Listener{Name: name, log: log, ports: ports, conns: map[*conn]struct{}{},
 		setup: make(chan *conn), closed: make(chan struct{}), localLog: rate.Sometimes{Interval: 5 * time.Second},
-		limitLog: rate.Sometimes{Interval: 5 * time.Second}, proxyLog: rate.Sometimes{Interval: 5 * time.Second}}, nil
+		limitLog: rate.Sometimes{Interval: 5 * time.Second}, proxyLog: rate.Sometimes{Interval: 5 * time.Second}}
+	if err := l.bind(ctx, host, mode, control); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 func listenError(name, addr string, err error) error {
@@ -78,8 +86,13 @@ func listenError(name, addr string, err error) error {
 	return fmt.Errorf("listener %s: listen on %s: %w", name, addr, err)
 }
 
-// Addr returns the bound address (useful when the config said port 0).
-func (l *Listener) Addr() netip.AddrPort { return l.ln.Addr().(*net.TCPAddr).AddrPort() }
+// Addr returns the bound address of the first port (useful when the
+// config said port 0).
+func (l *Listener) Addr() netip.AddrPort { return l.lns[0].Addr().(*net.TCPAddr).AddrPort() }
+
+// Ports returns the ports the listener takes, and how: "socket" (one
+// port), "sk-lookup" or "per-port".
+func (l *Listener) Ports() (config.Ports, string) { return l.ports, l.mode }
 
 // SetRoute installs the route new connections follow.
 func (l *Listener) SetRoute(r *Route) { l.route.Store(r) }
@@ -87,14 +100,26 @@ func (l *Listener) SetRoute(r *Route) { l.route.Store(r) }
 // Route returns the current route.
 func (l *Listener) Route() *Route { return l.route.Load() }
 
-// Serve accepts until Close. It returns nil after Close.
+// Serve accepts on every socket of the listener until Close. It returns
+// nil after Close.
 func (l *Listener) Serve() error {
+	var wg sync.WaitGroup
+	for _, ln := range l.lns[1:] {
+		wg.Go(func() { l.accept(ln) })
+	}
+	l.accept(l.lns[0])
+	wg.Wait()
+	return nil
+}
+
+// accept takes connections from one socket until it is closed.
+func (l *Listener) accept(ln *net.TCPListener) {
 	var backoff time.Duration
 	for {
-		c, err := l.ln.AcceptTCP()
+		c, err := ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
-				return nil
+				return
 			}
 			// Out of file descriptors and the like pass; back off
 			// instead of spinning, as net/http does.
@@ -177,7 +202,14 @@ func (l *Listener) worker(c *conn) {
 // Close stops accepting. Open connections go on.
 func (l *Listener) Close() error {
 	l.closeOnce.Do(func() { close(l.closed) })
-	return l.ln.Close()
+	var errs []error
+	if l.steer != nil {
+		errs = append(errs, l.steer.Close())
+	}
+	for _, ln := range l.lns {
+		errs = append(errs, ln.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Accepted returns how many connections the listener has accepted.

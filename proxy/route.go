@@ -30,7 +30,8 @@ type Route struct {
 	// Keyer turns the client's address into its affinity key; the zero
 	// value keys on the source address.
 	Keyer affinity.Keyer
-	// Port is the backend port. Required.
+	// Port is the backend port; 0 forwards each connection to the port
+	// its client dialled (a listener of several ports).
 	Port int
 	// Policy decides between keeping, moving and refusing a pin; the zero
 	// value re-pins a client whose backend cannot take it and never fails

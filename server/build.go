@@ -3,6 +3,7 @@
 package server
 
 import (
+	"cmp"
 	"maps"
 	"net"
 	"regexp"
@@ -54,10 +55,18 @@ func (s *Server) route(lc *config.Listener, p *poolRT) *proxy.Route {
 }
 
 // probe builds the health probe a check describes, on the given ports
-// unless the check names its own.
-func probe(ch *config.Check, ports []int) health.Probe {
+// unless the check names its own; nil for a check with no port to probe.
+// forwarded says which backend ports the pool forwards, for the rpc check.
+func probe(ch *config.Check, ports []int, forwarded func(int) bool) health.Probe {
 	if ch.Port != 0 {
 		ports = []int{ch.Port}
+	}
+	switch {
+	case ch.Type == config.RPCCheck:
+		epm := cmp.Or(ch.Port, config.EndpointMapperPort)
+		return health.RPC{EPMPort: epm, Interface: ch.RPCInterface(), Forwarded: forwarded}
+	case len(ports) == 0:
+		return nil
 	}
 	switch ch.Type {
 	case config.SendExpectCheck:

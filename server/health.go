@@ -16,18 +16,25 @@ import (
 	"github.com/stickylb/stickylb/proxy"
 )
 
-// ports returns the backend ports of the listeners that use pool name.
-func (s *Server) ports(name string) []int {
+// ports returns the fixed backend ports of the listeners that use pool
+// name, and a test of whether the pool forwards a backend port at all
+// (listeners of several ports forward each port they take).
+func (s *Server) ports(name string) ([]int, func(int) bool) {
 	var ports []int
+	var ranges []config.Ports
 	for _, lr := range s.listeners {
-		if lr.cfg.Pool == name {
-			if port := lr.cfg.TargetPort(); !slices.Contains(ports, port) {
-				ports = append(ports, port)
-			}
+		switch port := lr.cfg.TargetPort(); {
+		case lr.cfg.Pool != name:
+		case port == 0:
+			ranges = append(ranges, lr.cfg.Ports())
+		case !slices.Contains(ports, port):
+			ports = append(ports, port)
 		}
 	}
 	slices.Sort(ports)
-	return ports
+	return ports, func(p int) bool {
+		return slices.Contains(ports, p) || slices.ContainsFunc(ranges, func(r config.Ports) bool { return r.Contains(p) })
+	}
 }
 
 // stateKey names a check's state of one backend. A backend that comes
@@ -47,14 +54,16 @@ func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 	// The checkers keep the pool config they started with: a reload
 	// replaces p.cfg while they run, and restarts them after.
 	pc := p.cfg
-	checks, ports := pc.ActiveChecks(), s.ports(p.pool.Name)
-	if len(checks) == 0 || len(ports) == 0 {
-		return
-	}
+	checks := pc.ActiveChecks()
+	ports, forwarded := s.ports(p.pool.Name)
 	verdicts := &health.Verdicts{}
 	checkers := make([]*health.Checker, 0, len(checks))
 	states := map[stateKey]*health.State{}
 	for _, ch := range checks {
+		pr := probe(ch, ports, forwarded)
+		if pr == nil {
+			continue // a TCP check of a pool with ranges only: check warns of it
+		}
 		var targets []health.Target
 		for _, b := range p.pool.Backends() {
 			k := stateKey{ch.Name, b}
@@ -67,7 +76,7 @@ func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 		}
 		checkers = append(checkers, health.New(health.Config{
 			Interval: ch.Interval.Duration, Timeout: ch.Timeout.Duration, Rise: ch.Rise, Fall: ch.Fall,
-			Probes:   []health.Probe{probe(ch, ports)},
+			Probes:   []health.Probe{pr},
 			OnChange: func(c health.Change) { s.checkChanged(p.pool, pc, ch, verdicts, c) },
 			OnResult: func(target string, err error, took time.Duration) {
 				if b := p.pool.Backend(target); b != nil {
@@ -80,6 +89,9 @@ func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 		}, targets))
 	}
 	p.states = states
+	if len(checkers) == 0 {
+		return
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	p.health, p.done = cancel, make(chan struct{})
 	go runCheckers(ctx, checkers, p.done)

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,8 +69,11 @@ func summary(w io.Writer, cfg *config.Config) {
 	for _, n := range listeners {
 		l := cfg.Listeners[n]
 		port := "same port"
-		if l.BackendPort != 0 {
+		switch {
+		case l.BackendPort != 0:
 			port = fmt.Sprintf("port %d", l.BackendPort)
+		case l.Multi():
+			port = fmt.Sprintf("the port dialled, of %d; %s", l.Ports().Count(), rangeHow(l))
 		}
 		fmt.Fprintf(w, "  %-12s %-22s -> pool %s (%s)\n", n, l.Listen, l.Pool, port)
 	}
@@ -109,6 +113,17 @@ func globalSummary(w io.Writer, cfg *config.Config) {
 	}
 }
 
+// rangeHow says how a listener of several ports will take them.
+func rangeHow(l *config.Listener) string {
+	switch n := l.Ports().Count(); {
+	case l.RangeMode == config.RangePerPort, l.RangeMode == config.RangeAuto && n <= config.SmallRange:
+		return fmt.Sprintf("a socket per port, %d sockets", n)
+	case l.RangeMode == config.RangeAuto && n <= config.MaxPerPort:
+		return "one socket steered by sk_lookup, or a socket per port where BPF is not allowed"
+	}
+	return "one socket steered by sk_lookup (needs CAP_BPF and CAP_NET_ADMIN)"
+}
+
 func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 	a := p.Affinity
 	key := a.Key.String()
@@ -133,8 +148,11 @@ func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 		fmt.Fprintf(w, "    health checks off\n")
 	}
 	for _, c := range checks {
-		port := "every backend port"
-		if c.Port != 0 {
+		port := "every fixed backend port"
+		switch {
+		case c.Type == config.RPCCheck:
+			port = fmt.Sprintf("%s through the endpoint mapper on port %d", c.RPCInterface(), cmp.Or(c.Port, config.EndpointMapperPort))
+		case c.Port != 0:
 			port = fmt.Sprintf("port %d", c.Port)
 		}
 		fmt.Fprintf(w, "    check %s: %s on %s every %s, timeout %s, rise %d, fall %d\n",

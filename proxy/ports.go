@@ -1,0 +1,94 @@
+//go:build linux
+
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/steer"
+)
+
+// bind opens the listener's sockets: one for a single port; for several,
+// one socket that a BPF sk_lookup program steers every port to, or a
+// socket per port, as mode says.
+func (l *Listener) bind(ctx context.Context, host netip.Addr, mode config.RangeMode, control func(string, string, syscall.RawConn) error) error {
+	n := l.ports.Count()
+	switch {
+	case n == 1:
+		l.mode = "socket"
+		return l.bindEach(ctx, host, control)
+	case mode == config.RangePerPort, mode == config.RangeAuto && n <= config.SmallRange:
+		l.mode = "per-port"
+		return l.bindEach(ctx, host, control)
+	}
+	err := l.bindSteered(ctx, host, control)
+	if err == nil || !errors.Is(err, steer.ErrNotAllowed) || mode == config.RangeSkLookup || n > config.MaxPerPort {
+		if errors.Is(err, steer.ErrNotAllowed) {
+			return fmt.Errorf("listener %s: %d ports need one socket steered by sk_lookup: %w; "+
+				"grant the capabilities (docs/deploy.md, \"Port ranges\") or list at most %d ports with range_mode = \"per-port\"", l.Name, n, err, config.MaxPerPort)
+		}
+		return err
+	}
+	l.log.Warn("sk_lookup is not allowed here: binding a socket per port instead", "listener", l.Name,
+		"ports", l.ports.String(), "count", n, "error", err)
+	l.mode = "per-port"
+	return l.bindEach(ctx, host, control)
+}
+
+// bindEach binds a socket for every port; on failure it closes those it
+// bound.
+func (l *Listener) bindEach(ctx context.Context, host netip.Addr, control func(string, string, syscall.RawConn) error) error {
+	lc := net.ListenConfig{KeepAlive: -1, Control: control}
+	var err error
+	l.ports.Each(func(port uint16) {
+		if err != nil {
+			return
+		}
+		addr := net.JoinHostPort(hostString(host), strconv.Itoa(int(port)))
+		var ln net.Listener
+		if ln, err = lc.Listen(ctx, "tcp", addr); err != nil {
+			err = listenError(l.Name, addr, err)
+			return
+		}
+		l.lns = append(l.lns, ln.(*net.TCPListener))
+	})
+	if err != nil {
+		for _, ln := range l.lns {
+			ln.Close()
+		}
+		l.lns = nil
+	}
+	return err
+}
+
+// bindSteered binds the first port and steers the others to it.
+func (l *Listener) bindSteered(ctx context.Context, host netip.Addr, control func(string, string, syscall.RawConn) error) error {
+	first := netip.AddrPortFrom(host, l.ports[0].First)
+	ln, err := steer.Listen(ctx, first, control)
+	if err != nil {
+		return listenError(l.Name, first.String(), err)
+	}
+	s, err := steer.Attach(ln, host, l.ports)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listener %s: %w", l.Name, err)
+	}
+	l.lns, l.steer, l.mode = []*net.TCPListener{ln}, s, "sk-lookup"
+	return nil
+}
+
+// hostString writes an address as Listen takes it; the unspecified IPv6
+// address as "" so that the socket is dual-stack.
+func hostString(a netip.Addr) string {
+	if a.Is6() && a.IsUnspecified() {
+		return ""
+	}
+	return a.String()
+}
