@@ -95,12 +95,16 @@ func Run(ctx context.Context, scenarios []Scenario, opts Options) ([]Result, err
 
 // rig is what one scenario runs: the CAS array and a balancer.
 type rig struct {
-	ports  []int
-	cases  []*sim.CAS
-	broken *Broken
-	srv    *server.Server
-	cfg    *config.Config
-	log    *slog.Logger
+	// ports are the endpoint mapper's, RPC Client Access's and the
+	// Address Book's; with dynamic ports, the endpoint mapper's alone,
+	// and dynamic is the block of every host's ranges.
+	ports   []int
+	dynamic config.PortRange
+	cases   []*sim.CAS
+	broken  *Broken
+	srv     *server.Server
+	cfg     *config.Config
+	log     *slog.Logger
 	// The two-member scenarios' members and their configs.
 	members   []*server.Server
 	memberCfg []*config.Config
@@ -156,17 +160,66 @@ func startRig(s Scenario, used map[int]bool, rng *rand.Rand, log *slog.Logger) (
 			probes = append(probes, ln)
 			ports = append(ports, p)
 		}
-		cases, err := sim.StartArray(CASHosts, ports[0], ports[1], ports[2], log)
 		for _, ln := range probes {
 			ln.Close()
 		}
-		if err != nil {
+		r := &rig{ports: ports, log: log, used: used, rng: rng}
+		if err := r.startArray(s); err != nil {
 			last = err
 			continue
 		}
-		return &rig{ports: ports, cases: cases, log: log, used: used, rng: rng}, nil
+		return r, nil
 	}
 	return nil, fmt.Errorf("no free ports for the lab on %v: %w", CASHosts, last)
+}
+
+// dynamicWidth is each simulated host's dynamic range in the lab: small,
+// so that a range listener fits in a socket per port where sk_lookup is
+// not allowed (the lab runs without root).
+const dynamicWidth = 40
+
+// startArray starts the simulated CAS hosts: on the rig's three ports,
+// or with ports dynamic, each on two ports of its own range from a block
+// of 3 x dynamicWidth ports no earlier scenario of the run used.
+func (r *rig) startArray(s Scenario) error {
+	if s.Ports != "dynamic" {
+		cases, err := sim.StartArray(CASHosts, r.ports[0], r.ports[1], r.ports[2], r.log)
+		r.cases = cases
+		return err
+	}
+	width := len(CASHosts) * dynamicWidth
+	first := 0
+	for attempt := 0; first == 0 && attempt < 100; attempt++ {
+		first = 20000 + width*r.rng.IntN(12000/width) // below the ephemeral range, as the static ports
+		for p := first; p < first+width; p++ {
+			if r.used[p] {
+				first = 0
+				break
+			}
+		}
+	}
+	if first == 0 {
+		return fmt.Errorf("no block of %d unused ports for the dynamic ranges", width)
+	}
+	for p := first; p < first+width; p++ {
+		r.used[p] = true
+	}
+	r.ports = r.ports[:1]
+	r.dynamic = config.PortRange{First: uint16(first), Last: uint16(first + len(CASHosts)*dynamicWidth - 1)}
+	for i, h := range CASHosts {
+		lo := first + i*dynamicWidth
+		c, err := sim.StartCAS(sim.CASConfig{Name: fmt.Sprintf("cas%d", i+1), Host: h, EPMPort: r.ports[0],
+			DynamicFirst: lo, DynamicLast: lo + dynamicWidth - 1, Log: r.log})
+		if err != nil {
+			for _, c := range r.cases {
+				c.Close()
+			}
+			r.cases = nil
+			return err
+		}
+		r.cases = append(r.cases, c)
+	}
+	return nil
 }
 
 // startBalancer binds the balancer on the VIP at the rig's ports.
@@ -174,7 +227,7 @@ func (r *rig) startBalancer(s Scenario) error {
 	var err error
 	for attempt := 0; attempt < 20; attempt++ {
 		switch s.Balancer {
-		case "stickylb":
+		case "stickylb", "stickylb-fixed-ports":
 			err = r.startStickylb(s)
 		case "stickylb-pair", "stickylb-independent":
 			err = r.startPair(s)
@@ -217,9 +270,33 @@ func stickylbConfig(vip string, ports []int, affinityKey config.KeyKind) string 
 	return b.String()
 }
 
+// dynamicConfig is the config for a CAS array on dynamic ports: one
+// listener on the endpoint mapper's port and, unless fixedOnly, the whole
+// block of the hosts' dynamic ranges; a TCP check of the endpoint mapper
+// (the simulated hosts do not speak DCE/RPC, so the rpc check of a real
+// array cannot run here).
+func dynamicConfig(vip string, epm int, dynamic config.PortRange, fixedOnly bool) string {
+	ports := config.Ports{{First: uint16(epm), Last: uint16(epm)}}
+	if !fixedOnly {
+		ports = append(ports, dynamic)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "[listener.rpc]\nlisten = \"%s:%s\"\npool = \"cas\"\n", vip, ports)
+	b.WriteString("[pool.cas]\nconnect_timeout = \"1s\"\n[pool.cas.health]\ninterval = \"100ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 2\n")
+	fmt.Fprintf(&b, "[pool.cas.check.epmap]\ntype = \"tcp\"\nport = %d\n", epm)
+	for i, h := range CASHosts {
+		fmt.Fprintf(&b, "[pool.cas.backend.cas%d]\naddress = %q\n", i+1, h)
+	}
+	return b.String()
+}
+
 func (r *rig) startStickylb(s Scenario) error {
 	if r.cfg == nil {
-		cfg, err := config.Parse("lab:"+s.Name, []byte(StickylbConfig(r.ports, s.Affinity)))
+		text := StickylbConfig(r.ports, s.Affinity)
+		if s.Ports == "dynamic" {
+			text = dynamicConfig(VIP, r.ports[0], r.dynamic, s.Balancer == "stickylb-fixed-ports")
+		}
+		cfg, err := config.Parse("lab:"+s.Name, []byte(text))
 		if err != nil {
 			return err
 		}
@@ -341,8 +418,13 @@ func runOne(ctx context.Context, s Scenario, idx, total int, opts Options, used 
 func verdict(s Scenario, rep *sim.Report, target string) (string, bool) {
 	switch s.Expect {
 	case "errors":
-		if rep.MAPINetworkErrors > 0 {
+		switch {
+		case rep.MAPINetworkErrors > 0:
 			return "reproduced", true
+		case s.Ports == "dynamic" && rep.Logons == 0 && rep.ConnErrors > 0:
+			// MAPI reports an RPC endpoint it cannot reach as
+			// MAPI_E_NETWORK_ERROR: Unity's log is the same.
+			return fmt.Sprintf("reproduced: all %d connections to the ports the endpoint mapper handed out failed", rep.ConnErrors), true
 		}
 		return "NOT reproduced: no MAPI_E_NETWORK_ERROR", false
 	case "clean":

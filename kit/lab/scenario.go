@@ -44,6 +44,11 @@ type Scenario struct {
 	// (connections may break but no session is lost) or only-affected
 	// (only sessions of the killed CAS see errors, and all recover).
 	Expect string `toml:"expect" json:"expect"`
+	// Ports is how the CAS hosts serve RPC Client Access and the Address
+	// Book: static (default; every host on the same two ports) or dynamic
+	// (each host on two ports of its own dynamic range, handed out by
+	// its endpoint mapper, as Exchange does without static ports).
+	Ports string `toml:"ports" json:"ports,omitempty"`
 	// Affinity is stickylb's affinity key (default src-ip).
 	Affinity config.KeyKind `toml:"affinity" json:"affinity,omitempty"`
 	// Sessions, Sources and Duration override the run's options.
@@ -53,7 +58,8 @@ type Scenario struct {
 }
 
 var (
-	balancers = []string{"stickylb", "stickylb-pair", "stickylb-independent", "round-robin", "nlb-hash", "reroute"}
+	balancers = []string{"stickylb", "stickylb-pair", "stickylb-independent", "stickylb-fixed-ports", "round-robin", "nlb-hash", "reroute"}
+	portKinds = []string{"static", "dynamic"}
 	events    = []string{"none", "kill", "drain", "restart", "member-restart", "add-member", "reroute"}
 	expects   = []string{"errors", "clean", "no-mapi-errors", "only-affected"}
 )
@@ -101,6 +107,9 @@ func ParseScenarios(file string, src []byte) ([]Scenario, error) {
 		if s.At == 0 {
 			s.At = 0.4
 		}
+		if s.Ports == "" {
+			s.Ports = "static"
+		}
 		check := func(key, v string, allowed []string) {
 			if !slices.Contains(allowed, v) {
 				errs = append(errs, fmt.Errorf("%s: %s must be one of %s, not %q", at, key, strings.Join(allowed, ", "), v))
@@ -112,6 +121,7 @@ func ParseScenarios(file string, src []byte) ([]Scenario, error) {
 		check("balancer", s.Balancer, balancers)
 		check("event", s.Event, events)
 		check("expect", s.Expect, expects)
+		check("ports", s.Ports, portKinds)
 		if s.At <= 0 || s.At >= 1 {
 			errs = append(errs, fmt.Errorf("%s: at must be between 0 and 1, not %v", at, s.At))
 		}
@@ -124,6 +134,10 @@ func ParseScenarios(file string, src []byte) ([]Scenario, error) {
 			errs = append(errs, fmt.Errorf("%s: event add-member needs balancer nlb-hash", at))
 		case s.Event == "reroute" && s.Balancer != "reroute":
 			errs = append(errs, fmt.Errorf("%s: event reroute needs balancer reroute", at))
+		case s.Ports == "dynamic" && s.Balancer != "stickylb" && s.Balancer != "stickylb-fixed-ports":
+			errs = append(errs, fmt.Errorf("%s: ports dynamic needs balancer stickylb or stickylb-fixed-ports", at))
+		case s.Balancer == "stickylb-fixed-ports" && s.Ports != "dynamic":
+			errs = append(errs, fmt.Errorf("%s: balancer stickylb-fixed-ports needs ports dynamic", at))
 		case s.Expect == "only-affected" && s.Event != "kill":
 			errs = append(errs, fmt.Errorf("%s: expect only-affected needs event kill", at))
 		}

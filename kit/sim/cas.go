@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,11 @@ type CASConfig struct {
 	// Ports to listen on. The endpoint mapper advertises RCAPort and
 	// ABPort, as a CAS with static RPC ports does.
 	EPMPort, RCAPort, ABPort int
+	// DynamicFirst and DynamicLast, when set, replace RCAPort and ABPort
+	// with two free ports picked at random from that range, as a CAS
+	// without static ports takes them from Windows' dynamic RPC range
+	// (each host its own); the endpoint mapper hands those out.
+	DynamicFirst, DynamicLast int
 	// SessionIdle ends a session after this long unused (default 30m).
 	SessionIdle time.Duration
 	// ConnIdle closes a connection that sends nothing for this long
@@ -78,22 +84,67 @@ func StartCAS(cfg CASConfig) (*CAS, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	c := &CAS{cfg: cfg, sessions: map[uint64]*session{}, conns: map[net.Conn]struct{}{}}
+	if err := c.listen(cfg.EPMPort, EndpointMapper); err != nil {
+		return nil, err
+	}
+	if cfg.DynamicLast > 0 {
+		if err := c.listenDynamic(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
 	for _, p := range []struct {
 		port int
 		svc  Service
-	}{{cfg.EPMPort, EndpointMapper}, {cfg.RCAPort, ClientAccess}, {cfg.ABPort, AddressBook}} {
-		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(p.port))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
+	}{{cfg.RCAPort, ClientAccess}, {cfg.ABPort, AddressBook}} {
+		if err := c.listen(p.port, p.svc); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("simulated CAS %s: listen %s for %s: %w", cfg.Name, addr, p.svc, err)
+			return nil, err
 		}
-		c.lns = append(c.lns, ln)
-		c.wg.Add(1)
-		go c.accept(ln, p.svc)
 	}
 	return c, nil
 }
+
+// listen serves svc on port.
+func (c *CAS) listen(port int, svc Service) error {
+	addr := net.JoinHostPort(c.cfg.Host, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("simulated CAS %s: listen %s for %s: %w", c.cfg.Name, addr, svc, err)
+	}
+	c.lns = append(c.lns, ln)
+	c.wg.Add(1)
+	go c.accept(ln, svc)
+	return nil
+}
+
+// listenDynamic serves RPC Client Access and the Address Book on two
+// free ports picked at random from the dynamic range, and records them
+// for the endpoint mapper to hand out.
+func (c *CAS) listenDynamic() error {
+	lo, hi := c.cfg.DynamicFirst, c.cfg.DynamicLast
+	var got []int
+	for attempt := 0; len(got) < 2 && attempt < 200; attempt++ {
+		p := lo + rand.IntN(hi-lo+1)
+		if slices.Contains(got, p) {
+			continue
+		}
+		svc := []Service{ClientAccess, AddressBook}[len(got)]
+		if c.listen(p, svc) == nil {
+			got = append(got, p)
+		}
+	}
+	if len(got) < 2 {
+		return fmt.Errorf("simulated CAS %s: no two free ports in its dynamic range %d-%d on %s", c.cfg.Name, lo, hi, c.cfg.Host)
+	}
+	c.cfg.RCAPort, c.cfg.ABPort = got[0], got[1]
+	return nil
+}
+
+// Ports returns the RPC Client Access and Address Book ports the
+// endpoint mapper hands out.
+func (c *CAS) Ports() (rca, ab int) { return c.cfg.RCAPort, c.cfg.ABPort }
 
 // Name returns the CAS's name.
 func (c *CAS) Name() string { return c.cfg.Name }
