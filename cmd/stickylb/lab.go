@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/kit/lab"
+	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/sim"
 )
 
@@ -167,8 +168,18 @@ func simCASFlags(fs *pflag.FlagSet) runFunc {
 	rca := fs.Int("rca-port", 60001, "RPC Client Access port")
 	ab := fs.Int("ab-port", 60002, "Address Book port")
 	idle := fs.Duration("session-idle", 30*time.Minute, "end a session after this long unused")
+	dynamic := fs.String("dynamic-ports", "", "serve RPC Client Access and the Address Book on two ports each host picks at random from this range (such as 6005-59530), as Exchange does without static ports; replaces --rca-port and --ab-port")
 	return func(args []string, stdout, stderr io.Writer) int {
 		log := slog.New(slog.NewTextHandler(stderr, nil))
+		var dyn config.PortRange
+		if *dynamic != "" {
+			_, ps, err := config.ParseListenPorts(":" + *dynamic)
+			if err != nil || len(ps) != 1 || ps[0].Last-ps[0].First < 1 {
+				fmt.Fprintf(stderr, "error: --dynamic-ports %q: give one range of at least two ports, such as 6005-59530\n", *dynamic)
+				return 2
+			}
+			dyn = ps[0]
+		}
 		hs, ns := splitList(*hosts), splitList(*names)
 		if len(ns) > 0 && len(ns) != len(hs) {
 			fmt.Fprintf(stderr, "error: %d names for %d hosts\n", len(ns), len(hs))
@@ -180,7 +191,8 @@ func simCASFlags(fs *pflag.FlagSet) runFunc {
 			if len(ns) > 0 {
 				name = ns[i]
 			}
-			c, err := sim.StartCAS(sim.CASConfig{Name: name, Host: h, EPMPort: *epm, RCAPort: *rca, ABPort: *ab, SessionIdle: *idle, Log: log})
+			c, err := sim.StartCAS(sim.CASConfig{Name: name, Host: h, EPMPort: *epm, RCAPort: *rca, ABPort: *ab, SessionIdle: *idle, Log: log,
+				DynamicFirst: int(dyn.First), DynamicLast: int(dyn.Last)})
 			if err != nil {
 				fmt.Fprintln(stderr, "error:", err)
 				for _, c := range cases {
@@ -189,7 +201,8 @@ func simCASFlags(fs *pflag.FlagSet) runFunc {
 				return 1
 			}
 			cases = append(cases, c)
-			log.Info("simulated CAS serving", "cas", name, "host", h, "epm", *epm, "rca", *rca, "ab", *ab)
+			rcaPort, abPort := c.Ports()
+			log.Info("simulated CAS serving", "cas", name, "host", h, "epm", *epm, "rca", rcaPort, "ab", abPort)
 		}
 		waitForStop()
 		for _, c := range cases {
