@@ -29,12 +29,14 @@ func (l *Listener) bind(ctx context.Context, host netip.Addr, mode config.RangeM
 		return l.bindEach(ctx, host, control)
 	}
 	err := l.bindSteered(ctx, host, control)
-	if err == nil || !errors.Is(err, steer.ErrNotAllowed) || mode == config.RangeSkLookup || n > config.MaxPerPort {
-		if errors.Is(err, steer.ErrNotAllowed) {
-			return fmt.Errorf("listener %s: %d ports need one socket steered by sk_lookup: %w; "+
-				"grant the capabilities (docs/deploy.md, \"Port ranges\") or list at most %d ports with range_mode = \"per-port\"", l.Name, n, err, config.MaxPerPort)
-		}
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, steer.ErrNotAllowed):
 		return err
+	case mode == config.RangeSkLookup || n > config.MaxPerPort:
+		return fmt.Errorf("listener %s: %d ports need one socket steered by sk_lookup: %w; "+
+			"grant the capabilities (docs/deploy.md, \"Port ranges\") or list at most %d ports with range_mode = \"per-port\"", l.Name, n, err, config.MaxPerPort)
 	}
 	l.log.Warn("sk_lookup is not allowed here: binding a socket per port instead", "listener", l.Name,
 		"ports", l.ports.String(), "count", n, "error", err)
@@ -78,6 +80,9 @@ func (l *Listener) bindSteered(ctx context.Context, host netip.Addr, control fun
 	s, err := steer.Attach(ln, host, l.ports)
 	if err != nil {
 		ln.Close()
+		if errors.Is(err, steer.ErrNotAllowed) {
+			return err // bind says what to do about it
+		}
 		return fmt.Errorf("listener %s: %w", l.Name, err)
 	}
 	l.lns, l.steer, l.mode = []*net.TCPListener{ln}, s, "sk-lookup"
@@ -91,4 +96,23 @@ func hostString(a netip.Addr) string {
 		return ""
 	}
 	return a.String()
+}
+
+// CheckRange says how listener l will take its ports on this host, as
+// this user, when that is not simply: nil for a single port or a socket
+// each; an error when it needs sk_lookup and may not use it (start-up
+// would fail), or falls back to a socket per port.
+func CheckRange(l *config.Listener) error {
+	n := l.Ports().Count()
+	if n == 1 || l.RangeMode == config.RangePerPort || (l.RangeMode == config.RangeAuto && n <= config.SmallRange) {
+		return nil
+	}
+	err := steer.Probe()
+	switch {
+	case err == nil:
+		return nil
+	case l.RangeMode == config.RangeAuto && n <= config.MaxPerPort:
+		return fmt.Errorf("listener %s will bind a socket for each of its %d ports: %w", l.Name, n, err)
+	}
+	return fmt.Errorf("listener %s cannot take its %d ports: start-up will fail: %w; grant the capabilities (docs/deploy.md, \"Port ranges\")", l.Name, n, err)
 }

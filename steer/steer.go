@@ -27,6 +27,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/stickylb/stickylb/config"
 )
@@ -46,6 +47,9 @@ var ErrNotAllowed = errors.New("sk_lookup is not available: it needs Linux 5.9 o
 // unspecified addr ("::" or "0.0.0.0") matches every local address, "::"
 // of both families as a dual-stack socket does.
 func Attach(ln *net.TCPListener, addr netip.Addr, ports config.Ports) (*Steer, error) {
+	// Kernels before 5.11 charge BPF objects to RLIMIT_MEMLOCK; later
+	// ones to the cgroup, and this does nothing.
+	rlimit.RemoveMemlock()
 	sock, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.SockMap, KeySize: 4, ValueSize: 8, MaxEntries: 1})
 	if err != nil {
 		return nil, failed("create the socket map", err)
@@ -203,4 +207,24 @@ func matchAddress(addr netip.Addr) asm.Instructions {
 			asm.JNE.Imm32(asm.R2, int32(binary.NativeEndian.Uint32(b[4*i:])), "pass"))
 	}
 	return append(in, asm.Ja.Label("lookup"))
+}
+
+// probeAddr is an address no listener uses, so the moment Probe's
+// program is attached steers nothing.
+var probeAddr = netip.MustParseAddr("127.255.255.254")
+
+// Probe tells whether this process may steer ports: it attaches a
+// program for one port of an unused address to a throw-away socket and
+// detaches it again. The error wraps ErrNotAllowed when it may not.
+func Probe() error {
+	ln, err := Listen(context.Background(), netip.MustParseAddrPort("127.0.0.1:0"), nil)
+	if err != nil {
+		return fmt.Errorf("steer: probe socket: %w", err)
+	}
+	defer ln.Close()
+	s, err := Attach(ln, probeAddr, config.Ports{{First: 1, Last: 1}})
+	if err != nil {
+		return err
+	}
+	return s.Close()
 }

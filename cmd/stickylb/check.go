@@ -169,6 +169,11 @@ func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 // transparent mode without the capability or the return route.
 func hostWarnings(cfg *config.Config, r *net.Resolver) []string {
 	var out []string
+	for _, name := range slices.Sorted(maps.Keys(cfg.Listeners)) {
+		if err := proxy.CheckRange(cfg.Listeners[name]); err != nil {
+			out = append(out, cfg.At("listener."+name+".listen", "%v (checked on this host, as this user)", err).Error())
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Pools)) {
 		p := cfg.Pools[name]
 		for _, bn := range slices.Sorted(maps.Keys(p.Backends)) {

@@ -1,0 +1,79 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stickylb/stickylb/kit/lbtest"
+)
+
+// asNobody runs the binary as an unprivileged user, or skips where this
+// test cannot change user (it is not root).
+func asNobody(t *testing.T) []string {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the binary as nobody")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skipf("needs setpriv (util-linux): %v", err)
+	}
+	os.Chmod(filepath.Dir(binary), 0o755)
+	os.Chmod(binary, 0o755)
+	return []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}
+}
+
+// publicConfig writes a config file an unprivileged user can read.
+func publicConfig(t *testing.T, text string) string {
+	dir, err := os.MkdirTemp("", "stickylb-public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	path := filepath.Join(dir, "lb.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Without the capabilities sk_lookup needs, a listener of a few hundred
+// ports falls back to a socket per port, says so, and serves every port;
+// one of the whole dynamic range refuses to start, naming what is
+// missing, and `check` says the same beforehand.
+func TestRangeWithoutCapabilities(t *testing.T) {
+	prefix := asNobody(t)
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.41", "127.0.0.42"}, 1)
+	lo := ports[0] - ports[0]%100
+	cfg := fmt.Sprintf("[admin]\nlisten = \"off\"\n[listener.rpc]\nlisten = \"127.0.0.40:%d-%d\"\npool = \"cas\"\n", lo, lo+199)
+	cfg += fmt.Sprintf("[pool.cas.backend.cas1]\naddress = %q\n[pool.cas.backend.cas2]\naddress = %q\n", bs[0].Host, bs[1].Host)
+	path := publicConfig(t, cfg)
+	p := startBinary(t, prefix, "run", "-c", path)
+	p.addrs(1)
+	lbtest.Eventually(t, 5*time.Second, "the fallback warning", func() bool {
+		return strings.Contains(p.logs(), "sk_lookup is not allowed here: binding a socket per port instead")
+	})
+	who, err := lbtest.Who("127.9.0.2", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.40"), uint16(ports[0])))
+	if err != nil || who == "" {
+		t.Fatalf("through the per-port fallback: %q, %v", who, err)
+	}
+	p.stop()
+
+	whole := strings.Replace(cfg, fmt.Sprintf("%d-%d", lo, lo+199), "6005-59530", 1)
+	path = publicConfig(t, whole)
+	out, _ := exec.Command(prefix[0], append(prefix[1:], binary, "check", "-c", path)...).CombinedOutput()
+	if !strings.Contains(string(out), "cannot take its 53526 ports: start-up will fail") || !strings.Contains(string(out), "CAP_BPF and CAP_NET_ADMIN") {
+		t.Fatalf("check as nobody:\n%s", out)
+	}
+	out, err = exec.Command(prefix[0], append(prefix[1:], binary, "run", "-c", path)...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "53526 ports need one socket steered by sk_lookup") || !strings.Contains(string(out), `range_mode = \"per-port\"`) {
+		t.Fatalf("run as nobody: %v\n%s", err, out)
+	}
+}
