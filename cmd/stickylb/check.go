@@ -148,7 +148,7 @@ func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 		fmt.Fprintf(w, "    health checks off\n")
 	}
 	for _, c := range checks {
-		port := "every fixed backend port"
+		port := "every backend port"
 		switch {
 		case c.Type == config.RPCCheck:
 			port = fmt.Sprintf("%s through the endpoint mapper on port %d", c.RPCInterface(), cmp.Or(c.Port, config.EndpointMapperPort))
