@@ -43,7 +43,9 @@ func (a *API) info(w http.ResponseWriter, r *http.Request) {
 // ListenerInfo is one listener in GET /api/listeners.
 type ListenerInfo struct {
 	Name        string `json:"name"`
-	Address     string `json:"address"`
+	Address     string `json:"address"`  // with the first port
+	Ports       string `json:"ports"`    // every port: "135" or "135,6005-59530"
+	TakenBy     string `json:"taken_by"` // socket, per-port or sk-lookup
 	Pool        string `json:"pool"`
 	Connections int    `json:"connections"`
 	Accepted    uint64 `json:"accepted_total"`
@@ -52,7 +54,7 @@ type ListenerInfo struct {
 func (a *API) listeners(w http.ResponseWriter, r *http.Request) {
 	out := []ListenerInfo{}
 	for _, l := range a.opts.Server.Listeners() {
-		out = append(out, ListenerInfo{Name: l.Name, Address: l.Addr.String(), Pool: l.Pool, Connections: l.Active, Accepted: l.Accepted})
+		out = append(out, ListenerInfo{Name: l.Name, Address: l.Addr.String(), Ports: l.Ports, TakenBy: l.TakenBy, Pool: l.Pool, Connections: l.Active, Accepted: l.Accepted})
 	}
 	writeJSON(w, 200, out)
 }

@@ -67,7 +67,7 @@ func TestSendExpect(t *testing.T) {
 func TestHTTPAndTLS(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/owa/healthcheck.htm":
+		case "/owa/auth/logon.aspx":
 			w.Write([]byte("200 OK cas1"))
 		default:
 			http.Error(w, "nope", 503)
@@ -78,7 +78,7 @@ func TestHTTPAndTLS(t *testing.T) {
 	secure := httptest.NewTLSServer(h)
 	defer secure.Close()
 	host, p := port(t, plain.Listener.Addr().String())
-	ok := HTTP{Ports: []int{p}, Method: "GET", Path: "/owa/healthcheck.htm", StatusMin: 200, StatusMax: 299, Body: regexp.MustCompile("OK")}
+	ok := HTTP{Ports: []int{p}, Method: "GET", Path: "/owa/auth/logon.aspx", StatusMin: 200, StatusMax: 299, Body: regexp.MustCompile("OK")}
 	if err := probeOnce(ok, host); err != nil {
 		t.Errorf("healthy http: %v", err)
 	}

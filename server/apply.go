@@ -163,7 +163,11 @@ func (s *Server) applyListeners(cfg *config.Config, fresh map[string]*proxy.List
 			if running {
 				s.serve(lr.l)
 			}
-			s.log.Info("listening", "listener", name, "addr", lr.l.Addr(), "pool", lc.Pool)
+			if ports, how := lr.l.Ports(); ports.Count() > 1 {
+				s.log.Info("listening", "listener", name, "addr", lr.l.Addr(), "pool", lc.Pool, "ports", ports.String(), "taken_by", how)
+			} else {
+				s.log.Info("listening", "listener", name, "addr", lr.l.Addr(), "pool", lc.Pool)
+			}
 		}
 		lr.cfg = lc
 		lr.l.SetRoute(s.route(lc, s.pools[lc.Pool]))

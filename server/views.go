@@ -50,7 +50,9 @@ func (s *Server) Active() int {
 // ListenerView is a listener as the admin API sees it.
 type ListenerView struct {
 	Name     string
-	Addr     netip.AddrPort
+	Addr     netip.AddrPort // the first port's
+	Ports    string         // every port: "135" or "135,6005-59530"
+	TakenBy  string         // socket, per-port or sk-lookup
 	Pool     string
 	Active   int    // open connections
 	Accepted uint64 // connections accepted since it opened
@@ -62,7 +64,9 @@ func (s *Server) Listeners() []ListenerView {
 	defer s.mu.Unlock()
 	out := make([]ListenerView, 0, len(s.listeners))
 	for _, lr := range s.listeners {
-		out = append(out, ListenerView{Name: lr.cfg.Name, Addr: lr.l.Addr(), Pool: lr.cfg.Pool, Active: lr.l.Active(), Accepted: lr.l.Accepted()})
+		ports, how := lr.l.Ports()
+		out = append(out, ListenerView{Name: lr.cfg.Name, Addr: lr.l.Addr(), Ports: ports.String(), TakenBy: how,
+			Pool: lr.cfg.Pool, Active: lr.l.Active(), Accepted: lr.l.Accepted()})
 	}
 	slices.SortFunc(out, func(a, b ListenerView) int { return strings.Compare(a.Name, b.Name) })
 	return out

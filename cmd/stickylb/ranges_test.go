@@ -77,3 +77,25 @@ func TestRangeWithoutCapabilities(t *testing.T) {
 		t.Fatalf("run as nobody: %v\n%s", err, out)
 	}
 }
+
+// With CAP_BPF and CAP_NET_ADMIN and nothing else, as the drop-in in
+// docs/deploy.md grants the packaged unit's user, an unprivileged process
+// takes a range of 1,000 ports with one socket steered by sk_lookup, and
+// says so in its listening line and /api/listeners.
+func TestRangeWithDropInCapabilities(t *testing.T) {
+	prefix := asNobody(t)
+	prefix = append(prefix[:len(prefix)-1], "--inh-caps=-all,+bpf,+net_admin", "--ambient-caps=-all,+bpf,+net_admin")
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.43", "127.0.0.44"}, 1)
+	lo := ports[0] - ports[0]%1000
+	cfg := fmt.Sprintf("[admin]\nlisten = \"off\"\n[listener.rpc]\nlisten = \"127.0.0.45:%d-%d\"\npool = \"cas\"\n", lo, lo+999)
+	cfg += fmt.Sprintf("[pool.cas.backend.cas1]\naddress = %q\n[pool.cas.backend.cas2]\naddress = %q\n", bs[0].Host, bs[1].Host)
+	p := startBinary(t, prefix, "run", "-c", publicConfig(t, cfg))
+	p.addrs(1)
+	if want := fmt.Sprintf("ports=%d-%d taken_by=sk-lookup", lo, lo+999); !strings.Contains(p.logs(), want) {
+		t.Fatalf("log lacks %q:\n%s", want, p.logs())
+	}
+	who, err := lbtest.Who("127.9.0.3", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.45"), uint16(ports[0])))
+	if err != nil || who == "" {
+		t.Fatalf("through the steered range: %q, %v", who, err)
+	}
+}
