@@ -18,8 +18,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/spf13/pflag"
-	"github.com/stickylb/stickylb/kit/lab"
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/kit/lab"
 	"github.com/stickylb/stickylb/kit/sim"
 )
 
