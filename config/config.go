@@ -316,6 +316,10 @@ type Backend struct {
 	Address  string `toml:"address"`   // IP or host name, no port
 	Weight   int    `toml:"weight"`    // default 1; 0 takes no new clients
 	MaxConns int    `toml:"max_conns"` // default 0: no limit
+	// Backup takes new clients only while no backend that is not a
+	// backup can (HAProxy's and nginx's backup; Windows NLB's single-host
+	// rule). Default false.
+	Backup bool `toml:"backup"`
 }
 
 // Error is one mistake in a config file.

@@ -47,18 +47,23 @@ func (c *Config) At(key, format string, args ...any) error {
 }
 
 func (p *Pool) warn(v *checker, at string) {
-	taking := 0
+	taking, backups := 0, 0
 	for _, b := range p.Backends {
-		if b.Weight > 0 {
+		switch {
+		case b.Weight > 0 && b.Backup:
+			backups++
+		case b.Weight > 0:
 			taking++
 		}
 	}
 	switch {
 	case len(p.Backends) == 0:
 		// an error, reported by check
+	case taking == 0 && backups > 0:
+		v.errAt(at+".backend", "every backend is a backup: they share new clients as if none were")
 	case taking == 0:
 		v.errAt(at+".backend", "every backend has weight 0: no new client can be placed")
-	case taking == 1:
+	case taking == 1 && backups == 0:
 		v.errAt(at+".backend", "one backend takes new clients: when it fails, its clients have nowhere to go")
 	}
 	if checks := p.ActiveChecks(); len(checks) > 0 && !slices.ContainsFunc(checks, func(c *Check) bool { return c.Type != TCPCheck }) {

@@ -73,12 +73,17 @@ type Backend struct {
 	maxConns  atomic.Int64 // 0: no limit
 	upSince   atomic.Int64 // unix nanoseconds of the last down-to-up change; 0: up from the start
 	failures  atomic.Int32 // consecutive failed connects, for passive checks
+	backup    atomic.Bool  // takes new clients only when no other backend can
 	toBackend atomic.Int64 // bytes to the backend, counted as they go
 	toClient  atomic.Int64 // bytes to its clients, counted as they go
 	addr      atomic.Pointer[hostPort]
 	changed   atomic.Int64 // unix nanoseconds of the last change of health or admin state; 0: none
 	checkInfo
 }
+
+// Backup reports whether the backend takes new clients only when no
+// backend that is not a backup can.
+func (b *Backend) Backup() bool { return b.backup.Load() }
 
 // LastChange is when the backend's health or admin state last changed;
 // zero when it never did.
@@ -233,6 +238,7 @@ type Spec struct {
 	Host     string
 	Weight   int
 	MaxConns int
+	Backup   bool
 }
 
 // Pool is a set of backends and the way new clients are spread over them.
@@ -282,6 +288,7 @@ func (p *Pool) Update(bal config.Balance, specs []Spec) (removed []*Backend) {
 		}
 		b.SetWeight(sp.Weight)
 		b.SetMaxConns(sp.MaxConns)
+		b.backup.Store(sp.Backup)
 		s.list = append(s.list, b)
 		s.byName[sp.Name] = b
 	}
@@ -317,9 +324,19 @@ func (p *Pool) Backend(name string) *Backend { return p.set.Load().byName[name] 
 func (p *Pool) Balance() config.Balance { return config.Balance(p.balance.Load()) }
 
 // Choose picks a backend for a client with no usable pin, among those that
-// take new clients and that skip does not reject. keyHash is the client
-// key's hash. It returns nil when no backend qualifies.
+// take new clients and that skip does not reject: a backup only when no
+// other backend qualifies. keyHash is the client key's hash. It returns
+// nil when no backend qualifies.
 func (p *Pool) Choose(keyHash uint64, skip func(*Backend) bool) *Backend {
+	primary := func(b *Backend) bool { return b.Backup() || (skip != nil && skip(b)) }
+	if b := p.choose(keyHash, primary); b != nil {
+		return b
+	}
+	backup := func(b *Backend) bool { return !b.Backup() || (skip != nil && skip(b)) }
+	return p.choose(keyHash, backup)
+}
+
+func (p *Pool) choose(keyHash uint64, skip func(*Backend) bool) *Backend {
 	list := p.set.Load().list
 	ss := time.Duration(p.slowStart.Load())
 	switch p.Balance() {

@@ -178,3 +178,33 @@ func TestNames(t *testing.T) {
 		}
 	}
 }
+
+// A backup takes new clients only while no other backend can, under
+// every balance method: NLB's single-host rule, HAProxy's backup.
+func TestBackupOnlyWhenPrimariesCannot(t *testing.T) {
+	for _, bal := range []config.Balance{config.Hash, config.LeastConn, config.RoundRobin} {
+		s := specs(3)
+		s[1].Backup, s[2].Backup = true, true
+		p := New("p", bal, s)
+		count := func() map[string]int {
+			m := map[string]int{}
+			for _, name := range choices(p, 300) {
+				m[name]++
+			}
+			return m
+		}
+		if got := count(); got["cas1"] != 300 {
+			t.Fatalf("%s: with cas1 up, new clients went %v", bal, got)
+		}
+		p.Backend("cas1").MarkDown("test")
+		// Least-conn with nothing open gives every client to the first.
+		got := count()
+		if got["cas2"]+got["cas3"] != 300 || (bal != config.LeastConn && (got["cas2"] == 0 || got["cas3"] == 0)) {
+			t.Fatalf("%s: with cas1 down, new clients went %v; want the backups", bal, got)
+		}
+		p.Backend("cas1").MarkUp()
+		if got := count(); got["cas1"] != 300 {
+			t.Fatalf("%s: with cas1 back, new clients went %v", bal, got)
+		}
+	}
+}

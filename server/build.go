@@ -96,7 +96,7 @@ func specs(pc *config.Pool) []pool.Spec {
 	out := make([]pool.Spec, 0, len(pc.Backends))
 	for _, name := range slices.Sorted(maps.Keys(pc.Backends)) {
 		b := pc.Backends[name]
-		out = append(out, pool.Spec{Name: name, Host: b.Address, Weight: b.Weight, MaxConns: b.MaxConns})
+		out = append(out, pool.Spec{Name: name, Host: b.Address, Weight: b.Weight, MaxConns: b.MaxConns, Backup: b.Backup})
 	}
 	return out
 }
