@@ -13,7 +13,7 @@ const module = "github.com/stickylb/stickylb/"
 var layers = [][]string{
 	{"dcerpc", "localerr", "uplot"},
 	{"config"},
-	{"affinity", "health", "steer"},
+	{"affinity", "health", "steer", "nlbimport"},
 	{"pool", "cluster"},
 	{"proxy"},
 	{"server"},

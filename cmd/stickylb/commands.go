@@ -120,6 +120,8 @@ connections, then up to global.drain_timeout for open ones.`, noArgs, runFlags, 
 			`Prints every mistake as file:line: key: reason and exits 1; prints warnings
 for values that are legal but likely wrong for a CAS array, then what the
 config sets up, and exits 0.`, noArgs, checkFlags, stdout, stderr),
+		leaf("import-nlb [flags] NLB-EXPORT.json", "turn a Windows NLB cluster's port rules and hosts into a checked lb.toml",
+			importNLBHelp, exactArgs(1), importNLBFlags, stdout, stderr),
 		ctlCommand(stdout, stderr),
 		simCommand(stdout, stderr),
 		benchCommand(stdout, stderr),
