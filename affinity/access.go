@@ -77,47 +77,53 @@ func (t *Table) Delete(match func(Info) bool) int {
 	return n
 }
 
-// Restore puts a pin back, as read from a snapshot, and reports whether
-// it did: not when the client already has a pin, nor when the table is
-// full. It reports no event: nothing changed for the client.
-func (t *Table) Restore(in Info) bool {
-	s := t.shard(in.Key)
+// Insert puts a pin read back from a snapshot, if the client has none,
+// and reports whether it did: not when the client already has a pin, nor
+// when the table is full. It reports no event: nothing changed for the
+// client. The record keeps everything a pin is: backend, home, creation,
+// last close and stamp.
+func (t *Table) Insert(r Record) bool {
+	s := t.shard(r.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.peek(in.Key); ok || s.len() >= s.max {
+	if _, ok := s.peek(r.Key); ok || s.len() >= s.max {
 		return false
 	}
-	t.putRead(s, in)
+	t.putRead(s, r)
 	return true
 }
 
 // putRead stores a pin read back from a file; the shard's lock is held.
-func (t *Table) putRead(s *shard, in Info) {
-	id := t.intern(in.Backend)
-	ver := in.Version
+func (t *Table) putRead(s *shard, r Record) {
+	id := t.intern(r.Backend)
+	ver := r.Version
 	if ver == 0 {
-		ver = StampOf(in.Created)
+		ver = StampOf(time.Unix(r.Created, 0))
 	}
 	t.clock.Observe(ver)
-	s.put(in.Key, pin{backend: id, created: uint32(in.Created.Unix()), released: uint32(in.LastSeen.Unix()), gen: t.nextGen(), ver: ver})
+	p := pin{backend: id, created: uint32(r.Created), released: uint32(r.Last), gen: t.nextGen(), ver: ver}
+	if r.Home != "" && r.Home != r.Backend {
+		p.home = t.intern(r.Home) + 1
+	}
+	s.put(r.Key, p)
 	t.count(id).Add(1)
 }
 
-// Set puts a pin as a journal recorded it, replacing the client's pin if
-// it has one, and reports whether it did (not when the table is full).
-// Like Restore it reports no event, and it is for start-up: a replaced
+// Replace puts a pin as a journal recorded it, replacing the client's pin
+// if it has one, and reports whether it did (not when the table is full).
+// Like Insert it reports no event, and it is for start-up: a replaced
 // pin's open connections are not carried over.
-func (t *Table) Set(in Info) bool {
-	s := t.shard(in.Key)
+func (t *Table) Replace(r Record) bool {
+	s := t.shard(r.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p, ok := s.peek(in.Key); ok {
-		s.remove(in.Key)
+	if p, ok := s.peek(r.Key); ok {
+		s.remove(r.Key)
 		t.count(p.backend).Add(-1)
 	} else if s.len() >= s.max {
 		return false
 	}
-	t.putRead(s, in)
+	t.putRead(s, r)
 	return true
 }
 

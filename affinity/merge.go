@@ -29,6 +29,22 @@ type Record struct {
 	Open int32
 }
 
+// Admit checks a pin read back from a snapshot, a journal or another
+// member of a cluster before it enters a table of this keyer: the key
+// must be of the keyer's kind and, but for an unpin (Backend ""), has
+// must know the backend. A home has does not know is dropped, so failback
+// never aims at a backend that is gone. Snapshot, journal and cluster all
+// come through here, so a pin is read back by one rule.
+func (k Keyer) Admit(r Record, has func(backend string) bool) (Record, bool) {
+	if !k.Makes(r.Key) || (r.Backend != "" && !has(r.Backend)) {
+		return Record{}, false
+	}
+	if r.Home != "" && !has(r.Home) {
+		r.Home = ""
+	}
+	return r, true
+}
+
 // Wins says whether a decision stamped ver for backend beats one stamped
 // other for otherBackend: the newer stamp wins, and of two equal stamps
 // (two members deciding in the same instant) the backend name that sorts

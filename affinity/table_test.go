@@ -273,7 +273,7 @@ func TestDeleteRestoreRange(t *testing.T) {
 	if len(seen) != 3 {
 		t.Fatalf("range saw %d pins, want 3", len(seen))
 	}
-	tb.Restore(Info{Key: key("10.0.0.2:1"), Backend: "cas3", Created: time.Unix(1_700_000_000, 0), LastSeen: time.Unix(1_700_000_000, 0)})
+	tb.Insert(Record{Key: key("10.0.0.2:1"), Backend: "cas3", Created: 1_700_000_000, Last: 1_700_000_000})
 	if in, err := tb.Lookup(key("10.0.0.2:1")); err != nil || in.Backend != "cas3" {
 		t.Fatalf("restored pin = %+v, %v", in, err)
 	}
@@ -368,19 +368,19 @@ func TestEvictionOrderSpansBothAddressFamilies(t *testing.T) {
 	}
 }
 
-// Restore says whether it kept a pin: not into a full table, nor over a
+// Insert says whether it kept a pin: not into a full table, nor over a
 // client's existing pin.
-func TestRestoreReportsWhatItKept(t *testing.T) {
+func TestInsertReportsWhatItKept(t *testing.T) {
 	tb := NewTable(Config{MaxEntries: 1})
-	in := Info{Key: key("10.0.0.1:1"), Backend: "cas1", Created: time.Now(), LastSeen: time.Now()}
-	if !tb.Restore(in) {
+	in := Record{Key: key("10.0.0.1:1"), Backend: "cas1", Created: time.Now().Unix(), Last: time.Now().Unix()}
+	if !tb.Insert(in) {
 		t.Fatal("the first pin was not restored")
 	}
-	if tb.Restore(in) {
+	if tb.Insert(in) {
 		t.Error("a pin restored over the client's own")
 	}
 	in.Key = key("10.0.0.2:1")
-	if tb.Restore(in) || tb.Len() != 1 {
+	if tb.Insert(in) || tb.Len() != 1 {
 		t.Errorf("a pin restored into a full table (len %d)", tb.Len())
 	}
 }
@@ -398,7 +398,7 @@ func TestCountsAndPages(t *testing.T) {
 	l, _ := tb.Acquire(k, func(Current) (string, RepinReason, error) { return "cas2", RepinDown, nil })
 	l.Release()
 	tb.Forget(key("10.0.1.1:1"))
-	tb.Set(Info{Key: key("10.0.2.1:1"), Backend: "cas3", Created: time.Unix(1_700_000_000, 0), LastSeen: time.Unix(1_700_000_000, 0)})
+	tb.Replace(Record{Key: key("10.0.2.1:1"), Backend: "cas3", Created: 1_700_000_000, Last: 1_700_000_000})
 	tb.Delete(func(in Info) bool { return in.Key == key("10.0.3.1:1") })
 	want := map[string]int{}
 	tb.Range(func(in Info) bool { want[in.Backend]++; return true })

@@ -29,7 +29,7 @@ type journal struct {
 	path string
 
 	mu      sync.Mutex // guards pending and the file's contents
-	pending map[journalKey]journalRecord
+	pending map[journalKey]storedPin
 	order   []journalKey // first-noted order, so replay keeps it
 }
 
@@ -38,20 +38,8 @@ type journalKey struct {
 	key  affinity.Key
 }
 
-// journalRecord is one line of the journal. Backend "" is an unpin.
-type journalRecord struct {
-	Pool    string `json:"pool"`
-	Client  string `json:"client"`
-	Backend string `json:"backend,omitempty"`
-	Created int64  `json:"created,omitempty"` // unix seconds
-	At      int64  `json:"at"`                // unix seconds of the change
-	// Version is the decision's clock stamp, which a cluster compares
-	// (affinity.Wins); older journals lack it, and At stands in.
-	Version uint64 `json:"version,omitempty"`
-}
-
 func newJournal(path string) *journal {
-	return &journal{path: path, pending: map[journalKey]journalRecord{}}
+	return &journal{path: path, pending: map[journalKey]storedPin{}}
 }
 
 // note records a table change; it is called from connection goroutines.
@@ -61,10 +49,11 @@ func (j *journal) note(pool string, ev affinity.Event) {
 	default:
 		return // no pin changed
 	}
-	now := time.Now().Unix()
-	r := journalRecord{Pool: pool, Client: ev.Key.String(), At: now, Version: ev.Version}
+	// The change is the pin's last activity; its age and home are the
+	// pin's own.
+	r := storedPin{Pool: pool, Client: ev.Key.String(), Last: time.Now().Unix(), Version: ev.Version}
 	if ev.Kind != affinity.EventUnpin {
-		r.Backend, r.Created = ev.Backend, now
+		r.Backend, r.Home, r.Created = ev.Backend, ev.Home, ev.Created
 	}
 	k := journalKey{pool, ev.Key}
 	j.mu.Lock()
@@ -146,7 +135,11 @@ func (s *Server) replay(path string) (applied, bad int, err error) {
 	for _, p := range s.Pools() {
 		pools[p.Name] = p
 	}
-	return readJournal(f, func(r journalRecord) bool { return applyRecord(pools, r) })
+	now := time.Now()
+	return readJournal(f, func(r storedPin) bool {
+		p, ok := pools[r.Pool]
+		return ok && restoreRecord(p, r, now, true)
+	})
 }
 
 // maxJournalLine bounds one record; real ones are under 200 bytes.
@@ -154,11 +147,11 @@ const maxJournalLine = 4096
 
 // readJournal calls apply for each record of r and returns how many it
 // accepted and how many lines it could not read.
-func readJournal(r io.Reader, apply func(journalRecord) bool) (applied, bad int, err error) {
+func readJournal(r io.Reader, apply func(storedPin) bool) (applied, bad int, err error) {
 	sc := bufio.NewScanner(io.LimitReader(r, maxSnapshotSize))
 	sc.Buffer(make([]byte, 0, 512), maxJournalLine)
 	for sc.Scan() {
-		var rec journalRecord
+		var rec storedPin
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil || rec.Pool == "" || rec.Client == "" {
 			bad++
 			continue
@@ -171,26 +164,4 @@ func readJournal(r io.Reader, apply func(journalRecord) bool) (applied, bad int,
 		return applied, bad + 1, nil
 	}
 	return applied, bad, sc.Err()
-}
-
-// applyRecord sets or forgets one client's pin, if its pool, key kind and
-// backend still fit the config.
-func applyRecord(pools map[string]PoolView, r journalRecord) bool {
-	p, ok := pools[r.Pool]
-	if !ok || p.Table == nil {
-		return false
-	}
-	k, err := affinity.ParseKey(r.Client)
-	if err != nil || !p.Keyer.Makes(k) {
-		return false
-	}
-	if r.Backend == "" {
-		return p.Table.Forget(k)
-	}
-	now := time.Now()
-	at := time.Unix(min(r.At, now.Unix()), 0)
-	if p.Pool.Backend(r.Backend) == nil || now.Sub(at) > p.Table.TTL() {
-		return false
-	}
-	return p.Table.Set(affinity.Info{Key: k, Backend: r.Backend, Created: time.Unix(min(r.Created, now.Unix()), 0), LastSeen: at, Version: r.Version})
 }

@@ -9,8 +9,6 @@ import (
 	"io"
 	"os"
 	"time"
-
-	"github.com/stickylb/stickylb/affinity"
 )
 
 // maxSnapshotSize bounds what a restore reads: 1 GiB holds about ten
@@ -18,8 +16,6 @@ import (
 // file is not one stickylb wrote.
 const maxSnapshotSize = 1 << 30
 
-// restorePins restores the snapshot file's pins, if there is one, and
-// logs what it kept.
 // restorePins restores the snapshot file's pins, if there is one, then
 // replays the journal of changes made since, and logs what it kept.
 func (s *Server) restorePins() {
@@ -73,7 +69,7 @@ func (s *Server) LoadSnapshot(path string) (restored, dropped int, err error) {
 			continue
 		}
 		for _, pin := range sp.Pins {
-			if restorePin(p, pin, now) {
+			if restoreRecord(p, pin, now, false) {
 				restored++
 			} else {
 				dropped++
@@ -81,21 +77,6 @@ func (s *Server) LoadSnapshot(path string) (restored, dropped int, err error) {
 		}
 	}
 	return restored, dropped, nil
-}
-
-// restorePin puts one pin back unless it is bad, expired, for a backend
-// no longer configured, or the table will not take it.
-func restorePin(p PoolView, pin snapshotPin, now time.Time) bool {
-	k, err := affinity.ParseKey(pin.Client)
-	if err != nil || p.Pool.Backend(pin.Backend) == nil {
-		return false
-	}
-	created, last := time.Unix(min(pin.Created, now.Unix()), 0), time.Unix(min(pin.Last, now.Unix()), 0)
-	if now.Sub(last) > p.Table.TTL() {
-		return false
-	}
-	// The client was pinned already, or the table is full.
-	return p.Table.Restore(affinity.Info{Key: k, Backend: pin.Backend, Created: created, LastSeen: last, Version: pin.Version})
 }
 
 // readSnapshot reads and checks the snapshot at path; nil, nil when there

@@ -27,17 +27,7 @@ type snapshotPool struct {
 	Key  string        `json:"key"`
 	V4   int           `json:"ipv4_prefix"`
 	V6   int           `json:"ipv6_prefix"`
-	Pins []snapshotPin `json:"pins"`
-}
-
-type snapshotPin struct {
-	Client  string `json:"client"`
-	Backend string `json:"backend"`
-	Created int64  `json:"created"`   // unix seconds
-	Last    int64  `json:"last_seen"` // unix seconds
-	// Version is the decision's clock stamp (affinity.Wins); files
-	// written before it existed lack it, and Created stands in.
-	Version uint64 `json:"version,omitempty"`
+	Pins []storedPin `json:"pins"`
 }
 
 // SaveSnapshot writes every pool's pins to path atomically: a reader sees
@@ -65,13 +55,16 @@ func (s *Server) SaveSnapshot(path string) (int, error) {
 			continue
 		}
 		sp := snapshotPool{Key: p.Keyer.Kind.String(), V4: p.Keyer.V4Prefix, V6: p.Keyer.V6Prefix}
-		p.Table.Range(func(in affinity.Info) bool {
-			last := in.LastSeen
-			if in.Active > 0 {
-				last = now
+		p.Table.Records(func(r affinity.Record) bool {
+			switch {
+			case r.Backend == "":
+				return true // an unpin: a snapshot holds pins only
+			case r.Open > 0:
+				r.Last = now.Unix()
+			case r.Last == 0:
+				r.Last = r.Created
 			}
-			sp.Pins = append(sp.Pins, snapshotPin{Client: in.Key.String(), Backend: in.Backend,
-				Created: in.Created.Unix(), Last: last.Unix(), Version: in.Version})
+			sp.Pins = append(sp.Pins, storedOf("", r))
 			return true
 		})
 		n += len(sp.Pins)

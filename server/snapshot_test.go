@@ -26,8 +26,8 @@ func TestRestoreCountsKeptPins(t *testing.T) {
 	first := start(t, strings.Replace(src, "%d", "100", 1), &syncBuf{})
 	tb := first.Table("cas")
 	for i := range 50 {
-		tb.Restore(affinity.Info{Key: affinity.Keyer{}.Key(netip.AddrPortFrom(netip.MustParseAddr(lbtest.ClientIP(i)), 1)), Backend: bs[0].Name,
-			Created: time.Now(), LastSeen: time.Now()})
+		tb.Insert(affinity.Record{Key: affinity.Keyer{}.Key(netip.AddrPortFrom(netip.MustParseAddr(lbtest.ClientIP(i)), 1)), Backend: bs[0].Name,
+			Created: time.Now().Unix(), Last: time.Now().Unix()})
 	}
 	if _, err := first.SaveSnapshot(filepath.Join(dir, "pins.json")); err != nil {
 		t.Fatal(err)
