@@ -80,12 +80,16 @@ func (m *Member) merge(entries []entry) {
 	now := time.Now()
 	for _, e := range entries {
 		p, ok := pools[e.pool]
-		if !ok || p.Table == nil || !p.Keyer.Makes(e.rec.Key) {
+		var rec affinity.Record
+		if ok && p.Table != nil {
+			rec, ok = p.Keyer.Admit(e.rec, p.has)
+		}
+		if !ok || p.Table == nil {
 			m.stats.Unknown.Add(1)
 			continue
 		}
 		m.stats.Received.Add(1)
-		res := p.Table.Merge(e.rec)
+		res := p.Table.Merge(rec)
 		if res.Conflict {
 			m.stats.Conflicts.Add(1)
 		}
@@ -98,6 +102,9 @@ func (m *Member) merge(entries []entry) {
 		}
 	}
 }
+
+// has says whether the pool has backend name.
+func (p Pool) has(name string) bool { return p.Has == nil || p.Has(name) }
 
 // events is the Member as memberlist tells it of other members.
 type events Member

@@ -37,6 +37,10 @@ import (
 type Pool struct {
 	Table *affinity.Table
 	Keyer affinity.Keyer
+	// Has says whether the pool has a backend of that name; a record
+	// naming one it has not is refused (counted as unknown). Nil: every
+	// name is known.
+	Has func(backend string) bool
 }
 
 // Options set a member up.

@@ -63,6 +63,12 @@ var nodeSeq atomic.Int64
 
 func startNode(tb testing.TB, name, addr string, peers []string, maxPins int) *node {
 	tb.Helper()
+	return startNodeWith(tb, name, addr, peers, maxPins, nil)
+}
+
+// startNodeWith is startNode for a pool whose backends has says.
+func startNodeWith(tb testing.TB, name, addr string, peers []string, maxPins int, has func(string) bool) *node {
+	tb.Helper()
 	nd := &node{addr: addr}
 	keyer := affinity.Keyer{}
 	var member *Member
@@ -74,7 +80,7 @@ func startNode(tb testing.TB, name, addr string, peers []string, maxPins int) *n
 	m, err := Start(Options{
 		Config: config.Cluster{Bind: addr, Peers: peers, NodeName: name, SyncTimeout: config.Duration{Duration: 5 * time.Second},
 			SyncInterval: config.Duration{Duration: time.Minute}},
-		Pools:    func() map[string]Pool { return map[string]Pool{"cas": {Table: nd.table, Keyer: keyer}} },
+		Pools:    func() map[string]Pool { return map[string]Pool{"cas": {Table: nd.table, Keyer: keyer, Has: has}} },
 		OnMember: func(n, what string) { nd.mu.Lock(); nd.seen = append(nd.seen, n+" "+what); nd.mu.Unlock() },
 	})
 	if err != nil {
@@ -158,5 +164,32 @@ func TestSeedByNameNotMissing(t *testing.T) {
 	lbtest.Eventually(t, 5*time.Second, "the first member alive at the second", func() bool { return len(second.m.peers()) == 1 })
 	if miss := second.m.missing(); len(miss) != 0 {
 		t.Fatalf("seeds %v counted missing while %s answers", miss, first.addr)
+	}
+}
+
+// A pin taken from another member is admitted by the rule a snapshot's
+// is: one naming a backend this member does not have is refused and
+// counted as unknown, never stored (it would send the client nowhere);
+// the others are taken.
+func TestMergeRefusesUnknownBackend(t *testing.T) {
+	addrs := []string{lbtest.FreeAddr(t, "127.0.4.21"), lbtest.FreeAddr(t, "127.0.4.22")}
+	full := startNode(t, "full", addrs[0], addrs[:1], 100)
+	partial := startNodeWith(t, "partial", addrs[1], addrs, 100, func(b string) bool { return b == "cas1" || b == "cas2" })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	partial.m.Join(ctx)
+	for i, b := range []string{"cas3", "cas2"} {
+		l, _ := full.table.Acquire(clientKey(i), pinTo(b))
+		l.Release()
+	}
+	lbtest.Eventually(t, 5*time.Second, "the cas2 pin at the partial member", func() bool {
+		in, _ := partial.table.Lookup(clientKey(1))
+		return in.Backend == "cas2"
+	})
+	if in, err := partial.table.Lookup(clientKey(0)); err == nil {
+		t.Fatalf("a pin to cas3, which the member lacks, was stored: %+v", in)
+	}
+	if partial.m.stats.Unknown.Load() == 0 {
+		t.Fatal("the refused record was not counted")
 	}
 }

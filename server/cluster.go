@@ -32,7 +32,8 @@ func (s *Server) clusterPools() map[string]cluster.Pool {
 	out := map[string]cluster.Pool{}
 	for _, p := range s.Pools() {
 		if p.Table != nil {
-			out[p.Name] = cluster.Pool{Table: p.Table, Keyer: p.Keyer}
+			pl := p.Pool
+			out[p.Name] = cluster.Pool{Table: p.Table, Keyer: p.Keyer, Has: func(name string) bool { return pl.Backend(name) != nil }}
 		}
 	}
 	return out
