@@ -12,7 +12,6 @@ package pool
 
 import (
 	"fmt"
-	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -246,8 +245,10 @@ type Pool struct {
 	Name      string
 	set       atomic.Pointer[set]
 	balance   atomic.Int32
-	rr        atomic.Uint64
 	slowStart atomic.Int64 // time.Duration
+	// selectors holds one selector per balance method, each with its own
+	// state (round robin's turns), indexed by config.Balance.
+	selectors [3]selector
 }
 
 // SetSlowStart sets how long a recovered backend takes to reach its full
@@ -261,7 +262,7 @@ type set struct {
 
 // New makes a pool of the given backends.
 func New(name string, bal config.Balance, specs []Spec) *Pool {
-	p := &Pool{Name: name}
+	p := &Pool{Name: name, selectors: [3]selector{config.Hash: hashSelector{}, config.LeastConn: leastConnSelector{}, config.RoundRobin: &roundRobinSelector{}}}
 	p.balance.Store(int32(bal))
 	p.Update(bal, specs)
 	return p
@@ -337,81 +338,7 @@ func (p *Pool) Choose(keyHash uint64, skip func(*Backend) bool) *Backend {
 }
 
 func (p *Pool) choose(keyHash uint64, skip func(*Backend) bool) *Backend {
-	list := p.set.Load().list
-	ss := time.Duration(p.slowStart.Load())
-	switch p.Balance() {
-	case config.LeastConn:
-		return leastConn(list, skip, ss)
-	case config.RoundRobin:
-		return p.roundRobin(list, skip)
-	}
-	return rendezvous(list, keyHash, skip, ss)
-}
-
-func usable(b *Backend, skip func(*Backend) bool) bool {
-	return b.TakesNew() && (skip == nil || !skip(b))
-}
-
-// rendezvous scores each backend for the key: score = -weight / ln(u), u
-// uniform in (0,1) from hash(key, name). With equal weights it is plain
-// highest-random-weight hashing.
-func rendezvous(list []*Backend, keyHash uint64, skip func(*Backend) bool, slowStart time.Duration) *Backend {
-	var best *Backend
-	bestScore := math.Inf(-1)
-	now := time.Now().UnixNano()
-	for _, b := range list {
-		if !usable(b, skip) {
-			continue
-		}
-		h := affinity.Mix(keyHash ^ b.nameHash)
-		// 53 random bits mapped into (0,1), never 0 or 1.
-		u := (float64(h>>11) + 0.5) / (1 << 53)
-		score := -b.effectiveWeight(now, slowStart) / math.Log(u)
-		if score > bestScore || (score == bestScore && best != nil && b.Name < best.Name) {
-			best, bestScore = b, score
-		}
-	}
-	return best
-}
-
-func leastConn(list []*Backend, skip func(*Backend) bool, slowStart time.Duration) *Backend {
-	var best *Backend
-	var bestLoad float64
-	now := time.Now().UnixNano()
-	for _, b := range list {
-		if !usable(b, skip) {
-			continue
-		}
-		load := float64(b.active.Load()+1) / b.effectiveWeight(now, slowStart)
-		if best == nil || load < bestLoad {
-			best, bestLoad = b, load
-		}
-	}
-	return best
-}
-
-// roundRobin walks the backends in name order, giving each as many turns
-// as its weight.
-func (p *Pool) roundRobin(list []*Backend, skip func(*Backend) bool) *Backend {
-	total := uint64(0)
-	for _, b := range list {
-		if usable(b, skip) {
-			total += uint64(b.weight.Load())
-		}
-	}
-	if total == 0 {
-		return nil
-	}
-	n := p.rr.Add(1) % total
-	for _, b := range list {
-		if !usable(b, skip) {
-			continue
-		}
-		w := uint64(b.weight.Load())
-		if n < w {
-			return b
-		}
-		n -= w
-	}
-	return nil
+	usable := func(b *Backend) bool { return b.TakesNew() && (skip == nil || !skip(b)) }
+	c := choice{list: p.set.Load().list, key: keyHash, usable: usable, now: time.Now().UnixNano(), slowStart: time.Duration(p.slowStart.Load())}
+	return p.selectors[p.Balance()].pick(c)
 }
