@@ -52,7 +52,7 @@ type Options struct {
 	Log          *slog.Logger
 }
 
-// API is the admin HTTP handler. Record state changes into it with Event.
+// API is the admin HTTP handler. Record state changes into it with Record.
 type API struct {
 	opts    Options
 	started time.Time

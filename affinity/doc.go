@@ -1,14 +1,17 @@
 // Package affinity keeps the table that pins each client to one backend.
 //
 // A Table maps a client Key (source address, source network or source
-// address and port, see Keyer) to a Pin naming a backend. The pin is decided
+// address and port, see Keyer) to a pin naming a backend. The pin is decided
 // under the table's lock before the backend is dialled, so parallel first
 // connections of one client all get the same answer. A pin never expires
 // while its client has an open connection: it expires TTL after the client's
 // last connection closes. The table is bounded; when it is full the least
 // recently used idle pin is evicted, and every change (pin, re-pin, unpin
 // with its reason) is reported to an observer as an Event, which is how
-// metrics, logs, snapshots and, later, peer replication follow the table.
+// metrics, logs, the journal and a cluster's replication follow the
+// table. A pin read back or sent to another member is a Record: one type
+// for the snapshot, the journal and the cluster, admitted by one rule
+// (Keyer.Admit).
 //
 // The table is built on github.com/hashicorp/golang-lru/v2's simplelru. Its
 // expirable variant is not used: it does not refresh an entry on Get and it

@@ -132,7 +132,7 @@ func Start(opts Options) (*Member, error) {
 
 func (m *Member) memberlistConfig() (*memberlist.Config, error) {
 	c := m.opts.Config
-	bind, _ := config.ParseListen(c.Bind) // a loaded config has checked it
+	bind := c.BindAddr
 	mc := memberlist.DefaultLANConfig()
 	if bind.Addr().IsLoopback() {
 		mc = memberlist.DefaultLocalConfig()
@@ -143,16 +143,8 @@ func (m *Member) memberlistConfig() (*memberlist.Config, error) {
 	// the loopback config's 1s.
 	mc.TCPTimeout = max(mc.TCPTimeout, 10*time.Second)
 	mc.BindAddr, mc.BindPort = bind.Addr().String(), int(bind.Port())
-	mc.AdvertiseAddr, mc.AdvertisePort = mc.BindAddr, mc.BindPort
-	if c.Advertise != "" {
-		adv, _ := config.ParseListen(c.Advertise)
-		mc.AdvertiseAddr, mc.AdvertisePort = adv.Addr().String(), int(adv.Port())
-	}
-	key, err := c.Secret()
-	if err != nil {
-		return nil, err
-	}
-	mc.SecretKey = key
+	mc.AdvertiseAddr, mc.AdvertisePort = c.AdvertiseAddr.Addr().String(), int(c.AdvertiseAddr.Port())
+	mc.SecretKey = c.Key
 	mc.PushPullInterval = c.SyncInterval.Duration
 	// Tables are compressed by this package; compressing again costs
 	// time and saves nothing.

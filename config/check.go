@@ -299,10 +299,18 @@ func (c *Check) check(v *checker, at string) {
 		v.errAt(at+".port", "must be a port from 1 to 65535, or 0 for every backend port, not %d", c.Port)
 	}
 	v.timing(at, c.Interval, c.Timeout, c.Rise, c.Fall)
-	for key, re := range map[string]string{"expect_regex": c.ExpectRegex, "body": c.Body} {
-		if _, err := regexp.Compile(re); err != nil {
+	for key, re := range map[string]struct {
+		src string
+		out **regexp.Regexp
+	}{"expect_regex": {c.ExpectRegex, &c.ExpectRe}, "body": {c.Body, &c.BodyRe}} {
+		if re.src == "" {
+			continue
+		}
+		compiled, err := regexp.Compile(re.src)
+		if err != nil {
 			v.errAt(at+"."+key, "bad regular expression: %v", err)
 		}
+		*re.out = compiled
 	}
 	if c.Type == RPCCheck {
 		if _, err := rpcInterface(c.Interface, c.InterfaceVersion); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -35,6 +36,14 @@ type Cluster struct {
 	// SyncInterval is how often two members exchange their whole tables,
 	// which repairs any change a member missed; default 30s.
 	SyncInterval Duration `toml:"sync_interval"`
+
+	// Read once by Load, so a member neither parses nor reads a file
+	// again: the bind and advertise addresses (AdvertiseAddr is
+	// BindAddr's without advertise) and the gossip key (nil without a
+	// secret file).
+	BindAddr      netip.AddrPort `toml:"-"`
+	AdvertiseAddr netip.AddrPort `toml:"-"`
+	Key           []byte         `toml:"-"`
 }
 
 // Enabled says whether this instance is a cluster member.
@@ -52,8 +61,8 @@ func (c *Cluster) Name() string {
 	return h
 }
 
-// Secret reads the gossip key; nil without a secret file.
-func (c *Cluster) Secret() ([]byte, error) {
+// readSecret reads the gossip key; nil without a secret file.
+func (c *Cluster) readSecret() ([]byte, error) {
 	if c.SecretFile == "" {
 		return nil, nil
 	}
@@ -79,6 +88,7 @@ func (c *Cluster) check(v *checker) {
 		return
 	}
 	bind, err := ParseListen(c.Bind)
+	c.BindAddr, c.AdvertiseAddr = bind, bind
 	switch {
 	case err != nil:
 		v.errAt("cluster.bind", "%v", err)
@@ -88,9 +98,11 @@ func (c *Cluster) check(v *checker) {
 		v.errAt("cluster.bind", "%s listens on every address: set cluster.advertise to the one peers reach this member at", c.Bind)
 	}
 	if c.Advertise != "" {
-		if ap, err := ParseListen(c.Advertise); err != nil || ap.Addr().IsUnspecified() || ap.Port() == 0 {
+		ap, err := ParseListen(c.Advertise)
+		if err != nil || ap.Addr().IsUnspecified() || ap.Port() == 0 {
 			v.errAt("cluster.advertise", "%q is not an address and port peers can reach, such as \"10.0.0.11:7946\"", c.Advertise)
 		}
+		c.AdvertiseAddr = ap
 	}
 	for i, p := range c.Peers {
 		if _, port, err := net.SplitHostPort(p); err != nil || port == "" {
@@ -99,7 +111,7 @@ func (c *Cluster) check(v *checker) {
 			v.errAt("cluster.peers", "entry %d (%q): port %q is not a number from 1 to 65535", i+1, p, port)
 		}
 	}
-	if _, err := c.Secret(); err != nil {
+	if c.Key, err = c.readSecret(); err != nil {
 		v.errAt("cluster.secret_file", "%v", err)
 	} else if c.SecretFile == "" && !bind.Addr().IsLoopback() {
 		v.errAt("cluster.secret_file", "members talk over %s unencrypted and anyone who reaches it can change pins: set secret_file to a shared key (head -c 32 /dev/urandom | base64)", c.Bind)

@@ -19,6 +19,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -234,6 +235,9 @@ type Check struct {
 	// ("major.minor").
 	Interface        string `toml:"interface"`
 	InterfaceVersion string `toml:"interface_version"`
+
+	// ExpectRegex and Body compiled, by Load; nil when not set.
+	ExpectRe, BodyRe *regexp.Regexp `toml:"-"`
 }
 
 // EndpointMapperPort is where an rpc check asks for an interface's port

@@ -6,7 +6,6 @@ import (
 	"cmp"
 	"maps"
 	"net"
-	"regexp"
 	"slices"
 
 	"github.com/stickylb/stickylb/affinity"
@@ -70,19 +69,12 @@ func probe(ch *config.Check, ports []int, forwarded func(int) bool) health.Probe
 	}
 	switch ch.Type {
 	case config.SendExpectCheck:
-		se := health.SendExpect{Ports: ports, Send: ch.SendBytes(), Expect: ch.ExpectBytes()}
-		if ch.ExpectRegex != "" {
-			se.Regexp = regexp.MustCompile(ch.ExpectRegex) // checked by config
-		}
-		return se
+		return health.SendExpect{Ports: ports, Send: ch.SendBytes(), Expect: ch.ExpectBytes(), Regexp: ch.ExpectRe}
 	case config.TLSCheck:
 		return health.TLS{Ports: ports, SNI: ch.SNI, Verify: ch.Verify}
 	case config.HTTPCheck, config.HTTPSCheck:
 		h := health.HTTP{Ports: ports, TLS: ch.Type == config.HTTPSCheck, SNI: ch.SNI, Verify: ch.Verify,
-			Method: ch.Method, Path: ch.Path, Host: ch.Host, StatusMin: ch.Status.Min, StatusMax: ch.Status.Max}
-		if ch.Body != "" {
-			h.Body = regexp.MustCompile(ch.Body) // checked by config
-		}
+			Method: ch.Method, Path: ch.Path, Host: ch.Host, StatusMin: ch.Status.Min, StatusMax: ch.Status.Max, Body: ch.BodyRe}
 		return h
 	}
 	return health.TCP{Ports: ports}

@@ -14,8 +14,11 @@
 // The files split the work: server.go is the lifecycle (New, Start,
 // Reload, Shutdown), apply.go makes a config current, build.go turns
 // config into routes and probes, health.go runs the checkers, ops.go
-// carries out operator actions, pins.go follows the affinity tables and
-// snapshot.go saves and restores them.
+// carries out operator actions, conns.go lists and closes connections,
+// views.go is what the admin API reads, pins.go follows the affinity
+// tables, cluster.go joins a cluster; stored.go is the one form a pin is
+// written in, snapshot.go saves the tables, journal.go records changes
+// between snapshots and restore.go reads both back at start.
 //
 // It builds on Linux only, as proxy does.
 package server
