@@ -217,9 +217,10 @@ func (c *conn) connectFailed(r *Route, client netip.AddrPort, b *pool.Backend, a
 			r.OnPassiveDown(b, err)
 		}
 	}
-	c.l.failLog(b).Do(func() {
+	fl := c.l.failLog(b)
+	fl.Do(func(n int) {
 		c.l.log.Warn("backend connect failed", "listener", r.Name, "pool", r.Pool.Name, "client", client,
-			"backend", b.Name, "addr", addr, "reason", why, "attempt", attempt, "error", err, "note", "logged at most every 5s per backend")
+			"backend", b.Name, "addr", addr, "reason", why, "attempt", attempt, "error", err, "count", n, "note", fl.Note()+" (per backend)")
 	})
 	return why
 }
@@ -231,9 +232,9 @@ func (c *conn) limited(r *Route, client netip.AddrPort, why Refusal) {
 		r.Observer.Refused(r.Name, why)
 		r.Observer.Ended(r.Name, EndRefused)
 	}
-	c.l.limitLog.Do(func() {
+	c.l.limitLog.Do(func(n int) {
 		c.l.log.Warn("connection refused: client over its limit", "listener", r.Name, "pool", r.Pool.Name,
-			"client", client, "reason", why, "note", "logged at most every 5s")
+			"client", client, "reason", why, "count", n, "note", c.l.limitLog.Note())
 	})
 }
 
@@ -248,10 +249,10 @@ func (c *conn) localDialError(r *Route, client netip.AddrPort, b *pool.Backend, 
 		r.Observer.Refused(r.Name, RefusedLocal)
 		r.Observer.Ended(r.Name, EndRefused)
 	}
-	c.l.localLog.Do(func() {
+	c.l.localLog.Do(func(n int) {
 		c.l.log.Error("connection refused: this host is out of a resource, not the backend's fault; raise the file limit (LimitNOFILE), "+
 			"widen net.ipv4.ip_local_port_range or lower the load", "listener", r.Name, "client", client,
-			"backend", b.Name, "errno", errno, "error", err, "note", "logged at most every 5s")
+			"backend", b.Name, "errno", errno, "error", err, "count", n, "note", c.l.localLog.Note())
 	})
 }
 
@@ -282,13 +283,16 @@ func (c *conn) unidentified(r *Route, o Origin, err error) {
 		r.Observer.Refused(r.Name, why)
 		r.Observer.Ended(r.Name, EndRefused)
 	}
-	c.l.proxyLog.Do(func() {
+	c.l.proxyLog.Do(func(n int) {
 		c.l.log.Warn("connection refused: PROXY protocol", "listener", r.Name, "source", o.Client, "reason", why,
-			"error", err, "note", "logged at most every 5s")
+			"error", err, "count", n, "note", c.l.proxyLog.Note())
 	})
 }
 
-// refuse closes a client without a backend, after attempts connects.
+// refuse closes a client without a backend, after attempts connects:
+// counted, and logged at most every few seconds per reason with the
+// count, since when no backend can take a client none can take the next
+// (200 refusals gave 200 lines before).
 func (c *conn) refuse(r *Route, client netip.AddrPort, why Refusal, err error, attempts int) {
 	end := EndRefused
 	if why == RefusedConnect {
@@ -298,6 +302,9 @@ func (c *conn) refuse(r *Route, client netip.AddrPort, why Refusal, err error, a
 		r.Observer.Refused(r.Name, why)
 		r.Observer.Ended(r.Name, end)
 	}
-	c.l.log.Warn("connection refused", "listener", r.Name, "client", client, "pool", r.Pool.Name,
-		"termination", end, "reason", why, "attempts", attempts, "error", err)
+	rl := c.l.refuseLog(why)
+	rl.Do(func(n int) {
+		c.l.log.Warn("connection refused", "listener", r.Name, "client", client, "pool", r.Pool.Name,
+			"termination", end, "reason", why, "attempts", attempts, "error", err, "count", n, "note", rl.Note())
+	})
 }

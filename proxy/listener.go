@@ -15,11 +15,10 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/localerr"
 	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/throttle"
 )
 
 // Listener accepts connections on one address.
@@ -35,10 +34,11 @@ type Listener struct {
 	// localLog lets a line about a local resource fault through every
 	// few seconds: such faults come in floods. failLogs does the same
 	// for each backend's failed connects.
-	localLog rate.Sometimes
-	limitLog rate.Sometimes
-	proxyLog rate.Sometimes
-	failLogs sync.Map // backend name -> *rate.Sometimes; names are few, objects come and go with reloads
+	localLog   throttle.Log
+	limitLog   throttle.Log
+	proxyLog   throttle.Log
+	failLogs   sync.Map // backend name -> *throttle.Log; names are few, objects come and go with reloads
+	refuseLogs sync.Map // Refusal -> *throttle.Log
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -65,8 +65,7 @@ func Listen(ctx context.Context, name, addr string, mode config.RangeMode, keepa
 	// connection over letting Go set it on each.
 	control := func(_, _ string, c syscall.RawConn) error { return setKeepalive(c, keepaliveIdle) }
 	l := &Listener{Name: name, log: log, ports: ports, conns: map[*conn]struct{}{},
-		setup: make(chan *conn), closed: make(chan struct{}), localLog: rate.Sometimes{Interval: 5 * time.Second},
-		limitLog: rate.Sometimes{Interval: 5 * time.Second}, proxyLog: rate.Sometimes{Interval: 5 * time.Second}}
+		setup: make(chan *conn), closed: make(chan struct{})}
 	if err := l.bind(ctx, host, mode, control); err != nil {
 		return nil, err
 	}
@@ -152,19 +151,24 @@ func (l *Listener) acceptFailed(err error, backoff time.Duration) {
 	if r := l.route.Load(); r != nil && r.Observer != nil {
 		r.Observer.LocalError(l.Name, "accept", errno)
 	}
-	l.localLog.Do(func() {
+	l.localLog.Do(func(n int) {
 		l.log.Error("accept failed; retrying: raise the file limit (LimitNOFILE) if this is EMFILE", "listener", l.Name,
-			"errno", errno, "error", err, "retry_in", backoff, "note", "logged at most every 5s")
+			"errno", errno, "error", err, "retry_in", backoff, "count", n, "note", l.localLog.Note())
 	})
 }
 
-// failLog is the limiter of b's connect-failure log lines.
-func (l *Listener) failLog(b *pool.Backend) *rate.Sometimes {
-	if v, ok := l.failLogs.Load(b.Name); ok {
-		return v.(*rate.Sometimes)
+// failLog is the throttle of b's connect-failure log lines.
+func (l *Listener) failLog(b *pool.Backend) *throttle.Log { return throttleOf(&l.failLogs, b.Name) }
+
+// refuseLog is the throttle of the log lines of refusals of one kind.
+func (l *Listener) refuseLog(why Refusal) *throttle.Log { return throttleOf(&l.refuseLogs, why) }
+
+func throttleOf[K comparable](m *sync.Map, k K) *throttle.Log {
+	if v, ok := m.Load(k); ok {
+		return v.(*throttle.Log)
 	}
-	v, _ := l.failLogs.LoadOrStore(b.Name, &rate.Sometimes{Interval: 5 * time.Second})
-	return v.(*rate.Sometimes)
+	v, _ := m.LoadOrStore(k, &throttle.Log{})
+	return v.(*throttle.Log)
 }
 
 // workerIdle is how long a set-up worker waits for another connection

@@ -6,12 +6,14 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/throttle"
 )
 
 // endings is an Observer that keeps how connections ended.
@@ -149,4 +151,40 @@ func TestTerminations(t *testing.T) {
 		t.Fatal("a client got a backend that is down")
 	}
 	obs.last(t, EndRefused)
+}
+
+// Refusals come in floods (every backend in maintenance refuses every
+// client), so they are logged at most every few seconds per reason, with
+// the count of refusals the line stands for: 200 refused connects give
+// one line, not 200.
+func TestRefusalsLoggedWithCount(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
+	var log syncBuf
+	r := route(bs, ports[0], nil)
+	r.Pool.Backend("cas1").SetAdmin(pool.Maint)
+	l := serveLogged(t, r, &log)
+	period := 2 * time.Second
+	l.refuseLogs.Store(RefusedNoBackend, &throttle.Log{Period: period})
+	refuse := func(i int) {
+		c, err := lbtest.Dial(lbtest.ClientIP(i), l.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.Read(make([]byte, 1)) // closed without a backend
+		c.Close()
+	}
+	start := time.Now()
+	for i := range 200 {
+		refuse(i)
+	}
+	if time.Since(start) >= period {
+		t.Skip("200 refusals took longer than the test's log period; nothing to conclude")
+	}
+	time.Sleep(period) // the period ends
+	refuse(200)
+	lines := strings.Count(log.String(), "msg=\"connection refused\"")
+	if lines != 2 || !strings.Contains(log.String(), "count=1 ") || !strings.Contains(log.String(), "count=200 ") {
+		t.Fatalf("201 refusals gave %d log lines (want 2, counting 1 and 200):\n%.3000s", lines, log.String())
+	}
 }

@@ -3,7 +3,6 @@
 package server
 
 import (
-	"sync"
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
@@ -21,22 +20,22 @@ func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
 			s.log.Warn("pin of a client with open connections evicted by a smaller affinity.max_entries",
 				"pool", name, "client", ev.Key, "backend", ev.Backend, "open_connections", ev.Active)
 		case ev.Kind == affinity.EventFull:
-			if n, ok := p.fullLog.allow(10 * time.Second); ok {
+			p.fullLog.Do(func(n int) {
 				s.log.Warn("affinity table full of clients with open connections: new clients go unpinned; raise affinity.max_entries",
-					"pool", name, "unpinned", n, "client", ev.Key, "backend", ev.Backend)
-			}
+					"pool", name, "unpinned", n, "client", ev.Key, "backend", ev.Backend, "note", p.fullLog.Note())
+			})
 		case ev.Kind == affinity.EventThrottled:
-			if n, ok := p.fullLog.allow(10 * time.Second); ok {
+			p.fullLog.Do(func(n int) {
 				s.log.Warn("more new clients than affinity.new_pins_per_second: new clients go unpinned",
-					"pool", name, "unpinned", n, "client", ev.Key, "backend", ev.Backend)
-			}
+					"pool", name, "unpinned", n, "client", ev.Key, "backend", ev.Backend, "note", p.fullLog.Note())
+			})
 		case ev.Kind == affinity.EventUnpin && ev.Unpin == affinity.Evicted:
 			// One line per burst, not per pin: a full table evicts
 			// on every new client.
-			if n, ok := p.evLog.allow(10 * time.Second); ok {
+			p.evLog.Do(func(n int) {
 				s.log.Warn("affinity table full: evicted least recently used pins; raise affinity.max_entries",
-					"pool", name, "evicted", n, "client", ev.Key, "backend", ev.Backend)
-			}
+					"pool", name, "evicted", n, "client", ev.Key, "backend", ev.Backend, "note", p.evLog.Note())
+			})
 		case ev.Kind == affinity.EventUnpin:
 			s.log.Debug("affinity unpin", "pool", name, "client", ev.Key, "backend", ev.Backend, "reason", ev.Unpin)
 		default:
@@ -79,23 +78,4 @@ func (s *Server) sweep() {
 		}
 		s.mu.Unlock()
 	}
-}
-
-// rateLimit lets one call through per period and counts the rest.
-type rateLimit struct {
-	mu      sync.Mutex
-	last    time.Time
-	skipped int
-}
-
-func (r *rateLimit) allow(period time.Duration) (int, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.skipped++
-	if time.Since(r.last) < period {
-		return 0, false
-	}
-	n := r.skipped
-	r.last, r.skipped = time.Now(), 0
-	return n, true
 }

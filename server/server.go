@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/stickylb/stickylb/throttle"
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/cluster"
@@ -75,7 +75,7 @@ type Server struct {
 	// journal sits beside it. Both empty/nil without a snapshot file.
 	snapPath   string
 	journal    *journal
-	journalLog rate.Sometimes
+	journalLog throttle.Log
 
 	cluster atomic.Pointer[cluster.Member] // nil without [cluster]; fixed at start
 }
@@ -90,8 +90,8 @@ type poolRT struct {
 	health  context.CancelFunc
 	done    chan struct{}
 	states  map[stateKey]*health.State // by check and backend, kept across restarts
-	evLog   rateLimit                  // idle pins evicted from a full table
-	fullLog rateLimit                  // new clients left unpinned
+	evLog   throttle.Log               // idle pins evicted from a full table
+	fullLog throttle.Log               // new clients left unpinned
 }
 
 type listenerRT struct {
@@ -108,7 +108,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{},
 		drainTimers: map[*pool.Backend]*drainTimer{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.journalLog = rate.Sometimes{Interval: 10 * time.Second}
+	s.journalLog = throttle.Log{Period: 10 * time.Second}
 	if s.snapPath = cfg.Global.SnapshotFile; s.snapPath != "" {
 		s.journal = newJournal(s.snapPath + ".journal")
 	}

@@ -149,7 +149,9 @@ func (s *Server) snapshots() {
 		case <-flush.C:
 			if _, err := s.journal.flush(); err != nil {
 				s.JournalFailures.Add(1)
-				s.journalLog.Do(func() { s.log.Error("pin journal write failed", "error", err, "note", "logged at most every 10s") })
+				s.journalLog.Do(func(n int) {
+					s.log.Error("pin journal write failed", "error", err, "count", n, "note", s.journalLog.Note())
+				})
 			}
 		case <-snap.C:
 			if _, err := s.SaveSnapshot(s.snapPath); err != nil {
