@@ -14,7 +14,7 @@ var layers = [][]string{
 	{"dcerpc", "localerr", "throttle", "uplot"},
 	{"config"},
 	{"affinity", "health", "steer", "nlbimport"},
-	{"pool", "cluster"},
+	{"pool", "cluster", "persist"},
 	{"proxy"},
 	{"server"},
 	{"metrics", "admin"},

@@ -16,9 +16,8 @@
 // config into routes and probes, health.go runs the checkers, ops.go
 // carries out operator actions, conns.go lists and closes connections,
 // views.go is what the admin API reads, pins.go follows the affinity
-// tables, cluster.go joins a cluster; stored.go is the one form a pin is
-// written in, snapshot.go saves the tables, journal.go records changes
-// between snapshots and restore.go reads both back at start.
+// tables, cluster.go joins a cluster and store.go keeps the pins on disk
+// through package persist (snapshot and journal).
 //
 // It builds on Linux only, as proxy does.
 package server

@@ -41,9 +41,7 @@ func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
 		default:
 			s.log.Debug("affinity "+ev.Kind.String(), "pool", name, "client", ev.Key, "backend", ev.Backend)
 		}
-		if s.journal != nil {
-			s.journal.note(name, ev)
-		}
+		s.store.Note(name, ev)
 		if m := s.cluster.Load(); m != nil {
 			m.Note(name, ev)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/stickylb/stickylb/cluster"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/health"
+	"github.com/stickylb/stickylb/persist"
 	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/proxy"
 )
@@ -64,18 +65,13 @@ type Server struct {
 
 	Reloads, ReloadFailures atomic.Uint64
 	LastReload              atomic.Int64 // unix seconds of the last successful (re)load
-	// SnapshotSaves and SnapshotFailures count pin snapshot writes;
-	// LastSnapshot is the unix time of the last one that succeeded.
-	SnapshotSaves, SnapshotFailures atomic.Uint64
-	LastSnapshot                    atomic.Int64
-	JournalFailures                 atomic.Uint64 // failed journal appends or compactions
+	// The pin store's counters: snapshot writes and journal failures.
+	persist.Stats
 
-	// snapPath is the snapshot file, fixed at start (a reload that
-	// changes global.snapshot_file applies at the next restart); the
-	// journal sits beside it. Both empty/nil without a snapshot file.
-	snapPath   string
-	journal    *journal
-	journalLog throttle.Log
+	// store keeps the pins on disk, in the snapshot file fixed at start
+	// (a reload that changes global.snapshot_file applies at the next
+	// restart); it keeps nothing without one.
+	store *persist.Store
 
 	cluster atomic.Pointer[cluster.Member] // nil without [cluster]; fixed at start
 }
@@ -108,15 +104,12 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{},
 		drainTimers: map[*pool.Backend]*drainTimer{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.journalLog = throttle.Log{Period: 10 * time.Second}
-	if s.snapPath = cfg.Global.SnapshotFile; s.snapPath != "" {
-		s.journal = newJournal(s.snapPath + ".journal")
-	}
+	s.store = persist.New(cfg.Global.SnapshotFile, &s.Stats, s.log)
 	if err := s.apply(cfg, false); err != nil {
 		s.cancel()
 		return nil, err
 	}
-	s.restorePins()
+	s.store.Restore(s.tables())
 	if err := s.startCluster(cfg); err != nil {
 		s.closeListeners()
 		s.cancel()
@@ -175,8 +168,8 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if !reflect.DeepEqual(before, cfg.Cluster) {
 		s.log.Warn("[cluster] changed; it applies at the next restart")
 	}
-	if cfg.Global.SnapshotFile != s.snapPath {
-		s.log.Warn("global.snapshot_file changed; it applies at the next restart", "running", s.snapPath, "new", cfg.Global.SnapshotFile)
+	if cfg.Global.SnapshotFile != s.store.Path() {
+		s.log.Warn("global.snapshot_file changed; it applies at the next restart", "running", s.store.Path(), "new", cfg.Global.SnapshotFile)
 	}
 	return nil
 }

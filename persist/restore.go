@@ -1,6 +1,4 @@
-//go:build linux
-
-package server
+package persist
 
 import (
 	"encoding/json"
@@ -16,60 +14,59 @@ import (
 // file is not one stickylb wrote.
 const maxSnapshotSize = 1 << 30
 
-// restorePins restores the snapshot file's pins, if there is one, then
+// Restore puts back the snapshot file's pins, if there is one, then
 // replays the journal of changes made since, and logs what it kept.
-func (s *Server) restorePins() {
-	path := s.snapPath
-	if path == "" {
+func (st *Store) Restore(tables []Table) {
+	if st.path == "" {
 		return
 	}
-	restored, dropped, err := s.LoadSnapshot(path)
+	restored, dropped, err := st.Load(st.path, tables)
 	if err != nil {
-		s.log.Warn("pin snapshot ignored", "error", err)
+		st.log.Warn("pin snapshot ignored", "error", err)
 	}
-	applied, bad, jerr := s.replay(s.journal.path)
+	applied, bad, jerr := replay(st.journal.path, tables)
 	if jerr != nil {
-		s.log.Warn("pin journal ignored", "error", jerr)
+		st.log.Warn("pin journal ignored", "error", jerr)
 	}
 	if bad > 0 {
-		s.log.Warn("pin journal: unreadable lines skipped (a crash can leave the last one half written)", "file", s.journal.path, "lines", bad)
+		st.log.Warn("pin journal: unreadable lines skipped (a crash can leave the last one half written)", "file", st.journal.path, "lines", bad)
 	}
 	held := 0
-	for _, p := range s.Pools() {
-		if p.Table != nil {
-			held += p.Table.Len()
+	for _, t := range tables {
+		if t.Table != nil {
+			held += t.Table.Len()
 		}
 	}
-	s.log.Info("pins restored", "file", path, "restored", restored, "dropped", dropped, "journal_records", applied, "pins", held)
+	st.log.Info("pins restored", "file", st.path, "restored", restored, "dropped", dropped, "journal_records", applied, "pins", held)
 }
 
-// LoadSnapshot restores pins from path into the current tables and
-// returns how many it kept and how many it dropped: pins that expired
-// while stickylb was down, of pools or backends no longer in the config,
-// of pools whose affinity key changed, or that a full table could not
-// take. Times in the future are taken as now. A missing file is not an
-// error (0, 0); a file that is not a regular file, is larger than
-// maxSnapshotSize, unreadable, corrupt or foreign is an error and changes
-// nothing, and a regular one is moved aside as PATH.corrupt-TIMESTAMP so
-// the next save does not destroy what an operator may want to look at.
-func (s *Server) LoadSnapshot(path string) (restored, dropped int, err error) {
+// Load restores pins from path into the tables and returns how many it
+// kept and how many it dropped: pins that expired while stickylb was
+// down, of pools or backends no longer in the config, of pools whose
+// affinity key changed, or that a full table could not take. Times in
+// the future are taken as now. A missing file is not an error (0, 0); a
+// file that is not a regular file, is larger than maxSnapshotSize,
+// unreadable, corrupt or foreign is an error and changes nothing, and a
+// regular one is moved aside as PATH.corrupt-TIMESTAMP so the next save
+// does not destroy what an operator may want to look at.
+func (st *Store) Load(path string, tables []Table) (restored, dropped int, err error) {
 	snap, err := readSnapshot(path)
 	if err != nil || snap == nil {
 		return 0, 0, err
 	}
 	now := time.Now()
-	pools := map[string]PoolView{}
-	for _, p := range s.Pools() {
-		pools[p.Name] = p
+	byName := map[string]Table{}
+	for _, t := range tables {
+		byName[t.Name] = t
 	}
 	for name, sp := range snap.Pools {
-		p, ok := pools[name]
-		if !ok || p.Table == nil || sp.Key != p.Keyer.Kind.String() || sp.V4 != p.Keyer.V4Prefix || sp.V6 != p.Keyer.V6Prefix {
+		t, ok := byName[name]
+		if !ok || t.Table == nil || sp.Key != t.Keyer.Kind.String() || sp.V4 != t.Keyer.V4Prefix || sp.V6 != t.Keyer.V6Prefix {
 			dropped += len(sp.Pins)
 			continue
 		}
 		for _, pin := range sp.Pins {
-			if restoreRecord(p, pin, now, false) {
+			if restoreRecord(t, pin, now, false) {
 				restored++
 			} else {
 				dropped++

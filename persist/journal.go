@@ -1,6 +1,4 @@
-//go:build linux
-
-package server
+package persist
 
 import (
 	"bufio"
@@ -122,7 +120,7 @@ func (j *journal) cut(n int64) error {
 // replay applies the journal at path to the tables and returns how many
 // records it applied and how many lines it could not read (a crash can
 // leave the last one half written).
-func (s *Server) replay(path string) (applied, bad int, err error) {
+func replay(path string, tables []Table) (applied, bad int, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, 0, nil
@@ -131,13 +129,13 @@ func (s *Server) replay(path string) (applied, bad int, err error) {
 		return 0, 0, fmt.Errorf("pin journal %s: %w", path, err)
 	}
 	defer f.Close()
-	pools := map[string]PoolView{}
-	for _, p := range s.Pools() {
-		pools[p.Name] = p
+	byName := map[string]Table{}
+	for _, t := range tables {
+		byName[t.Name] = t
 	}
 	now := time.Now()
 	return readJournal(f, func(r storedPin) bool {
-		p, ok := pools[r.Pool]
+		p, ok := byName[r.Pool]
 		return ok && restoreRecord(p, r, now, true)
 	})
 }

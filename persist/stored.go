@@ -1,6 +1,4 @@
-//go:build linux
-
-package server
+package persist
 
 import (
 	"time"
@@ -48,11 +46,11 @@ func (sp storedPin) record(now time.Time) (affinity.Record, error) {
 		Created: min(sp.Created, now.Unix()), Last: min(last, now.Unix())}, nil
 }
 
-// restoreRecord puts one stored pin into pool p's table by the one rule
-// snapshot, journal and cluster share (affinity.Keyer.Admit), unless it
-// expired while stickylb was down. replace says a journal's later word
-// replaces a pin the client has; an unpin forgets it.
-func restoreRecord(p PoolView, sp storedPin, now time.Time, replace bool) bool {
+// restoreRecord puts one stored pin into t by the one rule snapshot,
+// journal and cluster share (affinity.Keyer.Admit), unless it expired
+// while stickylb was down. replace says a journal's later word replaces
+// a pin the client has; an unpin forgets it.
+func restoreRecord(p Table, sp storedPin, now time.Time, replace bool) bool {
 	if p.Table == nil {
 		return false
 	}
@@ -60,7 +58,7 @@ func restoreRecord(p PoolView, sp storedPin, now time.Time, replace bool) bool {
 	if err != nil {
 		return false
 	}
-	r, ok := p.Keyer.Admit(r, func(name string) bool { return p.Pool.Backend(name) != nil })
+	r, ok := p.Keyer.Admit(r, p.has)
 	switch {
 	case !ok:
 		return false

@@ -1,0 +1,88 @@
+// Package persist keeps the affinity tables on disk, so that a restart,
+// even a kill -9, moves no client. A JSON snapshot of every table is
+// written atomically every snapshot_interval (readable with jq), and the
+// pin changes since are noted in memory on the connection path and
+// appended to a journal beside it, fsynced every journal_interval, off
+// the connection path: a crash loses at most one interval. Both write a
+// pin in one form, holding everything a pin is (backend, failback home,
+// age, last close, decision stamp), and read pins back by the one rule a
+// cluster member also applies (affinity.Keyer.Admit).
+//
+// The files: store.go is the Store, stored.go the one form of a pin,
+// snapshot.go writes snapshots, journal.go keeps the journal and
+// restore.go reads both back at start.
+package persist
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/throttle"
+)
+
+// Table is a pool's affinity table as the store sees it.
+type Table struct {
+	Name  string
+	Table *affinity.Table // nil for a pool that keeps no pins
+	Keyer affinity.Keyer
+	// Has says whether the pool has a backend of that name: a pin to
+	// one it has not is dropped when read back.
+	Has func(backend string) bool
+}
+
+func (t Table) has(name string) bool { return t.Has == nil || t.Has(name) }
+
+// Stats are the store's counters, for metrics.
+type Stats struct {
+	// SnapshotSaves and SnapshotFailures count snapshot writes;
+	// LastSnapshot is the unix time of the last one that succeeded.
+	SnapshotSaves, SnapshotFailures atomic.Uint64
+	LastSnapshot                    atomic.Int64
+	JournalFailures                 atomic.Uint64 // failed journal appends or compactions
+}
+
+// Store is a snapshot file and its journal (PATH.journal).
+type Store struct {
+	path       string // "" keeps nothing on disk
+	journal    *journal
+	log        *slog.Logger
+	stats      *Stats
+	journalLog throttle.Log
+}
+
+// New makes the store of the snapshot file path ("" for none), counting
+// into stats.
+func New(path string, stats *Stats, log *slog.Logger) *Store {
+	st := &Store{path: path, log: log, stats: stats, journalLog: throttle.Log{Period: 10 * time.Second}}
+	if path != "" {
+		st.journal = newJournal(path + ".journal")
+	}
+	return st
+}
+
+// Path is the snapshot file; "" for none.
+func (st *Store) Path() string { return st.path }
+
+// Note records a table change for the journal; it is called from
+// connection goroutines and does no I/O.
+func (st *Store) Note(pool string, ev affinity.Event) {
+	if st.journal != nil {
+		st.journal.note(pool, ev)
+	}
+}
+
+// Flush appends the changes noted since the last flush to the journal
+// and syncs it; a failure is counted and logged (at most every 10s).
+func (st *Store) Flush() {
+	if st.journal == nil {
+		return
+	}
+	if _, err := st.journal.flush(); err != nil {
+		st.stats.JournalFailures.Add(1)
+		st.journalLog.Do(func(n int) {
+			st.log.Error("pin journal write failed", "error", err, "count", n, "note", st.journalLog.Note())
+		})
+	}
+}

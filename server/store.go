@@ -1,0 +1,75 @@
+//go:build linux
+
+package server
+
+import (
+	"time"
+
+	"github.com/stickylb/stickylb/persist"
+)
+
+// tables are the pools' affinity tables as the pin store sees them.
+func (s *Server) tables() []persist.Table {
+	var out []persist.Table
+	for _, p := range s.Pools() {
+		pl := p.Pool
+		out = append(out, persist.Table{Name: p.Name, Table: p.Table, Keyer: p.Keyer,
+			Has: func(name string) bool { return pl.Backend(name) != nil }})
+	}
+	return out
+}
+
+// SaveSnapshot writes every pool's pins to path (package persist); saved
+// to the server's own snapshot file, it also compacts the journal.
+func (s *Server) SaveSnapshot(path string) (int, error) { return s.store.Save(path, s.tables()) }
+
+// LoadSnapshot restores pins from path into the current tables and
+// returns how many it kept and how many it dropped (persist.Store.Load).
+func (s *Server) LoadSnapshot(path string) (restored, dropped int, err error) {
+	return s.store.Load(path, s.tables())
+}
+
+// savePins writes the snapshot file, if one is configured, and logs it.
+func (s *Server) savePins() {
+	path := s.store.Path()
+	if path == "" {
+		return
+	}
+	if n, err := s.SaveSnapshot(path); err != nil {
+		s.log.Error("pin snapshot failed", "error", err)
+	} else {
+		s.log.Info("pins saved", "file", path, "pins", n)
+	}
+}
+
+// snapshots saves the pins every snapshot_interval and appends pin
+// changes to the journal every journal_interval while the server runs.
+func (s *Server) snapshots() {
+	defer s.bg.Done()
+	path := s.store.Path()
+	if path == "" {
+		return
+	}
+	g := s.Config().Global
+	snap := time.NewTicker(g.SnapshotInterval.Duration)
+	defer snap.Stop()
+	flush := time.NewTicker(g.JournalInterval.Duration)
+	defer flush.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-flush.C:
+			s.store.Flush()
+		case <-snap.C:
+			if _, err := s.SaveSnapshot(path); err != nil {
+				s.log.Error("pin snapshot failed", "error", err)
+			}
+		}
+		if g2 := s.Config().Global; g2.SnapshotInterval != g.SnapshotInterval || g2.JournalInterval != g.JournalInterval {
+			g = g2
+			snap.Reset(g.SnapshotInterval.Duration)
+			flush.Reset(g.JournalInterval.Duration)
+		}
+	}
+}
