@@ -225,7 +225,7 @@ func backendInfo(pool string, b *pool.Backend, pins int) BackendInfo {
 	toBackend, toClient := b.Bytes()
 	opened, failed := b.Totals()
 	bi := BackendInfo{Pool: pool, Name: b.Name, Address: b.Host, State: b.State(), Healthy: b.Healthy(),
-		Admin: b.Admin().String(), Weight: b.Weight(), Connections: b.Active(), Pins: pins,
+		Admin: b.AdminState().String(), Weight: b.Weight(), Connections: b.Active(), Pins: pins,
 		ToBackend: toBackend, ToClient: toClient, Since: b.LastChange().UTC(), DownReason: b.DownReason(),
 		Opened: opened, ConnectErrors: failed}
 	if c, ok := b.LastCheck(); ok {
@@ -344,7 +344,7 @@ func (a *API) setState(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 400, fmt.Errorf("body must be JSON like {\"state\": \"drain\", \"deadline\": \"30m\"}: %v", err))
 		return
 	}
-	st, err := pool.ParseAdmin(body.State)
+	st, err := pool.ParseAdminState(body.State)
 	if err != nil {
 		writeErr(w, 400, err)
 		return
@@ -356,7 +356,7 @@ func (a *API) setState(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	old := b.Admin()
+	old := b.AdminState()
 	if _, err := a.opts.Server.SetState(p.Name, b.Name, st, deadline); err != nil {
 		writeErr(w, 404, err)
 		return

@@ -174,7 +174,7 @@ f.onload = () => setTimeout(() => {
 	}
 	e.pages.Store("wrong", click("guess"))
 	out := lbtest.Headless(t, bin, e.http.URL+"/_test/wrong", "--dump-dom")
-	if st := e.srv.Pool("cas").Backend("cas2").Admin(); st != pool.Ready {
+	if st := e.srv.Pool("cas").Backend("cas2").AdminState(); st != pool.Ready {
 		t.Fatalf("a click with a wrong token set cas2 to %s", st)
 	}
 	if !strings.Contains(string(out), "<title>action: maint cas/cas2: this call needs the admin token") {
@@ -182,7 +182,7 @@ f.onload = () => setTimeout(() => {
 	}
 	e.pages.Store("right", click("s3cret"))
 	out = lbtest.Headless(t, bin, e.http.URL+"/_test/right", "--dump-dom")
-	if st := e.srv.Pool("cas").Backend("cas2").Admin(); st != pool.Maint {
+	if st := e.srv.Pool("cas").Backend("cas2").AdminState(); st != pool.Maint {
 		t.Fatalf("after a click on maint with the token, cas2 is %s; page:\n%s", st, out)
 	}
 }

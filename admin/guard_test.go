@@ -77,7 +77,7 @@ func TestCrossSiteCallsRefused(t *testing.T) {
 			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
 		}
 	}
-	if st := e.srv.Pool("cas").Backend("cas1").Admin(); st != pool.Ready {
+	if st := e.srv.Pool("cas").Backend("cas1").AdminState(); st != pool.Ready {
 		t.Fatalf("a refused call changed cas1 to %s", st)
 	}
 	// The same-origin call with both headers, by IP or localhost, works.
@@ -121,7 +121,7 @@ fetch(%q, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plai
 		t.Fatalf("the attacking page did not run its requests:\n%.1000s", dom)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if st := e.srv.Pool("cas").Backend("cas1").Admin(); st != pool.Ready {
+	if st := e.srv.Pool("cas").Backend("cas1").AdminState(); st != pool.Ready {
 		t.Fatalf("a page on %s put cas1 in %s through the admin API", evil.URL, st)
 	}
 }

@@ -101,7 +101,7 @@ func (t *Table) putRead(s *shard, r Record) {
 		ver = StampOf(time.Unix(r.Created, 0))
 	}
 	t.clock.Observe(ver)
-	p := pin{backend: id, created: uint32(r.Created), released: uint32(r.Last), gen: t.nextGen(), ver: ver}
+	p := pin{backend: id, created: uint32(r.Created), released: uint32(r.LastSeen), gen: t.nextGen(), ver: ver}
 	if r.Home != "" && r.Home != r.Backend {
 		p.home = t.intern(r.Home) + 1
 	}

@@ -17,16 +17,16 @@ type Record struct {
 	Home    string
 	Version uint64
 	Created int64 // unix seconds
-	// Last is the unix second of the client's last close at the sender;
+	// LastSeen is the unix second of the client's last close at the sender;
 	// 0 if none closed there.
-	Last int64
+	LastSeen int64
 	// HeldUntil is a unix second until which the sender has connections
 	// of the client open (it repeats the record before then while they
 	// stay open); 0 for none.
 	HeldUntil int64
-	// Open is the sender's own count of the client's open connections,
+	// Active is the sender's own count of the client's open connections,
 	// for reports; the table never reads it.
-	Open int32
+	Active int32
 }
 
 // Admit checks a pin read back from a snapshot, a journal or another
@@ -108,7 +108,7 @@ func (t *Table) Merge(r Record) MergeResult {
 // mergeNew adds the record of a client with no pin here, unless it is an
 // unpin or has expired; the shard's lock is held.
 func (t *Table) mergeNew(s *shard, r Record, now int64, evs *events) MergeResult {
-	p := pin{created: uint32(r.Created), released: uint32(r.Last), held: uint32(r.HeldUntil), ver: r.Version}
+	p := pin{created: uint32(r.Created), released: uint32(r.LastSeen), held: uint32(r.HeldUntil), ver: r.Version}
 	if r.Backend == "" {
 		t.bury(r.Key, r.Version)
 		return MergeResult{Outcome: Kept}
@@ -135,7 +135,7 @@ func (t *Table) mergeNew(s *shard, r Record, now int64, evs *events) MergeResult
 // mergeInto merges the record of a client pinned here; the shard's lock
 // is held.
 func (t *Table) mergeInto(s *shard, r Record, p pin, evs *events) MergeResult {
-	p.released = max(p.released, uint32(r.Last))
+	p.released = max(p.released, uint32(r.LastSeen))
 	p.held = max(p.held, uint32(r.HeldUntil))
 	ours := t.name(p.backend)
 	res := MergeResult{Conflict: r.Backend != ours && r.Version != p.ver}
@@ -197,7 +197,7 @@ func (t *Table) bury(k Key, ver uint64) {
 
 func (t *Table) record(k Key, p pin) Record {
 	return Record{Key: k, Backend: t.name(p.backend), Home: t.homeName(p), Version: p.ver,
-		Created: int64(p.created), Last: int64(p.released), HeldUntil: int64(p.held), Open: p.active}
+		Created: int64(p.created), LastSeen: int64(p.released), HeldUntil: int64(p.held), Active: p.active}
 }
 
 // Clock returns the clock that stamps the table's decisions.

@@ -116,14 +116,14 @@ func TestLifetimeSpansMembers(t *testing.T) {
 	if n := tb.Sweep(10); n != 0 {
 		t.Fatalf("swept %d pins held open by another member", n)
 	}
-	r.Last = c.Now().Unix() // that member's last close, now
+	r.LastSeen = c.Now().Unix() // that member's last close, now
 	tb.Merge(r)
 	c.Add(70 * time.Minute) // past the hold; 70 min after the last close anywhere
 	if _, err := tb.Lookup(k); err != ErrNoPin {
 		t.Fatalf("pin still there an hour after the last close anywhere: %v", err)
 	}
 	tb2, c2, _ := newTable(t, time.Hour, 100)
-	tb2.Merge(Record{Key: k, Backend: "cas1", Version: 1 << 16, Created: c2.Now().Add(-2 * time.Hour).Unix(), Last: c2.Now().Add(-61 * time.Minute).Unix()})
+	tb2.Merge(Record{Key: k, Backend: "cas1", Version: 1 << 16, Created: c2.Now().Add(-2 * time.Hour).Unix(), LastSeen: c2.Now().Add(-61 * time.Minute).Unix()})
 	if tb2.Len() != 0 {
 		t.Fatal("merged a record that expired before it arrived")
 	}
@@ -211,7 +211,7 @@ func TestUnpinOutlivesAnAbsentMember(t *testing.T) {
 		t.Fatalf("a still sends %+v two TTLs after the unpin", rs)
 	}
 	old := fromB[0]
-	old.Last = ca.Now().Unix() // still in use at b, so not expired by itself
+	old.LastSeen = ca.Now().Unix() // still in use at b, so not expired by itself
 	if res := a.Merge(old); res.Outcome == Declined {
 		t.Fatalf("a pin stamped before an unpin forgotten is still declined: %+v", res)
 	}

@@ -273,7 +273,7 @@ func TestDeleteRestoreRange(t *testing.T) {
 	if len(seen) != 3 {
 		t.Fatalf("range saw %d pins, want 3", len(seen))
 	}
-	tb.Insert(Record{Key: key("10.0.0.2:1"), Backend: "cas3", Created: 1_700_000_000, Last: 1_700_000_000})
+	tb.Insert(Record{Key: key("10.0.0.2:1"), Backend: "cas3", Created: 1_700_000_000, LastSeen: 1_700_000_000})
 	if in, err := tb.Lookup(key("10.0.0.2:1")); err != nil || in.Backend != "cas3" {
 		t.Fatalf("restored pin = %+v, %v", in, err)
 	}
@@ -372,7 +372,7 @@ func TestEvictionOrderSpansBothAddressFamilies(t *testing.T) {
 // client's existing pin.
 func TestInsertReportsWhatItKept(t *testing.T) {
 	tb := NewTable(Config{MaxEntries: 1})
-	in := Record{Key: key("10.0.0.1:1"), Backend: "cas1", Created: time.Now().Unix(), Last: time.Now().Unix()}
+	in := Record{Key: key("10.0.0.1:1"), Backend: "cas1", Created: time.Now().Unix(), LastSeen: time.Now().Unix()}
 	if !tb.Insert(in) {
 		t.Fatal("the first pin was not restored")
 	}
@@ -398,7 +398,7 @@ func TestCountsAndPages(t *testing.T) {
 	l, _ := tb.Acquire(k, func(Current) (string, RepinReason, error) { return "cas2", RepinDown, nil })
 	l.Release()
 	tb.Forget(key("10.0.1.1:1"))
-	tb.Replace(Record{Key: key("10.0.2.1:1"), Backend: "cas3", Created: 1_700_000_000, Last: 1_700_000_000})
+	tb.Replace(Record{Key: key("10.0.2.1:1"), Backend: "cas3", Created: 1_700_000_000, LastSeen: 1_700_000_000})
 	tb.Delete(func(in Info) bool { return in.Key == key("10.0.3.1:1") })
 	want := map[string]int{}
 	tb.Range(func(in Info) bool { want[in.Backend]++; return true })

@@ -68,7 +68,7 @@ func (d *delegate) MergeRemoteState(msg []byte, _ bool) {
 // holdFor is the hold this member gives a pin it sends: a while past the
 // next repeat while it has the client's connections open, else none.
 func (m *Member) holdFor(r affinity.Record) int64 {
-	if r.Open == 0 {
+	if r.Active == 0 {
 		return 0
 	}
 	return time.Now().Add(3 * m.opts.HoldEvery).Unix()
@@ -104,7 +104,7 @@ func (m *Member) merge(entries []entry) {
 }
 
 // has says whether the pool has backend name.
-func (p Pool) has(name string) bool { return p.Has == nil || p.Has(name) }
+func (p Table) has(name string) bool { return p.Has == nil || p.Has(name) }
 
 // events is the Member as memberlist tells it of other members.
 type events Member

@@ -32,9 +32,9 @@ import (
 	"github.com/stickylb/stickylb/config"
 )
 
-// Pool is what the cluster needs of one pool: its table and how its keys
+// Table is what the cluster needs of one pool: its table and how its keys
 // are made, so that records keyed another way are refused.
-type Pool struct {
+type Table struct {
 	Table *affinity.Table
 	Keyer affinity.Keyer
 	// Has says whether the pool has a backend of that name; a record
@@ -47,7 +47,7 @@ type Pool struct {
 type Options struct {
 	Config config.Cluster
 	// Pools returns the pools with tables now, by name.
-	Pools func() map[string]Pool
+	Pools func() map[string]Table
 	// HoldEvery is how often a member repeats the pins it holds
 	// connections of; default a minute. Set it well below the shortest
 	// affinity TTL.

@@ -81,7 +81,7 @@ func startNodeWith(tb testing.TB, name, addr string, peers []string, maxPins int
 		Config: config.Cluster{Bind: addr, BindAddr: netip.MustParseAddrPort(addr), AdvertiseAddr: netip.MustParseAddrPort(addr),
 			Peers: peers, NodeName: name, SyncTimeout: config.Duration{Duration: 5 * time.Second},
 			SyncInterval: config.Duration{Duration: time.Minute}},
-		Pools:    func() map[string]Pool { return map[string]Pool{"cas": {Table: nd.table, Keyer: keyer, Has: has}} },
+		Pools:    func() map[string]Table { return map[string]Table{"cas": {Table: nd.table, Keyer: keyer, Has: has}} },
 		OnMember: func(n, what string) { nd.mu.Lock(); nd.seen = append(nd.seen, n+" "+what); nd.mu.Unlock() },
 	})
 	if err != nil {

@@ -199,7 +199,7 @@ func (m *Member) repeatHeld(since int64) {
 	var batch []entry
 	for name, p := range m.opts.Pools() {
 		p.Table.Records(func(r affinity.Record) bool {
-			if r.Open == 0 && r.Last < since {
+			if r.Active == 0 && r.LastSeen < since {
 				return true
 			}
 			r.HeldUntil = m.holdFor(r)

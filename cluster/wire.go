@@ -100,7 +100,7 @@ func appendRecord(b []byte, e entry, now int64, index func(string) uint64) []byt
 	if r.Home != "" && r.Backend != "" {
 		flags |= flagHome
 	}
-	if r.Last != 0 {
+	if r.LastSeen != 0 {
 		flags |= flagLast
 	}
 	if r.HeldUntil != 0 {
@@ -118,7 +118,7 @@ func appendRecord(b []byte, e entry, now int64, index func(string) uint64) []byt
 	b = binary.AppendUvarint(b, r.Version)
 	b = binary.AppendVarint(b, now-r.Created)
 	if flags&flagLast != 0 {
-		b = binary.AppendVarint(b, now-r.Last)
+		b = binary.AppendVarint(b, now-r.LastSeen)
 	}
 	if flags&flagHeld != 0 {
 		b = binary.AppendVarint(b, r.HeldUntil-now)
@@ -267,7 +267,7 @@ func readRecord(r *reader, now int64, name func() string) entry {
 	e.rec.Version = r.uvarint()
 	e.rec.Created = now - r.varint()
 	if flags&flagLast != 0 {
-		e.rec.Last = now - r.varint()
+		e.rec.LastSeen = now - r.varint()
 	}
 	if flags&flagHeld != 0 {
 		e.rec.HeldUntil = now + r.varint()

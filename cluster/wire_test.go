@@ -15,7 +15,7 @@ func sampleEntries() []entry {
 	kc, _ := affinity.ParseKey("10.1.2.3:50123")
 	return []entry{
 		{pool: "cas", rec: affinity.Record{Key: k4, Backend: "cas1", Version: 0x18bcfe5680000001, Created: 1_700_000_000}},
-		{pool: "cas", rec: affinity.Record{Key: k6, Backend: "cas2", Home: "cas1", Version: 7, Created: 1_699_999_000, Last: 1_700_000_100, HeldUntil: 1_700_000_900}},
+		{pool: "cas", rec: affinity.Record{Key: k6, Backend: "cas2", Home: "cas1", Version: 7, Created: 1_699_999_000, LastSeen: 1_700_000_100, HeldUntil: 1_700_000_900}},
 		{pool: "other", rec: affinity.Record{Key: kc, Version: 9, Created: 1_700_000_000}}, // an unpin
 	}
 }

@@ -49,7 +49,7 @@ func (j *journal) note(pool string, ev affinity.Event) {
 	}
 	// The change is the pin's last activity; its age and home are the
 	// pin's own.
-	r := storedPin{Pool: pool, Client: ev.Key.String(), Last: time.Now().Unix(), Version: ev.Version}
+	r := storedPin{Pool: pool, Client: ev.Key.String(), LastSeen: time.Now().Unix(), Version: ev.Version}
 	if ev.Kind != affinity.EventUnpin {
 		r.Backend, r.Home, r.Created = ev.Backend, ev.Home, ev.Created
 	}

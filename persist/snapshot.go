@@ -57,10 +57,10 @@ func (st *Store) Save(path string, tables []Table) (int, error) {
 			switch {
 			case r.Backend == "":
 				return true // an unpin: a snapshot holds pins only
-			case r.Open > 0:
-				r.Last = now.Unix()
-			case r.Last == 0:
-				r.Last = r.Created
+			case r.Active > 0:
+				r.LastSeen = now.Unix()
+			case r.LastSeen == 0:
+				r.LastSeen = r.Created
 			}
 			sp.Pins = append(sp.Pins, storedOf("", r))
 			return true

@@ -12,12 +12,12 @@ import (
 // (affinity.Record). In the journal it also names its pool, and a
 // Backend of "" is an unpin.
 type storedPin struct {
-	Pool    string `json:"pool,omitempty"`
-	Client  string `json:"client"`
-	Backend string `json:"backend,omitempty"`
-	Home    string `json:"home,omitempty"`
-	Created int64  `json:"created,omitempty"`   // unix seconds
-	Last    int64  `json:"last_seen,omitempty"` // unix seconds of the last close (or the change, in the journal)
+	Pool     string `json:"pool,omitempty"`
+	Client   string `json:"client"`
+	Backend  string `json:"backend,omitempty"`
+	Home     string `json:"home,omitempty"`
+	Created  int64  `json:"created,omitempty"`   // unix seconds
+	LastSeen int64  `json:"last_seen,omitempty"` // unix seconds of the last close (or the change, in the journal)
 	// Version is the decision's clock stamp (affinity.Wins); files
 	// written before it existed lack it, and Created stands in.
 	Version uint64 `json:"version,omitempty"`
@@ -29,7 +29,7 @@ type storedPin struct {
 // storedOf is the stored form of a record of pool ("" in a snapshot,
 // which groups pins by pool).
 func storedOf(pool string, r affinity.Record) storedPin {
-	return storedPin{Pool: pool, Client: r.Key.String(), Backend: r.Backend, Home: r.Home, Created: r.Created, Last: r.Last, Version: r.Version}
+	return storedPin{Pool: pool, Client: r.Key.String(), Backend: r.Backend, Home: r.Home, Created: r.Created, LastSeen: r.LastSeen, Version: r.Version}
 }
 
 // record reads a stored pin back, with times in the future taken as now.
@@ -38,12 +38,12 @@ func (sp storedPin) record(now time.Time) (affinity.Record, error) {
 	if err != nil {
 		return affinity.Record{}, err
 	}
-	last := sp.Last
+	last := sp.LastSeen
 	if last == 0 {
 		last = max(sp.At, sp.Created)
 	}
 	return affinity.Record{Key: k, Backend: sp.Backend, Home: sp.Home, Version: sp.Version,
-		Created: min(sp.Created, now.Unix()), Last: min(last, now.Unix())}, nil
+		Created: min(sp.Created, now.Unix()), LastSeen: min(last, now.Unix())}, nil
 }
 
 // restoreRecord puts one stored pin into t by the one rule snapshot,
@@ -64,7 +64,7 @@ func restoreRecord(p Table, sp storedPin, now time.Time, replace bool) bool {
 		return false
 	case r.Backend == "":
 		return replace && p.Table.Forget(r.Key)
-	case now.Sub(time.Unix(r.Last, 0)) > p.Table.TTL():
+	case now.Sub(time.Unix(r.LastSeen, 0)) > p.Table.TTL():
 		return false
 	case replace:
 		return p.Table.Replace(r)

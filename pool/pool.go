@@ -22,12 +22,12 @@ import (
 	"github.com/stickylb/stickylb/config"
 )
 
-// Admin is the operator's state for a backend.
-type Admin int32
+// AdminState is the operator's state for a backend.
+type AdminState int32
 
 const (
 	// Ready takes new and pinned clients.
-	Ready Admin = iota
+	Ready AdminState = iota
 	// Drain takes no new clients; pinned clients stay until their
 	// connections end.
 	Drain
@@ -35,7 +35,7 @@ const (
 	Maint
 )
 
-func (a Admin) String() string {
+func (a AdminState) String() string {
 	switch a {
 	case Ready:
 		return "ready"
@@ -47,9 +47,9 @@ func (a Admin) String() string {
 	return "admin(" + strconv.Itoa(int(a)) + ")"
 }
 
-// ParseAdmin reads an Admin state from its name.
-func ParseAdmin(s string) (Admin, error) {
-	for _, a := range []Admin{Ready, Drain, Maint} {
+// ParseAdminState reads an Admin state from its name.
+func ParseAdminState(s string) (AdminState, error) {
+	for _, a := range []AdminState{Ready, Drain, Maint} {
 		if a.String() == s {
 			return a, nil
 		}
@@ -133,12 +133,12 @@ func hashString(s string) uint64 {
 	return affinity.Mix(h)
 }
 
-func (b *Backend) Weight() int     { return int(b.weight.Load()) }
-func (b *Backend) SetWeight(w int) { b.weight.Store(int32(w)) }
-func (b *Backend) Healthy() bool   { return b.healthy.Load() }
-func (b *Backend) Admin() Admin    { return Admin(b.admin.Load()) }
-func (b *Backend) SetAdmin(a Admin) {
-	if Admin(b.admin.Swap(int32(a))) != a {
+func (b *Backend) Weight() int            { return int(b.weight.Load()) }
+func (b *Backend) SetWeight(w int)        { b.weight.Store(int32(w)) }
+func (b *Backend) Healthy() bool          { return b.healthy.Load() }
+func (b *Backend) AdminState() AdminState { return AdminState(b.admin.Load()) }
+func (b *Backend) SetAdminState(a AdminState) {
+	if AdminState(b.admin.Swap(int32(a))) != a {
 		b.changed.Store(time.Now().UnixNano())
 	}
 }
@@ -201,9 +201,9 @@ func (b *Backend) State() string {
 		return "removed"
 	case !b.Healthy():
 		return "down"
-	case b.Admin() == Maint:
+	case b.AdminState() == Maint:
 		return "maint"
-	case b.Admin() == Drain:
+	case b.AdminState() == Drain:
 		return "drain"
 	}
 	return "up"
@@ -214,7 +214,7 @@ func (b *Backend) TakesNew() bool {
 	if m := b.maxConns.Load(); m > 0 && b.active.Load() >= m {
 		return false
 	}
-	return !b.removed.Load() && b.healthy.Load() && Admin(b.admin.Load()) == Ready && b.weight.Load() > 0
+	return !b.removed.Load() && b.healthy.Load() && AdminState(b.admin.Load()) == Ready && b.weight.Load() > 0
 }
 
 // KeepsPinned reports whether a client already pinned here may stay, and
@@ -225,7 +225,7 @@ func (b *Backend) KeepsPinned() (bool, affinity.RepinReason) {
 		return false, affinity.RepinRemoved
 	case !b.healthy.Load():
 		return false, affinity.RepinDown
-	case Admin(b.admin.Load()) == Maint:
+	case AdminState(b.admin.Load()) == Maint:
 		return false, affinity.RepinMaint
 	}
 	return true, ""

@@ -114,18 +114,18 @@ func TestWeights(t *testing.T) {
 func TestStatesAndRemoval(t *testing.T) {
 	p := New("cas", config.Hash, specs(3))
 	b1 := p.Backend("cas1")
-	b1.SetAdmin(Drain)
+	b1.SetAdminState(Drain)
 	if b1.TakesNew() {
 		t.Error("a draining backend takes new clients")
 	}
 	if ok, _ := b1.KeepsPinned(); !ok {
 		t.Error("a draining backend drops its pinned clients")
 	}
-	b1.SetAdmin(Maint)
+	b1.SetAdminState(Maint)
 	if ok, why := b1.KeepsPinned(); ok || why != "maint" {
 		t.Errorf("maint KeepsPinned = %v %q", ok, why)
 	}
-	b1.SetAdmin(Ready)
+	b1.SetAdminState(Ready)
 	b2 := p.Backend("cas2")
 	b2.ConnOpened()
 	removed := p.Update(config.Hash, specs(3)[:2]) // drop cas3
@@ -173,7 +173,7 @@ func TestLeastConnAndRoundRobin(t *testing.T) {
 
 func TestNames(t *testing.T) {
 	for _, s := range []string{"ready", "drain", "maint"} {
-		if a, err := ParseAdmin(s); err != nil || a.String() != s {
+		if a, err := ParseAdminState(s); err != nil || a.String() != s {
 			t.Errorf("ParseAdmin(%q) = %v, %v", s, a, err)
 		}
 	}

@@ -57,9 +57,9 @@ func TestEverySelectorSlowStart(t *testing.T) {
 // without new clients.
 func TestEverySelectorSkipsDrainAndMaint(t *testing.T) {
 	for _, bal := range balances {
-		for _, a := range []Admin{Drain, Maint} {
+		for _, a := range []AdminState{Drain, Maint} {
 			p := New("p", bal, specs(3))
-			p.Backend("cas1").SetAdmin(a)
+			p.Backend("cas1").SetAdminState(a)
 			if got := share(p, 600); got["cas1"] != 0 || got[""] != 0 {
 				t.Errorf("%s: cas1 in %s got %.3f of new clients (none placed: %.3f)", bal, a, got["cas1"], got[""])
 			}

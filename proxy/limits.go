@@ -13,8 +13,8 @@ import (
 // ClientLimits bound what one client address may take of a pool, so one
 // client cannot hurt the others. Zero values are off.
 type ClientLimits struct {
-	// MaxConns is how many connections one client may have open at once.
-	MaxConns int
+	// MaxConnsPerClient is how many connections one client may have open at once.
+	MaxConnsPerClient int
 	// Rate and Burst bound how fast one client may open connections.
 	Rate  rate.Limit
 	Burst int
@@ -36,7 +36,7 @@ type clientUse struct {
 
 // NewLimiter returns a Limiter, or nil when every limit is off.
 func NewLimiter(l ClientLimits) *Limiter {
-	if l.MaxConns <= 0 && l.Rate <= 0 {
+	if l.MaxConnsPerClient <= 0 && l.Rate <= 0 {
 		return nil
 	}
 	if l.Rate > 0 && l.Burst <= 0 {
@@ -59,7 +59,7 @@ func (l *Limiter) admit(addr netip.Addr) Refusal {
 		l.byAddr[addr] = u
 	}
 	switch {
-	case l.limits.MaxConns > 0 && u.open >= l.limits.MaxConns:
+	case l.limits.MaxConnsPerClient > 0 && u.open >= l.limits.MaxConnsPerClient:
 		return RefusedClientConns
 	case u.bucket != nil && !u.bucket.Allow():
 		return RefusedClientRate

@@ -14,7 +14,7 @@ import (
 func TestClientLimits(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, casHosts, 1)
 	r := route(bs, ports[0], nil)
-	r.Limits = NewLimiter(ClientLimits{MaxConns: 2})
+	r.Limits = NewLimiter(ClientLimits{MaxConnsPerClient: 2})
 	l := serve(t, r)
 	a := lbtest.ClientIP(9700)
 	var held []*lbtest.Client

@@ -16,7 +16,9 @@ import (
 func TestPolicyDecides(t *testing.T) {
 	type state func(p *pool.Pool)
 	down := func(name string) state { return func(p *pool.Pool) { p.Backend(name).SetHealthy(false) } }
-	admin := func(name string, a pool.Admin) state { return func(p *pool.Pool) { p.Backend(name).SetAdmin(a) } }
+	admin := func(name string, a pool.AdminState) state {
+		return func(p *pool.Pool) { p.Backend(name).SetAdminState(a) }
+	}
 	cases := []struct {
 		name    string
 		policy  Policy

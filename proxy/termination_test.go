@@ -161,7 +161,7 @@ func TestRefusalsLoggedWithCount(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
 	var log syncBuf
 	r := route(bs, ports[0], nil)
-	r.Pool.Backend("cas1").SetAdmin(pool.Maint)
+	r.Pool.Backend("cas1").SetAdminState(pool.Maint)
 	l := serveLogged(t, r, &log)
 	period := 2 * time.Second
 	l.refuseLogs.Store(RefusedNoBackend, &throttle.Log{Period: period})

@@ -110,7 +110,7 @@ func (s *Server) applyPools(cfg *config.Config) map[*poolRT][]*pool.Backend {
 		}
 		p.pool.SetSlowStart(pc.SlowStart.Duration)
 		if p.cfg == nil || p.cfg.Limits != pc.Limits {
-			p.limiter = proxy.NewLimiter(proxy.ClientLimits{MaxConns: pc.Limits.MaxConnsPerClient,
+			p.limiter = proxy.NewLimiter(proxy.ClientLimits{MaxConnsPerClient: pc.Limits.MaxConnsPerClient,
 				Rate: rate.Limit(pc.Limits.ConnRatePerClient), Burst: pc.Limits.ConnBurstPerClient})
 		}
 		s.applyTable(p, pc)

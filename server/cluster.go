@@ -28,12 +28,12 @@ func (s *Server) startCluster(cfg *config.Config) error {
 }
 
 // clusterPools are the pools that keep pins.
-func (s *Server) clusterPools() map[string]cluster.Pool {
-	out := map[string]cluster.Pool{}
+func (s *Server) clusterPools() map[string]cluster.Table {
+	out := map[string]cluster.Table{}
 	for _, p := range s.Pools() {
 		if p.Table != nil {
 			pl := p.Pool
-			out[p.Name] = cluster.Pool{Table: p.Table, Keyer: p.Keyer, Has: func(name string) bool { return pl.Backend(name) != nil }}
+			out[p.Name] = cluster.Table{Table: p.Table, Keyer: p.Keyer, Has: func(name string) bool { return pl.Backend(name) != nil }}
 		}
 	}
 	return out

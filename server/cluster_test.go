@@ -135,7 +135,7 @@ func TestClusterMembersAgree(t *testing.T) {
 	}
 	// Member 1 alone takes cas1 out; its clients reconnect there and are
 	// re-pinned. Members 2 and 3 still see cas1 ready.
-	f.members[0].Pool("cas").Backend("cas1").SetAdmin(pool.Maint)
+	f.members[0].Pool("cas").Backend("cas1").SetAdminState(pool.Maint)
 	moved := map[string]string{}
 	start := time.Now()
 	for src, b := range first {
@@ -155,7 +155,7 @@ func TestClusterMembersAgree(t *testing.T) {
 		return true
 	})
 	t.Logf("%d re-pins made at member 1 reached members 2 and 3 within %s", len(moved), time.Since(start).Round(time.Millisecond))
-	f.members[0].Pool("cas").Backend("cas1").SetAdmin(pool.Ready)
+	f.members[0].Pool("cas").Backend("cas1").SetAdminState(pool.Ready)
 	maps.Copy(first, moved)
 	f.checkPins(first, "after cas1 came back")
 }
@@ -220,13 +220,13 @@ func (f *fleet) pinWithRepins(clients, base int) map[string]string {
 		src := lbtest.ClientIP(base + c)
 		want[src] = mustWho(t, src, f.addr(0, 0))
 	}
-	f.members[0].Pool("cas").Backend("cas2").SetAdmin(pool.Maint)
+	f.members[0].Pool("cas").Backend("cas2").SetAdminState(pool.Maint)
 	for src, b := range want {
 		if b == "cas2" {
 			want[src] = mustWho(t, src, f.addr(0, 0))
 		}
 	}
-	f.members[0].Pool("cas").Backend("cas2").SetAdmin(pool.Ready)
+	f.members[0].Pool("cas").Backend("cas2").SetAdminState(pool.Ready)
 	lbtest.Eventually(t, 5*time.Second, "every member holding every pin", func() bool {
 		for src, b := range want {
 			for m, s := range f.members {

@@ -15,7 +15,7 @@ import (
 // drain turns into maintenance when it runs out: the backend's remaining
 // connections are closed and its clients move at their next connection.
 // Any later state change cancels the deadline.
-func (s *Server) SetState(poolName, backend string, st pool.Admin, deadline time.Duration) (*pool.Backend, error) {
+func (s *Server) SetState(poolName, backend string, st pool.AdminState, deadline time.Duration) (*pool.Backend, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.pools[poolName]
@@ -30,7 +30,7 @@ func (s *Server) SetState(poolName, backend string, st pool.Admin, deadline time
 		t.Stop()
 		delete(s.drainTimers, b)
 	}
-	b.SetAdmin(st)
+	b.SetAdminState(st)
 	if st == pool.Drain && deadline > 0 {
 		dt := &drainTimer{}
 		dt.Timer = time.AfterFunc(deadline, func() { s.drainDeadline(poolName, b, dt) })
@@ -50,10 +50,10 @@ func (s *Server) drainDeadline(poolName string, b *pool.Backend, dt *drainTimer)
 	mine := s.drainTimers[b] == dt
 	delete(s.drainTimers, b)
 	s.mu.Unlock()
-	if !mine || b.Admin() != pool.Drain {
+	if !mine || b.AdminState() != pool.Drain {
 		return
 	}
-	b.SetAdmin(pool.Maint)
+	b.SetAdminState(pool.Maint)
 	s.log.Info("drain deadline reached: backend in maintenance", "pool", poolName, "backend", b.Name)
 	s.closeBackend(b, proxy.EndCutDrainDeadline, "drain deadline reached")
 }

@@ -27,7 +27,7 @@ func TestRestoreCountsKeptPins(t *testing.T) {
 	tb := first.Table("cas")
 	for i := range 50 {
 		tb.Insert(affinity.Record{Key: affinity.Keyer{}.Key(netip.AddrPortFrom(netip.MustParseAddr(lbtest.ClientIP(i)), 1)), Backend: bs[0].Name,
-			Created: time.Now().Unix(), Last: time.Now().Unix()})
+			Created: time.Now().Unix(), LastSeen: time.Now().Unix()})
 	}
 	if _, err := first.SaveSnapshot(filepath.Join(dir, "pins.json")); err != nil {
 		t.Fatal(err)

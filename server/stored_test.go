@@ -46,7 +46,7 @@ func TestRestartKeepsAgeAndHome(t *testing.T) {
 	client := "127.5.0.1"
 	k := affinity.Keyer{}.Key(netip.AddrPortFrom(netip.MustParseAddr(client), 0))
 	created := time.Now().Add(-time.Hour).Unix()
-	first.Table("cas").Insert(affinity.Record{Key: k, Backend: "cas1", Created: created, Last: time.Now().Unix() - 60})
+	first.Table("cas").Insert(affinity.Record{Key: k, Backend: "cas1", Created: created, LastSeen: time.Now().Unix() - 60})
 	first.Pool("cas").Backend("cas1").MarkDown("test")
 	addr := first.Listeners()[0].Addr
 	if who, err := lbtest.Who(client, addr); err != nil || who != "cas2" {

@@ -87,10 +87,10 @@ func (r *rig) startMember(i int) (*server.Server, error) {
 
 // setAdmin sets maintCAS's admin state on every member, as an operator
 // does on each box of a pair.
-func (r *rig) setAdmin(a pool.Admin) {
+func (r *rig) setAdmin(a pool.AdminState) {
 	for _, m := range r.members {
 		if m != nil {
-			m.Pool("cas").Backend(maintCAS).SetAdmin(a)
+			m.Pool("cas").Backend(maintCAS).SetAdminState(a)
 		}
 	}
 }

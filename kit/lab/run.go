@@ -262,7 +262,7 @@ func (r *rig) event(s Scenario, d time.Duration) (string, error) {
 		return c.Name(), nil
 	case "drain":
 		c := r.busiest()
-		r.srv.Pool("cas").Backend(c.Name()).SetAdmin(pool.Drain)
+		r.srv.Pool("cas").Backend(c.Name()).SetAdminState(pool.Drain)
 		return c.Name(), nil
 	case "restart":
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
