@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/kit/bench"
+	"github.com/stickylb/stickylb/kit/loop"
 )
 
 func benchFlags(fs *pflag.FlagSet) runFunc {
@@ -98,7 +101,7 @@ func benchBackends(cfg *bench.Config, hosts string, port int, stderr io.Writer) 
 		fmt.Fprintln(stderr, "error: --backends needs --backend-port")
 		return stop, 2
 	}
-	bs, err := bench.StartBackends(splitList(hosts), port)
+	bs, err := loop.StartOn(splitList(hosts), port)
 	if err != nil {
 		fmt.Fprintln(stderr, "error: start backends:", err)
 		return stop, 1
@@ -150,13 +153,13 @@ func benchBackendsFlags(fs *pflag.FlagSet) runFunc {
 	hosts := fs.String("hosts", "127.0.0.11,127.0.0.12,127.0.0.13", "addresses, one backend each (named cas1, cas2, ...)")
 	port := fs.Int("port", 9000, "port on every host")
 	return func(args []string, stdout, stderr io.Writer) int {
-		bs, err := bench.StartBackends(splitList(*hosts), *port)
+		bs, err := loop.StartOn(splitList(*hosts), *port)
 		if err != nil {
 			fmt.Fprintln(stderr, "error:", err)
 			return 1
 		}
 		for _, b := range bs {
-			fmt.Fprintf(stderr, "bench backend %s on %s\n", b.Name, b.Addr)
+			fmt.Fprintf(stderr, "bench backend %s on %s\n", b.Name, net.JoinHostPort(b.Host, strconv.Itoa(*port)))
 		}
 		waitForStop()
 		for _, b := range bs {

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/kit/loop"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -22,9 +23,9 @@ var hosts = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 
 // rig starts bench backends on a free port and stickylb in front of them
 // with the given pool settings.
-func rig(t *testing.T, poolTOML string) ([]*Backend, string) {
+func rig(t *testing.T, poolTOML string) ([]*loop.Backend, string) {
 	t.Helper()
-	var bs []*Backend
+	var bs []*loop.Backend
 	var port int
 	for attempt := 0; bs == nil && attempt < 20; attempt++ {
 		ln, err := net.Listen("tcp", hosts[0]+":0")
@@ -33,7 +34,7 @@ func rig(t *testing.T, poolTOML string) ([]*Backend, string) {
 		}
 		port = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		bs, _ = StartBackends(hosts, port)
+		bs, _ = loop.StartOn(hosts, port)
 	}
 	if bs == nil {
 		t.Fatal("no free port on the backend hosts")

@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-	"golang.org/x/sys/unix"
+
+	"github.com/stickylb/stickylb/kit/loop"
 )
 
 // Mode is the kind of load.
@@ -61,9 +62,7 @@ type Progress struct {
 }
 
 // SourceIP returns client address i: 127.10.0.1, 127.10.0.2, ...
-func SourceIP(i int) string {
-	return fmt.Sprintf("127.%d.%d.%d", 10+i/(250*250), (i/250)%250, 1+i%250)
-}
+func SourceIP(i int) string { return loop.SourceIP(10, i) }
 
 type observation struct {
 	client  int
@@ -199,22 +198,8 @@ func (r *runner) warmUp(ctx context.Context) error {
 	return fmt.Errorf("target %s did not greet a connection within 10s (are bench backends behind it?): %v", r.cfg.Target, last)
 }
 
-// dialer binds each connection to its client's source address. With
-// IP_BIND_ADDRESS_NO_PORT the kernel picks the port at connect time,
-// knowing the destination, so a few addresses do not run out of ports.
-func (r *runner) dialer(src string) *net.Dialer {
-	return &net.Dialer{
-		Timeout:   r.cfg.Timeout,
-		LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)},
-		Control: func(network, address string, c syscall.RawConn) error {
-			var serr error
-			c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-			})
-			return serr
-		},
-	}
-}
+// dialer binds each connection to its client's source address.
+func (r *runner) dialer(src string) *net.Dialer { return loop.Dialer(src, r.cfg.Timeout) }
 
 func (r *runner) worker(ctx context.Context, w int, tokens <-chan time.Time) {
 	buf := make([]byte, 64<<10)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/kit/loop"
 	"github.com/stickylb/stickylb/kit/sim"
 	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/server"
@@ -57,8 +58,8 @@ var (
 	VIP      = "127.0.0.1"
 )
 
-// SourceIP returns Unity source address i.
-func SourceIP(i int) string { return fmt.Sprintf("127.2.0.%d", i+1) }
+// SourceIP returns Unity source address i: 127.2.0.1, 127.2.0.2, ...
+func SourceIP(i int) string { return loop.SourceIP(2, i) }
 
 // Run runs the scenarios in order.
 func Run(ctx context.Context, scenarios []Scenario, opts Options) ([]Result, error) {

@@ -12,34 +12,21 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os/exec"
 	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
-	"golang.org/x/sys/unix"
+
+	"github.com/stickylb/stickylb/kit/loop"
 )
 
-// Backend is a test server host listening on several ports. Every
-// connection is greeted with the backend's name and a newline; everything
-// the client sends after that is echoed back, and the client's FIN is
-// answered with a FIN once the echo is done.
-type Backend struct {
-	Name string
-	Host string
-
-	mu    sync.Mutex
-	lns   map[int]net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
+// Backend is a loopback backend host (package loop) that tests start.
+type Backend = loop.Backend
 
 // StartBackends starts one backend per host (names cas1, cas2, ...), all
 // listening on the same n ports, and returns them with the ports.
@@ -62,30 +49,24 @@ func StartBackends(t testing.TB, hosts []string, n int) ([]*Backend, []int) {
 // tests that place backends in different network namespaces. It is
 // closed when the test ends.
 func NewBackend(t testing.TB, name, host string) *Backend {
-	b := newBackend(name, host)
+	b := loop.NewBackend(name, host)
 	t.Cleanup(b.Close)
 	return b
-}
-
-func newBackend(name, host string) *Backend {
-	return &Backend{Name: name, Host: host, lns: map[int]net.Listener{}, conns: map[net.Conn]struct{}{}}
 }
 
 func tryStart(hosts []string, n int) ([]*Backend, []int, error) {
 	var bs []*Backend
 	for i, h := range hosts {
-		bs = append(bs, newBackend("cas"+strconv.Itoa(i+1), h))
+		bs = append(bs, loop.NewBackend("cas"+strconv.Itoa(i+1), h))
 	}
 	var ports []int
 	for range n {
 		// The first host picks a free port; the others must take the same.
-		ln, err := net.Listen("tcp", net.JoinHostPort(hosts[0], "0"))
+		port, err := bs[0].ListenPort(0)
 		if err != nil {
 			closeAll(bs)
 			return nil, nil, err
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		bs[0].serve(port, ln)
 		for _, b := range bs[1:] {
 			if err := b.Listen(port); err != nil {
 				closeAll(bs)
@@ -103,135 +84,12 @@ func closeAll(bs []*Backend) {
 	}
 }
 
-// Listen (re)opens the backend on port.
-func (b *Backend) Listen(port int) error {
-	_, err := b.ListenPort(port)
-	return err
-}
-
-// ListenPort listens on port (0: any free one) and returns the port.
-func (b *Backend) ListenPort(port int) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(b.Host, strconv.Itoa(port)))
-	if err != nil {
-		return 0, err
-	}
-	port = ln.Addr().(*net.TCPAddr).Port
-	b.serve(port, ln)
-	return port, nil
-}
-
-func (b *Backend) serve(port int, ln net.Listener) {
-	b.mu.Lock()
-	b.lns[port] = ln
-	b.mu.Unlock()
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.mu.Lock()
-			b.conns[c] = struct{}{}
-			b.mu.Unlock()
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				b.handle(c)
-			}()
-		}
-	}()
-}
-
-func (b *Backend) handle(c net.Conn) {
-	defer func() {
-		b.mu.Lock()
-		delete(b.conns, c)
-		b.mu.Unlock()
-		c.Close()
-	}()
-	if _, err := io.WriteString(c, b.Name+"\n"); err != nil {
-		return
-	}
-	if err := echo(c); err != nil {
-		return
-	}
-	c.(*net.TCPConn).CloseWrite()
-	// Wait for the proxy to close its end.
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	io.Copy(io.Discard, c)
-}
-
-// echo copies c back to itself until EOF. Small messages go through a
-// buffer, so an idle connection holds no splice pipe (tests count the
-// proxy's descriptors); a read that fills the buffer moves the rest by
-// splice, so bulk benchmarks measure the proxy, not this echo.
-func echo(c net.Conn) error {
-	buf := make([]byte, 4<<10)
-	for {
-		n, err := c.Read(buf)
-		if n > 0 {
-			if _, err := c.Write(buf[:n]); err != nil {
-				return err
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if n == len(buf) {
-			_, err := io.Copy(c, c)
-			return err
-		}
-	}
-}
-
-// StopListening closes the backend's listeners: new connections are
-// refused, open ones go on.
-func (b *Backend) StopListening() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for p, ln := range b.lns {
-		ln.Close()
-		delete(b.lns, p)
-	}
-}
-
-// Kill stops listening and resets every open connection, like a server
-// that crashed.
-func (b *Backend) Kill() {
-	b.StopListening()
-	b.mu.Lock()
-	for c := range b.conns {
-		c.(*net.TCPConn).SetLinger(0)
-		c.Close()
-	}
-	b.mu.Unlock()
-}
-
-// Close kills the backend and waits for its goroutines.
-func (b *Backend) Close() {
-	b.Kill()
-	b.wg.Wait()
-}
-
 // Dial connects from source address src (a 127.x.y.z address) to dst.
 // IP_BIND_ADDRESS_NO_PORT lets the kernel choose the source port at
 // connect time, knowing the destination, instead of at bind time, where
 // it must search past every port in TIME_WAIT from that address.
 func Dial(src string, dst netip.AddrPort) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)},
-		Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-			})
-			return serr
-		}}
-	c, err := d.Dial("tcp", dst.String())
+	c, err := loop.Dialer(src, 5*time.Second).Dial("tcp", dst.String())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s from %s: %w", dst, src, err)
 	}
@@ -274,10 +132,8 @@ func Who(src string, dst netip.AddrPort) (string, error) {
 }
 
 // ClientIP returns a distinct loopback source address for client i
-// (127.1.0.1, 127.1.0.2, ...), avoiding .0 and .255 in the last byte.
-func ClientIP(i int) string {
-	return fmt.Sprintf("127.%d.%d.%d", 1+i/(254*250), (i/254)%250, 1+i%254)
-}
+// (127.1.0.1, 127.1.0.2, ...; loop.SourceIP).
+func ClientIP(i int) string { return loop.SourceIP(1, i) }
 
 // Eventually polls cond every 10ms until it holds or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
