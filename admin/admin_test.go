@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,10 @@ type env struct {
 	bs    []*lbtest.Backend
 	pages sync.Map // name -> HTML served at /_test/NAME
 	api   *API     // the handler under test, without the test pages
+	// statePosts counts the POSTs to a backend's state the API answered,
+	// refused or not: a test of a refusal needs the request to have
+	// arrived.
+	statePosts atomic.Int64
 }
 
 func setup(t testing.TB, token string) *env { return setupWith(t, token, "") }
@@ -68,7 +73,12 @@ func setupSource(t testing.TB, token string, src func(port int) string) *env {
 		}
 		io.WriteString(w, page.(string))
 	})
-	mux.Handle("/", api)
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.ServeHTTP(w, r)
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/state") {
+			e.statePosts.Add(1) // once answered: its effect, if any, is done
+		}
+	}))
 	hs := httptest.NewServer(mux)
 	e.http = hs
 	t.Cleanup(func() {
@@ -129,6 +139,9 @@ func (e *env) do(method, path, token, body string, out any) int {
 	return resp.StatusCode
 }
 
+// The API lists each backend's pins and connections as the traffic made
+// them, and a drain through it keeps pinned clients on their backend
+// while new clients go elsewhere.
 func TestBackendsPinsAndDrain(t *testing.T) {
 	e := setup(t, "")
 	addr := e.srv.Addrs()["rpc"]
@@ -234,6 +247,9 @@ func TestBackendsPinsAndDrain(t *testing.T) {
 	}
 }
 
+// A malformed request (unknown state, body that is not JSON, unknown pool
+// or backend) gets a 4xx with a JSON error naming what is wrong, and
+// changes nothing.
 func TestMalformedRequests(t *testing.T) {
 	e := setup(t, "")
 	var errBody struct{ Error string }
@@ -269,6 +285,8 @@ func TestMalformedRequests(t *testing.T) {
 	}
 }
 
+// With a token set, reads need none but every change (state, unpin,
+// reload) is refused without it and accepted with it.
 func TestTokenGuardsChanges(t *testing.T) {
 	e := setup(t, "s3cret-token-0123456789")
 	if code := e.do("GET", "/api/backends", "", "", nil); code != 200 {
@@ -291,6 +309,9 @@ func TestTokenGuardsChanges(t *testing.T) {
 	}
 }
 
+// /readyz says 503 once no backend can take a client; a reload through
+// the API of a broken file is refused with a 400 naming file and line,
+// and the process stays healthy.
 func TestReloadAndReadiness(t *testing.T) {
 	e := setup(t, "")
 	if code := e.do("GET", "/readyz", "", "", nil); code != 200 {

@@ -120,7 +120,9 @@ fetch(%q, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plai
 	if !strings.Contains(dom, "<title>sent</title>") {
 		t.Fatalf("the attacking page did not run its requests:\n%.1000s", dom)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The requests must have reached the API for its refusal to mean
+	// anything: a page whose requests never left the browser would pass.
+	lbtest.Eventually(t, 5*time.Second, "the attacking page's requests at the API", func() bool { return e.statePosts.Load() >= 1 })
 	if st := e.srv.Pool("cas").Backend("cas1").AdminState(); st != pool.Ready {
 		t.Fatalf("a page on %s put cas1 in %s through the admin API", evil.URL, st)
 	}

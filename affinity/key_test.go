@@ -7,6 +7,9 @@ import (
 	"github.com/stickylb/stickylb/config"
 )
 
+// Each key kind keys a client as documented, keys read back from their
+// text, clients of one /24 share a src-net key and two addresses never
+// share a src-ip key.
 func TestKeys(t *testing.T) {
 	cases := []struct {
 		keyer  Keyer
@@ -97,6 +100,8 @@ func TestKeyerMakes(t *testing.T) {
 	}
 }
 
+// Every kind of key reads back from its binary form, and a truncated one
+// is an error.
 func TestKeyBinaryRoundTrip(t *testing.T) {
 	for _, s := range []string{"10.1.2.3", "10.1.2.0/24", "10.1.2.3:50123", "2001:db8::1", "2001:db8::/64", "[2001:db8::1]:443"} {
 		k, err := ParseKey(s)

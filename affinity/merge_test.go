@@ -6,6 +6,8 @@ import (
 	"time"
 )
 
+// Stamps only grow: not when the wall clock steps back, and a decision
+// made after hearing of another carries a larger stamp.
 func TestClockNeverGoesBack(t *testing.T) {
 	c := &clock{now: time.Unix(1_700_000_000, 0)}
 	hlc := NewClock(c.Now)
@@ -54,6 +56,8 @@ func TestMergeConvergesToNewest(t *testing.T) {
 	}
 }
 
+// Two decisions stamped alike are settled by the backend name, the same
+// way on every member.
 func TestWinsTieBrokenByBackendName(t *testing.T) {
 	if !Wins(5, "cas1", 5, "cas2") || Wins(5, "cas2", 5, "cas1") {
 		t.Fatal("equal stamps must be settled by the backend name, the same way on every member")

@@ -47,6 +47,8 @@ func newTable(t *testing.T, ttl time.Duration, max int) (*Table, *clock, *[]Even
 	return tb, c, evs
 }
 
+// A pin never expires while its client has a connection open, however
+// long, and expires a TTL after the last one closes.
 func TestPinNeverExpiresWhileConnectionOpen(t *testing.T) {
 	tb, c, _ := newTable(t, time.Hour, 100)
 	k := key("10.0.0.1:5000")
@@ -84,6 +86,8 @@ func TestPinNeverExpiresWhileConnectionOpen(t *testing.T) {
 	}
 }
 
+// A client that comes back within the TTL keeps its pin however long it
+// has been pinned.
 func TestReuseRefreshesTTL(t *testing.T) {
 	tb, c, _ := newTable(t, time.Hour, 100)
 	k := key("10.0.0.1:1")
@@ -99,6 +103,8 @@ func TestReuseRefreshesTTL(t *testing.T) {
 	}
 }
 
+// A sweep removes the expired idle pins, keeps the busy ones, and reports
+// each removal.
 func TestSweepRemovesExpiredAndReports(t *testing.T) {
 	tb, c, evs := newTable(t, time.Minute, 100)
 	for i := range 10 {
@@ -125,6 +131,8 @@ func TestSweepRemovesExpiredAndReports(t *testing.T) {
 	}
 }
 
+// A full table evicts its least recently used idle pin, never a busy one,
+// and reports it.
 func TestEvictionPrefersIdleAndIsReported(t *testing.T) {
 	tb, _, evs := newTable(t, time.Hour, 3)
 	busy, _ := tb.Acquire(key("10.0.0.1:1"), fixed("cas1")) // oldest, stays open
@@ -184,6 +192,8 @@ func TestBusyPinsAreNeverEvicted(t *testing.T) {
 	}
 }
 
+// Parallel first connections of one client all get the one pin the first
+// decided, even with a chooser that would give each a different backend.
 func TestParallelFirstConnectionsShareOnePin(t *testing.T) {
 	tb, _, evs := newTable(t, time.Hour, 1000)
 	k := key("10.9.9.9:1")
@@ -232,6 +242,8 @@ func TestParallelFirstConnectionsShareOnePin(t *testing.T) {
 	}
 }
 
+// A chooser can move a pin, which is reported as a re-pin, or refuse,
+// which changes nothing.
 func TestRepinAndRefusal(t *testing.T) {
 	tb, _, evs := newTable(t, time.Hour, 10)
 	k := key("10.0.0.1:1")
@@ -255,6 +267,8 @@ func TestRepinAndRefusal(t *testing.T) {
 	}
 }
 
+// Delete removes the pins it matches, Range sees the rest, and an
+// inserted pin can be looked up.
 func TestDeleteRestoreRange(t *testing.T) {
 	tb, _, _ := newTable(t, time.Hour, 100)
 	for i := range 6 {
@@ -279,6 +293,8 @@ func TestDeleteRestoreRange(t *testing.T) {
 	}
 }
 
+// Shrinking a table evicts down to the new bound and counts the
+// evictions.
 func TestResizeShrinks(t *testing.T) {
 	tb, _, _ := newTable(t, time.Hour, 100)
 	for i := range 50 {

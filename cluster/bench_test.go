@@ -81,6 +81,8 @@ func BenchmarkAcquireNewWithCluster(b *testing.B) {
 	}
 }
 
+// BenchmarkAcquireNewAlone is a new pin's decision without a cluster, for
+// comparison with BenchmarkAcquireNewWithCluster.
 func BenchmarkAcquireNewAlone(b *testing.B) {
 	t := affinity.NewTable(affinity.Config{MaxEntries: b.N + 1000})
 	b.ReportAllocs()

@@ -20,6 +20,7 @@ func sampleEntries() []entry {
 	}
 }
 
+// Batches and whole tables read back as sent.
 func TestWireRoundTrip(t *testing.T) {
 	for _, kind := range []byte{kindChanges, kindTable} {
 		want := sampleEntries()
@@ -42,6 +43,7 @@ func decodeKind(t *testing.T, kind byte, msg []byte) ([]entry, error) {
 	return es, err
 }
 
+// A message of another wire version is refused with both versions named.
 func TestWireNamesOtherVersion(t *testing.T) {
 	msg := encode(kindChanges, 1, sampleEntries())
 	msg[0] = 2
@@ -61,6 +63,8 @@ func TestWireTruncated(t *testing.T) {
 	}
 }
 
+// No bytes crash the decoder, and a message it reads re-encodes to the
+// same records.
 func FuzzDecode(f *testing.F) {
 	f.Add(encode(kindChanges, 1_700_000_500, sampleEntries()))
 	f.Add(encode(kindTable, 1_700_000_500, sampleEntries()))

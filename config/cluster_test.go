@@ -7,6 +7,8 @@ import (
 	"testing"
 )
 
+// Without [cluster] an instance is no member, and the sync timeout has
+// its default.
 func TestClusterOffByDefault(t *testing.T) {
 	c, err := Parse("min.toml", []byte(minimal))
 	if err != nil {
@@ -17,6 +19,9 @@ func TestClusterOffByDefault(t *testing.T) {
 	}
 }
 
+// Every mistake of a [cluster] section (wildcard bind without advertise,
+// peers without a port, a short key, too short an interval) is reported
+// with its key.
 func TestClusterMistakes(t *testing.T) {
 	dir := t.TempDir()
 	short := filepath.Join(dir, "short.key")
@@ -45,6 +50,8 @@ sync_interval = "10ms"
 	}
 }
 
+// Off loopback a cluster needs a secret, and a good secret file is read
+// (once) into the config.
 func TestClusterNeedsSecretOffLoopback(t *testing.T) {
 	_, err := Parse("lb.toml", []byte(minimal+"\n[cluster]\nbind = \"10.0.0.11:7946\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "cluster.secret_file: members talk over 10.0.0.11:7946 unencrypted") {
@@ -61,6 +68,8 @@ func TestClusterNeedsSecretOffLoopback(t *testing.T) {
 	}
 }
 
+// check warns of a clustered pool balanced by a member's own counters,
+// and of a member with no peers.
 func TestClusterWarnings(t *testing.T) {
 	src := strings.Replace(minimal, "[pool.cas.backend.cas1]", "[pool.cas]\nbalance = \"least-conn\"\n\n[pool.cas.backend.cas1]", 1) + "\n[cluster]\nbind = \"127.0.0.1:7946\"\n"
 	c, err := Parse("lb.toml", []byte(src))

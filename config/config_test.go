@@ -21,6 +21,8 @@ pool = "cas"
 address = "127.0.0.11"
 `
 
+// The example lb.toml the repository ships loads as it is, with its three
+// listeners on one pool of three backends.
 func TestExampleConfigLoads(t *testing.T) {
 	c, err := Load("../lb.toml")
 	if err != nil {
@@ -36,6 +38,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 }
 
+// A minimal file gets every documented default.
 func TestDefaults(t *testing.T) {
 	c, err := Parse("min.toml", []byte(minimal))
 	if err != nil {
@@ -80,6 +83,8 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// Every kind of mistake is reported as file:line: key: text, with a
+// suggestion for a misspelt key.
 func TestErrorsNameFileLineAndKey(t *testing.T) {
 	cases := []struct {
 		name, src string
@@ -132,6 +137,7 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 	}
 }
 
+// Four mistakes in one file are reported together, not one per run.
 func TestAllMistakesReportedTogether(t *testing.T) {
 	src := "[listener.a]\nlisten = \"127.0.0.1:1\"\npool = \"x\"\n[pool.cas]\nbalance = \"b\"\n[pool.cas.backend.b]\naddress = \"\"\nweight = 5000\n"
 	_, err := Parse("f.toml", []byte(src))
@@ -211,6 +217,8 @@ func TestWordsRoundTrip(t *testing.T) {
 	}
 }
 
+// locate finds the line of every key, quoted table names and dotted keys
+// included.
 func TestLocate(t *testing.T) {
 	src := "# c\n[pool.\"my pool\".backend.a]\naddress = \"x\"\n  weight=2\n[listener.l]\nlisten.x = 1\n"
 	m := locate([]byte(src))

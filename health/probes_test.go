@@ -27,6 +27,8 @@ func probeOnce(p Probe, host string) error {
 	return p.Probe(ctx, host)
 }
 
+// A send-expect probe passes on a matching prefix or regexp and fails,
+// saying why, on a wrong reply.
 func TestSendExpect(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,6 +66,8 @@ func TestSendExpect(t *testing.T) {
 	}
 }
 
+// An HTTP(S) probe passes a healthy page and fails, saying why, on a bad
+// status or a body that does not match.
 func TestHTTPAndTLS(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {

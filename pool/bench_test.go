@@ -6,6 +6,8 @@ import (
 	"testing"
 )
 
+// BenchmarkChoose is the cost of placing a new client, per balance method
+// and pool size.
 func BenchmarkChoose(b *testing.B) {
 	for _, n := range []int{3, 16} {
 		for _, bal := range []config.Balance{config.Hash, config.LeastConn, config.RoundRobin} {

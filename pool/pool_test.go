@@ -34,6 +34,8 @@ func choices(p *Pool, n int) []string {
 	return out
 }
 
+// Hashing depends on backend names, not on their order in the file, so
+// every instance with the same backends places a client alike.
 func TestHashIgnoresListOrder(t *testing.T) {
 	s := specs(5)
 	a := choices(New("a", config.Hash, s), 2000)
@@ -46,6 +48,8 @@ func TestHashIgnoresListOrder(t *testing.T) {
 	}
 }
 
+// Hashing spreads clients evenly over equal backends, and a backend going
+// down moves only its own clients.
 func TestHashBalanceAndMinimalRemap(t *testing.T) {
 	const clients = 30000
 	p := New("cas", config.Hash, specs(4))
@@ -89,6 +93,8 @@ func TestHashBalanceAndMinimalRemap(t *testing.T) {
 	}
 }
 
+// Hashing honours weights (3:1 gives three quarters), and a weight of 0
+// takes no new client.
 func TestWeights(t *testing.T) {
 	s := specs(2)
 	s[0].Weight = 3
@@ -111,6 +117,9 @@ func TestWeights(t *testing.T) {
 	}
 }
 
+// Drain keeps pinned clients but takes no new ones, maintenance drops
+// pinned clients, a reload keeps surviving backends' objects and counts
+// and marks removed ones, and with every backend down none is chosen.
 func TestStatesAndRemoval(t *testing.T) {
 	p := New("cas", config.Hash, specs(3))
 	b1 := p.Backend("cas1")
@@ -146,6 +155,8 @@ func TestStatesAndRemoval(t *testing.T) {
 	}
 }
 
+// Least-conn picks the idlest backend, round robin gives equal backends
+// equal turns, and neither picks a backend the caller skips.
 func TestLeastConnAndRoundRobin(t *testing.T) {
 	p := New("cas", config.LeastConn, specs(3))
 	p.Backend("cas1").ConnOpened()
@@ -171,6 +182,8 @@ func TestLeastConnAndRoundRobin(t *testing.T) {
 	}
 }
 
+// The operator states read back from their names, and an unknown name is
+// an error.
 func TestNames(t *testing.T) {
 	for _, s := range []string{"ready", "drain", "maint"} {
 		if a, err := ParseAdminState(s); err != nil || a.String() != s {

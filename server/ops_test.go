@@ -180,10 +180,18 @@ func TestMaxConns(t *testing.T) {
 	if on["cas1"] != 2 || on["cas2"] != 4 {
 		t.Fatalf("with max_conns 2 on the heavily weighted cas1: %v", on)
 	}
-	// A pinned client of the full cas1 still reaches it.
-	if b := mustWho(t, lbtest.ClientIP(7400), addr); b != open[0].Backend {
-		t.Fatalf("pinned client moved off its full backend: %s", b)
+	// A pinned client of the full cas1 still reaches it (a client of
+	// cas2 would prove nothing: cas2 is not full).
+	for i, c := range open {
+		if c.Backend != "cas1" {
+			continue
+		}
+		if b := mustWho(t, lbtest.ClientIP(7400+i), addr); b != "cas1" {
+			t.Fatalf("a client pinned to the full cas1 was sent to %s", b)
+		}
+		return
 	}
+	t.Fatal("no client on cas1")
 }
 
 // Service-aware checks: a send-expect check that the backend's reply does
@@ -234,7 +242,18 @@ func TestReloadKeepsHealthStreaks(t *testing.T) {
 	lbtest.Eventually(t, 5*time.Second, "all up", func() bool {
 		return p.Backend("cas1").Healthy() && p.Backend("cas2").Healthy() && p.Backend("cas3").Healthy()
 	})
-	time.Sleep(300 * time.Millisecond) // every backend has a verdict: the first result no longer decides alone
+	// Every backend has had a check after the one that brought it up, so
+	// its first result no longer decides alone and a failure must build
+	// a streak.
+	allUp := time.Now()
+	lbtest.Eventually(t, 5*time.Second, "a later check of every backend", func() bool {
+		for _, name := range []string{"cas1", "cas2", "cas3"} {
+			if c, ok := p.Backend(name).LastCheck(); !ok || !c.At.After(allUp) {
+				return false
+			}
+		}
+		return true
+	})
 	bs[0].StopListening()
 	deadline := time.Now().Add(4 * time.Second)
 	for p.Backend("cas1").Healthy() {

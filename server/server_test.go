@@ -415,6 +415,8 @@ func TestAffinityKinds(t *testing.T) {
 	}
 }
 
+// A listener on an IPv6 address serves IPv6 clients like any other
+// (skipped where the host has no IPv6 loopback).
 func TestIPv6Listener(t *testing.T) {
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {

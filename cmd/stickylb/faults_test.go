@@ -185,7 +185,12 @@ func TestBinarySIGKILLKeepsPins(t *testing.T) {
 		owner[src] = b
 	}
 	ctl("ready", "cas/cas1")
-	time.Sleep(1500 * time.Millisecond) // one journal_interval and some
+	// The journal is fsynced every journal_interval (1s): once it holds
+	// every pin, a kill -9 must lose none.
+	lbtest.Eventually(t, 5*time.Second, "60 pins in the journal", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "pins.json.journal"))
+		return bytes.Count(b, []byte("\n")) >= 60
+	})
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.wait(5 * time.Second)
 

@@ -52,6 +52,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// check accepts the example lb.toml and summarises it, and rejects a bad
+// file with exit 1 and every mistake named.
 func TestCheckCommand(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"check", "-c", "../../lb.toml"}, &out, &errb); code != 0 {
@@ -361,6 +363,8 @@ func TestBinarySplices(t *testing.T) {
 	}
 }
 
+// lab lists its scenarios, refuses an unknown one with exit 2, and runs
+// one to its verdict as JSON.
 func TestLabAndSimCommands(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"lab", "--list"}, &out, &errb); code != 0 {
@@ -585,6 +589,8 @@ func TestBinaryOperate(t *testing.T) {
 	}
 }
 
+// analyze refuses a missing or garbage file with exit 1 and a bad flag
+// with exit 2, each with a message naming the problem.
 func TestAnalyzeCommand(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"analyze", "/nonexistent.pcap"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "no such file") {

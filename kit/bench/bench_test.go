@@ -105,6 +105,8 @@ func TestViolationsWithoutAffinity(t *testing.T) {
 	}
 }
 
+// The long-lived and bulk modes make their connections through a real
+// stickylb without error and measure latency and throughput.
 func TestLongAndBulk(t *testing.T) {
 	_, target := rig(t, "")
 	res, err := Run(context.Background(), Config{Target: target, Mode: Long, Clients: 8, Concurrency: 8, Duration: 500 * time.Millisecond})
@@ -117,6 +119,7 @@ func TestLongAndBulk(t *testing.T) {
 	}
 }
 
+// A target that is not host:port is refused before any load starts.
 func TestTargetNotAnswering(t *testing.T) {
 	if _, err := Run(context.Background(), Config{Target: "nonsense"}); err == nil {
 		t.Fatal("accepted a target without a port")

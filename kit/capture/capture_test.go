@@ -80,6 +80,8 @@ func write(t *testing.T, ng bool) []byte {
 	return b.Bytes()
 }
 
+// In pcap and pcapng alike, a client whose connections reached two
+// backends is reported split and a sticky one is not.
 func TestSplitClientFound(t *testing.T) {
 	for _, ng := range []bool{false, true} {
 		rep, err := Analyze(bytes.NewReader(write(t, ng)), Options{})
@@ -101,6 +103,7 @@ func TestSplitClientFound(t *testing.T) {
 	}
 }
 
+// A port filter still finds flows whose SYNs the capture missed.
 func TestPortFilterWithoutSYNs(t *testing.T) {
 	// Only port 60002, where the capture also has a mid-stream packet.
 	rep, err := Analyze(bytes.NewReader(write(t, false)), Options{Ports: []uint16{60002}})
@@ -112,6 +115,8 @@ func TestPortFilterWithoutSYNs(t *testing.T) {
 	}
 }
 
+// A file that is not a capture is an error, and a truncated one gives
+// what was read with an error saying it was cut short.
 func TestBadFiles(t *testing.T) {
 	if _, err := Analyze(strings.NewReader("not a capture at all"), Options{}); err == nil || !strings.Contains(err.Error(), "not a pcap") {
 		t.Fatalf("garbage: %v", err)
@@ -123,6 +128,7 @@ func TestBadFiles(t *testing.T) {
 	}
 }
 
+// No bytes read as a capture crash the analysis.
 func FuzzAnalyze(f *testing.F) {
 	f.Add([]byte("\xd4\xc3\xb2\xa1\x02\x00\x04\x00"))
 	f.Add([]byte{0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0})

@@ -69,6 +69,7 @@ func TestSteps(t *testing.T) {
 	}
 }
 
+// No bytes read as a capture crash the step timer.
 func FuzzSteps(f *testing.F) {
 	f.Add([]byte("\xd4\xc3\xb2\xa1\x02\x00\x04\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {

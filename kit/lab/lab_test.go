@@ -13,6 +13,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// The built-in scenarios are all there, and each expects what its
+// balancer must show: the broken ones the error, stickylb none.
 func TestBuiltinScenarios(t *testing.T) {
 	s := Builtin()
 	if len(s) != 11 {
@@ -29,6 +31,8 @@ func TestBuiltinScenarios(t *testing.T) {
 	}
 }
 
+// A scenario file's mistakes are all reported with the file and the
+// scenario, and a good file gets its defaults.
 func TestScenarioFileErrors(t *testing.T) {
 	src := `
 [[scenario]]

@@ -169,6 +169,8 @@ func TestMalformedInput(t *testing.T) {
 	}
 }
 
+// Frames read back as written, an oversized one is refused at writing,
+// and an error frame carries status, server and message.
 func TestFrameRoundTrip(t *testing.T) {
 	f := Frame{Type: TypeOp, Payload: []byte("hello")}
 	var b bytes.Buffer
@@ -206,6 +208,8 @@ func TestFleetDirect(t *testing.T) {
 	}
 }
 
+// No bytes crash the frame reader, and a frame it reads re-encodes to the
+// same bytes.
 func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{'M', 'A', TypeOp, 0, 2, 1, 2})
 	f.Add([]byte{'M', 'A', TypeLookup, 0, 0})
