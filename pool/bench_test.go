@@ -23,3 +23,14 @@ func BenchmarkChoose(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBackendByName is the lookup a pinned client's decision makes
+// to turn the table's backend name back into the backend.
+func BenchmarkBackendByName(b *testing.B) {
+	p := New("p", config.Hash, specs(16))
+	for i := range b.N {
+		if p.Backend("cas"+strconv.Itoa(1+i%16)) == nil {
+			b.Fatal("no backend")
+		}
+	}
+}

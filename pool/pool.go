@@ -73,6 +73,7 @@ type Backend struct {
 	upSince   atomic.Int64 // unix nanoseconds of the last down-to-up change; 0: up from the start
 	failures  atomic.Int32 // consecutive failed connects, for passive checks
 	backup    atomic.Bool  // takes new clients only when no other backend can
+	rrCurrent float64      // smooth round robin's running score; guarded by its selector's lock
 	toBackend atomic.Int64 // bytes to the backend, counted as they go
 	toClient  atomic.Int64 // bytes to its clients, counted as they go
 	addr      atomic.Pointer[hostPort]
@@ -329,16 +330,11 @@ func (p *Pool) Balance() config.Balance { return config.Balance(p.balance.Load()
 // other backend qualifies. keyHash is the client key's hash. It returns
 // nil when no backend qualifies.
 func (p *Pool) Choose(keyHash uint64, skip func(*Backend) bool) *Backend {
-	primary := func(b *Backend) bool { return b.Backup() || (skip != nil && skip(b)) }
-	if b := p.choose(keyHash, primary); b != nil {
+	c := choice{list: p.set.Load().list, key: keyHash, skip: skip, now: time.Now().UnixNano(), slowStart: time.Duration(p.slowStart.Load())}
+	sel := p.selectors[p.Balance()]
+	if b := sel.pick(c); b != nil {
 		return b
 	}
-	backup := func(b *Backend) bool { return !b.Backup() || (skip != nil && skip(b)) }
-	return p.choose(keyHash, backup)
-}
-
-func (p *Pool) choose(keyHash uint64, skip func(*Backend) bool) *Backend {
-	usable := func(b *Backend) bool { return b.TakesNew() && (skip == nil || !skip(b)) }
-	c := choice{list: p.set.Load().list, key: keyHash, usable: usable, now: time.Now().UnixNano(), slowStart: time.Duration(p.slowStart.Load())}
-	return p.selectors[p.Balance()].pick(c)
+	c.backups = true
+	return sel.pick(c)
 }

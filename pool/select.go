@@ -17,16 +17,24 @@ type selector interface {
 	pick(c choice) *Backend
 }
 
-// choice is what a selector decides from.
+// choice is what a selector decides from: a struct of plain values, so
+// a decision allocates nothing.
 type choice struct {
 	list      []*Backend // in name order
 	key       uint64     // the client key's hash
-	usable    func(*Backend) bool
+	skip      func(*Backend) bool
+	backups   bool  // choose among the backups (when no other backend can take the client)
 	now       int64 // unix nanoseconds
 	slowStart time.Duration
 }
 
-func (c choice) weight(b *Backend) float64 { return b.effectiveWeight(c.now, c.slowStart) }
+// usable says whether b may be given the client: it takes new clients,
+// is of the kind (backup or not) being chosen, and is not skipped.
+func (c *choice) usable(b *Backend) bool {
+	return b.TakesNew() && b.Backup() == c.backups && (c.skip == nil || !c.skip(b))
+}
+
+func (c *choice) weight(b *Backend) float64 { return b.effectiveWeight(c.now, c.slowStart) }
 
 // hashSelector is weighted rendezvous hashing: score = -weight / ln(u),
 // u uniform in (0,1) from hash(key, name). With equal weights it is plain
@@ -75,16 +83,12 @@ func (leastConnSelector) pick(c choice) *Backend {
 // a a b a c a a, not five a in a row. Weights are effective ones, so a
 // recovered backend ramps up over slow_start here too.
 type roundRobinSelector struct {
-	mu      sync.Mutex
-	current map[*Backend]float64
+	mu sync.Mutex // guards every backend's rrCurrent
 }
 
 func (r *roundRobinSelector) pick(c choice) *Backend {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.current == nil {
-		r.current = map[*Backend]float64{}
-	}
 	var best *Backend
 	total := 0.0
 	for _, b := range c.list {
@@ -93,21 +97,13 @@ func (r *roundRobinSelector) pick(c choice) *Backend {
 		}
 		w := c.weight(b)
 		total += w
-		r.current[b] += w
-		if best == nil || r.current[b] > r.current[best] {
+		b.rrCurrent += w
+		if best == nil || b.rrCurrent > best.rrCurrent {
 			best = b
 		}
 	}
 	if best != nil {
-		r.current[best] -= total
-	}
-	if len(r.current) > 2*len(c.list) {
-		// Backends a reload removed: forget their turns.
-		for b := range r.current {
-			if b.removed.Load() {
-				delete(r.current, b)
-			}
-		}
+		best.rrCurrent -= total
 	}
 	return best
 }

@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 
 	"github.com/stickylb/stickylb/affinity"
@@ -103,5 +104,22 @@ func TestPolicyDecides(t *testing.T) {
 				t.Fatalf("reason %q, want %q", why, c.why)
 			}
 		})
+	}
+}
+
+// BenchmarkDecideHit is the whole decision for a client with a pin: the
+// table's lookup under its lock, the policy, and the name lookups between
+// them (see BenchmarkBackendByName in pool).
+func BenchmarkDecideHit(b *testing.B) {
+	r := &Route{Pool: pool.New("cas", config.Hash, []pool.Spec{{Name: "cas1", Host: "127.0.0.11", Weight: 1},
+		{Name: "cas2", Host: "127.0.0.12", Weight: 1}, {Name: "cas3", Host: "127.0.0.13", Weight: 1}}),
+		Table: affinity.NewTable(affinity.Config{})}
+	key := affinity.Keyer{}.Key(netip.MustParseAddrPort("10.1.2.3:5000"))
+	for range b.N {
+		_, lease, err := decide(r, key, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lease.Release()
 	}
 }
