@@ -149,6 +149,9 @@ func asset(contentType string, body []byte) http.HandlerFunc {
 
 // Record adds an event to the recent-changes list.
 func (a *API) Record(poolName, backend, what string) {
+	// An event is one line: a check of several ports joins its errors
+	// with newlines.
+	what = strings.Join(strings.Fields(strings.ReplaceAll(what, "\n", "; ")), " ")
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.events = append(a.events, Event{Time: time.Now().UTC(), Pool: poolName, Backend: backend, What: what})

@@ -49,6 +49,27 @@ func connFilter(r *http.Request) (func(server.ConnView) bool, bool, error) {
 	return match, id != "" || client.IsValid() || pool != "" || backend != "", nil
 }
 
+// knownNames checks that the pool and backend a query names exist, so a
+// typo is an error rather than "0 closed".
+func (a *API) knownNames(r *http.Request) error {
+	q := r.URL.Query()
+	pool, backend := q.Get("pool"), q.Get("backend")
+	if pool != "" {
+		if _, err := a.poolView(pool); err != nil {
+			return err
+		}
+	}
+	if backend == "" {
+		return nil
+	}
+	for _, p := range a.opts.Server.Pools() {
+		if (pool == "" || p.Name == pool) && p.Pool.Backend(backend) != nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("no backend %q%s", backend, map[bool]string{true: " in pool " + pool}[pool != ""])
+}
+
 func (a *API) connections(w http.ResponseWriter, r *http.Request) {
 	match, _, err := connFilter(r)
 	if err != nil {
@@ -85,8 +106,16 @@ func (a *API) closeConnections(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 400, errors.New("say which connections to close: ?id=LISTENER/N, ?client=IP or ?backend=NAME (with ?pool=)"))
 		return
 	}
+	if err := a.knownNames(r); err != nil {
+		writeErr(w, 404, err)
+		return
+	}
 	n := a.opts.Server.CloseConnections(match)
 	a.opts.Log.Info("connections closed by the admin API", "query", r.URL.RawQuery, "closed", n)
+	if id := r.URL.Query().Get("id"); id != "" && n == 0 {
+		writeErr(w, 404, fmt.Errorf("no connection %s is open (stickylb ctl conns lists them)", id))
+		return
+	}
 	writeJSON(w, 200, map[string]int{"closed": n})
 }
 

@@ -129,6 +129,10 @@ func (a *API) unpin(w http.ResponseWriter, r *http.Request) {
 		}
 		match = func(in affinity.Info) bool { return in.Key == k }
 	case backend != "" && client == "":
+		if p.Pool.Backend(backend) == nil && p.Table.Counts()[backend] == 0 {
+			writeErr(w, 404, fmt.Errorf("pool %s has no backend %q and no pins to one", p.Name, backend))
+			return
+		}
 		match = func(in affinity.Info) bool { return in.Backend == backend }
 	default:
 		writeErr(w, 400, errors.New("give exactly one of ?client=ADDRESS or ?backend=NAME"))

@@ -73,6 +73,10 @@ func (k Key) Addr() netip.Addr {
 
 // String formats the key as an operator reads it: 10.1.2.3, 10.1.2.0/24 or
 // 10.1.2.3:50123.
+// MarshalText writes the key as String does, so JSON logs and APIs show
+// the client, not an empty object.
+func (k Key) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
 func (k Key) String() string {
 	a := k.Addr()
 	switch {

@@ -49,6 +49,7 @@ var ctlSubs = []ctlSub{
 	{"ready [POOL/]BACKEND", "back in service", exactArgs(1), stateFlags("ready")},
 	{"weight [POOL/]BACKEND N", "set a backend's weight (0-1000) until the next reload", exactArgs(2), plain((*ctl).weight)},
 	{"unpin", "delete pins; the clients are balanced afresh next time", noArgs, unpinFlags},
+	{"listeners", "listeners: address and ports, how the ports are taken, pool, open and accepted connections", noArgs, plain((*ctl).listeners)},
 	{"connections", "open connections: id, client, backend, age", noArgs, connectionsFlags},
 	{"close", "close open connections (their pins stay)", noArgs, closeFlags},
 	{"reload", "reload the config file", noArgs, plain((*ctl).reload)},

@@ -3,14 +3,19 @@
 package main
 
 import (
+	"cmp"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/admin"
+	"github.com/stickylb/stickylb/affinity"
 )
 
 // backends prints pools and backends: state, connections, pins.
@@ -105,6 +110,10 @@ func (c *ctl) pins(pool, backend, cursor string, limit, offset int) error {
 	if err := c.call("GET", "/api/pins?"+q.Encode(), nil, &res); err != nil || c.asJSON {
 		return err
 	}
+	// The table pages in its own order; a page reads best sorted.
+	slices.SortFunc(res.Pins, func(a, b admin.PinInfo) int {
+		return cmp.Or(strings.Compare(a.Pool, b.Pool), compareClients(a.Client, b.Client))
+	})
 	tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "POOL\tCLIENT\tBACKEND\tCONNS\tLAST SEEN")
 	for _, p := range res.Pins {
@@ -268,14 +277,28 @@ func (c *ctl) info(_ []string) error {
 	}
 	state := "running"
 	if in.Draining {
-		state = "draining"
+		state = "draining (stopping: no new connections)"
 	}
-	fmt.Fprintf(c.out, "stickylb %s, pid %d, %s for %s (since %s)\n", in.Version, in.PID, state,
+	fmt.Fprintf(c.out, "stickylb %s, pid %d, %s, up %s (since %s)\n", in.Version, in.PID, state,
 		(time.Duration(in.UptimeSeconds) * time.Second).Round(time.Second), in.Started.Format(time.RFC3339))
 	fmt.Fprintf(c.out, "config %s: %s, %s, %s reloaded (%d failed)\n", in.Config, count(in.Listeners, "listener"),
 		count(in.Pools, "pool"), count(int(in.Reloads), "time"), in.ReloadFailures)
 	fmt.Fprintf(c.out, "%s open, file limit %d (two per connection)\n", count(in.Connections, "connection"), in.FileLimit)
 	return nil
+}
+
+// listeners is `ctl listeners`: GET /api/listeners as a table.
+func (c *ctl) listeners(_ []string) error {
+	var ls []admin.ListenerInfo
+	if err := c.call("GET", "/api/listeners", nil, &ls); err != nil || c.asJSON {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LISTENER\tADDRESS\tPORTS\tTAKEN BY\tPOOL\tCONNS\tACCEPTED")
+	for _, l := range ls {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", l.Name, l.Address, l.Ports, l.TakenBy, l.Pool, l.Connections, l.Accepted)
+	}
+	return tw.Flush()
 }
 
 // members is `ctl members`: the cluster as this member sees it.
@@ -293,7 +316,7 @@ func (c *ctl) members(_ []string) error {
 		sync = "waiting for its first sync"
 	}
 	fmt.Fprintf(c.out, "member %s, %s; %s, %s, %s\n", st.Self, sync, count(int(st.Sent), "pin record")+" sent",
-		count(int(st.Received), "received"), count(int(st.Conflicts), "conflict"))
+		count(int(st.Received), "pin record")+" received", count(int(st.Conflicts), "conflict"))
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE")
 	for _, m := range st.Members {
@@ -313,10 +336,45 @@ func (c *ctl) members(_ []string) error {
 func (c *ctl) readyz(_ []string) error {
 	var st map[string]any
 	if err := c.call("GET", "/readyz", nil, &st); err != nil {
-		return fmt.Errorf("not ready: %w", err)
+		return fmt.Errorf("not ready: %s", readyReason(err))
 	}
 	if !c.asJSON {
 		fmt.Fprintln(c.out, "ready")
 	}
 	return nil
+}
+
+// compareClients orders client keys by address, then by their text
+// (prefix or port); a key that does not parse sorts by its text.
+func compareClients(a, b string) int {
+	ka, ea := affinity.ParseKey(a)
+	kb, eb := affinity.ParseKey(b)
+	if ea != nil || eb != nil {
+		return strings.Compare(a, b)
+	}
+	return cmp.Or(ka.Addr().Compare(kb.Addr()), strings.Compare(a, b))
+}
+
+// readyReason turns /readyz's 503 answer (JSON saying why) into words.
+func readyReason(err error) string {
+	msg := err.Error()
+	i := strings.Index(msg, "{")
+	if i < 0 {
+		return msg
+	}
+	var body map[string]any
+	if json.Unmarshal([]byte(msg[i:]), &body) != nil {
+		return msg
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(body)) {
+		if k == "ready" {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s: %v", strings.ReplaceAll(k, "_", " "), body[k]))
+	}
+	if len(parts) == 0 {
+		return strings.TrimSpace(msg[:i])
+	}
+	return strings.Join(parts, "; ")
 }

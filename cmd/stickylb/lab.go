@@ -231,7 +231,7 @@ func simUnityFlags(fs *pflag.FlagSet) runFunc {
 		rep := f.Run(ctx)
 		if *asJSON {
 			printJSON(stdout, rep)
-			return 0
+			return fleetVerdict(rep, stderr)
 		}
 		fmt.Fprintf(stdout, "target %s, %d sessions, %s\n", rep.Target, rep.Sessions, rep.Duration.Round(time.Millisecond))
 		fmt.Fprintf(stdout, "operations          %d (%d ok)\n", rep.Ops, rep.OK)
@@ -250,9 +250,21 @@ func simUnityFlags(fs *pflag.FlagSet) runFunc {
 			fmt.Fprintf(stdout, " %s:%d", k, rep.SessionsPerCAS[k])
 		}
 		fmt.Fprintln(stdout)
-		if rep.MAPINetworkErrors > 0 {
-			return 1
-		}
-		return 0
+		return fleetVerdict(rep, stderr)
 	}
+}
+
+// fleetVerdict is sim unity's exit code, in text and JSON alike: 1 when
+// a session saw MAPI_E_NETWORK_ERROR, or when the fleet could not do its
+// job at all (no operation succeeded), with the reason on stderr.
+func fleetVerdict(rep *sim.Report, stderr io.Writer) int {
+	switch {
+	case rep.MAPINetworkErrors > 0:
+		fmt.Fprintf(stderr, "error: %d MAPI_E_NETWORK_ERROR: sessions were sent to a CAS that does not hold them\n", rep.MAPINetworkErrors)
+		return 1
+	case rep.OK == 0:
+		fmt.Fprintf(stderr, "error: no operation succeeded (%d connection errors: %v): is a balancer listening at %s?\n", rep.ConnErrors, rep.Errors, rep.Target)
+		return 1
+	}
+	return 0
 }

@@ -554,7 +554,7 @@ func TestBinaryOperate(t *testing.T) {
 	if out, code := ctl("--json", "backends"); code != 0 || !regexp.MustCompile(`"name": "cas2",[^}]*"weight": 1,`).MatchString(out) {
 		t.Fatalf("after a reload cas2 keeps its runtime weight 0; lb.toml says 1:\n%s", out)
 	}
-	if out, code := ctl("info"); code != 0 || !regexp.MustCompile(`stickylb dev commit .*, pid \d+, running for \d+s .*\nconfig .*lb\.toml: 1 listener, 1 pool, 1 time reloaded \(0 failed\)\n\d+ connections? open, file limit \d+`).MatchString(out) {
+	if out, code := ctl("info"); code != 0 || !regexp.MustCompile(`stickylb dev commit .*, pid \d+, running, up \d+s .*\nconfig .*lb\.toml: 1 listener, 1 pool, 1 time reloaded \(0 failed\)\n\d+ connections? open, file limit \d+`).MatchString(out) {
 		t.Fatalf("ctl info: %d %q", code, out)
 	}
 	if out, code := ctl("events"); code != 0 || !strings.Contains(out, "cas/cas1  set drain") {
@@ -562,6 +562,23 @@ func TestBinaryOperate(t *testing.T) {
 	}
 	if out, code := ctl("drain", "cas/nope"); code != 1 || !strings.Contains(out, `no backend "nope"`) {
 		t.Fatalf("ctl drain of an unknown backend: %d %s", code, out)
+	}
+	// An unknown connection, backend or pool is an error, not "0 closed".
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"close", "--id", "l0/999999"}, "no connection l0/999999 is open"},
+		{[]string{"close", "--backend", "nosuch"}, `no backend "nosuch"`},
+		{[]string{"close", "--pool", "nosuch", "--backend", "cas1"}, `no pool "nosuch"`},
+		{[]string{"unpin", "--backend", "nosuch"}, `pool cas has no backend "nosuch"`},
+	} {
+		if out, code := ctl(c.args...); code != 1 || !strings.Contains(out, c.want) {
+			t.Errorf("ctl %v: %d %q; want exit 1 saying %q", c.args, code, out, c.want)
+		}
+	}
+	if out, code := ctl("listeners"); code != 0 || !regexp.MustCompile(`(?m)^l0\s+127\.0\.0\.1:\d+\s+\d+\s+socket\s+cas\s+\d+\s+\d+$`).MatchString(out) {
+		t.Errorf("ctl listeners: %d %q", code, out)
 	}
 	resp, err := http.Get(admin + "/metrics")
 	if err != nil {

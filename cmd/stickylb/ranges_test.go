@@ -3,12 +3,15 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,5 +100,65 @@ func TestRangeWithDropInCapabilities(t *testing.T) {
 	who, err := lbtest.Who("127.9.0.3", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.45"), uint16(ports[0])))
 	if err != nil || who == "" {
 		t.Fatalf("through the steered range: %q, %v", who, err)
+	}
+}
+
+// JSON logs give every value a JSON form: a re-pinned client is its
+// address (it was {}), and durations read as in the config ("2s"), not
+// as nanoseconds.
+func TestJSONLogValues(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 1)
+	p := startBinary(t, nil, "run", "--log-format", "json", "-c", writeConfig(t, labConfig(ports, bs, "enabled = false\n")))
+	addr := netip.MustParseAddrPort(jsonLogValue(t, p, "listening", "addr"))
+	client := "127.6.1.1"
+	first, err := lbtest.Who(client, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"ctl", "--admin", "http://" + jsonLogValue(t, p, "admin listening", "addr"), "maint", first}, &out, &errb); code != 0 {
+		t.Fatalf("ctl maint: %s", errb.String())
+	}
+	if _, err := lbtest.Who(client, addr); err != nil {
+		t.Fatal(err)
+	}
+	lbtest.Eventually(t, 5*time.Second, "the re-pin line", func() bool {
+		return strings.Contains(p.logs(), `"msg":"client re-pinned"`)
+	})
+	if !strings.Contains(p.logs(), `"client":"`+client+`"`) || strings.Contains(p.logs(), `"client":{}`) {
+		t.Fatalf("the re-pin line does not name the client:\n%s", p.logs())
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(10 * time.Second)
+	if !strings.Contains(p.logs(), `"drain_timeout":"5s"`) {
+		t.Fatalf("the stop line gives the drain timeout otherwise than as \"5s\":\n%s", p.logs())
+	}
+}
+
+// jsonLogValue waits for the JSON log line with message msg and returns
+// its string value of key.
+func jsonLogValue(t *testing.T, p *proc, msg, key string) string {
+	t.Helper()
+	re := regexp.MustCompile(`"msg":"` + regexp.QuoteMeta(msg) + `".*?"` + key + `":"([^"]+)"`)
+	var v string
+	lbtest.Eventually(t, 10*time.Second, "the "+msg+" line", func() bool {
+		if m := re.FindStringSubmatch(p.logs()); m != nil {
+			v = m[1]
+			return true
+		}
+		return false
+	})
+	return v
+}
+
+// sim unity fails (exit 1) when its fleet could not work at all, in text
+// and in JSON, saying why; it used to exit 0 with no operation done.
+func TestSimUnityFailsWithoutBalancer(t *testing.T) {
+	for _, extra := range [][]string{nil, {"--json"}} {
+		var out, errb bytes.Buffer
+		args := append([]string{"sim", "unity", "--target", "127.0.0.99", "--epm-port", "1", "--duration", "300ms", "--sessions", "2"}, extra...)
+		if code := run(args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "no operation succeeded") {
+			t.Errorf("sim unity %v against nothing: exit %d, %q", extra, code, errb.String())
+		}
 	}
 }

@@ -110,6 +110,14 @@ func runLogger(w io.Writer, g config.Global, format, level string) (*slog.Logger
 	}
 	opts := &slog.HandlerOptions{Level: g.LogLevel.Slog()}
 	if g.LogFormat == config.JSONLog {
+		// Durations as the text format and the config write them
+		// ("15s"), not as nanoseconds.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), nil
