@@ -18,6 +18,9 @@ import (
 // Load reads, decodes and checks the config file at path.
 func Load(path string) (*Config, error) {
 	src, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read config: %s does not exist: give the config file with -c FILE (the package's is %s)", path, DefaultPath)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}

@@ -2,6 +2,10 @@ package config
 
 import "time"
 
+// DefaultPath is the config file run and check read without -c: where
+// the package installs it.
+const DefaultPath = "/etc/stickylb/lb.toml"
+
 // The defaults, in one place. A file is decoded over these values, so a
 // key the file does not set keeps its default and a key it sets to 0
 // keeps the 0. The example lb.toml and docs/config.md quote them.

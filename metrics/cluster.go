@@ -18,7 +18,7 @@ var (
 	descSyncs     = prometheus.NewDesc(ns+"_cluster_syncs_total", "Whole tables taken from peers and merged.", nil, nil)
 	descConflicts = prometheus.NewDesc(ns+"_cluster_conflicts_total", "Records that decided a client otherwise than this member had; the newer decision won.", nil, nil)
 	descLeftOpen  = prometheus.NewDesc(ns+"_cluster_connections_left_open_total", "Connections left open on a backend that lost a conflict (not cut; the client's next connection goes to the winner).", nil, nil)
-	descTrouble   = prometheus.NewDesc(ns+"_cluster_problems_total", "Cluster problems, by kind: send_failed (a member did not take a batch), dropped (send queue full), malformed (message refused), unknown (record of a pool this member lacks or keys otherwise).", []string{"kind"}, nil)
+	descTrouble   = prometheus.NewDesc(ns+"_cluster_problems_total", "Cluster problems, by kind: send_failed (a member did not take a batch), dropped (send queue full), malformed (message refused), unknown (record of a pool or backend this member lacks, or keyed otherwise).", []string{"kind"}, nil)
 	descDelay     = prometheus.NewDesc(ns+"_cluster_convergence_delay_seconds", "From a decision at another member to its pin changing here.", nil, nil)
 )
 

@@ -21,7 +21,7 @@ import (
 )
 
 func checkFlags(fs *pflag.FlagSet) runFunc {
-	path := fs.StringP("config", "c", "lb.toml", "config file")
+	path := fs.StringP("config", "c", config.DefaultPath, "config file")
 	return func(args []string, stdout, stderr io.Writer) int {
 		cfg, code := loadConfig(*path, stderr)
 		if cfg == nil {

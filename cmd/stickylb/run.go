@@ -34,7 +34,7 @@ import (
 // runFlags is `stickylb run`: load, start, then follow signals until
 // told to stop.
 func runFlags(fs *pflag.FlagSet) runFunc {
-	path := fs.StringP("config", "c", "lb.toml", "config file")
+	path := fs.StringP("config", "c", config.DefaultPath, "config file")
 	format := fs.String("log-format", "", "text or json (default: the config's global.log_format)")
 	level := fs.String("log-level", "", "debug, info, warn or error (default: the config's global.log_level)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file, for go tool pprof")
