@@ -345,3 +345,22 @@ func TestProxyProtocolKeys(t *testing.T) {
 		t.Fatalf("send_proxy v2 read as %v, warnings %v", c.Pools["cas"].SendProxy, c.Warnings())
 	}
 }
+
+// The lb.toml the package installs is a valid template: check accepts it
+// and warns of nothing but its placeholder CAS addresses, each named
+// with what to do.
+func TestPackagedTemplate(t *testing.T) {
+	c, err := Load("../packaging/lb.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := c.Warnings()
+	if len(ws) != 3 {
+		t.Fatalf("%d warnings, want the 3 placeholders: %v", len(ws), ws)
+	}
+	for _, w := range ws {
+		if !strings.Contains(w.Error(), "is a documentation address") || !strings.Contains(w.Error(), "put this CAS's address here") {
+			t.Errorf("warning %v is not about a placeholder", w)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -66,6 +67,11 @@ func (p *Pool) warn(v *checker, at string) {
 	case taking == 1 && backups == 0:
 		v.errAt(at+".backend", "one backend takes new clients: when it fails, its clients have nowhere to go")
 	}
+	for _, name := range slices.Sorted(maps.Keys(p.Backends)) {
+		if a, err := netip.ParseAddr(p.Backends[name].Address); err == nil && isDocumentation(a) {
+			v.errAt(at+".backend."+name+".address", "%s is a documentation address (RFC 5737, RFC 3849), a placeholder: put this CAS's address here", a)
+		}
+	}
 	if checks := p.ActiveChecks(); len(checks) > 0 && !slices.ContainsFunc(checks, func(c *Check) bool { return c.Type != TCPCheck }) {
 		v.errAt(at+".health", "only TCP checks: a CAS that accepts connections but never answers (hung) passes them and its clients hang; "+
 			"add an rpc check (docs/config.md, \"Exchange RPC checks\")")
@@ -79,4 +85,13 @@ func (p *Pool) warn(v *checker, at string) {
 	if it := p.IdleTimeout.Duration; it > 0 && it < windowsKeepalive {
 		v.errAt(at+".idle_timeout", "%s is below Windows' 2h keepalive: idle MAPI connections will be cut (Outlook events 25/26)", p.IdleTimeout)
 	}
+}
+
+// documentation are the address ranges set aside for examples, which the
+// packaged lb.toml uses as placeholders.
+var documentation = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::/32")}
+
+func isDocumentation(a netip.Addr) bool {
+	return slices.ContainsFunc(documentation, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) })
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds stickylb's .deb and .rpm into dist/: a static binary (CGO off)
 # with its version, commit and build date, the hardened systemd unit,
-# the example lb.toml as a config file, man pages, shell completion for
+# the template lb.toml as a config file, man pages, shell completion for
 # bash, zsh and fish, and the docs.
 #
 #   packaging/build.sh [GOARCH ...]     default: this machine's
@@ -23,14 +23,14 @@ for arch in "$@"; do
   rm -rf "$out" && mkdir -p "$out"
   CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -o "$out/stickylb" \
     -ldflags "-s -w -X main.version=$version -X main.commit=$commit -X main.date=$date" ./cmd/stickylb
-  # The packaged config keeps pins where the unit lets the service write.
-  grep -q '^snapshot_file = ' lb.toml || { echo "lb.toml has no snapshot_file line to point at /var/lib/stickylb" >&2; exit 1; }
-  sed 's#^snapshot_file = .*#snapshot_file = "/var/lib/stickylb/pins.json"#' lb.toml >"$out/lb.toml"
+  # The packaged config is a template (packaging/lb.toml): placeholders
+  # that check names, pins kept where the unit lets the service write.
+  cp packaging/lb.toml "$out/lb.toml"
   # Man pages and shell completion, from this machine's build of the
   # same source (an arm64 binary does not run here).
   mkdir -p "$out/man" "$out/completion"
   go run -ldflags "-X main.version=$version" ./cmd/stickylb man "$out/man"
-  gzip -9n "$out"/man/*.8
+  gzip -9n "$out"/man/*.8 "$out"/man/*.5
   for shell in bash zsh fish; do
     go run ./cmd/stickylb completion $shell >"$out/completion/$shell"
   done

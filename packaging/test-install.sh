@@ -54,12 +54,16 @@ inroot dpkg -i /tmp/stickylb.deb
 got=$(inroot stickylb version)
 echo "installed: $got"
 [[ $got == "stickylb $want commit "* ]] || { echo "stickylb version says \"$got\", want version $want" >&2; exit 1; }
-inroot stickylb check -c /etc/stickylb/lb.toml
+inroot stickylb check >"$top/check.out" # /etc/stickylb/lb.toml by default
+grep -q "a placeholder: put this CAS.s address here" "$top/check.out" || { echo "stickylb check does not say what to edit in the template:" >&2; cat "$top/check.out" >&2; exit 1; }
 for f in /usr/share/man/man8/stickylb.8.gz /usr/share/man/man8/stickylb-ctl-drain.8.gz /usr/share/bash-completion/completions/stickylb \
   /usr/share/zsh/vendor-completions/_stickylb /usr/share/fish/vendor_completions.d/stickylb.fish; do
   [[ -s $root$f ]] || { echo "the package lacks $f" >&2; exit 1; }
 done
 zcat "$root"/usr/share/man/man8/stickylb-run.8.gz | grep -q "config file" || { echo "stickylb-run(8) does not document -c" >&2; exit 1; }
+zcat "$root"/usr/share/man/man8/stickylb.8.gz | grep -q "^.SH EXIT STATUS" || { echo "stickylb(8) has no EXIT STATUS" >&2; exit 1; }
+zcat "$root"/usr/share/man/man5/lb.toml.5.gz | grep -q "snapshot_file" || { echo "lb.toml(5) is missing or does not document the keys" >&2; exit 1; }
+[[ ! -e $root/usr/share/man/man8/stickylb-completion-powershell.8.gz ]] || { echo "a PowerShell completion page on Linux" >&2; exit 1; }
 inroot id stickylb
 [[ $(inroot stat -c %U /var/lib/stickylb) == stickylb ]] || { echo "/var/lib/stickylb is not owned by stickylb" >&2; exit 1; }
 inroot grep -q "^snapshot_file = \"/var/lib/stickylb/pins.json\"" /etc/stickylb/lb.toml || { echo "the packaged lb.toml does not keep pins in /var/lib/stickylb" >&2; exit 1; }
@@ -69,5 +73,9 @@ if inroot sh -c "command -v systemd-analyze" >/dev/null; then
 fi
 inroot dpkg -r stickylb
 ! inroot sh -c "command -v stickylb" >/dev/null || { echo "stickylb still installed after dpkg -r" >&2; exit 1; }
-echo "package ok: installs, runs version and check, removes"
+[[ -d $root/var/lib/stickylb ]] && inroot id stickylb >/dev/null || { echo "a removal (not a purge) dropped the pins or the user" >&2; exit 1; }
+inroot dpkg --purge stickylb
+[[ ! -e $root/var/lib/stickylb && ! -e $root/etc/stickylb/lb.toml ]] || { echo "a purge left /var/lib/stickylb or the config" >&2; exit 1; }
+! inroot id stickylb >/dev/null 2>&1 || { echo "a purge left the stickylb user" >&2; exit 1; }
+echo "package ok: installs, runs version and check, removes, purges"
 ' _ "$top" "$deb" "$want" "$fresh"

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/cobra/doc"
 	"github.com/spf13/pflag"
 )
 
@@ -134,6 +133,11 @@ times each step inside a balancer from a loopback capture of both its legs
 			Run: func(*cobra.Command, []string) { fmt.Fprintln(stdout, "stickylb", versionString()) }},
 		manCommand(),
 	)
+	// stickylb runs on Linux: no PowerShell completion (nor its man page).
+	root.InitDefaultCompletionCmd()
+	if c, _, err := root.Find([]string{"completion", "powershell"}); err == nil && c.Name() == "powershell" {
+		c.Hidden = true
+	}
 	return root
 }
 
@@ -154,14 +158,3 @@ func benchCommand(stdout, stderr io.Writer) *cobra.Command {
 	return cmd
 }
 
-// manCommand writes the man pages that the packages install; it is
-// hidden: operators read the pages it writes.
-func manCommand() *cobra.Command {
-	return &cobra.Command{Use: "man DIR", Short: "write man pages for stickylb and its subcommands into DIR", Hidden: true, Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			root := cmd.Root()
-			root.DisableAutoGenTag = true // the pages do not change with the day they are built
-			return doc.GenManTree(root, &doc.GenManHeader{Title: "STICKYLB", Section: "8", Source: "stickylb " + version,
-				Manual: "stickylb manual"}, args[0])
-		}}
-}

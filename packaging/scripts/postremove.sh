@@ -1,9 +1,19 @@
 #!/bin/sh
-# After removal: systemd forgets the unit. The stickylb user, its pins in
-# /var/lib/stickylb and the config stay (a purge of the .deb removes the
-# config, as dpkg does for every conffile).
+# After removal: systemd forgets the unit. A removal keeps the stickylb
+# user, its pins in /var/lib/stickylb and the config, for a reinstall; a
+# purge of the .deb removes all the package made (Debian policy): the
+# pins and journal, the user and group, and (dpkg does this) the config.
 set -e
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null || true
+fi
+if [ "$1" = "purge" ]; then
+  rm -rf /var/lib/stickylb
+  if getent passwd stickylb >/dev/null; then
+    userdel stickylb >/dev/null 2>&1 || true
+  fi
+  if getent group stickylb >/dev/null; then
+    groupdel stickylb >/dev/null 2>&1 || true
+  fi
 fi
 exit 0
