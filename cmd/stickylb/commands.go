@@ -157,4 +157,3 @@ func benchCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd.AddCommand(leaf("backends", "serve bench's echo backends until SIGINT or SIGTERM", "", noArgs, benchBackendsFlags, stdout, stderr))
 	return cmd
 }
-
