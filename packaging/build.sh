@@ -8,13 +8,18 @@
 #   VERSION=1.2.3 packaging/build.sh    default: 0.1.0+git<commit>
 #
 # nfpm is a tool of the packaging/ module (go.mod there), so the
-# balancer's own module carries none of its dependencies.
+# balancer's own module carries none of its dependencies. Its modules
+# are pinned by packaging/go.sum: fetch them once with
+#   (cd packaging && go mod download)
+# and a build then works from the module cache alone, offline:
+#   GOPROXY=off packaging/build.sh            (CI builds this way)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 version=${VERSION:-0.1.0+git$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 (($#)) || set -- "$(go env GOARCH)"
+rm -f dist/*.deb dist/*.rpm
 mkdir -p dist
 # nfpm expands no variable in file sources, so each architecture's files
 # are staged in turn where nfpm.yaml looks for them.
@@ -26,6 +31,10 @@ for arch in "$@"; do
   # The packaged config is a template (packaging/lb.toml): placeholders
   # that check names, pins kept where the unit lets the service write.
   cp packaging/lb.toml "$out/lb.toml"
+  # The documentation: README, the docs and the images they show, and
+  # the copyright.
+  mkdir -p "$out/doc"
+  cp README.md docs/*.md docs/*.png packaging/copyright "$out/doc/"
   # Man pages and shell completion, from this machine's build of the
   # same source (an arm64 binary does not run here).
   mkdir -p "$out/man" "$out/completion"

@@ -17,6 +17,7 @@ set -euo pipefail
 deb=$(realpath "$1")
 [[ $(id -u) == 0 ]] || { echo "test-install.sh needs root (debootstrap, a mount namespace and chroot)" >&2; exit 1; }
 want=$(dpkg-deb -f "$deb" Version)
+want=${want%-*} # the binary's version, without the packaging revision
 top=$(mktemp -d)
 trap 'rm -rf "$top"' EXIT
 

@@ -10,7 +10,10 @@ if ! getent passwd stickylb >/dev/null; then
   useradd --system --user-group --no-create-home --home-dir /var/lib/stickylb \
     --shell /usr/sbin/nologin --comment "stickylb load balancer" stickylb
 fi
-chown stickylb:stickylb /var/lib/stickylb
+# The state directory is made here, not shipped: a removal then keeps the
+# pins (dpkg deletes the empty directories it owns) and only a purge
+# removes them.
+install -d -m 0750 -o stickylb -g stickylb /var/lib/stickylb
 chown root:stickylb /etc/stickylb/lb.toml
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null || true
