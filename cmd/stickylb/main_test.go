@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -596,6 +597,30 @@ func TestBinaryOperate(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// With no backend to give, ctl readyz exits 1 saying why in words.
+	for _, b := range []string{"cas1", "cas2", "cas3"} {
+		if out, code := ctl("maint", b); code != 0 {
+			t.Fatalf("ctl maint %s: %s", b, out)
+		}
+	}
+	if out, code := ctl("readyz"); code != 1 || !strings.Contains(out, "not ready: pools without backend: [cas]") || strings.Contains(out, "{") {
+		t.Errorf("ctl readyz with every backend in maintenance: %d %q", code, out)
+	}
+	// A page of pins reads sorted by client.
+	if out, code := ctl("pins", "--limit", "50"); code == 0 {
+		var clients []string
+		for _, line := range strings.Split(out, "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 2 && f[0] == "cas" {
+				clients = append(clients, f[1])
+			}
+		}
+		sorted := slices.SortedFunc(slices.Values(clients), func(a, b string) int {
+			return netip.MustParseAddr(a).Compare(netip.MustParseAddr(b))
+		})
+		if len(clients) < 5 || !slices.Equal(clients, sorted) {
+			t.Errorf("ctl pins not sorted by client: %v", clients)
 		}
 	}
 	// A non-loopback admin address without a token is refused by check.
