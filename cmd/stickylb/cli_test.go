@@ -43,13 +43,14 @@ func TestCommandLine(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	if code := run([]string{"man", dir}, &out, &errb); code != 0 {
+	if code := run([]string{"man", "--config-doc", "../../docs/config.md", dir}, &out, &errb); code != 0 {
 		t.Fatalf("man: exit %d %s", code, errb.String())
 	}
 	for _, page := range []string{"stickylb.8", "stickylb-run.8", "stickylb-ctl-drain.8", "stickylb-ctl-connections.8", "stickylb-sim-unity.8"} {
 		b, err := os.ReadFile(filepath.Join(dir, page))
-		if err != nil || !bytes.Contains(b, []byte(".TH \"STICKYLB\" \"8\"")) {
-			t.Errorf("man page %s: %v, %.80q", page, err, b)
+		title := strings.ToUpper(strings.TrimSuffix(page, ".8"))
+		if err != nil || !bytes.Contains(b, []byte(".TH \""+title+"\" \"8\"")) {
+			t.Errorf("man page %s: %v, %.80q; want it titled %s", page, err, b, title)
 		}
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "stickylb-ctl-drain.8")); !bytes.Contains(b, []byte("deadline")) {
