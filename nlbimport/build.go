@@ -54,12 +54,25 @@ func Build(e *Export, source string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, r := range rules {
+		for _, h := range r.hosts {
+			if dips[h.node] == "" {
+				return nil, fmt.Errorf("port rule %s names node %s, which Nodes does not list with a dedicated address", r.describe(), h.node)
+			}
+		}
+	}
+	if err := overlaps(rules); err != nil {
+		return nil, err
+	}
 	res := &Result{}
 	if m := strings.ToLower(string(e.Cluster.Mode)); strings.Contains(m, "multicast") {
 		res.Dropped = append(res.Dropped, fmt.Sprintf("cluster mode %s: stickylb is a proxy on its own address, with no MAC sharing; the virtual addresses move to the stickylb host (or its keepalived pair)", e.Cluster.Mode))
 	}
 	w := writer{res: res, dips: dips, vips: vips, source: source, cluster: string(e.Cluster.Name)}
 	w.write(rules)
+	if w.listeners == 0 {
+		return nil, fmt.Errorf("no enabled TCP port rule: nothing to balance (not carried over: %s)", strings.Join(res.Dropped, "; "))
+	}
 	return res, nil
 }
 
@@ -78,6 +91,14 @@ func dedicated(e *Export) (map[string]string, error) {
 				pick = a.String()
 			}
 		}
+		for other, addr := range out {
+			if addr == pick && pick != "" {
+				return nil, fmt.Errorf("nodes %s and %s share the dedicated address %s: each NLB host has its own", other, n.Name, pick)
+			}
+		}
+		if _, dup := out[string(n.Name)]; dup {
+			return nil, fmt.Errorf("node %s is listed twice", n.Name)
+		}
 		out[string(n.Name)] = pick
 	}
 	return out, nil
@@ -93,6 +114,10 @@ func clusterAddrs(e *Export) ([]string, error) {
 		a, err := netip.ParseAddr(string(v))
 		if err != nil {
 			return nil, fmt.Errorf("cluster address %q is not an IP address", v)
+		}
+		a = a.Unmap()
+		if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			return nil, fmt.Errorf("cluster address %s is not an address clients connect to", a)
 		}
 		if !slices.Contains(out, a.String()) {
 			out = append(out, a.String())
@@ -123,6 +148,8 @@ func gather(e *Export) ([]*rule, error) {
 		case !enabled:
 			have.disabledN = append(have.disabledN, h.node)
 		case r.mode == "Disabled":
+		case slices.ContainsFunc(have.hosts, func(o host) bool { return o.node == h.node }):
+			// The same node's view twice: NLB has one per node.
 		default:
 			have.disabled = false
 			have.mode, have.affinity = r.mode, r.affinity
@@ -144,6 +171,19 @@ func gather(e *Export) ([]*rule, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// overlaps refuses rules that share a port on one address: NLB does not
+// allow them, so an export with them is not of a working cluster.
+func overlaps(rules []*rule) error {
+	for i, a := range rules {
+		for _, b := range rules[:i] {
+			if (a.vip == b.vip || a.vip == "" || b.vip == "") && a.first <= b.last && b.first <= a.last {
+				return fmt.Errorf("port rules %s and %s overlap, which NLB does not allow: the export is not of one consistent cluster", b.describe(), a.describe())
+			}
+		}
+	}
+	return nil
 }
 
 // readEntry reads one node's entry of a rule.
@@ -168,10 +208,10 @@ func readEntry(pr PortRule) (*rule, host, bool, error) {
 	}
 	if v := string(pr.VirtualIPAddress); v != "" && v != "All" && v != "255.255.255.255" {
 		a, err := netip.ParseAddr(v)
-		if err != nil {
-			return nil, host{}, false, fmt.Errorf("VirtualIPAddress %q is not an IP address", v)
+		if err != nil || a.Unmap().IsUnspecified() {
+			return nil, host{}, false, fmt.Errorf("VirtualIPAddress %q is not a cluster address", v)
 		}
-		r.vip = a.String()
+		r.vip = a.Unmap().String()
 	}
 	h := host{node: string(pr.NodeName), weight: 1}
 	if strings.EqualFold(string(pr.EqualLoad), "false") && r.mode == "Multiple" {

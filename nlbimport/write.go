@@ -8,13 +8,14 @@ import (
 
 // writer builds the TOML text of a Result.
 type writer struct {
-	res     *Result
-	dips    map[string]string // node -> address
-	vips    []string
-	source  string
-	cluster string
-	b       strings.Builder
-	pools   []*poolOut
+	res       *Result
+	dips      map[string]string // node -> address
+	vips      []string
+	source    string
+	cluster   string
+	b         strings.Builder
+	pools     []*poolOut
+	listeners int
 }
 
 // poolOut is a pool of the output: the rules that share hosts, weights,
@@ -84,6 +85,11 @@ func (w *writer) rule(r *rule) {
 	first := r.first
 	if first == 0 {
 		first = 1
+		if r.last == 0 {
+			fmt.Fprintf(&w.b, "# NLB port rule %s: port 0 alone, which no TCP connection uses; left out.\n\n", d)
+			w.res.Dropped = append(w.res.Dropped, fmt.Sprintf("port rule %s: port 0 alone, left out", d))
+			return
+		}
 		w.res.Dropped = append(w.res.Dropped, fmt.Sprintf("port rule %s: port 0 (no TCP connection uses it); the listener starts at 1", d))
 	}
 	p := w.poolFor(r)
@@ -105,6 +111,7 @@ func (w *writer) rule(r *rule) {
 		}
 		fmt.Fprintf(&w.b, "# NLB port rule %s: %s.\n", d, r.how())
 		fmt.Fprintf(&w.b, "[listener.%s]\nlisten = %q\npool = %q\n\n", name, hostPort(vip, ports), p.name)
+		w.listeners++
 	}
 	if r.first <= 135 && 135 <= r.last {
 		p.has135 = true

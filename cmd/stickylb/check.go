@@ -109,7 +109,7 @@ func globalSummary(w io.Writer, cfg *config.Config) {
 	}
 	fmt.Fprintf(w, "drain on stop: up to %s\n", g.DrainTimeout)
 	if c := cfg.Cluster; c.Enabled() {
-		fmt.Fprintf(w, "cluster: %s on %s, peers %s, sync_timeout %s\n", c.NodeName, c.Bind, strings.Join(c.Peers, ", "), c.SyncTimeout)
+		fmt.Fprintf(w, "cluster: %s on %s, peers %s, sync_timeout %s\n", c.Name(), c.Bind, strings.Join(c.Peers, ", "), c.SyncTimeout)
 	}
 }
 
@@ -187,7 +187,7 @@ func hostWarnings(cfg *config.Config, r *net.Resolver) []string {
 		}
 		for _, err := range []error{proxy.CheckTransparent(), proxy.CheckTransparentRoute()} {
 			if err != nil {
-				out = append(out, fmt.Sprintf("pool %s: %v (checked on this host, as this user)", name, err))
+				out = append(out, cfg.At("pool."+name+".transparent", "%v (checked on this host, as this user)", err).Error())
 			}
 		}
 	}
