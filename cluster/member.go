@@ -30,6 +30,7 @@ import (
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/throttle"
 )
 
 // Table is what the cluster needs of one pool: its table and how its keys
@@ -283,17 +284,34 @@ func canonical(hostport string) string {
 
 // logBridge passes memberlist's log lines ("[WARN] memberlist: ...") to
 // slog at their level.
-type logBridge struct{ log *slog.Logger }
+type logBridge struct {
+	log *slog.Logger
+	// memberlist logs every junk packet and every failed probe: its
+	// errors and warnings come in floods, so each kind is logged at most
+	// every few seconds with the count it stands for.
+	errLog, warnLog throttle.Log
+}
 
 func (b *logBridge) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
-	level := slog.LevelDebug // [DEBUG] and [INFO]: memberlist's info is chatter
+	level, limit := slog.LevelDebug, (*throttle.Log)(nil) // [DEBUG] and [INFO]: memberlist's info is chatter
 	if rest, ok := strings.CutPrefix(line, "[ERR] "); ok {
-		level, line = slog.LevelError, rest
+		level, line, limit = slog.LevelError, rest, &b.errLog
 	} else if rest, ok := strings.CutPrefix(line, "[WARN] "); ok {
-		level, line = slog.LevelWarn, rest
+		level, line, limit = slog.LevelWarn, rest, &b.warnLog
 	}
-	b.log.Log(context.Background(), level, line, "component", "memberlist")
+	if strings.Contains(line, "use of closed network connection") {
+		// A member that stops closes its sockets under memberlist's
+		// goroutines: not an error anyone should act on.
+		level, limit = slog.LevelDebug, nil
+	}
+	if limit == nil {
+		b.log.Log(context.Background(), level, line, "component", "memberlist")
+		return len(p), nil
+	}
+	limit.Do(func(n int) {
+		b.log.Log(context.Background(), level, line, "component", "memberlist", "count", n, "note", limit.Note())
+	})
 	return len(p), nil
 }
 

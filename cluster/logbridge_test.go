@@ -1,0 +1,57 @@
+package cluster
+
+import (
+	"bytes"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/kit/lbtest"
+)
+
+// lockedBuf is a log sink for goroutines.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// A flood of junk at the gossip port costs a line or two, each counting
+// the errors it stands for, not a line per packet (2000 junk datagrams
+// gave 2000 ERROR lines before); the member's stop after it logs no
+// error.
+func TestMemberlistLogsThrottledAndStopQuiet(t *testing.T) {
+	addr := lbtest.FreeAddr(t, "127.0.4.31")
+	var logs lockedBuf
+	m, err := Start(Options{Config: config.Cluster{Bind: addr, BindAddr: netip.MustParseAddrPort(addr), AdvertiseAddr: netip.MustParseAddrPort(addr), NodeName: "flooded",
+		SyncTimeout: config.Duration{Duration: time.Second}, SyncInterval: config.Duration{Duration: time.Minute}},
+		Pools: func() map[string]Table { return nil }, Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		c.Write([]byte{0xff, byte(i), 1, 2, 3, 4, 5, 6})
+	}
+	c.Close()
+	lbtest.Eventually(t, 5*time.Second, "memberlist's complaint", func() bool { return strings.Contains(logs.String(), "level=ERROR") })
+	time.Sleep(300 * time.Millisecond) // the rest of the flood, within one log period
+	if n := strings.Count(logs.String(), "level=ERROR"); n > 2 {
+		t.Fatalf("2000 junk datagrams gave %d ERROR lines:\n%.2000s", n, logs.String())
+	}
+	before := strings.Count(logs.String(), "level=ERROR")
+	m.Leave(time.Second)
+	if n := strings.Count(logs.String(), "level=ERROR"); n != before {
+		t.Fatalf("a clean stop logged an error:\n%s", logs.String())
+	}
+}
