@@ -17,5 +17,5 @@
 // expirable variant is not used: it does not refresh an entry on Get and it
 // would expire pins that still have open connections. Pins are kept by
 // value, and IPv4 keys as exact 64-bit numbers, so a pin costs about 135
-// bytes at a million pins (IPv6 about 180).
+// bytes at a million pins (IPv6 about 195).
 package affinity

@@ -11,6 +11,8 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -169,6 +171,10 @@ func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 // transparent mode without the capability or the return route.
 func hostWarnings(cfg *config.Config, r *net.Resolver) []string {
 	var out []string
+	if err := writable(cfg.Global.SnapshotFile); err != nil {
+		out = append(out, cfg.At("global.snapshot_file", "%v: pins and their journal would not be saved (checked on this host, as this user); "+
+			"point snapshot_file at a directory the service may write, such as /var/lib/stickylb/pins.json", err).Error())
+	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Listeners)) {
 		if err := proxy.CheckRange(cfg.Listeners[name]); err != nil {
 			out = append(out, cfg.At("listener."+name+".listen", "%v (checked on this host, as this user)", err).Error())
@@ -192,6 +198,21 @@ func hostWarnings(cfg *config.Config, r *net.Resolver) []string {
 		}
 	}
 	return out
+}
+
+// writable tests that the snapshot file's directory takes a new file, as
+// the snapshot and the journal beside it need; nil without a file.
+func writable(snapshot string) error {
+	if snapshot == "" {
+		return nil
+	}
+	dir := filepath.Dir(snapshot)
+	f, err := os.CreateTemp(dir, ".stickylb-check-*")
+	if err != nil {
+		return fmt.Errorf("%s cannot be written in %s", filepath.Base(snapshot), dir)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // resolves checks that host, an address or a name, resolves now.

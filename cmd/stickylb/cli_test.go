@@ -57,3 +57,13 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("stickylb-ctl-drain.8 does not document --deadline")
 	}
 }
+
+// ctl passes the API's errors on with its own flags in place of the
+// query parameters they name: "name a pool with --pool", not "?pool=".
+func TestCtlFlagHints(t *testing.T) {
+	got := flagHints("name a pool with ?pool= (pools: cas, owa); or give ?client=IP, ?backend=NAME or ?id=L/N")
+	want := "name a pool with --pool (pools: cas, owa); or give --client IP, --backend NAME or --id L/N"
+	if got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+}

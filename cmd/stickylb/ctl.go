@@ -129,7 +129,7 @@ func (c *ctl) call(method, path string, body any, out any) error {
 	if resp.StatusCode >= 300 {
 		var e struct{ Error string }
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+			return fmt.Errorf("%s (HTTP %d)", flagHints(e.Error), resp.StatusCode)
 		}
 		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, raw)
 	}
@@ -141,4 +141,10 @@ func (c *ctl) call(method, path string, body any, out any) error {
 		return json.Unmarshal(raw, out)
 	}
 	return nil
+}
+
+// flagHints turns the API's query-parameter hints ("name a pool with
+// ?pool=") into the ctl flags that set them.
+func flagHints(msg string) string {
+	return strings.NewReplacer("?pool= ", "--pool ", "?pool=", "--pool ", "?client=", "--client ", "?backend=", "--backend ", "?id=", "--id ").Replace(msg)
 }

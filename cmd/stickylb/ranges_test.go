@@ -162,3 +162,22 @@ func TestSimUnityFailsWithoutBalancer(t *testing.T) {
 		}
 	}
 }
+
+// check tests the directory the pins will be written to, as the user
+// that runs it: a snapshot file in a directory that user cannot write
+// (a relative snapshot_file beside a config in /etc, say) is a warning
+// naming the file and the fix, where it was silent and run failed later.
+func TestCheckSaysSnapshotUnwritable(t *testing.T) {
+	prefix := asNobody(t)
+	path := publicConfig(t, "[global]\nsnapshot_file = \"pins.json\"\n[listener.a]\nlisten = \"127.0.0.1:0\"\npool = \"p\"\nbackend_port = 1\n"+
+		"[pool.p.backend.x]\naddress = \"127.0.0.11\"\n")
+	out, _ := exec.Command(prefix[0], append(prefix[1:], binary, "check", "-c", path)...).CombinedOutput()
+	if !strings.Contains(string(out), "global.snapshot_file: pins.json cannot be written in "+filepath.Dir(path)) ||
+		!strings.Contains(string(out), "/var/lib/stickylb/pins.json") {
+		t.Fatalf("check as nobody of a snapshot in a root-owned directory:\n%s", out)
+	}
+	out, _ = exec.Command(binary, "check", "-c", path).CombinedOutput()
+	if strings.Contains(string(out), "cannot be written") {
+		t.Fatalf("check as root, who may write there, warned:\n%s", out)
+	}
+}
