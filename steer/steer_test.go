@@ -79,14 +79,17 @@ func TestSteersRangesToOneSocket(t *testing.T) {
 }
 
 // A wildcard listener takes the ports on every address; closing the
-// Steer gives them back to the kernel's own lookup.
+// Steer gives them back to the kernel's own lookup. The ports are below
+// those every other test uses (free-port picks from 10000, the lab from
+// 20000, the kernel's from 32768), since a wildcard steers them on every
+// address while it runs.
 func TestWildcardAndClose(t *testing.T) {
-	ln, err := Listen(context.Background(), netip.AddrPortFrom(netip.IPv6Unspecified(), 21800), nil)
+	ln, err := Listen(context.Background(), netip.AddrPortFrom(netip.IPv6Unspecified(), 9800), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	s, err := Attach(ln, netip.IPv6Unspecified(), config.Ports{{First: 21800, Last: 21810}})
+	s, err := Attach(ln, netip.IPv6Unspecified(), config.Ports{{First: 9800, Last: 9810}})
 	if errors.Is(err, ErrNotAllowed) {
 		t.Skipf("sk_lookup cannot be used here (run as root on Linux 5.9+): %v", err)
 	}
@@ -94,14 +97,14 @@ func TestWildcardAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, host := range []string{"127.0.0.1", "127.9.8.7", "::1"} {
-		if got, err := dial(t, ln, host, 21805); err != nil || got != 21805 {
+		if got, err := dial(t, ln, host, 9805); err != nil || got != 9805 {
 			t.Fatalf("%s: accepted on %d, %v", host, got, err)
 		}
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := net.DialTimeout("tcp", "127.0.0.1:21805", time.Second); err == nil {
+	if _, err := net.DialTimeout("tcp", "127.0.0.1:9805", time.Second); err == nil {
 		t.Fatal("still steered after Close")
 	}
 }
