@@ -275,14 +275,16 @@ func (a *API) backends(w http.ResponseWriter, r *http.Request) { writeJSON(w, 20
 
 // ready is /readyz: 503 from the moment a drain starts (the listeners
 // accept no more), before a cluster member's first sync, or while a pool
-// has no backend to give a new client.
+// has no backend to give a new client; the answer's "error" says which,
+// as every other refusal of the API does.
 func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 	if a.opts.Server.Stopping() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining", "error": "draining: stopping, no new connections"})
 		return
 	}
 	if !a.opts.Server.Ready() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "syncing", "detail": "waiting for the pins of a cluster peer (cluster.sync_timeout)"})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "syncing", "detail": "waiting for the pins of a cluster peer (cluster.sync_timeout)",
+			"error": "syncing: waiting for the pins of a cluster peer (cluster.sync_timeout)"})
 		return
 	}
 	var notReady []string
@@ -292,7 +294,8 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(notReady) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "pools_without_backend": notReady})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "pools_without_backend": notReady,
+			"error": "no backend can take a new client in pool " + strings.Join(notReady, ", ")})
 		return
 	}
 	writeJSON(w, 200, map[string]string{"status": "ready"})

@@ -67,7 +67,10 @@ func (a *API) knownNames(r *http.Request) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("no backend %q%s", backend, map[bool]string{true: " in pool " + pool}[pool != ""])
+	if pool != "" {
+		return fmt.Errorf("no backend %q in pool %s", backend, pool)
+	}
+	return fmt.Errorf("no backend %q", backend)
 }
 
 func (a *API) connections(w http.ResponseWriter, r *http.Request) {

@@ -300,11 +300,6 @@ func (b *logBridge) Write(p []byte) (int, error) {
 	} else if rest, ok := strings.CutPrefix(line, "[WARN] "); ok {
 		level, line, limit = slog.LevelWarn, rest, &b.warnLog
 	}
-	if strings.Contains(line, "use of closed network connection") {
-		// A member that stops closes its sockets under memberlist's
-		// goroutines: not an error anyone should act on.
-		level, limit = slog.LevelDebug, nil
-	}
 	if limit == nil {
 		b.log.Log(context.Background(), level, line, "component", "memberlist")
 		return len(p), nil

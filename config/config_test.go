@@ -364,3 +364,23 @@ func TestPackagedTemplate(t *testing.T) {
 		}
 	}
 }
+
+// How a listener takes its ports is decided in one place: a socket per
+// port up to SmallRange in auto mode, sk_lookup above, falling back to a
+// socket per port up to MaxPerPort where BPF is not allowed; per-port and
+// sk-lookup as they say.
+func TestRangeModeDecision(t *testing.T) {
+	ports := func(n int) Ports { return Ports{{First: 1000, Last: uint16(999 + n)}} }
+	for _, c := range []struct {
+		mode             RangeMode
+		n                int
+		steers, fallback bool
+	}{
+		{RangeAuto, 1, false, true}, {RangeAuto, SmallRange, false, true}, {RangeAuto, SmallRange + 1, true, true},
+		{RangeAuto, MaxPerPort + 1, true, false}, {RangePerPort, 500, false, false}, {RangeSkLookup, 2, true, false},
+	} {
+		if s, f := c.mode.Steers(ports(c.n)), c.mode.FallsBack(ports(c.n)); s != c.steers || (s && f != c.fallback) {
+			t.Errorf("%s with %d ports: steers %v falls back %v; want %v %v", c.mode, c.n, s, f, c.steers, c.fallback)
+		}
+	}
+}

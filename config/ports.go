@@ -167,3 +167,15 @@ func (l *Listener) Multi() bool { return l.Ports().Count() > 1 }
 func hostPort(a netip.Addr, port uint16) string {
 	return net.JoinHostPort(a.String(), strconv.Itoa(int(port)))
 }
+
+// Steers says whether a listener of these ports in mode m tries one
+// socket steered by sk_lookup first; otherwise it binds a socket per port
+// (or, for one port, the one socket).
+func (m RangeMode) Steers(ps Ports) bool {
+	n := ps.Count()
+	return n > 1 && (m == RangeSkLookup || m == RangeAuto && n > SmallRange)
+}
+
+// FallsBack says whether a listener that Steers binds a socket per port
+// where sk_lookup is not allowed, rather than failing to start.
+func (m RangeMode) FallsBack(ps Ports) bool { return m == RangeAuto && ps.Count() <= MaxPerPort }

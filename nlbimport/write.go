@@ -25,7 +25,6 @@ type poolOut struct {
 	name     string
 	key      string
 	rule     *rule // the first rule, for its hosts and affinity
-	ports    []int // the fixed ports its listeners take
 	has135   bool
 	onlyEach bool // every listener takes a range
 }
@@ -117,7 +116,6 @@ func (w *writer) rule(r *rule) {
 		p.has135 = true
 	}
 	if r.first == r.last {
-		p.ports = append(p.ports, r.first)
 		p.onlyEach = false
 	}
 }

@@ -24,7 +24,7 @@ func (l *Listener) bind(ctx context.Context, host netip.Addr, mode config.RangeM
 	case n == 1:
 		l.mode = "socket"
 		return l.bindEach(ctx, host, control)
-	case mode == config.RangePerPort, mode == config.RangeAuto && n <= config.SmallRange:
+	case !mode.Steers(l.ports):
 		l.mode = "per-port"
 		return l.bindEach(ctx, host, control)
 	}
@@ -34,7 +34,7 @@ func (l *Listener) bind(ctx context.Context, host netip.Addr, mode config.RangeM
 		return nil
 	case !errors.Is(err, steer.ErrNotAllowed):
 		return err
-	case mode == config.RangeSkLookup || n > config.MaxPerPort:
+	case !mode.FallsBack(l.ports):
 		return fmt.Errorf("listener %s: %d ports need one socket steered by sk_lookup: %w; "+
 			"grant the capabilities (docs/deploy.md, \"Port ranges\") or list at most %d ports with range_mode = \"per-port\"", l.Name, n, err, config.MaxPerPort)
 	}
@@ -103,15 +103,16 @@ func hostString(a netip.Addr) string {
 // each; an error when it needs sk_lookup and may not use it (start-up
 // would fail), or falls back to a socket per port.
 func CheckRange(l *config.Listener) error {
-	n := l.Ports().Count()
-	if n == 1 || l.RangeMode == config.RangePerPort || (l.RangeMode == config.RangeAuto && n <= config.SmallRange) {
+	ps := l.Ports()
+	n := ps.Count()
+	if !l.RangeMode.Steers(ps) {
 		return nil
 	}
 	err := steer.Probe()
 	switch {
 	case err == nil:
 		return nil
-	case l.RangeMode == config.RangeAuto && n <= config.MaxPerPort:
+	case l.RangeMode.FallsBack(ps):
 		return fmt.Errorf("listener %s will bind a socket for each of its %d ports: %w", l.Name, n, err)
 	}
 	return fmt.Errorf("listener %s cannot take its %d ports: start-up will fail: %w; grant the capabilities (docs/deploy.md, \"Port ranges\")", l.Name, n, err)

@@ -117,10 +117,10 @@ func globalSummary(w io.Writer, cfg *config.Config) {
 
 // rangeHow says how a listener of several ports will take them.
 func rangeHow(l *config.Listener) string {
-	switch n := l.Ports().Count(); {
-	case l.RangeMode == config.RangePerPort, l.RangeMode == config.RangeAuto && n <= config.SmallRange:
-		return fmt.Sprintf("a socket per port, %d sockets", n)
-	case l.RangeMode == config.RangeAuto && n <= config.MaxPerPort:
+	switch ps := l.Ports(); {
+	case !l.RangeMode.Steers(ps):
+		return fmt.Sprintf("a socket per port, %d sockets", ps.Count())
+	case l.RangeMode.FallsBack(ps):
 		return "one socket steered by sk_lookup, or a socket per port where BPF is not allowed"
 	}
 	return "one socket steered by sk_lookup (needs CAP_BPF and CAP_NET_ADMIN)"

@@ -4,9 +4,7 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
-	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -336,7 +334,7 @@ func (c *ctl) members(_ []string) error {
 func (c *ctl) readyz(_ []string) error {
 	var st map[string]any
 	if err := c.call("GET", "/readyz", nil, &st); err != nil {
-		return fmt.Errorf("not ready: %s", readyReason(err))
+		return fmt.Errorf("not ready: %w", err)
 	}
 	if !c.asJSON {
 		fmt.Fprintln(c.out, "ready")
@@ -353,28 +351,4 @@ func compareClients(a, b string) int {
 		return strings.Compare(a, b)
 	}
 	return cmp.Or(ka.Addr().Compare(kb.Addr()), strings.Compare(a, b))
-}
-
-// readyReason turns /readyz's 503 answer (JSON saying why) into words.
-func readyReason(err error) string {
-	msg := err.Error()
-	i := strings.Index(msg, "{")
-	if i < 0 {
-		return msg
-	}
-	var body map[string]any
-	if json.Unmarshal([]byte(msg[i:]), &body) != nil {
-		return msg
-	}
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(body)) {
-		if k == "ready" {
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s: %v", strings.ReplaceAll(k, "_", " "), body[k]))
-	}
-	if len(parts) == 0 {
-		return strings.TrimSpace(msg[:i])
-	}
-	return strings.Join(parts, "; ")
 }

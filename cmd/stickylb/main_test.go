@@ -605,7 +605,7 @@ func TestBinaryOperate(t *testing.T) {
 			t.Fatalf("ctl maint %s: %s", b, out)
 		}
 	}
-	if out, code := ctl("readyz"); code != 1 || !strings.Contains(out, "not ready: pools without backend: [cas]") || strings.Contains(out, "{") {
+	if out, code := ctl("readyz"); code != 1 || !strings.Contains(out, "not ready: no backend can take a new client in pool cas (HTTP 503)") || strings.Contains(out, "{") {
 		t.Errorf("ctl readyz with every backend in maintenance: %d %q", code, out)
 	}
 	// A page of pins reads sorted by client.

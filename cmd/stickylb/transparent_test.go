@@ -219,7 +219,7 @@ func (r *transparentRig) captureOnCAS(t *testing.T) func() string {
 	}
 	path := filepath.Join(t.TempDir(), "cas.pcap")
 	cmd := exec.Command("ip", "netns", "exec", r.cas.Name, "tcpdump", "-i", r.casDev, "-U", "-w", path, "tcp")
-	var errb lockedBuf
+	var errb lbtest.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -268,16 +268,3 @@ func checkCASCapture(t *testing.T, pcap string) {
 	}
 	t.Logf("CAS-side capture: %s", strings.SplitN(out.String(), "\n", 3)[:2])
 }
-
-// lockedBuf is a buffer a command writes while the test reads it.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
