@@ -89,37 +89,54 @@ func New(opts Options) *API {
 		opts.HistoryEvery = 2 * time.Second
 	}
 	a := &API{opts: opts, mux: http.NewServeMux(), started: time.Now()}
-	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
-	a.mux.HandleFunc("GET /readyz", a.ready)
-	if opts.Gatherer != nil {
-		a.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	for _, r := range a.routes() {
+		a.mux.Handle(r.pattern, r.handler)
 	}
-	a.mux.HandleFunc("GET /api/backends", a.backends)
-	a.mux.HandleFunc("POST /api/backends/{pool}/{backend}/state", a.auth(a.setState))
-	a.mux.HandleFunc("GET /api/pins", a.pins)
-	a.mux.HandleFunc("GET /api/pins/{client}", a.lookup)
-	a.mux.HandleFunc("DELETE /api/pins", a.auth(a.unpin))
-	a.mux.HandleFunc("POST /api/reload", a.auth(a.reload))
-	a.mux.HandleFunc("GET /api/events", a.listEvents)
-	a.mux.HandleFunc("GET /api/info", a.info)
-	a.mux.HandleFunc("GET /api/cluster", a.clusterStatus)
-	a.mux.HandleFunc("GET /api/history", a.history)
-	a.mux.HandleFunc("GET /api/connections", a.connections)
-	a.mux.HandleFunc("DELETE /api/connections", a.auth(a.closeConnections))
-	a.mux.HandleFunc("POST /api/backends/{pool}/{backend}/weight", a.auth(a.setWeight))
-	a.mux.HandleFunc("GET /api/listeners", a.listeners)
-	a.mux.HandleFunc("GET /static/uplot.iife.min.js", asset("text/javascript; charset=utf-8", uplot.JS))
-	a.mux.HandleFunc("GET /static/uplot.min.css", asset("text/css; charset=utf-8", uplot.CSS))
-	a.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Write(dashboard)
-	})
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see docs/operations.md)", r.Method, r.URL.Path))
 	})
 	a.startHistory()
 	return a
+}
+
+// route is one endpoint: docs/operations.md's API table lists each
+// pattern (TestOperationsDocListsEveryRoute).
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+func (a *API) routes() []route {
+	f := func(pattern string, h http.HandlerFunc) route { return route{pattern, h} }
+	rs := []route{
+		f("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) }),
+		f("GET /readyz", a.ready),
+		f("GET /api/backends", a.backends),
+		f("POST /api/backends/{pool}/{backend}/state", a.auth(a.setState)),
+		f("GET /api/pins", a.pins),
+		f("GET /api/pins/{client}", a.lookup),
+		f("DELETE /api/pins", a.auth(a.unpin)),
+		f("POST /api/reload", a.auth(a.reload)),
+		f("GET /api/events", a.listEvents),
+		f("GET /api/info", a.info),
+		f("GET /api/cluster", a.clusterStatus),
+		f("GET /api/history", a.history),
+		f("GET /api/connections", a.connections),
+		f("DELETE /api/connections", a.auth(a.closeConnections)),
+		f("POST /api/backends/{pool}/{backend}/weight", a.auth(a.setWeight)),
+		f("GET /api/listeners", a.listeners),
+		f("GET /static/uplot.iife.min.js", asset("text/javascript; charset=utf-8", uplot.JS)),
+		f("GET /static/uplot.min.css", asset("text/css; charset=utf-8", uplot.CSS)),
+		f("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.Write(dashboard)
+		}),
+	}
+	if a.opts.Gatherer != nil {
+		rs = append(rs, route{"GET /metrics", promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{})})
+	}
+	return rs
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -50,12 +51,12 @@ func TestOperationsDocListsEveryMetric(t *testing.T) {
 	for _, m := range regexp.MustCompile("(?m)^\\| `(stickylb_[a-z0-9_]+)` \\|").FindAllStringSubmatch(string(b), -1) {
 		documented[m[1]] = true
 	}
-	for _, name := range sortedKeys(rec.names) {
+	for _, name := range slices.Sorted(maps.Keys(rec.names)) {
 		if !documented[name] {
 			t.Errorf("%s is exported but not in docs/operations.md's metrics table", name)
 		}
 	}
-	for _, name := range sortedKeys(documented) {
+	for _, name := range slices.Sorted(maps.Keys(documented)) {
 		if !rec.names[name] {
 			t.Errorf("docs/operations.md lists %s, which stickylb does not export", name)
 		}
@@ -63,13 +64,4 @@ func TestOperationsDocListsEveryMetric(t *testing.T) {
 	if len(rec.names) < 30 {
 		t.Fatalf("only %d metrics described: the recorder misses collectors", len(rec.names))
 	}
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -56,7 +56,7 @@ var ctlSubs = []ctlSub{
 	{"events", "recent state changes", noArgs, plain((*ctl).events)},
 	{"info", "version, uptime, pid, config file, file limit", noArgs, plain((*ctl).info)},
 	{"members", "the cluster's members and their state, pin records sent and received", noArgs, plain((*ctl).members)},
-	{"readyz", "exit 0 while this instance should take clients, 1 otherwise (keepalived's track script)", noArgs, plain((*ctl).readyz)},
+	{"readyz", "exit 0 while this instance should take clients, 1 otherwise (keepalived's track script); --wait to wait for it", noArgs, readyzFlags},
 }
 
 func ctlCommand(stdout, stderr io.Writer) *cobra.Command {

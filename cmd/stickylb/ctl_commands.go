@@ -330,8 +330,24 @@ func (c *ctl) members(_ []string) error {
 // readyz is `ctl readyz`: exit 0 while this instance should be sent
 // clients (GET /readyz answers 200), 1 otherwise: draining, waiting for
 // its first cluster sync, no backend to give, or not running. It is the
-// track script of a keepalived pair (docs/cluster.md).
-func (c *ctl) readyz(_ []string) error {
+// track script of a keepalived pair (docs/cluster.md). With --wait it
+// asks every 100ms until ready or the wait is over, for scripts that
+// start stickylb and go on once it serves.
+func readyzFlags(fs *pflag.FlagSet) ctlRun {
+	wait := fs.Duration("wait", 0, "ask again until ready, for at most this long (such as 10s)")
+	return func(c *ctl, _ []string) error {
+		deadline := time.Now().Add(*wait)
+		for {
+			err := c.readyz()
+			if err == nil || !time.Now().Before(deadline) {
+				return err
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func (c *ctl) readyz() error {
 	var st map[string]any
 	if err := c.call("GET", "/readyz", nil, &st); err != nil {
 		return fmt.Errorf("not ready: %w", err)
