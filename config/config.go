@@ -332,6 +332,8 @@ type Error struct {
 	Line int    // 0 when unknown
 	Key  string // dotted path, such as pool.cas.affinity.ttl
 	Msg  string
+
+	twice bool // a table or key defined twice: the rest can still be checked
 }
 
 func (e *Error) Error() string {

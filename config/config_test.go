@@ -173,13 +173,27 @@ func TestTypeErrorsHideNothing(t *testing.T) {
 	}
 }
 
-// A table written twice is reported in the project's words, at the second
-// table's line.
+// A table or key written twice is reported in the project's words, at
+// the second one's line, and hides no other mistake: the rest of the file
+// is still checked (it used to stop at the first duplicate).
 func TestDuplicateTable(t *testing.T) {
-	_, err := Parse("f.toml", []byte(minimal+"[pool.cas.backend.cas1]\naddress = \"127.0.0.12\"\n"))
-	want := "f.toml:8: pool.cas.backend.cas1: defined twice"
-	if err == nil || !strings.HasPrefix(err.Error(), want) {
-		t.Fatalf("got %v, want %q", err, want)
+	src := minimal + "frob = 1\n[pool.cas.backend.cas1]\naddress = \"127.0.0.12\"\n" +
+		"[pool.cas.backend.cas2]\naddress = \"127.0.0.13\"\nweight = 2\nweight = 3\nmax_conns = \"many\"\n"
+	_, err := Parse("f.toml", []byte(src))
+	want := []string{
+		"f.toml:8: pool.cas.backend.cas1.frob: unknown key",
+		"f.toml:9: pool.cas.backend.cas1: defined twice",
+		"f.toml:14: pool.cas.backend.cas2.weight: defined twice",
+		"f.toml:15: pool.cas.backend.cas2.max_conns:",
+	}
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) || len(joined.Unwrap()) != len(want) {
+		t.Fatalf("got %v, want %d errors", err, len(want))
+	}
+	for i, w := range want {
+		if got := joined.Unwrap()[i].Error(); !strings.HasPrefix(got, w) {
+			t.Errorf("error %d = %q, want it to start %q", i, got, w)
+		}
 	}
 }
 

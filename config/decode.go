@@ -37,12 +37,20 @@ func Load(path string) (*Config, error) {
 // the whole file. A blanked line that breaks the syntax (a value over
 // several lines) ends the passes with what was found so far.
 func Parse(file string, src []byte) (*Config, error) {
-	var syntax map[string]any
-	if _, err := toml.Decode(string(src), &syntax); err != nil {
-		return nil, decodeError(file, err)
-	}
 	v := &checker{file: file, lines: locate(src)}
 	work := bytes.Clone(src)
+	var syntax map[string]any
+	for {
+		_, err := toml.Decode(string(work), &syntax)
+		if err == nil {
+			break
+		}
+		e := decodeError(file, err).(*Error)
+		v.errs = append(v.errs, e)
+		if !e.twice || !blankDuplicate(&work, e.Line) || len(v.errs) > maxPasses {
+			return nil, sorted(v.errs)
+		}
+	}
 	for pass := 0; ; pass++ {
 		c, md, errs := decode(file, work)
 		if len(errs) == 0 || pass == maxPasses {
@@ -91,6 +99,24 @@ func sorted(errs []error) error {
 		return cmp.Compare(x.Line, y.Line)
 	})
 	return errors.Join(errs...)
+}
+
+// blankDuplicate empties what a table or key written twice defines the
+// second time (a table's header and body up to the next header), keeping
+// the line count, so that the rest of the file is still checked. It
+// reports whether it blanked anything.
+func blankDuplicate(src *[]byte, line int) bool {
+	lines := bytes.Split(*src, []byte("\n"))
+	if line < 1 || line > len(lines) || len(bytes.TrimSpace(lines[line-1])) == 0 {
+		return false
+	}
+	header := bytes.HasPrefix(bytes.TrimSpace(lines[line-1]), []byte("["))
+	lines[line-1] = nil
+	for i := line; header && i < len(lines) && !bytes.HasPrefix(bytes.TrimSpace(lines[i]), []byte("[")); i++ {
+		lines[i] = nil
+	}
+	*src = bytes.Join(lines, []byte("\n"))
+	return true
 }
 
 // blankLines empties the lines the errors name, keeping the line count.
@@ -207,6 +233,7 @@ func decodeError(file string, err error) error {
 	if m := tomlDefined.FindStringSubmatch(e.Msg); m != nil {
 		e.Key = m[1]
 		e.Msg = "defined twice: a table or key may appear once in a file; merge the two"
+		e.twice = true
 	}
 	return e
 }
