@@ -253,3 +253,40 @@ func logLineKeys(t *testing.T, p *proc, msg string) map[string]bool {
 	})
 	return keys
 }
+
+// Every fuzz target is in docs/reliability.md's table (as package.Name)
+// and in .ci/run's list, which fuzzes each beyond its seeds.
+func TestEveryFuzzTargetListed(t *testing.T) {
+	doc := docFiles(t)["docs/reliability.md"]
+	ci, err := os.ReadFile("../../.ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	err = filepath.WalkDir("../..", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		dir := strings.TrimPrefix(filepath.Dir(path), "../../")
+		for _, m := range regexp.MustCompile(`(?m)^func (Fuzz\w+)\(`).FindAllStringSubmatch(string(b), -1) {
+			found++
+			if !strings.Contains(doc, "`"+filepath.Base(dir)+"."+m[1]+"`") {
+				t.Errorf("docs/reliability.md's fuzz table lacks %s.%s", filepath.Base(dir), m[1])
+			}
+			if !strings.Contains(string(ci), dir+":"+m[1]+":") {
+				t.Errorf(".ci/run does not fuzz %s:%s", dir, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found < 10 {
+		t.Fatalf("only %d fuzz targets found", found)
+	}
+}

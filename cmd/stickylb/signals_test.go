@@ -62,9 +62,11 @@ func TestBinaryHUPWhileStarting(t *testing.T) {
 		t.Fatal("the snapshot loaded before the test could signal: make it larger")
 	}
 	p.cmd.Process.Signal(syscall.SIGHUP)
+	hup := time.Now()
 	lbtest.Eventually(t, 20*time.Second, "running and reloaded", func() bool {
 		return strings.Contains(p.logs(), "stickylb running") && strings.Contains(p.logs(), "msg=reloaded")
 	})
+	t.Logf("SIGHUP while restoring 300,000 pins: the process lived and reloaded %v after the signal, once running", time.Since(hup).Round(time.Millisecond))
 	p.signal(syscall.SIGTERM)
 	if err := p.wait(10 * time.Second); err != nil {
 		t.Fatalf("exit: %v", err)
@@ -107,6 +109,7 @@ func TestBinaryHUPDuringDrain(t *testing.T) {
 	if logs := p.logs(); !strings.Contains(logs, "drain cut short by a second signal") || !strings.Contains(logs, "closed=20") {
 		t.Fatalf("the cut is not logged as the second signal's with 20 connections:\n%s", logs)
 	}
+	t.Logf("SIGTERM, SIGHUP, SIGTERM with 20 connections open: the HUP ignored, 20 of 20 echoed after it, the second TERM closed 20")
 }
 
 // The version, commit and build date set with -ldflags are what
