@@ -81,6 +81,7 @@ type Member struct {
 	leaveOnce sync.Once
 	bgMu      sync.Mutex // orders background against stop
 	stopped   bool
+	bridge    *logBridge
 }
 
 // background runs f on its own goroutine unless the member is stopping;
@@ -101,6 +102,7 @@ func (m *Member) stop() {
 	m.bgMu.Unlock()
 	m.cancel()
 	m.wg.Wait()
+	m.bridge.stopping.Store(true)
 	m.ml.Shutdown()
 }
 
@@ -152,7 +154,8 @@ func (m *Member) memberlistConfig() (*memberlist.Config, error) {
 	mc.EnableCompression = false
 	mc.Delegate = (*delegate)(m)
 	mc.Events = (*events)(m)
-	mc.Logger = log.New(&logBridge{log: m.log}, "", 0)
+	m.bridge = &logBridge{log: m.log}
+	mc.Logger = log.New(m.bridge, "", 0)
 	return mc, nil
 }
 
@@ -217,16 +220,29 @@ func (m *Member) Members() []MemberInfo {
 
 // Leave tells the others this member is going, so that they do not wait
 // to find it failed, and stops it.
+//
+// Every peer that took the goodbye knows already, so memberlist's own
+// leave broadcast then gets only a short grace: peers that stop at the
+// same moment (a whole-cluster stop) can no longer carry it, and waiting
+// the full timeout for them made every such stop take 5 s.
 func (m *Member) Leave(timeout time.Duration) {
 	m.leaveOnce.Do(func() {
 		m.flushNow()
-		m.sayBye(timeout)
-		if err := m.ml.Leave(timeout); err != nil {
+		told := m.sayBye(timeout)
+		wait := timeout
+		if told {
+			wait = min(timeout, leaveGrace)
+		}
+		if err := m.ml.Leave(wait); err != nil && !told {
 			m.log.Warn("cluster: leave not acknowledged", "error", err)
 		}
 		m.stop()
 	})
 }
+
+// leaveGrace is how long a leaving member lets memberlist gossip its
+// leave once every peer took its goodbye: a few gossip intervals.
+const leaveGrace = 500 * time.Millisecond
 
 // peers returns the other alive members, as copies.
 func (m *Member) peers() []*memberlist.Node { return m.others.alive() }
@@ -290,6 +306,11 @@ type logBridge struct {
 	// errors and warnings come in floods, so each kind is logged at most
 	// every few seconds with the count it stands for.
 	errLog, warnLog throttle.Log
+	// stopping is set before memberlist shuts down: its gossip and probe
+	// loops may still write to the sockets the shutdown closes, and
+	// those errors ("use of closed network connection") are this
+	// member's own stop, not a fault.
+	stopping atomic.Bool
 }
 
 func (b *logBridge) Write(p []byte) (int, error) {
@@ -299,6 +320,9 @@ func (b *logBridge) Write(p []byte) (int, error) {
 		level, line, limit = slog.LevelError, rest, &b.errLog
 	} else if rest, ok := strings.CutPrefix(line, "[WARN] "); ok {
 		level, line, limit = slog.LevelWarn, rest, &b.warnLog
+	}
+	if b.stopping.Load() && strings.Contains(line, net.ErrClosed.Error()) {
+		level, limit = slog.LevelDebug, nil
 	}
 	if limit == nil {
 		b.log.Log(context.Background(), level, line, "component", "memberlist")
@@ -318,16 +342,24 @@ func (m *Member) Halt() {
 
 // sayBye tells every member this one leaves on purpose, so they log a
 // leave and not a failure.
-func (m *Member) sayBye(timeout time.Duration) {
+// It reports whether every peer took it within timeout.
+func (m *Member) sayBye(timeout time.Duration) bool {
 	msg := append([]byte{wireVersion, kindBye}, m.self...)
 	var wg sync.WaitGroup
+	var failed atomic.Bool
 	for _, n := range m.peers() {
-		wg.Go(func() { m.ml.SendReliable(n, msg) })
+		wg.Go(func() {
+			if m.ml.SendReliable(n, msg) != nil {
+				failed.Store(true)
+			}
+		})
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		return !failed.Load()
 	case <-time.After(timeout):
+		return false
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -432,4 +433,30 @@ func TestClusterWholeRestart(t *testing.T) {
 	wg.Wait()
 	f.startAll(3)
 	f.checkPins(want, "after the whole cluster restarted")
+}
+
+// Members stopped at once, as a whole-cluster stop or a host reboot does,
+// each stop quickly and quietly: no ERROR line, and none waits out the
+// leave timeout (5 s) for a peer that is stopping too.
+func TestClusterStopTogetherQuickAndQuiet(t *testing.T) {
+	f := newFleet(t, 3)
+	took := make([]time.Duration, 3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			f.members[i].Shutdown(ctx)
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, d := range took {
+		logs := f.logs[i].String()
+		if d > 2*time.Second || strings.Contains(logs, "level=ERROR") || strings.Contains(logs, "not acknowledged") {
+			t.Errorf("member %d took %v to stop together with the others:\n%s", i+1, d, logs)
+		}
+	}
+	t.Logf("three members stopped at once in %v, %v, %v", took[0].Round(time.Millisecond), took[1].Round(time.Millisecond), took[2].Round(time.Millisecond))
 }
