@@ -16,6 +16,10 @@
 #                                             e.g. an older commit's build)
 #   LB_ENV="GODEBUG=..." scripts/compare.sh  (environment for the stickylb
 #                                             under test only)
+#   REPORT=docs/compare.md scripts/compare.sh 3   (also write the table and
+#                                             ratios, with the machine, date
+#                                             and command, as Markdown: the
+#                                             file docs/benchmarks.md quotes)
 #
 # Prints one line per measurement and a table of medians and ratios.
 set -euo pipefail
@@ -221,7 +225,7 @@ for round in $(seq "$rounds"); do
   done
 done
 
-python3 - "$results" <<'PY'
+python3 - "$results" > "$work/table.txt" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
 m = {}
@@ -248,3 +252,27 @@ if ("stickylb", "bulk") in m:
             print(f"stickylb / {other:8} CPU per short conn {ratio('stickylb',other,3,'short'):.2f}x")
             print(f"stickylb - {other:8} added p50 latency {(med(('stickylb','lat'),2)-med((other,'lat'),2))*1000:+.0f} us")
 PY
+cat "$work/table.txt"
+
+if [[ -n ${REPORT:-} ]]; then
+  {
+    echo "# Side by side: the latest run of scripts/compare.sh"
+    echo
+    echo "Written by \`REPORT=$REPORT scripts/compare.sh $rounds\` (MODES=\"$(xargs <<<"$modes")\"), $(date -u +%Y-%m-%d), on this machine:"
+    echo
+    echo "- CPU: $(nproc) × $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "- Linux $(uname -r), $(go version | cut -d' ' -f3-)"
+    echo "- stickylb: ${STICKYLB:-commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' || echo ' with uncommitted changes')}"
+    command -v haproxy >/dev/null && echo "- $(haproxy -v | head -1 | cut -d' ' -f1-3)"
+    command -v nginx >/dev/null && echo "- $(nginx -v 2>&1 | cut -d' ' -f3-)"
+    echo
+    echo "Medians of $rounds rounds in alternating order, the balancer on CPU 0 and the load on CPU 1."
+    echo "CPU is the balancer's user+system time per connection; switches are its context switches per connection at concurrency 1."
+    echo "Absolute figures are this machine's; the ratios are what carries to another."
+    echo
+    echo '```'
+    sed '/^$/d' "$work/table.txt"
+    echo '```'
+  } > "$REPORT"
+  echo "wrote $REPORT"
+fi

@@ -37,19 +37,28 @@ func docFiles(t *testing.T) map[string]string {
 	return out
 }
 
-// codeLines lists the code in a page with each fragment's line number:
-// every line of a fenced block and every inline code span elsewhere.
+// codeLines lists the commands in a page with each one's line number:
+// every line of a shell block (a fence marked sh), the lines of another
+// block that start with a "$ " prompt (the rest is output), and every
+// inline code span elsewhere.
 func codeLines(text string) (lines []string, numbers []int) {
-	fenced := false
+	fence := ""
 	for n, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimSpace(line)
+		shell := strings.HasPrefix(fence, "```sh")
 		switch {
-		case strings.HasPrefix(strings.TrimSpace(line), "```"):
-			fenced = !fenced
-		case fenced && len(lines) > 0 && strings.HasSuffix(lines[len(lines)-1], "\\"):
+		case strings.HasPrefix(trimmed, "```"):
+			if fence == "" {
+				fence = trimmed
+			} else {
+				fence = ""
+			}
+		case fence != "" && !shell && !strings.HasPrefix(trimmed, "$ "):
+		case fence != "" && len(lines) > 0 && strings.HasSuffix(lines[len(lines)-1], "\\"):
 			// A continued command line reads as one.
 			code, _, _ := strings.Cut(line, "#")
 			lines[len(lines)-1] = strings.TrimSuffix(lines[len(lines)-1], "\\") + code
-		case fenced:
+		case fence != "":
 			code, _, _ := strings.Cut(line, "#")
 			lines, numbers = append(lines, strings.TrimRight(code, " ")), append(numbers, n+1)
 		default:
@@ -288,5 +297,25 @@ func TestEveryFuzzTargetListed(t *testing.T) {
 	}
 	if found < 10 {
 		t.Fatalf("only %d fuzz targets found", found)
+	}
+}
+
+// The ratios docs/benchmarks.md quotes from a side-by-side run are lines
+// of docs/compare.md, which scripts/compare.sh writes: a figure edited by
+// hand, or left behind by a new run, fails here.
+func TestBenchmarksQuoteCompare(t *testing.T) {
+	docs := docFiles(t)
+	compare := docs["docs/compare.md"]
+	quoted := 0
+	for line := range strings.Lines(docs["docs/benchmarks.md"]) {
+		if strings.HasPrefix(line, "stickylb / ") || strings.HasPrefix(line, "stickylb - ") {
+			quoted++
+			if !strings.Contains(compare, line) {
+				t.Errorf("docs/benchmarks.md quotes %q, which docs/compare.md (the latest compare.sh run) lacks", strings.TrimSpace(line))
+			}
+		}
+	}
+	if quoted == 0 {
+		t.Fatal("docs/benchmarks.md quotes no ratio from docs/compare.md")
 	}
 }
