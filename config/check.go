@@ -93,9 +93,13 @@ func (a *Admin) check(v *checker, listeners map[string]*Listener) {
 		v.errAt("admin.listen", "%s is reachable from other machines: set admin.token_file to a file holding a bearer token, or listen on 127.0.0.1", a.Listen)
 	}
 	if a.TokenFile != "" {
-		if b, err := os.ReadFile(a.TokenFile); err != nil {
+		// Read here, once: run uses this copy, so a file that cannot be
+		// read later cannot leave the API without its token.
+		b, err := os.ReadFile(a.TokenFile)
+		a.Token = strings.TrimSpace(string(b))
+		if err != nil {
 			v.errAt("admin.token_file", "cannot read the token: %v", err)
-		} else if len(strings.TrimSpace(string(b))) < 16 {
+		} else if len(a.Token) < 16 {
 			v.errAt("admin.token_file", "the token in %s is shorter than 16 characters", a.TokenFile)
 		}
 	}

@@ -65,6 +65,9 @@ type Admin struct {
 	// addresses and localhost; a request naming any other host is
 	// refused, which stops DNS-rebinding pages.
 	Hosts []string `toml:"hosts"`
+
+	// Token is what TokenFile held when the config was checked.
+	Token string `toml:"-"`
 }
 
 // Listener is one address clients connect to.

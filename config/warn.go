@@ -33,10 +33,11 @@ func (c *Config) Warnings() []error {
 		v.errAt("listener."+name+".listen", "pool %s has only TCP checks, which probe fixed ports and none of this listener's %d: "+
 			"add an rpc check for each interface the range serves (docs/config.md, \"Exchange RPC checks\")", l.Pool, l.Ports().Count())
 	}
+	c.warnTransparentFamilies(v)
 	if c.Cluster.Enabled() && len(c.Cluster.Peers) == 0 {
 		v.errAt("cluster.peers", "no peers: this member waits for others to join it and shares pins with nobody until they do")
 	}
-	return v.errs
+	return append(v.errs, c.SecretWarnings()...)
 }
 
 // At is a finding about key in c's file, with the line that sets it: for
@@ -94,4 +95,46 @@ var documentation = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.
 
 func isDocumentation(a netip.Addr) bool {
 	return slices.ContainsFunc(documentation, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) })
+}
+
+// warnTransparentFamilies names each listener of a transparent pool that
+// can take clients of an address family none of the pool's backends has:
+// a client's address cannot be the source of a connection to a backend
+// of the other family, so those clients are refused (as a local error,
+// never the backend's).
+func (c *Config) warnTransparentFamilies(v *checker) {
+	for _, name := range slices.Sorted(maps.Keys(c.Listeners)) {
+		l := c.Listeners[name]
+		p := c.Pools[l.Pool]
+		if p == nil || !p.Transparent {
+			continue
+		}
+		has := map[bool]bool{} // is IPv4 -> some backend has it
+		for _, b := range p.Backends {
+			if a, err := netip.ParseAddr(b.Address); err == nil {
+				has[a.Unmap().Is4()] = true
+			} else {
+				return // a host name: its family is known at run time only
+			}
+		}
+		a := l.Addr().Addr()
+		takes := map[bool]bool{a.Unmap().Is4(): true}
+		if !a.IsValid() || (a.Is6() && a.IsUnspecified()) || l.ProxyProtocol {
+			takes = map[bool]bool{true: true, false: true} // dual stack, or whatever a PROXY header says
+		}
+		for v4, ok := range takes {
+			if ok && !has[v4] {
+				v.errAt("listener."+name+".listen", "pool %s is transparent and has no %s backend, yet this listener can take %s clients: they will be refused "+
+					"(a client's address cannot be the source of a connection to a backend of the other family); listen on %s addresses only, or add backends of that family",
+					l.Pool, family(v4), family(v4), family(!v4))
+			}
+		}
+	}
+}
+
+func family(v4 bool) string {
+	if v4 {
+		return "IPv4"
+	}
+	return "IPv6"
 }

@@ -22,6 +22,9 @@ var errnos = []struct {
 	{syscall.EADDRINUSE, "EADDRINUSE"},       // a local address is taken
 	{syscall.ENOBUFS, "ENOBUFS"},             // no socket buffer space
 	{syscall.ENOMEM, "ENOMEM"},               // no kernel memory
+	// A transparent dial from a client's address to a backend of the
+	// other family: the config's listeners and backends do not fit.
+	{syscall.EAFNOSUPPORT, "EAFNOSUPPORT"},
 }
 
 // Names lists every name Name can return, for metrics that exist from

@@ -249,9 +249,13 @@ func (c *conn) localDialError(r *Route, client netip.AddrPort, b *pool.Backend, 
 		r.Observer.Refused(r.Name, RefusedLocal)
 		r.Observer.Ended(r.Name, EndRefused)
 	}
+	msg := "connection refused: this host is out of a resource, not the backend's fault; raise the file limit (LimitNOFILE), " +
+		"widen net.ipv4.ip_local_port_range or lower the load"
+	if errors.Is(err, ErrFamily) {
+		msg = "connection refused: this host's config, not the backend's fault: a transparent pool got a client of an address family its backend lacks"
+	}
 	c.l.localLog.Do(func(n int) {
-		c.l.log.Error("connection refused: this host is out of a resource, not the backend's fault; raise the file limit (LimitNOFILE), "+
-			"widen net.ipv4.ip_local_port_range or lower the load", "listener", r.Name, "client", client,
+		c.l.log.Error(msg, "listener", r.Name, "client", client,
 			"backend", b.Name, "errno", errno, "error", err, "count", n, "note", c.l.localLog.Note())
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,8 +28,28 @@ type TransparentDialer struct {
 // ErrTransparent says this process may not use transparent sockets.
 var ErrTransparent = errors.New("transparent mode needs CAP_NET_ADMIN (run as root, or grant it: AmbientCapabilities=CAP_NET_ADMIN in the systemd unit)")
 
+// ErrFamily says a client's address cannot be the source of a
+// connection to the backend: one is IPv4, the other IPv6. It wraps
+// EAFNOSUPPORT, so package localerr takes it for this host's fault (its
+// listeners and backends do not fit), never the backend's.
+var ErrFamily = fmt.Errorf("transparent mode cannot connect a client of one address family to a backend of the other: "+
+	"give the pool backends of the clients' family, or listen on addresses of the backends' family only (docs/deploy.md): %w", syscall.EAFNOSUPPORT)
+
 // Dial connects to addr from client's address.
 func (d TransparentDialer) Dial(ctx context.Context, client netip.AddrPort, addr string) (net.Conn, error) {
+	if to, err := netip.ParseAddrPort(addr); err == nil && to.Addr().Unmap().Is4() != client.Addr().Unmap().Is4() {
+		return nil, fmt.Errorf("dial %s from %s: %w", addr, client.Addr(), ErrFamily)
+	}
+	c, err := d.dial(ctx, client, addr)
+	var ae *net.AddrError
+	if errors.As(err, &ae) && strings.Contains(ae.Err, "no suitable address") {
+		// A host name with no address of the client's family.
+		return nil, fmt.Errorf("dial %s from %s: %w", addr, client.Addr(), ErrFamily)
+	}
+	return c, err
+}
+
+func (d TransparentDialer) dial(ctx context.Context, client netip.AddrPort, addr string) (net.Conn, error) {
 	nd := net.Dialer{
 		KeepAliveConfig: keepalive(d.Keepalive),
 		LocalAddr:       &net.TCPAddr{IP: client.Addr().AsSlice()},

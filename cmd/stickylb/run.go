@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"reflect"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -152,6 +151,9 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg, metrics.Build{Version: version, Commit: commit})
 	d := &service{path: path, cfg: cfg, log: log, metrics: m}
+	for _, w := range cfg.SecretWarnings() {
+		log.Warn("config warning", "warning", w.Error())
+	}
 	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
 		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged})
 	if err != nil {
@@ -159,7 +161,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 	}
 	m.Attach(srv)
 	d.srv = srv
-	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: readToken(cfg.Admin.TokenFile),
+	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: cfg.Admin.Token,
 		Hosts: cfg.Admin.Hosts, Version: versionString()})
 	d.events.Store(d.api)
 	if cfg.Admin.Listen == "off" {
@@ -269,16 +271,4 @@ func notify(log *slog.Logger, state string) {
 	if _, err := daemon.SdNotify(false, state); err != nil {
 		log.Warn("cannot notify systemd", "state", state, "error", err)
 	}
-}
-
-// readToken reads the admin token; config has already checked the file.
-func readToken(path string) string {
-	if path == "" {
-		return ""
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }
