@@ -36,13 +36,14 @@ var (
 	descUp      = prometheus.NewDesc(ns+"_backend_up", "1 while the backend passes its health checks, 0 while it fails them.", []string{"pool", "backend"}, nil)
 	descChanged = prometheus.NewDesc(ns+"_backend_last_change_timestamp_seconds", "When the backend's health or admin state last changed (0: never).", []string{"pool", "backend"}, nil)
 	descSnaps   = prometheus.NewDesc(ns+"_snapshot_writes_total", "Pin snapshot writes, by result.", []string{"result"}, nil)
+	descJournal = prometheus.NewDesc(ns+"_journal_write_failures_total", "Failed pin journal appends and compactions (a full or read-only disk).", nil, nil)
 	descLastSn  = prometheus.NewDesc(ns+"_snapshot_last_success_timestamp_seconds", "When the pin snapshot was last written successfully (0: never).", nil, nil)
 )
 
 var states = []string{"up", "down", "drain", "maint"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descLastSn} {
+	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLastSn} {
 		ch <- d
 	}
 	for _, d := range clusterDescs {
@@ -104,6 +105,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLastRel, prometheus.GaugeValue, float64(s.LastReload.Load()))
 	ch <- prometheus.MustNewConstMetric(descSnaps, prometheus.CounterValue, float64(s.SnapshotSaves.Load()), "success")
 	ch <- prometheus.MustNewConstMetric(descSnaps, prometheus.CounterValue, float64(s.SnapshotFailures.Load()), "failure")
+	ch <- prometheus.MustNewConstMetric(descJournal, prometheus.CounterValue, float64(s.JournalFailures.Load()))
 	ch <- prometheus.MustNewConstMetric(descLastSn, prometheus.GaugeValue, float64(s.LastSnapshot.Load()))
 }
 
