@@ -23,19 +23,48 @@ func (d *delegate) NotifyMsg(msg []byte) {
 // receive decodes a message of any kind and acts on it; a malformed one
 // is counted and logged, never applied.
 func (m *Member) receive(msg []byte) {
-	kind, entries, err := decode(msg)
+	kind, h, entries, err := decode(msg)
 	switch {
 	case err != nil:
 		m.stats.Malformed.Add(1)
 		m.log.Warn("cluster: message refused", "error", err, "bytes", len(msg))
 	case kind == kindBye:
 		m.leaving.Store(entries[0].pool, struct{}{})
-	case kind == kindTable:
-		m.stats.Syncs.Add(1)
-		m.merge(entries)
 	default:
-		m.merge(entries)
+		if kind == kindTable {
+			m.stats.Syncs.Add(1)
+		}
+		m.merge(m.onOwnClock(h, entries))
 	}
+}
+
+// maxClockOffset is how far ahead of this member's clock a record's
+// stamp may be. Stamps order decisions, so one from a clock far ahead
+// would win every conflict, outlive every unpin and drag this member's
+// clock along; such records are refused. A minute is far beyond what NTP
+// leaves between servers, and far below the harm.
+const maxClockOffset = time.Minute
+
+// onOwnClock turns the times of a message's records (made, last seen,
+// held until) from the sender's clock to this member's, so that holds
+// and expiry run on one clock whatever the sender's says, and notes the
+// sender's offset for ctl members.
+func (m *Member) onOwnClock(h header, entries []entry) []entry {
+	shift := time.Now().Unix() - h.sent
+	if h.from != "" && h.from != m.self {
+		m.clocks.Store(h.from, -shift)
+	}
+	for i := range entries {
+		r := &entries[i].rec
+		r.Created += shift
+		if r.LastSeen != 0 {
+			r.LastSeen += shift
+		}
+		if r.HeldUntil != 0 {
+			r.HeldUntil += shift
+		}
+	}
+	return entries
 }
 
 // GetBroadcasts: changes go straight to each member (see sendLoop), not
@@ -53,7 +82,7 @@ func (d *delegate) LocalState(bool) []byte {
 			return true
 		})
 	}
-	msg := encode(kindTable, time.Now().Unix(), entries)
+	msg := encode(kindTable, header{sent: time.Now().Unix(), from: m.self}, entries)
 	m.stats.SyncBytesSent.Add(uint64(len(msg)))
 	return msg
 }
@@ -79,6 +108,14 @@ func (m *Member) merge(entries []entry) {
 	pools := m.opts.Pools()
 	now := time.Now()
 	for _, e := range entries {
+		if ahead := affinity.StampTime(e.rec.Version).Sub(now); ahead > maxClockOffset {
+			m.stats.Future.Add(1)
+			m.futureLog.Do(func(n int) {
+				m.log.Warn("cluster: records stamped in the future refused: a member's clock is ahead of this one's (ctl members shows whose); fix its time (NTP)",
+					"ahead", ahead.Round(time.Second).String(), "records", n, "note", m.futureLog.Note())
+			})
+			continue
+		}
 		p, ok := pools[e.pool]
 		var rec affinity.Record
 		if ok && p.Table != nil {

@@ -82,6 +82,8 @@ type Member struct {
 	bgMu      sync.Mutex // orders background against stop
 	stopped   bool
 	bridge    *logBridge
+	clocks    sync.Map // member name -> its clock's offset from this one's, seconds (int64)
+	futureLog throttle.Log
 }
 
 // background runs f on its own goroutine unless the member is stopping;
@@ -210,12 +212,22 @@ type MemberInfo struct {
 	Addr  string `json:"addr"`
 	State string `json:"state"`
 	Self  bool   `json:"self"`
+	// ClockOffset is how far the member's clock is ahead of this one's
+	// (behind when negative), in seconds, as its last message said; 0
+	// before any.
+	ClockOffset int64 `json:"clock_offset_seconds"`
 }
 
 // Members lists this member, then every other it has known, alive,
 // failed or left, in name order.
 func (m *Member) Members() []MemberInfo {
-	return append([]MemberInfo{{Name: m.self, Addr: m.selfAddr, State: "alive", Self: true}}, m.others.infos()...)
+	others := m.others.infos()
+	for i := range others {
+		if v, ok := m.clocks.Load(others[i].Name); ok {
+			others[i].ClockOffset = v.(int64)
+		}
+	}
+	return append([]MemberInfo{{Name: m.self, Addr: m.selfAddr, State: "alive", Self: true}}, others...)
 }
 
 // Leave tells the others this member is going, so that they do not wait

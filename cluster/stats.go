@@ -17,6 +17,7 @@ type Stats struct {
 	Dropped              atomic.Uint64    // changes dropped with the send queue full
 	Malformed            atomic.Uint64    // messages refused
 	Unknown              atomic.Uint64    // records of a pool this member lacks or keys otherwise
+	Future               atomic.Uint64    // records stamped beyond this member's clock + maxClockOffset
 	Applied              atomic.Uint64    // records that changed a pin here
 	Conflicts            atomic.Uint64    // records that decided a client otherwise than this member had
 	LeftOpen             atomic.Uint64    // connections left open on a backend that lost a conflict

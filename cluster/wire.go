@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/stickylb/stickylb/affinity"
 )
@@ -18,8 +19,11 @@ import (
 // push/pull). A whole table is compressed: at a million pins it has to fit
 // memberlist's 20 MB bound on state.
 //
-// The body: the encoding time (unix seconds), a string table (pool and
-// backend names, each sent once per message), then the records. Times are
+// The body: the encoding time (unix seconds, the sender's clock), a
+// string table (the sender's name, marked by a leading 0 byte that no
+// pool or backend name has, then pool and backend names, each sent once
+// per message), then the records. A member of an earlier release reads
+// the sender's name as a name no record uses. Times are
 // sent as differences from the encoding time, and keys in their 8-byte
 // binary form, so an IPv4 pin takes about 20 bytes before compression.
 
@@ -53,11 +57,25 @@ type entry struct {
 
 var errMessage = errors.New("cluster message malformed")
 
-// encode makes a message of kind from entries, stamped now (unix
-// seconds).
-func encode(kind byte, now int64, entries []entry) []byte {
+// header is what a message says of itself: when it was encoded, by the
+// sender's clock (unix seconds), and by whom ("" from a member of an
+// earlier release).
+type header struct {
+	sent int64
+	from string
+}
+
+// senderMark starts the string table's entry that names the sender.
+const senderMark = "\x00"
+
+// encode makes a message of kind from entries, stamped h.sent.
+func encode(kind byte, h header, entries []entry) []byte {
+	now := h.sent
 	names := map[string]uint64{}
 	var order []string
+	if h.from != "" {
+		order = append(order, senderMark+h.from)
+	}
 	index := func(s string) uint64 {
 		i, ok := names[s]
 		if !ok {
@@ -127,34 +145,34 @@ func appendRecord(b []byte, e entry, now int64, index func(string) uint64) []byt
 }
 
 // decode reads a message; it never panics, whatever the bytes.
-func decode(msg []byte) (byte, []entry, error) {
+func decode(msg []byte) (byte, header, []entry, error) {
 	if len(msg) < 2 {
-		return 0, nil, fmt.Errorf("%w: %d bytes", errMessage, len(msg))
+		return 0, header{}, nil, fmt.Errorf("%w: %d bytes", errMessage, len(msg))
 	}
 	if msg[0] != wireVersion {
-		return 0, nil, fmt.Errorf("cluster message of version %d; this member speaks %d: run one release on every member, or upgrade them one by one", msg[0], wireVersion)
+		return 0, header{}, nil, fmt.Errorf("cluster message of version %d; this member speaks %d: run one release on every member, or upgrade them one by one", msg[0], wireVersion)
 	}
 	kind, body := msg[1], msg[2:]
 	switch kind {
 	case kindBye:
 		if len(body) > maxNameLen {
-			return 0, nil, fmt.Errorf("%w: leave message of %d bytes", errMessage, len(body))
+			return 0, header{}, nil, fmt.Errorf("%w: leave message of %d bytes", errMessage, len(body))
 		}
-		return kind, []entry{{pool: string(body)}}, nil
+		return kind, header{from: string(body)}, []entry{{pool: string(body)}}, nil
 	case kindChanges:
 	case kindTable:
 		zr := flate.NewReader(bytes.NewReader(body))
 		defer zr.Close()
 		inflated, err := io.ReadAll(io.LimitReader(zr, maxInflated+1))
 		if err != nil || len(inflated) > maxInflated {
-			return 0, nil, fmt.Errorf("%w: table does not inflate: %v", errMessage, err)
+			return 0, header{}, nil, fmt.Errorf("%w: table does not inflate: %v", errMessage, err)
 		}
 		body = inflated
 	default:
-		return 0, nil, fmt.Errorf("%w: unknown kind %q", errMessage, kind)
+		return 0, header{}, nil, fmt.Errorf("%w: unknown kind %q", errMessage, kind)
 	}
-	entries, err := decodeBody(body)
-	return kind, entries, err
+	h, entries, err := decodeBody(body)
+	return kind, h, entries, err
 }
 
 // reader reads the fields of a body and remembers the first error.
@@ -216,13 +234,17 @@ func (r *reader) names() []string {
 	return out
 }
 
-func decodeBody(body []byte) ([]entry, error) {
+func decodeBody(body []byte) (header, []entry, error) {
 	r := &reader{b: body}
 	now := r.varint()
 	names := r.names()
 	n := r.uvarint()
 	if r.err != nil || n > uint64(len(r.b)/minRecordLen) {
-		return nil, fmt.Errorf("%w: header", errMessage)
+		return header{}, nil, fmt.Errorf("%w: header", errMessage)
+	}
+	h := header{sent: now}
+	if len(names) > 0 && strings.HasPrefix(names[0], senderMark) {
+		h.from = names[0][len(senderMark):]
 	}
 	name := func() string {
 		i := r.uvarint()
@@ -236,11 +258,11 @@ func decodeBody(body []byte) ([]entry, error) {
 	for range n {
 		e := readRecord(r, now, name)
 		if r.err != nil {
-			return nil, fmt.Errorf("%w: record %d of %d", errMessage, len(out)+1, n)
+			return header{}, nil, fmt.Errorf("%w: record %d of %d", errMessage, len(out)+1, n)
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return h, out, nil
 }
 
 func readRecord(r *reader, now int64, name func() string) entry {

@@ -24,7 +24,7 @@ func sampleEntries() []entry {
 func TestWireRoundTrip(t *testing.T) {
 	for _, kind := range []byte{kindChanges, kindTable} {
 		want := sampleEntries()
-		got, err := decodeKind(t, kind, encode(kind, 1_700_000_500, want))
+		got, err := decodeKind(t, kind, encode(kind, header{sent: 1_700_000_500, from: "m1"}, want))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,7 +36,7 @@ func TestWireRoundTrip(t *testing.T) {
 
 func decodeKind(t *testing.T, kind byte, msg []byte) ([]entry, error) {
 	t.Helper()
-	k, es, err := decode(msg)
+	k, _, es, err := decode(msg)
 	if err == nil && k != kind {
 		t.Fatalf("kind %c read as %c", kind, k)
 	}
@@ -45,9 +45,9 @@ func decodeKind(t *testing.T, kind byte, msg []byte) ([]entry, error) {
 
 // A message of another wire version is refused with both versions named.
 func TestWireNamesOtherVersion(t *testing.T) {
-	msg := encode(kindChanges, 1, sampleEntries())
+	msg := encode(kindChanges, header{sent: 1, from: "m1"}, sampleEntries())
 	msg[0] = 2
-	_, _, err := decode(msg)
+	_, _, _, err := decode(msg)
 	if err == nil || !strings.Contains(err.Error(), "version 2; this member speaks 1") {
 		t.Fatalf("err = %v; want the versions named", err)
 	}
@@ -55,9 +55,9 @@ func TestWireNamesOtherVersion(t *testing.T) {
 
 // Every prefix of a good message is refused without a panic.
 func TestWireTruncated(t *testing.T) {
-	msg := encode(kindChanges, 1_700_000_500, sampleEntries())
+	msg := encode(kindChanges, header{sent: 1_700_000_500, from: "m1"}, sampleEntries())
 	for i := range len(msg) - 1 {
-		if _, _, err := decode(msg[:i]); err == nil {
+		if _, _, _, err := decode(msg[:i]); err == nil {
 			t.Fatalf("a message cut to %d of %d bytes decoded", i, len(msg))
 		}
 	}
@@ -66,16 +66,16 @@ func TestWireTruncated(t *testing.T) {
 // No bytes crash the decoder, and a message it reads re-encodes to the
 // same records.
 func FuzzDecode(f *testing.F) {
-	f.Add(encode(kindChanges, 1_700_000_500, sampleEntries()))
-	f.Add(encode(kindTable, 1_700_000_500, sampleEntries()))
+	f.Add(encode(kindChanges, header{sent: 1_700_000_500, from: "m1"}, sampleEntries()))
+	f.Add(encode(kindTable, header{sent: 1_700_000_500, from: "m1"}, sampleEntries()))
 	f.Add([]byte{1, 'C', 0, 0, 0})
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		kind, es, err := decode(msg)
+		kind, _, es, err := decode(msg)
 		if err != nil || kind == kindBye {
 			return
 		}
 		// What decodes encodes again to a message that decodes alike.
-		again, err := decodeKind(t, kind, encode(kind, 1_700_000_500, es))
+		again, err := decodeKind(t, kind, encode(kind, header{sent: 1_700_000_500, from: "m1"}, es))
 		if err != nil || fmt.Sprint(again) != fmt.Sprint(es) {
 			t.Fatalf("re-encoded message differs: %v\n%+v\n%+v", err, es, again)
 		}

@@ -316,15 +316,28 @@ func (c *ctl) members(_ []string) error {
 	fmt.Fprintf(c.out, "member %s, %s; %s, %s, %s\n", st.Self, sync, count(int(st.Sent), "pin record")+" sent",
 		count(int(st.Received), "pin record")+" received", count(int(st.Conflicts), "conflict"))
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE")
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tCLOCK")
 	for _, m := range st.Members {
 		name := m.Name
 		if m.Self {
 			name += " (this)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, m.Addr, m.State)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, m.Addr, m.State, clockOffset(m.ClockOffset))
 	}
 	return tw.Flush()
+}
+
+// clockOffset says how a member's clock stands against this one's:
+// messages carry whole seconds and take time to cross, so within 2s is
+// in step.
+func clockOffset(s int64) string {
+	switch {
+	case s > 2:
+		return fmt.Sprintf("%s ahead: fix its time", time.Duration(s)*time.Second)
+	case s < -2:
+		return fmt.Sprintf("%s behind: fix its time", time.Duration(-s)*time.Second)
+	}
+	return "in step"
 }
 
 // readyz is `ctl readyz`: exit 0 while this instance should be sent
