@@ -156,6 +156,19 @@ func (t *Table) Counts() map[string]int {
 	return out
 }
 
+// Cap returns the number of pins the table can hold (max_entries,
+// rounded up to a whole number per shard).
+func (t *Table) Cap() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += s.max
+		s.mu.Unlock()
+	}
+	return n
+}
+
 // Len returns the number of pins held, expired ones not yet swept included.
 func (t *Table) Len() int {
 	n := 0

@@ -23,7 +23,11 @@ func (d *delegate) NotifyMsg(msg []byte) {
 // receive decodes a message of any kind and acts on it; a malformed one
 // is counted and logged, never applied.
 func (m *Member) receive(msg []byte) {
-	kind, h, entries, err := decode(msg)
+	pins := 0
+	for _, p := range m.opts.Pools() {
+		pins += p.Table.Cap()
+	}
+	kind, h, entries, err := decode(msg, maxTable(pins))
 	switch {
 	case err != nil:
 		m.stats.Malformed.Add(1)

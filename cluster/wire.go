@@ -37,8 +37,11 @@ const (
 
 	maxNames     = 1 << 16
 	maxNameLen   = 255
-	maxInflated  = 512 << 20 // a whole table at several million pins
-	minRecordLen = 12        // the smallest record: index, flags, key, version
+	minRecordLen = 12 // the smallest record: index, flags, key, version
+	// maxRecordLen bounds one record: indexes (3 bytes each at most for
+	// 65,536 names), flags, a key (IPv6 with a port), a version and three
+	// times (10 bytes each as varints).
+	maxRecordLen = 3 + 1 + 19 + 3 + 3 + 10 + 10 + 10 + 10
 )
 
 // record flags
@@ -144,8 +147,17 @@ func appendRecord(b []byte, e entry, now int64, index func(string) uint64) []byt
 	return b
 }
 
-// decode reads a message; it never panics, whatever the bytes.
-func decode(msg []byte) (byte, header, []entry, error) {
+// maxTable is the largest inflated whole table worth reading for tables
+// that hold pins in all: what they could take, plus the string table. A
+// table that inflates beyond is refused as it inflates, so a small
+// compressed bomb costs no more memory than this.
+func maxTable(pins int) int {
+	return 64 + maxNames*(maxNameLen+3) + pins*maxRecordLen
+}
+
+// decode reads a message, inflating a whole table to at most maxBody
+// bytes; it never panics, whatever the bytes.
+func decode(msg []byte, maxBody int) (byte, header, []entry, error) {
 	if len(msg) < 2 {
 		return 0, header{}, nil, fmt.Errorf("%w: %d bytes", errMessage, len(msg))
 	}
@@ -163,9 +175,12 @@ func decode(msg []byte) (byte, header, []entry, error) {
 	case kindTable:
 		zr := flate.NewReader(bytes.NewReader(body))
 		defer zr.Close()
-		inflated, err := io.ReadAll(io.LimitReader(zr, maxInflated+1))
-		if err != nil || len(inflated) > maxInflated {
+		inflated, err := io.ReadAll(io.LimitReader(zr, int64(maxBody)+1))
+		if err != nil {
 			return 0, header{}, nil, fmt.Errorf("%w: table does not inflate: %v", errMessage, err)
+		}
+		if len(inflated) > maxBody {
+			return 0, header{}, nil, fmt.Errorf("%w: table inflates past %d bytes, more than the pins this member's tables hold could fill", errMessage, maxBody)
 		}
 		body = inflated
 	default:

@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"bytes"
+	"compress/flate"
 	"fmt"
+	"runtime"
 	"reflect"
 	"strings"
 	"testing"
@@ -36,7 +39,7 @@ func TestWireRoundTrip(t *testing.T) {
 
 func decodeKind(t *testing.T, kind byte, msg []byte) ([]entry, error) {
 	t.Helper()
-	k, _, es, err := decode(msg)
+	k, _, es, err := decode(msg, maxTable(1000))
 	if err == nil && k != kind {
 		t.Fatalf("kind %c read as %c", kind, k)
 	}
@@ -47,7 +50,7 @@ func decodeKind(t *testing.T, kind byte, msg []byte) ([]entry, error) {
 func TestWireNamesOtherVersion(t *testing.T) {
 	msg := encode(kindChanges, header{sent: 1, from: "m1"}, sampleEntries())
 	msg[0] = 2
-	_, _, _, err := decode(msg)
+	_, _, _, err := decode(msg, maxTable(1000))
 	if err == nil || !strings.Contains(err.Error(), "version 2; this member speaks 1") {
 		t.Fatalf("err = %v; want the versions named", err)
 	}
@@ -57,7 +60,7 @@ func TestWireNamesOtherVersion(t *testing.T) {
 func TestWireTruncated(t *testing.T) {
 	msg := encode(kindChanges, header{sent: 1_700_000_500, from: "m1"}, sampleEntries())
 	for i := range len(msg) - 1 {
-		if _, _, _, err := decode(msg[:i]); err == nil {
+		if _, _, _, err := decode(msg[:i], maxTable(1000)); err == nil {
 			t.Fatalf("a message cut to %d of %d bytes decoded", i, len(msg))
 		}
 	}
@@ -70,7 +73,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encode(kindTable, header{sent: 1_700_000_500, from: "m1"}, sampleEntries()))
 	f.Add([]byte{1, 'C', 0, 0, 0})
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		kind, _, es, err := decode(msg)
+		kind, _, es, err := decode(msg, maxTable(1000))
 		if err != nil || kind == kindBye {
 			return
 		}
@@ -80,4 +83,31 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoded message differs: %v\n%+v\n%+v", err, es, again)
 		}
 	})
+}
+
+// A whole table that inflates far beyond what this member's tables could
+// hold is refused as it inflates: 128 MiB of zeros, a few hundred KB
+// compressed, cost 1.5 GB of memory before, and now no more than the
+// bound (about 17 MB for a table of 1000 pins).
+func TestTableBombRefused(t *testing.T) {
+	var buf bytes.Buffer
+	buf.Write([]byte{wireVersion, kindTable})
+	zw, _ := flate.NewWriter(&buf, flate.BestCompression)
+	zeros := make([]byte, 1<<20)
+	for range 128 {
+		zw.Write(zeros)
+	}
+	zw.Close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, _, _, err := decode(buf.Bytes(), maxTable(1000))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "inflates past") {
+		t.Fatalf("a %d-byte message inflating to 128 MiB: %v", buf.Len(), err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 3*uint64(maxTable(1000)) {
+		t.Fatalf("refusing it allocated %d MB, more than 3 times the %d MB bound", alloc>>20, maxTable(1000)>>20)
+	}
+	t.Logf("%d KB compressed, 128 MiB inflated: refused past %d MB", buf.Len()>>10, maxTable(1000)>>20)
 }
