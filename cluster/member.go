@@ -184,10 +184,22 @@ func (m *Member) Join(ctx context.Context) bool {
 		return true
 	}
 	for {
-		if n, _ := m.ml.Join(m.seeds); n > 0 && m.ml.NumMembers() > 1 {
-			m.synced.Store(true)
-			m.log.Info("cluster: joined and took the pins of its peers", "member", m.self, "members", m.ml.NumMembers())
-			return true
+		// memberlist's Join tries the seeds one after another, each for
+		// up to TCPTimeout (10s, which a million-pin table needs): seeds
+		// that accept and never answer held a start for 20s whatever
+		// sync_timeout said. The attempt runs on its own and is waited
+		// for only until ctx ends; one left behind ends within
+		// TCPTimeout.
+		joined := make(chan bool, 1)
+		go func() { n, _ := m.ml.Join(m.seeds); joined <- n > 0 && m.ml.NumMembers() > 1 }()
+		select {
+		case ok := <-joined:
+			if ok {
+				m.synced.Store(true)
+				m.log.Info("cluster: joined and took the pins of its peers", "member", m.self, "members", m.ml.NumMembers())
+				return true
+			}
+		case <-ctx.Done():
 		}
 		select {
 		case <-ctx.Done():

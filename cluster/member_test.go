@@ -194,3 +194,57 @@ func TestMergeRefusesUnknownBackend(t *testing.T) {
 		t.Fatal("the refused record was not counted")
 	}
 }
+
+// Seeds that accept and never answer cannot hold a start past
+// sync_timeout: Join gives up when its context ends (2s here), where
+// memberlist's own join took 10s a seed (20s for two).
+func TestJoinHonoursSyncTimeout(t *testing.T) {
+	var hung []string
+	var conns []net.Conn
+	var listeners []net.Listener
+	var mu sync.Mutex
+	for i := range 2 {
+		l, err := net.Listen("tcp", lbtest.FreeAddr(t, fmt.Sprintf("127.0.4.%d", 20+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		listeners = append(listeners, l)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c) // held, never answered
+				mu.Unlock()
+			}
+		}()
+		hung = append(hung, l.Addr().String())
+	}
+	defer func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		time.Sleep(300 * time.Millisecond) // the join left behind finds every seed closed
+	}()
+	addr := lbtest.FreeAddr(t, "127.0.4.30")
+	nd := startNode(t, "lonely", addr, append([]string{addr}, hung...), 100)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	if nd.m.Join(ctx) {
+		t.Fatal("joined seeds that never answer")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Join took %v with a 2s sync timeout", took)
+	}
+	if !nd.m.Synced() {
+		t.Fatal("not ready after giving up on the seeds")
+	}
+}

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"compress/flate"
 	"fmt"
-	"runtime"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
