@@ -14,6 +14,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -82,7 +83,8 @@ type Member struct {
 	bgMu      sync.Mutex // orders background against stop
 	stopped   bool
 	bridge    *logBridge
-	clocks    sync.Map // member name -> its clock's offset from this one's, seconds (int64)
+	keyring   *memberlist.Keyring // nil without a secret file
+	clocks    sync.Map            // member name -> its clock's offset from this one's, seconds (int64)
 	futureLog throttle.Log
 }
 
@@ -149,7 +151,13 @@ func (m *Member) memberlistConfig() (*memberlist.Config, error) {
 	mc.TCPTimeout = max(mc.TCPTimeout, 10*time.Second)
 	mc.BindAddr, mc.BindPort = bind.Addr().String(), int(bind.Port())
 	mc.AdvertiseAddr, mc.AdvertisePort = c.AdvertiseAddr.Addr().String(), int(c.AdvertiseAddr.Port())
-	mc.SecretKey = c.Key
+	if len(c.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(c.Keys, c.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("cluster keyring: %w", err)
+		}
+		mc.Keyring, m.keyring = kr, kr
+	}
 	mc.PushPullInterval = c.SyncInterval.Duration
 	// Tables are compressed by this package; compressing again costs
 	// time and saves nothing.
@@ -210,6 +218,34 @@ func (m *Member) Join(ctx context.Context) bool {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// SetKeys makes keys the keyring, keys[0] the key messages are sent
+// with, without a restart: a key is changed member by member by adding
+// the new one everywhere, then making it first everywhere, then
+// removing the old one (docs/cluster.md). A member started without a
+// key cannot take one this way.
+func (m *Member) SetKeys(keys [][]byte) error {
+	kr := m.keyring
+	if kr == nil || len(keys) == 0 {
+		return errors.New("cluster: encryption is switched on or off only by a restart")
+	}
+	for _, k := range keys {
+		if err := kr.AddKey(k); err != nil {
+			return fmt.Errorf("cluster keyring: %w", err)
+		}
+	}
+	if err := kr.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("cluster keyring: %w", err)
+	}
+	for _, old := range kr.GetKeys() {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, old) }) {
+			if err := kr.RemoveKey(old); err != nil {
+				return fmt.Errorf("cluster keyring: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // Synced says whether the first sync is over (or was given up on).

@@ -63,11 +63,12 @@ var nodeSeq atomic.Int64
 
 func startNode(tb testing.TB, name, addr string, peers []string, maxPins int) *node {
 	tb.Helper()
-	return startNodeWith(tb, name, addr, peers, maxPins, nil)
+	return startNodeWith(tb, name, addr, peers, maxPins, nil, nil)
 }
 
-// startNodeWith is startNode for a pool whose backends has says.
-func startNodeWith(tb testing.TB, name, addr string, peers []string, maxPins int, has func(string) bool) *node {
+// startNodeWith is startNode for a pool whose backends has says, with
+// the gossip keyring keys (none: unencrypted).
+func startNodeWith(tb testing.TB, name, addr string, peers []string, maxPins int, has func(string) bool, keys [][]byte) *node {
 	tb.Helper()
 	nd := &node{addr: addr}
 	keyer := affinity.Keyer{}
@@ -80,7 +81,7 @@ func startNodeWith(tb testing.TB, name, addr string, peers []string, maxPins int
 	m, err := Start(Options{
 		Config: config.Cluster{Bind: addr, BindAddr: netip.MustParseAddrPort(addr), AdvertiseAddr: netip.MustParseAddrPort(addr),
 			Peers: peers, NodeName: name, SyncTimeout: config.Duration{Duration: 5 * time.Second},
-			SyncInterval: config.Duration{Duration: time.Minute}},
+			SyncInterval: config.Duration{Duration: time.Minute}, Keys: keys},
 		Pools:    func() map[string]Table { return map[string]Table{"cas": {Table: nd.table, Keyer: keyer, Has: has}} },
 		OnMember: func(n, what string) { nd.mu.Lock(); nd.seen = append(nd.seen, n+" "+what); nd.mu.Unlock() },
 	})
@@ -175,7 +176,7 @@ func TestSeedByNameNotMissing(t *testing.T) {
 func TestMergeRefusesUnknownBackend(t *testing.T) {
 	addrs := []string{lbtest.FreeAddr(t, "127.0.4.21"), lbtest.FreeAddr(t, "127.0.4.22")}
 	full := startNode(t, "full", addrs[0], addrs[:1], 100)
-	partial := startNodeWith(t, "partial", addrs[1], addrs, 100, func(b string) bool { return b == "cas1" || b == "cas2" })
+	partial := startNodeWith(t, "partial", addrs[1], addrs, 100, func(b string) bool { return b == "cas1" || b == "cas2" }, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	partial.m.Join(ctx)

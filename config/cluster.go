@@ -39,11 +39,11 @@ type Cluster struct {
 
 	// Read once by Load, so a member neither parses nor reads a file
 	// again: the bind and advertise addresses (AdvertiseAddr is
-	// BindAddr's without advertise) and the gossip key (nil without a
-	// secret file).
+	// BindAddr's without advertise) and the gossip keys (none without a
+	// secret file; the first is the one messages are sent with).
 	BindAddr      netip.AddrPort `toml:"-"`
 	AdvertiseAddr netip.AddrPort `toml:"-"`
-	Key           []byte         `toml:"-"`
+	Keys          [][]byte       `toml:"-"`
 }
 
 // Enabled says whether this instance is a cluster member.
@@ -61,8 +61,12 @@ func (c *Cluster) Name() string {
 	return h
 }
 
-// readSecret reads the gossip key; nil without a secret file.
-func (c *Cluster) readSecret() ([]byte, error) {
+// readSecret reads the gossip keyring: one base64 key a line (blank
+// lines and # comments skipped), the first the one messages are sent
+// with, the others also accepted, as Serf's and Consul's keyrings do, so
+// that a key can be changed member by member without a partition
+// (docs/cluster.md, "Changing the key"). None without a secret file.
+func (c *Cluster) readSecret() ([][]byte, error) {
 	if c.SecretFile == "" {
 		return nil, nil
 	}
@@ -70,14 +74,25 @@ func (c *Cluster) readSecret() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the cluster secret: %w", err)
 	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("%s is not base64: make one with: head -c 32 /dev/urandom | base64 > %s", c.SecretFile, c.SecretFile)
+	var keys [][]byte
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s line %d is not base64: make a key with: head -c 32 /dev/urandom | base64", c.SecretFile, i+1)
+		}
+		if n := len(key); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("%s line %d holds %d bytes; a gossip key is 16, 24 or 32 bytes: make one with: head -c 32 /dev/urandom | base64", c.SecretFile, i+1, n)
+		}
+		keys = append(keys, key)
 	}
-	if n := len(key); n != 16 && n != 24 && n != 32 {
-		return nil, fmt.Errorf("%s holds %d bytes; a gossip key is 16, 24 or 32 bytes: make one with: head -c 32 /dev/urandom | base64 > %s", c.SecretFile, n, c.SecretFile)
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s holds no key: make one with: head -c 32 /dev/urandom | base64 > %s", c.SecretFile, c.SecretFile)
 	}
-	return key, nil
+	return keys, nil
 }
 
 func (c *Cluster) check(v *checker) {
@@ -111,7 +126,7 @@ func (c *Cluster) check(v *checker) {
 			v.errAt("cluster.peers", "entry %d (%q): port %q is not a number from 1 to 65535", i+1, p, port)
 		}
 	}
-	if c.Key, err = c.readSecret(); err != nil {
+	if c.Keys, err = c.readSecret(); err != nil {
 		v.errAt("cluster.secret_file", "%v", err)
 	} else if c.SecretFile == "" && !bind.Addr().IsLoopback() {
 		v.errAt("cluster.secret_file", "members talk over %s unencrypted and anyone who reaches it can change pins: set secret_file to a shared key (head -c 32 /dev/urandom | base64)", c.Bind)

@@ -41,7 +41,7 @@ sync_interval = "10ms"
 		"lb.toml:10: cluster.bind: 0.0.0.0:7946 listens on every address: set cluster.advertise",
 		`lb.toml:11: cluster.peers: entry 1 ("10.0.0.12") is not host:port`,
 		`lb.toml:11: cluster.peers: entry 2 ("10.0.0.13:x"): port "x" is not a number`,
-		"lb.toml:12: cluster.secret_file: " + short + " holds 5 bytes; a gossip key is 16, 24 or 32 bytes",
+		"lb.toml:12: cluster.secret_file: " + short + " line 1 holds 5 bytes; a gossip key is 16, 24 or 32 bytes",
 		"lb.toml:13: cluster.sync_interval: 10ms is too short",
 	} {
 		if !strings.Contains(err.Error(), want) {
@@ -63,8 +63,22 @@ func TestClusterNeedsSecretOffLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k := c.Cluster.Key; len(k) != 32 {
-		t.Fatalf("secret = %d bytes; want 32", len(k))
+	if k := c.Cluster.Keys; len(k) != 1 || len(k[0]) != 32 {
+		t.Fatalf("keys %d, first of %d bytes; want one of 32", len(k), len(k[0]))
+	}
+	// A keyring: the first key sends, the others are accepted too; a bad
+	// line is named.
+	os.WriteFile(key, []byte("# new key first\nMTIzNDU2Nzg5MGFiY2RlZg==\n\nMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600)
+	if c, err = Parse("lb.toml", []byte(minimal+"\n[cluster]\nbind = \"10.0.0.11:7946\"\nsecret_file = \""+key+"\"\npeers = [\"10.0.0.12:7946\"]\n")); err != nil {
+		t.Fatal(err)
+	}
+	if k := c.Cluster.Keys; len(k) != 2 || string(k[0]) != "1234567890abcdef" {
+		t.Fatalf("keyring %q; want the 16-byte key first, then the 32-byte one", k)
+	}
+	os.WriteFile(key, []byte("MTIzNDU2Nzg5MGFiY2RlZg==\nnot base64!\n"), 0o600)
+	_, err = Parse("lb.toml", []byte(minimal+"\n[cluster]\nbind = \"10.0.0.11:7946\"\nsecret_file = \""+key+"\"\npeers = [\"10.0.0.12:7946\"]\n"))
+	if err == nil || !strings.Contains(err.Error(), key+" line 2 is not base64") {
+		t.Fatalf("err = %v; want line 2 named", err)
 	}
 }
 

@@ -3,7 +3,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/stickylb/stickylb/cluster"
@@ -13,7 +15,7 @@ import (
 // startCluster makes this server a cluster member when cfg asks for one.
 // The member shares the tables of the pools as they are at each moment,
 // so a reload that adds a pool shares it too. Cluster settings themselves
-// apply at the next restart.
+// apply at the next restart, but for the keyring (reloadKeys).
 func (s *Server) startCluster(cfg *config.Config) error {
 	if !cfg.Cluster.Enabled() {
 		return nil
@@ -73,4 +75,19 @@ func (s *Server) Ready() bool {
 	}
 	m := s.cluster.Load()
 	return m == nil || m.Synced()
+}
+
+// reloadKeys applies a changed gossip keyring (secret_file re-read by the
+// reload) to the running member, so a key is changed member by member
+// with reloads, no restart and no partition.
+func (s *Server) reloadKeys(before, after config.Cluster) {
+	m := s.cluster.Load()
+	if m == nil || slices.EqualFunc(before.Keys, after.Keys, bytes.Equal) {
+		return
+	}
+	if err := m.SetKeys(after.Keys); err != nil {
+		s.log.Warn("cluster keyring not changed", "error", err)
+		return
+	}
+	s.log.Info("cluster keyring changed", "keys", len(after.Keys))
 }

@@ -165,7 +165,10 @@ func (s *Server) Reload(cfg *config.Config) error {
 		s.ReloadFailures.Add(1)
 		return err
 	}
-	if !reflect.DeepEqual(before, cfg.Cluster) {
+	s.reloadKeys(before, cfg.Cluster)
+	after := cfg.Cluster
+	before.Keys, after.Keys = nil, nil
+	if !reflect.DeepEqual(before, after) {
 		s.log.Warn("[cluster] changed; it applies at the next restart")
 	}
 	if cfg.Global.SnapshotFile != s.store.Path() {
