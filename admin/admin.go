@@ -39,6 +39,11 @@ type Options struct {
 	// Token, if set, must be presented as "Authorization: Bearer TOKEN"
 	// on every mutating call.
 	Token string
+	// TokenForReads asks for the token on reads too (pins, connections
+	// with client addresses, metrics), but for /healthz and /readyz,
+	// which health checkers call, and the dashboard's page and assets,
+	// whose own calls then send the token typed into it.
+	TokenForReads bool
 	// ConfigPath is what POST /api/reload reads.
 	ConfigPath string
 	// Hosts are the host names, besides IP addresses and localhost, that
@@ -150,7 +155,27 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusMisdirectedRequest, fmt.Errorf("host %q is not a name of this admin API: use its IP address, or add the name to admin.hosts", r.Host))
 		return
 	}
+	if a.opts.TokenForReads && !openRead(r.URL.Path) && !a.hasToken(r) {
+		writeErr(w, http.StatusUnauthorized, errors.New("admin.token_for_reads is on: every call needs the admin token: Authorization: Bearer <token from admin.token_file>"))
+		return
+	}
 	a.mux.ServeHTTP(w, r)
+}
+
+// openRead says whether a path is served without the token even when
+// reads need it: health checks, the dashboard's page and its assets.
+func openRead(path string) bool {
+	return path == "/healthz" || path == "/readyz" || path == "/" || strings.HasPrefix(path, "/static/")
+}
+
+// hasToken says whether r presents the admin token (true when none is
+// configured).
+func (a *API) hasToken(r *http.Request) bool {
+	if a.opts.Token == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(a.opts.Token)) == 1
 }
 
 // asset serves one of the dashboard's embedded files, cached for a day:
@@ -185,12 +210,9 @@ func (a *API) auth(h http.HandlerFunc) http.HandlerFunc {
 			writeErr(w, code, err)
 			return
 		}
-		if a.opts.Token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.opts.Token)) != 1 {
-				writeErr(w, http.StatusUnauthorized, errors.New("this call needs the admin token: Authorization: Bearer <token from admin.token_file>"))
-				return
-			}
+		if !a.hasToken(r) {
+			writeErr(w, http.StatusUnauthorized, errors.New("this call needs the admin token: Authorization: Bearer <token from admin.token_file>"))
+			return
 		}
 		h(w, r)
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"net"
@@ -103,6 +104,7 @@ func (a *Admin) check(v *checker, listeners map[string]*Listener) {
 			v.errAt("admin.token_file", "the token in %s is shorter than 16 characters", a.TokenFile)
 		}
 	}
+	a.checkTLS(v, ap)
 	for i, h := range a.Hosts {
 		if h == "" || strings.ContainsAny(h, ":/[] ") {
 			v.errAt("admin.hosts", "entry %d (%q) is not a host name: give names only, such as \"lb1.example.com\" (IP addresses are always accepted)", i+1, h)
@@ -336,4 +338,23 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// checkTLS loads the admin listener's certificate, and asks for one, or
+// for the token, where the API is reachable from other machines.
+func (a *Admin) checkTLS(v *checker, ap netip.AddrPort) {
+	if a.TokenForReads && a.TokenFile == "" {
+		v.errAt("admin.token_for_reads", "needs admin.token_file: the token reads would need")
+	}
+	switch {
+	case (a.TLSCertFile == "") != (a.TLSKeyFile == ""):
+		v.errAt("admin.tls_cert_file", "give both tls_cert_file and tls_key_file, or neither")
+	case a.TLSCertFile != "":
+		cert, err := tls.LoadX509KeyPair(a.TLSCertFile, a.TLSKeyFile)
+		if err != nil {
+			v.errAt("admin.tls_cert_file", "cannot load the certificate and key: %v", err)
+			return
+		}
+		a.Certificate = &cert
+	}
 }

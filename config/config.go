@@ -15,6 +15,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"net"
@@ -65,9 +66,18 @@ type Admin struct {
 	// addresses and localhost; a request naming any other host is
 	// refused, which stops DNS-rebinding pages.
 	Hosts []string `toml:"hosts"`
+	// TokenForReads asks for the token on reads too, but for /healthz,
+	// /readyz and the dashboard's page; needs TokenFile.
+	TokenForReads bool `toml:"token_for_reads"`
+	// TLSCertFile and TLSKeyFile, both or neither, serve the admin API
+	// over HTTPS, so that the token does not cross the network in clear.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
 
-	// Token is what TokenFile held when the config was checked.
-	Token string `toml:"-"`
+	// Token is what TokenFile held when the config was checked, and
+	// Certificate the pair the TLS files held (nil without).
+	Token       string           `toml:"-"`
+	Certificate *tls.Certificate `toml:"-"`
 }
 
 // Listener is one address clients connect to.

@@ -34,6 +34,10 @@ func (c *Config) Warnings() []error {
 			"add an rpc check for each interface the range serves (docs/config.md, \"Exchange RPC checks\")", l.Pool, l.Ports().Count())
 	}
 	c.warnTransparentFamilies(v)
+	if ap, err := ParseListen(c.Admin.Listen); err == nil && !ap.Addr().IsLoopback() && c.Admin.Certificate == nil {
+		v.errAt("admin.listen", "the admin API is reachable from other machines over plain HTTP: its token crosses the network in clear text; "+
+			"set admin.tls_cert_file and admin.tls_key_file")
+	}
 	if c.Cluster.Enabled() && len(c.Cluster.Peers) == 0 {
 		v.errAt("cluster.peers", "no peers: this member waits for others to join it and shares pins with nobody until they do")
 	}

@@ -95,13 +95,19 @@ func summary(w io.Writer, cfg *config.Config) {
 // cluster.
 func globalSummary(w io.Writer, cfg *config.Config) {
 	a := cfg.Admin
+	scheme := "http"
+	if a.Certificate != nil {
+		scheme = "https"
+	}
 	switch {
 	case a.Listen == "off":
 		fmt.Fprintln(w, "admin: off")
+	case a.TokenForReads:
+		fmt.Fprintf(w, "admin: %s://%s (every call but /healthz and /readyz needs the token in %s)\n", scheme, a.Listen, a.TokenFile)
 	case a.TokenFile != "":
-		fmt.Fprintf(w, "admin: http://%s (changes need the token in %s)\n", a.Listen, a.TokenFile)
+		fmt.Fprintf(w, "admin: %s://%s (changes need the token in %s)\n", scheme, a.Listen, a.TokenFile)
 	default:
-		fmt.Fprintf(w, "admin: http://%s (no token: loopback only)\n", a.Listen)
+		fmt.Fprintf(w, "admin: %s://%s (no token: loopback only)\n", scheme, a.Listen)
 	}
 	g := cfg.Global
 	if g.SnapshotFile == "" {

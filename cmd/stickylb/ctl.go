@@ -4,6 +4,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,10 +74,25 @@ func ctlCommand(stdout, stderr io.Writer) *cobra.Command {
 	base := pf.String("admin", def, "admin API address")
 	tokenFile := pf.String("token-file", "", "file holding the admin token (admin.token_file)")
 	pf.BoolVar(&c.asJSON, "json", false, "print the API's JSON")
+	caFile := pf.String("cacert", "", "file of CA certificates (PEM) to trust for an https --admin address, besides the system's")
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
 		c.base = strings.TrimRight(*base, "/")
 		if !strings.Contains(c.base, "://") {
 			c.base = "http://" + c.base
+		}
+		if *caFile != "" {
+			pem, err := os.ReadFile(*caFile)
+			if err != nil {
+				return usageError(fmt.Sprintf("--cacert: %v", err))
+			}
+			pool, _ := x509.SystemCertPool()
+			if pool == nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return usageError(fmt.Sprintf("--cacert: %s holds no PEM certificate", *caFile))
+			}
+			c.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 		}
 		if *tokenFile == "" {
 			return nil

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -162,7 +163,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 	m.Attach(srv)
 	d.srv = srv
 	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: cfg.Admin.Token,
-		Hosts: cfg.Admin.Hosts, Version: versionString()})
+		TokenForReads: cfg.Admin.TokenForReads, Hosts: cfg.Admin.Hosts, Version: versionString()})
 	d.events.Store(d.api)
 	if cfg.Admin.Listen == "off" {
 		return d, nil
@@ -179,8 +180,12 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 	// A bounded number of admin connections: a thousand idle ones would
 	// otherwise take the file descriptors the proxy needs. The rest wait
 	// in the listen queue.
-	go d.adminSrv.Serve(netutil.LimitListener(ln, maxAdminConns))
-	log.Info("admin listening", "addr", ln.Addr().String())
+	ln = netutil.LimitListener(ln, maxAdminConns)
+	if c := cfg.Admin.Certificate; c != nil {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*c}, MinVersion: tls.VersionTLS12})
+	}
+	go d.adminSrv.Serve(ln)
+	log.Info("admin listening", "addr", ln.Addr().String(), "tls", cfg.Admin.Certificate != nil, "token_for_reads", cfg.Admin.TokenForReads)
 	return d, nil
 }
 
