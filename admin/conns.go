@@ -139,8 +139,11 @@ func (a *API) setWeight(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	old := b.Weight()
-	b.SetWeight(*body.Weight)
+	if _, err := a.opts.Server.SetWeight(p.Name, b.Name, *body.Weight); err != nil {
+		writeErr(w, 404, err)
+		return
+	}
 	a.opts.Log.Info("backend weight set", "pool", p.Name, "backend", b.Name, "from", old, "to", *body.Weight)
-	a.Record(p.Name, b.Name, fmt.Sprintf("weight %d (was %d) until the next reload", *body.Weight, old))
+	a.Record(p.Name, b.Name, fmt.Sprintf("weight %d (was %d) until lb.toml's weight for it changes", *body.Weight, old))
 	writeJSON(w, 200, backendInfo(p.Name, b, pinsOf(p, b.Name)))
 }

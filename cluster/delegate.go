@@ -39,7 +39,31 @@ func (m *Member) receive(msg []byte) {
 			m.stats.Syncs.Add(1)
 		}
 		m.merge(m.onOwnClock(h, entries))
+		m.mergeOperators(h)
 	}
+}
+
+// mergeOperators passes the operators' decisions a message carries on,
+// their drain deadlines on this member's clock; one stamped far in the
+// future is refused as a pin record would be.
+func (m *Member) mergeOperators(h header) {
+	if len(h.ops) == 0 || m.opts.OnOperators == nil {
+		return
+	}
+	shift := time.Now().Unix() - h.sent
+	limit := time.Now().Add(maxClockOffset)
+	ops := h.ops[:0]
+	for _, op := range h.ops {
+		if affinity.StampTime(op.Version).After(limit) {
+			m.stats.Future.Add(1)
+			continue
+		}
+		if op.DrainUntil != 0 {
+			op.DrainUntil += shift * 1000 // milliseconds
+		}
+		ops = append(ops, op)
+	}
+	m.opts.OnOperators(ops, h.from)
 }
 
 // maxClockOffset is how far ahead of this member's clock a record's
@@ -86,7 +110,11 @@ func (d *delegate) LocalState(bool) []byte {
 			return true
 		})
 	}
-	msg := encode(kindTable, header{sent: time.Now().Unix(), from: m.self}, entries)
+	h := header{sent: time.Now().Unix(), from: m.self}
+	if m.opts.Operators != nil {
+		h.ops = m.opts.Operators()
+	}
+	msg := encode(kindTable, h, entries)
 	m.stats.SyncBytesSent.Add(uint64(len(msg)))
 	return msg
 }

@@ -57,6 +57,12 @@ type Options struct {
 	Log       *slog.Logger
 	// OnMember, if set, hears of members joining, leaving and failing.
 	OnMember func(name, what string)
+	// Operators, if set, returns the operators' decisions about
+	// backends this member holds, sent with its whole table; OnOperators
+	// hears of decisions from another member (from names it), times on
+	// this member's clock.
+	Operators   func() []config.Operator
+	OnOperators func(ops []config.Operator, from string)
 }
 
 // Member is this instance's place in the cluster.
@@ -217,6 +223,19 @@ func (m *Member) Join(ctx context.Context) bool {
 			return false
 		case <-time.After(250 * time.Millisecond):
 		}
+	}
+}
+
+// ShareOperators sends operators' decisions to every other member at
+// once; a member that misses them takes them with the next whole table.
+func (m *Member) ShareOperators(ops []config.Operator) {
+	msg := encode(kindChanges, header{sent: time.Now().Unix(), from: m.self, ops: ops}, nil)
+	for _, n := range m.peers() {
+		m.background(func() {
+			if err := m.ml.SendReliable(n, msg); err != nil {
+				m.stats.SendFailures.Add(1)
+			}
+		})
 	}
 }
 

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
 )
 
 // The messages members exchange. Each starts with a version byte, so a
@@ -62,14 +64,21 @@ var errMessage = errors.New("cluster message malformed")
 
 // header is what a message says of itself: when it was encoded, by the
 // sender's clock (unix seconds), and by whom ("" from a member of an
-// earlier release).
+// earlier release); and the operators' decisions about backends it
+// carries (config.Operator, as JSON entries of the string table, marked
+// by a leading 1 byte), which a member of an earlier release ignores.
 type header struct {
 	sent int64
 	from string
+	ops  []config.Operator
 }
 
-// senderMark starts the string table's entry that names the sender.
-const senderMark = "\x00"
+// senderMark starts the string table's entry that names the sender, and
+// operatorMark each one that holds an operator's decision.
+const (
+	senderMark   = "\x00"
+	operatorMark = "\x01"
+)
 
 // encode makes a message of kind from entries, stamped h.sent.
 func encode(kind byte, h header, entries []entry) []byte {
@@ -78,6 +87,11 @@ func encode(kind byte, h header, entries []entry) []byte {
 	var order []string
 	if h.from != "" {
 		order = append(order, senderMark+h.from)
+	}
+	for _, op := range h.ops {
+		if b, err := json.Marshal(op); err == nil && len(b)+1 <= maxNameLen {
+			order = append(order, operatorMark+string(b))
+		}
 	}
 	index := func(s string) uint64 {
 		i, ok := names[s]
@@ -258,8 +272,16 @@ func decodeBody(body []byte) (header, []entry, error) {
 		return header{}, nil, fmt.Errorf("%w: header", errMessage)
 	}
 	h := header{sent: now}
-	if len(names) > 0 && strings.HasPrefix(names[0], senderMark) {
-		h.from = names[0][len(senderMark):]
+	for _, s := range names {
+		switch {
+		case strings.HasPrefix(s, senderMark):
+			h.from = s[len(senderMark):]
+		case strings.HasPrefix(s, operatorMark):
+			var op config.Operator
+			if json.Unmarshal([]byte(s[len(operatorMark):]), &op) == nil && op.Valid() {
+				h.ops = append(h.ops, op)
+			}
+		}
 	}
 	name := func() string {
 		i := r.uvarint()

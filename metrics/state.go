@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"github.com/stickylb/stickylb/pool"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,7 @@ var (
 	descFull    = prometheus.NewDesc(ns+"_affinity_full_total", "New clients left unpinned because the table was full of clients with open connections.", []string{"pool"}, nil)
 	descThrot   = prometheus.NewDesc(ns+"_affinity_throttled_total", "New clients left unpinned because new pins were over affinity.new_pins_per_second.", []string{"pool"}, nil)
 	descState   = prometheus.NewDesc(ns+"_backend_state", "Backend state: 1 for the current one of up, down, drain, maint.", []string{"pool", "backend", "state"}, nil)
+	descAdmin   = prometheus.NewDesc(ns+"_backend_admin_state", "The operator's state of a backend, whatever its health: 1 for the current one of ready, drain, maint.", []string{"pool", "backend", "state"}, nil)
 	descWeight  = prometheus.NewDesc(ns+"_backend_weight", "Backend weight.", []string{"pool", "backend"}, nil)
 	descBConns  = prometheus.NewDesc(ns+"_backend_connections", "Open connections per backend.", []string{"pool", "backend"}, nil)
 	descReloads = prometheus.NewDesc(ns+"_config_reloads_total", "Config reloads, by result.", []string{"result"}, nil)
@@ -43,7 +45,7 @@ var (
 var states = []string{"up", "down", "drain", "maint"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLastSn} {
+	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descAdmin, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLastSn} {
 		ch <- d
 	}
 	for _, d := range clusterDescs {
@@ -82,6 +84,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 					v = 1
 				}
 				ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, p.Name, b.Name, st)
+			}
+			admin := b.AdminState()
+			for _, st := range []pool.AdminState{pool.Ready, pool.Drain, pool.Maint} {
+				ch <- prometheus.MustNewConstMetric(descAdmin, prometheus.GaugeValue, boolValue(st == admin), p.Name, b.Name, st.String())
 			}
 			ch <- prometheus.MustNewConstMetric(descWeight, prometheus.GaugeValue, float64(b.Weight()), p.Name, b.Name)
 			ch <- prometheus.MustNewConstMetric(descBConns, prometheus.GaugeValue, float64(b.Active()), p.Name, b.Name)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
@@ -76,7 +75,7 @@ func (j *journal) flush() (int64, error) {
 	// O_NOFOLLOW: a symlink planted at the journal's path cannot make
 	// stickylb append to another file (the snapshot is renamed into
 	// place, which replaces a link rather than following it).
-	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("pin journal %s: %w", j.path, err)
 	}
@@ -103,7 +102,7 @@ func (j *journal) flush() (int64, error) {
 func (j *journal) cut(n int64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	f, err := os.OpenFile(j.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(j.path, os.O_RDONLY|noFollow, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -125,7 +124,7 @@ func (j *journal) cut(n int64) error {
 // records it applied and how many lines it could not read (a crash can
 // leave the last one half written).
 func replay(path string, tables []Table) (applied, bad int, err error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, 0, nil
 	}

@@ -35,6 +35,9 @@ func (s *Server) apply(cfg *config.Config, running bool) error {
 		}
 	}
 	s.cfg = cfg
+	if running {
+		s.forgetRemoved()
+	}
 	s.Reloads.Add(1)
 	s.LastReload.Store(time.Now().Unix())
 	return nil

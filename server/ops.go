@@ -11,8 +11,9 @@ import (
 	"github.com/stickylb/stickylb/proxy"
 )
 
-// SetState sets a backend's administrative state. With a deadline, a
-// drain turns into maintenance when it runs out: the backend's remaining
+// SetState sets a backend's administrative state, at every cluster
+// member and across restarts (operator.go). With a deadline, a drain
+// turns into maintenance when it runs out: the backend's remaining
 // connections are closed and its clients move at their next connection.
 // Any later state change cancels the deadline.
 func (s *Server) SetState(poolName, backend string, st pool.AdminState, deadline time.Duration) (*pool.Backend, error) {
@@ -26,16 +27,12 @@ func (s *Server) SetState(poolName, backend string, st pool.AdminState, deadline
 	if b == nil {
 		return nil, fmt.Errorf("pool %s has no backend %q", poolName, backend)
 	}
-	if t := s.drainTimers[b]; t != nil {
-		t.Stop()
-		delete(s.drainTimers, b)
-	}
-	b.SetAdminState(st)
+	op := s.opOf(poolName, b)
+	op.State, op.DrainUntil = st.String(), 0
 	if st == pool.Drain && deadline > 0 {
-		dt := &drainTimer{}
-		dt.Timer = time.AfterFunc(deadline, func() { s.drainDeadline(poolName, b, dt) })
-		s.drainTimers[b] = dt
+		op.DrainUntil = time.Now().Add(deadline).UnixMilli()
 	}
+	s.decide(op)
 	return b, nil
 }
 
@@ -53,9 +50,7 @@ func (s *Server) drainDeadline(poolName string, b *pool.Backend, dt *drainTimer)
 	if !mine || b.AdminState() != pool.Drain {
 		return
 	}
-	b.SetAdminState(pool.Maint)
-	s.log.Info("drain deadline reached: backend in maintenance", "pool", poolName, "backend", b.Name)
-	s.closeBackend(b, proxy.EndCutDrainDeadline, "drain deadline reached")
+	s.drainDeadlineReached(poolName, b)
 }
 
 // closeBackend closes every connection to b, on every listener; end is

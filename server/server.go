@@ -42,6 +42,10 @@ type Options struct {
 	// OnMember, if set, hears of cluster members joining, leaving and
 	// failing.
 	OnMember func(name, what string)
+	// OnOperator, if set, hears of a backend's state or weight changed
+	// otherwise than by this instance's API: by another cluster member,
+	// or by a drain's deadline (why says which).
+	OnOperator func(op config.Operator, why string)
 }
 
 // Server is a running balancer.
@@ -58,6 +62,12 @@ type Server struct {
 	serving   sync.WaitGroup
 	// drainTimers turn a drain into maintenance at its deadline.
 	drainTimers map[*pool.Backend]*drainTimer
+	// The operators' decisions about backends (operator.go): opsMu
+	// guards ops, and is taken after mu where both are.
+	opsMu    sync.Mutex
+	ops      map[opKey]config.Operator
+	opsClock *affinity.Clock
+	opsPath  string // SNAPSHOT.operator; "" without a snapshot file
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -102,14 +112,18 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{},
-		drainTimers: map[*pool.Backend]*drainTimer{}}
+		drainTimers: map[*pool.Backend]*drainTimer{}, ops: map[opKey]config.Operator{}, opsClock: affinity.NewClock(nil)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.store = persist.New(cfg.Global.SnapshotFile, &s.Stats, s.log)
+	if cfg.Global.SnapshotFile != "" {
+		s.opsPath = cfg.Global.SnapshotFile + ".operator"
+	}
 	if err := s.apply(cfg, false); err != nil {
 		s.cancel()
 		return nil, err
 	}
 	s.store.Restore(s.tables())
+	s.restoreOps()
 	if err := s.startCluster(cfg); err != nil {
 		s.closeListeners()
 		s.cancel()

@@ -49,7 +49,7 @@ var ctlSubs = []ctlSub{
 	{"drain [POOL/]BACKEND", "no new clients; pinned clients stay until their connections end (or --deadline, then they are closed and move)", exactArgs(1), stateFlags("drain")},
 	{"maint [POOL/]BACKEND", "no traffic; pinned clients move at their next connection", exactArgs(1), stateFlags("maint")},
 	{"ready [POOL/]BACKEND", "back in service", exactArgs(1), stateFlags("ready")},
-	{"weight [POOL/]BACKEND N", "set a backend's weight (0-1000) until the next reload", exactArgs(2), plain((*ctl).weight)},
+	{"weight [POOL/]BACKEND N", "set a backend's weight (0-1000) until lb.toml's weight for it changes", exactArgs(2), plain((*ctl).weight)},
 	{"unpin", "delete pins; the clients are balanced afresh next time", noArgs, unpinFlags},
 	{"listeners", "listeners: address and ports, how the ports are taken, pool, open and accepted connections", noArgs, plain((*ctl).listeners)},
 	{"connections", "open connections: id, client, backend, age", noArgs, connectionsFlags},

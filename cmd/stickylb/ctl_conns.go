@@ -81,7 +81,7 @@ func (c *ctl) closeConns(q url.Values) error {
 	return nil
 }
 
-// weight sets a backend's weight until the next reload.
+// weight sets a backend's weight until lb.toml's weight for it changes.
 func (c *ctl) weight(args []string) error {
 	w, err := strconv.Atoi(args[1])
 	if err != nil {
@@ -96,6 +96,6 @@ func (c *ctl) weight(args []string) error {
 		map[string]int{"weight": w}, &b); err != nil || c.asJSON {
 		return err
 	}
-	fmt.Fprintf(c.out, "%s/%s now has weight %d (lb.toml's applies again at the next reload)\n", b.Pool, b.Name, b.Weight)
+	fmt.Fprintf(c.out, "%s/%s now has weight %d (until lb.toml's weight for it changes)\n", b.Pool, b.Name, b.Weight)
 	return nil
 }

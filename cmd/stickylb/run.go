@@ -138,6 +138,18 @@ type service struct {
 	events atomic.Pointer[admin.API]
 }
 
+// operatorChanged records a backend set by another cluster member or by
+// a drain's deadline.
+func (d *service) operatorChanged(op config.Operator, why string) {
+	if api := d.events.Load(); api != nil {
+		what := "set " + op.State
+		if op.Weight >= 0 {
+			what += fmt.Sprintf(", weight %d", op.Weight)
+		}
+		api.Record(op.Pool, op.Backend, what+" ("+why+")")
+	}
+}
+
 // memberChanged records a cluster member joining, leaving or failing.
 func (d *service) memberChanged(name, what string) {
 	if api := d.events.Load(); api != nil {
@@ -156,7 +168,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 		log.Warn("config warning", "warning", w.Error())
 	}
 	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
-		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged})
+		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged, OnOperator: d.operatorChanged})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,225 @@
+//go:build linux
+
+package server
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/persist"
+	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/proxy"
+)
+
+// The operators' decisions about backends (drain, maint, ready, weight;
+// config.Operator) outlive a restart, kept in SNAPSHOT.operator beside
+// the pins, and are the same at every cluster member: a decision made at
+// any member is sent to the others at once and with every whole table,
+// and of two decisions about one backend the later stamp wins.
+
+type opKey struct{ pool, backend string }
+
+// decide makes op (stamped now) the decision about its backend: applied
+// here, written to disk and sent to the other members. s.mu is held.
+func (s *Server) decide(op config.Operator) {
+	op.Version = s.opsClock.Now()
+	s.applyOp(op)
+	s.opsMu.Lock()
+	s.ops[opKey{op.Pool, op.Backend}] = op
+	s.opsMu.Unlock()
+	s.saveOps()
+	if m := s.cluster.Load(); m != nil {
+		m.ShareOperators([]config.Operator{op})
+	}
+}
+
+// opOf is the current decision about b in poolName, or the file's.
+func (s *Server) opOf(poolName string, b *pool.Backend) config.Operator {
+	s.opsMu.Lock()
+	op, ok := s.ops[opKey{poolName, b.Name}]
+	s.opsMu.Unlock()
+	if !ok {
+		op = config.Operator{Pool: poolName, Backend: b.Name, State: pool.Ready.String(), Weight: -1}
+	}
+	return op
+}
+
+// fileWeight is the weight the config file gives a backend.
+func (s *Server) fileWeight(poolName, backend string) int {
+	if p := s.cfg.Pools[poolName]; p != nil {
+		if b := p.Backends[backend]; b != nil {
+			return b.Weight
+		}
+	}
+	return -1
+}
+
+// applyOp makes a backend what op says: its state, a drain's deadline
+// (a deadline already past is maintenance at once) and the operator's
+// weight while the file's weight is still the one it was set over. A
+// backend this member does not have is left alone. s.mu is held.
+func (s *Server) applyOp(op config.Operator) {
+	p := s.pools[op.Pool]
+	if p == nil || p.pool.Backend(op.Backend) == nil {
+		return
+	}
+	b := p.pool.Backend(op.Backend)
+	st, err := pool.ParseAdminState(op.State)
+	if err != nil {
+		return
+	}
+	if t := s.drainTimers[b]; t != nil {
+		t.Stop()
+		delete(s.drainTimers, b)
+	}
+	b.SetAdminState(st)
+	if st == pool.Drain && op.DrainUntil > 0 {
+		left := time.Until(time.UnixMilli(op.DrainUntil))
+		dt := &drainTimer{}
+		dt.Timer = time.AfterFunc(max(left, 0), func() { s.drainDeadline(op.Pool, b, dt) })
+		s.drainTimers[b] = dt
+	}
+	file := s.fileWeight(op.Pool, op.Backend)
+	if op.Weight >= 0 && op.FileWeight == file {
+		b.SetWeight(op.Weight)
+	} else if file >= 0 {
+		b.SetWeight(file)
+	}
+}
+
+// onOperators takes decisions from another member: each newer than the
+// one held is applied, kept and written to disk.
+func (s *Server) onOperators(ops []config.Operator, from string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := false
+	for _, op := range ops {
+		k := opKey{op.Pool, op.Backend}
+		s.opsMu.Lock()
+		cur, ok := s.ops[k]
+		s.opsMu.Unlock()
+		if ok && cur.Version >= op.Version {
+			continue
+		}
+		s.opsClock.Observe(op.Version)
+		s.applyOp(op)
+		s.opsMu.Lock()
+		s.ops[k] = op
+		s.opsMu.Unlock()
+		changed = true
+		if ok && cur.State == op.State && cur.Weight == op.Weight {
+			continue // the same decision, restamped
+		}
+		s.log.Info("backend set by another member", "pool", op.Pool, "backend", op.Backend, "state", op.State, "weight", op.Weight, "member", from)
+		if s.opts.OnOperator != nil {
+			s.opts.OnOperator(op, "member "+from)
+		}
+	}
+	if changed {
+		s.saveOps()
+	}
+}
+
+// operators lists the decisions held, for a whole-table sync.
+func (s *Server) operators() []config.Operator {
+	s.opsMu.Lock()
+	defer s.opsMu.Unlock()
+	return slices.Collect(maps.Values(s.ops))
+}
+
+// saveOps writes the decisions beside the snapshot, at once: they are
+// few and rare, and one lost in a crash would put a CAS being patched
+// back in service.
+func (s *Server) saveOps() {
+	if s.opsPath == "" {
+		return
+	}
+	if err := persist.SaveOperators(s.opsPath, s.operators()); err != nil {
+		s.SnapshotFailures.Add(1)
+		s.log.Error("operator decisions not saved: a restart would forget the last drain, maint or weight", "error", err)
+	}
+}
+
+// restoreOps applies the decisions saved before a restart, but those
+// about backends the file no longer has.
+func (s *Server) restoreOps() {
+	if s.opsPath == "" {
+		return
+	}
+	ops, err := persist.LoadOperators(s.opsPath)
+	if err != nil {
+		s.log.Warn("operator decisions ignored", "error", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := 0
+	for _, op := range ops {
+		if p := s.pools[op.Pool]; p == nil || p.pool.Backend(op.Backend) == nil {
+			continue
+		}
+		s.opsClock.Observe(op.Version)
+		s.applyOp(op)
+		s.opsMu.Lock()
+		s.ops[opKey{op.Pool, op.Backend}] = op
+		s.opsMu.Unlock()
+		kept++
+	}
+	if kept > 0 {
+		s.log.Info("operator decisions restored", "file", s.opsPath, "backends", kept)
+	}
+}
+
+// forgetRemoved drops the decisions about backends a reload removed: a
+// backend the file adds again starts ready. s.mu is held.
+func (s *Server) forgetRemoved() {
+	s.opsMu.Lock()
+	n := len(s.ops)
+	for k := range s.ops {
+		if p := s.pools[k.pool]; p == nil || p.pool.Backend(k.backend) == nil {
+			delete(s.ops, k)
+		}
+	}
+	changed := len(s.ops) != n
+	s.opsMu.Unlock()
+	for _, op := range s.operators() {
+		s.applyOp(op) // weights: the reload set the file's
+	}
+	if changed {
+		s.saveOps()
+	}
+}
+
+// SetWeight sets a backend's weight until the file's weight for it
+// changes; every cluster member takes it.
+func (s *Server) SetWeight(poolName, backend string, w int) (*pool.Backend, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pools[poolName]
+	if p == nil {
+		return nil, fmt.Errorf("no pool %q", poolName)
+	}
+	b := p.pool.Backend(backend)
+	if b == nil {
+		return nil, fmt.Errorf("pool %s has no backend %q", poolName, backend)
+	}
+	op := s.opOf(poolName, b)
+	op.Weight, op.FileWeight = w, s.fileWeight(poolName, backend)
+	s.decide(op)
+	return b, nil
+}
+
+// drainDeadlineReached is what the end of a drain does at every member
+// at once (they share DrainUntil): maintenance, and the backend's
+// remaining connections closed.
+func (s *Server) drainDeadlineReached(poolName string, b *pool.Backend) {
+	b.SetAdminState(pool.Maint)
+	s.log.Info("drain deadline reached: backend in maintenance", "pool", poolName, "backend", b.Name)
+	if s.opts.OnOperator != nil {
+		s.opts.OnOperator(config.Operator{Pool: poolName, Backend: b.Name, State: pool.Maint.String(), Weight: -1}, "drain deadline reached")
+	}
+	s.closeBackend(b, proxy.EndCutDrainDeadline, "drain deadline reached")
+}
