@@ -60,6 +60,7 @@ func (c *Config) check(v *checker) {
 
 func (g *Global) check(v *checker) {
 	v.within("global.drain_timeout", g.DrainTimeout, 0, 24*time.Hour)
+	v.within("global.stop_grace", g.StopGrace, 0, 10*time.Minute)
 	if g.SnapshotFile != "" {
 		v.within("global.snapshot_interval", g.SnapshotInterval, time.Second, 24*time.Hour)
 		v.within("global.journal_interval", g.JournalInterval, 10*time.Millisecond, time.Minute)

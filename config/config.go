@@ -44,6 +44,10 @@ type Global struct {
 	LogFormat    LogFormat `toml:"log_format"`    // text (default) or json
 	LogLevel     LogLevel  `toml:"log_level"`     // debug, info (default), warn, error
 	DrainTimeout Duration  `toml:"drain_timeout"` // default 30s
+	// StopGrace is how long a stop keeps accepting while readiness
+	// already says no, so that keepalived or a router moves the address
+	// before any client is refused; then the drain begins. Default 0.
+	StopGrace Duration `toml:"stop_grace"`
 	// SnapshotFile keeps the affinity tables across restarts; relative
 	// paths are relative to the config file. Empty: no snapshot.
 	SnapshotFile     string   `toml:"snapshot_file"`

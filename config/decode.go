@@ -204,7 +204,7 @@ func decode(name string, src []byte) (*Config, toml.MetaData, []error) {
 // resolvePaths makes the file paths in c relative to the config file.
 func (c *Config) resolvePaths() {
 	dir := filepath.Dir(c.File)
-	for _, p := range []*string{&c.Global.SnapshotFile, &c.Admin.TokenFile, &c.Cluster.SecretFile} {
+	for _, p := range []*string{&c.Global.SnapshotFile, &c.Admin.TokenFile, &c.Admin.TLSCertFile, &c.Admin.TLSKeyFile, &c.Cluster.SecretFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

@@ -70,7 +70,7 @@ func (s *Server) Cluster() *cluster.Member { return s.cluster.Load() }
 // Ready says whether this server should be sent clients: not once it is
 // stopping, nor before its first cluster sync.
 func (s *Server) Ready() bool {
-	if s.stopping.Load() {
+	if s.Stopping() {
 		return false
 	}
 	m := s.cluster.Load()

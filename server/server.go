@@ -55,6 +55,7 @@ type Server struct {
 
 	mu        sync.Mutex  // serialises Reload and Shutdown
 	stopping  atomic.Bool // Shutdown has begun: no new connections, no reloads
+	leaving   atomic.Bool // a stop's grace has begun: readiness says no
 	cfg       *config.Config
 	pools     map[string]*poolRT
 	listeners map[string]*listenerRT // by bind key, see bindKey
@@ -208,10 +209,15 @@ func (s *Server) ReloadFile(path string) error {
 	return nil
 }
 
-// Stopping reports whether Shutdown has begun: the listeners accept no
-// more, so a balancer in front (keepalived, a router) should stop
-// sending clients here.
-func (s *Server) Stopping() bool { return s.stopping.Load() }
+// Stopping reports whether a stop has begun, its grace (Leave) or its
+// drain (Shutdown): a balancer in front (keepalived, a router) should
+// stop sending clients here.
+func (s *Server) Stopping() bool { return s.stopping.Load() || s.leaving.Load() }
+
+// Leave starts a stop's grace: readiness says no, and the listeners go
+// on accepting until Shutdown, so that clients sent here before the
+// address moved are still served.
+func (s *Server) Leave() { s.leaving.Store(true) }
 
 // Shutdown stops accepting, waits for open connections until ctx ends,
 // then closes those left, stops the checkers and saves the pins. It

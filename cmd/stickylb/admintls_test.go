@@ -80,3 +80,34 @@ func TestAdminTLSAndTokenForReads(t *testing.T) {
 		t.Fatalf("plain HTTP to the HTTPS admin listener answered:\n%s", out)
 	}
 }
+
+// ctl -c takes the admin address, token and certificate from a config
+// file's [admin], as the unit's ExecReload does; a reload of a file the
+// balancer refuses exits 1 with the file, line and key, so systemctl
+// reload fails with the reason (it ran kill -HUP and said success).
+func TestCtlConfigReload(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	os.WriteFile(filepath.Join(dir, "admin.token"), []byte("0123456789abcdef0123456789\n"), 0o600)
+	admin := lbtest.FreeAddr(t, "127.0.0.1")
+	good := strings.Replace(labConfig(ports, bs, ""), "[admin]\nlisten = \"127.0.0.1:0\"\n", "[admin]\nlisten = \""+admin+
+		"\"\ntoken_file = \"admin.token\"\ntls_cert_file = \""+filepath.Base(cert)+"\"\ntls_key_file = \""+filepath.Base(key)+"\"\n", 1)
+	path := filepath.Join(dir, "lb.toml")
+	os.WriteFile(path, []byte(good), 0o644)
+	p := startBinary(t, nil, "run", "-c", path)
+	p.adminAddr()
+	ctl := func() (int, string) {
+		var out, errb bytes.Buffer
+		code := run([]string{"ctl", "-c", path, "reload"}, &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	if code, out := ctl(); code != 0 {
+		t.Fatalf("ctl -c %s reload of a good file: exit %d\n%s", path, code, out)
+	}
+	os.WriteFile(path, []byte(good+"frobnicate = 1\n"), 0o644) // an unknown key in the last table
+	code, out := ctl()
+	if code != 1 || !strings.Contains(out, "lb.toml:16: pool.cas.backend.cas1.frobnicate: unknown key") {
+		t.Fatalf("ctl -c reload of a refused file: exit %d, want 1 naming file, line and key:\n%s", code, out)
+	}
+}

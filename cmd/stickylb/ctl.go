@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/admin"
+	"github.com/stickylb/stickylb/config"
 )
 
 type ctl struct {
@@ -75,7 +77,15 @@ func ctlCommand(stdout, stderr io.Writer) *cobra.Command {
 	tokenFile := pf.String("token-file", "", "file holding the admin token (admin.token_file)")
 	pf.BoolVar(&c.asJSON, "json", false, "print the API's JSON")
 	caFile := pf.String("cacert", "", "file of CA certificates (PEM) to trust for an https --admin address, besides the system's")
+	cfgFile := pf.StringP("config", "c", "", "take the admin address, token and certificate from this config file's [admin] (for systemd's ExecReload)")
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if *cfgFile != "" {
+			url, token, cert, err := config.AdminURL(*cfgFile)
+			if err != nil {
+				return err
+			}
+			*base, c.token, *caFile = url, token, cmp.Or(*caFile, cert)
+		}
 		c.base = strings.TrimRight(*base, "/")
 		if !strings.Contains(c.base, "://") {
 			c.base = "http://" + c.base
@@ -95,7 +105,7 @@ func ctlCommand(stdout, stderr io.Writer) *cobra.Command {
 			c.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 		}
 		if *tokenFile == "" {
-			return nil
+			return nil // none, or the config file's
 		}
 		b, err := os.ReadFile(*tokenFile)
 		if err != nil {

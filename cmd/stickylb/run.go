@@ -237,8 +237,15 @@ func (d *service) reload() {
 // drain is logged and ignored, since reloading a stopping balancer helps
 // no one and cutting its connections would hurt.
 func (d *service) stop(sig os.Signal, sigs <-chan os.Signal) {
-	notify(d.log, daemon.SdNotifyStopping)
-	drain := d.srv.Config().Global.DrainTimeout.Duration
+	g := d.srv.Config().Global
+	drain, grace := g.DrainTimeout.Duration, g.StopGrace.Duration
+	// systemd kills a stop that outlasts TimeoutStopSec; the stop asks
+	// for what it needs (grace, drain, and time to save the pins), so
+	// the unit's timeout follows drain_timeout.
+	notify(d.log, fmt.Sprintf("%s\nEXTEND_TIMEOUT_USEC=%d", daemon.SdNotifyStopping, (grace+drain+stopMargin).Microseconds()))
+	if grace > 0 {
+		d.grace(sig, grace, sigs)
+	}
 	d.log.Info("stopping: no new connections; waiting for open ones", "signal", sig.String(),
 		"open", d.srv.Active(), "drain_timeout", drain)
 	ctx, cancel := context.WithTimeoutCause(context.Background(), drain, errDrainTimeout)
@@ -258,6 +265,32 @@ func (d *service) stop(sig os.Signal, sigs <-chan os.Signal) {
 }
 
 var errDrainTimeout = errors.New("drain timeout")
+
+// stopMargin is what a stop asks systemd for beyond its grace and drain:
+// closing connections and writing the snapshot.
+const stopMargin = 30 * time.Second
+
+// grace keeps accepting for the stop's grace period while readiness
+// already answers 503; a second TERM or INT ends it early.
+func (d *service) grace(sig os.Signal, grace time.Duration, sigs <-chan os.Signal) {
+	d.srv.Leave()
+	d.log.Info("stopping: readiness says no; still accepting for stop_grace, then the drain", "signal", sig.String(), "stop_grace", grace)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				d.log.Warn("reload ignored: stickylb is stopping")
+				continue
+			}
+			d.log.Info("stop_grace cut short by a second signal", "signal", s.String())
+			return
+		}
+	}
+}
 
 func (d *service) cutOnSecondSignal(ctx context.Context, cancel context.CancelFunc, sigs <-chan os.Signal) {
 	for {

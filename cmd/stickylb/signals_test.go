@@ -163,10 +163,47 @@ func TestBinaryNotifiesSystemd(t *testing.T) {
 		}
 	}
 	p.signal(syscall.SIGTERM)
-	if got := next(); got != "STOPPING=1" {
-		t.Fatalf("on SIGTERM: %q, want STOPPING=1", got)
+	// The stop asks for its drain_timeout (5s) and 30s to save: the
+	// unit's TimeoutStopSec follows drain_timeout.
+	if got, want := next(), "STOPPING=1\nEXTEND_TIMEOUT_USEC=35000000"; got != want {
+		t.Fatalf("on SIGTERM: %q, want %q", got, want)
 	}
 	p.wait(5 * time.Second)
+}
+
+// With stop_grace, a SIGTERM makes /readyz answer 503 at once while the
+// listeners go on accepting for the grace period, so that keepalived
+// moves the address before any client is refused; then the drain begins
+// and new clients are refused. Before, SIGTERM closed the listeners at
+// once.
+func TestBinaryStopGrace(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
+	cfg := strings.Replace(labConfig(ports, bs, ""), "[global]\n", "[global]\nstop_grace = \"1500ms\"\n", 1)
+	p := startBinary(t, nil, "run", "-c", writeConfig(t, cfg))
+	addr := p.addrs(1)["l0"]
+	admin := "http://" + p.adminAddr()
+	readyz := func() int {
+		var out, errb bytes.Buffer
+		return run([]string{"ctl", "--admin", admin, "readyz"}, &out, &errb)
+	}
+	lbtest.Eventually(t, 5*time.Second, "ready", func() bool { return readyz() == 0 })
+	p.signal(syscall.SIGTERM)
+	term := time.Now()
+	lbtest.Eventually(t, time.Second, "readyz 503 after SIGTERM", func() bool { return readyz() != 0 })
+	notReady := time.Since(term)
+	if _, err := lbtest.Who(lbtest.ClientIP(9400), addr); err != nil {
+		t.Fatalf("a client during the stop's grace was refused: %v", err)
+	}
+	served := time.Since(term)
+	lbtest.Eventually(t, 5*time.Second, "clients refused once the drain begins", func() bool {
+		_, err := lbtest.Who(lbtest.ClientIP(9401), addr)
+		return err != nil
+	})
+	if refused := time.Since(term); refused < 1400*time.Millisecond {
+		t.Fatalf("clients refused %v after SIGTERM, within the 1.5s grace", refused)
+	}
+	p.wait(10 * time.Second)
+	t.Logf("stop_grace 1.5s: readyz 503 within %v of SIGTERM, a client served %v after it, refused from 1.5s on", notReady.Round(time.Millisecond), served.Round(time.Millisecond))
 }
 
 // The packaged unit is hardened as docs/operations.md says and passes
