@@ -302,7 +302,7 @@ func (a *API) status() Status {
 			s := p.Table.Stats()
 			pi.Pins, pi.Hits, pi.Misses, pi.Repins = p.Table.Len(), s.Hits, s.Misses, s.Repins
 		}
-		for _, b := range p.Pool.Backends() {
+		for _, b := range p.Listed() {
 			pi.Backends = append(pi.Backends, backendInfo(p.Name, b, pins[b.Name]))
 		}
 		st.Pools = append(st.Pools, pi)

@@ -74,7 +74,7 @@ func (a *API) sample() {
 		if p.Table != nil {
 			pins = p.Table.Counts()
 		}
-		for _, b := range p.Pool.Backends() {
+		for _, b := range p.Listed() {
 			opened, failed := b.Totals()
 			toB, toC := b.Bytes()
 			s.backends[p.Name+"/"+b.Name] = backendCounters{conns: b.Active(), pins: pins[b.Name], opened: opened, failed: failed, bytes: toB + toC}

@@ -21,7 +21,7 @@ func (m *Metrics) prime(s *server.Server) {
 		for _, why := range repinReasons {
 			m.repins.WithLabelValues(p.Name, why)
 		}
-		for _, b := range p.Pool.Backends() {
+		for _, b := range p.Listed() {
 			m.healthTime.WithLabelValues(p.Name, b.Name)
 			m.connectTime.WithLabelValues(p.Name, b.Name)
 			m.stateChanges.WithLabelValues(p.Name, b.Name, "up")
@@ -44,7 +44,7 @@ func (m *Metrics) prime(s *server.Server) {
 		if !ok {
 			continue
 		}
-		for _, b := range p.Pool.Backends() {
+		for _, b := range p.Listed() {
 			m.active.WithLabelValues(name, p.Name, b.Name)
 			m.closed.WithLabelValues(name, p.Name, b.Name)
 			for _, why := range proxy.DialFailures {

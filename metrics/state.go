@@ -28,7 +28,7 @@ var (
 	descEvBusy  = prometheus.NewDesc(ns+"_affinity_evictions_active_total", "Evicted pins whose client still had connections open (only a reload that shrinks max_entries does this).", []string{"pool"}, nil)
 	descFull    = prometheus.NewDesc(ns+"_affinity_full_total", "New clients left unpinned because the table was full of clients with open connections.", []string{"pool"}, nil)
 	descThrot   = prometheus.NewDesc(ns+"_affinity_throttled_total", "New clients left unpinned because new pins were over affinity.new_pins_per_second.", []string{"pool"}, nil)
-	descState   = prometheus.NewDesc(ns+"_backend_state", "Backend state: 1 for the current one of up, down, drain, maint.", []string{"pool", "backend", "state"}, nil)
+	descState   = prometheus.NewDesc(ns+"_backend_state", "Backend state: 1 for the current one of up, down, drain, maint, removed (by a reload, while it has connections or pins).", []string{"pool", "backend", "state"}, nil)
 	descAdmin   = prometheus.NewDesc(ns+"_backend_admin_state", "The operator's state of a backend, whatever its health: 1 for the current one of ready, drain, maint.", []string{"pool", "backend", "state"}, nil)
 	descWeight  = prometheus.NewDesc(ns+"_backend_weight", "Backend weight.", []string{"pool", "backend"}, nil)
 	descBConns  = prometheus.NewDesc(ns+"_backend_connections", "Open connections per backend.", []string{"pool", "backend"}, nil)
@@ -42,7 +42,7 @@ var (
 	descLastSn  = prometheus.NewDesc(ns+"_snapshot_last_success_timestamp_seconds", "When the pin snapshot was last written successfully (0: never).", nil, nil)
 )
 
-var states = []string{"up", "down", "drain", "maint"}
+var states = []string{"up", "down", "drain", "maint", "removed"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descAdmin, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLastSn} {
@@ -76,7 +76,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descFull, prometheus.CounterValue, float64(st.Full), p.Name)
 			ch <- prometheus.MustNewConstMetric(descThrot, prometheus.CounterValue, float64(st.Throttled), p.Name)
 		}
-		for _, b := range p.Pool.Backends() {
+		for _, b := range p.Listed() {
 			cur := b.State()
 			for _, st := range states {
 				v := 0.0

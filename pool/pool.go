@@ -15,6 +15,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -250,6 +251,10 @@ type Pool struct {
 	// selectors holds one selector per balance method, each with its own
 	// state (round robin's turns), indexed by config.Balance.
 	selectors [3]selector
+	// gone are backends a reload removed, listed (as "removed") while
+	// they still have open connections or pins: see Listed.
+	goneMu sync.Mutex
+	gone   []*Backend
 }
 
 // SetSlowStart sets how long a recovered backend takes to reach its full
@@ -312,7 +317,22 @@ func (p *Pool) Update(bal config.Balance, specs []Spec) (removed []*Backend) {
 			}
 		}
 	}
+	p.goneMu.Lock()
+	p.gone = slices.DeleteFunc(append(p.gone, removed...), func(b *Backend) bool { return s.byName[b.Name] != nil })
+	p.goneMu.Unlock()
 	return removed
+}
+
+// Listed returns the backends to show (API, ctl, dashboard, metrics):
+// the current ones, then those a reload removed that inUse says still
+// have connections or pins. A removed backend that has neither is
+// forgotten.
+func (p *Pool) Listed(inUse func(*Backend) bool) []*Backend {
+	out := slices.Clone(p.Backends())
+	p.goneMu.Lock()
+	defer p.goneMu.Unlock()
+	p.gone = slices.DeleteFunc(p.gone, func(b *Backend) bool { return !inUse(b) })
+	return append(out, p.gone...)
 }
 
 // Backends returns the current backends in name order. The slice is

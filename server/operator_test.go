@@ -125,3 +125,51 @@ func TestClusterSharesOperatorDecisions(t *testing.T) {
 	}
 	t.Logf("cas1 in maintenance at all 3 members %v after the call at one; the restarted member took it with the table; 60 clients x 3 members x %d ports: 0 on cas1, 0 split", took.Round(time.Millisecond), len(f.ports))
 }
+
+// A backend a reload removes stays listed as removed, with its open
+// connection and its pins, until it has neither; it disappeared at once
+// before, and the pool's pins no longer added up.
+func TestRemovedBackendListedWhileInUse(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, casHosts, 1)
+	base := listenersTOML(ports, "127.0.0.1") + "[pool.cas.health]\nenabled = false\n"
+	srv := start(t, base+backendsTOML(bs), &syncBuf{})
+	addr := srv.Addrs()["l0"]
+	var on3 *lbtest.Client
+	for i := range 40 {
+		c, err := lbtest.Connect(lbtest.ClientIP(7600+i), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Backend == "cas3" && on3 == nil {
+			on3 = c
+			continue
+		}
+		c.Close()
+	}
+	if on3 == nil {
+		t.Fatal("no client on cas3")
+	}
+	reload(t, srv, base+backendsTOML(bs[:2]))
+	listed := func() (string, int64) {
+		for _, b := range srv.Pools()[0].Listed() {
+			if b.Name == "cas3" {
+				return b.State(), b.Active()
+			}
+		}
+		return "", 0
+	}
+	if st, open := listed(); st != "removed" || open != 1 {
+		t.Fatalf("cas3 after the reload: %q with %d open; want removed with 1", st, open)
+	}
+	on3.Close()
+	lbtest.Eventually(t, 2*time.Second, "cas3's connection closed", func() bool { _, open := listed(); return open == 0 })
+	if st, _ := listed(); st != "removed" {
+		t.Fatal("cas3 unlisted while pins to it remain")
+	}
+	for i := range 40 {
+		mustWho(t, lbtest.ClientIP(7600+i), addr) // cas3's clients move
+	}
+	if st, _ := listed(); st != "" {
+		t.Fatalf("cas3 still listed (%s) with neither connections nor pins", st)
+	}
+}

@@ -109,3 +109,13 @@ func (s *Server) Config() *config.Config {
 	defer s.mu.Unlock()
 	return s.cfg
 }
+
+// Listed returns the backends to show: the pool's, then those a reload
+// removed while they still have open connections or pins here.
+func (v PoolView) Listed() []*pool.Backend {
+	var pins map[string]int
+	if v.Table != nil {
+		pins = v.Table.Counts()
+	}
+	return v.Pool.Listed(func(b *pool.Backend) bool { return b.Active() > 0 || pins[b.Name] > 0 })
+}
