@@ -129,15 +129,17 @@ func TestMetricsFollowTraffic(t *testing.T) {
 		t.Errorf("no refused health check counted for cas1")
 	}
 	exp := `
-# HELP stickylb_backend_state Backend state: 1 for the current one of up, down, drain, maint.
+# HELP stickylb_backend_state Backend state: 1 for the current one of up, down, drain, maint, removed (by a reload, while it has connections or pins).
 # TYPE stickylb_backend_state gauge
 stickylb_backend_state{backend="cas1",pool="cas",state="down"} 1
 stickylb_backend_state{backend="cas1",pool="cas",state="drain"} 0
 stickylb_backend_state{backend="cas1",pool="cas",state="maint"} 0
+stickylb_backend_state{backend="cas1",pool="cas",state="removed"} 0
 stickylb_backend_state{backend="cas1",pool="cas",state="up"} 0
 stickylb_backend_state{backend="cas2",pool="cas",state="down"} 0
 stickylb_backend_state{backend="cas2",pool="cas",state="drain"} 0
 stickylb_backend_state{backend="cas2",pool="cas",state="maint"} 0
+stickylb_backend_state{backend="cas2",pool="cas",state="removed"} 0
 stickylb_backend_state{backend="cas2",pool="cas",state="up"} 1
 # HELP stickylb_affinity_entries Pins held in the affinity table.
 # TYPE stickylb_affinity_entries gauge
