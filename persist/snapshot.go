@@ -33,6 +33,9 @@ type snapshotPool struct {
 // count as seen now. Saved to the store's own snapshot file, it also
 // compacts the journal.
 func (st *Store) Save(path string, tables []Table) (int, error) {
+	if path == st.path && st.paused.Load() {
+		return 0, nil // another process keeps the pins now
+	}
 	// The journal's records up to here are in the table the snapshot is
 	// taken from; once it is written they are cut from the journal.
 	var covered int64 = -1

@@ -50,7 +50,15 @@ type Store struct {
 	log        *slog.Logger
 	stats      *Stats
 	journalLog throttle.Log
+	// paused: the files belong to a process that took over from this
+	// one (a binary upgrade); nothing is noted or written until Resume.
+	paused atomic.Bool
 }
+
+// Pause stops every write to the snapshot and journal, for a process
+// that takes them over; Resume undoes it when the hand-over fails.
+func (st *Store) Pause()  { st.paused.Store(true) }
+func (st *Store) Resume() { st.paused.Store(false) }
 
 // New makes the store of the snapshot file path ("" for none), counting
 // into stats.
@@ -68,7 +76,7 @@ func (st *Store) Path() string { return st.path }
 // Note records a table change for the journal; it is called from
 // connection goroutines and does no I/O.
 func (st *Store) Note(pool string, ev affinity.Event) {
-	if st.journal != nil {
+	if st.journal != nil && !st.paused.Load() {
 		st.journal.note(pool, ev)
 	}
 }
@@ -76,7 +84,7 @@ func (st *Store) Note(pool string, ev affinity.Event) {
 // Flush appends the changes noted since the last flush to the journal
 // and syncs it; a failure is counted and logged (at most every 10s).
 func (st *Store) Flush() {
-	if st.journal == nil {
+	if st.journal == nil || st.paused.Load() {
 		return
 	}
 	if _, err := st.journal.flush(); err != nil {

@@ -40,6 +40,10 @@ type Listener struct {
 	failLogs   sync.Map // backend name -> *throttle.Log; names are few, objects come and go with reloads
 	refuseLogs sync.Map // Refusal -> *throttle.Log
 
+	// inherited are sockets of the process this one took over from, if
+	// any: bind takes them before binding anew.
+	inherited *Sockets
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	wg       sync.WaitGroup
@@ -56,6 +60,10 @@ type Listener struct {
 // ("10.0.0.50:6005-59530"); mode says how they are taken. The error says
 // which port could not be bound and what to do about it.
 func Listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger) (*Listener, error) {
+	return listen(ctx, name, addr, mode, keepaliveIdle, log, nil)
+}
+
+func listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger, inherited *Sockets) (*Listener, error) {
 	host, ports, err := config.ParseListenPorts(addr)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", name, err)
@@ -65,7 +73,7 @@ func Listen(ctx context.Context, name, addr string, mode config.RangeMode, keepa
 	// connection over letting Go set it on each.
 	control := func(_, _ string, c syscall.RawConn) error { return setKeepalive(c, keepaliveIdle) }
 	l := &Listener{Name: name, log: log, ports: ports, conns: map[*conn]struct{}{},
-		setup: make(chan *conn), closed: make(chan struct{})}
+		setup: make(chan *conn), closed: make(chan struct{}), inherited: inherited}
 	if err := l.bind(ctx, host, mode, control); err != nil {
 		return nil, err
 	}

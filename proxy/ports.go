@@ -54,6 +54,10 @@ func (l *Listener) bindEach(ctx context.Context, host netip.Addr, control func(s
 			return
 		}
 		addr := net.JoinHostPort(hostString(host), strconv.Itoa(int(port)))
+		if ln := l.inherited.take(addr); ln != nil {
+			l.lns = append(l.lns, ln)
+			return
+		}
 		var ln net.Listener
 		if ln, err = lc.Listen(ctx, "tcp", addr); err != nil {
 			err = listenError(l.Name, addr, err)

@@ -42,6 +42,9 @@ type Options struct {
 	// OnMember, if set, hears of cluster members joining, leaving and
 	// failing.
 	OnMember func(name, what string)
+	// Inherited are the listening sockets of the process this one takes
+	// over from (a binary upgrade); nil otherwise.
+	Inherited *proxy.Sockets
 	// OnOperator, if set, hears of a backend's state or weight changed
 	// otherwise than by this instance's API: by another cluster member,
 	// or by a drain's deadline (why says which).
@@ -69,6 +72,8 @@ type Server struct {
 	ops      map[opKey]config.Operator
 	opsClock *affinity.Clock
 	opsPath  string // SNAPSHOT.operator; "" without a snapshot file
+	// opsPaused: another process keeps the decisions now (Handover).
+	opsPaused bool
 
 	ctx    context.Context
 	cancel context.CancelFunc

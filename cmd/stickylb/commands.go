@@ -114,7 +114,9 @@ loopback through scenarios that each end in a verdict, in about a minute
 		leaf("run", "balance connections as the config says",
 			`Loads the config, binds the listeners, restores pins and serves. SIGHUP (or
 "stickylb ctl reload") reloads the config; SIGTERM or SIGINT drains: no new
-connections, then up to global.drain_timeout for open ones.`, noArgs, runFlags, stdout, stderr),
+connections (after global.stop_grace), then up to global.drain_timeout for
+open ones; SIGUSR2 hands the sockets, pins and operator decisions over to
+the binary now at this process's path, and finishes the open connections.`, noArgs, runFlags, stdout, stderr),
 		leaf("check", "validate a config and print what it sets up",
 			`Prints every mistake as file:line: key: reason and exits 1; prints warnings
 for values that are legal but likely wrong for a CAS array, then what the

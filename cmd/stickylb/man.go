@@ -74,7 +74,10 @@ The documentation: README, config, deploy, operations, cluster, lab, benchmarks,
 Reload the configuration: a bad file is refused and the running one stays.
 .TP
 \fBSIGTERM\fR, \fBSIGINT\fR
-Drain: readiness says no, listeners stop accepting, open connections get up to \fBglobal.drain_timeout\fR, then the pins are saved.
+Stop: readiness says no, listeners keep accepting for \fBglobal.stop_grace\fR, then stop; open connections get up to \fBglobal.drain_timeout\fR, then the pins are saved.
+.TP
+\fBSIGUSR2\fR
+Upgrade: start the binary at this process's path, which takes over the listening sockets, pins and operator decisions; this process then finishes its open connections and exits.
 .SH EXIT STATUS
 .TP
 \fB0\fR

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/stickylb/stickylb/admin"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/metrics"
+	"github.com/stickylb/stickylb/proxy"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -44,7 +46,7 @@ func runFlags(fs *pflag.FlagSet) runFunc {
 		// ends a Go program, and loading a large pin snapshot takes seconds.
 		// What arrives while starting waits in the channel.
 		sigs := make(chan os.Signal, 8)
-		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2)
 		defer signal.Stop(sigs)
 		cfg, code := loadConfig(*path, stderr)
 		if cfg == nil {
@@ -63,7 +65,12 @@ func runFlags(fs *pflag.FlagSet) runFunc {
 			}
 			defer stop(log)
 		}
-		d, err := startDaemon(cfg, *path, log)
+		socks, ready, err := inherited()
+		if err != nil {
+			log.Error("cannot start", "error", err)
+			return 1
+		}
+		d, err := startDaemon(cfg, *path, log, socks)
 		if err != nil {
 			log.Error("cannot start", "error", err)
 			return 1
@@ -71,27 +78,56 @@ func runFlags(fs *pflag.FlagSet) runFunc {
 		defer d.close()
 		d.srv.Start()
 		if *pidfile != "" {
-			if err := os.WriteFile(*pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			if err := writePidfile(*pidfile); err != nil {
 				log.Error("cannot write the pid file", "file", *pidfile, "error", err)
 				d.stop(syscall.SIGTERM, sigs)
 				return 1
 			}
-			defer os.Remove(*pidfile)
+			defer removePidfile(*pidfile)
 		}
 		log.Info("stickylb running", "version", version, "pid", os.Getpid(), "config", *path, "listeners", len(cfg.Listeners), "pools", len(cfg.Pools))
 		// Under systemd (Type=notify) the service is ready now: listeners
 		// bound, pins restored, checks started. Without NOTIFY_SOCKET this
 		// does nothing.
-		notify(log, daemon.SdNotifyReady)
-		for sig := range sigs {
-			if sig == syscall.SIGHUP {
-				d.reload()
-				continue
+		if ready != nil {
+			tookOver(d, ready)
+		} else {
+			notify(log, daemon.SdNotifyReady)
+		}
+		return d.follow(sigs, args)
+	}
+}
+
+// follow acts on signals until the process is to exit: HUP reloads,
+// USR2 hands over to a new binary, TERM and INT stop.
+func (d *service) follow(sigs chan os.Signal, args []string) int {
+	exe, _ := os.Executable()
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP:
+			d.reload()
+		case syscall.SIGUSR2:
+			if d.upgrade(exe, os.Args[1:]) {
+				d.afterHandover(sigs)
+				return 0
 			}
+		default:
 			d.stop(sig, sigs)
 			return 0
 		}
-		return 0
+	}
+	return 0
+}
+
+// writePidfile writes this process's id to path; removePidfile removes
+// it at exit unless a process that took over from this one wrote its own.
+func writePidfile(path string) error {
+	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+}
+
+func removePidfile(path string) {
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
+		os.Remove(path)
 	}
 }
 
@@ -157,7 +193,7 @@ func (d *service) memberChanged(name, what string) {
 	}
 }
 
-func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, error) {
+func startDaemon(cfg *config.Config, path string, log *slog.Logger, inherited *proxy.Sockets) (*service, error) {
 	// The program owns the registry; library packages only register on
 	// what they are given.
 	reg := prometheus.NewRegistry()
@@ -168,7 +204,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 		log.Warn("config warning", "warning", w.Error())
 	}
 	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
-		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged, OnOperator: d.operatorChanged})
+		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged, OnOperator: d.operatorChanged, Inherited: inherited})
 	if err != nil {
 		return nil, err
 	}
@@ -177,14 +213,23 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: cfg.Admin.Token,
 		TokenForReads: cfg.Admin.TokenForReads, Hosts: cfg.Admin.Hosts, Version: versionString()})
 	d.events.Store(d.api)
+	if err := d.listenAdmin(); err != nil {
+		d.api.Close()
+		srv.Shutdown(context.Background())
+		return nil, err
+	}
+	return d, nil
+}
+
+// listenAdmin serves the admin API on admin.listen, unless it is off.
+func (d *service) listenAdmin() error {
+	cfg, log := d.cfg, d.log
 	if cfg.Admin.Listen == "off" {
-		return d, nil
+		return nil
 	}
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
-		d.api.Close()
-		srv.Shutdown(context.Background())
-		return nil, fmt.Errorf("admin listener %s: another process may hold the port; change admin.listen or set it to \"off\": %w",
+		return fmt.Errorf("admin listener %s: another process may hold the port; change admin.listen or set it to \"off\": %w",
 			cfg.Admin.Listen, err)
 	}
 	d.adminSrv = &http.Server{Handler: d.api, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
@@ -198,7 +243,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger) (*service, e
 	}
 	go d.adminSrv.Serve(ln)
 	log.Info("admin listening", "addr", ln.Addr().String(), "tls", cfg.Admin.Certificate != nil, "token_for_reads", cfg.Admin.TokenForReads)
-	return d, nil
+	return nil
 }
 
 // maxAdminConns bounds the admin listener's open connections.
@@ -246,6 +291,13 @@ func (d *service) stop(sig os.Signal, sigs <-chan os.Signal) {
 	if grace > 0 {
 		d.grace(sig, grace, sigs)
 	}
+	d.drain(sig, sigs)
+}
+
+// drain stops accepting and waits up to drain_timeout for the open
+// connections, or until a second TERM or INT.
+func (d *service) drain(sig os.Signal, sigs <-chan os.Signal) {
+	drain := d.srv.Config().Global.DrainTimeout.Duration
 	d.log.Info("stopping: no new connections; waiting for open ones", "signal", sig.String(),
 		"open", d.srv.Active(), "drain_timeout", drain)
 	ctx, cancel := context.WithTimeoutCause(context.Background(), drain, errDrainTimeout)

@@ -3,8 +3,11 @@
 # read its config; systemd learns the unit. The service is not enabled or
 # started: edit /etc/stickylb/lb.toml for your CAS array first, check it
 # with `stickylb check`, then `systemctl enable --now stickylb`. An
-# upgrade restarts a running service (a drain, then the new binary takes
-# the pins from its snapshot or its cluster peers).
+# upgrade hands a running service over to the new binary (SIGUSR2 to the
+# main process: it takes the listening sockets, pins and operator
+# decisions, and the old process finishes its open connections), so no
+# connection is cut and no client moves; a listener of a port range taken
+# with sk_lookup cannot be handed over, and then the service restarts.
 set -e
 if ! getent passwd stickylb >/dev/null; then
   useradd --system --user-group --no-create-home --home-dir /var/lib/stickylb \
@@ -18,7 +21,18 @@ chown root:stickylb /etc/stickylb/lb.toml
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null || true
   if systemctl is-active --quiet stickylb; then
-    systemctl restart stickylb || true
+    # The new process says MAINPID= once it serves; if that does not
+    # happen within 20 s (the hand-over was refused), restart instead.
+    pid=$(systemctl show -p MainPID --value stickylb)
+    kill -USR2 "$pid" 2>/dev/null || true
+    i=0
+    while [ "$i" -lt 20 ] && [ "$(systemctl show -p MainPID --value stickylb)" = "$pid" ]; do
+      sleep 1
+      i=$((i + 1))
+    done
+    if [ "$(systemctl show -p MainPID --value stickylb)" = "$pid" ]; then
+      systemctl restart stickylb || true
+    fi
   fi
 fi
 exit 0

@@ -1,0 +1,120 @@
+//go:build linux
+
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stickylb/stickylb/config"
+)
+
+// Sockets are listening sockets a process took over from the one it
+// replaces (a binary upgrade): the same kernel sockets, so connections
+// waiting in their accept queues during the hand-over are neither
+// refused nor lost. Listeners take theirs by address; the rest are
+// closed by Close.
+type Sockets struct {
+	mu    sync.Mutex
+	files map[string]*os.File // by bound address, such as "127.0.0.1:135"
+}
+
+// NewSockets wraps files, each a listening TCP socket, by the address
+// each is bound to.
+func NewSockets(files []*os.File) (*Sockets, error) {
+	s := &Sockets{files: map[string]*os.File{}}
+	for _, f := range files {
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return nil, fmt.Errorf("inherited socket %s: %w", f.Name(), err)
+		}
+		s.files[sameAddr(ln.Addr().String())] = f
+		ln.Close() // a duplicate: f keeps the socket
+	}
+	return s, nil
+}
+
+// take returns the inherited socket bound to addr as a listener, or nil.
+func (s *Sockets) take(addr string) *net.TCPListener {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	addr = sameAddr(addr)
+	f := s.files[addr]
+	if f == nil {
+		return nil
+	}
+	delete(s.files, addr)
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil
+	}
+	return ln.(*net.TCPListener)
+}
+
+// sameAddr writes a listening address so that the config's form (":135",
+// "0.0.0.0:135") and the kernel's ("[::]:135") of one address compare.
+func sameAddr(s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return s
+	}
+	if host == "" {
+		host = "::"
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.Unmap().String()
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Close closes the sockets no listener took (the config no longer names
+// their addresses).
+func (s *Sockets) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a, f := range s.files {
+		f.Close()
+		delete(s.files, a)
+	}
+}
+
+// Listen is Listen, taking the inherited socket of each address where
+// there is one and binding the others.
+func (s *Sockets) Listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger) (*Listener, error) {
+	return listen(ctx, name, addr, mode, keepaliveIdle, log, s)
+}
+
+// ErrSteered says a listener cannot be handed over: its ports are steered
+// to it by an sk_lookup program, which belongs to this process.
+var ErrSteered = errors.New("a listener of a port range taken with sk_lookup cannot be handed to a new process: restart instead")
+
+// Files returns a duplicate of each of the listener's sockets, for a
+// process that takes over from this one.
+func (l *Listener) Files() ([]*os.File, error) {
+	if l.steer != nil {
+		return nil, fmt.Errorf("listener %s: %w", l.Name, ErrSteered)
+	}
+	var out []*os.File
+	for _, ln := range l.lns {
+		f, err := ln.File()
+		if err != nil {
+			for _, f := range out {
+				f.Close()
+			}
+			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}

@@ -1,0 +1,88 @@
+//go:build linux
+
+package server
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/stickylb/stickylb/proxy"
+)
+
+// A binary upgrade hands this server's listening sockets, pins and
+// operator decisions to a new process, then finishes the connections it
+// has: no connection is refused or cut, no client moves.
+
+// Handover stops accepting (the sockets stay open: connections wait in
+// their accept queues), writes the pins and operator decisions for the
+// new process and stops writing them, leaves the cluster (the new
+// process joins with this member's name and address), and returns a
+// duplicate of every listening socket for the new process. Shutdown
+// then drains what is open, as on a stop; Resume undoes it all if the
+// new process does not start.
+func (s *Server) Handover() ([]*os.File, error) {
+	tables := s.tables()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var files []*os.File
+	for _, lr := range s.listeners {
+		fs, err := lr.l.Files()
+		if err != nil {
+			closeFiles(files)
+			return nil, err
+		}
+		files = append(files, fs...)
+	}
+	for _, lr := range s.listeners {
+		lr.l.Close()
+	}
+	s.store.Flush()
+	if _, err := s.store.Save(s.store.Path(), tables); err != nil {
+		s.log.Error("pin snapshot for the new process failed: it starts from the journal", "error", err)
+	}
+	s.store.Pause()
+	s.saveOps()
+	s.opsPaused = true
+	if m := s.cluster.Load(); m != nil {
+		m.Leave(5 * time.Second)
+		s.cluster.Store(nil)
+	}
+	return files, nil
+}
+
+// Resume serves again on the sockets Handover returned, when the new
+// process failed to start: the listeners take the same sockets back,
+// pins and decisions are written again, and the member rejoins.
+func (s *Server) Resume(files []*os.File) error {
+	socks, err := proxy.NewSockets(files)
+	if err != nil {
+		return err
+	}
+	defer socks.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, lr := range s.listeners {
+		pc := s.cfg.Pools[lr.cfg.Pool]
+		l, err := socks.Listen(s.ctx, lr.cfg.Name, lr.cfg.Listen, lr.cfg.RangeMode, pc.Keepalive.Duration, s.log)
+		if err != nil {
+			return fmt.Errorf("resume listener %s: %w", lr.cfg.Name, err)
+		}
+		l.SetRoute(lr.l.Route())
+		s.listeners[k] = &listenerRT{l: l, cfg: lr.cfg}
+		s.serve(l)
+	}
+	s.store.Resume()
+	s.opsPaused = false
+	if err := s.startCluster(s.cfg); err != nil {
+		return err
+	}
+	go s.joinCluster()
+	return nil
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
