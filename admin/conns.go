@@ -113,13 +113,20 @@ func (a *API) closeConnections(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 404, err)
 		return
 	}
-	n := a.opts.Server.CloseConnections(match)
-	a.opts.Log.Info("connections closed by the admin API", "query", r.URL.RawQuery, "closed", n)
-	if id := r.URL.Query().Get("id"); id != "" && n == 0 {
-		writeErr(w, 404, fmt.Errorf("no connection %s is open (stickylb ctl conns lists them)", id))
+	q := r.URL.Query()
+	if id := q.Get("id"); id != "" {
+		// Ids are this member's own: closed here only.
+		n := a.opts.Server.CloseConnections(match)
+		if n == 0 {
+			writeErr(w, 404, fmt.Errorf("no connection %s is open (stickylb ctl conns lists them)", id))
+			return
+		}
+		writeJSON(w, 200, map[string]int{"closed": n})
 		return
 	}
-	writeJSON(w, 200, map[string]int{"closed": n})
+	n, asked := a.opts.Server.CloseEverywhere(q.Get("pool"), q.Get("client"), q.Get("backend"))
+	a.opts.Log.Info("connections closed by the admin API", "query", r.URL.RawQuery, "closed", n, "members_asked", asked)
+	writeJSON(w, 200, map[string]int{"closed": n, "members_asked": asked})
 }
 
 func (a *API) setWeight(w http.ResponseWriter, r *http.Request) {

@@ -40,6 +40,11 @@ func (m *Member) receive(msg []byte) {
 		}
 		m.merge(m.onOwnClock(h, entries))
 		m.mergeOperators(h)
+		if m.opts.OnClose != nil {
+			for _, c := range h.closes {
+				m.opts.OnClose(c, h.from)
+			}
+		}
 	}
 }
 

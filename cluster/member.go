@@ -63,6 +63,9 @@ type Options struct {
 	// this member's clock.
 	Operators   func() []config.Operator
 	OnOperators func(ops []config.Operator, from string)
+	// OnClose, if set, hears another member's request to close
+	// connections.
+	OnClose func(req CloseRequest, from string)
 }
 
 // Member is this instance's place in the cluster.
@@ -229,14 +232,28 @@ func (m *Member) Join(ctx context.Context) bool {
 // ShareOperators sends operators' decisions to every other member at
 // once; a member that misses them takes them with the next whole table.
 func (m *Member) ShareOperators(ops []config.Operator) {
-	msg := encode(kindChanges, header{sent: time.Now().Unix(), from: m.self, ops: ops}, nil)
-	for _, n := range m.peers() {
+	m.sendAll(header{sent: time.Now().Unix(), from: m.self, ops: ops})
+}
+
+// AskClose asks every other member to close the connections req names,
+// and returns how many it asked. A member that is away does not hear it.
+func (m *Member) AskClose(req CloseRequest) int {
+	return m.sendAll(header{sent: time.Now().Unix(), from: m.self, closes: []CloseRequest{req}})
+}
+
+// sendAll sends a message of h alone to every other member, each on its
+// own, and returns how many it sends to.
+func (m *Member) sendAll(h header) int {
+	msg := encode(kindChanges, h, nil)
+	peers := m.peers()
+	for _, n := range peers {
 		m.background(func() {
 			if err := m.ml.SendReliable(n, msg); err != nil {
 				m.stats.SendFailures.Add(1)
 			}
 		})
 	}
+	return len(peers)
 }
 
 // SetKeys makes keys the keyring, keys[0] the key messages are sent

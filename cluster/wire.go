@@ -68,9 +68,19 @@ var errMessage = errors.New("cluster message malformed")
 // carries (config.Operator, as JSON entries of the string table, marked
 // by a leading 1 byte), which a member of an earlier release ignores.
 type header struct {
-	sent int64
-	from string
-	ops  []config.Operator
+	sent   int64
+	from   string
+	ops    []config.Operator
+	closes []CloseRequest
+}
+
+// CloseRequest asks every member to close the open connections of a
+// client, or to a backend, as ctl close does at one (string table
+// entries marked by a leading 2 byte).
+type CloseRequest struct {
+	Pool    string `json:"p,omitempty"`
+	Client  string `json:"c,omitempty"`
+	Backend string `json:"b,omitempty"`
 }
 
 // senderMark starts the string table's entry that names the sender, and
@@ -78,6 +88,7 @@ type header struct {
 const (
 	senderMark   = "\x00"
 	operatorMark = "\x01"
+	closeMark    = "\x02"
 )
 
 // encode makes a message of kind from entries, stamped h.sent.
@@ -91,6 +102,11 @@ func encode(kind byte, h header, entries []entry) []byte {
 	for _, op := range h.ops {
 		if b, err := json.Marshal(op); err == nil && len(b)+1 <= maxNameLen {
 			order = append(order, operatorMark+string(b))
+		}
+	}
+	for _, c := range h.closes {
+		if b, err := json.Marshal(c); err == nil && len(b)+1 <= maxNameLen {
+			order = append(order, closeMark+string(b))
 		}
 	}
 	index := func(s string) uint64 {
@@ -280,6 +296,11 @@ func decodeBody(body []byte) (header, []entry, error) {
 			var op config.Operator
 			if json.Unmarshal([]byte(s[len(operatorMark):]), &op) == nil && op.Valid() {
 				h.ops = append(h.ops, op)
+			}
+		case strings.HasPrefix(s, closeMark):
+			var c CloseRequest
+			if json.Unmarshal([]byte(s[len(closeMark):]), &c) == nil && (c.Client != "" || c.Backend != "") {
+				h.closes = append(h.closes, c)
 			}
 		}
 	}

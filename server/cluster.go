@@ -21,7 +21,7 @@ func (s *Server) startCluster(cfg *config.Config) error {
 		return nil
 	}
 	m, err := cluster.Start(cluster.Options{Config: cfg.Cluster, Pools: s.clusterPools, HoldEvery: holdEvery(cfg),
-		Log: s.log, OnMember: s.opts.OnMember, Operators: s.operators, OnOperators: s.onOperators})
+		Log: s.log, OnMember: s.opts.OnMember, Operators: s.operators, OnOperators: s.onOperators, OnClose: s.onClose})
 	if err != nil {
 		return err
 	}

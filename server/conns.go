@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stickylb/stickylb/cluster"
 	"github.com/stickylb/stickylb/proxy"
 )
 
@@ -71,4 +72,32 @@ func (s *Server) CloseConnections(match func(ConnView) bool) int {
 		s.log.Warn("connections closed by an operator", "connections", n)
 	}
 	return n
+}
+
+// CloseEverywhere closes, here and at every other cluster member, the
+// open connections of client (an IP address) or to backend, in poolName
+// when it is not ""; it returns how many it closed here and how many
+// members it asked.
+func (s *Server) CloseEverywhere(poolName, client, backend string) (closed, asked int) {
+	closed = s.CloseConnections(closeMatch(cluster.CloseRequest{Pool: poolName, Client: client, Backend: backend}))
+	if m := s.cluster.Load(); m != nil {
+		asked = m.AskClose(cluster.CloseRequest{Pool: poolName, Client: client, Backend: backend})
+	}
+	return closed, asked
+}
+
+// onClose closes what another member asked to.
+func (s *Server) onClose(req cluster.CloseRequest, from string) {
+	if n := s.CloseConnections(closeMatch(req)); n > 0 {
+		s.log.Info("connections closed at another member's request", "member", from, "client", req.Client, "backend", req.Backend, "closed", n)
+	}
+}
+
+// closeMatch matches the connections req names.
+func closeMatch(req cluster.CloseRequest) func(ConnView) bool {
+	client, _ := netip.ParseAddr(req.Client)
+	return func(v ConnView) bool {
+		return (req.Pool == "" || v.Pool == req.Pool) && (req.Backend == "" || v.Backend == req.Backend) &&
+			(req.Client == "" || v.Client.Addr().Unmap() == client.Unmap())
+	}
 }

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -171,5 +172,34 @@ func TestRemovedBackendListedWhileInUse(t *testing.T) {
 	}
 	if st, _ := listed(); st != "" {
 		t.Fatalf("cas3 still listed (%s) with neither connections nor pins", st)
+	}
+}
+
+// ctl close --client at one member closes the client's connections at
+// every member: a client with a connection open through each of three
+// members has all three closed by one call at member 1.
+func TestClusterClosesEverywhere(t *testing.T) {
+	f := newFleet(t, 3)
+	const client = "127.8.9.1"
+	var open []*lbtest.Client
+	for m := range 3 {
+		c, err := lbtest.Connect(client, f.addr(m, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		open = append(open, c)
+	}
+	closed, asked := f.members[0].CloseEverywhere("cas", client, "")
+	if closed != 1 || asked != 2 {
+		t.Fatalf("closed %d here and asked %d members; want 1 and 2", closed, asked)
+	}
+	for i, c := range open {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, err := c.R.ReadByte()
+		var ne interface{ Timeout() bool }
+		if err == nil || errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("the client's connection through member %d is still open: %v", i+1, err)
+		}
 	}
 }

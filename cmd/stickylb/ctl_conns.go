@@ -73,11 +73,18 @@ func (c *ctl) closeConns(q url.Values) error {
 	if len(q) == 0 {
 		return usageError("usage: stickylb ctl close --id LISTENER/N | --client IP | --backend NAME [--pool P]: say which connections")
 	}
-	var res struct{ Closed int }
+	var res struct {
+		Closed       int
+		MembersAsked int `json:"members_asked"`
+	}
 	if err := c.call("DELETE", "/api/connections?"+q.Encode(), nil, &res); err != nil || c.asJSON {
 		return err
 	}
-	fmt.Fprintf(c.out, "%s closed (pins kept)\n", count(res.Closed, "connection"))
+	fmt.Fprintf(c.out, "%s closed here (pins kept)", count(res.Closed, "connection"))
+	if res.MembersAsked > 0 {
+		fmt.Fprintf(c.out, "; asked of the %s too", count(res.MembersAsked, "other cluster member"))
+	}
+	fmt.Fprintln(c.out)
 	return nil
 }
 
