@@ -251,6 +251,10 @@ type BackendInfo struct {
 	LastCheck     *CheckInfo `json:"last_check,omitempty"`
 	Opened        uint64     `json:"connections_total"`
 	ConnectErrors uint64     `json:"connect_errors_total"`
+	// Cluster says whether the other members hold the operator's last
+	// decision about the backend: "agreed", or who has not heard yet or
+	// holds a newer one; absent without a cluster or a decision.
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // CheckInfo is a backend's last health check.
@@ -303,7 +307,9 @@ func (a *API) status() Status {
 			pi.Pins, pi.Hits, pi.Misses, pi.Repins = p.Table.Len(), s.Hits, s.Misses, s.Repins
 		}
 		for _, b := range p.Listed() {
-			pi.Backends = append(pi.Backends, backendInfo(p.Name, b, pins[b.Name]))
+			bi := backendInfo(p.Name, b, pins[b.Name])
+			bi.Cluster = a.opts.Server.Agreement(p.Name, b.Name)
+			pi.Backends = append(pi.Backends, bi)
 		}
 		st.Pools = append(st.Pools, pi)
 	}

@@ -11,7 +11,13 @@ import (
 // delegate is the Member as memberlist calls it for messages and state.
 type delegate Member
 
-func (d *delegate) NodeMeta(int) []byte { return nil }
+func (d *delegate) NodeMeta(limit int) []byte {
+	m := (*Member)(d)
+	if m.opts.Operators == nil {
+		return nil
+	}
+	return encodeViews(m.opts.Operators(), limit)
+}
 
 // NotifyMsg takes a batch of changes, or a goodbye, from another member.
 func (d *delegate) NotifyMsg(msg []byte) {

@@ -300,18 +300,37 @@ type MemberInfo struct {
 	// (behind when negative), in seconds, as its last message said; 0
 	// before any.
 	ClockOffset int64 `json:"clock_offset_seconds"`
+	// Decisions is how many operators' decisions about backends the
+	// member holds, and Differ how many of this member's it does not
+	// hold alike (not heard yet, or a newer one).
+	Decisions int `json:"decisions"`
+	Differ    int `json:"decisions_differ"`
+
+	meta []byte // its published decisions
 }
 
 // Members lists this member, then every other it has known, alive,
 // failed or left, in name order.
 func (m *Member) Members() []MemberInfo {
+	var mine []config.Operator
+	if m.opts.Operators != nil {
+		mine = m.opts.Operators()
+	}
 	others := m.others.infos()
 	for i := range others {
 		if v, ok := m.clocks.Load(others[i].Name); ok {
 			others[i].ClockOffset = v.(int64)
 		}
+		theirs := decodeViews(others[i].meta)
+		others[i].Decisions = len(theirs)
+		for _, op := range mine {
+			if theirs[decisionID(op.Pool, op.Backend)] != op.Version {
+				others[i].Differ++
+			}
+		}
 	}
-	return append([]MemberInfo{{Name: m.self, Addr: m.selfAddr, State: "alive", Self: true}}, others...)
+	self := MemberInfo{Name: m.self, Addr: m.selfAddr, State: "alive", Self: true, Decisions: len(mine)}
+	return append([]MemberInfo{self}, others...)
 }
 
 // Leave tells the others this member is going, so that they do not wait

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"maps"
 	"slices"
 	"sync"
@@ -29,7 +30,9 @@ func (r *roster) set(n *memberlist.Node, state string) {
 	if r.nodes == nil {
 		r.nodes = map[string]rosterEntry{}
 	}
-	r.nodes[n.Name] = rosterEntry{node: *n, state: state}
+	node := *n
+	node.Meta = bytes.Clone(n.Meta) // memberlist may reuse it
+	r.nodes[n.Name] = rosterEntry{node: node, state: state}
 }
 
 // alive returns copies of the members known alive, in name order.
@@ -52,7 +55,7 @@ func (r *roster) infos() []MemberInfo {
 	var out []MemberInfo
 	for _, name := range slices.Sorted(maps.Keys(r.nodes)) {
 		e := r.nodes[name]
-		out = append(out, MemberInfo{Name: name, Addr: e.node.Address(), State: e.state})
+		out = append(out, MemberInfo{Name: name, Addr: e.node.Address(), State: e.state, meta: e.node.Meta})
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/stickylb/stickylb/config"
@@ -33,7 +34,33 @@ func (s *Server) decide(op config.Operator) {
 	s.saveOps()
 	if m := s.cluster.Load(); m != nil {
 		m.ShareOperators([]config.Operator{op})
+		m.PublishDecisions()
 	}
+}
+
+// Agreement says which other cluster members hold the decision about a
+// backend this member holds, in words for the API: "" without a cluster
+// or a decision.
+func (s *Server) Agreement(poolName, backend string) string {
+	m := s.cluster.Load()
+	s.opsMu.Lock()
+	op, ok := s.ops[opKey{poolName, backend}]
+	s.opsMu.Unlock()
+	if m == nil || !ok {
+		return ""
+	}
+	a := m.Agree(op)
+	var parts []string
+	if len(a.NotYet) > 0 {
+		parts = append(parts, strings.Join(a.NotYet, ", ")+" not heard yet")
+	}
+	if len(a.Newer) > 0 {
+		parts = append(parts, strings.Join(a.Newer, ", ")+" newer")
+	}
+	if len(parts) == 0 {
+		return "agreed"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // opOf is the current decision about b in poolName, or the file's.
@@ -120,6 +147,9 @@ func (s *Server) onOperators(ops []config.Operator, from string) {
 	}
 	if changed {
 		s.saveOps()
+		if m := s.cluster.Load(); m != nil {
+			m.PublishDecisions()
+		}
 	}
 }
 

@@ -203,3 +203,33 @@ func TestClusterClosesEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// Every member publishes the decisions it holds, so each can say which
+// others agree: after a drain at member 1 all three report "agreed"; a
+// decision member 1 holds but has not sent reads "not heard yet" for the
+// other two until it is sent.
+func TestClusterAgreementShown(t *testing.T) {
+	f := newFleet(t, 3)
+	if _, err := f.members[0].SetState("cas", "cas2", pool.Drain, 0); err != nil {
+		t.Fatal(err)
+	}
+	lbtest.Eventually(t, 5*time.Second, "every member agreed on cas2's drain", func() bool {
+		for _, m := range f.members[:3] {
+			if m.Agreement("cas", "cas2") != "agreed" {
+				return false
+			}
+		}
+		return true
+	})
+	s := f.members[0]
+	s.mu.Lock()
+	op := s.opOf("cas", s.pools["cas"].pool.Backend("cas3"))
+	op.State, op.Version = "maint", s.opsClock.Now()
+	s.opsMu.Lock()
+	s.ops[opKey{"cas", "cas3"}] = op // held here, not sent
+	s.opsMu.Unlock()
+	s.mu.Unlock()
+	if got := s.Agreement("cas", "cas3"); !strings.Contains(got, "not heard yet") {
+		t.Fatalf("a decision no other member has reads %q", got)
+	}
+}

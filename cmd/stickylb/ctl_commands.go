@@ -48,6 +48,11 @@ func (c *ctl) backends(args []string) error {
 			rate = fmt.Sprintf("%.1f%%", 100*float64(p.Hits)/float64(p.Hits+p.Misses))
 		}
 		fmt.Fprintf(c.out, "pool %s: %s (key %s), affinity hit rate %s, %s\n", p.Name, count(p.Pins, "pin"), p.Key, rate, count(int(p.Repins), "re-pin"))
+		for _, b := range p.Backends {
+			if b.Cluster != "" && b.Cluster != "agreed" {
+				fmt.Fprintf(c.out, "  %s: %s in this member's view of the cluster: %s\n", b.Name, b.Admin, b.Cluster)
+			}
+		}
 	}
 	return nil
 }
@@ -316,13 +321,18 @@ func (c *ctl) members(_ []string) error {
 	fmt.Fprintf(c.out, "member %s, %s; %s, %s, %s\n", st.Self, sync, count(int(st.Sent), "pin record")+" sent",
 		count(int(st.Received), "pin record")+" received", count(int(st.Conflicts), "conflict"))
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tCLOCK")
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tCLOCK\tOPERATOR DECISIONS")
 	for _, m := range st.Members {
-		name := m.Name
-		if m.Self {
+		name, decisions := m.Name, fmt.Sprintf("%d", m.Decisions)
+		switch {
+		case m.Self:
 			name += " (this)"
+		case m.Differ > 0:
+			decisions += fmt.Sprintf(", %d differ from this member's (not heard yet, or newer)", m.Differ)
+		default:
+			decisions += ", as this member's"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, m.Addr, m.State, clockOffset(m.ClockOffset))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, m.Addr, m.State, clockOffset(m.ClockOffset), decisions)
 	}
 	return tw.Flush()
 }
