@@ -196,15 +196,17 @@ func (b *Backend) effectiveWeight(now int64, slowStart time.Duration) float64 {
 }
 
 // State is a one-word summary for logs and the admin API: removed, down,
-// maint, drain or up.
+// maint, drain or up. Maintenance is planned work and takes no traffic
+// whatever the checks say, so it reads maint while the CAS reboots (as
+// HAProxy's MAINT does); health alone is Healthy.
 func (b *Backend) State() string {
 	switch {
 	case b.Removed():
 		return "removed"
-	case !b.Healthy():
-		return "down"
 	case b.AdminState() == Maint:
 		return "maint"
+	case !b.Healthy():
+		return "down"
 	case b.AdminState() == Drain:
 		return "drain"
 	}

@@ -221,3 +221,19 @@ func TestBackupOnlyWhenPrimariesCannot(t *testing.T) {
 		}
 	}
 }
+
+// A CAS in maintenance that reboots reads maint, not down: planned work
+// stays visible while its checks fail (it read down before, and the down
+// alert fired during patching); its health is still Healthy's.
+func TestMaintenanceOutlastsHealth(t *testing.T) {
+	b := NewBackend("cas1", "127.0.0.11", 1)
+	b.SetAdminState(Maint)
+	b.SetHealthy(false)
+	if b.State() != "maint" || b.Healthy() {
+		t.Fatalf("in maintenance and failing checks: state %s, healthy %v; want maint, false", b.State(), b.Healthy())
+	}
+	b.SetAdminState(Drain)
+	if b.State() != "down" {
+		t.Fatalf("draining and failing checks: state %s, want down", b.State())
+	}
+}

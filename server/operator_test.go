@@ -233,3 +233,29 @@ func TestClusterAgreementShown(t *testing.T) {
 		t.Fatalf("a decision no other member has reads %q", got)
 	}
 }
+
+// A drain's deadline turning the backend to maintenance is an event, as
+// an operator's action is (it was only logged).
+func TestDrainDeadlineIsAnEvent(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, casHosts, 1)
+	cfg, err := config.Parse("test.toml", []byte(listenersTOML(ports, "127.0.0.1")+"[pool.cas.health]\nenabled = false\n"+backendsTOML(bs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan string, 4)
+	srv, err := New(cfg, Options{OnOperator: func(op config.Operator, why string) { events <- op.Backend + " " + op.State + " (" + why + ")" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Shutdown(context.Background())
+	srv.SetState("cas", "cas2", pool.Drain, 100*time.Millisecond)
+	select {
+	case ev := <-events:
+		if ev != "cas2 maint (drain deadline reached)" {
+			t.Fatalf("event %q", ev)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no event when the drain deadline was reached")
+	}
+}

@@ -37,7 +37,7 @@ func (c *ctl) backends(args []string) error {
 			if ok {
 				rate = fmt.Sprintf("%.1f", r.ConnsPerSec)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", p.Name, b.Name, b.Address, b.State,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", p.Name, b.Name, b.Address, stateCell(b),
 				age(b.Since), b.Weight, b.Connections, b.Pins, rate, b.ConnectErrors, lastCheck(b.LastCheck), b.DownReason)
 		}
 	}
@@ -55,6 +55,20 @@ func (c *ctl) backends(args []string) error {
 		}
 	}
 	return nil
+}
+
+// stateCell is a backend's state with what it hides: a CAS in
+// maintenance that is down (rebooting) reads "maint, down", a draining
+// one that is down "down, drain": health and the operator's state apart.
+func stateCell(b admin.BackendInfo) string {
+	s := b.State
+	if !b.Healthy && s != "down" && s != "removed" {
+		s += ", down"
+	}
+	if b.Admin != "ready" && b.Admin != s && !strings.HasPrefix(s, b.Admin) {
+		s += ", " + b.Admin
+	}
+	return s
 }
 
 // age says how long ago t was, roughly; "-" for never.
