@@ -63,16 +63,18 @@ func (s *Sockets) take(addr string) *net.TCPListener {
 }
 
 // sameAddr writes a listening address so that the config's form (":135",
-// "0.0.0.0:135") and the kernel's ("[::]:135") of one address compare.
+// "0.0.0.0:135") and the kernel's ("[::]:135": Go binds a wildcard
+// address dual-stack) of one address compare.
 func sameAddr(s string) string {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return s
 	}
-	if host == "" {
+	a, err := netip.ParseAddr(host)
+	switch {
+	case host == "" || err == nil && a.IsUnspecified():
 		host = "::"
-	}
-	if a, err := netip.ParseAddr(host); err == nil {
+	case err == nil:
 		host = a.Unmap().String()
 	}
 	return net.JoinHostPort(host, port)

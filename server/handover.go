@@ -38,8 +38,10 @@ func (s *Server) Handover() ([]*os.File, error) {
 		lr.l.Close()
 	}
 	s.store.Flush()
-	if _, err := s.store.Save(s.store.Path(), tables); err != nil {
-		s.log.Error("pin snapshot for the new process failed: it starts from the journal", "error", err)
+	if s.store.Path() != "" {
+		if _, err := s.store.Save(s.store.Path(), tables); err != nil {
+			s.log.Error("pin snapshot for the new process failed: it starts from the journal", "error", err)
+		}
 	}
 	s.store.Pause()
 	s.saveOps()

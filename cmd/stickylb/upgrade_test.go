@@ -142,3 +142,105 @@ func mustWho(t *testing.T, src string, addr netip.AddrPort) string {
 	}
 	return b
 }
+
+// An old process whose connections outlast drain_timeout after the
+// hand-over cuts them then and exits, as a stop does.
+func TestBinaryUpgradeCutsAtDrainTimeout(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
+	dir := t.TempDir()
+	listen := lbtest.FreeAddr(t, "127.0.0.1")
+	cfg := strings.NewReplacer("drain_timeout = \"5s\"", "drain_timeout = \"1s\"",
+		"[listener.l0]\nlisten = \"127.0.0.1:0\"", "[listener.l0]\nlisten = \""+listen+"\"").Replace(labConfig(ports, bs, "enabled = false\n"))
+	path := filepath.Join(dir, "lb.toml")
+	os.WriteFile(path, []byte(cfg), 0o644)
+	pidfile := filepath.Join(dir, "stickylb.pid")
+	p := startBinary(t, nil, "run", "-c", path, "--pidfile", pidfile)
+	addr := p.addrs(1)["l0"]
+	lbtest.Eventually(t, 5*time.Second, "the pid file", func() bool { b, _ := os.ReadFile(pidfile); return len(b) > 0 })
+	oldPid, _ := strconv.Atoi(strings.TrimSpace(string(must(os.ReadFile(pidfile)))))
+	c, err := lbtest.Connect("127.6.6.1", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	syscall.Kill(oldPid, syscall.SIGUSR2)
+	var newPid int
+	lbtest.Eventually(t, 20*time.Second, "the new process's pid file", func() bool {
+		newPid, _ = strconv.Atoi(strings.TrimSpace(string(must(os.ReadFile(pidfile)))))
+		return newPid != 0 && newPid != oldPid
+	})
+	t.Cleanup(func() { syscall.Kill(newPid, syscall.SIGKILL) })
+	handed := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.R.ReadByte(); err == nil {
+		t.Fatal("data on a connection the old process should have cut")
+	}
+	if cut := time.Since(handed); cut < 700*time.Millisecond || cut > 4*time.Second {
+		t.Fatalf("the old process's connection ended %v after the hand-over; want about drain_timeout (1s)", cut)
+	}
+	lbtest.Eventually(t, 5*time.Second, "the old process gone", func() bool { return exited(oldPid) })
+}
+
+// A member of a cluster upgraded under its clients: it leaves the
+// cluster, the new process joins under the same name and address and
+// takes the table, the old one finishes its connection; no client moves
+// at either member.
+func TestBinaryUpgradeInCluster(t *testing.T) {
+	l := newLAN(t)
+	key := clusterKey(t)
+	addrs := []string{"10.9.1.1", "10.9.1.2"}
+	ms := make([]*member, 2)
+	pidfiles := make([]string, 2)
+	for i, a := range addrs {
+		h := l.host(a)
+		var bs []*lbtest.Backend
+		var ports []int
+		h.Do(func() { bs, ports = lbtest.StartBackends(t, casHosts, 1) })
+		cas := map[string]string{}
+		for _, b := range bs {
+			cas[b.Name] = b.Host
+		}
+		cfg := strings.Replace(clusterConfig(10135, ports[0], cas, a, addrs, key, ""), `listen = "127.0.0.1:0"`, `listen = "127.0.0.1:9090"`, 1)
+		pidfiles[i] = filepath.Join(t.TempDir(), "stickylb.pid")
+		ms[i] = &member{host: h, p: startBinary(t, h.Prefix(), "run", "-c", writeConfig(t, cfg), "--pidfile", pidfiles[i])}
+	}
+	for _, m := range ms {
+		lbtest.Eventually(t, 15*time.Second, "two members alive", func() bool { return strings.Count(m.ctl(t, "members"), "alive") == 2 })
+	}
+	local := netip.MustParseAddrPort("127.0.0.1:10135")
+	owner := map[string]string{}
+	for i := range 20 {
+		src := fmt.Sprintf("127.1.1.%d", i+1)
+		owner[src] = who(t, ms[0].host, src, local)
+	}
+	var c *lbtest.Client
+	ms[0].host.Do(func() { c, _ = lbtest.Connect("127.1.2.1", local) })
+	defer c.Close()
+	oldPid, _ := strconv.Atoi(strings.TrimSpace(string(must(os.ReadFile(pidfiles[0])))))
+	syscall.Kill(oldPid, syscall.SIGUSR2)
+	var newPid int
+	lbtest.Eventually(t, 20*time.Second, "the new process's pid file", func() bool {
+		newPid, _ = strconv.Atoi(strings.TrimSpace(string(must(os.ReadFile(pidfiles[0])))))
+		return newPid != 0 && newPid != oldPid
+	})
+	t.Cleanup(func() { syscall.Kill(newPid, syscall.SIGKILL) })
+	lbtest.Eventually(t, 15*time.Second, "the upgraded member back in the cluster", func() bool {
+		return strings.Count(ms[1].ctl(t, "members"), "alive") == 2
+	})
+	c.Write([]byte("still here\n"))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if line, err := c.R.ReadString('\n'); err != nil || line != "still here\n" {
+		t.Fatalf("the old process's connection broke in the upgrade: %q %v", line, err)
+	}
+	moved := 0
+	for src, was := range owner {
+		for _, m := range ms {
+			if who(t, m.host, src, local) != was {
+				moved++
+			}
+		}
+	}
+	if moved > 0 {
+		t.Fatalf("%d of 40 client connections (20 clients at 2 members) reached another CAS after the upgrade", moved)
+	}
+}
