@@ -111,9 +111,10 @@ func globalSummary(w io.Writer, cfg *config.Config) {
 	}
 	g := cfg.Global
 	if g.SnapshotFile == "" {
-		fmt.Fprintln(w, "pins on disk: none (snapshot_file unset): a restart places clients by the hash alone")
+		fmt.Fprintln(w, "pins on disk: none (snapshot_file unset): a restart places clients by the hash alone, and forgets operators' drains")
 	} else {
-		fmt.Fprintf(w, "pins on disk: %s every %s, journal %s.journal every %s\n", g.SnapshotFile, g.SnapshotInterval, g.SnapshotFile, g.JournalInterval)
+		fmt.Fprintf(w, "pins on disk: %s every %s, journal %s.journal every %s; operators' decisions %s.operator at once\n",
+			g.SnapshotFile, g.SnapshotInterval, g.SnapshotFile, g.JournalInterval, g.SnapshotFile)
 	}
 	fmt.Fprintf(w, "drain on stop: up to %s\n", g.DrainTimeout)
 	if c := cfg.Cluster; c.Enabled() {

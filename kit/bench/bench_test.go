@@ -68,7 +68,7 @@ func rig(t *testing.T, poolTOML string) ([]*loop.Backend, string) {
 // backend moves exactly its own clients.
 func TestStickyRemap(t *testing.T) {
 	bs, target := rig(t, "")
-	res, err := Run(context.Background(), Config{Target: target, Clients: 150, Concurrency: 8, Duration: 1500 * time.Millisecond,
+	res, err := Run(context.Background(), Config{Target: target, Clients: 150, Concurrency: 8, Duration: 3 * time.Second,
 		Event: bs[1].Kill, Removed: "cas2", At: 0.5})
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,9 @@ func TestStickyRemap(t *testing.T) {
 	var out bytes.Buffer
 	WriteText(&out, res)
 	t.Log("\n" + out.String())
-	if res.Conns < 500 || res.Violations != 0 || res.Clients != 150 {
+	// Enough connections for every client before and after the removal;
+	// a loaded CI machine made 372 in 1.5s where an idle one makes 3000.
+	if res.Conns < 300 || res.Violations != 0 || res.Clients != 150 {
 		t.Fatalf("conns %d, violations %d, clients %d", res.Conns, res.Violations, res.Clients)
 	}
 	if res.Remap == nil || res.Remap.Moved == 0 || res.Remap.MovedShare > 0.5 {
