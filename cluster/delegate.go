@@ -6,6 +6,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
 )
 
 // delegate is the Member as memberlist calls it for messages and state.
@@ -13,10 +14,17 @@ type delegate Member
 
 func (d *delegate) NodeMeta(limit int) []byte {
 	m := (*Member)(d)
-	if m.opts.Operators == nil {
-		return nil
+	var ops []config.Operator
+	if m.opts.Operators != nil {
+		ops = m.opts.Operators()
 	}
-	return encodeViews(m.opts.Operators(), limit)
+	backends := map[string][]string{}
+	for name, p := range m.opts.Pools() {
+		if p.Backends != nil {
+			backends[name] = p.Backends()
+		}
+	}
+	return encodeViews(ops, backends, limit)
 }
 
 // NotifyMsg takes a batch of changes, or a goodbye, from another member.
@@ -207,6 +215,9 @@ func (e *events) NotifyUpdate(n *memberlist.Node) {
 	if m := (*Member)(e); n.Name != m.self {
 		m.others.set(n, "alive") // a new address or metadata:
 		m.dropOutbox(n.Name)     // its next batch starts a sender that has it
+		if m.opts.OnViews != nil {
+			m.opts.OnViews()
+		}
 	}
 }
 
@@ -227,6 +238,9 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 func (m *Member) memberEvent(n *memberlist.Node, what string) {
 	if n.Name == m.self {
 		return
+	}
+	if m.opts.OnViews != nil {
+		defer m.opts.OnViews()
 	}
 	m.log.Info("cluster member "+what, "member", n.Name, "addr", n.Address())
 	if what == "failed" {

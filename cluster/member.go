@@ -43,6 +43,9 @@ type Table struct {
 	// naming one it has not is refused (counted as unknown). Nil: every
 	// name is known.
 	Has func(backend string) bool
+	// Backends lists the pool's backends, published so that the other
+	// members know which this one has.
+	Backends func() []string
 }
 
 // Options set a member up.
@@ -66,6 +69,9 @@ type Options struct {
 	// OnClose, if set, hears another member's request to close
 	// connections.
 	OnClose func(req CloseRequest, from string)
+	// OnViews, if set, hears that what another member published (its
+	// backends, its decisions) may have changed.
+	OnViews func()
 }
 
 // Member is this instance's place in the cluster.
@@ -305,8 +311,12 @@ type MemberInfo struct {
 	// hold alike (not heard yet, or a newer one).
 	Decisions int `json:"decisions"`
 	Differ    int `json:"decisions_differ"`
+	// Lacks lists this member's backends (POOL/BACKEND) the member does
+	// not have: their configs differ, as in the middle of a rolling
+	// change; those backends take no new clients meanwhile.
+	Lacks []string `json:"lacks,omitempty"`
 
-	meta []byte // its published decisions
+	meta []byte // its published decisions and backends
 }
 
 // Members lists this member, then every other it has known, alive,
@@ -321,13 +331,14 @@ func (m *Member) Members() []MemberInfo {
 		if v, ok := m.clocks.Load(others[i].Name); ok {
 			others[i].ClockOffset = v.(int64)
 		}
-		theirs := decodeViews(others[i].meta)
-		others[i].Decisions = len(theirs)
+		v := decodeViews(others[i].meta)
+		others[i].Decisions = len(v.decisions)
 		for _, op := range mine {
-			if theirs[decisionID(op.Pool, op.Backend)] != op.Version {
+			if v.decisions[decisionID(op.Pool, op.Backend)] != op.Version {
 				others[i].Differ++
 			}
 		}
+		others[i].Lacks = m.lacks(v)
 	}
 	self := MemberInfo{Name: m.self, Addr: m.selfAddr, State: "alive", Self: true, Decisions: len(mine)}
 	return append([]MemberInfo{self}, others...)
@@ -477,4 +488,24 @@ func (m *Member) sayBye(timeout time.Duration) bool {
 	case <-time.After(timeout):
 		return false
 	}
+}
+
+// lacks lists this member's backends that v does not have.
+func (m *Member) lacks(v view) []string {
+	if v.backends == nil {
+		return nil
+	}
+	var out []string
+	for pool, t := range m.opts.Pools() {
+		if t.Backends == nil {
+			continue
+		}
+		for _, b := range t.Backends() {
+			if !v.backends[decisionID(pool, b)] {
+				out = append(out, pool+"/"+b)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

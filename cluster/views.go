@@ -11,8 +11,13 @@ import (
 // Each member publishes, in its memberlist metadata, the stamp of every
 // operator's decision it holds (a 4-byte hash of pool and backend, then
 // the 8-byte stamp), so that any member can say which others hold the
-// decision it holds, have not heard of it yet, or hold a newer one:
-// `ctl backends` and `ctl members` show it.
+// decision it holds, have not heard of it yet, or hold a newer one
+// (`ctl backends`, `ctl members`); and the backends it has (their
+// hashes), so that a backend one member has and another lacks, in the
+// middle of a rolling change, is known to both.
+//
+// Layout: a count of decisions (2 bytes), the decisions (12 bytes each),
+// then the backend hashes (4 bytes each) to the end.
 
 // metaEntry is one decision in the metadata.
 const metaEntry = 12
@@ -26,24 +31,66 @@ func decisionID(pool, backend string) uint32 {
 	return h.Sum32()
 }
 
-// encodeViews writes ops as metadata, at most limit bytes.
-func encodeViews(ops []config.Operator, limit int) []byte {
-	var b []byte
+// view is what a member published.
+type view struct {
+	decisions map[uint32]uint64
+	backends  map[uint32]bool // nil: not published (an earlier release)
+}
+
+// encodeViews writes ops and backends (pool -> names) as metadata, at
+// most limit bytes; what does not fit is left out.
+func encodeViews(ops []config.Operator, backends map[string][]string, limit int) []byte {
+	b := []byte{0, 0}
+	n := 0
 	for _, op := range ops {
 		if len(b)+metaEntry > limit {
 			break
 		}
 		b = binary.BigEndian.AppendUint32(b, decisionID(op.Pool, op.Backend))
 		b = binary.BigEndian.AppendUint64(b, op.Version)
+		n++
+	}
+	binary.BigEndian.PutUint16(b, uint16(n))
+	for pool, names := range backends {
+		for _, name := range names {
+			if len(b)+4 > limit {
+				return b
+			}
+			b = binary.BigEndian.AppendUint32(b, decisionID(pool, name))
+		}
 	}
 	return b
 }
 
-// decodeViews reads what encodeViews wrote.
-func decodeViews(meta []byte) map[uint32]uint64 {
-	out := map[uint32]uint64{}
-	for ; len(meta) >= metaEntry; meta = meta[metaEntry:] {
-		out[binary.BigEndian.Uint32(meta)] = binary.BigEndian.Uint64(meta[4:])
+// decodeViews reads what encodeViews wrote; it never panics.
+func decodeViews(meta []byte) view {
+	v := view{decisions: map[uint32]uint64{}}
+	if len(meta) < 2 {
+		return v
+	}
+	n := int(binary.BigEndian.Uint16(meta))
+	meta = meta[2:]
+	for ; n > 0 && len(meta) >= metaEntry; n-- {
+		v.decisions[binary.BigEndian.Uint32(meta)] = binary.BigEndian.Uint64(meta[4:])
+		meta = meta[metaEntry:]
+	}
+	v.backends = map[uint32]bool{}
+	for ; len(meta) >= 4; meta = meta[4:] {
+		v.backends[binary.BigEndian.Uint32(meta)] = true
+	}
+	return v
+}
+
+// Lacking names the alive members that do not have backend in pool:
+// while one does, the backend takes no new clients anywhere, so that no
+// member pins a client to a backend another would move it off.
+func (m *Member) Lacking(pool, backend string) []string {
+	id := decisionID(pool, backend)
+	var out []string
+	for _, n := range m.peers() {
+		if v := decodeViews(n.Meta); v.backends != nil && !v.backends[id] {
+			out = append(out, n.Name)
+		}
 	}
 	return out
 }
@@ -60,7 +107,7 @@ func (m *Member) Agree(op config.Operator) Agreement {
 	var a Agreement
 	id := decisionID(op.Pool, op.Backend)
 	for _, n := range m.peers() {
-		v := decodeViews(n.Meta)[id]
+		v := decodeViews(n.Meta).decisions[id]
 		switch {
 		case v == op.Version:
 			a.Same = append(a.Same, n.Name)

@@ -29,6 +29,7 @@ var (
 	descFull    = prometheus.NewDesc(ns+"_affinity_full_total", "New clients left unpinned because the table was full of clients with open connections.", []string{"pool"}, nil)
 	descThrot   = prometheus.NewDesc(ns+"_affinity_throttled_total", "New clients left unpinned because new pins were over affinity.new_pins_per_second.", []string{"pool"}, nil)
 	descState   = prometheus.NewDesc(ns+"_backend_state", "Backend state: 1 for the current one of up, down, drain, maint, removed (by a reload, while it has connections or pins).", []string{"pool", "backend", "state"}, nil)
+	descPending = prometheus.NewDesc(ns+"_backend_cluster_pending", "1 while some cluster member lacks the backend (their configs differ): it takes no new clients until every member has it.", []string{"pool", "backend"}, nil)
 	descAdmin   = prometheus.NewDesc(ns+"_backend_admin_state", "The operator's state of a backend, whatever its health: 1 for the current one of ready, drain, maint.", []string{"pool", "backend", "state"}, nil)
 	descWeight  = prometheus.NewDesc(ns+"_backend_weight", "Backend weight.", []string{"pool", "backend"}, nil)
 	descBConns  = prometheus.NewDesc(ns+"_backend_connections", "Open connections per backend.", []string{"pool", "backend"}, nil)
@@ -45,7 +46,7 @@ var (
 var states = []string{"up", "down", "drain", "maint", "removed"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descAdmin, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLastSn} {
+	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descAdmin, descPending, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLastSn} {
 		ch <- d
 	}
 	for _, d := range clusterDescs {
@@ -85,6 +86,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 				ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, p.Name, b.Name, st)
 			}
+			ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, boolValue(b.Pending()), p.Name, b.Name)
 			admin := b.AdminState()
 			for _, st := range []pool.AdminState{pool.Ready, pool.Drain, pool.Maint} {
 				ch <- prometheus.MustNewConstMetric(descAdmin, prometheus.GaugeValue, boolValue(st == admin), p.Name, b.Name, st.String())

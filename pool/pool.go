@@ -74,6 +74,7 @@ type Backend struct {
 	upSince   atomic.Int64 // unix nanoseconds of the last down-to-up change; 0: up from the start
 	failures  atomic.Int32 // consecutive failed connects, for passive checks
 	backup    atomic.Bool  // takes new clients only when no other backend can
+	pending   atomic.Bool  // some cluster member lacks it: no new clients
 	rrCurrent float64      // smooth round robin's running score; guarded by its selector's lock
 	toBackend atomic.Int64 // bytes to the backend, counted as they go
 	toClient  atomic.Int64 // bytes to its clients, counted as they go
@@ -213,9 +214,19 @@ func (b *Backend) State() string {
 	return "up"
 }
 
+// SetPending says whether some cluster member lacks the backend, which
+// then takes no new clients; it reports whether that changed.
+func (b *Backend) SetPending(p bool) bool { return b.pending.Swap(p) != p }
+
+// Pending says whether some cluster member lacks the backend.
+func (b *Backend) Pending() bool { return b.pending.Load() }
+
 // TakesNew reports whether the backend may be given a client with no pin.
 func (b *Backend) TakesNew() bool {
 	if m := b.maxConns.Load(); m > 0 && b.active.Load() >= m {
+		return false
+	}
+	if b.pending.Load() {
 		return false
 	}
 	return !b.removed.Load() && b.healthy.Load() && AdminState(b.admin.Load()) == Ready && b.weight.Load() > 0
@@ -242,6 +253,9 @@ type Spec struct {
 	Weight   int
 	MaxConns int
 	Backup   bool
+	// Pending holds a backend the pool did not have back from new
+	// clients until the cluster's members are known to have it too.
+	Pending bool
 }
 
 // Pool is a set of backends and the way new clients are spread over them.
@@ -294,6 +308,7 @@ func (p *Pool) Update(bal config.Balance, specs []Spec) (removed []*Backend) {
 			// A new address is a new server: it starts afresh.
 			b = NewBackend(sp.Name, sp.Host, sp.Weight)
 			b.Pool = p.Name
+			b.pending.Store(sp.Pending)
 		}
 		b.SetWeight(sp.Weight)
 		b.SetMaxConns(sp.MaxConns)

@@ -104,7 +104,13 @@ func (s *Server) applyPools(cfg *config.Config) map[*poolRT][]*pool.Backend {
 		var before []*pool.Backend
 		if ok {
 			before = p.pool.Backends()
-			for _, b := range p.pool.Update(pc.Balance, specs(pc)) {
+			sps := specs(pc)
+			for i := range sps {
+				// A backend a reload adds in a cluster waits until the
+				// others are known to have it (recheck, in Reload).
+				sps[i].Pending = s.cluster.Load() != nil && p.pool.Backend(sps[i].Name) == nil
+			}
+			for _, b := range p.pool.Update(pc.Balance, sps) {
 				s.log.Info("backend removed; its clients will be re-pinned", "pool", name, "backend", b.Name)
 			}
 		} else {

@@ -21,7 +21,9 @@ func (s *Server) startCluster(cfg *config.Config) error {
 		return nil
 	}
 	m, err := cluster.Start(cluster.Options{Config: cfg.Cluster, Pools: s.clusterPools, HoldEvery: holdEvery(cfg),
-		Log: s.log, OnMember: s.opts.OnMember, Operators: s.operators, OnOperators: s.onOperators, OnClose: s.onClose})
+		Log: s.log, OnMember: s.opts.OnMember, Operators: s.operators, OnOperators: s.onOperators, OnClose: s.onClose,
+		// Off memberlist's goroutine: it calls with its lock held.
+		OnViews: func() { go s.recheckPeers() }})
 	if err != nil {
 		return err
 	}
@@ -35,7 +37,14 @@ func (s *Server) clusterPools() map[string]cluster.Table {
 	for _, p := range s.Pools() {
 		if p.Table != nil {
 			pl := p.Pool
-			out[p.Name] = cluster.Table{Table: p.Table, Keyer: p.Keyer, Has: func(name string) bool { return pl.Backend(name) != nil }}
+			out[p.Name] = cluster.Table{Table: p.Table, Keyer: p.Keyer, Has: func(name string) bool { return pl.Backend(name) != nil },
+				Backends: func() []string {
+					var names []string
+					for _, b := range pl.Backends() {
+						names = append(names, b.Name)
+					}
+					return names
+				}}
 		}
 	}
 	return out
@@ -90,4 +99,30 @@ func (s *Server) reloadKeys(before, after config.Cluster) {
 		return
 	}
 	s.log.Info("cluster keyring changed", "keys", len(after.Keys))
+}
+
+// recheckPeers holds back from new clients every backend some alive
+// member lacks (a rolling change that adds a CAS, one member at a time):
+// a client this member pinned there would be moved off it by the member
+// that lacks it, so until every member has it, it only keeps what it
+// has. It logs each change of that.
+func (s *Server) recheckPeers() { s.recheck(s.Pools()) }
+
+func (s *Server) recheck(pools []PoolView) {
+	m := s.cluster.Load()
+	for _, p := range pools {
+		for _, b := range p.Pool.Backends() {
+			var lacking []string
+			if m != nil {
+				lacking = m.Lacking(p.Name, b.Name)
+			}
+			if b.SetPending(len(lacking) > 0) {
+				if len(lacking) > 0 {
+					s.log.Warn("backend takes no new clients until every cluster member has it (their configs differ)", "pool", p.Name, "backend", b.Name, "lacking", lacking)
+				} else {
+					s.log.Info("every cluster member has the backend now: it takes new clients", "pool", p.Name, "backend", b.Name)
+				}
+			}
+		}
+	}
 }

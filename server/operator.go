@@ -43,6 +43,11 @@ func (s *Server) decide(op config.Operator) {
 // or a decision.
 func (s *Server) Agreement(poolName, backend string) string {
 	m := s.cluster.Load()
+	if m != nil {
+		if lacking := m.Lacking(poolName, backend); len(lacking) > 0 {
+			return strings.Join(lacking, ", ") + " lack it: no new clients until every member has it"
+		}
+	}
 	s.opsMu.Lock()
 	op, ok := s.ops[opKey{poolName, backend}]
 	s.opsMu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +258,90 @@ func TestDrainDeadlineIsAnEvent(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("no event when the drain deadline was reached")
+	}
+}
+
+// A rolling addition of a CAS, one member at a time, moves no client:
+// while a member lacks cas4, no member gives cas4 a new client (a pin
+// there would be moved off it by the member that lacks it: 21 of 30
+// such clients moved before); once every member has it, it takes new
+// clients at all of them. 0 of 60 pinned clients move at any step.
+func TestClusterRollingCASAddition(t *testing.T) {
+	f := newFleet(t, 3)
+	cas4 := lbtest.NewBackend(t, "cas4", "127.0.0.14")
+	for _, p := range f.ports {
+		if err := cas4.Listen(p); err != nil {
+			t.Skipf("port %d is taken on 127.0.0.14: %v", p, err)
+		}
+	}
+	owner := map[string]string{}
+	for c := range 60 {
+		owner[fmt.Sprintf("127.8.20.%d", c+1)] = mustWho(t, fmt.Sprintf("127.8.20.%d", c+1), f.addr(c%3, 0))
+	}
+	moved := func(step string) {
+		t.Helper()
+		for client, was := range owner {
+			for m := range 3 {
+				if b := mustWho(t, client, f.addr(m, 1)); b != was {
+					t.Fatalf("%s: client %s moved from %s to %s at member %d", step, client, was, b, m+1)
+				}
+			}
+		}
+	}
+	newOn4 := func() int {
+		n := 0
+		for c := range 60 {
+			if mustWho(t, fmt.Sprintf("127.8.21.%d", c+1), f.addr(c%3, 0)) == "cas4" {
+				n++
+			}
+		}
+		return n
+	}
+	f.bs = append(f.bs, cas4)
+	for i := range 3 {
+		reload(t, f.members[i], f.source(i, 3))
+		if i == 0 {
+			// New clients first through member 1 (which has cas4), then
+			// member 3 (which lacks it), then member 1 again: each on one
+			// backend throughout.
+			for c := range 30 {
+				client := fmt.Sprintf("127.8.22.%d", c+1)
+				first := mustWho(t, client, f.addr(0, 0))
+				time.Sleep(time.Millisecond)
+				if b, c := mustWho(t, client, f.addr(2, 0)), mustWho(t, client, f.addr(0, 1)); b != first || c != first {
+					t.Fatalf("a new client while member 3 lacks cas4: %s at member 1, %s at member 3, then %s at member 1", first, b, c)
+				}
+			}
+		}
+		if i < 2 {
+			if st := f.members[i].Pool("cas").Backend("cas4"); st == nil || st.TakesNew() {
+				t.Fatalf("member %d gives new clients to cas4 while another member lacks it", i+1)
+			}
+			if a := f.members[i].Agreement("cas", "cas4"); !strings.Contains(a, "lack it") {
+				t.Fatalf("member %d does not say who lacks cas4: %q", i+1, a)
+			}
+			lacks := 0
+			for _, mi := range f.members[i].Cluster().Members() {
+				if slices.Contains(mi.Lacks, "cas/cas4") {
+					lacks++
+				}
+			}
+			if lacks != 2-i {
+				t.Fatalf("member %d lists %d members lacking cas4, want %d", i+1, lacks, 2-i)
+			}
+		}
+		moved(fmt.Sprintf("cas4 added at %d of 3 members", i+1))
+	}
+	lbtest.Eventually(t, 5*time.Second, "cas4 taking new clients at every member", func() bool {
+		for _, m := range f.members[:3] {
+			if !m.Pool("cas").Backend("cas4").TakesNew() {
+				return false
+			}
+		}
+		return true
+	})
+	moved("cas4 at every member")
+	if n := newOn4(); n == 0 {
+		t.Fatal("no new client went to cas4 once every member had it")
 	}
 }

@@ -185,6 +185,10 @@ func (s *Server) Reload(cfg *config.Config) error {
 		s.ReloadFailures.Add(1)
 		return err
 	}
+	if m := s.cluster.Load(); m != nil {
+		s.recheck(s.poolViews()) // a backend the others lack takes no new clients from now
+		m.PublishDecisions()     // and they learn this member's backends
+	}
 	s.reloadKeys(before, cfg.Cluster)
 	after := cfg.Cluster
 	before.Keys, after.Keys = nil, nil

@@ -25,6 +25,11 @@ type PoolView struct {
 func (s *Server) Pools() []PoolView {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.poolViews()
+}
+
+// poolViews is Pools with s.mu held.
+func (s *Server) poolViews() []PoolView {
 	out := make([]PoolView, 0, len(s.pools))
 	for _, name := range slices.Sorted(maps.Keys(s.pools)) {
 		p := s.pools[name]

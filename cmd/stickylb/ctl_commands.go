@@ -346,6 +346,9 @@ func (c *ctl) members(_ []string) error {
 		default:
 			decisions += ", as this member's"
 		}
+		if len(m.Lacks) > 0 {
+			decisions += "; lacks " + strings.Join(m.Lacks, ", ") + " (configs differ: no new clients there until it has them)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, m.Addr, m.State, clockOffset(m.ClockOffset), decisions)
 	}
 	return tw.Flush()
