@@ -251,6 +251,12 @@ func (a *Affinity) check(v *checker, at string) {
 }
 
 func (l *Limits) check(v *checker, at string) {
+	if l.IPv4Prefix < 1 || l.IPv4Prefix > 32 {
+		v.errAt(at+".ipv4_prefix", "must be from 1 to 32, not %d", l.IPv4Prefix)
+	}
+	if l.IPv6Prefix < 1 || l.IPv6Prefix > 128 {
+		v.errAt(at+".ipv6_prefix", "must be from 1 to 128, not %d", l.IPv6Prefix)
+	}
 	if l.MaxConnsPerClient < 0 || l.MaxConnsPerClient > 1_000_000 {
 		v.errAt(at+".max_conns_per_client", "must be from 0 (off) to 1000000, not %d", l.MaxConnsPerClient)
 	}

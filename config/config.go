@@ -320,6 +320,10 @@ type Limits struct {
 	MaxConnsPerClient  int     `toml:"max_conns_per_client"`  // open connections at once
 	ConnRatePerClient  float64 `toml:"conn_rate_per_client"`  // new connections per second
 	ConnBurstPerClient int     `toml:"conn_burst_per_client"` // default: the rate, at least 1
+	// IPv4Prefix and IPv6Prefix say what one client is for these limits:
+	// an IPv4 address (32) and an IPv6 /64 by default.
+	IPv4Prefix int `toml:"ipv4_prefix"`
+	IPv6Prefix int `toml:"ipv6_prefix"`
 }
 
 // Health configures a pool's active checks.

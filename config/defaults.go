@@ -23,18 +23,34 @@ const (
 	DefaultKeepalive = 60 * time.Second
 	// DefaultTTL outlasts Windows' first keepalive (2 hours), so an idle
 	// MAPI session that reconnects still finds its CAS.
-	DefaultTTL          = 3 * time.Hour
-	DefaultMaxEntries   = 1_000_000
-	DefaultIPv4Prefix   = 24
-	DefaultIPv6Prefix   = 64
-	DefaultInterval     = 2 * time.Second
-	DefaultTimeout      = time.Second
-	DefaultRise         = 2
-	DefaultFall         = 3
-	DefaultPassiveFall  = 3
-	DefaultWeight       = 1
-	DefaultSyncTimeout  = 10 * time.Second
-	DefaultSyncInterval = 30 * time.Second
+	DefaultTTL         = 3 * time.Hour
+	DefaultMaxEntries  = 1_000_000
+	DefaultIPv4Prefix  = 24
+	DefaultIPv6Prefix  = 64
+	DefaultInterval    = 2 * time.Second
+	DefaultTimeout     = time.Second
+	DefaultRise        = 2
+	DefaultFall        = 3
+	DefaultPassiveFall = 3
+	DefaultWeight      = 1
+	// DefaultMaxConnsPerClient bounds one client (one IPv4 address, one
+	// IPv6 /64) at 30,000 open connections: above what a Unity server
+	// with several connections per user needs, and 60,000 descriptors,
+	// a sixteenth of the unit's file limit, so one client cannot take
+	// the descriptors every other needs (one address held 5,000
+	// connections with no limit; it could hold 84,000 on three ports).
+	DefaultMaxConnsPerClient = 30_000
+	// DefaultNewPinsPerSecond caps new pins per pool: a logon storm of
+	// 10,000 users over a minute is under 200 a second, while a flood of
+	// 2,500 new addresses in 0.43 s (5,800/s) no longer pushes out the
+	// pins of idle sessions; clients over it are served unpinned.
+	DefaultNewPinsPerSecond = 1000
+	// DefaultLimitV6Prefix groups IPv6 clients by /64 for the per-client
+	// limits: one host or site gets a /64, and addresses within it cost
+	// nothing to an attacker.
+	DefaultLimitV6Prefix = 64
+	DefaultSyncTimeout   = 10 * time.Second
+	DefaultSyncInterval  = 30 * time.Second
 	// DefaultProxyHeaderTimeout bounds the wait for a PROXY header.
 	DefaultProxyHeaderTimeout = 3 * time.Second
 )
@@ -63,7 +79,8 @@ func DefaultPool() Pool {
 		Keepalive:        Duration{DefaultKeepalive},
 		PassiveFall:      DefaultPassiveFall,
 		Affinity: Affinity{IPv4Prefix: DefaultIPv4Prefix, IPv6Prefix: DefaultIPv6Prefix,
-			TTL: Duration{DefaultTTL}, MaxEntries: DefaultMaxEntries},
+			TTL: Duration{DefaultTTL}, MaxEntries: DefaultMaxEntries, NewPinsPerSecond: DefaultNewPinsPerSecond},
+		Limits: Limits{MaxConnsPerClient: DefaultMaxConnsPerClient, IPv4Prefix: 32, IPv6Prefix: DefaultLimitV6Prefix},
 		Health: Health{Enabled: true, Interval: Duration{DefaultInterval}, Timeout: Duration{DefaultTimeout},
 			Rise: DefaultRise, Fall: DefaultFall},
 	}

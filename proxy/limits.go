@@ -10,14 +10,18 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// ClientLimits bound what one client address may take of a pool, so one
-// client cannot hurt the others. Zero values are off.
+// ClientLimits bound what one client may take of a pool, so one client
+// cannot hurt the others. Zero values are off.
 type ClientLimits struct {
 	// MaxConnsPerClient is how many connections one client may have open at once.
 	MaxConnsPerClient int
 	// Rate and Burst bound how fast one client may open connections.
 	Rate  rate.Limit
 	Burst int
+	// V4Prefix and V6Prefix say what one client is: the addresses of one
+	// IPv4 or IPv6 network of that length (0: one address). An IPv6
+	// host gets a /64, whose addresses cost it nothing.
+	V4Prefix, V6Prefix int
 }
 
 // Limiter applies ClientLimits to the clients of one pool, across all of
@@ -26,7 +30,7 @@ type ClientLimits struct {
 type Limiter struct {
 	limits ClientLimits
 	mu     sync.Mutex
-	byAddr map[netip.Addr]*clientUse
+	byAddr map[netip.Prefix]*clientUse
 }
 
 type clientUse struct {
@@ -42,21 +46,36 @@ func NewLimiter(l ClientLimits) *Limiter {
 	if l.Rate > 0 && l.Burst <= 0 {
 		l.Burst = max(1, int(l.Rate))
 	}
-	return &Limiter{limits: l, byAddr: map[netip.Addr]*clientUse{}}
+	return &Limiter{limits: l, byAddr: map[netip.Prefix]*clientUse{}}
+}
+
+// client is the network one client address counts for.
+func (l *Limiter) client(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap()
+	bits := l.limits.V4Prefix
+	if addr.Is6() {
+		bits = l.limits.V6Prefix
+	}
+	if bits <= 0 || bits > addr.BitLen() {
+		bits = addr.BitLen()
+	}
+	p, _ := addr.Prefix(bits)
+	return p
 }
 
 // admit takes a connection of client addr, or says which limit refuses
 // it. A taken connection must be given back with done.
 func (l *Limiter) admit(addr netip.Addr) Refusal {
+	key := l.client(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := l.byAddr[addr]
+	u := l.byAddr[key]
 	if u == nil {
 		u = &clientUse{}
 		if l.limits.Rate > 0 {
 			u.bucket = rate.NewLimiter(l.limits.Rate, l.limits.Burst)
 		}
-		l.byAddr[addr] = u
+		l.byAddr[key] = u
 	}
 	switch {
 	case l.limits.MaxConnsPerClient > 0 && u.open >= l.limits.MaxConnsPerClient:
@@ -70,12 +89,13 @@ func (l *Limiter) admit(addr netip.Addr) Refusal {
 
 // done gives back a connection admit took.
 func (l *Limiter) done(addr netip.Addr) {
+	key := l.client(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if u := l.byAddr[addr]; u != nil {
+	if u := l.byAddr[key]; u != nil {
 		u.open--
 		if u.open <= 0 && (u.bucket == nil || u.bucket.Tokens() >= float64(l.limits.Burst)) {
-			delete(l.byAddr, addr)
+			delete(l.byAddr, key)
 		}
 	}
 }

@@ -3,9 +3,12 @@
 package proxy
 
 import (
+	"context"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
@@ -55,5 +58,53 @@ func TestClientLimits(t *testing.T) {
 	}
 	if _, err := lbtest.Who(lbtest.ClientIP(9703), l.Addr()); err != nil {
 		t.Fatalf("another client was refused by one client's rate: %v", err)
+	}
+}
+
+// An IPv6 client is its /64: two addresses of one /64 share one limit
+// (an attacker's /64 holds 2^64 addresses), an address of another /64
+// does not. In a namespace with those addresses on its loopback.
+func TestClientLimitsByIPv6Prefix(t *testing.T) {
+	ns := lbtest.NewNetNS(t)
+	for _, a := range []string{"2001:db8:1::1", "2001:db8:1::2", "2001:db8:2::1", "2001:db8:9::1"} {
+		ns.Run("ip", "-6", "addr", "add", a+"/128", "dev", "lo", "nodad")
+	}
+	// The backends stay in this namespace: the proxy dials them from its
+	// own goroutines, whose threads are not in the test's namespace.
+	bs, ports := lbtest.StartBackends(t, casHosts, 1)
+	var l *Listener
+	ns.Do(func() {
+		r := route(bs, ports[0], nil)
+		r.Limits = NewLimiter(ClientLimits{MaxConnsPerClient: 2, V6Prefix: 64})
+		var err error
+		if l, err = Listen(context.Background(), "v6", "[2001:db8:9::1]:0", config.RangeAuto, 0, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+		r.Name = "v6"
+		l.SetRoute(r)
+	})
+	done := make(chan struct{})
+	go func() { l.Serve(); close(done) }()
+	defer func() { l.Close(); <-done }()
+	connect := func(src string) error {
+		var err error
+		ns.Do(func() {
+			var c *lbtest.Client
+			if c, err = lbtest.Connect(src, l.Addr()); err == nil {
+				t.Cleanup(func() { c.Close() })
+			}
+		})
+		return err
+	}
+	for _, src := range []string{"2001:db8:1::1", "2001:db8:1::2"} {
+		if err := connect(src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := connect("2001:db8:1::2"); err == nil {
+		t.Fatal("a third connection from one /64 was let through: the limit counted addresses, not the /64")
+	}
+	if err := connect("2001:db8:2::1"); err != nil {
+		t.Fatalf("a client of another /64 was refused: %v", err)
 	}
 }

@@ -120,7 +120,8 @@ func (s *Server) applyPools(cfg *config.Config) map[*poolRT][]*pool.Backend {
 		p.pool.SetSlowStart(pc.SlowStart.Duration)
 		if p.cfg == nil || p.cfg.Limits != pc.Limits {
 			p.limiter = proxy.NewLimiter(proxy.ClientLimits{MaxConnsPerClient: pc.Limits.MaxConnsPerClient,
-				Rate: rate.Limit(pc.Limits.ConnRatePerClient), Burst: pc.Limits.ConnBurstPerClient})
+				Rate: rate.Limit(pc.Limits.ConnRatePerClient), Burst: pc.Limits.ConnBurstPerClient,
+				V4Prefix: pc.Limits.IPv4Prefix, V6Prefix: pc.Limits.IPv6Prefix})
 		}
 		s.applyTable(p, pc)
 		restart[p] = before

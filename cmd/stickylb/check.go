@@ -150,8 +150,8 @@ func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 	}
 	fmt.Fprintf(w, "    timeouts: connect %s (%s), idle %s, half-close %s; keepalive %s\n", p.ConnectTimeout,
 		retries, orOff(p.IdleTimeout.Duration), orOff(p.HalfCloseTimeout.Duration), orOff(p.Keepalive.Duration))
-	fmt.Fprintf(w, "    limits per client: open connections %s, new connections per second %s\n",
-		orNone(p.Limits.MaxConnsPerClient), orNone(p.Limits.ConnRatePerClient))
+	fmt.Fprintf(w, "    limits per client (IPv4 /%d, IPv6 /%d): open connections %s, new connections per second %s; new pins per second %s\n",
+		p.Limits.IPv4Prefix, p.Limits.IPv6Prefix, orNone(p.Limits.MaxConnsPerClient), orNone(p.Limits.ConnRatePerClient), orNone(p.Affinity.NewPinsPerSecond))
 	checks := p.ActiveChecks()
 	if len(checks) == 0 {
 		fmt.Fprintf(w, "    health checks off\n")

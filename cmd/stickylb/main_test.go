@@ -63,7 +63,7 @@ func TestCheckCommand(t *testing.T) {
 	for _, want := range []string{"OK", "listeners: 3", "cas1", "affinity src-ip", "ttl 3h0m0s",
 		"admin: http://127.0.0.1:9090 (no token: loopback only)", "stickylb-pins.json every 1m0s, journal",
 		"drain on stop: up to 30s", "timeouts: connect 5s (2 retries), idle off, half-close 1m0s; keepalive 1m0s",
-		"limits per client: open connections none", "check tcp: tcp on every backend port every 2s"} {
+		"limits per client (IPv4 /32, IPv6 /64): open connections 30000, new connections per second none; new pins per second 1000", "check tcp: tcp on every backend port every 2s"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check summary lacks %q:\n%s", want, out.String())
 		}
