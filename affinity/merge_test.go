@@ -1,7 +1,9 @@
 package affinity
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -218,5 +220,37 @@ func TestUnpinOutlivesAnAbsentMember(t *testing.T) {
 	old.LastSeen = ca.Now().Unix() // still in use at b, so not expired by itself
 	if res := a.Merge(old); res.Outcome == Declined {
 		t.Fatalf("a pin stamped before an unpin forgotten is still declined: %+v", res)
+	}
+}
+
+// Backend names are numbered in 16 bits: past 65,535 a record or a pin
+// naming a new backend is refused (the table served such a client
+// unpinned), where the numbers wrapped and pins landed on the wrong
+// backend; and numbering them all is linear, where it was quadratic
+// (32,900 names cost 41.5 s).
+func TestBackendNamesBounded(t *testing.T) {
+	tb := NewTable(Config{MaxEntries: 70_000})
+	k := func(i int) Key {
+		return Keyer{}.Key(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 0))
+	}
+	start := time.Now()
+	for i := range maxNames {
+		if res := tb.Merge(Record{Key: k(i), Backend: fmt.Sprintf("b%d", i), Version: 1, Created: time.Now().Unix()}); res.Outcome != Added {
+			t.Fatalf("record %d: %v", i, res.Outcome)
+		}
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("numbering %d names took %v", maxNames, took)
+	}
+	if res := tb.Merge(Record{Key: k(maxNames), Backend: "one-too-many", Version: 1, Created: time.Now().Unix()}); res.Outcome != Declined {
+		t.Fatalf("a record naming backend %d: %v, want Declined", maxNames+1, res.Outcome)
+	}
+	l, err := tb.Acquire(k(maxNames+1), func(Current) (string, RepinReason, error) { return "another-new-one", "", nil })
+	if err != nil || l.Backend != "another-new-one" || l.Decision == New {
+		t.Fatalf("a new client to a backend past the bound: %+v, %v; want served unpinned", l, err)
+	}
+	l.Release()
+	if in, _ := tb.Lookup(k(65000)); in.Backend != "b65000" {
+		t.Fatalf("client 65000 is pinned to %q, want b65000", in.Backend)
 	}
 }
