@@ -48,6 +48,11 @@ func (m *Member) receive(msg []byte) {
 		m.log.Warn("cluster: message refused", "error", err, "bytes", len(msg))
 	case kind == kindBye:
 		m.leaving.Store(entries[0].pool, struct{}{})
+	case !m.allow(h.from, kind):
+		m.stats.Throttled.Add(1)
+		m.throttleLog.Do(func(n int) {
+			m.log.Warn("cluster: a member sends more than its share: its messages are dropped until it slows down", "member", h.from, "messages", n, "note", m.throttleLog.Note())
+		})
 	default:
 		if kind == kindTable {
 			m.stats.Syncs.Add(1)

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"log"
 	"log/slog"
 	"net"
@@ -101,6 +102,11 @@ type Member struct {
 	keyring   *memberlist.Keyring // nil without a secret file
 	clocks    sync.Map            // member name -> its clock's offset from this one's, seconds (int64)
 	futureLog throttle.Log
+	// shares bound each member's messages (by the name they carry):
+	// one member, even with the key, cannot spend all of this one's CPU.
+	sharesMu    sync.Mutex
+	shares      map[string]*share
+	throttleLog throttle.Log
 }
 
 // background runs f on its own goroutine unless the member is stopping;
@@ -142,6 +148,7 @@ func Start(opts Options) (*Member, error) {
 		return nil, err
 	}
 	if m.ml, err = memberlist.Create(mc); err != nil {
+		mc.Transport.Shutdown()
 		return nil, fmt.Errorf("cluster: cannot start on %s: %w", opts.Config.Bind, err)
 	}
 	m.selfAddr = m.ml.LocalNode().Address() // read once: memberlist owns the node
@@ -181,6 +188,11 @@ func (m *Member) memberlistConfig() (*memberlist.Config, error) {
 	mc.Events = (*events)(m)
 	m.bridge = &logBridge{log: m.log}
 	mc.Logger = log.New(m.bridge, "", 0)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: cannot listen on %s (is another process on that port?): %w", c.Bind, err)
+	}
+	mc.Transport = newBoundedTransport(nt, &m.stats.StreamsRefused)
 	return mc, nil
 }
 
@@ -509,3 +521,40 @@ func (m *Member) lacks(v view) []string {
 	slices.Sort(out)
 	return out
 }
+
+// share is one member's allowance of messages.
+type share struct{ changes, tables *rate.Limiter }
+
+// A member sends a batch at most every 5 ms to each other (200 a second)
+// and a whole table every sync_interval; these allow ten times that.
+const (
+	changesPerSecond = 2000
+	tablesPerSecond  = 2
+)
+
+// allow says whether a message of kind from member fits its share.
+func (m *Member) allow(from string, kind byte) bool {
+	m.sharesMu.Lock()
+	defer m.sharesMu.Unlock()
+	if m.shares == nil {
+		m.shares = map[string]*share{}
+	}
+	s := m.shares[from]
+	if s == nil && len(m.shares) >= maxShares {
+		// Names are the members' own; a flood of invented names shares
+		// one allowance rather than growing the map.
+		from = "\x00many"
+		s = m.shares[from]
+	}
+	if s == nil {
+		s = &share{changes: rate.NewLimiter(changesPerSecond, 2*changesPerSecond), tables: rate.NewLimiter(tablesPerSecond, 5)}
+		m.shares[from] = s
+	}
+	if kind == kindTable {
+		return s.tables.Allow()
+	}
+	return s.changes.Allow()
+}
+
+// maxShares bounds the members tracked by name.
+const maxShares = 1024

@@ -18,6 +18,8 @@ type Stats struct {
 	Malformed            atomic.Uint64    // messages refused
 	Unknown              atomic.Uint64    // records of a pool this member lacks or keys otherwise
 	Future               atomic.Uint64    // records stamped beyond this member's clock + maxClockOffset
+	StreamsRefused       atomic.Uint64    // gossip TCP streams closed over maxStreams
+	Throttled            atomic.Uint64    // messages of a member over its share, dropped
 	Applied              atomic.Uint64    // records that changed a pin here
 	Conflicts            atomic.Uint64    // records that decided a client otherwise than this member had
 	LeftOpen             atomic.Uint64    // connections left open on a backend that lost a conflict

@@ -18,7 +18,7 @@ var (
 	descSyncs     = prometheus.NewDesc(ns+"_cluster_syncs_total", "Whole tables taken from peers and merged.", nil, nil)
 	descConflicts = prometheus.NewDesc(ns+"_cluster_conflicts_total", "Records that decided a client otherwise than this member had; the newer decision won.", nil, nil)
 	descLeftOpen  = prometheus.NewDesc(ns+"_cluster_connections_left_open_total", "Connections left open on a backend that lost a conflict (not cut; the client's next connection goes to the winner).", nil, nil)
-	descTrouble   = prometheus.NewDesc(ns+"_cluster_problems_total", "Cluster problems, by kind: send_failed (a member did not take a batch), dropped (send queue full), malformed (message refused), unknown (record of a pool or backend this member lacks, or keyed otherwise), future (record stamped over a minute ahead of this member's clock).", []string{"kind"}, nil)
+	descTrouble   = prometheus.NewDesc(ns+"_cluster_problems_total", "Cluster problems, by kind: send_failed (a member did not take a batch), dropped (send queue full), malformed (message refused), unknown (record of a pool or backend this member lacks, or keyed otherwise), future (record stamped over a minute ahead of this member's clock), streams_refused (gossip TCP streams over 64 at once), throttled (a member's messages over its share, dropped).", []string{"kind"}, nil)
 	descDelay     = prometheus.NewDesc(ns+"_cluster_convergence_delay_seconds", "From a decision at another member to its pin changing here.", nil, nil)
 )
 
@@ -57,6 +57,8 @@ func collectCluster(ch chan<- prometheus.Metric, m *cluster.Member) {
 	counter(descTrouble, s.Malformed.Load(), "malformed")
 	counter(descTrouble, s.Unknown.Load(), "unknown")
 	counter(descTrouble, s.Future.Load(), "future")
+	counter(descTrouble, s.StreamsRefused.Load(), "streams_refused")
+	counter(descTrouble, s.Throttled.Load(), "throttled")
 	cum, n, sum := s.Delays()
 	buckets := map[float64]uint64{}
 	for i, b := range cluster.DelayBuckets {

@@ -1,0 +1,121 @@
+package cluster
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// maxStreams bounds the gossip port's open TCP streams (whole-table
+// syncs, reliable messages), as the admin port's connections are
+// bounded: a flood of idle connections from anyone who reaches the port
+// could otherwise take the file descriptors the proxy needs. A stream
+// over the bound is closed at once and counted; memberlist retries.
+// maxStreamsPerSource keeps one address from taking them all: a member
+// opens one or two at a time.
+const (
+	maxStreams          = 64
+	maxStreamsPerSource = 8
+)
+
+// boundedTransport is memberlist's own TCP/UDP transport with its
+// incoming streams bounded.
+type boundedTransport struct {
+	*memberlist.NetTransport
+	streams  chan net.Conn
+	slots    chan struct{}
+	mu       sync.Mutex
+	bySource map[string]int
+	done     chan struct{}
+	stop     sync.Once
+	refused  *atomic.Uint64
+	feedDone chan struct{}
+}
+
+func newBoundedTransport(nt *memberlist.NetTransport, refused *atomic.Uint64) *boundedTransport {
+	t := &boundedTransport{NetTransport: nt, streams: make(chan net.Conn), slots: make(chan struct{}, maxStreams),
+		done: make(chan struct{}), refused: refused, feedDone: make(chan struct{}), bySource: map[string]int{}}
+	go t.feed()
+	return t
+}
+
+// feed passes memberlist the streams there is room for.
+func (t *boundedTransport) feed() {
+	defer close(t.feedDone)
+	in := t.NetTransport.StreamCh()
+	for {
+		select {
+		case c := <-in:
+			src := sourceOf(c)
+			if !t.take(src) {
+				c.Close()
+				t.refused.Add(1)
+				continue
+			}
+			select {
+			case t.streams <- &slotConn{Conn: c, free: func() { t.free(src) }}:
+			case <-t.done:
+				c.Close()
+				return
+			}
+		case <-t.done:
+			return
+		}
+	}
+}
+
+// take reserves a slot for a stream from src, if there is one.
+func (t *boundedTransport) take(src string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.bySource[src] >= maxStreamsPerSource {
+		return false
+	}
+	select {
+	case t.slots <- struct{}{}:
+		t.bySource[src]++
+		return true
+	default:
+		return false
+	}
+}
+
+func (t *boundedTransport) free(src string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	<-t.slots
+	if t.bySource[src]--; t.bySource[src] <= 0 {
+		delete(t.bySource, src)
+	}
+}
+
+// sourceOf is the address a stream comes from.
+func sourceOf(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
+}
+
+func (t *boundedTransport) StreamCh() <-chan net.Conn { return t.streams }
+
+func (t *boundedTransport) Shutdown() error {
+	t.stop.Do(func() { close(t.done) })
+	err := t.NetTransport.Shutdown()
+	<-t.feedDone
+	return err
+}
+
+// slotConn gives its slot back when memberlist closes it.
+type slotConn struct {
+	net.Conn
+	free func()
+	once sync.Once
+}
+
+func (c *slotConn) Close() error {
+	c.once.Do(c.free)
+	return c.Conn.Close()
+}
