@@ -155,6 +155,10 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 			c.localDialError(r, client, b, errno, err)
 			return nil, err
 		}
+		if noReturnRoute(r, b, err) {
+			c.localDialError(r, client, b, ErrnoNoReturnRoute, err)
+			return nil, err
+		}
 		why := c.connectFailed(r, client, b, addr, attempt, err)
 		failed = append(failed, Failure{b, why})
 		switch {
@@ -251,8 +255,12 @@ func (c *conn) localDialError(r *Route, client netip.AddrPort, b *pool.Backend, 
 	}
 	msg := "connection refused: this host is out of a resource, not the backend's fault; raise the file limit (LimitNOFILE), " +
 		"widen net.ipv4.ip_local_port_range or lower the load"
-	if errors.Is(err, ErrFamily) {
+	switch {
+	case errors.Is(err, ErrFamily):
 		msg = "connection refused: this host's config, not the backend's fault: a transparent pool got a client of an address family its backend lacks"
+	case errno == ErrnoNoReturnRoute:
+		msg = "connection refused: this host's routing, not the backend's fault: transparent connects time out while the backend answers " +
+			"checks from this host's own address, so its replies to clients do not come back here (the policy route; docs/deploy.md)"
 	}
 	c.l.localLog.Do(func(n int) {
 		c.l.log.Error(msg, "listener", r.Name, "client", client,
@@ -312,3 +320,25 @@ func (c *conn) refuse(r *Route, client netip.AddrPort, why Refusal, err error, a
 			"termination", end, "reason", why, "attempts", attempts, "error", err, "count", n, "note", rl.Note())
 	})
 }
+
+// ErrnoNoReturnRoute names, among local errors, a transparent connect
+// that timed out to a backend that passes its checks.
+const ErrnoNoReturnRoute = "no-return-route"
+
+// noReturnRoute says whether a failed connect is this host's routing
+// rather than the backend: in transparent mode, a connect from the
+// client's address that timed out to a backend whose last check, from
+// this host's own address, passed moments ago. The backend's replies to
+// clients go elsewhere (no policy route back to stickylb): marking it
+// down and moving its clients would split sessions on a healthy CAS.
+func noReturnRoute(r *Route, b *pool.Backend, err error) bool {
+	if _, transparent := r.dialer().(TransparentDialer); !transparent || DialFailureOf(err) != DialTimeout {
+		return false
+	}
+	chk, ok := b.LastCheck()
+	return ok && chk.Err == "" && time.Since(chk.At) < returnRouteWindow
+}
+
+// returnRouteWindow is how recent a passed check must be to vouch for a
+// backend whose transparent connects time out.
+const returnRouteWindow = 30 * time.Second

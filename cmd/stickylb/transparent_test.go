@@ -68,13 +68,14 @@ type transparentRig struct {
 	p                *proc
 	ports            []int
 	casDev           string // the CAS hosts' interface
+	lbCasDev         string // the balancer's interface to the CAS hosts
 }
 
-func startTransparentRig(t *testing.T) *transparentRig {
+func startTransparentRig(t *testing.T, poolExtra ...string) *transparentRig {
 	r := &transparentRig{clients: lbtest.NewNetNS(t), lb: lbtest.NewNetNS(t), cas: lbtest.NewNetNS(t)}
 	_, clientDev := r.lb.Link(r.clients, "10.10.1.1", "10.10.1.2")
 	casSide, casDev := r.lb.Link(r.cas, "10.10.2.1", "10.10.2.11")
-	r.casDev = casDev
+	r.casDev, r.lbCasDev = casDev, casSide
 	for i := 3; i <= 9; i++ {
 		r.clients.Run("ip", "addr", "add", fmt.Sprintf("10.10.1.%d/24", i), "dev", clientDev)
 	}
@@ -91,7 +92,7 @@ func startTransparentRig(t *testing.T) *transparentRig {
 	for i, port := range r.ports {
 		fmt.Fprintf(&b, "[listener.l%d]\nlisten = \"10.10.1.1:%d\"\npool = \"cas\"\n", i, port)
 	}
-	b.WriteString("[pool.cas]\ntransparent = true\n[pool.cas.health]\ninterval = \"200ms\"\n")
+	b.WriteString("[pool.cas]\ntransparent = true\n" + strings.Join(poolExtra, "") + "[pool.cas.health]\ninterval = \"200ms\"\n")
 	b.WriteString("[pool.cas.backend.cas1]\naddress = \"10.10.2.11\"\n[pool.cas.backend.cas2]\naddress = \"10.10.2.12\"\n")
 	r.p = startBinary(t, r.lb.Prefix(), "run", "-c", writeConfig(t, b.String()))
 	r.p.addrs(len(r.ports))
@@ -267,4 +268,52 @@ func checkCASCapture(t *testing.T, pcap string) {
 		t.Fatalf("analyze does not say it left the balancer's checks out:\n%s", out.String())
 	}
 	t.Logf("CAS-side capture: %s", strings.SplitN(out.String(), "\n", 3)[:2])
+}
+
+// Transparent mode without the return route: the balancer's policy rule
+// is gone, so the CAS hosts' replies to clients never reach its
+// transparent sockets and every connect times out, while the checks from
+// its own address pass. That is this host's routing, not the CAS: the
+// clients are refused as a local error (counted, logged with the fix),
+// the CAS stays up and no client moves. Before, three timeouts took a
+// healthy CAS down and its clients were re-pinned: sessions split.
+func TestTransparentWithoutReturnRoute(t *testing.T) {
+	r := startTransparentRig(t, "connect_timeout = \"300ms\"\nconnect_retries = 1\n")
+	pinned := map[string]string{}
+	for i := 2; i <= 5; i++ {
+		src := fmt.Sprintf("10.10.1.%d", i)
+		c, _, greeting := r.dial(t, src, 0)
+		c.Close()
+		pinned[src], _, _ = strings.Cut(greeting, " ")
+	}
+	r.lb.Run("ip", "rule", "del", "lookup", "100")
+	for range 3 {
+		for src := range pinned {
+			var c *net.TCPConn
+			var err error
+			r.clients.Do(func() {
+				c, err = lbtest.Dial(src, netip.AddrPortFrom(netip.MustParseAddr("10.10.1.1"), uint16(r.ports[0])))
+			})
+			if err == nil {
+				c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				if n, _ := c.Read(make([]byte, 1)); n > 0 {
+					t.Fatalf("client %s was served with no return route", src)
+				}
+				c.Close()
+			}
+		}
+	}
+	logs := r.p.logs()
+	if strings.Contains(logs, "backend down") || !strings.Contains(logs, "errno=no-return-route") {
+		t.Fatalf("without the return route: a CAS was marked down, or the local error not named:\n%s", logs)
+	}
+	r.lb.Run("ip", "rule", "add", "iif", r.lbCasDev, "lookup", "100")
+	for src, was := range pinned {
+		c, _, greeting := r.dial(t, src, 0)
+		c.Close()
+		if cas, _, _ := strings.Cut(greeting, " "); cas != was {
+			t.Fatalf("client %s moved from %s to %s while the return route was missing", src, was, cas)
+		}
+	}
+	t.Logf("no return route: 12 connections of 4 clients refused as no-return-route, no CAS down; route back: 0 of 4 moved")
 }
