@@ -12,18 +12,14 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"golang.org/x/time/rate"
 	"log"
 	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -247,61 +243,6 @@ func (m *Member) Join(ctx context.Context) bool {
 	}
 }
 
-// ShareOperators sends operators' decisions to every other member at
-// once; a member that misses them takes them with the next whole table.
-func (m *Member) ShareOperators(ops []config.Operator) {
-	m.sendAll(header{sent: time.Now().Unix(), from: m.self, ops: ops})
-}
-
-// AskClose asks every other member to close the connections req names,
-// and returns how many it asked. A member that is away does not hear it.
-func (m *Member) AskClose(req CloseRequest) int {
-	return m.sendAll(header{sent: time.Now().Unix(), from: m.self, closes: []CloseRequest{req}})
-}
-
-// sendAll sends a message of h alone to every other member, each on its
-// own, and returns how many it sends to.
-func (m *Member) sendAll(h header) int {
-	msg := encode(kindChanges, h, nil)
-	peers := m.peers()
-	for _, n := range peers {
-		m.background(func() {
-			if err := m.ml.SendReliable(n, msg); err != nil {
-				m.stats.SendFailures.Add(1)
-			}
-		})
-	}
-	return len(peers)
-}
-
-// SetKeys makes keys the keyring, keys[0] the key messages are sent
-// with, without a restart: a key is changed member by member by adding
-// the new one everywhere, then making it first everywhere, then
-// removing the old one (docs/cluster.md). A member started without a
-// key cannot take one this way.
-func (m *Member) SetKeys(keys [][]byte) error {
-	kr := m.keyring
-	if kr == nil || len(keys) == 0 {
-		return errors.New("cluster: encryption is switched on or off only by a restart")
-	}
-	for _, k := range keys {
-		if err := kr.AddKey(k); err != nil {
-			return fmt.Errorf("cluster keyring: %w", err)
-		}
-	}
-	if err := kr.UseKey(keys[0]); err != nil {
-		return fmt.Errorf("cluster keyring: %w", err)
-	}
-	for _, old := range kr.GetKeys() {
-		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, old) }) {
-			if err := kr.RemoveKey(old); err != nil {
-				return fmt.Errorf("cluster keyring: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
 // Synced says whether the first sync is over (or was given up on).
 func (m *Member) Synced() bool { return m.synced.Load() }
 
@@ -436,42 +377,6 @@ func canonical(hostport string) string {
 	return hostport
 }
 
-// logBridge passes memberlist's log lines ("[WARN] memberlist: ...") to
-// slog at their level.
-type logBridge struct {
-	log *slog.Logger
-	// memberlist logs every junk packet and every failed probe: its
-	// errors and warnings come in floods, so each kind is logged at most
-	// every few seconds with the count it stands for.
-	errLog, warnLog throttle.Log
-	// stopping is set before memberlist shuts down: its gossip and probe
-	// loops may still write to the sockets the shutdown closes, and
-	// those errors ("use of closed network connection") are this
-	// member's own stop, not a fault.
-	stopping atomic.Bool
-}
-
-func (b *logBridge) Write(p []byte) (int, error) {
-	line := string(bytes.TrimSpace(p))
-	level, limit := slog.LevelDebug, (*throttle.Log)(nil) // [DEBUG] and [INFO]: memberlist's info is chatter
-	if rest, ok := strings.CutPrefix(line, "[ERR] "); ok {
-		level, line, limit = slog.LevelError, rest, &b.errLog
-	} else if rest, ok := strings.CutPrefix(line, "[WARN] "); ok {
-		level, line, limit = slog.LevelWarn, rest, &b.warnLog
-	}
-	if b.stopping.Load() && strings.Contains(line, net.ErrClosed.Error()) {
-		level, limit = slog.LevelDebug, nil
-	}
-	if limit == nil {
-		b.log.Log(context.Background(), level, line, "component", "memberlist")
-		return len(p), nil
-	}
-	limit.Do(func(n int) {
-		b.log.Log(context.Background(), level, line, "component", "memberlist", "count", n, "note", limit.Note())
-	})
-	return len(p), nil
-}
-
 // Halt stops the member without telling the others, as a crash would:
 // they find it failed. For tests, and for a process that must exit now.
 func (m *Member) Halt() {
@@ -521,40 +426,3 @@ func (m *Member) lacks(v view) []string {
 	slices.Sort(out)
 	return out
 }
-
-// share is one member's allowance of messages.
-type share struct{ changes, tables *rate.Limiter }
-
-// A member sends a batch at most every 5 ms to each other (200 a second)
-// and a whole table every sync_interval; these allow ten times that.
-const (
-	changesPerSecond = 2000
-	tablesPerSecond  = 2
-)
-
-// allow says whether a message of kind from member fits its share.
-func (m *Member) allow(from string, kind byte) bool {
-	m.sharesMu.Lock()
-	defer m.sharesMu.Unlock()
-	if m.shares == nil {
-		m.shares = map[string]*share{}
-	}
-	s := m.shares[from]
-	if s == nil && len(m.shares) >= maxShares {
-		// Names are the members' own; a flood of invented names shares
-		// one allowance rather than growing the map.
-		from = "\x00many"
-		s = m.shares[from]
-	}
-	if s == nil {
-		s = &share{changes: rate.NewLimiter(changesPerSecond, 2*changesPerSecond), tables: rate.NewLimiter(tablesPerSecond, 5)}
-		m.shares[from] = s
-	}
-	if kind == kindTable {
-		return s.tables.Allow()
-	}
-	return s.changes.Allow()
-}
-
-// maxShares bounds the members tracked by name.
-const maxShares = 1024

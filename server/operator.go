@@ -3,7 +3,6 @@
 package server
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -233,13 +232,9 @@ func (s *Server) forgetRemoved() {
 func (s *Server) SetWeight(poolName, backend string, w int) (*pool.Backend, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.pools[poolName]
-	if p == nil {
-		return nil, fmt.Errorf("no pool %q", poolName)
-	}
-	b := p.pool.Backend(backend)
-	if b == nil {
-		return nil, fmt.Errorf("pool %s has no backend %q", poolName, backend)
+	b, err := s.backendNamed(poolName, backend)
+	if err != nil {
+		return nil, err
 	}
 	op := s.opOf(poolName, b)
 	op.Weight, op.FileWeight = w, s.fileWeight(poolName, backend)

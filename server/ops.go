@@ -19,13 +19,9 @@ import (
 func (s *Server) SetState(poolName, backend string, st pool.AdminState, deadline time.Duration) (*pool.Backend, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.pools[poolName]
-	if p == nil {
-		return nil, fmt.Errorf("no pool %q", poolName)
-	}
-	b := p.pool.Backend(backend)
-	if b == nil {
-		return nil, fmt.Errorf("pool %s has no backend %q", poolName, backend)
+	b, err := s.backendNamed(poolName, backend)
+	if err != nil {
+		return nil, err
 	}
 	op := s.opOf(poolName, b)
 	op.State, op.DrainUntil = st.String(), 0
@@ -70,4 +66,17 @@ func (s *Server) closeBackend(b *pool.Backend, end proxy.Termination, why string
 		s.log.Warn("closed connections to backend", "backend", b.Name, "connections", n, "why", why)
 	}
 	return n
+}
+
+// backendNamed finds a backend by pool and name; s.mu is held.
+func (s *Server) backendNamed(poolName, backend string) (*pool.Backend, error) {
+	p := s.pools[poolName]
+	if p == nil {
+		return nil, fmt.Errorf("no pool %q", poolName)
+	}
+	b := p.pool.Backend(backend)
+	if b == nil {
+		return nil, fmt.Errorf("pool %s has no backend %q", poolName, backend)
+	}
+	return b, nil
 }

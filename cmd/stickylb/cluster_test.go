@@ -122,14 +122,8 @@ func TestClusterPartitionConverges(t *testing.T) {
 	ms := make([]*member, 3)
 	for i, a := range addrs {
 		h := l.host(a)
-		var bs []*lbtest.Backend
-		var ports []int
-		h.Do(func() { bs, ports = lbtest.StartBackends(t, casHosts, 1) })
-		cas := map[string]string{}
-		for _, b := range bs {
-			cas[b.Name] = b.Host
-		}
-		ms[i] = &member{host: h, p: startBinary(t, h.Prefix(), "run", "-c", writeConfig(t, clusterConfig(10135, ports[0], cas, a, addrs, key, "")))}
+		cas, port := casOn(t, h)
+		ms[i] = &member{host: h, p: startBinary(t, h.Prefix(), "run", "-c", writeConfig(t, clusterConfig(10135, port, cas, a, addrs, key, "")))}
 	}
 	for _, m := range ms {
 		lbtest.Eventually(t, 15*time.Second, "three members alive", func() bool { return strings.Count(m.ctl(t, "members"), "alive") == 3 })
@@ -172,4 +166,17 @@ func TestClusterPartitionConverges(t *testing.T) {
 	}
 	t.Logf("partition healed: all three members converged on side B's newer re-pin (%s over side A's %s) %s after the link came back (sync_interval 1s)",
 		sideB, sideA, took.Round(time.Millisecond))
+}
+
+// casOn starts cas1-3 on the loopback of namespace h, on one port, and
+// returns their addresses by name and the port.
+func casOn(t *testing.T, h *lbtest.NetNS) (map[string]string, int) {
+	var bs []*lbtest.Backend
+	var ports []int
+	h.Do(func() { bs, ports = lbtest.StartBackends(t, casHosts, 1) })
+	cas := map[string]string{}
+	for _, b := range bs {
+		cas[b.Name] = b.Host
+	}
+	return cas, ports[0]
 }

@@ -79,14 +79,8 @@ func TestClusterECMPWithBGP(t *testing.T) {
 		h.Link(router, a, fmt.Sprintf("10.61.%d.1", i+1))
 		h.Run("ip", "route", "add", "default", "via", fmt.Sprintf("10.61.%d.1", i+1))
 		h.Run("ip", "addr", "add", vip+"/32", "dev", "lo")
-		m := &ecmpMember{member: member{host: h}, addr: a, dir: t.TempDir(), cas: map[string]string{}}
-		h.Do(func() {
-			bs, ports := lbtest.StartBackends(t, casHosts, 1)
-			for _, b := range bs {
-				m.cas[b.Name] = b.Host
-			}
-			m.port = ports[0]
-		})
+		m := &ecmpMember{member: member{host: h}, addr: a, dir: t.TempDir()}
+		m.cas, m.port = casOn(t, h)
 		sock := bird(t, h, m.dir, "bird-member.conf", map[string]string{"SELF": a, "VIP": vip, "MEMBER_AS": "65001",
 			"ROUTER": fmt.Sprintf("10.61.%d.1", i+1), "ROUTER_AS": "65000"})
 		m.start(t, addrs, key)

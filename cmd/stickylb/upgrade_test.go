@@ -193,14 +193,8 @@ func TestBinaryUpgradeInCluster(t *testing.T) {
 	pidfiles := make([]string, 2)
 	for i, a := range addrs {
 		h := l.host(a)
-		var bs []*lbtest.Backend
-		var ports []int
-		h.Do(func() { bs, ports = lbtest.StartBackends(t, casHosts, 1) })
-		cas := map[string]string{}
-		for _, b := range bs {
-			cas[b.Name] = b.Host
-		}
-		cfg := strings.Replace(clusterConfig(10135, ports[0], cas, a, addrs, key, ""), `listen = "127.0.0.1:0"`, `listen = "127.0.0.1:9090"`, 1)
+		cas, port := casOn(t, h)
+		cfg := strings.Replace(clusterConfig(10135, port, cas, a, addrs, key, ""), `listen = "127.0.0.1:0"`, `listen = "127.0.0.1:9090"`, 1)
 		pidfiles[i] = filepath.Join(t.TempDir(), "stickylb.pid")
 		ms[i] = &member{host: h, p: startBinary(t, h.Prefix(), "run", "-c", writeConfig(t, cfg), "--pidfile", pidfiles[i])}
 	}

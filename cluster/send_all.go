@@ -1,0 +1,34 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/stickylb/stickylb/config"
+)
+
+// ShareOperators sends operators' decisions to every other member at
+// once; a member that misses them takes them with the next whole table.
+func (m *Member) ShareOperators(ops []config.Operator) {
+	m.sendAll(header{sent: time.Now().Unix(), from: m.self, ops: ops})
+}
+
+// AskClose asks every other member to close the connections req names,
+// and returns how many it asked. A member that is away does not hear it.
+func (m *Member) AskClose(req CloseRequest) int {
+	return m.sendAll(header{sent: time.Now().Unix(), from: m.self, closes: []CloseRequest{req}})
+}
+
+// sendAll sends a message of h alone to every other member, each on its
+// own, and returns how many it sends to.
+func (m *Member) sendAll(h header) int {
+	msg := encode(kindChanges, h, nil)
+	peers := m.peers()
+	for _, n := range peers {
+		m.background(func() {
+			if err := m.ml.SendReliable(n, msg); err != nil {
+				m.stats.SendFailures.Add(1)
+			}
+		})
+	}
+	return len(peers)
+}
