@@ -86,7 +86,7 @@ func (t *Table) Insert(r Record) bool {
 	s := t.shard(r.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.peek(r.Key); ok || s.len() >= s.max || !t.internable(r.Backend, r.Home) {
+	if _, ok := s.peek(r.Key); ok || s.len() >= s.max || !t.numbered(r.Backend, r.Home) {
 		return false
 	}
 	t.putRead(s, r)
@@ -114,7 +114,7 @@ func (t *Table) putRead(s *shard, r Record) {
 // Like Insert it reports no event, and it is for start-up: a replaced
 // pin's open connections are not carried over.
 func (t *Table) Replace(r Record) bool {
-	if !t.internable(r.Backend, r.Home) {
+	if !t.numbered(r.Backend, r.Home) {
 		return false
 	}
 	s := t.shard(r.Key)

@@ -84,7 +84,7 @@ type MergeResult struct {
 // Wins, and the lifetime always (the later close, the longer hold). It
 // reports the changes it makes as events with Remote set.
 func (t *Table) Merge(r Record) MergeResult {
-	if !t.internable(r.Backend, r.Home) {
+	if !t.numbered(r.Backend, r.Home) {
 		return MergeResult{Outcome: Declined}
 	}
 	t.clock.Observe(r.Version)

@@ -6,40 +6,55 @@ import "sync/atomic"
 // its number plus one, in 16 bits.
 const maxNames = 1<<16 - 1
 
-// internable says whether every name given has a number or can get one.
-// A table refuses records and pins it cannot number (past 65,535 names,
-// where the numbers would wrap and pins land on the wrong backend).
-func (t *Table) internable(names ...string) bool {
-	n := len(*t.names.Load())
+// numbered gives every name given its number, all or none, and reports
+// whether it could: past 65,535 names a table refuses the record or pin
+// that would need one more (the 16-bit numbers would wrap and pins land
+// on the wrong backend). Every path that stores a name calls it first,
+// under one lock, so intern below always finds the number.
+func (t *Table) numbered(names ...string) bool {
+	missing := false
 	for _, name := range names {
-		if name == "" {
-			continue
-		}
-		if _, ok := t.ids.Load(name); !ok {
-			n++
+		if _, ok := t.ids.Load(name); name != "" && !ok {
+			missing = true
 		}
 	}
-	return n <= maxNames
-}
-
-// intern returns the number standing for a backend name. Names are few
-// (the backends ever configured), so the list only grows; callers ask
-// internable first, and a name past the bound (two callers racing for
-// the last numbers) gets the number of the first name rather than a
-// wrapped one.
-func (t *Table) intern(name string) uint16 {
-	if id, ok := t.ids.Load(name); ok {
-		return id.(uint16)
+	if !missing {
+		return true // the common case: no lock
 	}
 	t.namesMu.Lock()
 	defer t.namesMu.Unlock()
-	if id, ok := t.ids.Load(name); ok {
-		return id.(uint16)
+	n := len(*t.names.Load())
+	for _, name := range names {
+		if _, ok := t.ids.Load(name); name != "" && !ok {
+			n++
+		}
+	}
+	if n > maxNames {
+		return false
+	}
+	for _, name := range names {
+		if name != "" {
+			t.add(name)
+		}
+	}
+	return true
+}
+
+// intern returns the number of a name numbered gave one.
+func (t *Table) intern(name string) uint16 {
+	id, ok := t.ids.Load(name)
+	if !ok {
+		panic("affinity: backend name " + name + " stored without numbered")
+	}
+	return id.(uint16)
+}
+
+// add numbers name if it has no number yet; namesMu is held.
+func (t *Table) add(name string) {
+	if _, ok := t.ids.Load(name); ok {
+		return
 	}
 	old := *t.names.Load()
-	if len(old) >= maxNames {
-		return 0
-	}
 	id := uint16(len(old))
 	// Appending in place is safe: a reader of the old header reads only
 	// numbers below its length, and the writers hold namesMu. Copying the
@@ -50,5 +65,4 @@ func (t *Table) intern(name string) uint16 {
 	t.counts.Store(&nextCounts)
 	t.names.Store(&next)
 	t.ids.Store(name, id)
-	return id
 }

@@ -247,9 +247,9 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		return Lease{}, err
 	}
 	l := Lease{t: t, shard: s, key: k, Backend: backend}
-	if !t.internable(backend) {
+	if backend != pinned && !t.numbered(backend) {
 		// A name past the bound: served, not pinned (never reached with
-		// the backends of a config).
+		// the backends of a config). A hit needs no number.
 		return t.unpinned(s, k, backend, EventFull, &t.full, &evs), nil
 	}
 	switch {

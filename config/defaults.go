@@ -37,12 +37,13 @@ const (
 	// IPv6 /64) at 30,000 open connections: above what a Unity server
 	// with several connections per user needs, and 60,000 descriptors,
 	// a sixteenth of the unit's file limit, so one client cannot take
-	// the descriptors every other needs (one address held 5,000
-	// connections with no limit; it could hold 84,000 on three ports).
+	// the descriptors every other needs (issue 20: one address held
+	// 5,000 connections with no limit; by arithmetic it could open about
+	// 84,000 to three ports).
 	DefaultMaxConnsPerClient = 30_000
 	// DefaultNewPinsPerSecond caps new pins per pool: a logon storm of
-	// 10,000 users over a minute is under 200 a second, while a flood of
-	// 2,500 new addresses in 0.43 s (5,800/s) no longer pushes out the
+	// 10,000 users over a minute is under 200 a second, while the flood
+	// issue 20 reported (2,500 new addresses in 0.43 s, 5,800/s) no longer pushes out the
 	// pins of idle sessions; clients over it are served unpinned.
 	DefaultNewPinsPerSecond = 1000
 	// DefaultLimitV6Prefix groups IPv6 clients by /64 for the per-client

@@ -60,6 +60,9 @@ type Store struct {
 func (st *Store) Pause()  { st.paused.Store(true) }
 func (st *Store) Resume() { st.paused.Store(false) }
 
+// Paused says whether another process keeps the files now.
+func (st *Store) Paused() bool { return st.paused.Load() }
+
 // New makes the store of the snapshot file path ("" for none), counting
 // into stats.
 func New(path string, stats *Stats, log *slog.Logger) *Store {

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
 	"time"
@@ -26,11 +27,21 @@ type ClientLimits struct {
 
 // Limiter applies ClientLimits to the clients of one pool, across all of
 // its listeners. It keeps state only for clients with a connection open
-// or a rate bucket not yet full again; Sweep forgets the rest.
+// or a rate bucket not yet full again; Sweep forgets the rest. With the
+// connection limit on by default, every connection passes here twice:
+// the clients are spread over shards, each with its own lock, and kept
+// by value, so a client's connection allocates nothing unless a rate
+// limit gives it a bucket.
 type Limiter struct {
 	limits ClientLimits
-	mu     sync.Mutex
-	byAddr map[netip.Prefix]*clientUse
+	shards [limiterShards]limiterShard
+}
+
+const limiterShards = 16
+
+type limiterShard struct {
+	mu   sync.Mutex
+	uses map[netip.Prefix]clientUse
 }
 
 type clientUse struct {
@@ -46,7 +57,19 @@ func NewLimiter(l ClientLimits) *Limiter {
 	if l.Rate > 0 && l.Burst <= 0 {
 		l.Burst = max(1, int(l.Rate))
 	}
-	return &Limiter{limits: l, byAddr: map[netip.Prefix]*clientUse{}}
+	lim := &Limiter{limits: l}
+	for i := range lim.shards {
+		lim.shards[i].uses = map[netip.Prefix]clientUse{}
+	}
+	return lim
+}
+
+// shard is the shard of a client.
+func (l *Limiter) shard(p netip.Prefix) *limiterShard {
+	b := p.Addr().As16()
+	h := binary.LittleEndian.Uint64(b[:8]) ^ binary.LittleEndian.Uint64(b[8:])
+	h ^= h >> 29
+	return &l.shards[(h*0x9e3779b97f4a7c15)>>60]
 }
 
 // client is the network one client address counts for.
@@ -67,48 +90,57 @@ func (l *Limiter) client(addr netip.Addr) netip.Prefix {
 // it. A taken connection must be given back with done.
 func (l *Limiter) admit(addr netip.Addr) Refusal {
 	key := l.client(addr)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	u := l.byAddr[key]
-	if u == nil {
-		u = &clientUse{}
-		if l.limits.Rate > 0 {
-			u.bucket = rate.NewLimiter(l.limits.Rate, l.limits.Burst)
-		}
-		l.byAddr[key] = u
+	sh := l.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	u, ok := sh.uses[key]
+	if !ok && l.limits.Rate > 0 {
+		u.bucket = rate.NewLimiter(l.limits.Rate, l.limits.Burst)
 	}
 	switch {
 	case l.limits.MaxConnsPerClient > 0 && u.open >= l.limits.MaxConnsPerClient:
 		return RefusedClientConns
 	case u.bucket != nil && !u.bucket.Allow():
+		sh.uses[key] = u // keep the emptied bucket
 		return RefusedClientRate
 	}
 	u.open++
+	sh.uses[key] = u
 	return ""
 }
 
 // done gives back a connection admit took.
 func (l *Limiter) done(addr netip.Addr) {
 	key := l.client(addr)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if u := l.byAddr[key]; u != nil {
-		u.open--
-		if u.open <= 0 && (u.bucket == nil || u.bucket.Tokens() >= float64(l.limits.Burst)) {
-			delete(l.byAddr, key)
-		}
+	sh := l.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	u, ok := sh.uses[key]
+	if !ok {
+		return
 	}
+	u.open--
+	if u.open <= 0 && (u.bucket == nil || u.bucket.Tokens() >= float64(l.limits.Burst)) {
+		delete(sh.uses, key)
+		return
+	}
+	sh.uses[key] = u
 }
 
 // Sweep forgets clients with nothing open whose rate bucket has filled up
 // again, and returns how many clients it still tracks.
 func (l *Limiter) Sweep(now time.Time) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for addr, u := range l.byAddr {
-		if u.open <= 0 && (u.bucket == nil || u.bucket.TokensAt(now) >= float64(l.limits.Burst)) {
-			delete(l.byAddr, addr)
+	n := 0
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		for key, u := range sh.uses {
+			if u.open <= 0 && (u.bucket == nil || u.bucket.TokensAt(now) >= float64(l.limits.Burst)) {
+				delete(sh.uses, key)
+			}
 		}
+		n += len(sh.uses)
+		sh.mu.Unlock()
 	}
-	return len(l.byAddr)
+	return n
 }

@@ -5,6 +5,7 @@ package proxy
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -107,4 +108,25 @@ func TestClientLimitsByIPv6Prefix(t *testing.T) {
 	if err := connect("2001:db8:2::1"); err != nil {
 		t.Fatalf("a client of another /64 was refused: %v", err)
 	}
+}
+
+// The connection limit is on by default, so every connection is admitted
+// and given back here: go test -run XXX -bench LimiterAdmit ./proxy
+// reports no allocation per connection and the cost of the pair.
+func BenchmarkLimiterAdmitDone(b *testing.B) {
+	l := NewLimiter(ClientLimits{MaxConnsPerClient: 30_000, V6Prefix: 64})
+	addrs := make([]netip.Addr, 1024)
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			a := addrs[i%len(addrs)]
+			l.admit(a)
+			l.done(a)
+			i++
+		}
+	})
 }

@@ -43,9 +43,8 @@ func (s *Server) Handover() ([]*os.File, error) {
 			s.log.Error("pin snapshot for the new process failed: it starts from the journal", "error", err)
 		}
 	}
-	s.store.Pause()
 	s.saveOps()
-	s.opsPaused = true
+	s.store.Pause()
 	if m := s.cluster.Load(); m != nil {
 		m.Leave(5 * time.Second)
 		s.cluster.Store(nil)
@@ -75,7 +74,6 @@ func (s *Server) Resume(files []*os.File) error {
 		s.serve(l)
 	}
 	s.store.Resume()
-	s.opsPaused = false
 	if err := s.startCluster(s.cfg); err != nil {
 		return err
 	}

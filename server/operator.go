@@ -168,7 +168,7 @@ func (s *Server) operators() []config.Operator {
 // few and rare, and one lost in a crash would put a CAS being patched
 // back in service.
 func (s *Server) saveOps() {
-	if s.opsPath == "" || s.opsPaused {
+	if s.opsPath == "" || s.store.Paused() { // another process keeps them (Handover)
 		return
 	}
 	if err := persist.SaveOperators(s.opsPath, s.operators()); err != nil {

@@ -72,8 +72,6 @@ type Server struct {
 	ops      map[opKey]config.Operator
 	opsClock *affinity.Clock
 	opsPath  string // SNAPSHOT.operator; "" without a snapshot file
-	// opsPaused: another process keeps the decisions now (Handover).
-	opsPaused bool
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -475,12 +475,7 @@ func TestBinaryRestartKeepsPins(t *testing.T) {
 	p3 := startBinary(t, nil, "run", "-c", path)
 	addr = p3.addrs(1)["l0"]
 	lbtest.Eventually(t, 5*time.Second, "snapshot warning", func() bool { return strings.Contains(p3.logs(), "pin snapshot ignored") })
-	moved := 0
-	for src, was := range owner {
-		if got, _ := lbtest.Who(src, addr); got != was {
-			moved++
-		}
-	}
+	moved := movedFrom(owner, addr)
 	if moved == 0 {
 		t.Fatalf("without the snapshot no client moved: the weight change does not test anything")
 	}
@@ -700,4 +695,16 @@ func TestBinaryChecksAndDashboard(t *testing.T) {
 			t.Errorf("ctl backends lacks %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// movedFrom counts the clients of owner (client -> backend) that addr
+// now sends to another backend.
+func movedFrom(owner map[string]string, addr netip.AddrPort) int {
+	moved := 0
+	for src, was := range owner {
+		if got, _ := lbtest.Who(src, addr); got != was {
+			moved++
+		}
+	}
+	return moved
 }
