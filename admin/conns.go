@@ -126,6 +126,7 @@ func (a *API) closeConnections(w http.ResponseWriter, r *http.Request) {
 	}
 	n, asked := a.opts.Server.CloseEverywhere(q.Get("pool"), q.Get("client"), q.Get("backend"))
 	a.opts.Log.Info("connections closed by the admin API", "query", r.URL.RawQuery, "closed", n, "members_asked", asked)
+	a.Record(q.Get("pool"), q.Get("backend"), closedWhat(n, q.Get("client"), asked))
 	writeJSON(w, 200, map[string]int{"closed": n, "members_asked": asked})
 }
 
@@ -153,4 +154,16 @@ func (a *API) setWeight(w http.ResponseWriter, r *http.Request) {
 	a.opts.Log.Info("backend weight set", "pool", p.Name, "backend", b.Name, "from", old, "to", *body.Weight)
 	a.Record(p.Name, b.Name, fmt.Sprintf("weight %d (was %d) until lb.toml's weight for it changes", *body.Weight, old))
 	writeJSON(w, 200, backendInfo(p.Name, b, pinsOf(p, b.Name)))
+}
+
+// closedWhat is the event of an operator's close.
+func closedWhat(n int, client string, asked int) string {
+	what := fmt.Sprintf("%d connections closed", n)
+	if client != "" {
+		what += " of " + client
+	}
+	if asked > 0 {
+		what += fmt.Sprintf(", asked of %d other members", asked)
+	}
+	return what
 }

@@ -141,7 +141,11 @@ func (a *API) unpin(w http.ResponseWriter, r *http.Request) {
 	n := p.Table.Delete(match)
 	a.opts.Log.Info("pins deleted", "pool", p.Name, "client", client, "backend", backend, "deleted", n)
 	if n > 0 {
-		a.Record(p.Name, backend, fmt.Sprintf("%d pins deleted", n))
+		what := fmt.Sprintf("%d pins deleted", n)
+		if client != "" {
+			what = "pin of " + client + " deleted"
+		}
+		a.Record(p.Name, backend, what)
 	}
 	writeJSON(w, 200, map[string]int{"deleted": n})
 }

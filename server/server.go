@@ -49,6 +49,9 @@ type Options struct {
 	// otherwise than by this instance's API: by another cluster member,
 	// or by a drain's deadline (why says which).
 	OnOperator func(op config.Operator, why string)
+	// OnEvent, if set, hears of other changes an operator made at
+	// another member: connections closed at its request.
+	OnEvent func(pool, backend, what string)
 }
 
 // Server is a running balancer.

@@ -535,6 +535,9 @@ func TestBinaryOperate(t *testing.T) {
 	if out, code := ctl("close", "--client", "127.6.2.1"); code != 0 || out != "1 connection closed here (pins kept)\n" {
 		t.Fatalf("ctl close: %d %q", code, out)
 	}
+	if out, code := ctl("events"); code != 0 || !strings.Contains(out, "1 connections closed of 127.6.2.1") {
+		t.Fatalf("ctl close is not an event: %d %q", code, out)
+	}
 	if out, code := ctl("connections", "--client", "127.6.2.1"); code != 0 || out != "no open connections match\n" {
 		t.Fatalf("ctl connections after close: %d %q", code, out)
 	}

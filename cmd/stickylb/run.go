@@ -204,7 +204,12 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger, inherited *p
 		log.Warn("config warning", "warning", w.Error())
 	}
 	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
-		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged, OnOperator: d.operatorChanged, Inherited: inherited})
+		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged, OnOperator: d.operatorChanged, Inherited: inherited,
+		OnEvent: func(pool, backend, what string) {
+			if api := d.events.Load(); api != nil {
+				api.Record(pool, backend, what)
+			}
+		}})
 	if err != nil {
 		return nil, err
 	}
