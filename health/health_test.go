@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -70,10 +71,16 @@ func TestEveryPortMustAnswer(t *testing.T) {
 
 	var rec recorder
 	var results sync.Map
+	var failed atomic.Int32 // failed checks, counted before the change is reported
 	c := New(Config{Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 2, Fall: 3,
 		Probes:   []Probe{TCP{Ports: []int{port1, port2}}},
 		OnChange: rec.add,
-		OnResult: func(target string, err error, took time.Duration) { results.Store(target, err == nil) },
+		OnResult: func(target string, err error, took time.Duration) {
+			if err != nil {
+				failed.Add(1)
+			}
+			results.Store(target, err == nil)
+		},
 	}, []Target{{Name: "cas1", Host: "127.0.0.21"}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -85,10 +92,12 @@ func TestEveryPortMustAnswer(t *testing.T) {
 		t.Fatalf("a healthy host reported a change on its first check")
 	}
 	b.Close() // the second port dies: the whole host must go down
-	start := time.Now()
 	waitFor(t, "down", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
-	if took := time.Since(start); took < 40*time.Millisecond {
-		t.Errorf("went down after %s: fewer than fall=3 failed checks at 20ms", took)
+	// Counted, not timed: a first failed check can come right after the
+	// close, so the time to go down is under three intervals (39.6 ms
+	// once in CI against a 40 ms bound).
+	if n := failed.Load(); n < 3 {
+		t.Errorf("went down after %d failed checks; fall is 3", n)
 	}
 	ch, _ := rec.last()
 	if ch.Err == nil || !strings.Contains(ch.Err.Error(), ":"+strconv.Itoa(port2)) {
