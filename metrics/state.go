@@ -40,13 +40,14 @@ var (
 	descChanged = prometheus.NewDesc(ns+"_backend_last_change_timestamp_seconds", "When the backend's health or admin state last changed (0: never).", []string{"pool", "backend"}, nil)
 	descSnaps   = prometheus.NewDesc(ns+"_snapshot_writes_total", "Pin snapshot writes, by result.", []string{"result"}, nil)
 	descJournal = prometheus.NewDesc(ns+"_journal_write_failures_total", "Failed pin journal appends and compactions (a full or read-only disk).", nil, nil)
+	descLeftOut = prometheus.NewDesc(ns+"_snapshot_pins_left_out", "Pins the last snapshot could not hold for lack of disk (it holds the newest that fit); 0 when it holds them all.", nil, nil)
 	descLastSn  = prometheus.NewDesc(ns+"_snapshot_last_success_timestamp_seconds", "When the pin snapshot was last written successfully (0: never).", nil, nil)
 )
 
 var states = []string{"up", "down", "drain", "maint", "removed"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descAdmin, descPending, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLastSn} {
+	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descAdmin, descPending, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLeftOut, descLastSn} {
 		ch <- d
 	}
 	for _, d := range clusterDescs {
@@ -114,6 +115,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSnaps, prometheus.CounterValue, float64(s.SnapshotSaves.Load()), "success")
 	ch <- prometheus.MustNewConstMetric(descSnaps, prometheus.CounterValue, float64(s.SnapshotFailures.Load()), "failure")
 	ch <- prometheus.MustNewConstMetric(descJournal, prometheus.CounterValue, float64(s.JournalFailures.Load()))
+	ch <- prometheus.MustNewConstMetric(descLeftOut, prometheus.GaugeValue, float64(s.LeftOut.Load()))
 	ch <- prometheus.MustNewConstMetric(descLastSn, prometheus.GaugeValue, float64(s.LastSnapshot.Load()))
 }
 

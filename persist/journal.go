@@ -27,8 +27,15 @@ type journal struct {
 	path string
 
 	mu      sync.Mutex // guards pending and the file's contents
-	pending map[journalKey]storedPin
+	pending map[journalKey]noted
 	order   []journalKey // first-noted order, so replay keeps it
+	seq     uint64       // counts notes, so a snapshot knows which it holds
+}
+
+// noted is a pending record and the note that made it.
+type noted struct {
+	rec storedPin
+	seq uint64
 }
 
 type journalKey struct {
@@ -37,7 +44,7 @@ type journalKey struct {
 }
 
 func newJournal(path string) *journal {
-	return &journal{path: path, pending: map[journalKey]storedPin{}}
+	return &journal{path: path, pending: map[journalKey]noted{}}
 }
 
 // note records a table change; it is called from connection goroutines.
@@ -58,43 +65,77 @@ func (j *journal) note(pool string, ev affinity.Event) {
 	if _, ok := j.pending[k]; !ok {
 		j.order = append(j.order, k)
 	}
-	j.pending[k] = r
+	j.seq++
+	j.pending[k] = noted{r, j.seq}
 	j.mu.Unlock()
 }
 
 // flush appends the pending records to the file and syncs it. It returns
-// the file's size afterwards, which a snapshot taken next covers.
+// the file's size afterwards, which a snapshot taken next covers; after a
+// failed append, the size it was cut back to (-1 when not known).
 func (j *journal) flush() (int64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	for _, k := range j.order {
-		enc.Encode(j.pending[k])
+		enc.Encode(j.pending[k].rec)
 	}
 	// O_NOFOLLOW: a symlink planted at the journal's path cannot make
 	// stickylb append to another file (the snapshot is renamed into
 	// place, which replaces a link rather than following it).
 	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
-		return 0, fmt.Errorf("pin journal %s: %w", j.path, err)
+		return -1, fmt.Errorf("pin journal %s: %w", j.path, err)
 	}
 	defer f.Close()
-	if buf.Len() > 0 {
-		if _, err := f.Write(buf.Bytes()); err != nil {
-			return 0, fmt.Errorf("pin journal %s: %w", j.path, err)
-		}
-		if err := f.Sync(); err != nil {
-			return 0, fmt.Errorf("pin journal %s: %w", j.path, err)
-		}
-		clear(j.pending)
-		j.order = j.order[:0]
-	}
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("pin journal %s: %w", j.path, err)
+		return -1, fmt.Errorf("pin journal %s: %w", j.path, err)
 	}
-	return fi.Size(), nil
+	if buf.Len() == 0 {
+		return fi.Size(), nil
+	}
+	_, err = f.Write(buf.Bytes())
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		// A full disk can take part of the append: cut it back, so the
+		// next append does not start mid-line and spoil its first record.
+		if f.Truncate(fi.Size()) != nil {
+			return -1, fmt.Errorf("pin journal %s: %w", j.path, err)
+		}
+		return fi.Size(), fmt.Errorf("pin journal %s: %w", j.path, err)
+	}
+	clear(j.pending)
+	j.order = j.order[:0]
+	return fi.Size() + int64(buf.Len()), nil
+}
+
+// mark is the last note made: a snapshot whose table is read after it
+// holds every change noted up to it.
+func (j *journal) mark() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.seq
+}
+
+// drop forgets the pending records noted up to mark, which a snapshot
+// written since holds: they need no append (with the disk full, they
+// could not have one).
+func (j *journal) drop(mark uint64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	keep := j.order[:0]
+	for _, k := range j.order {
+		if j.pending[k].seq <= mark {
+			delete(j.pending, k)
+		} else {
+			keep = append(keep, k)
+		}
+	}
+	j.order = keep
 }
 
 // cut drops the first n bytes of the journal, which a snapshot now holds,

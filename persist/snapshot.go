@@ -31,24 +31,72 @@ type snapshotPool struct {
 // Save writes every table's pins to path atomically: a reader sees the
 // old file or the new one, never half of one. Pins with connections open
 // count as seen now. Saved to the store's own snapshot file, it also
-// compacts the journal.
+// compacts the journal, and a full disk gets the newest pins that fit
+// (room.go); the state of that file is logged once per change.
 func (st *Store) Save(path string, tables []Table) (int, error) {
-	if path == st.path && st.paused.Load() {
+	own := path == st.path
+	if own && st.paused.Load() {
 		return 0, nil // another process keeps the pins now
 	}
 	// The journal's records up to here are in the table the snapshot is
 	// taken from; once it is written they are cut from the journal.
 	var covered int64 = -1
-	if path == st.path && st.journal != nil {
-		n, err := st.journal.flush()
-		if err != nil {
-			st.stats.JournalFailures.Add(1)
-			st.log.Error("pin journal write failed", "error", err)
-		} else {
-			covered = n
-		}
+	var mark uint64
+	if own && st.journal != nil {
+		covered, _ = st.flush()
+		mark = st.journal.mark()
 	}
 	now := time.Now()
+	snap, n := collect(tables, now)
+	b, err := json.Marshal(snap)
+	if err != nil {
+		return 0, err
+	}
+	kept := n
+	err = writeAtomic(path, b)
+	if own && NoRoom(err) {
+		kept, err = st.saveInRoom(snap, b, n, covered)
+		covered = -1 // cut already, where it could be
+	}
+	if err != nil {
+		st.stats.SnapshotFailures.Add(1)
+		err = fmt.Errorf("write pin snapshot %s: %w", path, err)
+		if own {
+			st.snapState.set(st.log, err.Error(), "pin snapshot failed; pins since the last one are in the journal while it has room", "error", err)
+		}
+		return 0, err
+	}
+	st.stats.SnapshotSaves.Add(1)
+	st.stats.LastSnapshot.Store(now.Unix())
+	if !own {
+		return n, nil
+	}
+	st.stats.LeftOut.Store(int64(n - kept))
+	if kept < n {
+		st.snapState.set(st.log, "partial", "disk full: the pin snapshot holds only the newest pins that fit", "file", path, "kept", kept, "pins", n)
+	} else {
+		st.snapState.set(st.log, "", "pin snapshot written again", "file", path, "pins", n)
+	}
+	if st.journal != nil && kept == n {
+		st.journal.drop(mark)
+	}
+	if covered >= 0 {
+		if err := st.journal.cut(covered); err != nil {
+			st.stats.JournalFailures.Add(1)
+			st.journalState.set(st.log, err.Error(), "pin journal not compacted; it will be replayed over the snapshot, which is harmless", "error", err)
+		}
+	}
+	if err := st.keepReserve(reserveSize(len(b))); err != nil {
+		st.reserveState.set(st.log, "short", "no room for the pin snapshot's reserve: a full disk may leave older pins out of the next snapshot", "error", err)
+	} else {
+		st.reserveState.set(st.log, "", "pin snapshot reserve held again", "file", st.path+".reserve")
+	}
+	return kept, nil
+}
+
+// collect is every table's pins as a snapshot taken at now, and how many
+// there are.
+func collect(tables []Table, now time.Time) (snapshot, int) {
 	snap := snapshot{Magic: snapshotMagic, Version: 1, Written: now.UTC(), Pools: map[string]snapshotPool{}}
 	n := 0
 	for _, t := range tables {
@@ -71,23 +119,7 @@ func (st *Store) Save(path string, tables []Table) (int, error) {
 		n += len(sp.Pins)
 		snap.Pools[t.Name] = sp
 	}
-	b, err := json.Marshal(snap)
-	if err != nil {
-		return 0, err
-	}
-	if err := writeAtomic(path, b); err != nil {
-		st.stats.SnapshotFailures.Add(1)
-		return 0, fmt.Errorf("write pin snapshot %s: %w", path, err)
-	}
-	st.stats.SnapshotSaves.Add(1)
-	st.stats.LastSnapshot.Store(now.Unix())
-	if covered >= 0 {
-		if err := st.journal.cut(covered); err != nil {
-			st.stats.JournalFailures.Add(1)
-			st.log.Error("pin journal not compacted; it will be replayed over the snapshot, which is harmless", "error", err)
-		}
-	}
-	return n, nil
+	return snap, n
 }
 
 func writeAtomic(path string, b []byte) error {

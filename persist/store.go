@@ -9,17 +9,16 @@
 // cluster member also applies (affinity.Keyer.Admit).
 //
 // The files: store.go is the Store, stored.go the one form of a pin,
-// snapshot.go writes snapshots, journal.go keeps the journal and
-// restore.go reads both back at start.
+// snapshot.go writes snapshots, journal.go keeps the journal, room.go
+// keeps them written on a full disk and restore.go reads both back at
+// start.
 package persist
 
 import (
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"github.com/stickylb/stickylb/affinity"
-	"github.com/stickylb/stickylb/throttle"
 )
 
 // Table is a pool's affinity table as the store sees it.
@@ -41,15 +40,19 @@ type Stats struct {
 	SnapshotSaves, SnapshotFailures atomic.Uint64
 	LastSnapshot                    atomic.Int64
 	JournalFailures                 atomic.Uint64 // failed journal appends or compactions
+	// LeftOut is how many pins the last snapshot could not hold for
+	// lack of disk (room.go); 0 when it holds them all.
+	LeftOut atomic.Int64
 }
 
 // Store is a snapshot file and its journal (PATH.journal).
 type Store struct {
-	path       string // "" keeps nothing on disk
-	journal    *journal
-	log        *slog.Logger
-	stats      *Stats
-	journalLog throttle.Log
+	path    string // "" keeps nothing on disk
+	journal *journal
+	log     *slog.Logger
+	stats   *Stats
+	// The state of each file, logged once per change.
+	journalState, snapState, reserveState fileState
 	// paused: the files belong to a process that took over from this
 	// one (a binary upgrade); nothing is noted or written until Resume.
 	paused atomic.Bool
@@ -66,7 +69,7 @@ func (st *Store) Paused() bool { return st.paused.Load() }
 // New makes the store of the snapshot file path ("" for none), counting
 // into stats.
 func New(path string, stats *Stats, log *slog.Logger) *Store {
-	st := &Store{path: path, log: log, stats: stats, journalLog: throttle.Log{Period: 10 * time.Second}}
+	st := &Store{path: path, log: log, stats: stats}
 	if path != "" {
 		st.journal = newJournal(path + ".journal")
 	}
@@ -85,15 +88,26 @@ func (st *Store) Note(pool string, ev affinity.Event) {
 }
 
 // Flush appends the changes noted since the last flush to the journal
-// and syncs it; a failure is counted and logged (at most every 10s).
-func (st *Store) Flush() {
+// and syncs it. A failure is counted and logged when the journal's state
+// changes; the changes stay pending for the next flush. NoRoom(err)
+// says the disk is full, which a snapshot (Save) can make room for.
+func (st *Store) Flush() error {
 	if st.journal == nil || st.paused.Load() {
-		return
+		return nil
 	}
-	if _, err := st.journal.flush(); err != nil {
+	_, err := st.flush()
+	return err
+}
+
+// flush is Flush returning the journal's size, which a snapshot taken
+// next covers, even when the append failed (-1 when it is not known).
+func (st *Store) flush() (int64, error) {
+	n, err := st.journal.flush()
+	if err != nil {
 		st.stats.JournalFailures.Add(1)
-		st.journalLog.Do(func(n int) {
-			st.log.Error("pin journal write failed", "error", err, "count", n, "note", st.journalLog.Note())
-		})
+		st.journalState.set(st.log, err.Error(), "pin journal write failed; pin changes are kept in memory until it succeeds", "error", err)
+		return n, err
 	}
+	st.journalState.set(st.log, "", "pin journal written again", "file", st.journal.path)
+	return n, nil
 }

@@ -42,8 +42,15 @@ func (s *Server) savePins() {
 	}
 }
 
+// roomEvery spaces the snapshots a full disk asks for: each writes the
+// whole table.
+const roomEvery = 10 * time.Second
+
 // snapshots saves the pins every snapshot_interval and appends pin
 // changes to the journal every journal_interval while the server runs.
+// A journal that meets a full disk gets a snapshot at once (at most one
+// per roomEvery), which cuts the journal and so makes room (package
+// persist's room.go). The store logs failures once per change.
 func (s *Server) snapshots() {
 	defer s.bg.Done()
 	path := s.store.Path()
@@ -55,16 +62,18 @@ func (s *Server) snapshots() {
 	defer snap.Stop()
 	flush := time.NewTicker(g.JournalInterval.Duration)
 	defer flush.Stop()
+	var early time.Time
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-flush.C:
-			s.store.Flush()
-		case <-snap.C:
-			if _, err := s.SaveSnapshot(path); err != nil {
-				s.log.Error("pin snapshot failed", "error", err)
+			if err := s.store.Flush(); persist.NoRoom(err) && time.Since(early) >= roomEvery {
+				early = time.Now()
+				s.SaveSnapshot(path)
 			}
+		case <-snap.C:
+			s.SaveSnapshot(path)
 		}
 		if g2 := s.Config().Global; g2.SnapshotInterval != g.SnapshotInterval || g2.JournalInterval != g.JournalInterval {
 			g = g2
