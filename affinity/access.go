@@ -106,7 +106,7 @@ func (t *Table) putRead(s *shard, r Record) {
 		p.home = t.intern(r.Home) + 1
 	}
 	s.put(r.Key, p)
-	t.count(id).Add(1)
+	t.added(r.Key, id)
 }
 
 // Replace puts a pin as a journal recorded it, replacing the client's pin
@@ -122,7 +122,7 @@ func (t *Table) Replace(r Record) bool {
 	defer s.mu.Unlock()
 	if p, ok := s.peek(r.Key); ok {
 		s.remove(r.Key)
-		t.count(p.backend).Add(-1)
+		t.removed(r.Key, p.backend)
 	} else if s.len() >= s.max {
 		return false
 	}
@@ -141,7 +141,7 @@ func (t *Table) Forget(k Key) bool {
 		return false
 	}
 	s.remove(k)
-	t.count(p.backend).Add(-1)
+	t.removed(k, p.backend)
 	return true
 }
 
@@ -188,5 +188,5 @@ func (t *Table) Len() int {
 func (t *Table) Stats() Stats {
 	return Stats{Hits: t.hits.Load(), Misses: t.misses.Load(), Pins: t.pins.Load(),
 		Repins: t.repins.Load(), Expired: t.expired.Load(), Evicted: t.evicted.Load(),
-		EvictedActive: t.evictedActive.Load(), Deleted: t.deleted.Load(), Full: t.full.Load(), Throttled: t.throttled.Load()}
+		EvictedActive: t.evictedActive.Load(), Deleted: t.deleted.Load(), Full: t.full.Load(), Throttled: t.throttled.Load(), PrefixFull: t.prefixFulls.Load()}
 }

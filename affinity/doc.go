@@ -5,8 +5,9 @@
 // under the table's lock before the backend is dialled, so parallel first
 // connections of one client all get the same answer. A pin never expires
 // while its client has an open connection: it expires TTL after the client's
-// last connection closes. The table is bounded; when it is full the least
-// recently used idle pin is evicted, and every change (pin, re-pin, unpin
+// last connection closes. The table is bounded, and so is what one client
+// prefix may hold of it (prefix.go); when it is full an idle pin among the
+// least recently used is evicted, the flooding prefix's first, and every change (pin, re-pin, unpin
 // with its reason) is reported to an observer as an Event, which is how
 // metrics, logs, the journal and a cluster's replication follow the
 // table. A pin read back or sent to another member is a Record: one type

@@ -37,11 +37,12 @@ func (d Decision) String() string {
 type EventKind uint8
 
 const (
-	EventPin       EventKind = iota // a new pin
-	EventRepin                      // a pin moved to another backend
-	EventUnpin                      // a pin left the table
-	EventFull                       // a new client went unpinned: every pin looked at was busy
-	EventThrottled                  // a new client went unpinned: over the cap on new pins per second
+	EventPin        EventKind = iota // a new pin
+	EventRepin                       // a pin moved to another backend
+	EventUnpin                       // a pin left the table
+	EventFull                        // a new client went unpinned: every pin looked at was busy
+	EventThrottled                   // a new client went unpinned: over the cap on new pins per second
+	EventPrefixFull                  // a new client went unpinned: its prefix held its quota of pins
 )
 
 func (k EventKind) String() string {
@@ -51,7 +52,7 @@ func (k EventKind) String() string {
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }
 
-var eventNames = [...]string{EventPin: "pin", EventRepin: "repin", EventUnpin: "unpin", EventFull: "full", EventThrottled: "throttled"}
+var eventNames = [...]string{EventPin: "pin", EventRepin: "repin", EventUnpin: "unpin", EventFull: "full", EventThrottled: "throttled", EventPrefixFull: "prefix-full"}
 
 // UnpinReason says why a pin left the table.
 type UnpinReason string

@@ -127,7 +127,7 @@ func (t *Table) mergeNew(s *shard, r Record, now int64, evs *events) MergeResult
 		p.home = t.intern(r.Home) + 1
 	}
 	p.gen = t.nextGen()
-	t.count(p.backend).Add(1)
+	t.added(r.Key, p.backend)
 	s.put(r.Key, p)
 	ev := t.event(EventPin, r.Key, p, "", "")
 	ev.Remote = true

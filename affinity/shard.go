@@ -99,6 +99,28 @@ func (s *shard) oldest() (Key, pin, bool) {
 	return Key{}, pin{}, false
 }
 
+// scan calls f with up to n of the least recently used pins, oldest
+// first by last activity, and marks each used once looked at, so that
+// the next scan looks at the next ones. Each LRU is stepped through at
+// most once: a pin marked used keeps its last activity, so oldest alone
+// could hand the same one back.
+func (s *shard) scan(n int, f func(Key, pin)) {
+	n4, nw := s.v4.Len(), s.wide.Len()
+	for ; n > 0 && n4+nw > 0; n-- {
+		c, p4, _ := s.v4.GetOldest()
+		k, pw, _ := s.wide.GetOldest()
+		if n4 > 0 && (nw == 0 || p4.last() <= pw.last()) {
+			f(fromCompact(c), p4)
+			s.v4.Get(c)
+			n4--
+		} else {
+			f(k, pw)
+			s.wide.Get(k)
+			nw--
+		}
+	}
+}
+
 // keys returns every key of the shard, oldest first within each LRU.
 func (s *shard) keys() []Key {
 	out := make([]Key, 0, s.len())

@@ -74,6 +74,9 @@ type Config struct {
 	// NewPinsPerSecond caps the pins made for new clients; a client over
 	// the cap is balanced without a pin. 0 sets no cap.
 	NewPinsPerSecond float64
+	// Prefix bounds the pins one client prefix may hold; its zero value
+	// sets no quota.
+	Prefix PrefixRule
 	// OnEvent, if set, is called for every change, outside the table's
 	// locks and on the goroutine that made the change. Keep it quick.
 	OnEvent func(Event)
@@ -87,8 +90,9 @@ type Config struct {
 type Stats struct {
 	Hits, Misses, Pins, Repins, Expired, Evicted, EvictedActive, Deleted uint64
 	// Full counts new clients left unpinned because every pin looked at
-	// had connections open; Throttled those over NewPinsPerSecond.
-	Full, Throttled uint64
+	// had connections open; Throttled those over NewPinsPerSecond;
+	// PrefixFull those whose prefix held its quota (PrefixRule).
+	Full, Throttled, PrefixFull uint64
 }
 
 // Table is a bounded, sharded map from client to pinned backend.
@@ -111,8 +115,9 @@ type Table struct {
 
 	graves graves // operator unpins, for members that were away
 
-	hits, misses, pins, repins, expired, evicted, evictedActive, deleted, full, throttled atomic.Uint64
-	newPins                                                                               atomic.Pointer[rate.Limiter] // nil: no cap
+	hits, misses, pins, repins, expired, evicted, evictedActive, deleted, full, throttled, prefixFulls atomic.Uint64
+	prefixes                                                                                           atomic.Pointer[prefixes]
+	newPins                                                                                            atomic.Pointer[rate.Limiter] // nil: no cap
 }
 
 // evictScan bounds how many busy pins an insert into a full shard steps
@@ -145,6 +150,7 @@ func NewTable(c Config) *Table {
 	t.ttl.Store(int64(c.TTL))
 	t.Resize(c.MaxEntries)
 	t.SetNewPinRate(c.NewPinsPerSecond)
+	t.SetPrefixRule(c.Prefix)
 	return t
 }
 
@@ -260,6 +266,10 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		t.repin(&p, backend, why)
 		l.Decision, l.Repin = Repin, why
 		evs.add(t.event(EventRepin, k, p, pinned, why))
+	case t.prefixFull(k):
+		// Before the rate cap, so a flood from one prefix stops taking
+		// the new pins other clients need once it holds its quota.
+		return t.unpinned(s, k, backend, EventPrefixFull, &t.prefixFulls, &evs), nil
 	case !t.mayPin():
 		return t.unpinned(s, k, backend, EventThrottled, &t.throttled, &evs), nil
 	case !t.makeRoom(s, &evs):
@@ -271,7 +281,7 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		t.misses.Add(1)
 		t.pins.Add(1)
 		p = pin{backend: t.intern(backend), created: secs(now), gen: t.nextGen(), ver: t.clock.Now()}
-		t.count(p.backend).Add(1)
+		t.added(k, p.backend)
 		l.Decision = New
 		evs.add(t.event(EventPin, k, p, "", ""))
 	}
@@ -310,24 +320,34 @@ func (t *Table) unpinned(s *shard, k Key, backend string, kind EventKind, why *a
 	return Lease{Backend: backend, Decision: Unpinned}
 }
 
-// makeRoom evicts the least recently used idle pin from a full shard and
-// reports whether there is room. Busy pins it steps over are moved to the
-// front: they are in use, which is what recently used means. A pin with
+// makeRoom evicts an idle pin from a full shard and reports whether
+// there is room. It looks at the evictScan least recently used pins and
+// evicts, of the idle ones, the one whose prefix holds the most pins (the
+// least recently used of those): a flood from one prefix loses its own
+// pins before a client's that merely connected earlier. The pins looked
+// at are marked used, so the next look is at the next ones. A pin with
 // connections open is never evicted: that would split a live session.
 func (t *Table) makeRoom(s *shard, evs *events) bool {
 	if s.len() < s.max {
 		return true
 	}
 	now := t.now().UnixNano()
-	for i := 0; i < evictScan; i++ {
-		k, p, _ := s.oldest()
-		if !p.busy(now) {
-			t.unpin(s, k, p, Evicted, evs)
-			return true
+	c := t.prefixes.Load()
+	var (
+		victim Key
+		vp     pin
+		most   int32 = -1
+	)
+	s.scan(evictScan, func(k Key, p pin) {
+		if n := c.count(c.hash(k)); !p.busy(now) && n > most {
+			victim, vp, most = k, p, n
 		}
-		s.get(k)
+	})
+	if most < 0 {
+		return false
 	}
-	return false
+	t.unpin(s, victim, vp, Evicted, evs)
+	return true
 }
 
 // unpin removes k's pin p from s, counts it by reason and queues its
@@ -335,7 +355,7 @@ func (t *Table) makeRoom(s *shard, evs *events) bool {
 // is too small for the clients connected right now.
 func (t *Table) unpin(s *shard, k Key, p pin, why UnpinReason, evs *events) {
 	s.remove(k)
-	t.count(p.backend).Add(-1)
+	t.removed(k, p.backend)
 	switch why {
 	case Expired:
 		t.expired.Add(1)

@@ -248,6 +248,9 @@ func (a *Affinity) check(v *checker, at string) {
 	if a.MaxEntries < 1 || a.MaxEntries > 100_000_000 {
 		v.errAt(at+".max_entries", "must be from 1 to 100000000, not %d", a.MaxEntries)
 	}
+	if a.MaxPinsPerPrefix < 0 || a.MaxPinsPerPrefix > 100_000_000 {
+		v.errAt(at+".max_pins_per_prefix", "must be from 0 (max_entries / 16) to 100000000, not %d", a.MaxPinsPerPrefix)
+	}
 }
 
 func (l *Limits) check(v *checker, at string) {

@@ -312,6 +312,18 @@ type Affinity struct {
 	// source addresses cannot push out the pins of sessions between
 	// connections; clients over the cap are balanced unpinned. 0: off.
 	NewPinsPerSecond float64 `toml:"new_pins_per_second"`
+	// MaxPinsPerPrefix bounds the pins of one client prefix (the limits'
+	// prefix: an IPv6 /64 by default), so a flood from one prefix can
+	// neither fill the table nor evict anyone. 0: max_entries / 16.
+	MaxPinsPerPrefix int `toml:"max_pins_per_prefix"`
+}
+
+// PrefixQuota is the pins one client prefix may hold.
+func (a Affinity) PrefixQuota() int {
+	if a.MaxPinsPerPrefix > 0 {
+		return a.MaxPinsPerPrefix
+	}
+	return max(1, a.MaxEntries/16)
 }
 
 // Limits bound what one client address may take of a pool, so that one

@@ -28,6 +28,7 @@ var (
 	descEvBusy  = prometheus.NewDesc(ns+"_affinity_evictions_active_total", "Evicted pins whose client still had connections open (only a reload that shrinks max_entries does this).", []string{"pool"}, nil)
 	descFull    = prometheus.NewDesc(ns+"_affinity_full_total", "New clients left unpinned because the table was full of clients with open connections.", []string{"pool"}, nil)
 	descThrot   = prometheus.NewDesc(ns+"_affinity_throttled_total", "New clients left unpinned because new pins were over affinity.new_pins_per_second.", []string{"pool"}, nil)
+	descPrefix  = prometheus.NewDesc(ns+"_affinity_prefix_full_total", "New clients left unpinned because their prefix held affinity.max_pins_per_prefix pins.", []string{"pool"}, nil)
 	descState   = prometheus.NewDesc(ns+"_backend_state", "Backend state: 1 for the current one of up, down, drain, maint, removed (by a reload, while it has connections or pins).", []string{"pool", "backend", "state"}, nil)
 	descPending = prometheus.NewDesc(ns+"_backend_cluster_pending", "1 while some cluster member lacks the backend (their configs differ): it takes no new clients until every member has it.", []string{"pool", "backend"}, nil)
 	descAdmin   = prometheus.NewDesc(ns+"_backend_admin_state", "The operator's state of a backend, whatever its health: 1 for the current one of ready, drain, maint.", []string{"pool", "backend", "state"}, nil)
@@ -47,7 +48,7 @@ var (
 var states = []string{"up", "down", "drain", "maint", "removed"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descState, descAdmin, descPending, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLeftOut, descLastSn} {
+	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descPrefix, descState, descAdmin, descPending, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLeftOut, descLastSn} {
 		ch <- d
 	}
 	for _, d := range clusterDescs {
@@ -77,6 +78,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descEvBusy, prometheus.CounterValue, float64(st.EvictedActive), p.Name)
 			ch <- prometheus.MustNewConstMetric(descFull, prometheus.CounterValue, float64(st.Full), p.Name)
 			ch <- prometheus.MustNewConstMetric(descThrot, prometheus.CounterValue, float64(st.Throttled), p.Name)
+			ch <- prometheus.MustNewConstMetric(descPrefix, prometheus.CounterValue, float64(st.PrefixFull), p.Name)
 		}
 		for _, b := range p.Listed() {
 			cur := b.State()

@@ -147,16 +147,23 @@ func (s *Server) applyTable(p *poolRT, pc *config.Pool) {
 		p.table.SetTTL(pc.Affinity.TTL.Duration)
 		p.table.Resize(pc.Affinity.MaxEntries)
 		p.table.SetNewPinRate(pc.Affinity.NewPinsPerSecond)
+		p.table.SetPrefixRule(prefixRule(pc))
 	default:
 		if p.table != nil {
 			s.log.Warn("affinity key changed; pool starts with an empty table", "pool", pc.Name, "key", kr.Kind)
 		}
 		p.table = affinity.NewTable(affinity.Config{
 			TTL: pc.Affinity.TTL.Duration, MaxEntries: pc.Affinity.MaxEntries, NewPinsPerSecond: pc.Affinity.NewPinsPerSecond,
-			OnEvent: s.pinEvent(pc.Name, p),
+			Prefix: prefixRule(pc), OnEvent: s.pinEvent(pc.Name, p),
 		})
 	}
 	p.keyer, p.cfg = kr, pc
+}
+
+// prefixRule is pool pc's bound on the pins of one client prefix, which
+// is the prefix its per-client limits count by.
+func prefixRule(pc *config.Pool) affinity.PrefixRule {
+	return affinity.PrefixRule{V4: pc.Limits.IPv4Prefix, V6: pc.Limits.IPv6Prefix, Max: pc.Affinity.PrefixQuota()}
 }
 
 // applyListeners gives every listener of cfg its new route, serves the

@@ -29,6 +29,11 @@ func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
 				s.log.Warn("more new clients than affinity.new_pins_per_second: new clients go unpinned",
 					"pool", name, "unpinned", n, "client", ev.Key, "backend", ev.Backend, "note", p.fullLog.Note())
 			})
+		case ev.Kind == affinity.EventPrefixFull:
+			p.fullLog.Do(func(n int) {
+				s.log.Warn("a client prefix holds affinity.max_pins_per_prefix pins: its new clients go unpinned",
+					"pool", name, "unpinned", n, "client", ev.Key, "backend", ev.Backend, "note", p.fullLog.Note())
+			})
 		case ev.Kind == affinity.EventUnpin && ev.Unpin == affinity.Evicted:
 			// One line per burst, not per pin: a full table evicts
 			// on every new client.

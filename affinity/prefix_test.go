@@ -1,0 +1,94 @@
+package affinity
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// floodKey is the i-th client of one IPv6 /64.
+func floodKey(i int) Key {
+	return Keyer{}.Key(netip.MustParseAddrPort(fmt.Sprintf("[2001:db8:0:7::%x]:1", i+1)))
+}
+
+// pinIdle pins k to backend and closes its connection.
+func pinIdle(t *testing.T, tb *Table, k Key, backend string) {
+	t.Helper()
+	l, err := tb.Acquire(k, fixed(backend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+}
+
+// The flood: 2,500 new clients from one IPv6 /64 into a table
+// that holds 2,000 evicted another client's idle pin and moved it. With
+// the prefix quota the /64 holds its quota and no more: its further
+// clients go unpinned, nobody is evicted, and the flood stops taking the
+// new pins other clients need.
+func TestFloodFromOnePrefixEvictsNobody(t *testing.T) {
+	tb := NewTable(Config{TTL: time.Hour, MaxEntries: 2000, NewPinsPerSecond: 5000, Prefix: PrefixRule{Max: 125}})
+	home := key("10.9.9.9:1")
+	pinIdle(t, tb, home, "cas1")
+	for i := range 2500 {
+		pinIdle(t, tb, floodKey(i), "cas2")
+	}
+	if in, err := tb.Lookup(home); err != nil || in.Backend != "cas1" {
+		t.Fatalf("the idle client's pin after the flood: %+v, %v; want it kept on cas1", in, err)
+	}
+	st := tb.Stats()
+	if st.Pins != 126 || st.PrefixFull != 2500-125 || st.Evicted != 0 {
+		t.Fatalf("stats %+v; want 126 pins (125 of the /64), %d unpinned for the quota, none evicted", st, 2500-125)
+	}
+	// Another /64 is another prefix, and its clients pin.
+	other := Keyer{}.Key(netip.MustParseAddrPort("[2001:db8:0:8::1]:1"))
+	if l, _ := tb.Acquire(other, fixed("cas3")); l.Decision != New {
+		t.Fatalf("a client of another /64: %v, want a new pin", l.Decision)
+	}
+	// The flood used 125 of the 5,000 new pins a second, not 2,500.
+	if st.Throttled != 0 {
+		t.Fatalf("%d throttled: the flood used the rate cap up", st.Throttled)
+	}
+}
+
+// Without a quota, a full table evicts the flood's own pins before an
+// older client's: of the least recently used pins it looks at, the one
+// whose prefix holds the most. Plain LRU evicted the older client first.
+func TestFullTableEvictsTheFloodingPrefix(t *testing.T) {
+	tb := NewTable(Config{TTL: time.Hour, MaxEntries: 2000})
+	home := key("10.9.9.9:1")
+	pinIdle(t, tb, home, "cas1")
+	for i := range 2500 {
+		pinIdle(t, tb, floodKey(i), "cas2")
+	}
+	if in, err := tb.Lookup(home); err != nil || in.Backend != "cas1" {
+		t.Fatalf("the idle client's pin after the flood: %+v, %v; want it kept on cas1", in, err)
+	}
+	if st := tb.Stats(); st.Evicted != 501 {
+		t.Fatalf("%d evicted, want 501 (all of the flood)", st.Evicted)
+	}
+}
+
+// Two addresses of one /64 count as one prefix, of two /64s as two; an
+// IPv4 /32 is one address. Changing the lengths recounts the pins held.
+func TestPrefixCounts(t *testing.T) {
+	tb := NewTable(Config{TTL: time.Hour, MaxEntries: 1000, Prefix: PrefixRule{Max: 2}})
+	for _, a := range []string{"[2001:db8::1]:1", "[2001:db8::2]:1", "[2001:db8:0:1::1]:1", "10.0.0.1:1", "10.0.0.2:1"} {
+		pinIdle(t, tb, key(a), "cas1")
+	}
+	if l, _ := tb.Acquire(key("[2001:db8::3]:1"), fixed("cas1")); l.Decision != Unpinned {
+		t.Fatalf("a third client of a /64 holding 2 pins: %v, want unpinned", l.Decision)
+	}
+	if l, _ := tb.Acquire(key("10.0.0.3:1"), fixed("cas1")); l.Decision != New {
+		t.Fatalf("a third IPv4 address: %v, want a new pin", l.Decision)
+	}
+	tb.SetPrefixRule(PrefixRule{V4: 24, Max: 3}) // 10.0.0.0/24 now holds 3
+	if l, _ := tb.Acquire(key("10.0.0.4:1"), fixed("cas1")); l.Decision != Unpinned {
+		t.Fatalf("a fourth address of a /24 holding 3 pins: %v, want unpinned", l.Decision)
+	}
+	tb.Forget(key("10.0.0.1:1"))
+	if l, _ := tb.Acquire(key("10.0.0.4:1"), fixed("cas1")); l.Decision != New {
+		t.Fatalf("after an unpin the /24 has room: %v, want a new pin", l.Decision)
+	}
+}
