@@ -656,3 +656,35 @@ func TestProxyProtocolListener(t *testing.T) {
 	}
 	lbtest.Eventually(t, 3*time.Second, "closed line", func() bool { return strings.Contains(log.String(), "client=10.66.0.1:40000") })
 }
+
+// max_pins_per_prefix counts by the limits' prefix, over real
+// connections: with limits.ipv4_prefix = 24 and a bound of 3, a /24's
+// fourth new client goes unpinned (counted, logged) and another /24's
+// client pins, and a reload raising the bound lets the /24 pin again.
+func TestPinsPerPrefixOverConnections(t *testing.T) {
+	pool := "[pool.cas.affinity]\nmax_pins_per_prefix = 3\n[pool.cas.limits]\nipv4_prefix = 24\n[pool.cas.health]\nenabled = false\n"
+	l := newRig(t, 1, pool)
+	for host := 1; host <= 6; host++ {
+		mustWho(t, fmt.Sprintf("127.9.40.%d", host), l.addr(0))
+	}
+	mustWho(t, "127.9.41.1", l.addr(0))
+	st := l.srv.Table("cas").Stats()
+	if st.Pins != 4 || st.PrefixFull != 3 {
+		t.Fatalf("stats %+v; want 4 pins (3 of 127.9.40.0/24, 1 of 127.9.41.0/24) and 3 clients unpinned for the bound", st)
+	}
+	if !strings.Contains(l.log.String(), "max_pins_per_prefix") {
+		t.Fatal("the unpinned clients were not logged")
+	}
+	src := strings.Replace(listenersTOML(l.ports, "127.0.0.1")+pool+"\n"+backendsTOML(l.bs), "max_pins_per_prefix = 3", "max_pins_per_prefix = 4", 1)
+	cfg, err := config.Parse("test.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	mustWho(t, "127.9.40.7", l.addr(0))
+	if st := l.srv.Table("cas").Stats(); st.Pins != 5 {
+		t.Fatalf("after raising the bound to 4, %d pins; want 5", st.Pins)
+	}
+}
