@@ -5,10 +5,13 @@
 # (with the stream module) where they are installed and skips them where
 # not. The balancer under test is pinned to CPU 0 and the load to CPU 1.
 #
-#   scripts/compare.sh [rounds]        (default 3 rounds, alternating order)
-#   MODES="short lat" scripts/compare.sh 1   (only some of bulk, short, lat)
+#   scripts/compare.sh [rounds]        (default 3 rounds, alternating order,
+#                                       then syscalls and hops once each)
+#   MODES="short lat" scripts/compare.sh 1   (only some of bulk, short, lat,
+#                                             syscalls, hops)
 #   MODES=syscalls scripts/compare.sh 1      (system calls per connection of
-#                                             each balancer, under strace)
+#                                             each balancer, one client at a
+#                                             time: bpftrace, else strace)
 #   MODES=hops scripts/compare.sh 1          (where latency goes: each
 #                                             balancer's own delay per step of
 #                                             a connection, from a tcpdump)
@@ -25,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
-modes=" ${MODES:-bulk short lat} "
+modes=" ${MODES:-bulk short lat syscalls hops} "
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
@@ -162,28 +165,49 @@ PY
   tail -1 "$results"
 }
 
-# syscalls NAME: system calls per connection of a balancer under a short
-# load, counted by strace -c (which slows it: no timing is taken here).
+# syscalls NAME: system calls per connection of a balancer, one client at
+# a time for 3 s, counted on the kernel's syscall tracepoints with
+# bpftrace (every thread of the process, nothing slowed), or by strace -c
+# where bpftrace is not installed (which slows the balancer; no timing is
+# taken here either way). A call is counted as it enters the kernel, so
+# one that fails with EAGAIN counts too.
 syscalls() {
-  local name=$1 p out="$work/strace.$1"
+  local name=$1 p out="$work/syscalls.$1" tool st
   p=$(worker_of "${pid[$name]}")
-  strace -c -f -p "$p" -o "$out" 2>/dev/null &
-  local st=$!
-  sleep 0.5
-  taskset -c 1 "$slb" bench --target "${target[$name]}" --json --mode short --clients 200 --concurrency 32 --conns 5000 --duration 20s > "$work/run.json"
+  if command -v bpftrace >/dev/null; then
+    tool=bpftrace
+    mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
+    bpftrace -e "tracepoint:syscalls:sys_enter_* /pid == $p/ { @[probe] = count(); }" > "$out" 2>/dev/null &
+    st=$!
+    sleep 3 # attaching to every syscall tracepoint takes a moment
+  else
+    tool=strace
+    strace -c -f -p "$p" -o "$out" 2>/dev/null &
+    st=$!
+    sleep 0.5
+  fi
+  taskset -c 1 "$slb" bench --target "${target[$name]}" --json --mode short --clients 50 --concurrency 1 --duration 3s > "$work/run.json"
   kill -INT "$st"; wait "$st" 2>/dev/null || true
-  python3 - "$name" "$out" "$work/run.json" <<'PY'
-import json, sys
-name, out, path = sys.argv[1:4]
+  python3 - "$name" "$out" "$work/run.json" "$tool" <<'PY' | tee -a "$work/syscalls.txt"
+import json, re, sys
+name, out, path, tool = sys.argv[1:5]
 n = max(json.load(open(path))["connections"], 1)
 calls = {}
 for line in open(out):
+    m = re.match(r"@\[tracepoint:syscalls:sys_enter_(\w+)\]: (\d+)", line)
+    if m:
+        calls[m.group(1)] = int(m.group(2))
+        continue
     f = line.split()
-    if len(f) >= 5 and f[3].isdigit() and f[-1] not in ("total", "syscall"):
+    if tool == "strace" and len(f) >= 5 and f[3].isdigit() and f[-1] not in ("total", "syscall"):
         calls[f[-1]] = int(f[3])
-calls.pop("nanosleep", None)  # the Go runtime's monitor thread, not per connection
+# The Go runtime's monitor thread sleeps and wakes on its own clock, not
+# per connection; shown apart.
+idle = {k: calls.pop(k) for k in ("nanosleep", "clock_nanosleep") if k in calls}
 total = sum(calls.values())
-print(f"{name:10} {total / n:5.1f} system calls per connection: " + ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / n >= 0.1))
+rest = ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / n >= 0.05)
+print(f"{name:10} {total / n:5.1f} system calls per connection ({tool}, {n} connections one at a time): {rest}" +
+      (f"; apart: " + ", ".join(f"{k} {v / n:.2f}" for k, v in idle.items()) if idle else ""))
 PY
 }
 # hops NAME: each step's delay inside a balancer at concurrency 1, from
@@ -199,19 +223,23 @@ hops() {
   taskset -c 1 "$slb" bench --target "${target[$name]}" --json --mode short --clients 50 --concurrency 1 --duration 3s > "$work/run.json"
   sleep 0.5
   kill -INT "$tp"; wait "$tp" 2>/dev/null || true
-  echo "$name"
-  "$slb" analyze --steps "$port,$bport" "$cap" | sed 's/^/  /'
+  { echo "$name"; "$slb" analyze --steps "$port,$bport" "$cap" | sed 's/^/  /'; } | tee -a "$work/hops.txt"
 }
-if [[ $modes == *" hops "* ]]; then
-  command -v tcpdump >/dev/null || { echo "tcpdump is not installed" >&2; exit 1; }
-  for n in "${names[@]}"; do [[ $n != direct ]] && hops "$n"; done
-  exit 0
-fi
-
+: > "$work/syscalls.txt"
+: > "$work/hops.txt"
 if [[ $modes == *" syscalls "* ]]; then
-  command -v strace >/dev/null || { echo "strace is not installed" >&2; exit 1; }
-  for n in "${names[@]}"; do [[ $n != direct ]] && syscalls "$n"; done
-  exit 0
+  if command -v bpftrace >/dev/null || command -v strace >/dev/null; then
+    for n in "${names[@]}"; do [[ $n != direct ]] && syscalls "$n"; done
+  else
+    echo "system calls not counted: neither bpftrace nor strace is installed (apt install bpftrace)" | tee "$work/syscalls.txt"
+  fi
+fi
+if [[ $modes == *" hops "* ]]; then
+  if command -v tcpdump >/dev/null; then
+    for n in "${names[@]}"; do [[ $n != direct ]] && hops "$n"; done
+  else
+    echo "steps not timed: tcpdump is not installed (apt install tcpdump)" | tee "$work/hops.txt"
+  fi
 fi
 
 for round in $(seq "$rounds"); do
@@ -228,6 +256,8 @@ done
 python3 - "$results" > "$work/table.txt" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
+if not rows:
+    sys.exit(0)  # only syscalls or hops were asked for
 m = {}
 for name, mode, cps, mbps, p50, cpu, viol, errs, cs, user, system in rows:
     m.setdefault((name, mode), []).append((float(cps), float(mbps), float(p50), float(cpu), int(viol), int(errs), float(cs), float(user), float(system)))
@@ -270,9 +300,27 @@ if [[ -n ${REPORT:-} ]]; then
     echo "CPU is the balancer's user+system time per connection; switches are its context switches per connection at concurrency 1."
     echo "Absolute figures are this machine's; the ratios are what carries to another."
     echo
-    echo '```'
-    sed '/^$/d' "$work/table.txt"
-    echo '```'
+    if [[ -s $work/table.txt ]]; then
+      echo '```'
+      sed '/^$/d' "$work/table.txt"
+      echo '```'
+    fi
+    if [[ -s $work/syscalls.txt ]]; then
+      echo
+      echo "System calls per proxied connection, one client at a time for 3 s, every thread of the balancer, counted as each call enters the kernel (EAGAIN included):"
+      echo
+      echo '```'
+      cat "$work/syscalls.txt"
+      echo '```'
+    fi
+    if [[ -s $work/hops.txt ]]; then
+      echo
+      echo "Each step's delay inside the balancer at concurrency 1, from a loopback capture of both legs (\`stickylb analyze --steps\`):"
+      echo
+      echo '```'
+      cat "$work/hops.txt"
+      echo '```'
+    fi
   } > "$REPORT"
   echo "wrote $REPORT"
 fi
