@@ -92,3 +92,56 @@ func TestPrefixCounts(t *testing.T) {
 		t.Fatalf("after an unpin the /24 has room: %v, want a new pin", l.Decision)
 	}
 }
+
+// Every way a pin comes or goes keeps the prefix counts: after pins made
+// by Acquire, Insert, Replace and Merge, and removed by eviction, expiry,
+// Forget, Delete, Replace, a shrinking Resize and a peer's unpin, the
+// counts match the pins held, and are all zero once none is.
+func TestPrefixCountsFollowEveryPath(t *testing.T) {
+	tb, c, _ := newTable(t, time.Hour, 64)
+	now := c.Now().Unix()
+	for i := range 80 { // 16 evicted
+		pinIdle(t, tb, key(fmt.Sprintf("10.1.%d.%d:1", i/8, i)), "cas1")
+	}
+	for i := range 10 {
+		tb.Forget(key(fmt.Sprintf("10.1.%d.%d:1", (79-i)/8, 79-i)))
+		tb.Insert(Record{Key: key(fmt.Sprintf("10.2.0.%d:1", i)), Backend: "cas2", Created: now, LastSeen: now})
+		tb.Replace(Record{Key: key(fmt.Sprintf("10.2.0.%d:1", i)), Backend: "cas3", Created: now, LastSeen: now, Version: 1})
+		tb.Merge(Record{Key: key(fmt.Sprintf("10.3.0.%d:1", i)), Backend: "cas1", Created: now, LastSeen: now, Version: tb.Clock().Now()})
+	}
+	tb.Merge(Record{Key: key("10.3.0.1:1"), Version: tb.Clock().Now()}) // a peer's unpin
+	tb.Delete(func(in Info) bool { return in.Backend == "cas3" })
+	tb.Resize(32)
+	check := func(when string) {
+		t.Helper()
+		held := map[uint64]int32{}
+		pc := tb.prefixes.Load()
+		tb.Records(func(r Record) bool {
+			if r.Backend != "" {
+				held[pc.hash(r.Key)]++
+			}
+			return true
+		})
+		var sum int64
+		for r := range pc.rows {
+			for i := range pc.rows[r] {
+				sum += int64(pc.rows[r][i].Load())
+			}
+		}
+		if want := int64(tb.Len()) * prefixRows; sum != want {
+			t.Fatalf("%s: the sketch holds %d counts, want %d (%d pins in %d rows)", when, sum, want, tb.Len(), prefixRows)
+		}
+		for h, n := range held {
+			if got := pc.count(h); got < n {
+				t.Fatalf("%s: a prefix with %d pins counted %d", when, n, got)
+			}
+		}
+	}
+	check("after every path")
+	c.Add(2 * time.Hour)
+	tb.Sweep(1 << 20)
+	if tb.Len() != 0 {
+		t.Fatalf("%d pins after every TTL passed", tb.Len())
+	}
+	check("after expiry")
+}
