@@ -22,13 +22,10 @@ func pinIdle(t *testing.T, tb *Table, k Key, backend string) {
 	l.Release()
 }
 
-// The flood: 2,500 new clients from one IPv6 /64 into a table
-// that holds 2,000 evicted another client's idle pin and moved it. With
-// the prefix quota the /64 holds its quota and no more: its further
-// clients go unpinned, nobody is evicted, and the flood stops taking the
-// new pins other clients need.
-func TestFloodFromOnePrefixEvictsNobody(t *testing.T) {
-	tb := NewTable(Config{TTL: time.Hour, MaxEntries: 2000, NewPinsPerSecond: 5000, Prefix: PrefixRule{Max: 125}})
+// flood pins one idle IPv4 client, then 2,500 new clients of one IPv6
+// /64, and checks the first client kept its pin.
+func flood(t *testing.T, tb *Table) {
+	t.Helper()
 	home := key("10.9.9.9:1")
 	pinIdle(t, tb, home, "cas1")
 	for i := range 2500 {
@@ -37,18 +34,28 @@ func TestFloodFromOnePrefixEvictsNobody(t *testing.T) {
 	if in, err := tb.Lookup(home); err != nil || in.Backend != "cas1" {
 		t.Fatalf("the idle client's pin after the flood: %+v, %v; want it kept on cas1", in, err)
 	}
+}
+
+// The flood: 2,500 new clients from one IPv6 /64 into a table
+// that holds 2,000 evicted another client's idle pin and moved it. With
+// the prefix quota the /64 holds its quota and no more: its further
+// clients go unpinned, nobody is evicted, and the flood stops taking the
+// new pins other clients need (the quota is checked before the rate cap).
+func TestFloodFromOnePrefixEvictsNobody(t *testing.T) {
+	tb := NewTable(Config{TTL: time.Hour, MaxEntries: 2000, NewPinsPerSecond: 1000, Prefix: PrefixRule{Max: 125}})
+	flood(t, tb)
 	st := tb.Stats()
-	if st.Pins != 126 || st.PrefixFull != 2500-125 || st.Evicted != 0 {
-		t.Fatalf("stats %+v; want 126 pins (125 of the /64), %d unpinned for the quota, none evicted", st, 2500-125)
+	if st.Pins != 126 || st.PrefixFull != 2500-125 || st.Evicted != 0 || st.Throttled != 0 {
+		t.Fatalf("stats %+v; want 126 pins (125 of the /64), %d unpinned for the quota, none evicted or throttled", st, 2500-125)
 	}
-	// Another /64 is another prefix, and its clients pin.
-	other := Keyer{}.Key(netip.MustParseAddrPort("[2001:db8:0:8::1]:1"))
-	if l, _ := tb.Acquire(other, fixed("cas3")); l.Decision != New {
-		t.Fatalf("a client of another /64: %v, want a new pin", l.Decision)
-	}
-	// The flood used 125 of the 5,000 new pins a second, not 2,500.
-	if st.Throttled != 0 {
-		t.Fatalf("%d throttled: the flood used the rate cap up", st.Throttled)
+	// The flood took 125 of the second's 1,000 new pins: 800 clients of
+	// other prefixes still pin at once.
+	for i := range 800 {
+		l, _ := tb.Acquire(key(fmt.Sprintf("10.8.%d.%d:1", i/200, i%200)), fixed("cas3"))
+		if l.Decision != New {
+			t.Fatalf("client %d of other prefixes after the flood: %v, want a new pin (throttled %d)", i, l.Decision, tb.Stats().Throttled)
+		}
+		l.Release()
 	}
 }
 
@@ -57,14 +64,7 @@ func TestFloodFromOnePrefixEvictsNobody(t *testing.T) {
 // whose prefix holds the most. Plain LRU evicted the older client first.
 func TestFullTableEvictsTheFloodingPrefix(t *testing.T) {
 	tb := NewTable(Config{TTL: time.Hour, MaxEntries: 2000})
-	home := key("10.9.9.9:1")
-	pinIdle(t, tb, home, "cas1")
-	for i := range 2500 {
-		pinIdle(t, tb, floodKey(i), "cas2")
-	}
-	if in, err := tb.Lookup(home); err != nil || in.Backend != "cas1" {
-		t.Fatalf("the idle client's pin after the flood: %+v, %v; want it kept on cas1", in, err)
-	}
+	flood(t, tb)
 	if st := tb.Stats(); st.Evicted != 501 {
 		t.Fatalf("%d evicted, want 501 (all of the flood)", st.Evicted)
 	}
