@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"compress/flate"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stickylb/stickylb/affinity"
 )
@@ -111,4 +113,40 @@ func TestTableBombRefused(t *testing.T) {
 		t.Fatalf("refusing it allocated %d MB: it inflated most of the 128 MiB", alloc>>20)
 	}
 	t.Logf("%d KB compressed, 128 MiB inflated: refused past %d MB, %d MB allocated", buf.Len()>>10, maxTable(1000)>>20, alloc>>20)
+}
+
+// No bytes a member with the key could send break this member's table:
+// whatever the message, every pin it leaves names a backend this member
+// has, none is stamped beyond this member's clock and the offset it
+// allows, and the table keeps its bound. The bytes go through the whole
+// receive path (decode, the sender's share, its clock, the merge).
+func FuzzReceive(f *testing.F) {
+	now := time.Now().Unix()
+	k, _ := affinity.ParseKey("10.1.2.3")
+	f.Add(encode(kindChanges, header{sent: now, from: "m1"}, sampleEntries()))
+	f.Add(encode(kindTable, header{sent: now - 3600, from: "m2"}, sampleEntries()))
+	f.Add(encode(kindChanges, header{sent: now, from: "m1"}, []entry{
+		{pool: "cas", rec: affinity.Record{Key: k, Backend: "cas9", Version: affinity.StampOf(time.Now()), Created: now}},
+		{pool: "cas", rec: affinity.Record{Key: k, Backend: "cas1", Version: affinity.StampOf(time.Now().Add(365 * 24 * time.Hour)), Created: now}},
+	}))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		tb := affinity.NewTable(affinity.Config{MaxEntries: 64})
+		m := &Member{log: slog.New(slog.DiscardHandler), self: "me", opts: Options{Pools: func() map[string]Table {
+			return map[string]Table{"cas": {Table: tb, Has: func(b string) bool { return b == "cas1" || b == "cas2" }}}
+		}}}
+		m.receive(msg)
+		limit := affinity.StampOf(time.Now().Add(maxClockOffset))
+		if tb.Len() > tb.Cap() {
+			t.Fatalf("%d pins in a table of %d", tb.Len(), tb.Cap())
+		}
+		tb.Records(func(r affinity.Record) bool {
+			if r.Backend != "" && r.Backend != "cas1" && r.Backend != "cas2" {
+				t.Fatalf("a pin to %q, a backend this member does not have", r.Backend)
+			}
+			if r.Version > limit {
+				t.Fatalf("a pin stamped %v, beyond this member's clock and offset", affinity.StampTime(r.Version))
+			}
+			return true
+		})
+	})
 }
