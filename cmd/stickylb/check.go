@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/proxy"
+	"golang.org/x/sys/unix"
 )
 
 func checkFlags(fs *pflag.FlagSet) runFunc {
@@ -181,6 +182,8 @@ func hostWarnings(cfg *config.Config, r *net.Resolver) []string {
 	if err := writable(cfg.Global.SnapshotFile); err != nil {
 		out = append(out, cfg.At("global.snapshot_file", "%v: pins and their journal would not be saved (checked on this host, as this user); "+
 			"point snapshot_file at a directory the service may write, such as /var/lib/stickylb/pins.json", err).Error())
+	} else if err := diskRoom(cfg); err != nil {
+		out = append(out, cfg.At("global.snapshot_file", "%v", err).Error())
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Listeners)) {
 		if err := proxy.CheckRange(cfg.Listeners[name]); err != nil {
@@ -220,6 +223,44 @@ func writable(snapshot string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
+}
+
+// snapshotBytesPerPin is what a pin takes in the snapshot (about 115
+// bytes: persist.TestSnapshotBytesPerPin), rounded up for IPv6 clients.
+const snapshotBytesPerPin = 130
+
+// diskRoom checks that the snapshot's file system has room for full
+// tables: the snapshot, the next one while it is written and the reserve
+// a quarter larger (docs/operations.md, "A full disk"), counting the room
+// those files take now.
+func diskRoom(cfg *config.Config) error {
+	path := cfg.Global.SnapshotFile
+	if path == "" {
+		return nil
+	}
+	pins := 0
+	for _, p := range cfg.Pools {
+		if p.Affinity.Key != config.NoPins {
+			pins += p.Affinity.MaxEntries
+		}
+	}
+	need := uint64(pins) * snapshotBytesPerPin * 13 / 4
+	var st unix.Statfs_t
+	if unix.Statfs(filepath.Dir(path), &st) != nil {
+		return nil
+	}
+	have := st.Bavail * uint64(st.Bsize)
+	for _, f := range []string{path, path + ".reserve", path + ".journal"} {
+		if fi, err := os.Stat(f); err == nil {
+			have += uint64(fi.Size())
+		}
+	}
+	if have >= need {
+		return nil
+	}
+	return fmt.Errorf("%s has %d MB free for pins, and full tables (%d pins) need about %d MB there (the snapshot, the next one while it is written, "+
+		"and SNAPSHOT.reserve): with the disk full, snapshots keep only the newest pins; free space there or lower affinity.max_entries",
+		filepath.Dir(path), have>>20, pins, (need+1<<20-1)>>20)
 }
 
 // resolves checks that host, an address or a name, resolves now.
