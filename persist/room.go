@@ -122,6 +122,17 @@ func (st *Store) saveNewest(snap snapshot, n int) (int, error) {
 	}
 }
 
+// failure is the state a failed write puts its file in: its errno, so
+// that failures that differ only in a temporary file's name are one
+// state and are logged once.
+func failure(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	return "failed"
+}
+
 // fileState is the state of one pin file, logged once per change rather
 // than on every failed write.
 type fileState struct {

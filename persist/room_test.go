@@ -217,3 +217,29 @@ func TestSnapshotBytesPerPin(t *testing.T) {
 		t.Fatalf("reserve %d bytes, want %d", size(t, path+".reserve"), want)
 	}
 }
+
+// With no room at all, every snapshot fails, is counted each time, and is
+// logged once: the old snapshot and the journal stay as they were.
+func TestDiskFullFailureLoggedOnce(t *testing.T) {
+	dir := lbtest.SmallDisk(t, 256<<10)
+	path := filepath.Join(dir, "pins.json")
+	ps := newPinStore(t, path)
+	ps.pin(t, 0, 100, "cas1")
+	if _, err := ps.st.Save(path, ps.tables()); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path + ".reserve") // as if something else had taken its room
+	lbtest.Fill(t, dir)
+	ps.pin(t, 100, 3000, "cas2")
+	for range 3 {
+		if _, err := ps.st.Save(path, ps.tables()); err == nil {
+			t.Fatal("a snapshot was written on a full disk with no reserve")
+		}
+	}
+	if n := ps.lines("pin snapshot failed"); n != 1 || ps.stats.SnapshotFailures.Load() != 3 {
+		t.Fatalf("%d log lines and %d failures counted for 3 failed snapshots; want 1 and 3", n, ps.stats.SnapshotFailures.Load())
+	}
+	if got := restored(t, path); len(got) != 100 {
+		t.Fatalf("after the failures, %d pins on disk; want the first snapshot's 100", len(got))
+	}
+}

@@ -62,7 +62,7 @@ func (st *Store) Save(path string, tables []Table) (int, error) {
 		st.stats.SnapshotFailures.Add(1)
 		err = fmt.Errorf("write pin snapshot %s: %w", path, err)
 		if own {
-			st.snapState.set(st.log, err.Error(), "pin snapshot failed; pins since the last one are in the journal while it has room", "error", err)
+			st.snapState.set(st.log, failure(err), "pin snapshot failed; pins since the last one are in the journal while it has room", "error", err)
 		}
 		return 0, err
 	}
@@ -83,7 +83,7 @@ func (st *Store) Save(path string, tables []Table) (int, error) {
 	if covered >= 0 {
 		if err := st.journal.cut(covered); err != nil {
 			st.stats.JournalFailures.Add(1)
-			st.journalState.set(st.log, err.Error(), "pin journal not compacted; it will be replayed over the snapshot, which is harmless", "error", err)
+			st.journalState.set(st.log, failure(err), "pin journal not compacted; it will be replayed over the snapshot, which is harmless", "error", err)
 		}
 	}
 	if err := st.keepReserve(reserveSize(len(b))); err != nil {

@@ -105,7 +105,7 @@ func (st *Store) flush() (int64, error) {
 	n, err := st.journal.flush()
 	if err != nil {
 		st.stats.JournalFailures.Add(1)
-		st.journalState.set(st.log, err.Error(), "pin journal write failed; pin changes are kept in memory until it succeeds", "error", err)
+		st.journalState.set(st.log, failure(err), "pin journal write failed; pin changes are kept in memory until it succeeds", "error", err)
 		return n, err
 	}
 	st.journalState.set(st.log, "", "pin journal written again", "file", st.journal.path)
