@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -146,6 +147,10 @@ func (l *Listener) accept(ln *net.TCPListener) {
 		default:
 			go l.worker(cn)
 		}
+		// Let the worker dial before this loop's next accept, which on
+		// one processor would otherwise run first, return EAGAIN and
+		// park, all before the backend's SYN is sent.
+		runtime.Gosched()
 	}
 }
 
