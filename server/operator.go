@@ -26,15 +26,48 @@ type opKey struct{ pool, backend string }
 // here, written to disk and sent to the other members. s.mu is held.
 func (s *Server) decide(op config.Operator) {
 	op.Version = s.opsClock.Now()
-	s.applyOp(op)
-	s.opsMu.Lock()
-	s.ops[opKey{op.Pool, op.Backend}] = op
-	s.opsMu.Unlock()
+	s.take(op)
 	s.saveOps()
 	if m := s.cluster.Load(); m != nil {
 		m.ShareOperators([]config.Operator{op})
 		m.PublishDecisions()
 	}
+}
+
+// take applies op and holds it as the decision about its backend, its
+// stamp seen by the decisions' clock. s.mu is held.
+func (s *Server) take(op config.Operator) {
+	s.opsClock.Observe(op.Version)
+	s.applyOp(op)
+	s.opsMu.Lock()
+	s.ops[opKey{op.Pool, op.Backend}] = op
+	s.opsMu.Unlock()
+}
+
+// held is the decision held about a backend, if there is one.
+func (s *Server) held(poolName, backend string) (config.Operator, bool) {
+	s.opsMu.Lock()
+	defer s.opsMu.Unlock()
+	op, ok := s.ops[opKey{poolName, backend}]
+	return op, ok
+}
+
+// change makes the decision about a backend what edit makes of the one
+// held (or of the file's), at every member and across restarts.
+func (s *Server) change(poolName, backend string, edit func(*config.Operator)) (*pool.Backend, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, err := s.backendNamed(poolName, backend)
+	if err != nil {
+		return nil, err
+	}
+	op, ok := s.held(poolName, b.Name)
+	if !ok {
+		op = config.Operator{Pool: poolName, Backend: b.Name, State: pool.Ready.String(), Weight: -1}
+	}
+	edit(&op)
+	s.decide(op)
+	return b, nil
 }
 
 // Agreement says which other cluster members hold the decision about a
@@ -47,9 +80,7 @@ func (s *Server) Agreement(poolName, backend string) string {
 			return strings.Join(lacking, ", ") + " lack it: no new clients until every member has it"
 		}
 	}
-	s.opsMu.Lock()
-	op, ok := s.ops[opKey{poolName, backend}]
-	s.opsMu.Unlock()
+	op, ok := s.held(poolName, backend)
 	if m == nil || !ok {
 		return ""
 	}
@@ -65,17 +96,6 @@ func (s *Server) Agreement(poolName, backend string) string {
 		return "agreed"
 	}
 	return strings.Join(parts, "; ")
-}
-
-// opOf is the current decision about b in poolName, or the file's.
-func (s *Server) opOf(poolName string, b *pool.Backend) config.Operator {
-	s.opsMu.Lock()
-	op, ok := s.ops[opKey{poolName, b.Name}]
-	s.opsMu.Unlock()
-	if !ok {
-		op = config.Operator{Pool: poolName, Backend: b.Name, State: pool.Ready.String(), Weight: -1}
-	}
-	return op
 }
 
 // fileWeight is the weight the config file gives a backend.
@@ -128,18 +148,11 @@ func (s *Server) onOperators(ops []config.Operator, from string) {
 	defer s.mu.Unlock()
 	changed := false
 	for _, op := range ops {
-		k := opKey{op.Pool, op.Backend}
-		s.opsMu.Lock()
-		cur, ok := s.ops[k]
-		s.opsMu.Unlock()
+		cur, ok := s.held(op.Pool, op.Backend)
 		if ok && cur.Version >= op.Version {
 			continue
 		}
-		s.opsClock.Observe(op.Version)
-		s.applyOp(op)
-		s.opsMu.Lock()
-		s.ops[k] = op
-		s.opsMu.Unlock()
+		s.take(op)
 		changed = true
 		if ok && cur.State == op.State && cur.Weight == op.Weight {
 			continue // the same decision, restamped
@@ -195,11 +208,7 @@ func (s *Server) restoreOps() {
 		if p := s.pools[op.Pool]; p == nil || p.pool.Backend(op.Backend) == nil {
 			continue
 		}
-		s.opsClock.Observe(op.Version)
-		s.applyOp(op)
-		s.opsMu.Lock()
-		s.ops[opKey{op.Pool, op.Backend}] = op
-		s.opsMu.Unlock()
+		s.take(op)
 		kept++
 	}
 	if kept > 0 {
@@ -230,22 +239,22 @@ func (s *Server) forgetRemoved() {
 // SetWeight sets a backend's weight until the file's weight for it
 // changes; every cluster member takes it.
 func (s *Server) SetWeight(poolName, backend string, w int) (*pool.Backend, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, err := s.backendNamed(poolName, backend)
-	if err != nil {
-		return nil, err
-	}
-	op := s.opOf(poolName, b)
-	op.Weight, op.FileWeight = w, s.fileWeight(poolName, backend)
-	s.decide(op)
-	return b, nil
+	return s.change(poolName, backend, func(op *config.Operator) {
+		op.Weight, op.FileWeight = w, s.fileWeight(poolName, backend)
+	})
 }
 
-// drainDeadlineReached is what the end of a drain does at every member
-// at once (they share DrainUntil): maintenance, and the backend's
-// remaining connections closed.
-func (s *Server) drainDeadlineReached(poolName string, b *pool.Backend) {
+// drainDeadline ends the drain dt bounded, unless a later state change
+// replaced it. Every member does it at once (they share DrainUntil):
+// maintenance, and the backend's remaining connections closed.
+func (s *Server) drainDeadline(poolName string, b *pool.Backend, dt *drainTimer) {
+	s.mu.Lock()
+	mine := s.drainTimers[b] == dt
+	delete(s.drainTimers, b)
+	s.mu.Unlock()
+	if !mine || b.AdminState() != pool.Drain {
+		return
+	}
 	b.SetAdminState(pool.Maint)
 	s.log.Info("drain deadline reached: backend in maintenance", "pool", poolName, "backend", b.Name)
 	if s.opts.OnOperator != nil {

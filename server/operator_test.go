@@ -224,11 +224,7 @@ func TestClusterAgreementShown(t *testing.T) {
 	})
 	s := f.members[0]
 	s.mu.Lock()
-	op := s.opOf("cas", s.pools["cas"].pool.Backend("cas3"))
-	op.State, op.Version = "maint", s.opsClock.Now()
-	s.opsMu.Lock()
-	s.ops[opKey{"cas", "cas3"}] = op // held here, not sent
-	s.opsMu.Unlock()
+	s.take(config.Operator{Pool: "cas", Backend: "cas3", State: "maint", Weight: -1, Version: s.opsClock.Now()}) // held here, not sent
 	s.mu.Unlock()
 	if got := s.Agreement("cas", "cas3"); !strings.Contains(got, "not heard yet") {
 		t.Fatalf("a decision no other member has reads %q", got)

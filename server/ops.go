@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/proxy"
 )
@@ -17,37 +18,17 @@ import (
 // connections are closed and its clients move at their next connection.
 // Any later state change cancels the deadline.
 func (s *Server) SetState(poolName, backend string, st pool.AdminState, deadline time.Duration) (*pool.Backend, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, err := s.backendNamed(poolName, backend)
-	if err != nil {
-		return nil, err
-	}
-	op := s.opOf(poolName, b)
-	op.State, op.DrainUntil = st.String(), 0
-	if st == pool.Drain && deadline > 0 {
-		op.DrainUntil = time.Now().Add(deadline).UnixMilli()
-	}
-	s.decide(op)
-	return b, nil
+	return s.change(poolName, backend, func(op *config.Operator) {
+		op.State, op.DrainUntil = st.String(), 0
+		if st == pool.Drain && deadline > 0 {
+			op.DrainUntil = time.Now().Add(deadline).UnixMilli()
+		}
+	})
 }
 
 // drainTimer bounds one drain. Its address tells it from the timer of a
 // later drain of the same backend.
 type drainTimer struct{ *time.Timer }
-
-// drainDeadline ends the drain dt bounded, unless a later state change
-// replaced it.
-func (s *Server) drainDeadline(poolName string, b *pool.Backend, dt *drainTimer) {
-	s.mu.Lock()
-	mine := s.drainTimers[b] == dt
-	delete(s.drainTimers, b)
-	s.mu.Unlock()
-	if !mine || b.AdminState() != pool.Drain {
-		return
-	}
-	s.drainDeadlineReached(poolName, b)
-}
 
 // closeBackend closes every connection to b, on every listener; end is
 // how their closing lines and metrics will say they ended.
