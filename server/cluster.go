@@ -22,8 +22,14 @@ func (s *Server) startCluster(cfg *config.Config) error {
 	}
 	m, err := cluster.Start(cluster.Options{Config: cfg.Cluster, Pools: s.clusterPools, HoldEvery: holdEvery(cfg),
 		Log: s.log, OnMember: s.opts.OnMember, Operators: s.operators, OnOperators: s.onOperators, OnClose: s.onClose,
-		// Off memberlist's goroutine: it calls with its lock held.
-		OnViews: func() { go s.recheckPeers() }})
+		// Off memberlist's goroutine, which calls with its lock held:
+		// watchViews rechecks, once for any number of updates meanwhile.
+		OnViews: func() {
+			select {
+			case s.views <- struct{}{}:
+			default:
+			}
+		}})
 	if err != nil {
 		return err
 	}
@@ -107,6 +113,21 @@ func (s *Server) reloadKeys(before, after config.Cluster) {
 // that lacks it, so until every member has it, it only keeps what it
 // has. It logs each change of that.
 func (s *Server) recheckPeers() { s.recheck(s.Pools()) }
+
+// watchViews rechecks the peers after what they published changed, one
+// recheck at a time, so that an older view never lands after a newer
+// one.
+func (s *Server) watchViews() {
+	defer s.bg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.views:
+			s.recheckPeers()
+		}
+	}
+}
 
 func (s *Server) recheck(pools []PoolView) {
 	m := s.cluster.Load()

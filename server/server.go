@@ -91,6 +91,7 @@ type Server struct {
 	store *persist.Store
 
 	cluster atomic.Pointer[cluster.Member] // nil without [cluster]; fixed at start
+	views   chan struct{}                  // a peer published new views (watchViews)
 }
 
 // poolRT is a pool as it runs: its backends, its pins and its checkers.
@@ -119,7 +120,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{},
-		drainTimers: map[*pool.Backend]*drainTimer{}, ops: map[opKey]config.Operator{}, opsClock: affinity.NewClock(nil)}
+		drainTimers: map[*pool.Backend]*drainTimer{}, ops: map[opKey]config.Operator{}, opsClock: affinity.NewClock(nil),
+		views: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.store = persist.New(cfg.Global.SnapshotFile, &s.Stats, s.log)
 	if cfg.Global.SnapshotFile != "" {
@@ -159,9 +161,10 @@ func (s *Server) Start() {
 	for _, p := range s.pools {
 		s.startHealth(p, nil)
 	}
-	s.bg.Add(2)
+	s.bg.Add(3)
 	go s.sweep()
 	go s.snapshots()
+	go s.watchViews()
 }
 
 func (s *Server) serve(l *proxy.Listener) {
