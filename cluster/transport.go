@@ -25,9 +25,9 @@ const (
 type boundedTransport struct {
 	*memberlist.NetTransport
 	streams  chan net.Conn
-	slots    chan struct{}
 	mu       sync.Mutex
-	bySource map[string]int
+	open     int            // streams passed on and not yet closed
+	bySource map[string]int // the same, by source address
 	done     chan struct{}
 	stop     sync.Once
 	refused  *atomic.Uint64
@@ -35,7 +35,7 @@ type boundedTransport struct {
 }
 
 func newBoundedTransport(nt *memberlist.NetTransport, refused *atomic.Uint64) *boundedTransport {
-	t := &boundedTransport{NetTransport: nt, streams: make(chan net.Conn), slots: make(chan struct{}, maxStreams),
+	t := &boundedTransport{NetTransport: nt, streams: make(chan net.Conn),
 		done: make(chan struct{}), refused: refused, feedDone: make(chan struct{}), bySource: map[string]int{}}
 	go t.feed()
 	return t
@@ -70,22 +70,18 @@ func (t *boundedTransport) feed() {
 func (t *boundedTransport) take(src string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.bySource[src] >= maxStreamsPerSource {
+	if t.open >= maxStreams || t.bySource[src] >= maxStreamsPerSource {
 		return false
 	}
-	select {
-	case t.slots <- struct{}{}:
-		t.bySource[src]++
-		return true
-	default:
-		return false
-	}
+	t.open++
+	t.bySource[src]++
+	return true
 }
 
 func (t *boundedTransport) free(src string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	<-t.slots
+	t.open--
 	if t.bySource[src]--; t.bySource[src] <= 0 {
 		delete(t.bySource, src)
 	}
