@@ -151,12 +151,8 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 				attempts: attempt, connectTime: time.Since(start)}, nil
 		}
 		lease.Release()
-		if errno := localerr.Name(err); errno != "" {
-			c.localDialError(r, client, b, errno, err)
-			return nil, err
-		}
-		if noReturnRoute(r, b, err) {
-			c.localDialError(r, client, b, ErrnoNoReturnRoute, err)
+		if errno, why := localFault(r, b, err); errno != "" {
+			c.localDialError(r, client, b, errno, why, err)
 			return nil, err
 		}
 		why := c.connectFailed(r, client, b, addr, attempt, err)
@@ -242,28 +238,37 @@ func (c *conn) limited(r *Route, client netip.AddrPort, why Refusal) {
 	})
 }
 
+// localFault says whether a failed dial is this host's fault rather
+// than the backend's, and if so names it (an errno, or
+// ErrnoNoReturnRoute) and says what to fix: the one place that decides
+// whom a failed dial is blamed on.
+func localFault(r *Route, b *pool.Backend, err error) (errno, why string) {
+	switch errno = localerr.Name(err); {
+	case errors.Is(err, ErrFamily):
+		return errno, "connection refused: this host's config, not the backend's fault: a transparent pool got a client of an address family its backend lacks"
+	case errno != "":
+		return errno, "connection refused: this host is out of a resource, not the backend's fault; raise the file limit (LimitNOFILE), " +
+			"widen net.ipv4.ip_local_port_range or lower the load"
+	case noReturnRoute(r, b, err):
+		return ErrnoNoReturnRoute, "connection refused: this host's routing, not the backend's fault: transparent connects time out while the backend answers " +
+			"checks from this host's own address, so its replies to clients do not come back here (the policy route; docs/deploy.md)"
+	}
+	return "", ""
+}
+
 // localDialError refuses a client whose backend leg could not be opened
-// for want of a resource of this host. The backend is not to blame: no
-// passive check counts it, the pin stays, no other backend is tried (it
-// would fail alike), and the log line is rate-limited since such faults
-// come in floods.
-func (c *conn) localDialError(r *Route, client netip.AddrPort, b *pool.Backend, errno string, err error) {
+// for a fault of this host (localFault), why says which. The backend is
+// not to blame: no passive check counts it, the pin stays, no other
+// backend is tried (it would fail alike), and the log line is
+// rate-limited since such faults come in floods.
+func (c *conn) localDialError(r *Route, client netip.AddrPort, b *pool.Backend, errno, why string, err error) {
 	if r.Observer != nil {
 		r.Observer.LocalError(r.Name, "dial", errno)
 		r.Observer.Refused(r.Name, RefusedLocal)
 		r.Observer.Ended(r.Name, EndRefused)
 	}
-	msg := "connection refused: this host is out of a resource, not the backend's fault; raise the file limit (LimitNOFILE), " +
-		"widen net.ipv4.ip_local_port_range or lower the load"
-	switch {
-	case errors.Is(err, ErrFamily):
-		msg = "connection refused: this host's config, not the backend's fault: a transparent pool got a client of an address family its backend lacks"
-	case errno == ErrnoNoReturnRoute:
-		msg = "connection refused: this host's routing, not the backend's fault: transparent connects time out while the backend answers " +
-			"checks from this host's own address, so its replies to clients do not come back here (the policy route; docs/deploy.md)"
-	}
 	c.l.localLog.Do(func(n int) {
-		c.l.log.Error(msg, "listener", r.Name, "client", client,
+		c.l.log.Error(why, "listener", r.Name, "client", client,
 			"backend", b.Name, "errno", errno, "error", err, "count", n, "note", c.l.localLog.Note())
 	})
 }
