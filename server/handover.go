@@ -37,8 +37,7 @@ func (s *Server) Handover() ([]*os.File, error) {
 	for _, lr := range s.listeners {
 		lr.l.Close()
 	}
-	s.store.Flush()
-	if s.store.Path() != "" {
+	if s.store.Path() != "" { // Save appends the journal's pending changes first
 		if _, err := s.store.Save(s.store.Path(), tables); err != nil {
 			s.log.Error("pin snapshot for the new process failed: it starts from the journal", "error", err)
 		}

@@ -177,19 +177,21 @@ type service struct {
 // operatorChanged records a backend set by another cluster member or by
 // a drain's deadline.
 func (d *service) operatorChanged(op config.Operator, why string) {
-	if api := d.events.Load(); api != nil {
-		what := "set " + op.State
-		if op.Weight >= 0 {
-			what += fmt.Sprintf(", weight %d", op.Weight)
-		}
-		api.Record(op.Pool, op.Backend, what+" ("+why+")")
+	what := "set " + op.State
+	if op.Weight >= 0 {
+		what += fmt.Sprintf(", weight %d", op.Weight)
 	}
+	d.record(op.Pool, op.Backend, what+" ("+why+")")
 }
 
 // memberChanged records a cluster member joining, leaving or failing.
-func (d *service) memberChanged(name, what string) {
+func (d *service) memberChanged(name, what string) { d.record("", "", "cluster member "+name+" "+what) }
+
+// record adds an event to the admin API's list, once there is one: the
+// server reports from its own goroutines, from before the API exists.
+func (d *service) record(pool, backend, what string) {
 	if api := d.events.Load(); api != nil {
-		api.Record("", "", "cluster member "+name+" "+what)
+		api.Record(pool, backend, what)
 	}
 }
 
@@ -205,11 +207,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger, inherited *p
 	}
 	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
 		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged, OnOperator: d.operatorChanged, Inherited: inherited,
-		OnEvent: func(pool, backend, what string) {
-			if api := d.events.Load(); api != nil {
-				api.Record(pool, backend, what)
-			}
-		}})
+		OnEvent: d.record})
 	if err != nil {
 		return nil, err
 	}
@@ -258,13 +256,10 @@ const maxAdminConns = 64
 // Health checks start only with Start, after d.api is set.
 func (d *service) stateChanged(pool, backend string, up bool, err error) {
 	d.metrics.StateChange(pool, backend, up)
-	if d.api == nil {
-		return
-	}
 	if up {
-		d.api.Record(pool, backend, "up")
+		d.record(pool, backend, "up")
 	} else {
-		d.api.Record(pool, backend, fmt.Sprintf("down: %v", err))
+		d.record(pool, backend, fmt.Sprintf("down: %v", err))
 	}
 }
 

@@ -58,8 +58,7 @@ func TestBinaryUpgrade(t *testing.T) {
 		}
 		return out.String()
 	}
-	lbtest.Eventually(t, 5*time.Second, "the old process's pid file", func() bool { b, _ := os.ReadFile(pidfile); return len(b) > 0 })
-	oldPid, _ := strconv.Atoi(strings.TrimSpace(string(must(os.ReadFile(pidfile)))))
+	oldPid := pidIn(t, pidfile, 0)
 	owner := map[string]string{}
 	for i := range 30 {
 		src := fmt.Sprintf("127.6.3.%d", i+1)
@@ -94,13 +93,7 @@ func TestBinaryUpgrade(t *testing.T) {
 		}
 	})
 	time.Sleep(200 * time.Millisecond)
-	syscall.Kill(oldPid, syscall.SIGUSR2)
-	var newPid int
-	lbtest.Eventually(t, 20*time.Second, "the new process's pid file", func() bool {
-		newPid, _ = strconv.Atoi(strings.TrimSpace(string(must(os.ReadFile(pidfile)))))
-		return newPid != 0 && newPid != oldPid
-	})
-	t.Cleanup(func() { syscall.Kill(newPid, syscall.SIGKILL) })
+	newPid := upgradeBinary(t, pidfile, oldPid)
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
 	wg.Wait()
@@ -132,7 +125,28 @@ func TestBinaryUpgrade(t *testing.T) {
 	t.Logf("upgrade: new pid %d took over; %d connections during the hand-over, 0 failed; 10 of 10 open connections kept; 0 of 30 clients moved; drain and weight kept", newPid, done.Load())
 }
 
-func must[T any](v T, _ error) T { return v }
+// pidIn waits for the pid file to name a process other than not, and
+// returns it.
+func pidIn(t *testing.T, pidfile string, not int) int {
+	t.Helper()
+	var pid int
+	lbtest.Eventually(t, 20*time.Second, "a process's pid in "+pidfile, func() bool {
+		b, _ := os.ReadFile(pidfile)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid != 0 && pid != not
+	})
+	return pid
+}
+
+// upgradeBinary sends the process oldPid the upgrade signal and returns
+// the process that took over, as its pid file names it.
+func upgradeBinary(t *testing.T, pidfile string, oldPid int) int {
+	t.Helper()
+	syscall.Kill(oldPid, syscall.SIGUSR2)
+	newPid := pidIn(t, pidfile, oldPid)
+	t.Cleanup(func() { syscall.Kill(newPid, syscall.SIGKILL) })
+	return newPid
+}
 
 func mustWho(t *testing.T, src string, addr netip.AddrPort) string {
 	t.Helper()
@@ -156,20 +170,13 @@ func TestBinaryUpgradeCutsAtDrainTimeout(t *testing.T) {
 	pidfile := filepath.Join(dir, "stickylb.pid")
 	p := startBinary(t, nil, "run", "-c", path, "--pidfile", pidfile)
 	addr := p.addrs(1)["l0"]
-	lbtest.Eventually(t, 5*time.Second, "the pid file", func() bool { b, _ := os.ReadFile(pidfile); return len(b) > 0 })
-	oldPid, _ := strconv.Atoi(strings.TrimSpace(string(must(os.ReadFile(pidfile)))))
+	oldPid := pidIn(t, pidfile, 0)
 	c, err := lbtest.Connect("127.6.6.1", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	syscall.Kill(oldPid, syscall.SIGUSR2)
-	var newPid int
-	lbtest.Eventually(t, 20*time.Second, "the new process's pid file", func() bool {
-		newPid, _ = strconv.Atoi(strings.TrimSpace(string(must(os.ReadFile(pidfile)))))
-		return newPid != 0 && newPid != oldPid
-	})
-	t.Cleanup(func() { syscall.Kill(newPid, syscall.SIGKILL) })
+	upgradeBinary(t, pidfile, oldPid)
 	handed := time.Now()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.R.ReadByte(); err == nil {
@@ -210,14 +217,7 @@ func TestBinaryUpgradeInCluster(t *testing.T) {
 	var c *lbtest.Client
 	ms[0].host.Do(func() { c, _ = lbtest.Connect("127.1.2.1", local) })
 	defer c.Close()
-	oldPid, _ := strconv.Atoi(strings.TrimSpace(string(must(os.ReadFile(pidfiles[0])))))
-	syscall.Kill(oldPid, syscall.SIGUSR2)
-	var newPid int
-	lbtest.Eventually(t, 20*time.Second, "the new process's pid file", func() bool {
-		newPid, _ = strconv.Atoi(strings.TrimSpace(string(must(os.ReadFile(pidfiles[0])))))
-		return newPid != 0 && newPid != oldPid
-	})
-	t.Cleanup(func() { syscall.Kill(newPid, syscall.SIGKILL) })
+	upgradeBinary(t, pidfiles[0], pidIn(t, pidfiles[0], 0))
 	lbtest.Eventually(t, 15*time.Second, "the upgraded member back in the cluster", func() bool {
 		return strings.Count(ms[1].ctl(t, "members"), "alive") == 2
 	})
