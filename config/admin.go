@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -37,24 +36,24 @@ func AdminURL(path string) (url, token, certFile string, err error) {
 	case "::", "[::]":
 		host = "::1"
 	}
-	rel := func(p string) string {
-		if p != "" && !filepath.IsAbs(p) {
-			return filepath.Join(filepath.Dir(path), p)
-		}
-		return p
-	}
+	c := Config{File: path, Admin: a}
+	c.resolvePaths()
 	scheme := "http"
-	if a.TLSCertFile != "" {
-		scheme, certFile = "https", rel(a.TLSCertFile)
+	if c.Admin.TLSCertFile != "" {
+		scheme, certFile = "https", c.Admin.TLSCertFile
 	}
-	if a.TokenFile != "" {
-		b, err := os.ReadFile(rel(a.TokenFile))
-		if err != nil {
+	if c.Admin.TokenFile != "" {
+		if token, err = readToken(c.Admin.TokenFile); err != nil {
 			return "", "", "", fmt.Errorf("admin token of %s: %w", path, err)
 		}
-		token = strings.TrimSpace(string(b))
 	}
 	return scheme + "://" + net.JoinHostPort(host, port), token, certFile, nil
+}
+
+// readToken reads a bearer token file: its content, trimmed.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return strings.TrimSpace(string(b)), err
 }
 
 // adminTable is the body of the file's [admin] table alone, so that a

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -97,9 +96,8 @@ func (a *Admin) check(v *checker, listeners map[string]*Listener) {
 	if a.TokenFile != "" {
 		// Read here, once: run uses this copy, so a file that cannot be
 		// read later cannot leave the API without its token.
-		b, err := os.ReadFile(a.TokenFile)
-		a.Token = strings.TrimSpace(string(b))
-		if err != nil {
+		var err error
+		if a.Token, err = readToken(a.TokenFile); err != nil {
 			v.errAt("admin.token_file", "cannot read the token: %v", err)
 		} else if len(a.Token) < 16 {
 			v.errAt("admin.token_file", "the token in %s is shorter than 16 characters", a.TokenFile)
