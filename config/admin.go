@@ -43,15 +43,15 @@ func AdminURL(path string) (url, token, certFile string, err error) {
 		scheme, certFile = "https", c.Admin.TLSCertFile
 	}
 	if c.Admin.TokenFile != "" {
-		if token, err = readToken(c.Admin.TokenFile); err != nil {
+		if token, err = ReadToken(c.Admin.TokenFile); err != nil {
 			return "", "", "", fmt.Errorf("admin token of %s: %w", path, err)
 		}
 	}
 	return scheme + "://" + net.JoinHostPort(host, port), token, certFile, nil
 }
 
-// readToken reads a bearer token file: its content, trimmed.
-func readToken(path string) (string, error) {
+// ReadToken reads a bearer token file: its content, trimmed.
+func ReadToken(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return strings.TrimSpace(string(b)), err
 }

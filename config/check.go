@@ -97,7 +97,7 @@ func (a *Admin) check(v *checker, listeners map[string]*Listener) {
 		// Read here, once: run uses this copy, so a file that cannot be
 		// read later cannot leave the API without its token.
 		var err error
-		if a.Token, err = readToken(a.TokenFile); err != nil {
+		if a.Token, err = ReadToken(a.TokenFile); err != nil {
 			v.errAt("admin.token_file", "cannot read the token: %v", err)
 		} else if len(a.Token) < 16 {
 			v.errAt("admin.token_file", "the token in %s is shorter than 16 characters", a.TokenFile)

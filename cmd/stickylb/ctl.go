@@ -107,11 +107,10 @@ func ctlCommand(stdout, stderr io.Writer) *cobra.Command {
 		if *tokenFile == "" {
 			return nil // none, or the config file's
 		}
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
+		var err error
+		if c.token, err = config.ReadToken(*tokenFile); err != nil {
 			return usageError(fmt.Sprintf("--token-file: %v", err))
 		}
-		c.token = strings.TrimSpace(string(b))
 		return nil
 	}
 	for _, s := range ctlSubs {
