@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/stickylb/stickylb/config"
@@ -42,11 +43,18 @@ func LoadOperators(path string) ([]config.Operator, error) {
 		return nil, fmt.Errorf("operator decisions %s: %w", path, err)
 	}
 	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxOperatorFile+1))
+	if err == nil && len(b) > maxOperatorFile {
+		err = errors.New("file too large")
+	}
 	var file struct {
 		Magic     string            `json:"magic"`
 		Operators []config.Operator `json:"operators"`
 	}
-	if err := json.NewDecoder(&limitedReader{f, maxOperatorFile}).Decode(&file); err != nil || file.Magic != operatorMagic {
+	if err == nil {
+		err = json.Unmarshal(b, &file)
+	}
+	if err != nil || file.Magic != operatorMagic {
 		return nil, fmt.Errorf("operator decisions %s: not a file stickylb wrote (%v): starting with every backend as the config says", path, err)
 	}
 	out := file.Operators[:0]
@@ -56,23 +64,4 @@ func LoadOperators(path string) ([]config.Operator, error) {
 		}
 	}
 	return out, nil
-}
-
-// limitedReader fails a read past its bound, where io.LimitReader would
-// end the input quietly.
-type limitedReader struct {
-	f *os.File
-	n int64
-}
-
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, errors.New("file too large")
-	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.f.Read(p)
-	l.n -= int64(n)
-	return n, err
 }
