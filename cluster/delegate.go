@@ -47,7 +47,7 @@ func (m *Member) receive(msg []byte) {
 		m.stats.Malformed.Add(1)
 		m.log.Warn("cluster: message refused", "error", err, "bytes", len(msg))
 	case kind == kindBye:
-		m.leaving.Store(entries[0].pool, struct{}{})
+		m.leaving.Store(h.from, struct{}{})
 	case !m.allow(h.from, kind):
 		m.stats.Throttled.Add(1)
 		m.throttleLog.Do(func(n int) {

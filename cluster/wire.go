@@ -200,7 +200,7 @@ func decode(msg []byte, maxBody int) (byte, header, []entry, error) {
 		if len(body) > maxNameLen {
 			return 0, header{}, nil, fmt.Errorf("%w: leave message of %d bytes", errMessage, len(body))
 		}
-		return kind, header{from: string(body)}, []entry{{pool: string(body)}}, nil
+		return kind, header{from: string(body)}, nil, nil
 	case kindChanges:
 	case kindTable:
 		zr := flate.NewReader(bytes.NewReader(body))
