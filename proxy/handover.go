@@ -92,7 +92,8 @@ func (s *Sockets) Close() {
 }
 
 // Listen is Listen, taking the inherited socket of each address where
-// there is one and binding the others.
+// there is one and binding the others; a nil Sockets (nothing inherited,
+// the usual start) binds them all, so the server has one way to listen.
 func (s *Sockets) Listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger) (*Listener, error) {
 	return listen(ctx, name, addr, mode, keepaliveIdle, log, s)
 }
