@@ -204,5 +204,7 @@ func (c *Checker) check(ctx context.Context, host string) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	// Clipped here as well as per port, so that nothing a Checker hands
+	// to OnResult or OnChange, for its callers to store, is long.
+	return clipError(errors.Join(errs...), maxCheckErrText)
 }
