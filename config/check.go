@@ -40,7 +40,7 @@ func (v *checker) errAt(path, format string, args ...any) {
 
 func (c *Config) check(v *checker) {
 	c.Global.check(v)
-	c.Admin.check(v, c.Listeners)
+	c.Admin.check(v)
 	c.Cluster.check(v)
 	if len(c.Listeners) == 0 {
 		v.errAt("listener", "no listener defined: add a [listener.NAME] table with listen and pool")
@@ -55,6 +55,8 @@ func (c *Config) check(v *checker) {
 	for _, name := range slices.Sorted(maps.Keys(c.Pools)) {
 		c.Pools[name].check(v, "pool."+name)
 	}
+	c.checkOwnSockets(v)
+	c.checkRangeHealth(v)
 }
 
 func (g *Global) check(v *checker) {
@@ -82,7 +84,7 @@ func (v *checker) within(path string, d Duration, lo, hi time.Duration) {
 // maxKeepalive is Linux's limit for TCP_KEEPIDLE and TCP_KEEPINTVL.
 const maxKeepalive = 32767 * time.Second
 
-func (a *Admin) check(v *checker, listeners map[string]*Listener) {
+func (a *Admin) check(v *checker) {
 	if a.Listen == "off" {
 		return
 	}
@@ -107,11 +109,6 @@ func (a *Admin) check(v *checker, listeners map[string]*Listener) {
 	for i, h := range a.Hosts {
 		if h == "" || strings.ContainsAny(h, ":/[] ") {
 			v.errAt("admin.hosts", "entry %d (%q) is not a host name: give names only, such as \"lb1.example.com\" (IP addresses are always accepted)", i+1, h)
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(listeners)) {
-		if listeners[name].Listen == a.Listen && err == nil && ap.Port() != 0 {
-			v.errAt("admin.listen", "%s is also the address of listener %q", a.Listen, name)
 		}
 	}
 }

@@ -179,3 +179,24 @@ func (m RangeMode) Steers(ps Ports) bool {
 // FallsBack says whether a listener that Steers binds a socket per port
 // where sk_lookup is not allowed, rather than failing to start.
 func (m RangeMode) FallsBack(ps Ports) bool { return m == RangeAuto && ps.Count() <= MaxPerPort }
+
+// Without is the set less the given ports: a range split around each.
+func (ps Ports) Without(out []uint16) Ports {
+	var res Ports
+	for _, r := range ps {
+		lo := int(r.First)
+		for p := int(r.First); p <= int(r.Last); p++ {
+			if !slices.Contains(out, uint16(p)) {
+				continue
+			}
+			if p > lo {
+				res = append(res, PortRange{uint16(lo), uint16(p - 1)})
+			}
+			lo = p + 1
+		}
+		if lo <= int(r.Last) {
+			res = append(res, PortRange{uint16(lo), r.Last})
+		}
+	}
+	return res
+}

@@ -27,11 +27,12 @@ func (c *Config) Warnings() []error {
 	for _, name := range slices.Sorted(maps.Keys(c.Listeners)) {
 		l := c.Listeners[name]
 		p := c.Pools[l.Pool]
-		if p == nil || !l.Multi() || slices.ContainsFunc(p.ActiveChecks(), func(c *Check) bool { return c.Type != TCPCheck }) {
+		c.warnReserved(v, name)
+		if p == nil || len(l.ClientPorts()) == 0 || slices.ContainsFunc(p.ActiveChecks(), func(c *Check) bool { return c.Type != TCPCheck }) {
 			continue
 		}
-		v.errAt("listener."+name+".listen", "pool %s has only TCP checks, which probe fixed ports and none of this listener's %d: "+
-			"add an rpc check for each interface the range serves (docs/config.md, \"Exchange RPC checks\")", l.Pool, l.Ports().Count())
+		v.errAt("listener."+name+".listen", "pool %s has only TCP checks, which probe fixed ports and none of this listener's range %s: "+
+			"a CAS whose RPC services stopped passes them; add an rpc check for each interface the range serves (docs/config.md, \"Exchange RPC checks\")", l.Pool, l.ClientPorts())
 	}
 	c.warnTransparentFamilies(v)
 	if ap, err := ParseListen(c.Admin.Listen); err == nil && !ap.Addr().IsLoopback() && c.Admin.Certificate == nil {

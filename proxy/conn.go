@@ -131,6 +131,8 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 	key := r.Keyer.Key(client)
 	var failed []Failure
 	start := time.Now()
+	port := c.backendPort(r)
+	clientChosen := r.Port == 0 && r.ClientPorts.Contains(port)
 	for attempt := 1; ; attempt++ {
 		b, lease, err := decide(r, key, failed)
 		if err != nil {
@@ -141,7 +143,7 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 			c.refuse(r, client, why, err, attempt-1)
 			return nil, err
 		}
-		addr := b.Addr(c.backendPort(r))
+		addr := b.Addr(port)
 		ctx, cancel := context.WithTimeout(context.Background(), r.connectTimeout())
 		be, err := r.dialer().Dial(ctx, client, addr)
 		cancel()
@@ -154,6 +156,9 @@ func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
 		if errno, why := localFault(r, b, err); errno != "" {
 			c.localDialError(r, client, b, errno, why, err)
 			return nil, err
+		}
+		if clientChosen {
+			return nil, c.clientPortFailed(r, client, b, addr, attempt, err)
 		}
 		why := c.connectFailed(r, client, b, addr, attempt, err)
 		failed = append(failed, Failure{b, why})
@@ -223,6 +228,18 @@ func (c *conn) connectFailed(r *Route, client netip.AddrPort, b *pool.Backend, a
 			"backend", b.Name, "addr", addr, "reason", why, "attempt", attempt, "error", err, "count", n, "note", fl.Note()+" (per backend)")
 	})
 	return why
+}
+
+// clientPortFailed refuses a client whose connect to a port of a range
+// failed. The port is the client's choice: three connections to a port
+// no CAS listens on took every CAS down through the passive check
+// before, so the backend is not blamed, no other backend is tried (the
+// port means something else or nothing there) and the pin stays.
+func (c *conn) clientPortFailed(r *Route, client netip.AddrPort, b *pool.Backend, addr string, attempts int, err error) error {
+	err = fmt.Errorf("backend %s %s: the port the client dialled, in a range, took no connection (%s): "+
+		"a port of a range is the client's choice, so the backend is not blamed and no other is tried: %w", b.Name, addr, DialFailureOf(err), err)
+	c.refuse(r, client, RefusedClientPort, err, attempts)
+	return err
 }
 
 // limited refuses a connection a client limit stops: counted, and logged

@@ -29,6 +29,7 @@ type Listener struct {
 	lns   []*net.TCPListener // one, or one per port (see bind)
 	steer io.Closer          // the sk_lookup program steering ports to lns[0], if any
 	ports config.Ports
+	leave []uint16 // ports a steered range leaves out: stickylb's own admin and cluster ports
 	mode  string // how the ports are taken: "socket", "sk-lookup" or "per-port"
 	route atomic.Pointer[Route]
 	log   *slog.Logger
@@ -61,10 +62,10 @@ type Listener struct {
 // ("10.0.0.50:6005-59530"); mode says how they are taken. The error says
 // which port could not be bound and what to do about it.
 func Listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger) (*Listener, error) {
-	return listen(ctx, name, addr, mode, keepaliveIdle, log, nil)
+	return listen(ctx, name, addr, mode, keepaliveIdle, log, nil, nil)
 }
 
-func listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger, inherited *Sockets) (*Listener, error) {
+func listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger, inherited *Sockets, leave []uint16) (*Listener, error) {
 	host, ports, err := config.ParseListenPorts(addr)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", name, err)
@@ -74,7 +75,7 @@ func listen(ctx context.Context, name, addr string, mode config.RangeMode, keepa
 	// connection over letting Go set it on each.
 	control := func(_, _ string, c syscall.RawConn) error { return setKeepalive(c, keepaliveIdle) }
 	l := &Listener{Name: name, log: log, ports: ports, conns: map[*conn]struct{}{},
-		setup: make(chan *conn), closed: make(chan struct{}), inherited: inherited}
+		setup: make(chan *conn), closed: make(chan struct{}), inherited: inherited, leave: leave}
 	if err := l.bind(ctx, host, mode, control); err != nil {
 		return nil, err
 	}

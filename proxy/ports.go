@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -74,14 +75,26 @@ func (l *Listener) bindEach(ctx context.Context, host netip.Addr, control func(s
 	return err
 }
 
-// bindSteered binds the first port and steers the others to it.
+// bindSteered binds the first port and steers the others to it, but
+// for those another socket listens on (steer.Listening) or l.leave
+// names: the program would take their connections from the socket the
+// client meant.
 func (l *Listener) bindSteered(ctx context.Context, host netip.Addr, control func(string, string, syscall.RawConn) error) error {
+	busy, err := steer.Listening(host, l.ports)
+	if err != nil {
+		return fmt.Errorf("listener %s: %w", l.Name, err)
+	}
 	first := netip.AddrPortFrom(host, l.ports[0].First)
 	ln, err := steer.Listen(ctx, first, control)
 	if err != nil {
 		return listenError(l.Name, first.String(), err)
 	}
-	s, err := steer.Attach(ln, host, l.ports)
+	left := slices.DeleteFunc(slices.Concat(busy, l.leave), func(p uint16) bool { return p == first.Port() })
+	if len(left) > 0 {
+		l.log.Warn("port range leaves out ports other sockets listen on (the admin API, the cluster, other services): "+
+			"their connections go to those sockets, not to a backend", "listener", l.Name, "ports", left, "count", len(left))
+	}
+	s, err := steer.Attach(ln, host, l.ports.Without(left))
 	if err != nil {
 		ln.Close()
 		if errors.Is(err, steer.ErrNotAllowed) {
@@ -115,9 +128,25 @@ func CheckRange(l *config.Listener) error {
 	err := steer.Probe()
 	switch {
 	case err == nil:
-		return nil
+		return busyPorts(l, ps)
 	case l.RangeMode.FallsBack(ps):
 		return fmt.Errorf("listener %s will bind a socket for each of its %d ports: %w", l.Name, n, err)
 	}
 	return fmt.Errorf("listener %s cannot take its %d ports: start-up will fail: %w; grant the capabilities (docs/deploy.md, \"Port ranges\")", l.Name, n, err)
+}
+
+// busyPorts says which ports of a steered range other sockets of this
+// host listen on now: the range will leave them out (bindSteered).
+func busyPorts(l *config.Listener, ps config.Ports) error {
+	a, _ := l.ListenAddr()
+	busy, err := steer.Listening(a, ps)
+	if err != nil || len(busy) == 0 {
+		return err
+	}
+	busy = slices.DeleteFunc(busy, func(p uint16) bool { return p == ps[0].First })
+	if len(busy) == 0 {
+		return nil
+	}
+	return fmt.Errorf("listener %s's range holds ports other sockets listen on now (%v; `ss -ltnp` names them): "+
+		"the range will leave them out, so their clients never reach a CAS there; narrow the range or listen on the array's address", l.Name, busy)
 }

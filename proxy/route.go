@@ -33,6 +33,13 @@ type Route struct {
 	// Port is the backend port; 0 forwards each connection to the port
 	// its client dialled (a listener of several ports).
 	Port int
+	// ClientPorts are the ports, of a listener of several (Port 0), whose
+	// backend port the client chooses (config.Listener.ClientPorts): a
+	// connect that fails there is the client's doing. It does not count
+	// toward the passive check, no other backend is tried (a dynamic
+	// port means something else or nothing there), and the client is
+	// refused as RefusedClientPort.
+	ClientPorts config.Ports
 	// Policy decides between keeping, moving and refusing a pin; the zero
 	// value re-pins a client whose backend cannot take it and never fails
 	// back.
@@ -114,6 +121,7 @@ const (
 	RefusedLocal       Refusal = "local-error"    // this host is out of a resource (file descriptors, ports, ...)
 	RefusedClientConns Refusal = "client-conns"   // the client has max_conns_per_client open already
 	RefusedClientRate  Refusal = "client-rate"    // the client opens connections faster than conn_rate_per_client
+	RefusedClientPort  Refusal = "client-port"    // the port it dialled in a range is closed on its backend: the client's choice, not the backend's fault
 	// RefusedProxyUntrusted: a PROXY listener's source is not in
 	// proxy_trusted; RefusedProxyHeader: no valid PROXY header in time.
 	RefusedProxyUntrusted Refusal = "proxy-untrusted"
@@ -122,7 +130,7 @@ const (
 
 // Refusals lists every Refusal, for metrics that exist from start-up.
 var Refusals = []Refusal{RefusedIdentify, RefusedNoBackend, RefusedRejected, RefusedConnect, RefusedLocal,
-	RefusedClientConns, RefusedClientRate, RefusedProxyUntrusted, RefusedProxyHeader}
+	RefusedClientConns, RefusedClientRate, RefusedClientPort, RefusedProxyUntrusted, RefusedProxyHeader}
 
 // DialFailure names the kind of a failed backend connect, for logs and
 // metrics.

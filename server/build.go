@@ -31,7 +31,7 @@ func (s *Server) route(lc *config.Listener, p *poolRT) *proxy.Route {
 		identify = (&proxy.ProxyProtocol{Trusted: lc.TrustedNets(), Timeout: lc.ProxyHeaderTimeout.Duration}).Identify
 	}
 	return &proxy.Route{
-		Name: lc.Name, Pool: p.pool, Table: p.table, Keyer: p.keyer, Port: lc.TargetPort(),
+		Name: lc.Name, Pool: p.pool, Table: p.table, Keyer: p.keyer, Port: lc.TargetPort(), ClientPorts: lc.ClientPorts(),
 		Identify: identify, SendProxy: int(pc.SendProxy),
 		Policy:           proxy.Policy{Reject: pc.OnDown == config.Reject, Failback: pc.Failback},
 		ConnectTimeout:   pc.ConnectTimeout.Duration,

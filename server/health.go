@@ -17,19 +17,22 @@ import (
 )
 
 // ports returns the fixed backend ports of the listeners that use pool
-// name, and a test of whether the pool forwards a backend port at all
-// (listeners of several ports forward each port they take).
+// name (config.Listener.FixedPorts: 135 of "135,6005-59530" too), and a
+// test of whether the pool forwards a backend port at all (listeners of
+// several ports forward each port they take).
 func (s *Server) ports(name string) ([]int, func(int) bool) {
 	var ports []int
 	var ranges []config.Ports
 	for _, lr := range s.listeners {
-		switch port := lr.cfg.TargetPort(); {
-		case lr.cfg.Pool != name:
-		case port == 0:
-			ranges = append(ranges, lr.cfg.Ports())
-		case !slices.Contains(ports, port):
-			ports = append(ports, port)
+		if lr.cfg.Pool != name {
+			continue
 		}
+		for _, port := range lr.cfg.FixedPorts() {
+			if !slices.Contains(ports, port) {
+				ports = append(ports, port)
+			}
+		}
+		ranges = append(ranges, lr.cfg.ClientPorts())
 	}
 	slices.Sort(ports)
 	return ports, func(p int) bool {
@@ -62,7 +65,7 @@ func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 	for _, ch := range checks {
 		pr := probe(ch, ports, forwarded)
 		if pr == nil {
-			continue // a TCP check of a pool with ranges only: check warns of it
+			continue // a TCP check of a pool with ranges only: check refuses it
 		}
 		var targets []health.Target
 		for _, b := range p.pool.Backends() {
