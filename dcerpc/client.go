@@ -1,7 +1,9 @@
 package dcerpc
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -17,10 +19,14 @@ var ErrNotRegistered = errors.New("interface not registered with the endpoint ma
 var ErrBindRejected = errors.New("bind rejected")
 
 // session is one ncacn_ip_tcp connection with a deadline on every
-// exchange.
+// exchange: the check's, or 10 s when it has none. Reads are buffered, so
+// a fragment costs one read, not two.
 type session struct {
-	c   net.Conn
-	buf []byte
+	ctx  context.Context
+	c    net.Conn
+	r    *bufio.Reader
+	buf  []byte
+	stop func() bool
 }
 
 func dial(ctx context.Context, d *net.Dialer, addr string) (*session, error) {
@@ -33,17 +39,34 @@ func dial(ctx context.Context, d *net.Dialer, addr string) (*session, error) {
 		dl = time.Now().Add(10 * time.Second)
 	}
 	c.SetDeadline(dl)
-	return &session{c: c, buf: make([]byte, 0, maxFrag)}, nil
+	// A check that is cancelled (a reload, a shutdown) ends its reads
+	// now rather than at the deadline.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	return &session{ctx: ctx, c: c, r: bufio.NewReaderSize(c, maxFrag), buf: make([]byte, 0, maxFrag), stop: stop}, nil
+}
+
+func (s *session) close() {
+	s.stop()
+	s.c.Close()
+}
+
+// cause names a cancelled check as the reason an exchange failed, which
+// the connection reports only as a timeout.
+func (s *session) cause(err error) error {
+	if errors.Is(s.ctx.Err(), context.Canceled) {
+		return fmt.Errorf("%w: %w", context.Cause(s.ctx), err)
+	}
+	return err
 }
 
 // bind binds iface as call 1.
 func (s *session) bind(iface Syntax) error {
 	if _, err := s.c.Write(Bind(1, iface)); err != nil {
-		return fmt.Errorf("send bind: %w", err)
+		return fmt.Errorf("send bind: %w", s.cause(err))
 	}
-	p, err := ReadPDU(s.c, s.buf)
+	p, err := ReadPDU(s.r, s.buf)
 	if err != nil {
-		return fmt.Errorf("read bind answer: %w", err)
+		return fmt.Errorf("read bind answer: %w", s.cause(err))
 	}
 	res, err := ParseBindReply(p)
 	if err != nil {
@@ -53,6 +76,18 @@ func (s *session) bind(iface Syntax) error {
 		return fmt.Errorf("%w: %s", ErrBindRejected, res)
 	}
 	return nil
+}
+
+// call sends a request for opnum as callID and reads its response.
+func (s *session) call(callID uint32, opnum uint16, stub []byte) ([]byte, binary.ByteOrder, error) {
+	if _, err := s.c.Write(Request(callID, opnum, stub)); err != nil {
+		return nil, nil, fmt.Errorf("send: %w", s.cause(err))
+	}
+	resp, order, err := ReadResponse(s.r, callID)
+	if err != nil {
+		return nil, nil, s.cause(err)
+	}
+	return resp, order, nil
 }
 
 // Lookup asks the endpoint mapper at epm (host:135) for the TCP port of
@@ -65,14 +100,11 @@ func Lookup(ctx context.Context, d *net.Dialer, epm string, iface Syntax) (uint1
 	if err != nil {
 		return 0, fmt.Errorf("endpoint mapper %s: %w", epm, err)
 	}
-	defer s.c.Close()
+	defer s.close()
 	if err := s.bind(EPM); err != nil {
 		return 0, fmt.Errorf("endpoint mapper %s: %w", epm, err)
 	}
-	if _, err := s.c.Write(Request(2, OpMap, MapRequest(iface))); err != nil {
-		return 0, fmt.Errorf("endpoint mapper %s: send ept_map: %w", epm, err)
-	}
-	stub, order, err := ReadResponse(s.c, 2)
+	stub, order, err := s.call(2, OpMap, MapRequest(iface))
 	if err != nil {
 		return 0, fmt.Errorf("endpoint mapper %s: ept_map: %w", epm, err)
 	}
@@ -108,7 +140,7 @@ func Check(ctx context.Context, d *net.Dialer, host string, epmPort int, iface S
 	if err != nil {
 		return int(port), fmt.Errorf("%s on port %d (from the endpoint mapper): %w", iface, port, err)
 	}
-	defer s.c.Close()
+	defer s.close()
 	if err := s.bind(iface); err != nil {
 		return int(port), fmt.Errorf("%s on port %d: %w", iface, port, err)
 	}

@@ -112,7 +112,9 @@ func TestMalformed(t *testing.T) {
 }
 
 // FuzzDecode feeds arbitrary bytes to every reader of the package: as a
-// stream of PDUs (bind replies and responses) and as an ept_map stub.
+// stream of PDUs (bind replies and responses) and as an ept_map stub. A
+// response never takes more than maxFragments fragments of the largest
+// size to read, nor comes to more than MaxStub.
 func FuzzDecode(f *testing.F) {
 	for _, name := range []string{"samba-bind-ack.bin", "samba-bind-reject.bin", "samba-map-lsarpc.bin", "samba-map-emsmdb.bin"} {
 		b, err := os.ReadFile("testdata/" + name)
@@ -125,8 +127,15 @@ func FuzzDecode(f *testing.F) {
 		if p, err := ReadPDU(bytes.NewReader(b), nil); err == nil {
 			ParseBindReply(p)
 		}
-		if stub, order, err := ReadResponse(bytes.NewReader(b), 2); err == nil {
+		wire := &countingReader{r: bytes.NewReader(b)}
+		if stub, order, err := ReadResponse(wire, 2); err == nil {
+			if len(stub) > MaxStub {
+				t.Fatalf("a response of %d bytes was read", len(stub))
+			}
 			ParseMapResponse(stub, order)
+		}
+		if wire.n > maxFragments*maxFrag {
+			t.Fatalf("a response took %d bytes to read", wire.n)
 		}
 		ParseMapResponse(b, binary.LittleEndian)
 		towerPort(b)

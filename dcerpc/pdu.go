@@ -44,6 +44,14 @@ const (
 	maxFrag = 5840
 	// MaxStub bounds a response reassembled from fragments.
 	MaxStub = 64 << 10
+	// maxFragments bounds the fragments of one response, whatever they
+	// carry: 1432 bytes is the smallest fragment a peer must accept
+	// (C706 appendix K, MustRecvFragSize), so MaxStub comes in at most
+	// 47 of that size. Without it, fragments of 24 bytes never marked
+	// last kept a check reading until its deadline: 7.6 CPU seconds in
+	// 10 s, against 0.02 for the sender (issue 33). With it a response
+	// costs at most maxFragments*maxFrag bytes read (365 KiB).
+	maxFragments = 64
 )
 
 // ErrMalformed says a peer sent bytes that are not a valid PDU.
@@ -259,12 +267,13 @@ type Fault uint32
 
 func (f Fault) Error() string { return fmt.Sprintf("the server answered with fault 0x%08x", uint32(f)) }
 
-// ReadResponse reads the response to call callID, joining its fragments.
-// A fault comes back as a Fault error.
+// ReadResponse reads the response to call callID, joining its fragments,
+// at most maxFragments of them. A fault comes back as a Fault error. r
+// should be buffered: every fragment is two reads.
 func ReadResponse(r io.Reader, callID uint32) ([]byte, binary.ByteOrder, error) {
 	var stub []byte
 	buf := make([]byte, 0, maxFrag)
-	for {
+	for range maxFragments {
 		p, err := ReadPDU(r, buf)
 		if err != nil {
 			return nil, nil, err
@@ -293,4 +302,5 @@ func ReadResponse(r io.Reader, callID uint32) ([]byte, binary.ByteOrder, error) 
 			return stub, p.Order, nil
 		}
 	}
+	return nil, nil, fmt.Errorf("%w: response not ended after %d fragments", ErrMalformed, maxFragments)
 }
