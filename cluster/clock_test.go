@@ -22,7 +22,7 @@ func TestClockSkewBounded(t *testing.T) {
 		Version: affinity.StampOf(ahead), Created: ahead.Unix()}}
 	present := entry{pool: "cas", rec: affinity.Record{Key: clientKey(2), Backend: "cas3",
 		Version: affinity.StampOf(now), Created: ahead.Unix(), HeldUntil: ahead.Add(time.Minute).Unix()}}
-	b.m.receive(encode(kindChanges, header{sent: ahead.Unix(), from: a.m.Name()}, []entry{future, present}))
+	b.m.receive(enc(kindChanges, header{sent: ahead.Unix(), from: a.m.Name()}, []entry{future, present}))
 
 	if got := b.m.stats.Future.Load(); got != 1 {
 		t.Fatalf("records refused as future: %d, want 1", got)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -24,7 +25,15 @@ func (d *delegate) NodeMeta(limit int) []byte {
 			backends[name] = p.Backends()
 		}
 	}
-	return encodeViews(ops, backends, limit)
+	meta, left := encodeViews(ops, backends, limit)
+	if left > 0 {
+		m.stats.LeftOut.Add(uint64(left))
+		m.viewsLog.Do(func(n int) {
+			m.log.Warn("cluster: this member's decisions and backends do not all fit the metadata it publishes: the others' ctl shows those decisions as not heard of; with backends left out, no member can tell which this one has",
+				"left_out", left, "decisions", len(ops), "limit_bytes", limit, "times", n, "note", m.viewsLog.Note())
+		})
+	}
+	return meta
 }
 
 // NotifyMsg takes a batch of changes, or a goodbye, from another member.
@@ -47,16 +56,19 @@ func (m *Member) receive(msg []byte) {
 		m.stats.Malformed.Add(1)
 		m.log.Warn("cluster: message refused", "error", err, "bytes", len(msg))
 	case kind == kindBye:
-		m.leaving.Store(h.from, struct{}{})
+		if !m.others.heardBye(h.from) {
+			m.fromStranger(h.from, kind)
+		}
 	case !m.allow(h.from, kind):
 		m.stats.Throttled.Add(1)
 		m.throttleLog.Do(func(n int) {
-			m.log.Warn("cluster: a member sends more than its share: its messages are dropped until it slows down", "member", h.from, "messages", n, "note", m.throttleLog.Note())
+			m.log.Warn("cluster: a member sends more than its share: its messages are dropped until it slows down", "member", clip(h.from), "messages", n, "note", m.throttleLog.Note())
 		})
 	default:
 		if kind == kindTable {
 			m.stats.Syncs.Add(1)
 		}
+		m.noteClock(kind, h)
 		m.merge(m.onOwnClock(h, entries))
 		m.mergeOperators(h)
 		if m.opts.OnClose != nil {
@@ -65,6 +77,39 @@ func (m *Member) receive(msg []byte) {
 			}
 		}
 	}
+}
+
+// noteClock keeps the sender's clock offset, for ctl members, if the
+// roster knows the sender; a message of an earlier release names none.
+func (m *Member) noteClock(kind byte, h header) {
+	if h.from == "" || h.from == m.self {
+		return
+	}
+	if !m.others.noteClock(h.from, h.sent-time.Now().Unix()) {
+		m.fromStranger(h.from, kind)
+	}
+}
+
+// fromStranger counts and logs a message whose sender no member in the
+// roster goes by: nothing is kept for it (a goodbye is ignored, a clock
+// not noted; its records are taken as any member's). A member just
+// joining, whose gossip has not reached this one yet, is one for a
+// moment; a steady flow is a member with the key making names up.
+func (m *Member) fromStranger(from string, kind byte) {
+	m.stats.Strangers.Add(1)
+	m.strangerLog.Do(func(n int) {
+		m.log.Warn("cluster: messages from a sender no member goes by: nothing is kept for it (its goodbye is ignored); if this persists, a member with the key is making names up",
+			"sender", clip(from), "kind", string(rune(kind)), "messages", n, "note", m.strangerLog.Note())
+	})
+}
+
+// clip shortens a name another member chose for a log line.
+func clip(s string) string {
+	const most = 64
+	if len(s) <= most {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:most]) + "..."
 }
 
 // mergeOperators passes the operators' decisions a message carries on,
@@ -99,13 +144,9 @@ const maxClockOffset = time.Minute
 
 // onOwnClock turns the times of a message's records (made, last seen,
 // held until) from the sender's clock to this member's, so that holds
-// and expiry run on one clock whatever the sender's says, and notes the
-// sender's offset for ctl members.
+// and expiry run on one clock whatever the sender's says.
 func (m *Member) onOwnClock(h header, entries []entry) []entry {
 	shift := time.Now().Unix() - h.sent
-	if h.from != "" && h.from != m.self {
-		m.clocks.Store(h.from, -shift)
-	}
 	for i := range entries {
 		r := &entries[i].rec
 		r.Created += shift
@@ -138,7 +179,7 @@ func (d *delegate) LocalState(bool) []byte {
 	if m.opts.Operators != nil {
 		h.ops = m.opts.Operators()
 	}
-	msg := encode(kindTable, h, entries)
+	msg := m.message(kindTable, h, entries)
 	m.stats.SyncBytesSent.Add(uint64(len(msg)))
 	return msg
 }
@@ -210,7 +251,7 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	if n.Name == m.self {
 		return
 	}
-	m.others.set(n, "alive")
+	m.others.set(n)
 	m.memberEvent(n, "joined")
 	node := *n // its sender keeps it
 	m.catchUp(&node)
@@ -218,8 +259,8 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 
 func (e *events) NotifyUpdate(n *memberlist.Node) {
 	if m := (*Member)(e); n.Name != m.self {
-		m.others.set(n, "alive") // a new address or metadata:
-		m.dropOutbox(n.Name)     // its next batch starts a sender that has it
+		m.others.set(n)      // a new address or metadata:
+		m.dropOutbox(n.Name) // its next batch starts a sender that has it
 		if m.opts.OnViews != nil {
 			m.opts.OnViews()
 		}
@@ -231,11 +272,7 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	if n.Name == m.self {
 		return
 	}
-	what := "failed"
-	if _, ok := m.leaving.LoadAndDelete(n.Name); ok {
-		what = "left"
-	}
-	m.others.set(n, what)
+	what := m.others.depart(n)
 	m.memberEvent(n, what)
 	m.dropOutbox(n.Name)
 }

@@ -63,14 +63,14 @@ func TestMemberShareBounded(t *testing.T) {
 	now := time.Now()
 	for i := range 10_000 {
 		e := entry{pool: "cas", rec: affinity.Record{Key: clientKey(1000 + i), Backend: "cas1", Version: affinity.StampOf(now), Created: now.Unix()}}
-		nodes[0].m.receive(encode(kindChanges, header{sent: now.Unix(), from: "flooder"}, []entry{e}))
+		nodes[0].m.receive(enc(kindChanges, header{sent: now.Unix(), from: "flooder"}, []entry{e}))
 	}
 	thr := nodes[0].m.stats.Throttled.Load()
 	if thr == 0 || thr > 10_000-2*changesPerSecond+500 {
 		t.Fatalf("%d of 10,000 batches from one member dropped; want all but its burst of %d", thr, 2*changesPerSecond)
 	}
 	e := entry{pool: "cas", rec: affinity.Record{Key: clientKey(99), Backend: "cas2", Version: affinity.StampOf(now), Created: now.Unix()}}
-	nodes[0].m.receive(encode(kindChanges, header{sent: now.Unix(), from: nodes[1].m.Name()}, []entry{e}))
+	nodes[0].m.receive(enc(kindChanges, header{sent: now.Unix(), from: nodes[1].m.Name()}, []entry{e}))
 	if in, _ := nodes[0].table.Lookup(clientKey(99)); in.Backend != "cas2" {
 		t.Fatal("another member's batch was dropped with the flooder's")
 	}

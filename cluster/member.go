@@ -81,8 +81,7 @@ type Member struct {
 	out      chan entry
 	recent   recentChanges
 	stats    Stats
-	leaving  sync.Map // names of members that said they are leaving
-	others   roster   // the other members, as events report them
+	others   roster // the other members, as events report them, and what is kept of each
 	selfAddr string
 	outMu    sync.Mutex
 	outboxes map[string]*peerQueue // by member name
@@ -96,13 +95,15 @@ type Member struct {
 	stopped   bool
 	bridge    *logBridge
 	keyring   *memberlist.Keyring // nil without a secret file
-	clocks    sync.Map            // member name -> its clock's offset from this one's, seconds (int64)
 	futureLog throttle.Log
-	// shares bound each member's messages (by the name they carry):
-	// one member, even with the key, cannot spend all of this one's CPU.
-	sharesMu    sync.Mutex
-	shares      map[string]*share
+	// Each member's share (in the roster) bounds its messages, so one
+	// member, even with the key, cannot spend all of this one's CPU;
+	// senders the roster does not know share strangers.
+	strangers   strangers
 	throttleLog throttle.Log
+	strangerLog throttle.Log
+	leftOutLog  throttle.Log
+	viewsLog    throttle.Log
 }
 
 // background runs f on its own goroutine unless the member is stopping;
@@ -138,6 +139,9 @@ func Start(opts Options) (*Member, error) {
 	}
 	m := &Member{opts: opts, log: opts.Log, self: opts.Config.Name(), out: make(chan entry, outQueue),
 		outboxes: map[string]*peerQueue{}}
+	if len(m.self) > config.MaxName { // check refuses such a node_name; a host name is shorter
+		return nil, fmt.Errorf("cluster: member name %.64q... is %d bytes; give cluster.node_name of %d at most", m.self, len(m.self), config.MaxName)
+	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	mc, err := m.memberlistConfig()
 	if err != nil {
@@ -281,9 +285,6 @@ func (m *Member) Members() []MemberInfo {
 	}
 	others := m.others.infos()
 	for i := range others {
-		if v, ok := m.clocks.Load(others[i].Name); ok {
-			others[i].ClockOffset = v.(int64)
-		}
 		v := decodeViews(others[i].meta)
 		others[i].Decisions = len(v.decisions)
 		for _, op := range mine {

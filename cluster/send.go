@@ -89,7 +89,7 @@ func (m *Member) flushNow() {
 // joining, from the recent changes sent when it is seen).
 func (m *Member) send(batch []entry) {
 	m.recent.add(batch)
-	msg := outMsg{b: encode(kindChanges, header{sent: time.Now().Unix(), from: m.self}, batch), records: len(batch)}
+	msg := outMsg{b: m.message(kindChanges, header{sent: time.Now().Unix(), from: m.self}, batch), records: len(batch)}
 	for _, n := range m.peers() {
 		m.outbox(n).put(m, msg)
 	}
@@ -272,6 +272,6 @@ func (r *recentChanges) since(t time.Time) []entry {
 // catchUp queues for a member just seen the changes of the recent window.
 func (m *Member) catchUp(n *memberlist.Node) {
 	if batch := m.recent.since(time.Now().Add(-recentWindow)); len(batch) > 0 {
-		m.outbox(n).put(m, outMsg{b: encode(kindChanges, header{sent: time.Now().Unix(), from: m.self}, batch), records: len(batch)})
+		m.outbox(n).put(m, outMsg{b: m.message(kindChanges, header{sent: time.Now().Unix(), from: m.self}, batch), records: len(batch)})
 	}
 }

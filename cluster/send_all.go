@@ -19,9 +19,14 @@ func (m *Member) AskClose(req CloseRequest) int {
 }
 
 // sendAll sends a message of h alone to every other member, each on its
-// own, and returns how many it sends to.
+// own, and returns how many it sends to: none if the message could carry
+// none of h's decisions and requests.
 func (m *Member) sendAll(h header) int {
-	msg := encode(kindChanges, h, nil)
+	msg, out := encode(kindChanges, h, nil)
+	m.noteLeftOut(out)
+	if out.decisions+out.closes == len(h.ops)+len(h.closes) {
+		return 0
+	}
 	peers := m.peers()
 	for _, n := range peers {
 		m.background(func() {

@@ -1,6 +1,10 @@
 package cluster
 
-import "golang.org/x/time/rate"
+import (
+	"sync"
+
+	"golang.org/x/time/rate"
+)
 
 // share is one member's allowance of messages.
 type share struct{ changes, tables *rate.Limiter }
@@ -12,29 +16,32 @@ const (
 	tablesPerSecond  = 2
 )
 
+func newShare() *share {
+	return &share{changes: rate.NewLimiter(changesPerSecond, 2*changesPerSecond), tables: rate.NewLimiter(tablesPerSecond, 5)}
+}
+
+// strangers is the one allowance of every sender no alive member of the
+// roster goes by: a member just joining, whose gossip has not reached
+// this one yet, or names made up. Made-up names share it rather than
+// each getting one, so that no name costs memory here.
+type strangers struct {
+	once sync.Once
+	s    *share
+}
+
+func (st *strangers) share() *share {
+	st.once.Do(func() { st.s = newShare() })
+	return st.s
+}
+
 // allow says whether a message of kind from member fits its share.
 func (m *Member) allow(from string, kind byte) bool {
-	m.sharesMu.Lock()
-	defer m.sharesMu.Unlock()
-	if m.shares == nil {
-		m.shares = map[string]*share{}
-	}
-	s := m.shares[from]
-	if s == nil && len(m.shares) >= maxShares {
-		// Names are the members' own; a flood of invented names shares
-		// one allowance rather than growing the map.
-		from = "\x00many"
-		s = m.shares[from]
-	}
+	s := m.others.share(from, newShare)
 	if s == nil {
-		s = &share{changes: rate.NewLimiter(changesPerSecond, 2*changesPerSecond), tables: rate.NewLimiter(tablesPerSecond, 5)}
-		m.shares[from] = s
+		s = m.strangers.share()
 	}
 	if kind == kindTable {
 		return s.tables.Allow()
 	}
 	return s.changes.Allow()
 }
-
-// maxShares bounds the members tracked by name.
-const maxShares = 1024

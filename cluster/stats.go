@@ -20,6 +20,8 @@ type Stats struct {
 	Future               atomic.Uint64    // records stamped beyond this member's clock + maxClockOffset
 	StreamsRefused       atomic.Uint64    // gossip TCP streams closed over maxStreams
 	Throttled            atomic.Uint64    // messages of a member over its share, dropped
+	Strangers            atomic.Uint64    // messages from a sender the roster does not know: nothing kept for it
+	LeftOut              atomic.Uint64    // records, decisions, close requests and published backends a message or the metadata could not carry
 	Applied              atomic.Uint64    // records that changed a pin here
 	Conflicts            atomic.Uint64    // records that decided a client otherwise than this member had
 	LeftOpen             atomic.Uint64    // connections left open on a backend that lost a conflict

@@ -38,28 +38,33 @@ type view struct {
 }
 
 // encodeViews writes ops and backends (pool -> names) as metadata, at
-// most limit bytes; what does not fit is left out.
-func encodeViews(ops []config.Operator, backends map[string][]string, limit int) []byte {
-	b := []byte{0, 0}
-	n := 0
-	for _, op := range ops {
-		if len(b)+metaEntry > limit {
-			break
-		}
+// most limit bytes, and says how many of either it left out. The
+// backends go all or none: a list cut short would tell the others this
+// member lacks the backends past the cut, which then take no new client
+// anywhere (see Lacking); none (empty metadata, as from an earlier
+// release) claims nothing. Decisions, which only ctl shows, give way to
+// them.
+func encodeViews(ops []config.Operator, backends map[string][]string, limit int) ([]byte, int) {
+	nb := 0
+	for _, names := range backends {
+		nb += len(names)
+	}
+	if 2+4*nb > limit {
+		return nil, len(ops) + nb
+	}
+	keep := min(len(ops), (limit-2-4*nb)/metaEntry)
+	b := make([]byte, 2, 2+metaEntry*keep+4*nb)
+	binary.BigEndian.PutUint16(b, uint16(keep))
+	for _, op := range ops[:keep] {
 		b = binary.BigEndian.AppendUint32(b, decisionID(op.Pool, op.Backend))
 		b = binary.BigEndian.AppendUint64(b, op.Version)
-		n++
 	}
-	binary.BigEndian.PutUint16(b, uint16(n))
 	for pool, names := range backends {
 		for _, name := range names {
-			if len(b)+4 > limit {
-				return b
-			}
 			b = binary.BigEndian.AppendUint32(b, decisionID(pool, name))
 		}
 	}
-	return b
+	return b, len(ops) - keep
 }
 
 // decodeViews reads what encodeViews wrote; it never panics.

@@ -91,55 +91,113 @@ const (
 	closeMark    = "\x02"
 )
 
-// encode makes a message of kind from entries, stamped h.sent.
-func encode(kind byte, h header, entries []entry) []byte {
-	now := h.sent
+// leftOut is what encode could not carry: a string table entry holds
+// at most maxNameLen bytes (a member of an earlier release refuses the
+// whole message over one longer) and the table maxNames entries. config
+// refuses names that long with a cluster; what comes anyway is left out
+// of the message, never sent to sink it, and counted.
+type leftOut struct {
+	sender                     bool // the sender's name: peers take it for a member of an earlier release
+	decisions, closes, records int
+	example                    string // the first text left out, for the log
+}
+
+func (l leftOut) count() int {
+	n := l.decisions + l.closes + l.records
+	if l.sender {
+		n++
+	}
+	return n
+}
+
+// encode makes a message of kind from entries, stamped h.sent, and says
+// what it left out.
+func encode(kind byte, h header, entries []entry) ([]byte, leftOut) {
+	var out leftOut
 	names := map[string]uint64{}
 	var order []string
+	fits := func(s string) bool {
+		if len(s) <= maxNameLen && len(order) < maxNames {
+			return true
+		}
+		if out.example == "" {
+			out.example = s
+		}
+		return false
+	}
 	if h.from != "" {
-		order = append(order, senderMark+h.from)
+		if fits(senderMark + h.from) {
+			order = append(order, senderMark+h.from)
+		} else {
+			out.sender = true
+		}
 	}
 	for _, op := range h.ops {
-		if b, err := json.Marshal(op); err == nil && len(b)+1 <= maxNameLen {
+		if b, err := json.Marshal(op); err == nil && fits(operatorMark+string(b)) {
 			order = append(order, operatorMark+string(b))
+		} else {
+			out.decisions++
 		}
 	}
 	for _, c := range h.closes {
-		if b, err := json.Marshal(c); err == nil && len(b)+1 <= maxNameLen {
+		if b, err := json.Marshal(c); err == nil && fits(closeMark+string(b)) {
 			order = append(order, closeMark+string(b))
+		} else {
+			out.closes++
 		}
 	}
-	index := func(s string) uint64 {
-		i, ok := names[s]
-		if !ok {
-			i = uint64(len(order))
-			names[s] = i
-			order = append(order, s)
-		}
-		return i
-	}
-	var recs []byte
-	for _, e := range entries {
-		recs = appendRecord(recs, e, now, index)
-	}
-	body := binary.AppendVarint(nil, now)
+	recs, n := appendRecords(entries, h.sent, names, &order, fits)
+	out.records = len(entries) - n
+	body := binary.AppendVarint(nil, h.sent)
 	body = binary.AppendUvarint(body, uint64(len(order)))
 	for _, s := range order {
 		body = binary.AppendUvarint(body, uint64(len(s)))
 		body = append(body, s...)
 	}
-	body = binary.AppendUvarint(body, uint64(len(entries)))
+	body = binary.AppendUvarint(body, uint64(n))
 	body = append(body, recs...)
-	out := []byte{wireVersion, kind}
+	msg := []byte{wireVersion, kind}
 	if kind != kindTable {
-		return append(out, body...)
+		return append(msg, body...), out
 	}
 	var buf bytes.Buffer
-	buf.Write(out)
+	buf.Write(msg)
 	zw, _ := flate.NewWriter(&buf, flate.BestSpeed) // only a bad level fails
 	zw.Write(body)
 	zw.Close()
-	return buf.Bytes()
+	return buf.Bytes(), out
+}
+
+// appendRecords encodes entries, adding the names they use to the
+// string table (order, numbered by names), and returns them with how
+// many it took: one naming what does not fit the table is left out
+// whole (a name it added meanwhile stays, unused, which readers allow).
+func appendRecords(entries []entry, now int64, names map[string]uint64, order *[]string, fits func(string) bool) ([]byte, int) {
+	failed := false
+	index := func(s string) uint64 {
+		i, ok := names[s]
+		if !ok {
+			if !fits(s) {
+				failed = true
+				return 0
+			}
+			i = uint64(len(*order))
+			names[s] = i
+			*order = append(*order, s)
+		}
+		return i
+	}
+	var recs []byte
+	n := 0
+	for _, e := range entries {
+		mark := len(recs)
+		if recs = appendRecord(recs, e, now, index); failed {
+			recs, failed = recs[:mark], false
+			continue
+		}
+		n++
+	}
+	return recs, n
 }
 
 func appendRecord(b []byte, e entry, now int64, index func(string) uint64) []byte {
