@@ -16,6 +16,19 @@ type Result struct {
 	// Dropped is what could not be carried over; Decide is what the
 	// operator must still choose.
 	Dropped, Decide []string
+
+	// What TOML was written to say, for the tests to hold the text to:
+	// listeners by name; pools by name, their backends by name.
+	listeners map[string]listenerOut
+	backends  map[string]map[string]backendOut
+}
+
+type listenerOut struct{ listen, pool string }
+
+type backendOut struct {
+	node, address string
+	weight        int
+	backup        bool
 }
 
 // rule is one port rule as the whole cluster has it.
@@ -57,7 +70,7 @@ func Build(e *Export, source string) (*Result, error) {
 	for _, r := range rules {
 		for _, h := range r.hosts {
 			if dips[h.node] == "" {
-				return nil, fmt.Errorf("port rule %s names node %s, which Nodes does not list with a dedicated address", r.describe(), h.node)
+				return nil, fmt.Errorf("port rule %s names node %s, which Nodes does not list with a dedicated address", r.describe(), show(h.node))
 			}
 		}
 	}
@@ -66,18 +79,20 @@ func Build(e *Export, source string) (*Result, error) {
 	}
 	res := &Result{}
 	if m := strings.ToLower(string(e.Cluster.Mode)); strings.Contains(m, "multicast") {
-		res.Dropped = append(res.Dropped, fmt.Sprintf("cluster mode %s: stickylb is a proxy on its own address, with no MAC sharing; the virtual addresses move to the stickylb host (or its keepalived pair)", e.Cluster.Mode))
+		res.Dropped = append(res.Dropped, fmt.Sprintf("cluster mode %s: stickylb is a proxy on its own address, with no MAC sharing; the virtual addresses move to the stickylb host (or its keepalived pair)", show(string(e.Cluster.Mode))))
 	}
 	w := writer{res: res, dips: dips, vips: vips, source: source, cluster: string(e.Cluster.Name)}
 	w.write(rules)
-	if w.listeners == 0 {
+	if len(res.listeners) == 0 {
 		return nil, fmt.Errorf("no enabled TCP port rule: nothing to balance (not carried over: %s)", strings.Join(res.Dropped, "; "))
 	}
 	return res, nil
 }
 
 // dedicated maps each node to its first IPv4 dedicated address (or its
-// first at all): the address stickylb reaches it at.
+// first at all): the address stickylb reaches it at. An address with a
+// zone (fe80::1%12) names a link of the NLB host, not one stickylb has,
+// so it is never the one picked.
 func dedicated(e *Export) (map[string]string, error) {
 	out := map[string]string{}
 	for _, n := range e.Nodes {
@@ -85,19 +100,22 @@ func dedicated(e *Export) (map[string]string, error) {
 		for _, d := range n.Dips {
 			a, err := netip.ParseAddr(string(d))
 			if err != nil {
-				return nil, fmt.Errorf("node %s: dedicated address %q is not an IP address", n.Name, d)
+				return nil, fmt.Errorf("node %s: dedicated address %s is not an IP address", show(string(n.Name)), tomlString(string(d)))
 			}
-			if pick == "" || (a.Is4() && !strings.Contains(pick, ".")) {
+			if a.Zone() == "" && (pick == "" || (a.Is4() && !strings.Contains(pick, "."))) {
 				pick = a.String()
 			}
 		}
+		if pick == "" {
+			return nil, fmt.Errorf("node %s: no dedicated address stickylb can reach (those with a zone are of the NLB host's own links)", show(string(n.Name)))
+		}
 		for other, addr := range out {
-			if addr == pick && pick != "" {
-				return nil, fmt.Errorf("nodes %s and %s share the dedicated address %s: each NLB host has its own", other, n.Name, pick)
+			if addr == pick {
+				return nil, fmt.Errorf("nodes %s and %s share the dedicated address %s: each NLB host has its own", show(other), show(string(n.Name)), pick)
 			}
 		}
 		if _, dup := out[string(n.Name)]; dup {
-			return nil, fmt.Errorf("node %s is listed twice", n.Name)
+			return nil, fmt.Errorf("node %s is listed twice", show(string(n.Name)))
 		}
 		out[string(n.Name)] = pick
 	}
@@ -116,8 +134,8 @@ func clusterAddrs(e *Export) ([]string, error) {
 			return nil, fmt.Errorf("cluster address %q is not an IP address", v)
 		}
 		a = a.Unmap()
-		if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-			return nil, fmt.Errorf("cluster address %s is not an address clients connect to", a)
+		if a.IsUnspecified() || a.IsMulticast() || a == allVIPs || a.Zone() != "" {
+			return nil, fmt.Errorf("cluster address %s is not an address clients connect to", show(a.String()))
 		}
 		if !slices.Contains(out, a.String()) {
 			out = append(out, a.String())
@@ -125,6 +143,11 @@ func clusterAddrs(e *Export) ([]string, error) {
 	}
 	return out, nil
 }
+
+// allVIPs is the VirtualIPAddress of a global rule: Microsoft's WMI
+// provider calls it "All Vip (AKA 'Rest of the VIPs')"
+// (MicrosoftNLB_NodeSetting.GetPortRuleEx).
+var allVIPs = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // gather joins every node's view of the rules into one rule each.
 func gather(e *Export) ([]*rule, error) {
@@ -134,7 +157,7 @@ func gather(e *Export) ([]*rule, error) {
 	for i, pr := range e.PortRules {
 		r, h, enabled, err := readEntry(pr)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("port rule entry %d (node %s, ports %s-%s): %w", i+1, pr.NodeName, pr.StartPort, pr.EndPort, err))
+			errs = append(errs, fmt.Errorf("port rule entry %d (node %s, ports %s-%s): %w", i+1, show(string(pr.NodeName)), show(string(pr.StartPort)), show(string(pr.EndPort)), err))
 			continue
 		}
 		k := fmt.Sprintf("%s|%d|%d|%s", r.vip, r.first, r.last, r.proto)
@@ -173,13 +196,18 @@ func gather(e *Export) ([]*rule, error) {
 	return out, nil
 }
 
-// overlaps refuses rules that share a port on one address: NLB does not
-// allow them, so an export with them is not of a working cluster.
+// overlaps refuses rules of one address that share a port, two global
+// rules among them: NLB finds a connection's rule by its address and
+// port (GetPortRuleEx), so it does not allow them, and an export with
+// them is not of a working cluster. A global rule beside an address's
+// own rule for some of its ports is not an overlap: that address's
+// rule governs those ports of it, the global rule the rest (a "virtual
+// cluster", as the Windows Server 2003 deployment guide calls it).
 func overlaps(rules []*rule) error {
 	for i, a := range rules {
 		for _, b := range rules[:i] {
-			if (a.vip == b.vip || a.vip == "" || b.vip == "") && a.first <= b.last && b.first <= a.last {
-				return fmt.Errorf("port rules %s and %s overlap, which NLB does not allow: the export is not of one consistent cluster", b.describe(), a.describe())
+			if a.vip == b.vip && a.first <= b.last && b.first <= a.last {
+				return fmt.Errorf("port rules %s and %s overlap (port %d), which NLB does not allow: the export is not of one consistent cluster", b.describe(), a.describe(), max(a.first, b.first))
 			}
 		}
 	}
@@ -206,12 +234,14 @@ func readEntry(pr PortRule) (*rule, host, bool, error) {
 			return nil, host{}, false, err
 		}
 	}
-	if v := string(pr.VirtualIPAddress); v != "" && v != "All" && v != "255.255.255.255" {
+	if v := string(pr.VirtualIPAddress); v != "" && !strings.EqualFold(v, "All") {
 		a, err := netip.ParseAddr(v)
-		if err != nil || a.Unmap().IsUnspecified() {
+		if err != nil || a.Unmap().IsUnspecified() || a.Zone() != "" {
 			return nil, host{}, false, fmt.Errorf("VirtualIPAddress %q is not a cluster address", v)
 		}
-		r.vip = a.Unmap().String()
+		if a.Unmap() != allVIPs {
+			r.vip = a.Unmap().String()
+		}
 	}
 	h := host{node: string(pr.NodeName), weight: 1}
 	if strings.EqualFold(string(pr.EqualLoad), "false") && r.mode == "Multiple" {

@@ -120,9 +120,16 @@ func TestBadExports(t *testing.T) {
 }
 
 // FuzzRead: whatever the file holds, Read and Build return an error or a
-// config, and a config they return passes check.
+// config; a config they return passes check and decodes to exactly the
+// backends and listeners the export names (decodesToExport).
 func FuzzRead(f *testing.F) {
 	f.Add(fixture(f))
+	f.Add(injectionExport(f))
+	vc, err := os.ReadFile("testdata/virtual-clusters.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(vc)
 	f.Add([]byte(`{"Cluster":{"IPAddress":"10.0.0.50"},"Nodes":[{"Name":"A","Dips":["10.0.0.1"]}],"PortRules":[{"NodeName":"A","StartPort":"0","EndPort":"65535","Protocol":"Both","FilteringMode":"Multiple","Affinity":"Network"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := Read(b)
@@ -133,8 +140,10 @@ func FuzzRead(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := config.Parse("fuzz", []byte(res.TOML)); err != nil {
+		cfg, err := config.Parse("fuzz", []byte(res.TOML))
+		if err != nil {
 			t.Fatalf("an import that does not pass check: %v\n%s", err, res.TOML)
 		}
+		decodesToExport(t, e, res, cfg)
 	})
 }

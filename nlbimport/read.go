@@ -157,7 +157,7 @@ func (e *Export) complete() error {
 		if n.Name == "" {
 			errs = append(errs, fmt.Errorf("node %d has no Name", i+1))
 		} else if len(n.Dips) == 0 {
-			errs = append(errs, fmt.Errorf("node %s has no dedicated IP address (Dips, from Get-NlbClusterNodeDip): stickylb reaches each host at it", n.Name))
+			errs = append(errs, fmt.Errorf("node %s has no dedicated IP address (Dips, from Get-NlbClusterNodeDip): stickylb reaches each host at it", show(string(n.Name))))
 		}
 	}
 	for i, r := range e.PortRules {
