@@ -25,6 +25,10 @@ func manCommand() *cobra.Command {
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		root := cmd.Root()
 		root.DisableAutoGenTag = true // the pages do not change with the day they are built
+		// A folder that is not there yet is made, as install -d would.
+		if err := os.MkdirAll(args[0], 0o755); err != nil {
+			return fmt.Errorf("man pages: %w", err)
+		}
 		if err := writeCommandPages(root, root, args[0]); err != nil {
 			return err
 		}

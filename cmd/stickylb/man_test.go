@@ -55,3 +55,19 @@ func TestManPages(t *testing.T) {
 		}
 	}
 }
+
+// A folder that does not exist yet is made, parents and all, as
+// install -d would (it failed with "open DIR/stickylb-analyze.8: no such
+// file or directory").
+func TestManMakesItsFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "share", "man", "man8")
+	var out, errb bytes.Buffer
+	if code := run([]string{"man", "--config-doc", "../../docs/config.md", dir}, &out, &errb); code != 0 {
+		t.Fatalf("man into a new folder: %d %s", code, errb.String())
+	}
+	for _, name := range []string{"stickylb.8", "stickylb-analyze.8", "lb.toml.5"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Error(err)
+		}
+	}
+}
