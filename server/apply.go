@@ -35,6 +35,7 @@ func (s *Server) apply(cfg *config.Config, running bool) error {
 		}
 	}
 	s.cfg = cfg
+	s.current.Store(cfg)
 	if running {
 		s.forgetRemoved()
 	}
@@ -133,6 +134,7 @@ func (s *Server) applyPools(cfg *config.Config) map[*poolRT][]*pool.Backend {
 			s.log.Info("pool removed", "pool", name)
 		}
 	}
+	s.publishPools()
 	return restart
 }
 

@@ -19,29 +19,23 @@ import (
 // the pins, and are the same at every cluster member: a decision made at
 // any member is sent to the others at once and with every whole table,
 // and of two decisions about one backend the later stamp wins.
+//
+// The decisions have a lock of their own, opsMu, and never take s.mu:
+// they find backends in the published pools (Pools) and the file's
+// weights in the published config (s.current). Decisions come in on
+// memberlist's goroutines, which a reload or an upgrade holding s.mu
+// must never wait on. opsMu is taken after s.mu where both are held,
+// and nothing that calls into the cluster runs with opsMu held: the
+// member reads the decisions back (operators).
 
 type opKey struct{ pool, backend string }
 
-// decide makes op (stamped now) the decision about its backend: applied
-// here, written to disk and sent to the other members. s.mu is held.
-func (s *Server) decide(op config.Operator) {
-	op.Version = s.opsClock.Now()
-	s.take(op)
-	s.saveOps()
-	if m := s.cluster.Load(); m != nil {
-		m.ShareOperators([]config.Operator{op})
-		m.PublishDecisions()
-	}
-}
-
-// take applies op and holds it as the decision about its backend, its
-// stamp seen by the decisions' clock. s.mu is held.
-func (s *Server) take(op config.Operator) {
+// takeLocked applies op and holds it as the decision about its backend,
+// its stamp seen by the decisions' clock. opsMu is held.
+func (s *Server) takeLocked(op config.Operator) {
 	s.opsClock.Observe(op.Version)
-	s.applyOp(op)
-	s.opsMu.Lock()
+	s.applyOpLocked(op)
 	s.ops[opKey{op.Pool, op.Backend}] = op
-	s.opsMu.Unlock()
 }
 
 // held is the decision held about a backend, if there is one.
@@ -53,21 +47,37 @@ func (s *Server) held(poolName, backend string) (config.Operator, bool) {
 }
 
 // change makes the decision about a backend what edit makes of the one
-// held (or of the file's), at every member and across restarts.
+// held (or of the file's), stamped now, at every member and across
+// restarts.
 func (s *Server) change(poolName, backend string, edit func(*config.Operator)) (*pool.Backend, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	b, err := s.backendNamed(poolName, backend)
 	if err != nil {
 		return nil, err
 	}
-	op, ok := s.held(poolName, b.Name)
+	s.opsMu.Lock()
+	op, ok := s.ops[opKey{poolName, b.Name}]
 	if !ok {
 		op = config.Operator{Pool: poolName, Backend: b.Name, State: pool.Ready.String(), Weight: -1}
 	}
 	edit(&op)
-	s.decide(op)
+	op.Version = s.opsClock.Now()
+	s.takeLocked(op)
+	s.opsMu.Unlock()
+	s.publishOps([]config.Operator{op})
 	return b, nil
+}
+
+// publishOps writes the decisions held to disk and tells the other
+// members of shared (and, in this member's published view, of all). It
+// runs without opsMu.
+func (s *Server) publishOps(shared []config.Operator) {
+	s.saveOps()
+	if m := s.cluster.Load(); m != nil {
+		if len(shared) > 0 {
+			m.ShareOperators(shared)
+		}
+		m.PublishDecisions()
+	}
 }
 
 // Agreement says which other cluster members hold the decision about a
@@ -98,9 +108,9 @@ func (s *Server) Agreement(poolName, backend string) string {
 	return strings.Join(parts, "; ")
 }
 
-// fileWeight is the weight the config file gives a backend.
+// fileWeight is the weight the config file in effect gives a backend.
 func (s *Server) fileWeight(poolName, backend string) int {
-	if p := s.cfg.Pools[poolName]; p != nil {
+	if p := s.current.Load().Pools[poolName]; p != nil {
 		if b := p.Backends[backend]; b != nil {
 			return b.Weight
 		}
@@ -111,13 +121,12 @@ func (s *Server) fileWeight(poolName, backend string) int {
 // applyOp makes a backend what op says: its state, a drain's deadline
 // (a deadline already past is maintenance at once) and the operator's
 // weight while the file's weight is still the one it was set over. A
-// backend this member does not have is left alone. s.mu is held.
-func (s *Server) applyOp(op config.Operator) {
-	p := s.pools[op.Pool]
-	if p == nil || p.pool.Backend(op.Backend) == nil {
+// backend this member does not have is left alone. opsMu is held.
+func (s *Server) applyOpLocked(op config.Operator) {
+	b, err := s.backendNamed(op.Pool, op.Backend)
+	if err != nil {
 		return
 	}
-	b := p.pool.Backend(op.Backend)
 	st, err := pool.ParseAdminState(op.State)
 	if err != nil {
 		return
@@ -144,29 +153,29 @@ func (s *Server) applyOp(op config.Operator) {
 // onOperators takes decisions from another member: each newer than the
 // one held is applied, kept and written to disk.
 func (s *Server) onOperators(ops []config.Operator, from string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.opsMu.Lock()
 	changed := false
+	var news []config.Operator
 	for _, op := range ops {
-		cur, ok := s.held(op.Pool, op.Backend)
+		cur, ok := s.ops[opKey{op.Pool, op.Backend}]
 		if ok && cur.Version >= op.Version {
 			continue
 		}
-		s.take(op)
+		s.takeLocked(op)
 		changed = true
-		if ok && cur.State == op.State && cur.Weight == op.Weight {
-			continue // the same decision, restamped
+		if !ok || cur.State != op.State || cur.Weight != op.Weight { // else the same decision, restamped
+			news = append(news, op)
 		}
+	}
+	s.opsMu.Unlock()
+	for _, op := range news {
 		s.log.Info("backend set by another member", "pool", op.Pool, "backend", op.Backend, "state", op.State, "weight", op.Weight, "member", from)
 		if s.opts.OnOperator != nil {
 			s.opts.OnOperator(op, "member "+from)
 		}
 	}
 	if changed {
-		s.saveOps()
-		if m := s.cluster.Load(); m != nil {
-			m.PublishDecisions()
-		}
+		s.publishOps(nil)
 	}
 }
 
@@ -179,11 +188,14 @@ func (s *Server) operators() []config.Operator {
 
 // saveOps writes the decisions beside the snapshot, at once: they are
 // few and rare, and one lost in a crash would put a CAS being patched
-// back in service.
+// back in service. saveMu orders the writes: each writes the decisions
+// as they are when it begins, so the last one written is the newest.
 func (s *Server) saveOps() {
 	if s.opsPath == "" || s.store.Paused() { // another process keeps them (Handover)
 		return
 	}
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
 	if err := persist.SaveOperators(s.opsPath, s.operators()); err != nil {
 		s.SnapshotFailures.Add(1)
 		s.log.Error("operator decisions not saved: a restart would forget the last drain, maint or weight", "error", err)
@@ -201,14 +213,14 @@ func (s *Server) restoreOps() {
 		s.log.Warn("operator decisions ignored", "error", err)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.opsMu.Lock()
+	defer s.opsMu.Unlock()
 	kept := 0
 	for _, op := range ops {
-		if p := s.pools[op.Pool]; p == nil || p.pool.Backend(op.Backend) == nil {
+		if _, err := s.backendNamed(op.Pool, op.Backend); err != nil {
 			continue
 		}
-		s.take(op)
+		s.takeLocked(op)
 		kept++
 	}
 	if kept > 0 {
@@ -221,16 +233,15 @@ func (s *Server) restoreOps() {
 func (s *Server) forgetRemoved() {
 	s.opsMu.Lock()
 	n := len(s.ops)
-	for k := range s.ops {
-		if p := s.pools[k.pool]; p == nil || p.pool.Backend(k.backend) == nil {
+	for k, op := range s.ops {
+		if _, err := s.backendNamed(k.pool, k.backend); err != nil {
 			delete(s.ops, k)
+			continue
 		}
+		s.applyOpLocked(op) // weights: the reload set the file's
 	}
 	changed := len(s.ops) != n
 	s.opsMu.Unlock()
-	for _, op := range s.operators() {
-		s.applyOp(op) // weights: the reload set the file's
-	}
 	if changed {
 		s.saveOps()
 	}
@@ -248,10 +259,12 @@ func (s *Server) SetWeight(poolName, backend string, w int) (*pool.Backend, erro
 // replaced it. Every member does it at once (they share DrainUntil):
 // maintenance, and the backend's remaining connections closed.
 func (s *Server) drainDeadline(poolName string, b *pool.Backend, dt *drainTimer) {
-	s.mu.Lock()
+	s.opsMu.Lock()
 	mine := s.drainTimers[b] == dt
-	delete(s.drainTimers, b)
-	s.mu.Unlock()
+	if mine {
+		delete(s.drainTimers, b)
+	}
+	s.opsMu.Unlock()
 	if !mine || b.AdminState() != pool.Drain {
 		return
 	}

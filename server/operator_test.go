@@ -223,9 +223,9 @@ func TestClusterAgreementShown(t *testing.T) {
 		return true
 	})
 	s := f.members[0]
-	s.mu.Lock()
-	s.take(config.Operator{Pool: "cas", Backend: "cas3", State: "maint", Weight: -1, Version: s.opsClock.Now()}) // held here, not sent
-	s.mu.Unlock()
+	s.opsMu.Lock()
+	s.takeLocked(config.Operator{Pool: "cas", Backend: "cas3", State: "maint", Weight: -1, Version: s.opsClock.Now()}) // held here, not sent
+	s.opsMu.Unlock()
 	if got := s.Agreement("cas", "cas3"); !strings.Contains(got, "not heard yet") {
 		t.Fatalf("a decision no other member has reads %q", got)
 	}

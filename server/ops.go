@@ -49,13 +49,14 @@ func (s *Server) closeBackend(b *pool.Backend, end proxy.Termination, why string
 	return n
 }
 
-// backendNamed finds a backend by pool and name; s.mu is held.
+// backendNamed finds a backend by pool and name in the published pools:
+// it takes no lock.
 func (s *Server) backendNamed(poolName, backend string) (*pool.Backend, error) {
-	p := s.pools[poolName]
-	if p == nil {
+	i := slices.IndexFunc(s.Pools(), func(p PoolView) bool { return p.Name == poolName })
+	if i < 0 {
 		return nil, fmt.Errorf("no pool %q", poolName)
 	}
-	b := p.pool.Backend(backend)
+	b := s.Pools()[i].Pool.Backend(backend)
 	if b == nil {
 		return nil, fmt.Errorf("pool %s has no backend %q", poolName, backend)
 	}

@@ -64,17 +64,21 @@ type Server struct {
 	leaving   atomic.Bool // a stop's grace has begun: readiness says no
 	cfg       *config.Config
 	pools     map[string]*poolRT
-	listeners map[string]*listenerRT // by bind key, see bindKey
-	retired   []*proxy.Listener      // closed by a reload; their connections still run
+	published atomic.Pointer[[]PoolView] // pools as readers see them, without s.mu (Pools)
+	listeners map[string]*listenerRT     // by bind key, see bindKey
+	retired   []*proxy.Listener          // closed by a reload; their connections still run
 	serving   sync.WaitGroup
+	current   atomic.Pointer[config.Config] // cfg, for readers without s.mu (the decisions)
+	// The operators' decisions about backends (operator.go): opsMu
+	// guards ops and drainTimers, never waits on mu, and is taken after
+	// mu where both are; saveMu orders their writes to disk.
+	opsMu  sync.Mutex
+	saveMu sync.Mutex
+	ops    map[opKey]config.Operator
 	// drainTimers turn a drain into maintenance at its deadline.
 	drainTimers map[*pool.Backend]*drainTimer
-	// The operators' decisions about backends (operator.go): opsMu
-	// guards ops, and is taken after mu where both are.
-	opsMu    sync.Mutex
-	ops      map[opKey]config.Operator
-	opsClock *affinity.Clock
-	opsPath  string // SNAPSHOT.operator; "" without a snapshot file
+	opsClock    *affinity.Clock
+	opsPath     string // SNAPSHOT.operator; "" without a snapshot file
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -190,8 +194,8 @@ func (s *Server) Reload(cfg *config.Config) error {
 		return err
 	}
 	if m := s.cluster.Load(); m != nil {
-		s.recheck(s.poolViews()) // a backend the others lack takes no new clients from now
-		m.PublishDecisions()     // and they learn this member's backends
+		s.recheck(s.Pools()) // a backend the others lack takes no new clients from now
+		m.PublishDecisions() // and they learn this member's backends
 	}
 	s.reloadKeys(before, cfg.Cluster)
 	after := cfg.Cluster

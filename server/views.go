@@ -21,21 +21,28 @@ type PoolView struct {
 	Keyer affinity.Keyer
 }
 
-// Pools returns the current pools in name order.
+// Pools returns the current pools in name order. It takes no lock: the
+// server publishes the list whole on every change of its pools
+// (publishPools), so the cluster's and the store's readers, which run
+// on memberlist's and the journal's goroutines, never wait on a reload
+// or an upgrade that holds s.mu (a failed upgrade of a cluster member
+// deadlocked on it: Resume held s.mu and the new member's first message
+// asked for the pools). The slice is shared: do not modify it.
 func (s *Server) Pools() []PoolView {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.poolViews()
+	if p := s.published.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
-// poolViews is Pools with s.mu held.
-func (s *Server) poolViews() []PoolView {
+// publishPools publishes the pools as they are now, with s.mu held.
+func (s *Server) publishPools() {
 	out := make([]PoolView, 0, len(s.pools))
 	for _, name := range slices.Sorted(maps.Keys(s.pools)) {
 		p := s.pools[name]
 		out = append(out, PoolView{Name: name, Pool: p.pool, Table: p.table, Keyer: p.keyer})
 	}
-	return out
+	s.published.Store(&out)
 }
 
 // Active returns the number of open client connections.
