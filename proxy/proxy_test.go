@@ -139,11 +139,13 @@ func TestClientLegKeepalive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	checked := make(chan struct{})
+	defer close(checked)
 	go func() {
 		c, err := net.Dial("tcp", l.Addr().String())
 		if err == nil {
 			defer c.Close()
-			time.Sleep(200 * time.Millisecond)
+			<-checked // the client stays until its leg has been looked at
 		}
 	}()
 	c, err := l.lns[0].AcceptTCP()
