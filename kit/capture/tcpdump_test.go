@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
 // A capture written by tcpdump on loopback, of real connections: one
@@ -53,7 +55,7 @@ func TestTcpdumpCapture(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Skip("tcpdump cannot start:", err)
 	}
-	// Wait until tcpdump has written its file header, i.e. is capturing.
+	// Wait until tcpdump has written its file header, i.e. has started.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if st, err := os.Stat(file); err == nil && st.Size() >= 24 {
@@ -64,9 +66,8 @@ func TestTcpdumpCapture(t *testing.T) {
 			cmd.Wait()
 			t.Skip("tcpdump did not start capturing (no permission?)")
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // pacing a poll
 	}
-	time.Sleep(200 * time.Millisecond)
 	dial := func(src, dst string) {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 2 * time.Second}
 		c, err := d.Dial("tcp", net.JoinHostPort(dst, strconv.Itoa(port)))
@@ -75,11 +76,33 @@ func TestTcpdumpCapture(t *testing.T) {
 		}
 		c.Close()
 	}
+	// read is the capture so far: -U writes each packet as it comes.
+	read := func() *Report {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		rep, _ := Analyze(f, Options{}) // the last packet may be half-written
+		return rep
+	}
+	// It captures once a probe's connection shows in the file; the
+	// probes (from 127.8.0.9, to one server) are left in the report.
+	lbtest.Eventually(t, 10*time.Second, "a probe connection in the capture", func() bool {
+		dial("127.8.0.9", "127.0.0.11")
+		_, n := visits(read(), "127.8.0.9")
+		return n > 0
+	})
 	dial("127.8.0.1", "127.0.0.11")
 	dial("127.8.0.1", "127.0.0.12")
 	dial("127.8.0.2", "127.0.0.11")
 	dial("127.8.0.2", "127.0.0.11")
-	time.Sleep(300 * time.Millisecond)
+	lbtest.Eventually(t, 10*time.Second, "the four connections in the capture", func() bool {
+		rep := read()
+		_, a := visits(rep, "127.8.0.1")
+		_, b := visits(rep, "127.8.0.2")
+		return a == 2 && b == 2
+	})
 	cmd.Process.Signal(os.Interrupt)
 	cmd.Wait()
 
@@ -92,8 +115,28 @@ func TestTcpdumpCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Flows != 4 || rep.Split != 1 || rep.Clients[0].Client != "127.8.0.1" || !rep.Clients[0].Split {
+	split1, n1 := visits(rep, "127.8.0.1")
+	split2, n2 := visits(rep, "127.8.0.2")
+	splitProbe, probes := visits(rep, "127.8.0.9")
+	if rep.Flows != 4+probes || rep.Split != 1 || rep.Clients[0].Client != "127.8.0.1" || !split1 || n1 != 2 || split2 || n2 != 2 || splitProbe {
 		st, _ := os.Stat(file)
 		t.Fatalf("tcpdump capture (%d bytes; tcpdump said %q): %+v", st.Size(), stderr.String(), rep)
 	}
+}
+
+// visits says whether client went to more than one server in rep, and
+// how many connections it made.
+func visits(rep *Report, client string) (split bool, flows int) {
+	if rep == nil {
+		return false, 0
+	}
+	for _, c := range rep.Clients {
+		if c.Client == client {
+			for _, v := range c.Visits {
+				flows += v.Flows
+			}
+			return c.Split, flows
+		}
+	}
+	return false, 0
 }

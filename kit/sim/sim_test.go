@@ -17,11 +17,19 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// startCAS starts a simulated CAS on host with three free ports.
+// startCAS starts a simulated CAS on host with three free ports. Its
+// sessions idle out after a minute: a test that wants them to idle out
+// sooner starts its own (startCASIdle), so no other test can lose a
+// session to a stall of the machine.
 func startCAS(t *testing.T, name, host string, ports []int) *CAS {
 	t.Helper()
+	return startCASIdle(t, name, host, ports, time.Minute)
+}
+
+func startCASIdle(t *testing.T, name, host string, ports []int, idle time.Duration) *CAS {
+	t.Helper()
 	c, err := StartCAS(CASConfig{Name: name, Host: host, EPMPort: ports[0], RCAPort: ports[1], ABPort: ports[2],
-		SessionIdle: 300 * time.Millisecond})
+		SessionIdle: idle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,9 +124,14 @@ func TestSessionsAreLocalToTheirCAS(t *testing.T) {
 	if other.Stats().NetworkErrors != 1 {
 		t.Errorf("cas2 counted %d network errors", other.Stats().NetworkErrors)
 	}
-	// Sessions time out server-side.
+	// Sessions time out server-side. The CAS checks a session's age when
+	// it is used, so the sleep is a clock wait: the op after it finds the
+	// session older than 300ms however long the machine took.
+	idlePorts := freePorts(t, "127.0.0.45")
+	startCASIdle(t, "cas3", "127.0.0.45", idlePorts, 300*time.Millisecond)
+	h = logon(t, "127.0.0.45", idlePorts[1])
 	time.Sleep(400 * time.Millisecond)
-	if _, err := call(t, "127.0.0.41", ports[1], op(h)); !errors.As(err, &se) || se.Status != MAPINetworkError {
+	if _, err := call(t, "127.0.0.45", idlePorts[1], op(h)); !errors.As(err, &se) || se.Status != MAPINetworkError {
 		t.Fatalf("op on an idled-out session: %v", err)
 	}
 }
