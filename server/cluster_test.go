@@ -323,7 +323,7 @@ func TestClusterRollingRestartUnderLoad(t *testing.T) {
 	var movedSample atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	deadline := time.Now().Add(30 * time.Second) // bounds the loop if the test stalls
+	deadline := time.Now().Add(3 * time.Minute) // bounds the loop if the test stalls
 	for w := range 4 {
 		wg.Go(func() {
 			for i := w; time.Now().Before(deadline); i += 4 {
@@ -347,8 +347,18 @@ func TestClusterRollingRestartUnderLoad(t *testing.T) {
 			}
 		})
 	}
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoad() // also when a step fails
+	// Each step of the upgrade comes after 40 more connections were
+	// checked, not after a time, so the load proves as much on a busy
+	// machine as on an idle one.
+	more := func(step string) {
+		t.Helper()
+		base := checked.Load()
+		lbtest.Eventually(t, time.Minute, "40 more connections checked "+step, func() bool { return checked.Load() >= base+40 })
+	}
 	for i := range 3 {
-		time.Sleep(200 * time.Millisecond)
+		more(fmt.Sprintf("before member %d restarts", i+1))
 		rot.set(i, nil, 0) // out of rotation first, as keepalived or a router does
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		f.members[i].Shutdown(ctx)
@@ -356,9 +366,8 @@ func TestClusterRollingRestartUnderLoad(t *testing.T) {
 		f.start(i, 3)
 		rot.set(i, f.members[i], len(f.ports))
 	}
-	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	more("after the last restart")
+	stopLoad()
 	t.Logf("rolling restart of 3 members under load: %d connections checked, %d moved, %d failed", checked.Load(), moved.Load(), failed.Load())
 	if moved.Load() > 0 {
 		t.Fatalf("%d connections reached another backend than their pin, e.g. %s", moved.Load(), movedSample.Load())
