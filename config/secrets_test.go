@@ -60,3 +60,43 @@ func TestTransparentFamilyWarning(t *testing.T) {
 		}
 	}
 }
+
+// The package's layout of a secret, root:stickylb 0640 (root writes it,
+// the service reads it through its group), is no warning when the group
+// is the service's: the group of the process checking (the service, in
+// ExecStartPre) or the one named stickylb. The same mode with another
+// group, or with the group allowed to write, still is. Before, any group
+// bit was a warning, so the package's own token warned (issue 35).
+func TestSecretReadableByServiceGroup(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to give the file to root and another group")
+	}
+	dir := t.TempDir()
+	token := filepath.Join(dir, "admin.token")
+	os.WriteFile(token, []byte("0123456789abcdef0123\n"), 0o640)
+	path := filepath.Join(dir, "lb.toml")
+	os.WriteFile(path, []byte("[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n"+minimal), 0o644)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		gid  int
+		mode os.FileMode
+		warn bool
+	}{
+		{os.Getgid(), 0o640, false},
+		{os.Getgid(), 0o440, false},
+		{os.Getgid(), 0o660, true},
+		{os.Getgid(), 0o644, true},
+		{65534, 0o640, true}, // nogroup: not the service's
+	} {
+		if err := os.Chown(token, 0, tc.gid); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(token, tc.mode)
+		if w := c.SecretWarnings(); (len(w) > 0) != tc.warn {
+			t.Errorf("root:%d %04o: warnings %v, want a warning %v", tc.gid, tc.mode, w, tc.warn)
+		}
+	}
+}
