@@ -3,8 +3,11 @@
 // Package admin serves stickylb's admin HTTP API: backends and their
 // states, pins, reload, health and readiness, and Prometheus metrics. It
 // binds to loopback unless a bearer token is configured, and every
-// mutating call must present the token when one is set. Malformed requests
-// get a 4xx with a JSON error; handlers never panic on input.
+// mutating call must present the token when one is set, but over the
+// admin socket (socket.go), where the socket file's permissions decide
+// who may call. Serve bounds each listener's connections without letting
+// held ones keep health checks out. Malformed requests get a 4xx with a
+// JSON error; handlers never panic on input.
 //
 // It builds on Linux only, as server does.
 package admin
@@ -35,7 +38,7 @@ type Options struct {
 	Server   *server.Server
 	Gatherer prometheus.Gatherer
 	// Token, if set, must be presented as "Authorization: Bearer TOKEN"
-	// on every mutating call.
+	// on every mutating call, but for calls over a Unix socket (Serve).
 	Token string
 	// TokenForReads asks for the token on reads too (pins, connections
 	// with client addresses, metrics), but for /healthz and /readyz,
@@ -127,9 +130,10 @@ func openRead(path string) bool {
 }
 
 // hasToken says whether r presents the admin token (true when none is
-// configured).
+// configured, and for a call over the admin socket, whose file's
+// permissions decided who could connect).
 func (a *API) hasToken(r *http.Request) bool {
-	if a.opts.Token == "" {
+	if a.opts.Token == "" || viaSocket(r) {
 		return true
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

@@ -77,6 +77,11 @@ type Admin struct {
 	// over HTTPS, so that the token does not cross the network in clear.
 	TLSCertFile string `toml:"tls_cert_file"`
 	TLSKeyFile  string `toml:"tls_key_file"`
+	// Socket is a Unix socket path the API is served on too, for ctl on
+	// this host: its file (mode 0660, the service's user and group)
+	// decides who may connect, and a call over it needs no token.
+	// Default "" (none).
+	Socket string `toml:"socket"`
 
 	// Token is what TokenFile held when the config was checked, and
 	// Certificate the pair the TLS files held (nil without).

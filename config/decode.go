@@ -81,6 +81,7 @@ func finish(c *Config, md toml.MetaData, v *checker) (*Config, error) {
 	c.lines = v.lines
 	c.resolvePaths()
 	c.check(v)
+	c.Admin.checkSocket(v)
 	if len(v.errs) > 0 {
 		return nil, sorted(v.errs)
 	}
@@ -204,7 +205,7 @@ func decode(name string, src []byte) (*Config, toml.MetaData, []error) {
 // resolvePaths makes the file paths in c relative to the config file.
 func (c *Config) resolvePaths() {
 	dir := filepath.Dir(c.File)
-	for _, p := range []*string{&c.Global.SnapshotFile, &c.Admin.TokenFile, &c.Admin.TLSCertFile, &c.Admin.TLSKeyFile, &c.Cluster.SecretFile} {
+	for _, p := range []*string{&c.Global.SnapshotFile, &c.Admin.TokenFile, &c.Admin.TLSCertFile, &c.Admin.TLSKeyFile, &c.Admin.Socket, &c.Cluster.SecretFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

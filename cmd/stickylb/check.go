@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/stickylb/stickylb/admin"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/proxy"
 	"golang.org/x/sys/unix"
@@ -109,6 +110,9 @@ func globalSummary(w io.Writer, cfg *config.Config) {
 		fmt.Fprintf(w, "admin: %s://%s (changes need the token in %s)\n", scheme, a.Listen, a.TokenFile)
 	default:
 		fmt.Fprintf(w, "admin: %s://%s (no token: loopback only)\n", scheme, a.Listen)
+	}
+	if a.Socket != "" {
+		fmt.Fprintf(w, "admin socket: %s (mode %04o: every call, no token, for the user and group stickylb runs as)\n", a.Socket, admin.SocketMode)
 	}
 	g := cfg.Global
 	if g.SnapshotFile == "" {

@@ -5,8 +5,6 @@ package main
 import (
 	"bytes"
 	"cmp"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,20 +12,24 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/admin"
-	"github.com/stickylb/stickylb/config"
 )
 
 type ctl struct {
-	base   string
-	token  string
-	asJSON bool
-	out    io.Writer
-	client *http.Client
+	base string
+	// socket is the admin socket ctl speaks over ("": base, over TCP).
+	socket string
+	// token and tokenFile: the admin token and the file it came from.
+	token, tokenFile string
+	asJSON           bool
+	out              io.Writer
+	client           *http.Client
+	// authClient, if set, carries the calls that send the token: over
+	// plain HTTP to loopback, it checks who serves first (ctl_target.go).
+	authClient *http.Client
 }
 
 // ctlRun is a ctl subcommand's work once its flags are parsed.
@@ -64,54 +66,25 @@ var ctlSubs = []ctlSub{
 }
 
 func ctlCommand(stdout, stderr io.Writer) *cobra.Command {
-	c := &ctl{out: stdout, client: &http.Client{Timeout: 10 * time.Second}}
+	c := &ctl{out: stdout}
 	cmd := &cobra.Command{Use: "ctl", Short: "inspect and steer a running stickylb through its admin API", Args: noArgs,
-		Long: "ctl speaks to the admin API of a running stickylb (docs/operations.md).\n--admin defaults to $STICKYLB_ADMIN or http://127.0.0.1:9090.",
+		Long: "ctl speaks to the admin API of a running stickylb (docs/operations.md): at --admin, or $STICKYLB_ADMIN; else over --socket;\n" +
+			"else as the [admin] of -c FILE, or of " + ctlDefaultConfig + " when it exists, says (its admin.socket where this user may use it);\n" +
+			"else at http://127.0.0.1:9090. The token goes only where it cannot be read on the way or taken by another user.",
 		RunE: func(cmd *cobra.Command, _ []string) error { cmd.SetOut(stderr); cmd.Usage(); return exitCode(2) }}
-	def := os.Getenv("STICKYLB_ADMIN")
-	if def == "" {
-		def = "http://127.0.0.1:9090"
-	}
+	env := os.Getenv("STICKYLB_ADMIN")
+	var t ctlTarget
 	pf := cmd.PersistentFlags()
-	base := pf.String("admin", def, "admin API address")
-	tokenFile := pf.String("token-file", "", "file holding the admin token (admin.token_file)")
+	pf.StringVar(&t.admin, "admin", cmp.Or(env, "http://127.0.0.1:9090"), "admin API address")
+	pf.StringVar(&t.socket, "socket", "", "the admin socket (admin.socket), for a stickylb on this host")
+	pf.StringVar(&t.tokenFile, "token-file", "", "file holding the admin token (admin.token_file)")
 	pf.BoolVar(&c.asJSON, "json", false, "print the API's JSON")
-	caFile := pf.String("cacert", "", "file of CA certificates (PEM) to trust for an https --admin address, besides the system's")
-	cfgFile := pf.StringP("config", "c", "", "take the admin address, token and certificate from this config file's [admin] (for systemd's ExecReload)")
-	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if *cfgFile != "" {
-			url, token, cert, err := config.AdminURL(*cfgFile)
-			if err != nil {
-				return err
-			}
-			*base, c.token, *caFile = url, token, cmp.Or(*caFile, cert)
-		}
-		c.base = strings.TrimRight(*base, "/")
-		if !strings.Contains(c.base, "://") {
-			c.base = "http://" + c.base
-		}
-		if *caFile != "" {
-			pem, err := os.ReadFile(*caFile)
-			if err != nil {
-				return usageError(fmt.Sprintf("--cacert: %v", err))
-			}
-			pool, _ := x509.SystemCertPool()
-			if pool == nil {
-				pool = x509.NewCertPool()
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				return usageError(fmt.Sprintf("--cacert: %s holds no PEM certificate", *caFile))
-			}
-			c.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-		}
-		if *tokenFile == "" {
-			return nil // none, or the config file's
-		}
-		var err error
-		if c.token, err = config.ReadToken(*tokenFile); err != nil {
-			return usageError(fmt.Sprintf("--token-file: %v", err))
-		}
-		return nil
+	pf.StringVar(&t.caFile, "cacert", "", "file of CA certificates (PEM) to trust for an https --admin address, besides the system's")
+	pf.StringVarP(&t.cfgFile, "config", "c", "", "take the admin socket or address, token and certificate from this config file's [admin] (default "+
+		ctlDefaultConfig+", when it exists and neither --admin nor --socket is given)")
+	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		t.adminSet = env != "" || cmd.Flags().Changed("admin")
+		return c.setup(t)
 	}
 	for _, s := range ctlSubs {
 		sub := &cobra.Command{Use: s.use, Short: s.short, Args: s.args}
@@ -133,15 +106,20 @@ func (c *ctl) call(method, path string, body any, out any) error {
 	if err != nil {
 		return err
 	}
-	if c.token != "" {
+	client := c.client
+	if c.token != "" && path != "/readyz" && path != "/healthz" { // health checks never need it
 		req.Header.Set("Authorization", "Bearer "+c.token)
+		client = cmp.Or(c.authClient, c.client)
 	}
 	if method != http.MethodGet {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(admin.RequestHeader, "1")
 	}
-	resp, err := c.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
+		if c.socket != "" {
+			return fmt.Errorf("cannot reach the admin API at the socket %s (is stickylb running, and is admin.socket this path?): %w", c.socket, err)
+		}
 		return fmt.Errorf("cannot reach the admin API at %s (is stickylb running, and is admin.listen this address?): %w", c.base, err)
 	}
 	defer resp.Body.Close()

@@ -4,13 +4,11 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"reflect"
@@ -24,12 +22,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
-	"golang.org/x/net/netutil"
 
 	"github.com/stickylb/stickylb/admin"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/metrics"
-	"github.com/stickylb/stickylb/proxy"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -65,12 +61,12 @@ func runFlags(fs *pflag.FlagSet) runFunc {
 			}
 			defer stop(log)
 		}
-		socks, ready, err := inherited()
+		h, err := inherited()
 		if err != nil {
 			log.Error("cannot start", "error", err)
 			return 1
 		}
-		d, err := startDaemon(cfg, *path, log, socks)
+		d, err := startDaemon(cfg, *path, log, h)
 		if err != nil {
 			log.Error("cannot start", "error", err)
 			return 1
@@ -89,8 +85,8 @@ func runFlags(fs *pflag.FlagSet) runFunc {
 		// Under systemd (Type=notify) the service is ready now: listeners
 		// bound, pins restored, checks started. Without NOTIFY_SOCKET this
 		// does nothing.
-		if ready != nil {
-			tookOver(d, ready)
+		if h.ready != nil {
+			tookOver(d, h.ready)
 		} else {
 			notify(log, daemon.SdNotifyReady)
 		}
@@ -160,15 +156,20 @@ func runLogger(w io.Writer, g config.Global, format, level string) (*slog.Logger
 }
 
 // service is a running `stickylb run`: the balancer, its metrics and its
-// admin listener.
+// admin listener and socket.
 type service struct {
-	path     string
-	cfg      *config.Config // as started; the admin settings apply from it
-	log      *slog.Logger
-	srv      *server.Server
-	api      *admin.API
-	metrics  *metrics.Metrics
-	adminSrv *http.Server
+	path    string
+	cfg     *config.Config // as started; the admin settings apply from it
+	log     *slog.Logger
+	srv     *server.Server
+	api     *admin.API
+	metrics *metrics.Metrics
+	// The admin API's sockets (nil when not served) and where it is
+	// served; handedOver once a new process took them (adminserve.go).
+	adminTCP   *net.TCPListener
+	adminSock  *admin.Socket
+	adminEPs   []*admin.Endpoint
+	handedOver bool
 	// events is api for the callbacks of cluster members, which may run
 	// before api is set.
 	events atomic.Pointer[admin.API]
@@ -195,7 +196,9 @@ func (d *service) record(pool, backend, what string) {
 	}
 }
 
-func startDaemon(cfg *config.Config, path string, log *slog.Logger, inherited *proxy.Sockets) (*service, error) {
+// startDaemon starts the balancer and its admin API, on the sockets of
+// h where a process hands over to this one.
+func startDaemon(cfg *config.Config, path string, log *slog.Logger, h takeover) (*service, error) {
 	// The program owns the registry; library packages only register on
 	// what they are given.
 	reg := prometheus.NewRegistry()
@@ -206,7 +209,7 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger, inherited *p
 		log.Warn("config warning", "warning", w.Error())
 	}
 	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
-		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged, OnOperator: d.operatorChanged, Inherited: inherited,
+		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged, OnOperator: d.operatorChanged, Inherited: h.socks,
 		OnEvent: d.record})
 	if err != nil {
 		return nil, err
@@ -216,41 +219,15 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger, inherited *p
 	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: cfg.Admin.Token,
 		TokenForReads: cfg.Admin.TokenForReads, Hosts: cfg.Admin.Hosts, Version: versionString()})
 	d.events.Store(d.api)
-	if err := d.listenAdmin(); err != nil {
+	err = d.listenAdmin(h.admin)
+	h.admin.close()
+	if err != nil {
 		d.api.Close()
 		srv.Shutdown(context.Background())
 		return nil, err
 	}
 	return d, nil
 }
-
-// listenAdmin serves the admin API on admin.listen, unless it is off.
-func (d *service) listenAdmin() error {
-	cfg, log := d.cfg, d.log
-	if cfg.Admin.Listen == "off" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		return fmt.Errorf("admin listener %s: another process may hold the port; change admin.listen or set it to \"off\": %w",
-			cfg.Admin.Listen, err)
-	}
-	d.adminSrv = &http.Server{Handler: d.api, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
-	// A bounded number of admin connections: a thousand idle ones would
-	// otherwise take the file descriptors the proxy needs. The rest wait
-	// in the listen queue.
-	ln = netutil.LimitListener(ln, maxAdminConns)
-	if c := cfg.Admin.Certificate; c != nil {
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*c}, MinVersion: tls.VersionTLS12})
-	}
-	go d.adminSrv.Serve(ln)
-	log.Info("admin listening", "addr", ln.Addr().String(), "tls", cfg.Admin.Certificate != nil, "token_for_reads", cfg.Admin.TokenForReads)
-	return nil
-}
-
-// maxAdminConns bounds the admin listener's open connections.
-const maxAdminConns = 64
 
 // stateChanged records a backend going up or down in the admin events.
 // Health checks start only with Start, after d.api is set.
@@ -362,9 +339,8 @@ func (d *service) cutOnSecondSignal(ctx context.Context, cancel context.CancelFu
 }
 
 func (d *service) close() {
-	if d.adminSrv != nil {
-		d.adminSrv.Close()
-	}
+	d.removeAdminSocket()
+	d.closeAdmin()
 	d.api.Close()
 }
 

@@ -22,12 +22,20 @@ import (
 // so; the old one then finishes its open connections (up to
 // drain_timeout) and exits. No connection is refused or cut, no client
 // moves. Descriptor passing keeps the very sockets, so connections that
-// arrive during the hand-over wait in their accept queues.
+// arrive during the hand-over wait in their accept queues; the admin
+// API's sockets go too, so no other process can take its port or path.
 
 // envHandover tells a process it takes over: the number of listening
 // sockets passed from descriptor 3 on. The descriptor after them is the
-// pipe it writes "ready" to.
-const envHandover = "STICKYLB_HANDOVER"
+// pipe it writes "ready" to; after the pipe come the admin listener, when
+// envHandoverAdmin is "1", then the admin socket, when
+// envHandoverSocket names its path. (The admin sockets follow the pipe
+// so that a binary of before them finds its own where it looks.)
+const (
+	envHandover       = "STICKYLB_HANDOVER"
+	envHandoverAdmin  = "STICKYLB_HANDOVER_ADMIN"
+	envHandoverSocket = "STICKYLB_HANDOVER_SOCKET"
+)
 
 // handoverWait bounds how long the old process waits for the new one.
 const handoverWait = time.Minute
@@ -35,30 +43,38 @@ const handoverWait = time.Minute
 // upgrade hands over to a new process and reports whether it took over;
 // when not, this process serves on.
 func (d *service) upgrade(exe string, args []string) bool {
+	adm, err := d.adminFiles()
+	if err != nil {
+		d.log.Error("upgrade refused: serving on", "error", err)
+		return false
+	}
+	defer adm.close()
 	files, err := d.srv.Handover()
 	if err != nil {
 		d.log.Error("upgrade refused: serving on", "error", err)
 		return false
 	}
 	defer closeAll(files)
-	if d.adminSrv != nil {
-		d.adminSrv.Close() // the new process binds admin.listen
-	}
-	if err := d.startNew(exe, args, files); err != nil {
+	// Calls wait in the admin sockets' queues for the new process, which
+	// answers from the state this one handed over.
+	d.closeAdmin()
+	if err := d.startNew(exe, args, files, adm); err != nil {
 		d.log.Error("upgrade failed: the new process did not start; serving on", "binary", exe, "error", err)
 		if err := d.srv.Resume(files); err != nil {
 			d.log.Error("cannot serve again after the failed upgrade", "error", err)
 		}
-		if err := d.listenAdmin(); err != nil {
+		if err := d.listenAdmin(adm); err != nil {
 			d.log.Error("cannot serve the admin API again after the failed upgrade", "error", err)
 		}
 		return false
 	}
+	d.handedOver = true
 	return true
 }
 
-// startNew starts exe with args and files, and waits until it serves.
-func (d *service) startNew(exe string, args []string, files []*os.File) error {
+// startNew starts exe with args, files and the admin sockets, and waits
+// until it serves.
+func (d *service) startNew(exe string, args []string, files []*os.File, adm adminFiles) error {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -68,6 +84,14 @@ func (d *service) startNew(exe string, args []string, files []*os.File) error {
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = append(append([]*os.File{}, files...), w)
 	cmd.Env = append(os.Environ(), envHandover+"="+strconv.Itoa(len(files)))
+	if adm.tcp != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, adm.tcp)
+		cmd.Env = append(cmd.Env, envHandoverAdmin+"=1")
+	}
+	if adm.socket != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, adm.socket)
+		cmd.Env = append(cmd.Env, envHandoverSocket+"="+adm.path)
+	}
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
@@ -101,24 +125,42 @@ func (d *service) afterHandover(sigs <-chan os.Signal) {
 	d.drain(syscall.SIGUSR2, sigs)
 }
 
-// inherited takes the sockets and the readiness pipe a process that
-// hands over passed to this one; nil when it is not taking over.
-func inherited() (*proxy.Sockets, *os.File, error) {
+// takeover is what a process that hands over passed to this one: the
+// listening sockets, the pipe to say "ready" on, and the admin sockets.
+// All are nil when this process is not taking over.
+type takeover struct {
+	socks *proxy.Sockets
+	ready *os.File
+	admin adminFiles
+}
+
+// inherited takes what a process that hands over passed to this one.
+func inherited() (takeover, error) {
+	var h takeover
 	n, _ := strconv.Atoi(os.Getenv(envHandover))
 	if n <= 0 {
-		return nil, nil, nil
+		return h, nil
 	}
-	os.Unsetenv(envHandover) // not for the processes this one starts
+	fd := func(name string) *os.File { f := os.NewFile(uintptr(3+n), name); n++; return f }
 	files := make([]*os.File, n)
 	for i := range files {
 		files[i] = os.NewFile(uintptr(3+i), "inherited socket "+strconv.Itoa(i))
 	}
-	ready := os.NewFile(uintptr(3+n), "handover pipe")
-	socks, err := proxy.NewSockets(files)
-	if err != nil {
-		return nil, nil, fmt.Errorf("taking over: %w", err)
+	h.ready = fd("handover pipe")
+	if os.Getenv(envHandoverAdmin) == "1" {
+		h.admin.tcp = fd("inherited admin listener")
 	}
-	return socks, ready, nil
+	if h.admin.path = os.Getenv(envHandoverSocket); h.admin.path != "" {
+		h.admin.socket = fd("inherited admin socket")
+	}
+	for _, e := range []string{envHandover, envHandoverAdmin, envHandoverSocket} {
+		os.Unsetenv(e) // not for the processes this one starts
+	}
+	var err error
+	if h.socks, err = proxy.NewSockets(files); err != nil {
+		return h, fmt.Errorf("taking over: %w", err)
+	}
+	return h, nil
 }
 
 // tookOver tells the old process and systemd that this one serves now.
