@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -364,12 +365,25 @@ func TestProxyProtocolKeys(t *testing.T) {
 }
 
 // The lb.toml the package installs is a valid template: check accepts it
-// and warns of nothing but its placeholder CAS addresses, each named
-// with what to do.
+// (with the token installing makes) and warns of nothing but its
+// placeholder CAS addresses, each named with what to do.
 func TestPackagedTemplate(t *testing.T) {
-	c, err := Load("../packaging/lb.toml")
+	src, err := os.ReadFile("../packaging/lb.toml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	token := filepath.Join(t.TempDir(), "admin.token")
+	os.WriteFile(token, []byte("0123456789abcdef0123456789abcdef\n"), 0o600)
+	const installed = `token_file = "/etc/stickylb/admin.token"`
+	if !bytes.Contains(src, []byte(installed)) {
+		t.Fatalf("the packaged lb.toml lacks %s", installed)
+	}
+	c, err := Parse("../packaging/lb.toml", bytes.Replace(src, []byte(installed), []byte(`token_file = "`+token+`"`), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Admin.Socket != "/run/stickylb/admin.sock" || c.Admin.Token == "" {
+		t.Fatalf("the packaged lb.toml's admin API: socket %q, token %v; want the socket and a token", c.Admin.Socket, c.Admin.Token != "")
 	}
 	ws := c.Warnings()
 	if len(ws) != 3 {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the built .deb into a fresh Debian root and checks that it
 # works there: `stickylb version` prints the packaged version, `stickylb
-# check` accepts the packaged lb.toml, the man pages and shell completion
-# are in place, the service's user owns its state directory, lb.toml is a
+# check` accepts the packaged lb.toml, installing made the admin token
+# root:stickylb 0640 (and check does not warn of it, and a reinstall keeps
+# it), the man pages and shell completion are in place, the service's user owns its state directory, lb.toml is a
 # conffile, and a removal leaves no binary behind.
 #
 # The root is made by debootstrap (minbase, this system's release, from
@@ -57,6 +58,13 @@ echo "installed: $got"
 [[ $got == "stickylb $want commit "* ]] || { echo "stickylb version says \"$got\", want version $want" >&2; exit 1; }
 inroot stickylb check >"$top/check.out" # /etc/stickylb/lb.toml by default
 grep -q "a placeholder: put this CAS.s address here" "$top/check.out" || { echo "stickylb check does not say what to edit in the template:" >&2; cat "$top/check.out" >&2; exit 1; }
+[[ $(inroot stat -c "%U:%G %a" /etc/stickylb/admin.token) == "root:stickylb 640" ]] || { echo "the admin token is not root:stickylb 0640: $(inroot stat -c "%U:%G %a" /etc/stickylb/admin.token)" >&2; exit 1; }
+[[ $(inroot sh -c "wc -c </etc/stickylb/admin.token") -ge 40 ]] || { echo "the admin token is short" >&2; exit 1; }
+! grep -q "can be read or written by other users" "$top/check.out" || { echo "stickylb check warns about the token the package made:" >&2; cat "$top/check.out" >&2; exit 1; }
+inroot grep -q "^socket = \"/run/stickylb/admin.sock\"" /etc/stickylb/lb.toml || { echo "the packaged lb.toml has no admin socket" >&2; exit 1; }
+token=$(inroot cat /etc/stickylb/admin.token)
+inroot dpkg -i /tmp/stickylb.deb # a reinstall keeps the token
+[[ $(inroot cat /etc/stickylb/admin.token) == "$token" ]] || { echo "a reinstall replaced the admin token" >&2; exit 1; }
 for f in /usr/share/man/man8/stickylb.8.gz /usr/share/man/man8/stickylb-ctl-drain.8.gz /usr/share/bash-completion/completions/stickylb \
   /usr/share/zsh/vendor-completions/_stickylb /usr/share/fish/vendor_completions.d/stickylb.fish; do
   [[ -s $root$f ]] || { echo "the package lacks $f" >&2; exit 1; }
@@ -76,7 +84,7 @@ inroot dpkg -r stickylb
 ! inroot sh -c "command -v stickylb" >/dev/null || { echo "stickylb still installed after dpkg -r" >&2; exit 1; }
 [[ -d $root/var/lib/stickylb ]] && inroot id stickylb >/dev/null || { echo "a removal (not a purge) dropped the pins or the user" >&2; exit 1; }
 inroot dpkg --purge stickylb
-[[ ! -e $root/var/lib/stickylb && ! -e $root/etc/stickylb/lb.toml ]] || { echo "a purge left /var/lib/stickylb or the config" >&2; exit 1; }
+[[ ! -e $root/var/lib/stickylb && ! -e $root/etc/stickylb/lb.toml && ! -e $root/etc/stickylb/admin.token ]] || { echo "a purge left /var/lib/stickylb, the config or the admin token" >&2; exit 1; }
 ! inroot id stickylb >/dev/null 2>&1 || { echo "a purge left the stickylb user" >&2; exit 1; }
 echo "package ok: installs, runs version and check, removes, purges"
 ' _ "$top" "$deb" "$want" "$fresh"

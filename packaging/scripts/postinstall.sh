@@ -5,9 +5,10 @@
 # with `stickylb check`, then `systemctl enable --now stickylb`. An
 # upgrade hands a running service over to the new binary (SIGUSR2 to the
 # main process: it takes the listening sockets, pins and operator
-# decisions, and the old process finishes its open connections), so no
-# connection is cut and no client moves; a listener of a port range taken
-# with sk_lookup cannot be handed over, and then the service restarts.
+# decisions, and the admin port and socket, and the old process finishes
+# its open connections), so no connection is cut and no client moves; a
+# listener of a port range taken with sk_lookup cannot be handed over,
+# and then the service restarts.
 set -e
 if ! getent passwd stickylb >/dev/null; then
   useradd --system --user-group --no-create-home --home-dir /var/lib/stickylb \
@@ -18,6 +19,15 @@ fi
 # removes them.
 install -d -m 0750 -o stickylb -g stickylb /var/lib/stickylb
 chown root:stickylb /etc/stickylb/lb.toml
+# The admin token the packaged lb.toml names (admin.token_file), made once:
+# root writes it, the service reads it through its group, no one else can
+# (check takes root:stickylb 0640 as the package's own). A purge removes it.
+if [ ! -e /etc/stickylb/admin.token ]; then
+  (umask 077 && head -c 32 /dev/urandom | base64 >/etc/stickylb/admin.token.new)
+  chown root:stickylb /etc/stickylb/admin.token.new
+  chmod 0640 /etc/stickylb/admin.token.new
+  mv /etc/stickylb/admin.token.new /etc/stickylb/admin.token
+fi
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null || true
   if systemctl is-active --quiet stickylb; then
