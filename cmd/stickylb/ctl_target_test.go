@@ -48,6 +48,7 @@ func TestAdminSocketCtl(t *testing.T) {
 	cfg := strings.Replace(labConfig(ports, bs, ""), "[admin]\n", "[admin]\nsocket = \""+sock+"\"\ntoken_file = \""+token+"\"\n", 1)
 	p := startBinary(t, nil, "run", "-c", writeConfig(t, cfg))
 	admin := p.adminAddr()
+	lbtest.Eventually(t, 10*time.Second, "the admin socket's line", func() bool { return strings.Contains(p.logs(), `msg="admin socket listening"`) })
 	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Perm() != 0o660 {
 		t.Fatalf("the admin socket: %v %v, want mode 0660", fi, err)
 	}
