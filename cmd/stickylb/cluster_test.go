@@ -130,7 +130,10 @@ func TestClusterPartitionConverges(t *testing.T) {
 	}
 	const client = "127.1.0.1" // the same client on every member's loopback
 	local := netip.MustParseAddrPort("127.0.0.1:10135")
-	pinOf := func(m *member) string { return strings.Fields(m.ctl(t, "pin", client) + " x x x x x")[4] }
+	pinOfClient := func(m *member, client string) string {
+		return strings.Fields(m.ctl(t, "pin", client) + " x x x x x")[4]
+	}
+	pinOf := func(m *member) string { return pinOfClient(m, client) }
 	first := who(t, ms[0].host, client, local)
 	lbtest.Eventually(t, 5*time.Second, "the first pin everywhere", func() bool { return pinOf(ms[2]) == first })
 
@@ -138,7 +141,9 @@ func TestClusterPartitionConverges(t *testing.T) {
 	ms[0].ctl(t, "maint", first)
 	sideA := who(t, ms[0].host, client, local) // member 1 re-pins; member 2 hears of it
 	ms[0].ctl(t, "ready", first)
-	time.Sleep(20 * time.Millisecond) // member 3 decides later: its stamp is newer
+	// Member 3 decides later: its stamp is newer. A clock gap, not an
+	// ordering wait: a busy machine only makes it wider.
+	time.Sleep(20 * time.Millisecond)
 	ms[2].ctl(t, "maint", first)
 	ms[2].ctl(t, "maint", sideA)
 	sideB := who(t, ms[2].host, client, local)
@@ -148,7 +153,15 @@ func TestClusterPartitionConverges(t *testing.T) {
 		t.Fatalf("re-pins: first %s, side A %s, side B %s; want three backends", first, sideA, sideB)
 	}
 	lbtest.Eventually(t, 5*time.Second, "member 2 holding side A's decision", func() bool { return pinOf(ms[1]) == sideA })
-	time.Sleep(500 * time.Millisecond) // far longer than a change takes to cross (TestClusterMembersAgree)
+	// Give a leak its chance: far longer than a change takes to cross
+	// (TestClusterMembersAgree), and at least until a change made on side
+	// A after side B's decision has crossed there, so that a busy machine,
+	// where gossip is slow, waits as many rounds as an idle one.
+	const marker = "127.1.0.2"
+	floor := time.Now().Add(500 * time.Millisecond)
+	mark := who(t, ms[0].host, marker, local)
+	lbtest.Eventually(t, 20*time.Second, "a later change crossing side A", func() bool { return pinOfClient(ms[1], marker) == mark })
+	time.Sleep(time.Until(floor))
 	if a, b := pinOf(ms[0]), pinOf(ms[2]); a != sideA || b != sideB {
 		t.Fatalf("while cut off, member 1 holds %s and member 3 %s; want %s and %s: the partition leaked", a, b, sideA, sideB)
 	}

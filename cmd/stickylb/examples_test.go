@@ -130,6 +130,6 @@ func stopGroup(t *testing.T, pgid int) {
 		if time.Now().After(deadline) {
 			t.Fatalf("process group %d still there 10s after SIGKILL", pgid)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // pacing a poll: the loop waits on the condition
 	}
 }

@@ -5,8 +5,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -54,6 +57,7 @@ func TestBinaryOutOfFilesBlamesNoBackend(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 1)
 	p := startBinary(t, []string{"prlimit", "--nofile=48:48", "--"}, "run", "-c", writeConfig(t, labConfig(ports, bs, "")))
 	admin := p.adminAddr()
+	checks := watchChecks(t, admin, nil) // its connection is open before the limit bites
 	var held []*lbtest.Client
 	defer func() {
 		for _, c := range held {
@@ -71,7 +75,9 @@ func TestBinaryOutOfFilesBlamesNoBackend(t *testing.T) {
 	if failures == 0 {
 		t.Fatalf("%d connections held and none refused: the file limit did not bite", len(held))
 	}
-	time.Sleep(1500 * time.Millisecond) // 15 check intervals, 5 times fall
+	// Fall (3) five times over, counted rather than waited for: a busy
+	// machine that checks slowly only makes this take longer.
+	lbtest.Eventually(t, time.Minute, "15 checks of every backend at the file limit", func() bool { return checks.atLeast(15) })
 	before := map[string]string{}
 	for i, c := range held {
 		before[lbtest.ClientIP(9400+i)] = c.Backend
@@ -114,6 +120,84 @@ func TestBinaryOutOfFilesBlamesNoBackend(t *testing.T) {
 		t.Fatalf("no EMFILE counted in stickylb_local_errors_total")
 	}
 	t.Logf("%d connections held at the limit; %d local EMFILE errors counted; no backend blamed", len(before), total)
+}
+
+// checkWatch counts the active checks of every backend through one
+// admin connection, opened before a fault and kept alive, so that the API
+// answers even while stickylb has no file descriptor or port to spare.
+type checkWatch struct {
+	url   string
+	c     *http.Client
+	since map[string]time.Time          // each backend's last check before the watch began
+	seen  map[string]map[time.Time]bool // its checks after that
+}
+
+// watchChecks starts counting checks at admin; dial, if set, is how its
+// one connection is made (inside a namespace, say).
+func watchChecks(t *testing.T, admin string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *checkWatch {
+	t.Helper()
+	w := &checkWatch{url: "http://" + admin + "/api/backends", since: map[string]time.Time{}, seen: map[string]map[time.Time]bool{},
+		c: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial, MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}}
+	t.Cleanup(w.c.CloseIdleConnections)
+	last, err := w.last()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, at := range last {
+		w.since[name], w.seen[name] = at, map[time.Time]bool{}
+	}
+	return w
+}
+
+// last is the time of each backend's last check.
+func (w *checkWatch) last() (map[string]time.Time, error) {
+	resp, err := w.c.Get(w.url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Pools []struct {
+			Backends []struct {
+				Name      string `json:"name"`
+				LastCheck *struct {
+					Time time.Time `json:"time"`
+				} `json:"last_check"`
+			} `json:"backends"`
+		} `json:"pools"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil, err
+	}
+	m := map[string]time.Time{}
+	for _, p := range st.Pools {
+		for _, b := range p.Backends {
+			if b.LastCheck != nil {
+				m[b.Name] = b.LastCheck.Time
+			} else {
+				m[b.Name] = time.Time{}
+			}
+		}
+	}
+	return m, nil
+}
+
+// atLeast says whether every backend has had n checks since the watch
+// began. It counts the checks it sees; a check it misses between two
+// reads only makes it wait for more.
+func (w *checkWatch) atLeast(n int) bool {
+	last, err := w.last()
+	if err != nil {
+		return false
+	}
+	enough := true
+	for name, seen := range w.seen {
+		if at := last[name]; at.After(w.since[name]) {
+			seen[at] = true
+		}
+		enough = enough && len(seen) >= n
+	}
+	return enough
 }
 
 func mustWhoBinary(t *testing.T, src string, p *proc) string {

@@ -13,14 +13,17 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/kit/capture"
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/proxy"
 )
@@ -181,19 +184,26 @@ func TestTransparentModeInNamespaces(t *testing.T) {
 	if want := sha256.Sum256(payload); !bytes.Equal(h.Sum(nil), want[:]) {
 		t.Fatal("1 MiB through transparent mode with a half-close did not come back whole")
 	}
-	checks := 0
+	balancer := netip.MustParseAddr("10.10.2.1")
+	checksSeen := func() int {
+		n := 0
+		for _, w := range r.hosts {
+			w.mu.Lock()
+			n += w.seen[balancer]
+			w.mu.Unlock()
+		}
+		return n
+	}
+	lbtest.Eventually(t, 30*time.Second, "a health check from the balancer's own address 10.10.2.1", func() bool { return checksSeen() > 0 })
+	checks := checksSeen()
 	for _, w := range r.hosts {
 		w.mu.Lock()
-		checks += w.seen[netip.MustParseAddr("10.10.2.1")]
 		for a := range w.seen {
-			if a != netip.MustParseAddr("10.10.2.1") && !netip.MustParsePrefix("10.10.1.0/24").Contains(a) {
+			if a != balancer && !netip.MustParsePrefix("10.10.1.0/24").Contains(a) {
 				t.Errorf("%s saw a connection from %s, neither a client nor the balancer", w.name, a)
 			}
 		}
 		w.mu.Unlock()
-	}
-	if checks == 0 {
-		t.Fatal("no health check came from the balancer's own address 10.10.2.1")
 	}
 	if pcap := stopCapture(); pcap != "" {
 		checkCASCapture(t, pcap)
@@ -225,10 +235,28 @@ func (r *transparentRig) captureOnCAS(t *testing.T) func() string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lbtest.Eventually(t, 5*time.Second, "tcpdump listening", func() bool { return strings.Contains(errb.String(), "listening on") })
-	time.Sleep(500 * time.Millisecond) // a health check or two
+	lbtest.Eventually(t, 30*time.Second, "tcpdump listening", func() bool { return strings.Contains(errb.String(), "listening on") })
 	return func() string {
-		time.Sleep(300 * time.Millisecond)
+		// Stop once the file (written packet by packet, -U) holds the 17
+		// client connections and a health check, not after a while.
+		lbtest.Eventually(t, 30*time.Second, "the clients' 17 connections and a health check in the CAS-side capture", func() bool {
+			f, err := os.Open(path)
+			if err != nil {
+				return false
+			}
+			defer f.Close()
+			rep, _ := capture.Analyze(f, capture.Options{}) // the last packet may be half-written
+			if rep == nil || !slices.Contains(rep.Probers, "10.10.2.1") {
+				return false
+			}
+			flows := 0
+			for _, c := range rep.Clients {
+				for _, v := range c.Visits {
+					flows += v.Flows
+				}
+			}
+			return flows >= 17
+		})
 		cmd.Process.Signal(syscall.SIGINT)
 		cmd.Wait()
 		return path
