@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/kit/lbtest"
+	"github.com/stickylb/stickylb/uplot"
 )
 
 // The shipped monitoring files, in the repository.
@@ -143,12 +146,19 @@ scrape_configs:
 		return resp.StatusCode == http.StatusOK
 	})
 
-	// The load: a Unity fleet at each member, bounded in time.
+	// The load: a Unity fleet at each member, bounded in time; longer
+	// for a screenshot, so that its charts have something to show.
+	shot := os.Getenv("STICKYLB_MONITORING_SCREENSHOT")
+	load := 14 * time.Second
+	if shot != "" {
+		load = 60 * time.Second
+	}
+	loadStart := time.Now()
 	var fleets []*exec.Cmd
 	var fleetOut []*lbtest.Buffer
 	for i, m := range members {
 		out := &lbtest.Buffer{}
-		cmd := exec.Command(binary, "sim", "unity", "--target", m, "--epm-port", epm, "--duration", "14s", "--sessions", "4",
+		cmd := exec.Command(binary, "sim", "unity", "--target", m, "--epm-port", epm, "--duration", load.String(), "--sessions", "4",
 			"--sources", fmt.Sprintf("127.2.31.%d,127.2.31.%d", 2*i+1, 2*i+2))
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
@@ -170,6 +180,9 @@ scrape_configs:
 		return api.count(`sum(increase(stickylb_connections_accepted_total[1m])) > 0`) == 1
 	})
 	// Planned work: a drain, shared with the other member.
+	if shot != "" {
+		time.Sleep(time.Until(loadStart.Add(load / 2)))
+	}
 	if out, err := exec.Command(binary, "ctl", "--admin", "http://"+admins[0], "drain", "cas/cas2").CombinedOutput(); err != nil {
 		t.Fatalf("ctl drain: %v: %s", err, out)
 	}
@@ -179,7 +192,8 @@ scrape_configs:
 	time.Sleep(3 * time.Second) // a few seconds of rates under load and the drain
 
 	t.Run("rules", func(t *testing.T) { checkRules(t, api) })
-	t.Run("dashboard", func(t *testing.T) { checkDashboard(t, api) })
+	var panels []shotPanel
+	t.Run("dashboard", func(t *testing.T) { panels = checkDashboard(t, api) })
 	t.Run("unit-test series", func(t *testing.T) { checkUnitTestSeries(t, api) })
 
 	for i, c := range fleets {
@@ -207,6 +221,9 @@ scrape_configs:
 	})
 	if len(active) > 0 {
 		t.Errorf("alerts active in the lab with only a drain:\n%s", strings.Join(active, "\n"))
+	}
+	if shot != "" {
+		screenshotPanels(t, api, panels, loadStart, shot)
 	}
 }
 
@@ -267,7 +284,7 @@ func checkRules(t *testing.T, api *promAPI) {
 // Grafana's "All" does) and $__rate_interval to Grafana's floor of a
 // minute. Each must return series. The annotation's query is a filter
 // (state changes only), so it is asked for series in its `bool` form.
-func checkDashboard(t *testing.T, api *promAPI) {
+func checkDashboard(t *testing.T, api *promAPI) []shotPanel {
 	api = api.on(t)
 	raw, err := os.ReadFile(dashboardFile)
 	if err != nil {
@@ -288,6 +305,7 @@ func checkDashboard(t *testing.T, api *promAPI) {
 	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatalf("%s: %v", dashboardFile, err)
 	}
+	var shots []shotPanel
 	vars := map[string]string{"__rate_interval": "1m"}
 	subst := func(q string) string {
 		return regexp.MustCompile(`\$\{?(\w+)\}?`).ReplaceAllStringFunc(q, func(m string) string {
@@ -344,11 +362,25 @@ func checkDashboard(t *testing.T, api *promAPI) {
 			if len(p.Targets) == 0 {
 				t.Errorf("panel %q has no query", p.Title)
 			}
+			shot := shotPanel{Title: p.Title, Type: p.Type}
 			for _, tg := range p.Targets {
-				if q := subst(tg.Expr); api.count(q) == 0 {
+				q := subst(tg.Expr)
+				if api.count(q) == 0 {
 					t.Errorf("panel %q: %s returns no series", p.Title, q)
 				}
+				// The screenshot's runs are short: rates over 10 s, as
+				// Grafana's $__rate_interval is for a 1 s scrape.
+				vars["__rate_interval"] = "10s"
+				shot.Queries = append(shot.Queries, shotQuery{subst(tg.Expr), tg.LegendFormat})
+				vars["__rate_interval"] = "1m"
 			}
+			for _, m := range p.FieldConfig.Defaults.Mappings {
+				for v, o := range m.Options {
+					shot.Mappings = append(shot.Mappings, v+" "+o.Text)
+				}
+			}
+			sort.Strings(shot.Mappings)
+			shots = append(shots, shot)
 		}
 	}
 	walk(dash.Panels)
@@ -360,13 +392,110 @@ func checkDashboard(t *testing.T, api *promAPI) {
 	if !t.Failed() {
 		t.Logf("%d panels, %d variables: every query returns series", npanels, nvars)
 	}
+	return shots
 }
 
 type dashPanel struct {
 	Type, Title string
-	Targets     []struct{ Expr string } `json:"targets"`
-	Panels      []dashPanel             `json:"panels"`
+	Targets     []struct{ Expr, LegendFormat string } `json:"targets"`
+	Panels      []dashPanel                           `json:"panels"`
+	FieldConfig struct {
+		Defaults struct {
+			Mappings []struct {
+				Options map[string]struct{ Text string } `json:"options"`
+			} `json:"mappings"`
+		} `json:"defaults"`
+	} `json:"fieldConfig"`
 }
+
+// shotPanel is a dashboard panel with its queries as evaluated, for the
+// screenshot.
+type shotPanel struct {
+	Title, Type string
+	Queries     []shotQuery
+	Mappings    []string // "1 up", "2 down": a state timeline's values
+}
+
+type shotQuery struct{ Expr, Legend string }
+
+// screenshotPanels draws every panel's queries over the test's run on a
+// page of its own (Grafana is not at hand; headless Chromium is) and
+// saves it at path: STICKYLB_MONITORING_SCREENSHOT=/tmp/monitoring.png
+// go test -run TestMonitoringAgainstPrometheus ./cmd/stickylb, then copy
+// it over docs/monitoring.png. The page asks Prometheus through a proxy
+// on its own origin, with uPlot, as stickylb's dashboard draws.
+func screenshotPanels(t *testing.T, api *promAPI, panels []shotPanel, from time.Time, path string) {
+	bin := lbtest.Chromium(t)
+	target, _ := url.Parse(api.base)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = &http.Transport{DisableKeepAlives: true}
+	data, _ := json.Marshal(map[string]any{"panels": panels, "start": from.Unix(), "end": time.Now().Unix()})
+	mux := http.NewServeMux()
+	mux.Handle("/api/", proxy)
+	mux.HandleFunc("/uplot.js", func(w http.ResponseWriter, _ *http.Request) { w.Write(uplot.JS) })
+	mux.HandleFunc("/uplot.css", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/css")
+		w.Write(uplot.CSS)
+	})
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, strings.Replace(shotPage, "DATA", string(data), 1))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	abs, _ := filepath.Abs(path)
+	lbtest.Headless(t, bin, srv.URL+"/", "--screenshot="+abs, "--window-size=1400,2040", "--hide-scrollbars")
+	t.Logf("screenshot of %d panels in %s", len(panels), abs)
+}
+
+const shotPage = `<!doctype html><meta charset="utf-8"><title>stickylb: the Grafana dashboard's queries</title>
+<link rel="stylesheet" href="/uplot.css"><script src="/uplot.js"></script>
+<style>
+body{font:12px system-ui,sans-serif;margin:10px;background:#111217;color:#ccccdc}
+h1{font-size:15px;margin:0 0 8px} .g{display:grid;grid-template-columns:repeat(4,340px);gap:8px}
+.p{background:#181b1f;border:1px solid #2c3235;padding:4px 6px;height:228px;overflow:hidden}
+.p h2{font-size:12px;margin:0 0 2px;font-weight:600} .m{color:#8e8e8e;font-size:11px}
+.v{font-size:13px;line-height:1.5} .v b{color:#5794F2} .u-legend{font-size:10px} .u-legend th{font-weight:400}
+</style>
+<h1>stickylb: every panel of monitoring/stickylb-dashboard.json, its queries drawn from Prometheus on lab data (two members, a Unity fleet, cas2 drained half way)</h1>
+<div class="g" id="g"></div>
+<script>
+const d = DATA;
+const colors = ["#5794F2","#B877D9","#FF7383","#8AB8FF","#CA95E5","#FFA6B0","#3274D9","#8F3BB8","#E02F44","#C0D8FF"];
+const name = (fmt, m) => (fmt || JSON.stringify(m)).replace(/\{\{\s*(\w+)\s*\}\}/g, (_, k) => m[k] || "");
+async function range(expr) {
+  const r = await fetch("/api/v1/query_range?" + new URLSearchParams({query: expr, start: d.start, end: d.end, step: 1}));
+  return (await r.json()).data.result;
+}
+(async () => {
+  const xs = []; for (let t = d.start; t <= d.end; t++) xs.push(t);
+  for (const p of d.panels) {
+    const div = document.createElement("div"); div.className = "p";
+    div.innerHTML = "<h2></h2>"; div.firstChild.textContent = p.Title;
+    document.getElementById("g").appendChild(div);
+    if (p.Mappings) { const m = document.createElement("div"); m.className = "m"; m.textContent = p.Mappings.join(" · "); div.appendChild(m); }
+    const series = [];
+    for (const q of p.Queries) for (const s of await range(q.Expr)) {
+      const ys = xs.map(() => null);
+      for (const [t, v] of s.values) { const i = Math.round(t) - d.start; if (i >= 0 && i < ys.length && isFinite(+v)) ys[i] = +v; }
+      series.push({label: name(q.Legend, s.metric), ys});
+    }
+    if (p.Type === "stat" || p.Type === "table") {
+      const v = document.createElement("div"); v.className = "v";
+      for (const s of series) { const last = s.ys.filter(y => y !== null).pop(); const line = document.createElement("div");
+        line.innerHTML = "<b></b> "; line.firstChild.textContent = last === undefined ? "-" : +last.toFixed(3); line.append(s.label); v.appendChild(line); }
+      div.appendChild(v); continue;
+    }
+    const stepped = p.Type === "state-timeline" ? uPlot.paths.stepped({align: 1}) : undefined;
+    new uPlot({width: 326, height: p.Mappings ? 140 : 155, legend: {show: series.length <= 6, live: false},
+      cursor: {show: false}, scales: {x: {time: true}},
+      axes: [{stroke: "#8e8e8e", grid: {stroke: "#2c3235"}, size: 24, font: "10px sans-serif"},
+             {stroke: "#8e8e8e", grid: {stroke: "#2c3235"}, size: 40, font: "10px sans-serif"}],
+      series: [{}].concat(series.map((s, i) => ({label: s.label, stroke: colors[i % colors.length], width: 1.5, paths: stepped, points: {show: false}})))},
+      [xs].concat(series.map(s => s.ys)), div);
+  }
+})();
+</script>`
 
 // checkUnitTestSeries: every series the promtool unit tests feed the
 // rules has a metric name and label names that a real scrape has, so the
