@@ -106,7 +106,7 @@ func (t *Table) putRead(s *shard, r Record) {
 		p.home = t.intern(r.Home) + 1
 	}
 	s.put(r.Key, p)
-	t.added(r.Key, id)
+	t.added(s, r.Key, id)
 }
 
 // Replace puts a pin as a journal recorded it, replacing the client's pin

@@ -78,6 +78,30 @@ func BenchmarkAcquireNew(b *testing.B) {
 	}
 }
 
+// BenchmarkAcquireNewQuota is BenchmarkAcquireNew with the quota config
+// gives by default (max_entries / 16), so that every new pin and every
+// eviction also reads and counts its prefixes (prefix.go).
+func BenchmarkAcquireNewQuota(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		t := NewTable(Config{MaxEntries: n, Prefix: PrefixRule{Max: n / 16}})
+		for i := range n {
+			l, _ := t.Acquire(benchKey(i), keep)
+			l.Release()
+		}
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			var next atomic.Int64
+			next.Store(int64(n))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					l, _ := t.Acquire(benchKey(int(next.Add(1))), keep)
+					l.Release()
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkMemoryPerPin reports the heap held per pin at 1M pins, for
 // IPv4 and for IPv6 clients (their keys are stored differently, see shard).
 func BenchmarkMemoryPerPin(b *testing.B) {

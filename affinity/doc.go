@@ -6,8 +6,14 @@
 // connections of one client all get the same answer. A pin never expires
 // while its client has an open connection: it expires TTL after the client's
 // last connection closes. The table is bounded, and so is what one client
-// prefix may hold of it (prefix.go); when it is full an idle pin among the
-// least recently used is evicted, the flooding prefix's first, and every change (pin, re-pin, unpin
+// prefix may hold of it (prefix.go). Prefixes are counted at three nested
+// sizes, the limits' prefix and the customer allocations around it (an
+// IPv6 /64, /56 and /48; an IPv4 /32, /24 and /16), each with the same
+// share: the limits' prefix may never hold more, and an allocation over
+// its share may, once the table is full, only take the place of its own
+// pins, so a flood from one allocation, at any of its sizes, evicts only
+// its own. When the table is full an idle pin is evicted, the flooding
+// allocation's first (evict.go), and every change (pin, re-pin, unpin
 // with its reason) is reported to an observer as an Event, which is how
 // metrics, logs, the journal and a cluster's replication follow the
 // table. A pin read back or sent to another member is a Record: one type

@@ -42,7 +42,7 @@ const (
 	EventUnpin                       // a pin left the table
 	EventFull                        // a new client went unpinned: every pin looked at was busy
 	EventThrottled                   // a new client went unpinned: over the cap on new pins per second
-	EventPrefixFull                  // a new client went unpinned: its prefix held its quota of pins
+	EventPrefixFull                  // a new client went unpinned: its prefix held its quota of pins, or its allocation its share of a full table with no pin of its own to give up
 )
 
 func (k EventKind) String() string {

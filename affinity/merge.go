@@ -65,7 +65,7 @@ const (
 	Added                   // the client had no pin here; the record's is now its pin
 	Moved                   // the record's newer decision replaced the pin
 	Dropped                 // the record's newer unpin removed the pin
-	Declined                // expired, or the table is full of busy pins
+	Declined                // expired, the table full of busy pins, or its allocation over its share (prefixes)
 )
 
 // MergeResult is what Merge did.
@@ -120,14 +120,21 @@ func (t *Table) mergeNew(s *shard, r Record, now int64, evs *events) MergeResult
 		return MergeResult{Outcome: Declined}
 	}
 	p.backend = t.intern(r.Backend)
-	if t.isExpired(p, now) || !t.makeRoom(s, evs) {
+	if t.isExpired(p, now) {
 		return MergeResult{Outcome: Declined}
 	}
+	// The rule of a new client's pin: a peer's flood takes the place of
+	// its own pins here too.
+	v, _, why := t.room(s, r.Key, now, false)
+	if why != nil {
+		return MergeResult{Outcome: Declined}
+	}
+	t.evict(s, v, evs)
 	if r.Home != "" {
 		p.home = t.intern(r.Home) + 1
 	}
 	p.gen = t.nextGen()
-	t.added(r.Key, p.backend)
+	t.added(s, r.Key, p.backend)
 	s.put(r.Key, p)
 	ev := t.event(EventPin, r.Key, p, "", "")
 	ev.Remote = true

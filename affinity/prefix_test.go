@@ -93,10 +93,11 @@ func TestPrefixCounts(t *testing.T) {
 	}
 }
 
-// Every way a pin comes or goes keeps the prefix counts: after pins made
-// by Acquire, Insert, Replace and Merge, and removed by eviction, expiry,
-// Forget, Delete, Replace, a shrinking Resize and a peer's unpin, the
-// counts match the pins held, and are all zero once none is.
+// Every way a pin comes or goes keeps the prefix counts, at every level:
+// after pins made by Acquire, Insert, Replace and Merge, and removed by
+// eviction, expiry, Forget, Delete, Replace, a shrinking Resize and a
+// peer's unpin, the counts match the pins held, and are all zero once
+// none is.
 func TestPrefixCountsFollowEveryPath(t *testing.T) {
 	tb, c, _ := newTable(t, time.Hour, 64)
 	now := c.Now().Unix()
@@ -114,26 +115,28 @@ func TestPrefixCountsFollowEveryPath(t *testing.T) {
 	tb.Resize(32)
 	check := func(when string) {
 		t.Helper()
-		held := map[uint64]int32{}
 		pc := tb.prefixes.Load()
-		tb.Records(func(r Record) bool {
-			if r.Backend != "" {
-				held[pc.hash(r.Key)]++
+		for l := range prefixLevels {
+			held := map[uint64]int32{}
+			tb.Records(func(r Record) bool {
+				if r.Backend != "" {
+					held[pc.hash(r.Key, l)]++
+				}
+				return true
+			})
+			var sum int64
+			for r := range pc.levels[l] {
+				for i := range pc.levels[l][r] {
+					sum += int64(pc.levels[l][r][i].Load())
+				}
 			}
-			return true
-		})
-		var sum int64
-		for r := range pc.rows {
-			for i := range pc.rows[r] {
-				sum += int64(pc.rows[r][i].Load())
+			if want := int64(tb.Len()) * int64(len(pc.levels[l])); sum != want {
+				t.Fatalf("%s: level %d's sketch holds %d counts, want %d (%d pins in %d rows)", when, l, sum, want, tb.Len(), len(pc.levels[l]))
 			}
-		}
-		if want := int64(tb.Len()) * prefixRows; sum != want {
-			t.Fatalf("%s: the sketch holds %d counts, want %d (%d pins in %d rows)", when, sum, want, tb.Len(), prefixRows)
-		}
-		for h, n := range held {
-			if got := pc.count(h); got < n {
-				t.Fatalf("%s: a prefix with %d pins counted %d", when, n, got)
+			for h, n := range held {
+				if got := pc.count(l, h); got < n {
+					t.Fatalf("%s: a level %d prefix with %d pins counted %d", when, l, n, got)
+				}
 			}
 		}
 	}

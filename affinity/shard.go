@@ -20,6 +20,10 @@ type shard struct {
 	v4   *simplelru.LRU[uint64, pin]
 	wide *simplelru.LRU[Key, pin]
 	max  int
+	// heavy keeps the latest pins made while their allocation was over
+	// its share, for eviction to find them (see Table.pick); nil until
+	// there is one.
+	heavy *heavy
 }
 
 // compact is the exact 64-bit form of an IPv4 key.
@@ -39,7 +43,7 @@ func fromCompact(c uint64) Key {
 
 func (s *shard) size(n int) {
 	// The LRUs' own bound sits one above ours: evictions are always ours
-	// (see makeRoom), never the library's silent one.
+	// (see Table.room), never the library's silent one.
 	if s.v4 == nil {
 		s.v4, _ = simplelru.NewLRU[uint64, pin](n+1, nil)
 		s.wide, _ = simplelru.NewLRU[Key, pin](n+1, nil)

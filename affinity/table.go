@@ -91,7 +91,9 @@ type Stats struct {
 	Hits, Misses, Pins, Repins, Expired, Evicted, EvictedActive, Deleted uint64
 	// Full counts new clients left unpinned because every pin looked at
 	// had connections open; Throttled those over NewPinsPerSecond;
-	// PrefixFull those whose prefix held its quota (PrefixRule).
+	// PrefixFull those whose prefix held its quota (PrefixRule), or
+	// whose allocation held its share of a full table and had no idle
+	// pin of its own to give up (prefixes).
 	Full, Throttled, PrefixFull uint64
 }
 
@@ -270,18 +272,16 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		// Before the rate cap, so a flood from one prefix stops taking
 		// the new pins other clients need once it holds its quota.
 		return t.unpinned(s, k, backend, EventPrefixFull, &t.prefixFulls, &evs), nil
-	case !t.mayPin():
-		return t.unpinned(s, k, backend, EventThrottled, &t.throttled, &evs), nil
-	case !t.makeRoom(s, &evs):
-		// Every pin looked at has connections open: the table is too
-		// small for the clients connected now. This client goes
-		// unpinned rather than taking a live session's pin.
-		return t.unpinned(s, k, backend, EventFull, &t.full, &evs), nil
 	default:
+		v, kind, why := t.room(s, k, now, true)
+		if why != nil {
+			return t.unpinned(s, k, backend, kind, why, &evs), nil
+		}
+		t.evict(s, v, &evs)
 		t.misses.Add(1)
 		t.pins.Add(1)
 		p = pin{backend: t.intern(backend), created: secs(now), gen: t.nextGen(), ver: t.clock.Now()}
-		t.added(k, p.backend)
+		t.added(s, k, p.backend)
 		l.Decision = New
 		evs.add(t.event(EventPin, k, p, "", ""))
 	}
@@ -318,36 +318,6 @@ func (t *Table) unpinned(s *shard, k Key, backend string, kind EventKind, why *a
 	evs.add(Event{Kind: kind, Key: k, Backend: backend})
 	t.emit(evs)
 	return Lease{Backend: backend, Decision: Unpinned}
-}
-
-// makeRoom evicts an idle pin from a full shard and reports whether
-// there is room. It looks at the evictScan least recently used pins and
-// evicts, of the idle ones, the one whose prefix holds the most pins (the
-// least recently used of those): a flood from one prefix loses its own
-// pins before a client's that merely connected earlier. The pins looked
-// at are marked used, so the next look is at the next ones. A pin with
-// connections open is never evicted: that would split a live session.
-func (t *Table) makeRoom(s *shard, evs *events) bool {
-	if s.len() < s.max {
-		return true
-	}
-	now := t.now().UnixNano()
-	c := t.prefixes.Load()
-	var (
-		victim Key
-		vp     pin
-		most   int32 = -1
-	)
-	s.scan(evictScan, func(k Key, p pin) {
-		if n := c.count(c.hash(k)); !p.busy(now) && n > most {
-			victim, vp, most = k, p, n
-		}
-	})
-	if most < 0 {
-		return false
-	}
-	t.unpin(s, victim, vp, Evicted, evs)
-	return true
 }
 
 // unpin removes k's pin p from s, counts it by reason and queues its
