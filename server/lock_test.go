@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/kit/lbtest"
+	"github.com/stickylb/stickylb/pool"
 )
 
 // within runs f and ends the test binary if it has not returned after
@@ -110,4 +111,34 @@ func TestHandoverWhileClusterBusy(t *testing.T) {
 		}
 	})
 	lbtest.Eventually(t, 10*time.Second, "member ready after resuming", f.members[0].Ready)
+}
+
+// A member's receive path never waits on its server's lock: with member
+// 0's lock held, as a reload holds it while it binds listeners, a pin and
+// a drain made at member 1 still reach member 0. Both took s.mu before
+// (the pools, and the decisions), so a slow bind stalled gossip.
+func TestGossipDoesNotWaitOnTheServerLock(t *testing.T) {
+	f := newFleet(t, 2)
+	lbtest.Eventually(t, 10*time.Second, "both members ready", func() bool { return f.members[0].Ready() && f.members[1].Ready() })
+	s0 := f.members[0]
+	s0.mu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			s0.mu.Unlock()
+		}
+	}()
+	client := "127.8.2.1"
+	at1 := mustWho(t, client, f.addr(1, 0))
+	lbtest.Eventually(t, 5*time.Second, "member 1's pin at member 0 while its lock is held", func() bool { return f.backend(0, client) == at1 })
+	if _, err := f.members[1].SetState("cas", at1, pool.Drain, 0); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s0.backendNamed("cas", at1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbtest.Eventually(t, 5*time.Second, "member 1's drain at member 0 while its lock is held", func() bool { return b.AdminState() == pool.Drain })
+	s0.mu.Unlock()
+	locked = false
 }

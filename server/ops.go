@@ -52,11 +52,11 @@ func (s *Server) closeBackend(b *pool.Backend, end proxy.Termination, why string
 // backendNamed finds a backend by pool and name in the published pools:
 // it takes no lock.
 func (s *Server) backendNamed(poolName, backend string) (*pool.Backend, error) {
-	i := slices.IndexFunc(s.Pools(), func(p PoolView) bool { return p.Name == poolName })
-	if i < 0 {
+	v, ok := s.view(poolName)
+	if !ok {
 		return nil, fmt.Errorf("no pool %q", poolName)
 	}
-	b := s.Pools()[i].Pool.Backend(backend)
+	b := v.Pool.Backend(backend)
 	if b == nil {
 		return nil, fmt.Errorf("pool %s has no backend %q", poolName, backend)
 	}

@@ -95,32 +95,34 @@ func (s *Server) Addrs() map[string]netip.AddrPort {
 	return m
 }
 
-// Pool returns the named pool, or nil.
+// Pool returns the named pool, or nil; from the published pools, without
+// a lock.
 func (s *Server) Pool(name string) *pool.Pool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p := s.pools[name]; p != nil {
-		return p.pool
+	if v, ok := s.view(name); ok {
+		return v.Pool
 	}
 	return nil
 }
 
 // Table returns the named pool's affinity table, or nil.
 func (s *Server) Table(name string) *affinity.Table {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p := s.pools[name]; p != nil {
-		return p.table
+	if v, ok := s.view(name); ok {
+		return v.Table
 	}
 	return nil
 }
 
-// Config returns the config in force.
-func (s *Server) Config() *config.Config {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cfg
+func (s *Server) view(name string) (PoolView, bool) {
+	ps := s.Pools()
+	i := slices.IndexFunc(ps, func(p PoolView) bool { return p.Name == name })
+	if i < 0 {
+		return PoolView{}, false
+	}
+	return ps[i], true
 }
+
+// Config returns the config in force.
+func (s *Server) Config() *config.Config { return s.current.Load() }
 
 // Listed returns the backends to show: the pool's, then those a reload
 // removed while they still have open connections or pins here.
