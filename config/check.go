@@ -57,6 +57,7 @@ func (c *Config) check(v *checker) {
 	}
 	c.checkOwnSockets(v)
 	c.checkRangeHealth(v)
+	c.checkNames(v)
 }
 
 func (g *Global) check(v *checker) {

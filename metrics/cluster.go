@@ -18,7 +18,7 @@ var (
 	descSyncs     = prometheus.NewDesc(ns+"_cluster_syncs_total", "Whole tables taken from peers and merged.", nil, nil)
 	descConflicts = prometheus.NewDesc(ns+"_cluster_conflicts_total", "Records that decided a client otherwise than this member had; the newer decision won.", nil, nil)
 	descLeftOpen  = prometheus.NewDesc(ns+"_cluster_connections_left_open_total", "Connections left open on a backend that lost a conflict (not cut; the client's next connection goes to the winner).", nil, nil)
-	descTrouble   = prometheus.NewDesc(ns+"_cluster_problems_total", "Cluster problems, by kind: send_failed (a member did not take a batch), dropped (send queue full), malformed (message refused), unknown (record of a pool or backend this member lacks, or keyed otherwise), future (record stamped over a minute ahead of this member's clock), streams_refused (gossip TCP streams over 64 at once), throttled (a member's messages over its share, dropped).", []string{"kind"}, nil)
+	descTrouble   = prometheus.NewDesc(ns+"_cluster_problems_total", "Cluster problems, by kind: send_failed (a member did not take a batch), dropped (send queue full), malformed (message refused), unknown (record of a pool or backend this member lacks, or keyed otherwise), future (record stamped over a minute ahead of this member's clock), streams_refused (gossip TCP streams over 64 at once), throttled (a member's messages over its share, dropped), strangers (messages from a sender the roster does not know: nothing kept for it), left_out (records, decisions or close requests a message could not carry).", []string{"kind"}, nil)
 	descDelay     = prometheus.NewDesc(ns+"_cluster_convergence_delay_seconds", "From a decision at another member to its pin changing here.", nil, nil)
 )
 
@@ -59,6 +59,8 @@ func collectCluster(ch chan<- prometheus.Metric, m *cluster.Member) {
 	counter(descTrouble, s.Future.Load(), "future")
 	counter(descTrouble, s.StreamsRefused.Load(), "streams_refused")
 	counter(descTrouble, s.Throttled.Load(), "throttled")
+	counter(descTrouble, s.Strangers.Load(), "strangers")
+	counter(descTrouble, s.LeftOut.Load(), "left_out")
 	cum, n, sum := s.Delays()
 	buckets := map[float64]uint64{}
 	for i, b := range cluster.DelayBuckets {

@@ -30,7 +30,7 @@ type Listener struct {
 	steer io.Closer          // the sk_lookup program steering ports to lns[0], if any
 	ports config.Ports
 	leave []uint16 // ports a steered range leaves out: stickylb's own admin and cluster ports
-	mode  string // how the ports are taken: "socket", "sk-lookup" or "per-port"
+	mode  string   // how the ports are taken: "socket", "sk-lookup" or "per-port"
 	route atomic.Pointer[Route]
 	log   *slog.Logger
 	// localLog lets a line about a local resource fault through every
