@@ -57,6 +57,7 @@ func TestRangeWithoutCapabilities(t *testing.T) {
 	lo := ports[0] - ports[0]%100
 	cfg := fmt.Sprintf("[admin]\nlisten = \"off\"\n[listener.rpc]\nlisten = \"127.0.0.40:%d-%d\"\npool = \"cas\"\n", lo, lo+199)
 	cfg += fmt.Sprintf("[pool.cas.backend.cas1]\naddress = %q\n[pool.cas.backend.cas2]\naddress = %q\n", bs[0].Host, bs[1].Host)
+	cfg += fmt.Sprintf("[pool.cas.check.tcp]\nport = %d\n", ports[0]) // a range alone gives a TCP check nothing to probe
 	path := publicConfig(t, cfg)
 	p := startBinary(t, prefix, "run", "-c", path)
 	p.addrs(1)
@@ -92,6 +93,7 @@ func TestRangeWithDropInCapabilities(t *testing.T) {
 	lo := ports[0] - ports[0]%1000
 	cfg := fmt.Sprintf("[admin]\nlisten = \"off\"\n[listener.rpc]\nlisten = \"127.0.0.45:%d-%d\"\npool = \"cas\"\n", lo, lo+999)
 	cfg += fmt.Sprintf("[pool.cas.backend.cas1]\naddress = %q\n[pool.cas.backend.cas2]\naddress = %q\n", bs[0].Host, bs[1].Host)
+	cfg += fmt.Sprintf("[pool.cas.check.tcp]\nport = %d\n", ports[0]) // a range alone gives a TCP check nothing to probe
 	p := startBinary(t, prefix, "run", "-c", publicConfig(t, cfg))
 	p.addrs(1)
 	if want := fmt.Sprintf("ports=%d-%d taken_by=sk-lookup", lo, lo+999); !strings.Contains(p.logs(), want) {
