@@ -80,7 +80,7 @@ func (l *Listener) bindEach(ctx context.Context, host netip.Addr, control func(s
 // names: the program would take their connections from the socket the
 // client meant.
 func (l *Listener) bindSteered(ctx context.Context, host netip.Addr, control func(string, string, syscall.RawConn) error) error {
-	busy, err := steer.Listening(host, l.ports)
+	busy, err := othersListening(host, l.ports)
 	if err != nil {
 		return fmt.Errorf("listener %s: %w", l.Name, err)
 	}
@@ -89,7 +89,7 @@ func (l *Listener) bindSteered(ctx context.Context, host netip.Addr, control fun
 	if err != nil {
 		return listenError(l.Name, first.String(), err)
 	}
-	left := slices.DeleteFunc(slices.Concat(busy, l.leave), func(p uint16) bool { return p == first.Port() })
+	left := slices.DeleteFunc(slices.Concat(busy, l.leave), func(p uint16) bool { return p == first.Port() }) // leave may name it too
 	if len(left) > 0 {
 		l.log.Warn("port range leaves out ports other sockets listen on (the admin API, the cluster, other services): "+
 			"their connections go to those sockets, not to a backend", "listener", l.Name, "ports", left, "count", len(left))
@@ -139,14 +139,18 @@ func CheckRange(l *config.Listener) error {
 // host listen on now: the range will leave them out (bindSteered).
 func busyPorts(l *config.Listener, ps config.Ports) error {
 	a, _ := l.ListenAddr()
-	busy, err := steer.Listening(a, ps)
+	busy, err := othersListening(a, ps)
 	if err != nil || len(busy) == 0 {
 		return err
 	}
-	busy = slices.DeleteFunc(busy, func(p uint16) bool { return p == ps[0].First })
-	if len(busy) == 0 {
-		return nil
-	}
 	return fmt.Errorf("listener %s's range holds ports other sockets listen on now (%v; `ss -ltnp` names them): "+
 		"the range will leave them out, so their clients never reach a CAS there; narrow the range or listen on the array's address", l.Name, busy)
+}
+
+// othersListening are the ports of ps, but the first (the steered
+// socket's own, which a running stickylb holds), that a socket of this
+// host listens on at an address host reaches.
+func othersListening(host netip.Addr, ps config.Ports) ([]uint16, error) {
+	busy, err := steer.Listening(host, ps)
+	return slices.DeleteFunc(busy, func(p uint16) bool { return p == ps[0].First }), err
 }

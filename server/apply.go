@@ -34,7 +34,6 @@ func (s *Server) apply(cfg *config.Config, running bool) error {
 			s.startHealth(p, before)
 		}
 	}
-	s.cfg = cfg
 	s.current.Store(cfg)
 	if running {
 		s.forgetRemoved()

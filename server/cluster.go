@@ -74,7 +74,7 @@ func (s *Server) joinCluster() {
 	if m == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Cluster.SyncTimeout.Duration)
+	ctx, cancel := context.WithTimeout(s.ctx, s.current.Load().Cluster.SyncTimeout.Duration)
 	defer cancel()
 	m.Join(ctx)
 }

@@ -63,7 +63,7 @@ func (s *Server) Resume(files []*os.File) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, lr := range s.listeners {
-		pc := s.cfg.Pools[lr.cfg.Pool]
+		pc := s.current.Load().Pools[lr.cfg.Pool]
 		l, err := socks.Listen(s.ctx, lr.cfg.Name, lr.cfg.Listen, lr.cfg.RangeMode, pc.Keepalive.Duration, s.log)
 		if err != nil {
 			return fmt.Errorf("resume listener %s: %w", lr.cfg.Name, err)
@@ -73,7 +73,7 @@ func (s *Server) Resume(files []*os.File) error {
 		s.serve(l)
 	}
 	s.store.Resume()
-	if err := s.startCluster(s.cfg); err != nil {
+	if err := s.startCluster(s.current.Load()); err != nil {
 		return err
 	}
 	go s.joinCluster()

@@ -62,13 +62,12 @@ type Server struct {
 	mu        sync.Mutex  // serialises Reload and Shutdown
 	stopping  atomic.Bool // Shutdown has begun: no new connections, no reloads
 	leaving   atomic.Bool // a stop's grace has begun: readiness says no
-	cfg       *config.Config
 	pools     map[string]*poolRT
 	published atomic.Pointer[[]PoolView] // pools as readers see them, without s.mu (Pools)
 	listeners map[string]*listenerRT     // by bind key, see bindKey
 	retired   []*proxy.Listener          // closed by a reload; their connections still run
 	serving   sync.WaitGroup
-	current   atomic.Pointer[config.Config] // cfg, for readers without s.mu (the decisions)
+	current   atomic.Pointer[config.Config] // the config in force, published: read without s.mu
 	// The operators' decisions about backends (operator.go): opsMu
 	// guards ops and drainTimers, never waits on mu, and is taken after
 	// mu where both are; saveMu orders their writes to disk.
@@ -188,7 +187,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if s.stopping.Load() {
 		return errors.New("server is shutting down")
 	}
-	before := s.cfg.Cluster
+	before := s.current.Load().Cluster
 	if err := s.apply(cfg, true); err != nil {
 		s.ReloadFailures.Add(1)
 		return err
