@@ -78,6 +78,13 @@ func (c *ctl) setup(t ctlTarget) error {
 		return nil
 	}
 	if c.token, err = config.ReadToken(c.tokenFile); err != nil {
+		if t.tokenFile == "" && t.cfgFile == "" && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)) {
+			// The default file names a token this user cannot read (or
+			// that is not made yet): speak without it, as without the
+			// file; a call that needs it is refused by the server (401).
+			c.tokenFile, c.token = "", ""
+			return nil
+		}
 		return usageError(fmt.Sprintf("admin token: %v", err))
 	}
 	return c.trustWithToken()
