@@ -12,12 +12,31 @@ import (
 	"time"
 )
 
-// checker collects the mistakes of one file. Checking reads the config
-// and never changes it.
+// checker collects the mistakes of one file, and what the checks read
+// from the files the config names. Checking reads the config and never
+// changes it: Load keeps what was read (keep) once every check passed.
 type checker struct {
 	file  string
 	lines map[string]int
 	errs  []error
+	read  filesRead
+}
+
+// filesRead is what the checks read and parsed on the way: the token,
+// the certificate, the gossip keys and the cluster's addresses. Read
+// once, so run uses the very copy that was checked: a file that cannot
+// be read later cannot leave the API without its token.
+type filesRead struct {
+	token           string
+	cert            *tls.Certificate
+	keys            [][]byte
+	bind, advertise netip.AddrPort
+}
+
+// keep stores what the checks read into the config, for the runtime.
+func (c *Config) keep(r filesRead) {
+	c.Admin.Token, c.Admin.Certificate = r.token, r.cert
+	c.Cluster.Keys, c.Cluster.BindAddr, c.Cluster.AdvertiseAddr = r.keys, r.bind, r.advertise
 }
 
 // errAt records a mistake at key path; the line is that of the key, or of
@@ -97,12 +116,10 @@ func (a *Admin) check(v *checker) {
 		v.errAt("admin.listen", "%s is reachable from other machines: set admin.token_file to a file holding a bearer token, or listen on 127.0.0.1", a.Listen)
 	}
 	if a.TokenFile != "" {
-		// Read here, once: run uses this copy, so a file that cannot be
-		// read later cannot leave the API without its token.
 		var err error
-		if a.Token, err = ReadToken(a.TokenFile); err != nil {
+		if v.read.token, err = ReadToken(a.TokenFile); err != nil {
 			v.errAt("admin.token_file", "cannot read the token: %v", err)
-		} else if len(a.Token) < 16 {
+		} else if len(v.read.token) < 16 {
 			v.errAt("admin.token_file", "the token in %s is shorter than 16 characters", a.TokenFile)
 		}
 	}
@@ -311,18 +328,10 @@ func (c *Check) check(v *checker, at string) {
 		v.errAt(at+".port", "must be a port from 1 to 65535, or 0 for every backend port, not %d", c.Port)
 	}
 	v.timing(at, c.Interval, c.Timeout, c.Rise, c.Fall)
-	for key, re := range map[string]struct {
-		src string
-		out **regexp.Regexp
-	}{"expect_regex": {c.ExpectRegex, &c.ExpectRe}, "body": {c.Body, &c.BodyRe}} {
-		if re.src == "" {
-			continue
-		}
-		compiled, err := regexp.Compile(re.src)
-		if err != nil {
+	for key, src := range map[string]string{"expect_regex": c.ExpectRegex, "body": c.Body} {
+		if _, err := regexp.Compile(src); err != nil {
 			v.errAt(at+"."+key, "bad regular expression: %v", err)
 		}
-		*re.out = compiled
 	}
 	if c.Type == RPCCheck {
 		if _, err := rpcInterface(c.Interface, c.InterfaceVersion); err != nil {
@@ -361,6 +370,6 @@ func (a *Admin) checkTLS(v *checker, ap netip.AddrPort) {
 			v.errAt("admin.tls_cert_file", "cannot load the certificate and key: %v", err)
 			return
 		}
-		a.Certificate = &cert
+		v.read.cert = &cert
 	}
 }

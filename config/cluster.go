@@ -37,8 +37,8 @@ type Cluster struct {
 	// which repairs any change a member missed; default 30s.
 	SyncInterval Duration `toml:"sync_interval"`
 
-	// Read once by Load, so a member neither parses nor reads a file
-	// again: the bind and advertise addresses (AdvertiseAddr is
+	// Kept by Load from its checks, so a member neither parses nor reads
+	// a file again: the bind and advertise addresses (AdvertiseAddr is
 	// BindAddr's without advertise) and the gossip keys (none without a
 	// secret file; the first is the one messages are sent with).
 	BindAddr      netip.AddrPort `toml:"-"`
@@ -103,7 +103,7 @@ func (c *Cluster) check(v *checker) {
 		return
 	}
 	bind, err := ParseListen(c.Bind)
-	c.BindAddr, c.AdvertiseAddr = bind, bind
+	v.read.bind, v.read.advertise = bind, bind
 	switch {
 	case err != nil:
 		v.errAt("cluster.bind", "%v", err)
@@ -117,7 +117,7 @@ func (c *Cluster) check(v *checker) {
 		if err != nil || ap.Addr().IsUnspecified() || ap.Port() == 0 {
 			v.errAt("cluster.advertise", "%q is not an address and port peers can reach, such as \"10.0.0.11:7946\"", c.Advertise)
 		}
-		c.AdvertiseAddr = ap
+		v.read.advertise = ap
 	}
 	for i, p := range c.Peers {
 		if _, port, err := net.SplitHostPort(p); err != nil || port == "" {
@@ -126,7 +126,7 @@ func (c *Cluster) check(v *checker) {
 			v.errAt("cluster.peers", "entry %d (%q): port %q is not a number from 1 to 65535", i+1, p, port)
 		}
 	}
-	if c.Keys, err = c.readSecret(); err != nil {
+	if v.read.keys, err = c.readSecret(); err != nil {
 		v.errAt("cluster.secret_file", "%v", err)
 	} else if c.SecretFile == "" && !bind.Addr().IsLoopback() {
 		v.errAt("cluster.secret_file", "members talk over %s unencrypted and anyone who reaches it can change pins: set secret_file to a shared key (head -c 32 /dev/urandom | base64)", c.Bind)

@@ -84,7 +84,8 @@ type Admin struct {
 	Socket string `toml:"socket"`
 
 	// Token is what TokenFile held when the config was checked, and
-	// Certificate the pair the TLS files held (nil without).
+	// Certificate the pair the TLS files held (nil without); kept by
+	// Load, never by the checks.
 	Token       string           `toml:"-"`
 	Certificate *tls.Certificate `toml:"-"`
 }
@@ -201,6 +202,24 @@ func (c *Check) ExpectBytes() []byte {
 	return []byte(c.Expect)
 }
 
+// Patterns compiles expect_regex and body; nil where not set. The config
+// holds their text only: compiled here, by the health probe that uses
+// them, so that a checked config carries nothing the check made. A loaded
+// config's patterns compile (check refused the file otherwise).
+func (c *Check) Patterns() (expect, body *regexp.Regexp, err error) {
+	compile := func(key, src string) *regexp.Regexp {
+		if src == "" || err != nil {
+			return nil
+		}
+		re, e := regexp.Compile(src)
+		if e != nil {
+			err = fmt.Errorf("check %s: %s: %w", c.Name, key, e)
+		}
+		return re
+	}
+	return compile("expect_regex", c.ExpectRegex), compile("body", c.Body), err
+}
+
 // ActiveChecks returns the checks that decide whether a backend is up, in
 // name order: the configured ones, or without any, one tcp check with the
 // [pool.NAME.health] settings (none when health.enabled is false).
@@ -257,9 +276,6 @@ type Check struct {
 	// ("major.minor").
 	Interface        string `toml:"interface"`
 	InterfaceVersion string `toml:"interface_version"`
-
-	// ExpectRegex and Body compiled, by Load; nil when not set.
-	ExpectRe, BodyRe *regexp.Regexp `toml:"-"`
 }
 
 // EndpointMapperPort is where an rpc check asks for an interface's port

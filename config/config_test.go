@@ -2,12 +2,19 @@ package config
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding"
-	"encoding/json"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -201,21 +208,91 @@ func TestDuplicateTable(t *testing.T) {
 	}
 }
 
-// Checking a loaded config again finds nothing and changes nothing.
+// Checking a config finds nothing wrong in a good one and changes
+// nothing in it: not the token it reads, not the certificate it loads,
+// not the patterns it compiles, not the cluster's keys and addresses. The
+// file sets every one of them, and the config checked is compared with
+// one decoded from the same file and never checked.
 func TestCheckDoesNotModify(t *testing.T) {
-	c, err := Load("../lb.toml")
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	for name, body := range map[string]string{"token": "0123456789abcdef0123\n", "cert.pem": certPEM, "key.pem": keyPEM,
+		"cluster.key": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)) + "\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := []byte(`
+[admin]
+listen = "127.0.0.1:0"
+token_file = "token"
+tls_cert_file = "cert.pem"
+tls_key_file = "key.pem"
+[cluster]
+bind = "127.0.0.1:7946"
+secret_file = "cluster.key"
+[listener.epm]
+listen = "127.0.0.1:135"
+pool = "cas"
+[pool.cas.check.banner]
+type = "send-expect"
+send = "hello"
+expect_regex = "^ok"
+[pool.cas.check.web]
+type = "http"
+port = 80
+body = "up"
+[pool.cas.backend.cas1]
+address = "127.0.0.2"
+`)
+	file := filepath.Join(dir, "lb.toml")
+	fresh := func() *Config {
+		c, _, errs := decode(file, src)
+		if len(errs) != 0 {
+			t.Fatal(errs)
+		}
+		c.resolvePaths()
+		return c
+	}
+	c, untouched := fresh(), fresh()
+	v := &checker{file: file}
+	c.check(v)
+	if len(v.errs) != 0 {
+		t.Fatalf("a good config fails its check: %v", v.errs)
+	}
+	if !reflect.DeepEqual(c, untouched) {
+		t.Fatalf("check changed the config:\nchecked   %+v\nunchecked %+v", c.Admin, untouched.Admin)
+	}
+	if v.read.token == "" || v.read.cert == nil || len(v.read.keys) != 1 {
+		t.Fatalf("check did not read the token, certificate and key: %+v", v.read)
+	}
+	loaded, err := Parse(file, src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, _ := json.Marshal(c)
-	v := &checker{file: c.File}
-	c.check(v)
-	if len(v.errs) != 0 {
-		t.Fatalf("a loaded config fails its own check: %v", v.errs)
+	if loaded.Admin.Token != "0123456789abcdef0123" || loaded.Admin.Certificate == nil || len(loaded.Cluster.Keys) != 1 {
+		t.Fatalf("Load did not keep what check read: %+v", loaded.Admin)
 	}
-	if after, _ := json.Marshal(c); !bytes.Equal(after, before) {
-		t.Fatalf("check changed the config:\n%s\n%s", before, after)
+}
+
+// selfSigned makes a certificate and key in PEM, for the admin's TLS.
+func selfSigned(t *testing.T) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
 	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
 }
 
 // Every word type reads what it writes, and an out-of-range value prints

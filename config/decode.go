@@ -85,6 +85,7 @@ func finish(c *Config, md toml.MetaData, v *checker) (*Config, error) {
 	if len(v.errs) > 0 {
 		return nil, sorted(v.errs)
 	}
+	c.keep(v.read)
 	return c, nil
 }
 

@@ -56,28 +56,31 @@ func (s *Server) route(lc *config.Listener, p *poolRT) *proxy.Route {
 // probe builds the health probe a check describes, on the given ports
 // unless the check names its own; nil for a check with no port to probe.
 // forwarded says which backend ports the pool forwards, for the rpc check.
-func probe(ch *config.Check, ports []int, forwarded func(int) bool) health.Probe {
+func probe(ch *config.Check, ports []int, forwarded func(int) bool) (health.Probe, error) {
 	if ch.Port != 0 {
 		ports = []int{ch.Port}
 	}
+	expect, body, err := ch.Patterns()
 	switch {
+	case err != nil:
+		return nil, err
 	case ch.Type == config.RPCCheck:
 		epm := cmp.Or(ch.Port, config.EndpointMapperPort)
-		return health.RPC{EPMPort: epm, Interface: ch.RPCInterface(), Forwarded: forwarded}
+		return health.RPC{EPMPort: epm, Interface: ch.RPCInterface(), Forwarded: forwarded}, nil
 	case len(ports) == 0:
-		return nil
+		return nil, nil
 	}
 	switch ch.Type {
 	case config.SendExpectCheck:
-		return health.SendExpect{Ports: ports, Send: ch.SendBytes(), Expect: ch.ExpectBytes(), Regexp: ch.ExpectRe}
+		return health.SendExpect{Ports: ports, Send: ch.SendBytes(), Expect: ch.ExpectBytes(), Regexp: expect}, nil
 	case config.TLSCheck:
-		return health.TLS{Ports: ports, SNI: ch.SNI, Verify: ch.Verify}
+		return health.TLS{Ports: ports, SNI: ch.SNI, Verify: ch.Verify}, nil
 	case config.HTTPCheck, config.HTTPSCheck:
 		h := health.HTTP{Ports: ports, TLS: ch.Type == config.HTTPSCheck, SNI: ch.SNI, Verify: ch.Verify,
-			Method: ch.Method, Path: ch.Path, Host: ch.Host, StatusMin: ch.Status.Min, StatusMax: ch.Status.Max, Body: ch.BodyRe}
-		return h
+			Method: ch.Method, Path: ch.Path, Host: ch.Host, StatusMin: ch.Status.Min, StatusMax: ch.Status.Max, Body: body}
+		return h, nil
 	}
-	return health.TCP{Ports: ports}
+	return health.TCP{Ports: ports}, nil
 }
 
 func keyer(pc *config.Pool) affinity.Keyer {

@@ -63,7 +63,11 @@ func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 	checkers := make([]*health.Checker, 0, len(checks))
 	states := map[stateKey]*health.State{}
 	for _, ch := range checks {
-		pr := probe(ch, ports, forwarded)
+		pr, err := probe(ch, ports, forwarded)
+		if err != nil {
+			s.log.Error("health check not started: its config does not compile", "pool", p.pool.Name, "error", err)
+			continue
+		}
 		if pr == nil {
 			continue // a TCP check of a pool with ranges only: check refuses it
 		}
