@@ -7,7 +7,6 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/stickylb/stickylb/affinity"
-	"github.com/stickylb/stickylb/config"
 )
 
 // delegate is the Member as memberlist calls it for messages and state.
@@ -15,10 +14,7 @@ type delegate Member
 
 func (d *delegate) NodeMeta(limit int) []byte {
 	m := (*Member)(d)
-	var ops []config.Operator
-	if m.opts.Operators != nil {
-		ops = m.opts.Operators()
-	}
+	ops := m.decisions()
 	backends := map[string][]string{}
 	for name, p := range m.opts.Pools() {
 		if p.Backends != nil {
@@ -116,7 +112,7 @@ func clip(s string) string {
 // their drain deadlines on this member's clock; one stamped far in the
 // future is refused as a pin record would be.
 func (m *Member) mergeOperators(h header) {
-	if len(h.ops) == 0 || m.opts.OnOperators == nil {
+	if len(h.ops) == 0 || m.opts.Decisions == nil {
 		return
 	}
 	shift := time.Now().Unix() - h.sent
@@ -132,7 +128,9 @@ func (m *Member) mergeOperators(h header) {
 		}
 		ops = append(ops, op)
 	}
-	m.opts.OnOperators(ops, h.from)
+	if m.opts.Decisions.Merge(ops, h.from) {
+		m.PublishDecisions()
+	}
 }
 
 // maxClockOffset is how far ahead of this member's clock a record's
@@ -176,9 +174,7 @@ func (d *delegate) LocalState(bool) []byte {
 		})
 	}
 	h := header{sent: time.Now().Unix(), from: m.self}
-	if m.opts.Operators != nil {
-		h.ops = m.opts.Operators()
-	}
+	h.ops = m.decisions()
 	msg := m.message(kindTable, h, entries)
 	m.stats.SyncBytesSent.Add(uint64(len(msg)))
 	return msg

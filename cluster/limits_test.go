@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/operator"
+
 	"github.com/stickylb/stickylb/affinity"
-	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
+	"github.com/stickylb/stickylb/pool"
 )
 
 // A record naming a backend longer than the wire carries is left out of
@@ -38,13 +40,13 @@ func TestLongNameLeavesBatchReadable(t *testing.T) {
 
 // memberWithLog is a member with no network, as FuzzReceive's, whose log
 // is kept.
-func memberWithLog(logs *lbtest.Buffer, ops []config.Operator, backends []string) *Member {
+func memberWithLog(logs *lbtest.Buffer, ops []operator.Decision, backends []string) *Member {
 	tb := affinity.NewTable(affinity.Config{MaxEntries: 64})
 	return &Member{log: slog.New(slog.NewTextHandler(logs, nil)), self: "me", opts: Options{
 		Pools: func() map[string]Table {
 			return map[string]Table{"cas": {Table: tb, Backends: func() []string { return backends }}}
 		},
-		Operators: func() []config.Operator { return ops },
+		Decisions: decisionsOf(ops),
 	}}
 }
 
@@ -53,9 +55,9 @@ func memberWithLog(logs *lbtest.Buffer, ops []config.Operator, backends []string
 // was left out without a word; the other decisions go.
 func TestLongDecisionCounted(t *testing.T) {
 	var logs lbtest.Buffer
-	ops := []config.Operator{
-		{Pool: "cas", Backend: "cas1", State: "drain", Weight: -1, Version: 7},
-		{Pool: "cas", Backend: strings.Repeat("b", 250), State: "maint", Weight: -1, Version: 8},
+	ops := []operator.Decision{
+		{Pool: "cas", Backend: "cas1", State: pool.Drain, Weight: -1, Version: 7},
+		{Pool: "cas", Backend: strings.Repeat("b", 250), State: pool.Maint, Weight: -1, Version: 8},
 	}
 	m := memberWithLog(&logs, ops, nil)
 	_, h, _, err := decode((*delegate)(m).LocalState(false), maxTable(64))
@@ -79,9 +81,9 @@ func TestLongDecisionCounted(t *testing.T) {
 // new clients anywhere. Decisions, which only ctl shows, give way first,
 // and whatever is left out is counted.
 func TestViewsNeverClaimALack(t *testing.T) {
-	var ops []config.Operator
+	var ops []operator.Decision
 	for i := range 20 {
-		ops = append(ops, config.Operator{Pool: "cas", Backend: fmt.Sprintf("cas%d", i), State: "drain", Weight: -1, Version: uint64(i + 1)})
+		ops = append(ops, operator.Decision{Pool: "cas", Backend: fmt.Sprintf("cas%d", i), State: pool.Drain, Weight: -1, Version: uint64(i + 1)})
 	}
 	for _, n := range []int{50, 120, 200} {
 		var backends []string
@@ -110,9 +112,9 @@ func TestEncodeLeavesOutOnlyWhatDoesNotFit(t *testing.T) {
 	longPool, longHome := good, sampleEntries()[1]
 	longPool.pool, longHome.rec.Home = long, long
 	h := header{sent: 1_700_000_500, from: long,
-		ops: []config.Operator{
-			{Pool: "cas", Backend: "cas1", State: "drain", Weight: -1, Version: 7},
-			{Pool: "cas", Backend: long, State: "maint", Weight: -1, Version: 8},
+		ops: []operator.Decision{
+			{Pool: "cas", Backend: "cas1", State: pool.Drain, Weight: -1, Version: 7},
+			{Pool: "cas", Backend: long, State: pool.Maint, Weight: -1, Version: 8},
 		},
 		closes: []CloseRequest{{Pool: "cas", Backend: long}, {Pool: "cas", Client: "10.1.2.3"}},
 	}
@@ -129,4 +131,11 @@ func TestEncodeLeavesOutOnlyWhatDoesNotFit(t *testing.T) {
 			t.Fatalf("kind %c: read back from %q, %d decisions, %d closes, records %+v", kind, got.from, len(got.ops), len(got.closes), es)
 		}
 	}
+}
+
+// decisionsOf holds ds, as decisions taken from another member.
+func decisionsOf(ds []operator.Decision) *operator.Decisions {
+	d := operator.New(operator.Options{})
+	d.Merge(ds, "test")
+	return d
 }

@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stickylb/stickylb/operator"
+
 	"github.com/hashicorp/memberlist"
 
 	"github.com/stickylb/stickylb/affinity"
@@ -57,12 +59,10 @@ type Options struct {
 	Log       *slog.Logger
 	// OnMember, if set, hears of members joining, leaving and failing.
 	OnMember func(name, what string)
-	// Operators, if set, returns the operators' decisions about
-	// backends this member holds, sent with its whole table; OnOperators
-	// hears of decisions from another member (from names it), times on
-	// this member's clock.
-	Operators   func() []config.Operator
-	OnOperators func(ops []config.Operator, from string)
+	// Decisions, if set, are the operators' decisions about backends
+	// this member holds: sent with its whole table, and given the other
+	// members' (Merge), their times on this member's clock.
+	Decisions *operator.Decisions
 	// OnClose, if set, hears another member's request to close
 	// connections.
 	OnClose func(req CloseRequest, from string)
@@ -279,10 +279,7 @@ type MemberInfo struct {
 // Members lists this member, then every other it has known, alive,
 // failed or left, in name order.
 func (m *Member) Members() []MemberInfo {
-	var mine []config.Operator
-	if m.opts.Operators != nil {
-		mine = m.opts.Operators()
-	}
+	mine := m.decisions()
 	others := m.others.infos()
 	for i := range others {
 		v := decodeViews(others[i].meta)
@@ -426,4 +423,12 @@ func (m *Member) lacks(v view) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// decisions are the operators' decisions this member holds; none without.
+func (m *Member) decisions() []operator.Decision {
+	if m.opts.Decisions == nil {
+		return nil
+	}
+	return m.opts.Decisions.All()
 }

@@ -3,12 +3,12 @@ package cluster
 import (
 	"time"
 
-	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/operator"
 )
 
 // ShareOperators sends operators' decisions to every other member at
 // once; a member that misses them takes them with the next whole table.
-func (m *Member) ShareOperators(ops []config.Operator) {
+func (m *Member) ShareOperators(ops []operator.Decision) {
 	m.sendAll(header{sent: time.Now().Unix(), from: m.self, ops: ops})
 }
 

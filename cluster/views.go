@@ -5,7 +5,7 @@ import (
 	"hash/fnv"
 	"time"
 
-	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/operator"
 )
 
 // Each member publishes, in its memberlist metadata, the stamp of every
@@ -44,7 +44,7 @@ type view struct {
 // anywhere (see Lacking); none (empty metadata, as from an earlier
 // release) claims nothing. Decisions, which only ctl shows, give way to
 // them.
-func encodeViews(ops []config.Operator, backends map[string][]string, limit int) ([]byte, int) {
+func encodeViews(ops []operator.Decision, backends map[string][]string, limit int) ([]byte, int) {
 	nb := 0
 	for _, names := range backends {
 		nb += len(names)
@@ -108,7 +108,7 @@ type Agreement struct {
 }
 
 // Agree compares op with what every other alive member published.
-func (m *Member) Agree(op config.Operator) Agreement {
+func (m *Member) Agree(op operator.Decision) Agreement {
 	var a Agreement
 	id := decisionID(op.Pool, op.Backend)
 	for _, n := range m.peers() {

@@ -10,8 +10,9 @@ import (
 	"io"
 	"strings"
 
+	"github.com/stickylb/stickylb/operator"
+
 	"github.com/stickylb/stickylb/affinity"
-	"github.com/stickylb/stickylb/config"
 )
 
 // The messages members exchange. Each starts with a version byte, so a
@@ -65,12 +66,12 @@ var errMessage = errors.New("cluster message malformed")
 // header is what a message says of itself: when it was encoded, by the
 // sender's clock (unix seconds), and by whom ("" from a member of an
 // earlier release); and the operators' decisions about backends it
-// carries (config.Operator, as JSON entries of the string table, marked
+// carries (operator.Decision, as JSON entries of the string table, marked
 // by a leading 1 byte), which a member of an earlier release ignores.
 type header struct {
 	sent   int64
 	from   string
-	ops    []config.Operator
+	ops    []operator.Decision
 	closes []CloseRequest
 }
 
@@ -351,7 +352,7 @@ func decodeBody(body []byte) (header, []entry, error) {
 		case strings.HasPrefix(s, senderMark):
 			h.from = s[len(senderMark):]
 		case strings.HasPrefix(s, operatorMark):
-			var op config.Operator
+			var op operator.Decision
 			if json.Unmarshal([]byte(s[len(operatorMark):]), &op) == nil && op.Valid() {
 				h.ops = append(h.ops, op)
 			}

@@ -14,10 +14,33 @@ var layers = [][]string{
 	{"dcerpc", "localerr", "throttle", "uplot"},
 	{"config"},
 	{"affinity", "health", "steer", "nlbimport"},
-	{"pool", "cluster", "persist"},
-	{"proxy"},
+	{"pool", "persist"},
+	{"operator"},
+	{"cluster", "proxy"},
 	{"server"},
 	{"metrics", "admin"},
+}
+
+// Every runtime package has its place in layers: a new package that is
+// not listed would escape the layering test.
+func TestEveryPackageLayered(t *testing.T) {
+	out, err := exec.Command("go", "list", "../...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	listed := map[string]bool{}
+	for _, l := range layers {
+		for _, p := range l {
+			listed[p] = true
+		}
+	}
+	for _, imp := range strings.Fields(string(out)) {
+		pkg, _ := strings.CutPrefix(imp, module)
+		if strings.HasPrefix(pkg, "kit") || strings.HasPrefix(pkg, "cmd/") || listed[pkg] {
+			continue
+		}
+		t.Errorf("package %s has no layer in kit/layout_test.go: add it where its imports put it", pkg)
+	}
 }
 
 // Runtime packages import only lower layers and never the kit, so the

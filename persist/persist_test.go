@@ -41,32 +41,3 @@ func FuzzSnapshot(f *testing.F) {
 		}
 	})
 }
-
-// No bytes read as an operator file crash the reader, and every decision
-// it returns is one that can be applied; what SaveOperators writes reads
-// back.
-func FuzzOperators(f *testing.F) {
-	f.Add([]byte(`{"magic":"stickylb-operator-decisions","operators":[{"p":"cas","b":"cas2","s":"maint","w":-1,"f":1,"v":7}]}`))
-	f.Add([]byte(`{"magic":"stickylb-operator-decisions","operators":[{"p":"cas","b":"cas2","s":"nap","w":5000}]}`))
-	f.Add([]byte(`{"magic":"x"}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		path := filepath.Join(t.TempDir(), "pins.json.operator")
-		os.WriteFile(path, b, 0o600)
-		ops, err := LoadOperators(path)
-		for _, op := range ops {
-			if !op.Valid() {
-				t.Fatalf("an invalid decision read: %+v", op)
-			}
-		}
-		if err != nil {
-			return
-		}
-		if err := SaveOperators(path, ops); err != nil {
-			t.Fatal(err)
-		}
-		again, err := LoadOperators(path)
-		if err != nil || len(again) != len(ops) {
-			t.Fatalf("saved %d decisions, read back %d: %v", len(ops), len(again), err)
-		}
-	})
-}

@@ -39,7 +39,7 @@ func reserveSize(n int) int64 { return int64(n) + int64(n)/4 + 64<<10 }
 // keepReserve grows the reserve file to size; a failure (no room) leaves
 // what it made, which still helps.
 func (st *Store) keepReserve(size int64) error {
-	path := st.path + ".reserve"
+	path := FilesOf(st.path).Reserve
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return fmt.Errorf("pin snapshot reserve %s: %w", path, err)
@@ -60,7 +60,7 @@ func (st *Store) keepReserve(size int64) error {
 // or else the newest pins that fit. It returns how many pins the file
 // holds and cuts the journal up to covered.
 func (st *Store) saveInRoom(snap snapshot, b []byte, n int, covered int64) (int, error) {
-	os.Remove(st.path + ".reserve")
+	os.Remove(FilesOf(st.path).Reserve)
 	err := writeAtomic(st.path, b)
 	if err == nil {
 		return n, nil

@@ -89,7 +89,7 @@ func (st *Store) Save(path string, tables []Table) (int, error) {
 	if err := st.keepReserve(reserveSize(len(b))); err != nil {
 		st.reserveState.set(st.log, "short", "no room for the pin snapshot's reserve: a full disk may leave older pins out of the next snapshot", "error", err)
 	} else {
-		st.reserveState.set(st.log, "", "pin snapshot reserve held again", "file", st.path+".reserve")
+		st.reserveState.set(st.log, "", "pin snapshot reserve held again", "file", FilesOf(st.path).Reserve)
 	}
 	return kept, nil
 }

@@ -71,7 +71,7 @@ func (st *Store) Paused() bool { return st.paused.Load() }
 func New(path string, stats *Stats, log *slog.Logger) *Store {
 	st := &Store{path: path, log: log, stats: stats}
 	if path != "" {
-		st.journal = newJournal(path + ".journal")
+		st.journal = newJournal(FilesOf(path).Journal)
 	}
 	return st
 }

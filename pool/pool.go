@@ -48,6 +48,19 @@ func (a AdminState) String() string {
 	return "admin(" + strconv.Itoa(int(a)) + ")"
 }
 
+// MarshalText writes the state's name, as the operator file and the
+// cluster's wire carry it.
+func (a AdminState) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText reads a state's name; an unknown one is an error.
+func (a *AdminState) UnmarshalText(b []byte) error {
+	st, err := ParseAdminState(string(b))
+	if err == nil {
+		*a = st
+	}
+	return err
+}
+
 // ParseAdminState reads an Admin state from its name.
 func ParseAdminState(s string) (AdminState, error) {
 	for _, a := range []AdminState{Ready, Drain, Maint} {

@@ -35,9 +35,7 @@ func (s *Server) apply(cfg *config.Config, running bool) error {
 		}
 	}
 	s.current.Store(cfg)
-	if running {
-		s.forgetRemoved()
-	}
+	s.decisions.Known(s.knownBackends())
 	s.Reloads.Add(1)
 	s.LastReload.Store(time.Now().Unix())
 	return nil

@@ -21,7 +21,7 @@ func (s *Server) startCluster(cfg *config.Config) error {
 		return nil
 	}
 	m, err := cluster.Start(cluster.Options{Config: cfg.Cluster, Pools: s.clusterPools, HoldEvery: holdEvery(cfg),
-		Log: s.log, OnMember: s.opts.OnMember, Operators: s.operators, OnOperators: s.onOperators, OnClose: s.onClose,
+		Log: s.log, OnMember: s.opts.OnMember, Decisions: s.decisions, OnClose: s.onClose,
 		// Off memberlist's goroutine, which calls with its lock held:
 		// watchViews rechecks, once for any number of updates meanwhile.
 		OnViews: func() {

@@ -42,7 +42,8 @@ func (s *Server) Handover() ([]*os.File, error) {
 			s.log.Error("pin snapshot for the new process failed: it starts from the journal", "error", err)
 		}
 	}
-	s.saveOps()
+	s.decisions.Save()
+	s.decisions.Pause()
 	s.store.Pause()
 	if m := s.cluster.Load(); m != nil {
 		m.Leave(5 * time.Second)
@@ -73,6 +74,8 @@ func (s *Server) Resume(files []*os.File) error {
 		s.serve(l)
 	}
 	s.store.Resume()
+	s.decisions.Resume()
+	s.decisions.Save()
 	if err := s.startCluster(s.current.Load()); err != nil {
 		return err
 	}

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
+	"github.com/stickylb/stickylb/operator"
 	"github.com/stickylb/stickylb/pool"
 )
 
@@ -223,9 +225,8 @@ func TestClusterAgreementShown(t *testing.T) {
 		return true
 	})
 	s := f.members[0]
-	s.opsMu.Lock()
-	s.takeLocked(config.Operator{Pool: "cas", Backend: "cas3", State: "maint", Weight: -1, Version: s.opsClock.Now()}) // held here, not sent
-	s.opsMu.Unlock()
+	stamp := affinity.NewClock(nil).Now()
+	s.decisions.Merge([]operator.Decision{{Pool: "cas", Backend: "cas3", State: pool.Maint, Weight: -1, Version: stamp}}, "nobody") // held here, not sent
 	if got := s.Agreement("cas", "cas3"); !strings.Contains(got, "not heard yet") {
 		t.Fatalf("a decision no other member has reads %q", got)
 	}
@@ -240,7 +241,9 @@ func TestDrainDeadlineIsAnEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := make(chan string, 4)
-	srv, err := New(cfg, Options{OnOperator: func(op config.Operator, why string) { events <- op.Backend + " " + op.State + " (" + why + ")" }})
+	srv, err := New(cfg, Options{OnOperator: func(op operator.Decision, why string) {
+		events <- op.Backend + " " + op.State.String() + " (" + why + ")"
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

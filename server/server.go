@@ -19,6 +19,7 @@ import (
 	"github.com/stickylb/stickylb/cluster"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/health"
+	"github.com/stickylb/stickylb/operator"
 	"github.com/stickylb/stickylb/persist"
 	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/proxy"
@@ -48,7 +49,7 @@ type Options struct {
 	// OnOperator, if set, hears of a backend's state or weight changed
 	// otherwise than by this instance's API: by another cluster member,
 	// or by a drain's deadline (why says which).
-	OnOperator func(op config.Operator, why string)
+	OnOperator func(d operator.Decision, why string)
 	// OnEvent, if set, hears of other changes an operator made at
 	// another member: connections closed at its request.
 	OnEvent func(pool, backend, what string)
@@ -68,16 +69,10 @@ type Server struct {
 	retired   []*proxy.Listener          // closed by a reload; their connections still run
 	serving   sync.WaitGroup
 	current   atomic.Pointer[config.Config] // the config in force, published: read without s.mu
-	// The operators' decisions about backends (operator.go): opsMu
-	// guards ops and drainTimers, never waits on mu, and is taken after
-	// mu where both are; saveMu orders their writes to disk.
-	opsMu  sync.Mutex
-	saveMu sync.Mutex
-	ops    map[opKey]config.Operator
-	// drainTimers turn a drain into maintenance at its deadline.
-	drainTimers map[*pool.Backend]*drainTimer
-	opsClock    *affinity.Clock
-	opsPath     string // SNAPSHOT.operator; "" without a snapshot file
+	// decisions are the operators' (package operator), told of the
+	// backends with s.mu held: their lock is taken after s.mu, never
+	// before.
+	decisions *operator.Decisions
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -123,19 +118,16 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{},
-		drainTimers: map[*pool.Backend]*drainTimer{}, ops: map[opKey]config.Operator{}, opsClock: affinity.NewClock(nil),
 		views: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.store = persist.New(cfg.Global.SnapshotFile, &s.Stats, s.log)
-	if cfg.Global.SnapshotFile != "" {
-		s.opsPath = cfg.Global.SnapshotFile + ".operator"
-	}
+	s.decisions = s.newDecisions(cfg.Global.SnapshotFile)
 	if err := s.apply(cfg, false); err != nil {
 		s.cancel()
 		return nil, err
 	}
 	s.store.Restore(s.tables())
-	s.restoreOps()
+	s.decisions.Restore()
 	if err := s.startCluster(cfg); err != nil {
 		s.closeListeners()
 		s.cancel()
@@ -263,6 +255,7 @@ func (s *Server) Shutdown(ctx context.Context) int {
 		s.stopHealth(p)
 	}
 	s.mu.Unlock()
+	s.decisions.Stop()
 	if m := s.cluster.Load(); m != nil {
 		m.Leave(5 * time.Second)
 	}

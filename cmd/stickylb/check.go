@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/stickylb/stickylb/admin"
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/persist"
 	"github.com/stickylb/stickylb/proxy"
 	"golang.org/x/sys/unix"
 )
@@ -118,8 +119,9 @@ func globalSummary(w io.Writer, cfg *config.Config) {
 	if g.SnapshotFile == "" {
 		fmt.Fprintln(w, "pins on disk: none (snapshot_file unset): a restart places clients by the hash alone, and forgets operators' drains")
 	} else {
-		fmt.Fprintf(w, "pins on disk: %s every %s, journal %s.journal every %s; operators' decisions %s.operator at once\n",
-			g.SnapshotFile, g.SnapshotInterval, g.SnapshotFile, g.JournalInterval, g.SnapshotFile)
+		f := persist.FilesOf(g.SnapshotFile)
+		fmt.Fprintf(w, "pins on disk: %s every %s, journal %s every %s; operators' decisions %s at once\n",
+			f.Snapshot, g.SnapshotInterval, f.Journal, g.JournalInterval, f.Operator)
 	}
 	fmt.Fprintf(w, "drain on stop: up to %s\n", g.DrainTimeout)
 	if c := cfg.Cluster; c.Enabled() {
@@ -229,10 +231,6 @@ func writable(snapshot string) error {
 	return os.Remove(f.Name())
 }
 
-// snapshotBytesPerPin is what a pin takes in the snapshot (about 115
-// bytes: persist.TestSnapshotBytesPerPin), rounded up for IPv6 clients.
-const snapshotBytesPerPin = 130
-
 // diskRoom checks that the snapshot's file system has room for full
 // tables: the snapshot, the next one while it is written and the reserve
 // a quarter larger (docs/operations.md, "A full disk"), counting the room
@@ -248,17 +246,12 @@ func diskRoom(cfg *config.Config) error {
 			pins += p.Affinity.MaxEntries
 		}
 	}
-	need := uint64(pins) * snapshotBytesPerPin * 13 / 4
+	need := persist.RoomFor(pins)
 	var st unix.Statfs_t
 	if unix.Statfs(filepath.Dir(path), &st) != nil {
 		return nil
 	}
-	have := st.Bavail * uint64(st.Bsize)
-	for _, f := range []string{path, path + ".reserve", path + ".journal"} {
-		if fi, err := os.Stat(f); err == nil {
-			have += uint64(fi.Size())
-		}
-	}
+	have := st.Bavail*uint64(st.Bsize) + persist.FilesOf(path).Used()
 	if have >= need {
 		return nil
 	}

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stickylb/stickylb/operator"
+
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -177,8 +179,8 @@ type service struct {
 
 // operatorChanged records a backend set by another cluster member or by
 // a drain's deadline.
-func (d *service) operatorChanged(op config.Operator, why string) {
-	what := "set " + op.State
+func (d *service) operatorChanged(op operator.Decision, why string) {
+	what := "set " + op.State.String()
 	if op.Weight >= 0 {
 		what += fmt.Sprintf(", weight %d", op.Weight)
 	}
