@@ -16,9 +16,9 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	m := (*Member)(d)
 	ops := m.decisions()
 	backends := map[string][]string{}
-	for name, p := range m.opts.Pools() {
+	for _, p := range m.pools() {
 		if p.Backends != nil {
-			backends[name] = p.Backends()
+			backends[p.Name] = p.Backends
 		}
 	}
 	meta, left := encodeViews(ops, backends, limit)
@@ -43,7 +43,7 @@ func (d *delegate) NotifyMsg(msg []byte) {
 // is counted and logged, never applied.
 func (m *Member) receive(msg []byte) {
 	pins := 0
-	for _, p := range m.opts.Pools() {
+	for _, p := range m.pools() {
 		pins += p.Table.Cap()
 	}
 	kind, h, entries, err := decode(msg, maxTable(pins))
@@ -166,10 +166,10 @@ func (d *delegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (d *delegate) LocalState(bool) []byte {
 	m := (*Member)(d)
 	var entries []entry
-	for name, p := range m.opts.Pools() {
+	for _, p := range m.pools() {
 		p.Table.Records(func(r affinity.Record) bool {
 			r.HeldUntil = m.holdFor(r)
-			entries = append(entries, entry{pool: name, rec: r})
+			entries = append(entries, entry{pool: p.Name, rec: r})
 			return true
 		})
 	}
@@ -198,7 +198,6 @@ func (m *Member) holdFor(r affinity.Record) int64 {
 
 // merge applies records from another member to the tables they name.
 func (m *Member) merge(entries []entry) {
-	pools := m.opts.Pools()
 	now := time.Now()
 	for _, e := range entries {
 		if ahead := affinity.StampTime(e.rec.Version).Sub(now); ahead > maxClockOffset {
@@ -209,10 +208,10 @@ func (m *Member) merge(entries []entry) {
 			})
 			continue
 		}
-		p, ok := pools[e.pool]
+		p, ok := m.opts.Pins.Named(e.pool)
 		var rec affinity.Record
 		if ok && p.Table != nil {
-			rec, ok = p.Keyer.Admit(e.rec, p.has)
+			rec, ok = p.Keyer.Admit(e.rec, p.Has)
 		}
 		if !ok || p.Table == nil {
 			m.stats.Unknown.Add(1)
@@ -232,9 +231,6 @@ func (m *Member) merge(entries []entry) {
 		}
 	}
 }
-
-// has says whether the pool has backend name.
-func (p Table) has(name string) bool { return p.Has == nil || p.Has(name) }
 
 // events is the Member as memberlist tells it of other members.
 type events Member

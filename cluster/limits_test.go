@@ -43,9 +43,7 @@ func TestLongNameLeavesBatchReadable(t *testing.T) {
 func memberWithLog(logs *lbtest.Buffer, ops []operator.Decision, backends []string) *Member {
 	tb := affinity.NewTable(affinity.Config{MaxEntries: 64})
 	return &Member{log: slog.New(slog.NewTextHandler(logs, nil)), self: "me", opts: Options{
-		Pools: func() map[string]Table {
-			return map[string]Table{"cas": {Table: tb, Backends: func() []string { return backends }}}
-		},
+		Pins:      latest(affinity.Pins{Name: "cas", Table: tb, Backends: backends}),
 		Decisions: decisionsOf(ops),
 	}}
 }

@@ -20,7 +20,7 @@ func TestMemberlistLogsThrottled(t *testing.T) {
 	var logs lbtest.Buffer
 	m, err := Start(Options{Config: config.Cluster{Bind: addr, BindAddr: netip.MustParseAddrPort(addr), AdvertiseAddr: netip.MustParseAddrPort(addr), NodeName: "flooded",
 		SyncTimeout: config.Duration{Duration: time.Second}, SyncInterval: config.Duration{Duration: time.Minute}},
-		Pools: func() map[string]Table { return nil }, Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+		Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)
 	}

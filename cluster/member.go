@@ -33,25 +33,13 @@ import (
 	"github.com/stickylb/stickylb/throttle"
 )
 
-// Table is what the cluster needs of one pool: its table and how its keys
-// are made, so that records keyed another way are refused.
-type Table struct {
-	Table *affinity.Table
-	Keyer affinity.Keyer
-	// Has says whether the pool has a backend of that name; a record
-	// naming one it has not is refused (counted as unknown). Nil: every
-	// name is known.
-	Has func(backend string) bool
-	// Backends lists the pool's backends, published so that the other
-	// members know which this one has.
-	Backends func() []string
-}
 
 // Options set a member up.
 type Options struct {
 	Config config.Cluster
-	// Pools returns the pools with tables now, by name.
-	Pools func() map[string]Table
+	// Pins are the pools' pins as the server publishes them; the member
+	// shares those of the pools that keep pins.
+	Pins *affinity.Latest
 	// HoldEvery is how often a member repeats the pins it holds
 	// connections of; default a minute. Set it well below the shortest
 	// affinity TTL.
@@ -411,13 +399,13 @@ func (m *Member) lacks(v view) []string {
 		return nil
 	}
 	var out []string
-	for pool, t := range m.opts.Pools() {
-		if t.Backends == nil {
+	for _, p := range m.pools() {
+		if p.Backends == nil {
 			continue
 		}
-		for _, b := range t.Backends() {
-			if !v.backends[decisionID(pool, b)] {
-				out = append(out, pool+"/"+b)
+		for _, b := range p.Backends {
+			if !v.backends[decisionID(p.Name, b)] {
+				out = append(out, p.Name+"/"+b)
 			}
 		}
 	}
@@ -431,4 +419,12 @@ func (m *Member) decisions() []operator.Decision {
 		return nil
 	}
 	return m.opts.Decisions.All()
+}
+
+// pools are the published pools that keep pins.
+func (m *Member) pools() []affinity.Pins {
+	if m.opts.Pins == nil {
+		return nil
+	}
+	return m.opts.Pins.Kept()
 }

@@ -66,9 +66,16 @@ func startNode(tb testing.TB, name, addr string, peers []string, maxPins int) *n
 	return startNodeWith(tb, name, addr, peers, maxPins, nil, nil)
 }
 
-// startNodeWith is startNode for a pool whose backends has says, with
+// latest publishes ps, as the server does.
+func latest(ps ...affinity.Pins) *affinity.Latest {
+	var l affinity.Latest
+	l.Publish(ps)
+	return &l
+}
+
+// startNodeWith is startNode for a pool whose backends are given, with
 // the gossip keyring keys (none: unencrypted).
-func startNodeWith(tb testing.TB, name, addr string, peers []string, maxPins int, has func(string) bool, keys [][]byte) *node {
+func startNodeWith(tb testing.TB, name, addr string, peers []string, maxPins int, backends []string, keys [][]byte) *node {
 	tb.Helper()
 	nd := &node{addr: addr}
 	keyer := affinity.Keyer{}
@@ -82,7 +89,7 @@ func startNodeWith(tb testing.TB, name, addr string, peers []string, maxPins int
 		Config: config.Cluster{Bind: addr, BindAddr: netip.MustParseAddrPort(addr), AdvertiseAddr: netip.MustParseAddrPort(addr),
 			Peers: peers, NodeName: name, SyncTimeout: config.Duration{Duration: 5 * time.Second},
 			SyncInterval: config.Duration{Duration: time.Minute}, Keys: keys},
-		Pools:    func() map[string]Table { return map[string]Table{"cas": {Table: nd.table, Keyer: keyer, Has: has}} },
+		Pins:     latest(affinity.Pins{Name: "cas", Table: nd.table, Keyer: keyer, Backends: backends}),
 		OnMember: func(n, what string) { nd.mu.Lock(); nd.seen = append(nd.seen, n+" "+what); nd.mu.Unlock() },
 	})
 	if err != nil {
@@ -176,7 +183,7 @@ func TestSeedByNameNotMissing(t *testing.T) {
 func TestMergeRefusesUnknownBackend(t *testing.T) {
 	addrs := []string{lbtest.FreeAddr(t, "127.0.4.21"), lbtest.FreeAddr(t, "127.0.4.22")}
 	full := startNode(t, "full", addrs[0], addrs[:1], 100)
-	partial := startNodeWith(t, "partial", addrs[1], addrs, 100, func(b string) bool { return b == "cas1" || b == "cas2" }, nil)
+	partial := startNodeWith(t, "partial", addrs[1], addrs, 100, []string{"cas1", "cas2"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	partial.m.Join(ctx)

@@ -197,13 +197,13 @@ func (m *Member) maintain() {
 // anywhere.
 func (m *Member) repeatHeld(since int64) {
 	var batch []entry
-	for name, p := range m.opts.Pools() {
+	for _, p := range m.pools() {
 		p.Table.Records(func(r affinity.Record) bool {
 			if r.Active == 0 && r.LastSeen < since {
 				return true
 			}
 			r.HeldUntil = m.holdFor(r)
-			batch = append(batch, entry{pool: name, rec: r})
+			batch = append(batch, entry{pool: p.Name, rec: r})
 			if len(batch) == batchMax {
 				m.send(batch)
 				batch = batch[:0]

@@ -137,9 +137,7 @@ func FuzzReceive(f *testing.F) {
 	}))
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		tb := affinity.NewTable(affinity.Config{MaxEntries: 64})
-		m := &Member{log: slog.New(slog.DiscardHandler), self: "me", opts: Options{Pools: func() map[string]Table {
-			return map[string]Table{"cas": {Table: tb, Has: func(b string) bool { return b == "cas1" || b == "cas2" }}}
-		}}}
+		m := &Member{log: slog.New(slog.DiscardHandler), self: "me", opts: Options{Pins: latest(affinity.Pins{Name: "cas", Table: tb, Backends: []string{"cas1", "cas2"}})}}
 		m.receive(msg)
 		limit := affinity.StampOf(time.Now().Add(maxClockOffset))
 		if tb.Len() > tb.Cap() {

@@ -164,7 +164,7 @@ func (j *journal) cut(n int64) error {
 // replay applies the journal at path to the tables and returns how many
 // records it applied and how many lines it could not read (a crash can
 // leave the last one half written).
-func replay(path string, tables []Table) (applied, bad int, err error) {
+func replay(path string, tables []affinity.Pins) (applied, bad int, err error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, 0, nil
@@ -173,7 +173,7 @@ func replay(path string, tables []Table) (applied, bad int, err error) {
 		return 0, 0, fmt.Errorf("pin journal %s: %w", path, err)
 	}
 	defer f.Close()
-	byName := map[string]Table{}
+	byName := map[string]affinity.Pins{}
 	for _, t := range tables {
 		byName[t.Name] = t
 	}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/stickylb/stickylb/affinity"
 )
 
 // maxSnapshotSize bounds what a restore reads: 1 GiB holds about ten
@@ -16,7 +18,7 @@ const maxSnapshotSize = 1 << 30
 
 // Restore puts back the snapshot file's pins, if there is one, then
 // replays the journal of changes made since, and logs what it kept.
-func (st *Store) Restore(tables []Table) {
+func (st *Store) Restore(tables []affinity.Pins) {
 	if st.path == "" {
 		return
 	}
@@ -49,13 +51,13 @@ func (st *Store) Restore(tables []Table) {
 // unreadable, corrupt or foreign is an error and changes nothing, and a
 // regular one is moved aside as PATH.corrupt-TIMESTAMP so the next save
 // does not destroy what an operator may want to look at.
-func (st *Store) Load(path string, tables []Table) (restored, dropped int, err error) {
+func (st *Store) Load(path string, tables []affinity.Pins) (restored, dropped int, err error) {
 	snap, err := readSnapshot(path)
 	if err != nil || snap == nil {
 		return 0, 0, err
 	}
 	now := time.Now()
-	byName := map[string]Table{}
+	byName := map[string]affinity.Pins{}
 	for _, t := range tables {
 		byName[t.Name] = t
 	}

@@ -48,8 +48,8 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-func (ps *pinStore) tables() []Table {
-	return []Table{{Name: "cas", Table: ps.tb}}
+func (ps *pinStore) tables() []affinity.Pins {
+	return []affinity.Pins{{Name: "cas", Table: ps.tb}}
 }
 
 // lines counts the store's log lines that contain s.

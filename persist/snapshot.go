@@ -33,7 +33,7 @@ type snapshotPool struct {
 // count as seen now. Saved to the store's own snapshot file, it also
 // compacts the journal, and a full disk gets the newest pins that fit
 // (room.go); the state of that file is logged once per change.
-func (st *Store) Save(path string, tables []Table) (int, error) {
+func (st *Store) Save(path string, tables []affinity.Pins) (int, error) {
 	own := path == st.path
 	if own && st.paused.Load() {
 		return 0, nil // another process keeps the pins now
@@ -96,7 +96,7 @@ func (st *Store) Save(path string, tables []Table) (int, error) {
 
 // collect is every table's pins as a snapshot taken at now, and how many
 // there are.
-func collect(tables []Table, now time.Time) (snapshot, int) {
+func collect(tables []affinity.Pins, now time.Time) (snapshot, int) {
 	snap := snapshot{Magic: snapshotMagic, Version: 1, Written: now.UTC(), Pools: map[string]snapshotPool{}}
 	n := 0
 	for _, t := range tables {

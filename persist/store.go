@@ -21,18 +21,6 @@ import (
 	"github.com/stickylb/stickylb/affinity"
 )
 
-// Table is a pool's affinity table as the store sees it.
-type Table struct {
-	Name  string
-	Table *affinity.Table // nil for a pool that keeps no pins
-	Keyer affinity.Keyer
-	// Has says whether the pool has a backend of that name: a pin to
-	// one it has not is dropped when read back.
-	Has func(backend string) bool
-}
-
-func (t Table) has(name string) bool { return t.Has == nil || t.Has(name) }
-
 // Stats are the store's counters, for metrics.
 type Stats struct {
 	// SnapshotSaves and SnapshotFailures count snapshot writes;

@@ -50,7 +50,7 @@ func (sp storedPin) record(now time.Time) (affinity.Record, error) {
 // journal and cluster share (affinity.Keyer.Admit), unless it expired
 // while stickylb was down. replace says a journal's later word replaces
 // a pin the client has; an unpin forgets it.
-func restoreRecord(p Table, sp storedPin, now time.Time, replace bool) bool {
+func restoreRecord(p affinity.Pins, sp storedPin, now time.Time, replace bool) bool {
 	if p.Table == nil {
 		return false
 	}
@@ -58,7 +58,7 @@ func restoreRecord(p Table, sp storedPin, now time.Time, replace bool) bool {
 	if err != nil {
 		return false
 	}
-	r, ok := p.Keyer.Admit(r, p.has)
+	r, ok := p.Keyer.Admit(r, p.Has)
 	switch {
 	case !ok:
 		return false

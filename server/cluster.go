@@ -20,7 +20,7 @@ func (s *Server) startCluster(cfg *config.Config) error {
 	if !cfg.Cluster.Enabled() {
 		return nil
 	}
-	m, err := cluster.Start(cluster.Options{Config: cfg.Cluster, Pools: s.clusterPools, HoldEvery: holdEvery(cfg),
+	m, err := cluster.Start(cluster.Options{Config: cfg.Cluster, Pins: &s.pins, HoldEvery: holdEvery(cfg),
 		Log: s.log, OnMember: s.opts.OnMember, Decisions: s.decisions, OnClose: s.onClose,
 		// Off memberlist's goroutine, which calls with its lock held:
 		// watchViews rechecks, once for any number of updates meanwhile.
@@ -35,25 +35,6 @@ func (s *Server) startCluster(cfg *config.Config) error {
 	}
 	s.cluster.Store(m)
 	return nil
-}
-
-// clusterPools are the pools that keep pins.
-func (s *Server) clusterPools() map[string]cluster.Table {
-	out := map[string]cluster.Table{}
-	for _, p := range s.Pools() {
-		if p.Table != nil {
-			pl := p.Pool
-			out[p.Name] = cluster.Table{Table: p.Table, Keyer: p.Keyer, Has: func(name string) bool { return pl.Backend(name) != nil },
-				Backends: func() []string {
-					var names []string
-					for _, b := range pl.Backends() {
-						names = append(names, b.Name)
-					}
-					return names
-				}}
-		}
-	}
-	return out
 }
 
 // holdEvery is how often a member repeats the pins it holds connections

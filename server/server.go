@@ -65,6 +65,7 @@ type Server struct {
 	leaving   atomic.Bool // a stop's grace has begun: readiness says no
 	pools     map[string]*poolRT
 	published atomic.Pointer[[]PoolView] // pools as readers see them, without s.mu (Pools)
+	pins      affinity.Latest            // their pins, as the store and the cluster read them
 	listeners map[string]*listenerRT     // by bind key, see bindKey
 	retired   []*proxy.Listener          // closed by a reload; their connections still run
 	serving   sync.WaitGroup

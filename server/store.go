@@ -5,19 +5,13 @@ package server
 import (
 	"time"
 
+	"github.com/stickylb/stickylb/affinity"
+
 	"github.com/stickylb/stickylb/persist"
 )
 
-// tables are the pools' affinity tables as the pin store sees them.
-func (s *Server) tables() []persist.Table {
-	var out []persist.Table
-	for _, p := range s.Pools() {
-		pl := p.Pool
-		out = append(out, persist.Table{Name: p.Name, Table: p.Table, Keyer: p.Keyer,
-			Has: func(name string) bool { return pl.Backend(name) != nil }})
-	}
-	return out
-}
+// tables are the pools' pins as published.
+func (s *Server) tables() []affinity.Pins { return s.pins.All() }
 
 // SaveSnapshot writes every pool's pins to path (package persist); saved
 // to the server's own snapshot file, it also compacts the journal.

@@ -13,12 +13,11 @@ import (
 	"github.com/stickylb/stickylb/pool"
 )
 
-// PoolView is a pool as the admin API and metrics see it.
+// PoolView is a pool as the admin API and metrics see it: its pins, as
+// the store and the cluster see them too, and its backends.
 type PoolView struct {
-	Name  string
-	Pool  *pool.Pool
-	Table *affinity.Table // nil when the pool keeps no pins
-	Keyer affinity.Keyer
+	affinity.Pins
+	Pool *pool.Pool
 }
 
 // Pools returns the current pools in name order. It takes no lock: the
@@ -35,13 +34,22 @@ func (s *Server) Pools() []PoolView {
 	return nil
 }
 
-// publishPools publishes the pools as they are now, with s.mu held.
+// publishPools publishes the pools as they are now, with s.mu held: the
+// views for the API, and their pins for the store and the cluster.
 func (s *Server) publishPools() {
 	out := make([]PoolView, 0, len(s.pools))
+	pins := make([]affinity.Pins, 0, len(s.pools))
 	for _, name := range slices.Sorted(maps.Keys(s.pools)) {
 		p := s.pools[name]
-		out = append(out, PoolView{Name: name, Pool: p.pool, Table: p.table, Keyer: p.keyer})
+		var names []string
+		for _, b := range p.pool.Backends() {
+			names = append(names, b.Name)
+		}
+		v := PoolView{Pins: affinity.Pins{Name: name, Table: p.table, Keyer: p.keyer, Backends: names}, Pool: p.pool}
+		out = append(out, v)
+		pins = append(pins, v.Pins)
 	}
+	s.pins.Publish(pins)
 	s.published.Store(&out)
 }
 
