@@ -33,7 +33,6 @@ import (
 	"github.com/stickylb/stickylb/throttle"
 )
 
-
 // Options set a member up.
 type Options struct {
 	Config config.Cluster
