@@ -99,6 +99,39 @@ type Event struct {
 	Remote bool
 }
 
+// Record is the one conversion of a change into the record of the pin it
+// leaves, which the journal writes and the cluster sends: for a pin or a
+// re-pin, the pin as it is now; for an unpin, an unpin (Backend ""). It
+// reports false for an event that changes no pin (a client left
+// unpinned). LastSeen and HeldUntil are for the caller to set: the
+// journal's is the change's time, the cluster's the last close.
+func (ev Event) Record() (Record, bool) {
+	switch ev.Kind {
+	case EventPin, EventRepin:
+		return Record{Key: ev.Key, Backend: ev.Backend, Home: ev.Home, Version: ev.Version, Created: ev.Created}, true
+	case EventUnpin:
+		return Record{Key: ev.Key, Version: ev.Version, Created: ev.Created}, true
+	}
+	return Record{}, false
+}
+
+// Shared says whether every cluster member is to make the change too: a
+// pin, a re-pin or an operator's deletion made here. Expiry and eviction
+// are each member's own (each reckons its own TTL and room), and a change
+// that came from another member is not sent on.
+func (ev Event) Shared() bool {
+	if ev.Remote {
+		return false
+	}
+	switch ev.Kind {
+	case EventPin, EventRepin:
+		return true
+	case EventUnpin:
+		return ev.Unpin == Deleted
+	}
+	return false
+}
+
 // event describes pin p of client k for an event of kind.
 func (t *Table) event(kind EventKind, k Key, p pin, from string, why RepinReason) Event {
 	return Event{Kind: kind, Key: k, Backend: t.name(p.backend), From: from, Repin: why, Active: p.active,

@@ -23,18 +23,10 @@ const (
 // Note passes a change of pool's table on to the other members. It never
 // blocks: the pin decision does not wait for the network.
 func (m *Member) Note(pool string, ev affinity.Event) {
-	if ev.Remote {
+	if !ev.Shared() {
 		return
 	}
-	var r affinity.Record
-	switch {
-	case ev.Kind == affinity.EventPin || ev.Kind == affinity.EventRepin:
-		r = affinity.Record{Key: ev.Key, Backend: ev.Backend, Home: ev.Home, Version: ev.Version, Created: ev.Created}
-	case ev.Kind == affinity.EventUnpin && ev.Unpin == affinity.Deleted:
-		r = affinity.Record{Key: ev.Key, Version: ev.Version, Created: ev.Created}
-	default:
-		return // expiry and eviction are each member's own
-	}
+	r, _ := ev.Record()
 	select {
 	case m.out <- entry{pool: pool, rec: r}:
 	default:

@@ -49,17 +49,12 @@ func newJournal(path string) *journal {
 
 // note records a table change; it is called from connection goroutines.
 func (j *journal) note(pool string, ev affinity.Event) {
-	switch ev.Kind {
-	case affinity.EventPin, affinity.EventRepin, affinity.EventUnpin:
-	default:
+	rec, ok := ev.Record()
+	if !ok {
 		return // no pin changed
 	}
-	// The change is the pin's last activity; its age and home are the
-	// pin's own.
-	r := storedPin{Pool: pool, Client: ev.Key.String(), LastSeen: time.Now().Unix(), Version: ev.Version}
-	if ev.Kind != affinity.EventUnpin {
-		r.Backend, r.Home, r.Created = ev.Backend, ev.Home, ev.Created
-	}
+	rec.LastSeen = time.Now().Unix() // the change is the pin's last activity
+	r := storedOf(pool, rec)
 	k := journalKey{pool, ev.Key}
 	j.mu.Lock()
 	if _, ok := j.pending[k]; !ok {
