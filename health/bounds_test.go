@@ -17,6 +17,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/stickylb/stickylb/kit/lbtest"
+
 	"github.com/stickylb/stickylb/localerr"
 )
 
@@ -181,7 +183,7 @@ func TestCheckerClipsWhatItHandsOn(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
-	waitFor(t, "down", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
+	lbtest.Eventually(t, 5*time.Second, "down", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
 	cancel()
 	<-done
 	ch, _ := rec.last()

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/kit/lbtest"
+
 	"go.uber.org/goleak"
 )
 
@@ -50,17 +52,6 @@ func listen(t *testing.T, host string, port int) net.Listener {
 	return ln
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // A host is up only when every port answers; rise and fall are counted.
 func TestEveryPortMustAnswer(t *testing.T) {
 	a := listen(t, "127.0.0.21", 0)
@@ -87,12 +78,12 @@ func TestEveryPortMustAnswer(t *testing.T) {
 	go func() { c.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	waitFor(t, "a first passing check", func() bool { v, ok := results.Load("cas1"); return ok && v.(bool) })
+	lbtest.Eventually(t, 5*time.Second, "a first passing check", func() bool { v, ok := results.Load("cas1"); return ok && v.(bool) })
 	if _, n := rec.last(); n != 0 {
 		t.Fatalf("a healthy host reported a change on its first check")
 	}
 	b.Close() // the second port dies: the whole host must go down
-	waitFor(t, "down", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
+	lbtest.Eventually(t, 5*time.Second, "down", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
 	// Counted, not timed: a first failed check can come right after the
 	// close, so the time to go down is under three intervals (39.6 ms
 	// once in CI against a 40 ms bound).
@@ -105,7 +96,7 @@ func TestEveryPortMustAnswer(t *testing.T) {
 	}
 	b2 := listen(t, "127.0.0.21", port2)
 	defer b2.Close()
-	waitFor(t, "up again", func() bool { ch, n := rec.last(); return n == 2 && ch.Up })
+	lbtest.Eventually(t, 5*time.Second, "up again", func() bool { ch, n := rec.last(); return n == 2 && ch.Up })
 }
 
 // A host never checked before is judged by its first check alone.
@@ -122,7 +113,7 @@ func TestFirstCheckDecides(t *testing.T) {
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "the first check to mark it down", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
+	lbtest.Eventually(t, 5*time.Second, "the first check to mark it down", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
 }
 
 // A known-up host keeps its state through fewer than Fall failures.
@@ -148,7 +139,7 @@ func TestKnownStateNeedsFall(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
-	waitFor(t, "down after 3", func() bool { _, n := rec.last(); return n == 1 })
+	lbtest.Eventually(t, 5*time.Second, "down after 3", func() bool { _, n := rec.last(); return n == 1 })
 	cancel()
 	<-done
 	if changesAfterTwo != 0 {
@@ -177,12 +168,12 @@ func TestLocalErrorsJudgeNothing(t *testing.T) {
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "20 local failures", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 20 })
+	lbtest.Eventually(t, 5*time.Second, "20 local failures", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 20 })
 	if _, n := rec.last(); n != 0 {
 		t.Fatalf("a local EMFILE took the host down")
 	}
 	mu.Lock()
 	result = &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	mu.Unlock()
-	waitFor(t, "down on a refusal", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
+	lbtest.Eventually(t, 5*time.Second, "down on a refusal", func() bool { ch, n := rec.last(); return n == 1 && !ch.Up })
 }

@@ -3,14 +3,12 @@
 package persist
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,28 +22,16 @@ type pinStore struct {
 	st    *Store
 	tb    *affinity.Table
 	stats *Stats
-	mu    sync.Mutex
-	log   bytes.Buffer
+	log   lbtest.Buffer
 	now   time.Time
 }
 
 func newPinStore(t *testing.T, path string) *pinStore {
 	ps := &pinStore{stats: &Stats{}, now: time.Now()}
-	ps.st = New(path, ps.stats, slog.New(slog.NewTextHandler(lockedWriter{&ps.mu, &ps.log}, nil)))
+	ps.st = New(path, ps.stats, slog.New(slog.NewTextHandler(&ps.log, nil)))
 	ps.tb = affinity.NewTable(affinity.Config{TTL: 24 * time.Hour, MaxEntries: 100_000,
 		OnEvent: func(ev affinity.Event) { ps.st.Note("cas", ev) }, Now: func() time.Time { return ps.now }})
 	return ps
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 func (ps *pinStore) tables() []affinity.Pins {
@@ -54,8 +40,6 @@ func (ps *pinStore) tables() []affinity.Pins {
 
 // lines counts the store's log lines that contain s.
 func (ps *pinStore) lines(s string) int {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
 	return strings.Count(ps.log.String(), s)
 }
 

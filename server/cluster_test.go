@@ -30,7 +30,7 @@ type fleet struct {
 	ports   []int
 	gossip  []string // each member's cluster address
 	members []*Server
-	logs    []*syncBuf
+	logs    []*lbtest.Buffer
 	// snapshots, when set, is a directory where each member keeps its
 	// pins (global.snapshot_file).
 	snapshots string
@@ -47,7 +47,7 @@ func startFleet(t *testing.T, n int, snapshots string) *fleet {
 	for i := range n + 1 { // one spare address for a member added later
 		f.gossip = append(f.gossip, lbtest.FreeAddr(t, fmt.Sprintf("127.0.2.%d", i+1)))
 	}
-	f.members, f.logs = make([]*Server, n+1), make([]*syncBuf, n+1)
+	f.members, f.logs = make([]*Server, n+1), make([]*lbtest.Buffer, n+1)
 	f.startAll(n)
 	return f
 }
@@ -57,7 +57,7 @@ func startFleet(t *testing.T, n int, snapshots string) *fleet {
 func (f *fleet) startAll(n int) {
 	var wg sync.WaitGroup
 	for i := range n {
-		f.logs[i] = &syncBuf{}
+		f.logs[i] = &lbtest.Buffer{}
 		wg.Go(func() { f.members[i] = launch(f.t, f.source(i, n), f.logs[i]) })
 	}
 	wg.Wait()
@@ -96,7 +96,7 @@ sync_interval = "1m" # long: changes must arrive as they happen, not by the next
 
 // start starts member i (again), listing the first n members as peers.
 func (f *fleet) start(i, n int) {
-	f.logs[i] = &syncBuf{}
+	f.logs[i] = &lbtest.Buffer{}
 	f.members[i] = start(f.t, f.source(i, n), f.logs[i])
 }
 

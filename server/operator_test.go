@@ -37,7 +37,7 @@ func TestOperatorDecisionsOutliveRestart(t *testing.T) {
 		}
 		return s
 	}
-	first := launch(t, src(1, true), &syncBuf{})
+	first := launch(t, src(1, true), &lbtest.Buffer{})
 	first.SetState("cas", "cas2", pool.Maint, 0)
 	first.SetState("cas", "cas3", pool.Drain, time.Hour)
 	first.SetWeight("cas", "cas1", 5)
@@ -45,7 +45,7 @@ func TestOperatorDecisionsOutliveRestart(t *testing.T) {
 	defer cancel()
 	first.Shutdown(ctx)
 
-	logs := &syncBuf{}
+	logs := &lbtest.Buffer{}
 	second := start(t, src(1, true), logs)
 	p := second.Pool("cas")
 	if got := []string{p.Backend("cas1").State(), p.Backend("cas2").State(), p.Backend("cas3").State()}; fmt.Sprint(got) != "[up maint drain]" {
@@ -136,7 +136,7 @@ func TestClusterSharesOperatorDecisions(t *testing.T) {
 func TestRemovedBackendListedWhileInUse(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, casHosts, 1)
 	base := listenersTOML(ports, "127.0.0.1") + "[pool.cas.health]\nenabled = false\n"
-	srv := start(t, base+backendsTOML(bs), &syncBuf{})
+	srv := start(t, base+backendsTOML(bs), &lbtest.Buffer{})
 	addr := srv.Addrs()["l0"]
 	var on3 *lbtest.Client
 	for i := range 40 {

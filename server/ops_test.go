@@ -177,7 +177,7 @@ func TestMaxConns(t *testing.T) {
 	src := listenersTOML(ports, "127.0.0.1") + "[pool.cas.health]\nenabled = false\n" +
 		"[pool.cas.backend.cas1]\naddress = \"127.0.0.11\"\nmax_conns = 2\nweight = 1000\n[pool.cas.backend.cas2]\naddress = \"127.0.0.12\"\nweight = 1\n"
 	_ = bs
-	srv := start(t, src, &syncBuf{})
+	srv := start(t, src, &lbtest.Buffer{})
 	addr := srv.Addrs()["l0"]
 	var open []*lbtest.Client
 	defer func() {
@@ -256,7 +256,7 @@ func TestSlowStart(t *testing.T) {
 func TestReloadKeepsHealthStreaks(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, casHosts, 1)
 	src := listenersTOML(ports, "127.0.0.1") + "[pool.cas.health]\ninterval = \"100ms\"\nfall = 5\n" + backendsTOML(bs)
-	srv := start(t, src, &syncBuf{})
+	srv := start(t, src, &lbtest.Buffer{})
 	p := srv.Pool("cas")
 	lbtest.Eventually(t, 5*time.Second, "all up", func() bool {
 		return p.Backend("cas1").Healthy() && p.Backend("cas2").Healthy() && p.Backend("cas3").Healthy()

@@ -4,7 +4,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,15 +28,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, lbtest.IgnoreMemberlistPr
 
 var casHosts = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 
-// syncBuf is a log sink tests can read while the server writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // rig is a server in front of real backends, with one listener per
 // backend port, all sharing pool cas.
 type rig struct {
@@ -45,7 +35,7 @@ type rig struct {
 	srv   *Server
 	bs    []*lbtest.Backend
 	ports []int
-	log   *syncBuf
+	log   *lbtest.Buffer
 }
 
 // addr returns the proxy address of listener i.
@@ -84,7 +74,7 @@ func newRig(t *testing.T, nports int, poolTOML string) *rig {
 	t.Helper()
 	bs, ports := lbtest.StartBackends(t, casHosts, nports)
 	src := listenersTOML(ports, "127.0.0.1") + poolTOML + "\n" + backendsTOML(bs)
-	l := &rig{t: t, bs: bs, ports: ports, log: &syncBuf{}}
+	l := &rig{t: t, bs: bs, ports: ports, log: &lbtest.Buffer{}}
 	l.srv = start(t, src, l.log)
 	return l
 }
@@ -434,7 +424,7 @@ func TestIPv6Listener(t *testing.T) {
 // surviving backends and open connections; a bad reload changes nothing.
 func TestReload(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, casHosts, 3)
-	logs := &syncBuf{}
+	logs := &lbtest.Buffer{}
 	two := "[pool.cas.health]\nenabled = false\n" + backendsTOML(bs[:2])
 	srv := start(t, listenersTOML(ports[:2], "127.0.0.1")+two, logs)
 	addrs := srv.Addrs()
@@ -611,7 +601,7 @@ func TestRetiredListenersFreed(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, casHosts[:1], 1)
 	base := listenersTOML(ports, "127.0.0.1") + "[pool.cas.health]\nenabled = false\n" + backendsTOML(bs)
 	extra := fmt.Sprintf("[listener.extra]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", ports[0])
-	srv := start(t, base, &syncBuf{})
+	srv := start(t, base, &lbtest.Buffer{})
 	for i := range 400 {
 		src := base
 		if i%2 == 0 {
@@ -639,7 +629,7 @@ func TestProxyProtocolListener(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, casHosts, 1)
 	src := listenersTOML(ports, "127.0.0.1") + "[pool.cas.health]\nenabled = false\n" + backendsTOML(bs)
 	src = strings.Replace(src, "pool = \"cas\"\n", "pool = \"cas\"\nproxy_protocol = true\nproxy_trusted = [\"127.0.0.0/8\"]\n", 1)
-	var log syncBuf
+	var log lbtest.Buffer
 	srv := start(t, src, &log)
 	c, err := lbtest.Dial(lbtest.ClientIP(7700), srv.Addrs()["l0"])
 	if err != nil {

@@ -23,7 +23,7 @@ func TestRestoreCountsKeptPins(t *testing.T) {
 	dir := t.TempDir()
 	src := "[global]\nsnapshot_file = \"" + filepath.Join(dir, "pins.json") + "\"\n" + listenersTOML(ports, "127.0.0.1") +
 		"[pool.cas.health]\nenabled = false\n[pool.cas.affinity]\nmax_entries = %d\n" + backendsTOML(bs)
-	first := start(t, strings.Replace(src, "%d", "100", 1), &syncBuf{})
+	first := start(t, strings.Replace(src, "%d", "100", 1), &lbtest.Buffer{})
 	tb := first.Table("cas")
 	for i := range 50 {
 		tb.Insert(affinity.Record{Key: affinity.Keyer{}.Key(netip.AddrPortFrom(netip.MustParseAddr(lbtest.ClientIP(i)), 1)), Backend: bs[0].Name,
@@ -32,7 +32,7 @@ func TestRestoreCountsKeptPins(t *testing.T) {
 	if _, err := first.SaveSnapshot(filepath.Join(dir, "pins.json")); err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuf
+	var log lbtest.Buffer
 	second := start(t, strings.Replace(src, "%d", "10", 1), &log)
 	if n := second.Table("cas").Len(); n != 10 {
 		t.Fatalf("%d pins held, want 10", n)
@@ -43,7 +43,7 @@ func TestRestoreCountsKeptPins(t *testing.T) {
 }
 
 // snapshotRig starts a server whose snapshot file is path.
-func snapshotRig(t *testing.T, path string, log *syncBuf) *Server {
+func snapshotRig(t *testing.T, path string, log *lbtest.Buffer) *Server {
 	t.Helper()
 	bs, ports := lbtest.StartBackends(t, casHosts[:1], 1)
 	src := "[global]\nsnapshot_file = \"" + path + "\"\n" + listenersTOML(ports, "127.0.0.1") +
@@ -56,7 +56,7 @@ func TestCorruptSnapshotMovedAside(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pins.json")
 	os.WriteFile(path, []byte(`{"magic": "stickylb-pins", "version": 1, "pools": {`), 0o644)
-	var log syncBuf
+	var log lbtest.Buffer
 	srv := snapshotRig(t, path, &log)
 	if !strings.Contains(log.String(), "is corrupt") || !strings.Contains(log.String(), "moved aside to "+path+".corrupt-") {
 		t.Fatalf("no corrupt-and-moved line:\n%s", log.String())
@@ -86,7 +86,7 @@ func TestSnapshotNotARegularFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range []string{fifo, zero} {
-		var log syncBuf
+		var log lbtest.Buffer
 		done := make(chan struct{})
 		go func() { snapshotRig(t, path, &log); close(done) }()
 		select {
@@ -108,7 +108,7 @@ func TestSnapshotFutureTimesAndFailedSaves(t *testing.T) {
 	future := time.Now().Add(24 * time.Hour).Unix()
 	os.WriteFile(path, []byte(fmt.Sprintf(`{"magic":"stickylb-pins","version":1,"pools":{"cas":{"key":"src-ip","ipv4_prefix":24,"ipv6_prefix":64,`+
 		`"pins":[{"client":"10.9.9.9","backend":"cas1","created":%d,"last_seen":%d}]}}}`, future, future)), 0o644)
-	srv := snapshotRig(t, path, &syncBuf{})
+	srv := snapshotRig(t, path, &lbtest.Buffer{})
 	in, err := srv.Table("cas").Lookup(affinity.Keyer{}.Key(netip.MustParseAddrPort("10.9.9.9:1")))
 	if err != nil {
 		t.Fatal(err)

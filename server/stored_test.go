@@ -42,7 +42,7 @@ func TestRestartKeepsAgeAndHome(t *testing.T) {
 		return "[global]\nsnapshot_file = \"" + filepath.Join(d, "pins.json") + "\"\nsnapshot_interval = \"1h\"\njournal_interval = \"10ms\"\n" +
 			listenersTOML(ports, "127.0.0.1") + "[pool.cas]\nfailback = true\n[pool.cas.health]\nenabled = false\n" + backendsTOML(bs)
 	}
-	first := start(t, src(dir), &syncBuf{})
+	first := start(t, src(dir), &lbtest.Buffer{})
 	client := "127.5.0.1"
 	k := affinity.Keyer{}.Key(netip.AddrPortFrom(netip.MustParseAddr(client), 0))
 	created := time.Now().Add(-time.Hour).Unix()
@@ -71,10 +71,10 @@ func TestRestartKeepsAgeAndHome(t *testing.T) {
 			t.Fatalf("after a restart from the %s, with cas1 up, the client reached %q, %v; want a failback to cas1", how, who, err)
 		}
 	}
-	check("journal", start(t, src(crash), &syncBuf{}))
+	check("journal", start(t, src(crash), &lbtest.Buffer{}))
 	first.Pool("cas").Backend("cas1").MarkUp()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	first.Shutdown(ctx) // writes the snapshot
-	check("snapshot", start(t, src(dir), &syncBuf{}))
+	check("snapshot", start(t, src(dir), &lbtest.Buffer{}))
 }
