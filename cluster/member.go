@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stickylb/stickylb/locks"
+
 	"github.com/stickylb/stickylb/operator"
 
 	"github.com/hashicorp/memberlist"
@@ -70,7 +72,7 @@ type Member struct {
 	stats    Stats
 	others   roster // the other members, as events report them, and what is kept of each
 	selfAddr string
-	outMu    sync.Mutex
+	outMu    locks.Mutex
 	outboxes map[string]*peerQueue // by member name
 
 	synced    atomic.Bool
@@ -78,7 +80,7 @@ type Member struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	leaveOnce sync.Once
-	bgMu      sync.Mutex // orders background against stop
+	bgMu      locks.Mutex // orders background against stop
 	stopped   bool
 	bridge    *logBridge
 	keyring   *memberlist.Keyring // nil without a secret file

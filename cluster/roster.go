@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"maps"
 	"slices"
-	"sync"
 	"time"
+
+	"github.com/stickylb/stickylb/locks"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -24,7 +25,7 @@ import (
 // member gone is kept for ctl members until maxDeparted others left
 // after it.
 type roster struct {
-	mu    sync.Mutex
+	mu    locks.Mutex
 	nodes map[string]*rosterEntry
 }
 

@@ -1,8 +1,9 @@
 package cluster
 
 import (
-	"sync"
 	"time"
+
+	"github.com/stickylb/stickylb/locks"
 
 	"github.com/hashicorp/memberlist"
 
@@ -224,7 +225,7 @@ const (
 // a slice that grows to recentMax and is then a ring, so adding a batch
 // costs its own length and never moves the rest.
 type recentChanges struct {
-	mu   sync.Mutex
+	mu   locks.Mutex
 	buf  []timedEntry
 	next int // once full, the oldest entry, which the next add replaces
 }

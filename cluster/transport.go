@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/stickylb/stickylb/locks"
+
 	"github.com/hashicorp/memberlist"
 )
 
@@ -25,7 +27,7 @@ const (
 type boundedTransport struct {
 	*memberlist.NetTransport
 	streams  chan net.Conn
-	mu       sync.Mutex
+	mu       locks.Mutex
 	open     int            // streams passed on and not yet closed
 	bySource map[string]int // the same, by source address
 	done     chan struct{}

@@ -11,7 +11,7 @@ const module = "github.com/stickylb/stickylb/"
 // layers is the data flow of the runtime packages, lowest first: a
 // package may import only packages of lower layers, and never the kit.
 var layers = [][]string{
-	{"dcerpc", "localerr", "throttle", "uplot"},
+	{"dcerpc", "localerr", "locks", "throttle", "uplot"},
 	{"config"},
 	{"affinity", "health", "steer", "nlbimport"},
 	{"pool", "persist"},

@@ -5,9 +5,10 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stickylb/stickylb/locks"
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/pool"
@@ -49,12 +50,12 @@ type Decisions struct {
 	// mu guards held, timers and known; nothing is called out to with
 	// it held. A caller may hold its own lock when it takes mu (the
 	// server's, in Known), never the other way round.
-	mu     sync.Mutex
+	mu     locks.Mutex
 	held   map[key]Decision
 	timers map[*pool.Backend]*drainTimer // a drain's deadline
 	known  map[string]map[string]Backend // by pool, then backend
 
-	saveMu sync.Mutex  // orders writes: the last written is the newest
+	saveMu locks.Mutex // orders writes: the last written is the newest
 	paused atomic.Bool // another process writes the file (Pause)
 }
 

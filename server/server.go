@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stickylb/stickylb/locks"
+
 	"github.com/stickylb/stickylb/throttle"
 
 	"github.com/stickylb/stickylb/affinity"
@@ -60,7 +62,7 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	mu        sync.Mutex  // serialises Reload and Shutdown
+	mu        locks.Mutex // serialises Reload and Shutdown
 	stopping  atomic.Bool // Shutdown has begun: no new connections, no reloads
 	leaving   atomic.Bool // a stop's grace has begun: readiness says no
 	pools     map[string]*poolRT
