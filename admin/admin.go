@@ -232,7 +232,7 @@ type CheckInfo struct {
 func backendInfo(pool string, b *pool.Backend, pins int) BackendInfo {
 	toBackend, toClient := b.Bytes()
 	opened, failed := b.Totals()
-	bi := BackendInfo{Pool: pool, Name: b.Name, Address: b.Host, State: b.State(), Healthy: b.Healthy(),
+	bi := BackendInfo{Pool: pool, Name: b.Name, Address: b.Host, State: b.Status(), Healthy: b.Healthy(),
 		Admin: b.AdminState().String(), Weight: b.Weight(), Connections: b.Active(), Pins: pins,
 		ToBackend: toBackend, ToClient: toClient, Since: b.LastChange().UTC(), DownReason: b.DownReason(),
 		Opened: opened, ConnectErrors: failed}

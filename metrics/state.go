@@ -81,7 +81,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descPrefix, prometheus.CounterValue, float64(st.PrefixFull), p.Name)
 		}
 		for _, b := range p.Listed() {
-			cur := b.State()
+			cur := b.Status()
 			for _, st := range states {
 				v := 0.0
 				if st == cur {

@@ -209,11 +209,11 @@ func (b *Backend) effectiveWeight(now int64, slowStart time.Duration) float64 {
 	return w
 }
 
-// State is a one-word summary for logs and the admin API: removed, down,
+// Status is a one-word summary for logs and the admin API: removed, down,
 // maint, drain or up. Maintenance is planned work and takes no traffic
 // whatever the checks say, so it reads maint while the CAS reboots (as
 // HAProxy's MAINT does); health alone is Healthy.
-func (b *Backend) State() string {
+func (b *Backend) Status() string {
 	switch {
 	case b.Removed():
 		return "removed"

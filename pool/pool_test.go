@@ -229,11 +229,11 @@ func TestMaintenanceOutlastsHealth(t *testing.T) {
 	b := NewBackend("cas1", "127.0.0.11", 1)
 	b.SetAdminState(Maint)
 	b.SetHealthy(false)
-	if b.State() != "maint" || b.Healthy() {
-		t.Fatalf("in maintenance and failing checks: state %s, healthy %v; want maint, false", b.State(), b.Healthy())
+	if b.Status() != "maint" || b.Healthy() {
+		t.Fatalf("in maintenance and failing checks: state %s, healthy %v; want maint, false", b.Status(), b.Healthy())
 	}
 	b.SetAdminState(Drain)
-	if b.State() != "down" {
-		t.Fatalf("draining and failing checks: state %s, want down", b.State())
+	if b.Status() != "down" {
+		t.Fatalf("draining and failing checks: state %s, want down", b.Status())
 	}
 }

@@ -48,7 +48,7 @@ func TestOperatorDecisionsOutliveRestart(t *testing.T) {
 	logs := &lbtest.Buffer{}
 	second := start(t, src(1, true), logs)
 	p := second.Pool("cas")
-	if got := []string{p.Backend("cas1").State(), p.Backend("cas2").State(), p.Backend("cas3").State()}; fmt.Sprint(got) != "[up maint drain]" {
+	if got := []string{p.Backend("cas1").Status(), p.Backend("cas2").Status(), p.Backend("cas3").Status()}; fmt.Sprint(got) != "[up maint drain]" {
 		t.Fatalf("after the restart cas1-3 are %v, want [up maint drain]\n%s", got, logs)
 	}
 	if w := p.Backend("cas1").Weight(); w != 5 {
@@ -62,10 +62,10 @@ func TestOperatorDecisionsOutliveRestart(t *testing.T) {
 		t.Fatalf("after the file changed cas1's weight to 2, it is %d", w)
 	}
 	reload(t, second, src(2, true))
-	if st := p.Backend("cas3").State(); st != "up" {
+	if st := p.Backend("cas3").Status(); st != "up" {
 		t.Fatalf("cas3 removed and added back is %s, want up (ready)", st)
 	}
-	if st := p.Backend("cas2").State(); st != "maint" {
+	if st := p.Backend("cas2").Status(); st != "maint" {
 		t.Fatalf("cas2 after two reloads is %s, want maint", st)
 	}
 }
@@ -95,7 +95,7 @@ func TestClusterSharesOperatorDecisions(t *testing.T) {
 	start := time.Now()
 	lbtest.Eventually(t, time.Second, "cas1 in maintenance at every member", func() bool {
 		for _, m := range f.members[:3] {
-			if m.Pool("cas").Backend("cas1").State() != "maint" {
+			if m.Pool("cas").Backend("cas1").Status() != "maint" {
 				return false
 			}
 		}
@@ -105,7 +105,7 @@ func TestClusterSharesOperatorDecisions(t *testing.T) {
 	f.kill(2)
 	f.start(2, 3)
 	lbtest.Eventually(t, 5*time.Second, "the restarted member holding cas1's maintenance", func() bool {
-		return f.members[2].Pool("cas").Backend("cas1").State() == "maint"
+		return f.members[2].Pool("cas").Backend("cas1").Status() == "maint"
 	})
 	disagree, onCas1 := 0, 0
 	for c := range 60 {
@@ -157,7 +157,7 @@ func TestRemovedBackendListedWhileInUse(t *testing.T) {
 	listed := func() (string, int64) {
 		for _, b := range srv.Pools()[0].Listed() {
 			if b.Name == "cas3" {
-				return b.State(), b.Active()
+				return b.Status(), b.Active()
 			}
 		}
 		return "", 0

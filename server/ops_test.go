@@ -106,7 +106,7 @@ func TestDrainDeadline(t *testing.T) {
 	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
 		t.Fatalf("connection not closed at the drain deadline: %v", err)
 	}
-	if st := l.srv.Pool("cas").Backend(c.Backend).State(); st != "maint" {
+	if st := l.srv.Pool("cas").Backend(c.Backend).Status(); st != "maint" {
 		t.Fatalf("state after the deadline = %s, want maint", st)
 	}
 	if b := mustWho(t, lbtest.ClientIP(7200), l.addr(0)); b == c.Backend {
@@ -130,9 +130,9 @@ func TestDrainDeadline(t *testing.T) {
 	}
 	l.srv.SetState("cas", witness, pool.Drain, 300*time.Millisecond)
 	lbtest.Eventually(t, 30*time.Second, "the witness's drain deadline", func() bool {
-		return l.srv.Pool("cas").Backend(witness).State() == "maint"
+		return l.srv.Pool("cas").Backend(witness).Status() == "maint"
 	})
-	if st := l.srv.Pool("cas").Backend(other).State(); st != "up" {
+	if st := l.srv.Pool("cas").Backend(other).Status(); st != "up" {
 		t.Fatalf("a cancelled drain deadline still fired: %s", st)
 	}
 }
