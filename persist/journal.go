@@ -34,7 +34,7 @@ type journal struct {
 
 // noted is a pending record and the note that made it.
 type noted struct {
-	rec storedPin
+	rec recordJSON
 	seq uint64
 }
 
@@ -54,7 +54,7 @@ func (j *journal) note(pool string, ev affinity.Event) {
 		return // no pin changed
 	}
 	rec.LastSeen = time.Now().Unix() // the change is the pin's last activity
-	r := storedOf(pool, rec)
+	r := jsonOf(pool, rec)
 	k := journalKey{pool, ev.Key}
 	j.mu.Lock()
 	if _, ok := j.pending[k]; !ok {
@@ -173,7 +173,7 @@ func replay(path string, tables []affinity.Pins) (applied, bad int, err error) {
 		byName[t.Name] = t
 	}
 	now := time.Now()
-	return readJournal(f, func(r storedPin) bool {
+	return readJournal(f, func(r recordJSON) bool {
 		p, ok := byName[r.Pool]
 		return ok && restoreRecord(p, r, now, true)
 	})
@@ -184,11 +184,11 @@ const maxJournalLine = 4096
 
 // readJournal calls apply for each record of r and returns how many it
 // accepted and how many lines it could not read.
-func readJournal(r io.Reader, apply func(storedPin) bool) (applied, bad int, err error) {
+func readJournal(r io.Reader, apply func(recordJSON) bool) (applied, bad int, err error) {
 	sc := bufio.NewScanner(io.LimitReader(r, maxSnapshotSize))
 	sc.Buffer(make([]byte, 0, 512), maxJournalLine)
 	for sc.Scan() {
-		var rec storedPin
+		var rec recordJSON
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil || rec.Pool == "" || rec.Client == "" {
 			bad++
 			continue

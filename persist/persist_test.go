@@ -17,7 +17,7 @@ func FuzzJournal(f *testing.F) {
 	f.Add([]byte("{\"pool\":\"cas\",\"client\":\"[2001:db8::1]:5\",\"backend\":\"x\"}\n{"))
 	f.Add([]byte(strings.Repeat("x", 5000)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		applied, bad, _ := readJournal(bytes.NewReader(b), func(r storedPin) bool {
+		applied, bad, _ := readJournal(bytes.NewReader(b), func(r recordJSON) bool {
 			_, err := affinity.ParseKey(r.Client)
 			return err == nil
 		})

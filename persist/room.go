@@ -90,7 +90,7 @@ func (st *Store) saveInRoom(snap snapshot, b []byte, n int, covered int64) (int,
 func (st *Store) saveNewest(snap snapshot, n int) (int, error) {
 	type ref struct {
 		pool string
-		pin  storedPin
+		pin  recordJSON
 	}
 	all := make([]ref, 0, n)
 	for name, sp := range snap.Pools {

@@ -25,7 +25,7 @@ type snapshotPool struct {
 	Key  string      `json:"key"`
 	V4   int         `json:"ipv4_prefix"`
 	V6   int         `json:"ipv6_prefix"`
-	Pins []storedPin `json:"pins"`
+	Pins []recordJSON `json:"pins"`
 }
 
 // Save writes every table's pins to path atomically: a reader sees the
@@ -113,7 +113,7 @@ func collect(tables []affinity.Pins, now time.Time) (snapshot, int) {
 			case r.LastSeen == 0:
 				r.LastSeen = r.Created
 			}
-			sp.Pins = append(sp.Pins, storedOf("", r))
+			sp.Pins = append(sp.Pins, jsonOf("", r))
 			return true
 		})
 		n += len(sp.Pins)

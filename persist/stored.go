@@ -6,12 +6,12 @@ import (
 	"github.com/stickylb/stickylb/affinity"
 )
 
-// storedPin is a pin as the snapshot and the journal write it: one form
+// recordJSON is a pin as the snapshot and the journal write it: one form
 // for both, holding everything a pin is (its failback home and its age
 // too), converted to and from the one record type a cluster also sends
 // (affinity.Record). In the journal it also names its pool, and a
 // Backend of "" is an unpin.
-type storedPin struct {
+type recordJSON struct {
 	Pool     string `json:"pool,omitempty"`
 	Client   string `json:"client"`
 	Backend  string `json:"backend,omitempty"`
@@ -26,14 +26,14 @@ type storedPin struct {
 	At int64 `json:"at,omitempty"`
 }
 
-// storedOf is the stored form of a record of pool ("" in a snapshot,
+// jsonOf is the stored form of a record of pool ("" in a snapshot,
 // which groups pins by pool).
-func storedOf(pool string, r affinity.Record) storedPin {
-	return storedPin{Pool: pool, Client: r.Key.String(), Backend: r.Backend, Home: r.Home, Created: r.Created, LastSeen: r.LastSeen, Version: r.Version}
+func jsonOf(pool string, r affinity.Record) recordJSON {
+	return recordJSON{Pool: pool, Client: r.Key.String(), Backend: r.Backend, Home: r.Home, Created: r.Created, LastSeen: r.LastSeen, Version: r.Version}
 }
 
 // record reads a stored pin back, with times in the future taken as now.
-func (sp storedPin) record(now time.Time) (affinity.Record, error) {
+func (sp recordJSON) record(now time.Time) (affinity.Record, error) {
 	k, err := affinity.ParseKey(sp.Client)
 	if err != nil {
 		return affinity.Record{}, err
@@ -50,7 +50,7 @@ func (sp storedPin) record(now time.Time) (affinity.Record, error) {
 // journal and cluster share (affinity.Keyer.Admit), unless it expired
 // while stickylb was down. replace says a journal's later word replaces
 // a pin the client has; an unpin forgets it.
-func restoreRecord(p affinity.Pins, sp storedPin, now time.Time, replace bool) bool {
+func restoreRecord(p affinity.Pins, sp recordJSON, now time.Time, replace bool) bool {
 	if p.Table == nil {
 		return false
 	}
