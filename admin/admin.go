@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/event"
 	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/server"
 )
@@ -58,7 +59,8 @@ type Options struct {
 	Log          *slog.Logger
 }
 
-// API is the admin HTTP handler. Record state changes into it with Record.
+// API is the admin HTTP handler. It lists the notable events of the
+// server's stream (events.go), its own calls' among them.
 type API struct {
 	opts    Options
 	started time.Time
@@ -101,6 +103,9 @@ func New(opts Options) *API {
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see docs/operations.md)", r.Method, r.URL.Path))
 	})
+	if opts.Server != nil {
+		opts.Server.Events().Subscribe(a.remember)
+	}
 	a.startHistory()
 	return a
 }
@@ -148,19 +153,6 @@ func asset(contentType string, body []byte) http.HandlerFunc {
 		w.Header().Set("Cache-Control", "max-age=86400")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Write(body)
-	}
-}
-
-// Record adds an event to the recent-changes list.
-func (a *API) Record(poolName, backend, what string) {
-	// An event is one line: a check of several ports joins its errors
-	// with newlines.
-	what = strings.Join(strings.Fields(strings.ReplaceAll(what, "\n", "; ")), " ")
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.events = append(a.events, Event{Time: time.Now().UTC(), Pool: poolName, Backend: backend, What: what})
-	if len(a.events) > maxEvents {
-		a.events = slices.Delete(a.events, 0, len(a.events)-maxEvents)
 	}
 }
 
@@ -375,7 +367,7 @@ func (a *API) setState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.opts.Log.Info("backend state set", "pool", p.Name, "backend", b.Name, "from", old, "to", st, "deadline", body.Deadline)
-	a.Record(p.Name, b.Name, "set "+st.String()+" (was "+old.String()+")")
+	a.publish(event.Decision, p.Name, b.Name, "set "+st.String()+" (was "+old.String()+")")
 	writeJSON(w, 200, backendInfo(p.Name, b, pinsOf(p, b.Name)))
 }
 
@@ -421,7 +413,7 @@ func (a *API) reload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.opts.Log.Info("reloaded", "config", a.opts.ConfigPath)
-	a.Record("", "", "config reloaded")
+	a.publish(event.Config, "", "", "config reloaded")
 	writeJSON(w, 200, map[string]string{"status": "reloaded", "config": a.opts.ConfigPath})
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/event"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -126,7 +127,7 @@ func (a *API) closeConnections(w http.ResponseWriter, r *http.Request) {
 	}
 	n, asked := a.opts.Server.CloseEverywhere(q.Get("pool"), q.Get("client"), q.Get("backend"))
 	a.opts.Log.Info("connections closed by the admin API", "query", r.URL.RawQuery, "closed", n, "members_asked", asked)
-	a.Record(q.Get("pool"), q.Get("backend"), closedWhat(n, q.Get("client"), asked))
+	a.publish(event.Closed, q.Get("pool"), q.Get("backend"), closedWhat(n, q.Get("client"), asked))
 	writeJSON(w, 200, map[string]int{"closed": n, "members_asked": asked})
 }
 
@@ -152,7 +153,7 @@ func (a *API) setWeight(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.opts.Log.Info("backend weight set", "pool", p.Name, "backend", b.Name, "from", old, "to", *body.Weight)
-	a.Record(p.Name, b.Name, fmt.Sprintf("weight %d (was %d) until lb.toml's weight for it changes", *body.Weight, old))
+	a.publish(event.Decision, p.Name, b.Name, fmt.Sprintf("weight %d (was %d) until lb.toml's weight for it changes", *body.Weight, old))
 	writeJSON(w, 200, backendInfo(p.Name, b, pinsOf(p, b.Name)))
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/event"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -145,7 +146,7 @@ func (a *API) unpin(w http.ResponseWriter, r *http.Request) {
 		if client != "" {
 			what = "pin of " + client + " deleted"
 		}
-		a.Record(p.Name, backend, what)
+		a.publish(event.Decision, p.Name, backend, what)
 	}
 	writeJSON(w, 200, map[string]int{"deleted": n})
 }

@@ -14,7 +14,7 @@ var layers = [][]string{
 	{"dcerpc", "localerr", "locks", "throttle", "uplot"},
 	{"config"},
 	{"affinity", "health", "steer", "nlbimport"},
-	{"pool", "persist"},
+	{"pool", "persist", "event"},
 	{"operator"},
 	{"cluster", "proxy"},
 	{"server"},

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/event"
+
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +40,9 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	m := New(reg, Build{Version: "v-test", Commit: "c-test"})
-	srv, err := server.New(cfg, server.Options{Observer: m.Observer(), OnPinEvent: m.PinEvent, OnHealth: m.Health})
+	events := &event.Stream{}
+	events.Subscribe(m.Event)
+	srv, err := server.New(cfg, server.Options{Observer: m.Observer(), Events: events})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,9 +43,7 @@ func (s *Server) route(lc *config.Listener, p *poolRT) *proxy.Route {
 		PassiveFall:      pc.PassiveFall,
 		Limits:           p.limiter,
 		OnPassiveDown: func(b *pool.Backend, err error) {
-			if s.opts.OnStateChange != nil {
-				s.opts.OnStateChange(p.pool.Name, b.Name, false, err)
-			}
+			s.publishHealth(p.pool.Name, b.Name, false, err)
 			if pc.CloseOnDown {
 				s.closeBackend(b, proxy.EndCutBackendDown, "backend down (passive check) and close_on_down is set")
 			}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/stickylb/stickylb/event"
+
 	"github.com/stickylb/stickylb/cluster"
 	"github.com/stickylb/stickylb/config"
 )
@@ -21,7 +23,7 @@ func (s *Server) startCluster(cfg *config.Config) error {
 		return nil
 	}
 	m, err := cluster.Start(cluster.Options{Config: cfg.Cluster, Pins: &s.pins, HoldEvery: holdEvery(cfg),
-		Log: s.log, OnMember: s.opts.OnMember, Decisions: s.decisions, OnClose: s.onClose,
+		Log: s.log, OnMember: s.memberChanged, Decisions: s.decisions, OnClose: s.onClose,
 		// Off memberlist's goroutine, which calls with its lock held:
 		// watchViews rechecks, once for any number of updates meanwhile.
 		OnViews: func() {
@@ -127,4 +129,10 @@ func (s *Server) recheck(pools []PoolView) {
 			}
 		}
 	}
+}
+
+// memberChanged tells the stream of a cluster member joining, leaving or
+// failing.
+func (s *Server) memberChanged(name, what string) {
+	s.opts.Events.Publish(event.Event{Kind: event.Member, Member: name, What: "cluster member " + name + " " + what})
 }

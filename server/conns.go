@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stickylb/stickylb/event"
+
 	"github.com/stickylb/stickylb/cluster"
 	"github.com/stickylb/stickylb/proxy"
 )
@@ -90,9 +92,8 @@ func (s *Server) CloseEverywhere(poolName, client, backend string) (closed, aske
 func (s *Server) onClose(req cluster.CloseRequest, from string) {
 	if n := s.CloseConnections(closeMatch(req)); n > 0 {
 		s.log.Info("connections closed at another member's request", "member", from, "client", req.Client, "backend", req.Backend, "closed", n)
-		if s.opts.OnEvent != nil {
-			s.opts.OnEvent(req.Pool, req.Backend, fmt.Sprintf("%d connections closed (client %q), asked by member %s", n, req.Client, from))
-		}
+		s.opts.Events.Publish(event.Event{Kind: event.Closed, Pool: req.Pool, Backend: req.Backend, Member: from,
+			What: fmt.Sprintf("%d connections closed (client %q), asked by member %s", n, req.Client, from)})
 	}
 }
 

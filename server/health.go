@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stickylb/stickylb/event"
+
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/health"
 	"github.com/stickylb/stickylb/pool"
@@ -89,9 +91,7 @@ func (s *Server) startHealth(p *poolRT, before []*pool.Backend) {
 				if b := p.pool.Backend(target); b != nil {
 					b.RecordCheck(pool.Check{Name: ch.Name, At: time.Now(), Took: took, Err: errText(err)})
 				}
-				if s.opts.OnHealth != nil {
-					s.opts.OnHealth(p.pool.Name, target, err, took)
-				}
+				s.opts.Events.Publish(event.Event{Kind: event.Check, Pool: p.pool.Name, Backend: target, Err: err, Took: took})
 			},
 		}, targets))
 	}
@@ -136,9 +136,7 @@ func (s *Server) checkChanged(pl *pool.Pool, pc *config.Pool, ch *config.Check, 
 	} else {
 		s.log.Warn("backend down", "pool", pl.Name, "backend", b.Name, "check", ch.Name, "error", c.Err)
 	}
-	if s.opts.OnStateChange != nil {
-		s.opts.OnStateChange(pl.Name, b.Name, up, c.Err)
-	}
+	s.publishHealth(pl.Name, b.Name, up, c.Err)
 	if !up && pc.CloseOnDown {
 		s.closeBackend(b, proxy.EndCutBackendDown, "backend down and close_on_down is set")
 	}
@@ -159,4 +157,13 @@ func errText(err error) string {
 		return ""
 	}
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+// publishHealth tells the stream a backend went up or down.
+func (s *Server) publishHealth(poolName, backend string, up bool, err error) {
+	what := "up"
+	if !up {
+		what = fmt.Sprintf("down: %v", err)
+	}
+	s.opts.Events.Publish(event.Event{Kind: event.Health, Pool: poolName, Backend: backend, Up: up, Err: err, What: what})
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stickylb/stickylb/event"
+
 	"github.com/stickylb/stickylb/operator"
 	"github.com/stickylb/stickylb/persist"
 	"github.com/stickylb/stickylb/pool"
@@ -25,9 +27,11 @@ import (
 func (s *Server) newDecisions(snapshot string) *operator.Decisions {
 	return operator.New(operator.Options{Path: persist.FilesOf(snapshot).Operator, Log: s.log, Failures: &s.SnapshotFailures,
 		OnChange: func(d operator.Decision, why string) {
-			if s.opts.OnOperator != nil {
-				s.opts.OnOperator(d, why)
+			what := "set " + d.State.String()
+			if d.Weight >= 0 {
+				what += fmt.Sprintf(", weight %d", d.Weight)
 			}
+			s.opts.Events.Publish(event.Event{Kind: event.Decision, Pool: d.Pool, Backend: d.Backend, What: what + " (" + why + ")"})
 		},
 		OnDeadline: func(_ string, b *pool.Backend) {
 			s.closeBackend(b, proxy.EndCutDrainDeadline, "drain deadline reached")

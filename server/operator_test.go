@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/event"
+
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
@@ -241,9 +243,13 @@ func TestDrainDeadlineIsAnEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := make(chan string, 4)
-	srv, err := New(cfg, Options{OnOperator: func(op operator.Decision, why string) {
-		events <- op.Backend + " " + op.State.String() + " (" + why + ")"
-	}})
+	var stream event.Stream
+	stream.Subscribe(func(e event.Event) {
+		if e.Kind == event.Decision {
+			events <- e.Backend + " " + e.What
+		}
+	})
+	srv, err := New(cfg, Options{Events: &stream})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +258,7 @@ func TestDrainDeadlineIsAnEvent(t *testing.T) {
 	srv.SetState("cas", "cas2", pool.Drain, 100*time.Millisecond)
 	select {
 	case ev := <-events:
-		if ev != "cas2 maint (drain deadline reached)" {
+		if ev != "cas2 set maint (drain deadline reached)" {
 			t.Fatalf("event %q", ev)
 		}
 	case <-time.After(3 * time.Second):

@@ -5,6 +5,8 @@ package server
 import (
 	"time"
 
+	"github.com/stickylb/stickylb/event"
+
 	"github.com/stickylb/stickylb/affinity"
 )
 
@@ -50,9 +52,7 @@ func (s *Server) pinEvent(name string, p *poolRT) func(affinity.Event) {
 		if m := s.cluster.Load(); m != nil {
 			m.Note(name, ev)
 		}
-		if s.opts.OnPinEvent != nil {
-			s.opts.OnPinEvent(name, ev)
-		}
+		s.opts.Events.Publish(event.Event{Kind: event.Pin, Pool: name, Pin: ev})
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/cluster"
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/event"
 	"github.com/stickylb/stickylb/health"
 	"github.com/stickylb/stickylb/operator"
 	"github.com/stickylb/stickylb/persist"
@@ -35,26 +36,14 @@ type Options struct {
 	Dialer proxy.Dialer
 	// Observer follows connections (metrics); may be nil.
 	Observer proxy.Observer
-	// OnPinEvent, if set, sees every affinity table change, after the
-	// server's own logging.
-	OnPinEvent func(pool string, ev affinity.Event)
-	// OnHealth, if set, sees every health check result.
-	OnHealth func(pool, backend string, err error, took time.Duration)
-	// OnStateChange, if set, hears when a backend goes up or down.
-	OnStateChange func(pool, backend string, up bool, err error)
-	// OnMember, if set, hears of cluster members joining, leaving and
-	// failing.
-	OnMember func(name, what string)
+	// Events is the stream the server publishes what happens to (pin
+	// changes, check results, backends up and down, cluster members,
+	// operators' decisions, connections closed at a peer's request);
+	// nil: a stream of its own, which Events returns.
+	Events *event.Stream
 	// Inherited are the listening sockets of the process this one takes
 	// over from (a binary upgrade); nil otherwise.
 	Inherited *proxy.Sockets
-	// OnOperator, if set, hears of a backend's state or weight changed
-	// otherwise than by this instance's API: by another cluster member,
-	// or by a drain's deadline (why says which).
-	OnOperator func(d operator.Decision, why string)
-	// OnEvent, if set, hears of other changes an operator made at
-	// another member: connections closed at its request.
-	OnEvent func(pool, backend, what string)
 }
 
 // Server is a running balancer.
@@ -120,6 +109,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Events == nil {
+		opts.Events = &event.Stream{}
+	}
 	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{},
 		views: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -138,6 +130,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Events is the stream the server publishes to, for subscribers.
+func (s *Server) Events() *event.Stream { return s.opts.Events }
 
 // closeListeners closes every bound listener, for a New that fails late.
 func (s *Server) closeListeners() {

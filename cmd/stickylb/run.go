@@ -14,11 +14,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/stickylb/stickylb/operator"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +24,7 @@ import (
 
 	"github.com/stickylb/stickylb/admin"
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/event"
 	"github.com/stickylb/stickylb/metrics"
 	"github.com/stickylb/stickylb/server"
 )
@@ -172,30 +170,6 @@ type service struct {
 	adminSock  *admin.Socket
 	adminEPs   []*admin.Endpoint
 	handedOver bool
-	// events is api for the callbacks of cluster members, which may run
-	// before api is set.
-	events atomic.Pointer[admin.API]
-}
-
-// operatorChanged records a backend set by another cluster member or by
-// a drain's deadline.
-func (d *service) operatorChanged(op operator.Decision, why string) {
-	what := "set " + op.State.String()
-	if op.Weight >= 0 {
-		what += fmt.Sprintf(", weight %d", op.Weight)
-	}
-	d.record(op.Pool, op.Backend, what+" ("+why+")")
-}
-
-// memberChanged records a cluster member joining, leaving or failing.
-func (d *service) memberChanged(name, what string) { d.record("", "", "cluster member "+name+" "+what) }
-
-// record adds an event to the admin API's list, once there is one: the
-// server reports from its own goroutines, from before the API exists.
-func (d *service) record(pool, backend, what string) {
-	if api := d.events.Load(); api != nil {
-		api.Record(pool, backend, what)
-	}
 }
 
 // startDaemon starts the balancer and its admin API, on the sockets of
@@ -210,9 +184,11 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger, h takeover) 
 	for _, w := range cfg.SecretWarnings() {
 		log.Warn("config warning", "warning", w.Error())
 	}
-	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), OnPinEvent: m.PinEvent,
-		OnHealth: m.Health, OnStateChange: d.stateChanged, OnMember: d.memberChanged, OnOperator: d.operatorChanged, Inherited: h.socks,
-		OnEvent: d.record})
+	// One stream of events: metrics hear it from the first, the admin
+	// API from when it is built (given the notable ones before).
+	events := &event.Stream{}
+	events.Subscribe(m.Event)
+	srv, err := server.New(cfg, server.Options{Log: log, Observer: m.Observer(), Events: events, Inherited: h.socks})
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +196,6 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger, h takeover) 
 	d.srv = srv
 	d.api = admin.New(admin.Options{Server: srv, Gatherer: reg, ConfigPath: path, Log: log, Token: cfg.Admin.Token,
 		TokenForReads: cfg.Admin.TokenForReads, Hosts: cfg.Admin.Hosts, Version: versionString()})
-	d.events.Store(d.api)
 	err = d.listenAdmin(h.admin)
 	h.admin.close()
 	if err != nil {
@@ -231,17 +206,6 @@ func startDaemon(cfg *config.Config, path string, log *slog.Logger, h takeover) 
 	return d, nil
 }
 
-// stateChanged records a backend going up or down in the admin events.
-// Health checks start only with Start, after d.api is set.
-func (d *service) stateChanged(pool, backend string, up bool, err error) {
-	d.metrics.StateChange(pool, backend, up)
-	if up {
-		d.record(pool, backend, "up")
-	} else {
-		d.record(pool, backend, fmt.Sprintf("down: %v", err))
-	}
-}
-
 func (d *service) reload() {
 	notify(d.log, daemon.SdNotifyReloading)
 	defer notify(d.log, daemon.SdNotifyReady)
@@ -250,7 +214,7 @@ func (d *service) reload() {
 		return
 	}
 	d.log.Info("reloaded", "config", d.path)
-	d.api.Record("", "", "config reloaded")
+	d.srv.Events().Publish(event.Event{Kind: event.Config, What: "config reloaded"})
 	if c := d.srv.Config(); !reflect.DeepEqual(c.Admin, d.cfg.Admin) {
 		d.log.Warn("admin settings changed; they apply at the next restart", "admin.listen", c.Admin.Listen)
 	}
