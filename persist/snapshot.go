@@ -22,9 +22,9 @@ type snapshot struct {
 }
 
 type snapshotPool struct {
-	Key  string      `json:"key"`
-	V4   int         `json:"ipv4_prefix"`
-	V6   int         `json:"ipv6_prefix"`
+	Key  string       `json:"key"`
+	V4   int          `json:"ipv4_prefix"`
+	V6   int          `json:"ipv6_prefix"`
 	Pins []recordJSON `json:"pins"`
 }
 
