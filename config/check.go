@@ -29,6 +29,7 @@ type checker struct {
 type filesRead struct {
 	token           string
 	cert            *tls.Certificate
+	listen          listenAddrs // each listener's address and ports
 	keys            [][]byte
 	bind, advertise netip.AddrPort
 }
@@ -37,6 +38,11 @@ type filesRead struct {
 func (c *Config) keep(r filesRead) {
 	c.Admin.Token, c.Admin.Certificate = r.token, r.cert
 	c.Cluster.Keys, c.Cluster.BindAddr, c.Cluster.AdvertiseAddr = r.keys, r.bind, r.advertise
+	for _, b := range r.listen {
+		if l := c.Listeners[b.name]; l != nil {
+			l.addr, l.ports = b.addr, b.ports
+		}
+	}
 }
 
 // errAt records a mistake at key path; the line is that of the key, or of
@@ -71,6 +77,7 @@ func (c *Config) check(v *checker) {
 	for _, name := range slices.Sorted(maps.Keys(c.Listeners)) {
 		c.Listeners[name].check(v, &addrs, c.Pools)
 	}
+	v.read.listen = addrs
 	for _, name := range slices.Sorted(maps.Keys(c.Pools)) {
 		c.Pools[name].check(v, "pool."+name)
 	}

@@ -113,6 +113,10 @@ type Listener struct {
 	ProxyProtocol      bool     `toml:"proxy_protocol"`
 	ProxyTrusted       []string `toml:"proxy_trusted"`        // networks or addresses, such as "10.1.0.0/24"
 	ProxyHeaderTimeout Duration `toml:"proxy_header_timeout"` // default 3s
+
+	// addr and ports are Listen parsed, kept by Load (ListenAddr).
+	addr  netip.Addr
+	ports Ports
 }
 
 // TrustedNets returns ProxyTrusted as prefixes; a loaded config has

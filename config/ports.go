@@ -144,8 +144,12 @@ func parsePort(s string, inRange bool) (uint16, error) {
 	return uint16(n), nil
 }
 
-// ListenAddr is the address and ports of a loaded listener.
+// ListenAddr is the address and ports of a loaded listener, parsed once
+// by Load; parsed here for a Listener that was not loaded.
 func (l *Listener) ListenAddr() (netip.Addr, Ports) {
+	if l.ports != nil {
+		return l.addr, l.ports
+	}
 	a, ps, err := ParseListenPorts(l.Listen)
 	if err != nil {
 		return netip.Addr{}, Ports{{}}

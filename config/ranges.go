@@ -130,10 +130,7 @@ func (c *Config) ownSockets() []portSet {
 // listener steered by sk_lookup leaves them out of its range, so that
 // the admin API and gossip are never forwarded to a CAS.
 func (c *Config) ReservedPorts(l *Listener) []uint16 {
-	a, ps, err := ParseListenPorts(l.Listen)
-	if err != nil {
-		return nil
-	}
+	a, ps := l.ListenAddr()
 	mine := portSet{addr: a, ports: ps}
 	var out []uint16
 	for _, o := range c.ownSockets() {
