@@ -1,7 +1,10 @@
 package kit
 
 import (
+	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -71,5 +74,34 @@ func TestLayering(t *testing.T) {
 				t.Errorf("%s (layer %d) imports %s (layer %d): data flows one way, %v", pkg, at, dep, l, layers)
 			}
 		}
+	}
+}
+
+// docs/architecture.md's table of packages says what layers says: each
+// runtime package, at its layer, and no package that does not exist.
+func TestArchitectureDocMatchesLayers(t *testing.T) {
+	b, err := os.ReadFile("../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([a-z/]+)` \\| (\\d+) \\|")
+	documented := map[string]int{}
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		documented[m[1]], _ = strconv.Atoi(m[2])
+	}
+	for i, l := range layers {
+		for _, p := range l {
+			at, ok := documented[p]
+			switch {
+			case !ok:
+				t.Errorf("docs/architecture.md does not list package %s (layer %d)", p, i)
+			case at != i:
+				t.Errorf("docs/architecture.md puts %s at layer %d; the layering test, at %d", p, at, i)
+			}
+			delete(documented, p)
+		}
+	}
+	for p := range documented {
+		t.Errorf("docs/architecture.md lists %s, which the layering test does not know", p)
 	}
 }
