@@ -389,9 +389,9 @@ type PinInfo struct {
 	LastSeen    time.Time `json:"last_seen"`
 }
 
-func pinInfo(poolName string, in affinity.Info) PinInfo {
+func pinInfo(poolName string, in affinity.Record) PinInfo {
 	return PinInfo{Pool: poolName, Client: in.Key.String(), Backend: in.Backend, Connections: in.Active,
-		Created: in.Created.UTC(), LastSeen: in.LastSeen.UTC()}
+		Created: in.CreatedAt().UTC(), LastSeen: in.Seen().UTC()}
 }
 
 func intParam(r *http.Request, name string, def, max int) (int, error) {

@@ -36,10 +36,10 @@ func (a *API) pins(w http.ResponseWriter, r *http.Request) {
 		Next  string    `json:"next,omitempty"` // cursor of the next page; none after the last
 	}{Pins: []PinInfo{}}
 	if p.Table != nil {
-		var match func(affinity.Info) bool
+		var match func(affinity.Record) bool
 		out.Total = p.Table.Len()
 		if backend != "" {
-			match = func(in affinity.Info) bool { return in.Backend == backend }
+			match = func(in affinity.Record) bool { return in.Backend == backend }
 			out.Total = p.Table.Counts()[backend]
 		}
 		infos, next, done := p.Table.Page(cur, limit, match)
@@ -120,7 +120,7 @@ func (a *API) unpin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client, backend := q.Get("client"), q.Get("backend")
-	var match func(affinity.Info) bool
+	var match func(affinity.Record) bool
 	switch {
 	case client != "" && backend == "":
 		k, err := clientKey(p, client)
@@ -128,13 +128,13 @@ func (a *API) unpin(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, 400, err)
 			return
 		}
-		match = func(in affinity.Info) bool { return in.Key == k }
+		match = func(in affinity.Record) bool { return in.Key == k }
 	case backend != "" && client == "":
 		if p.Pool.Backend(backend) == nil && p.Table.Counts()[backend] == 0 {
 			writeErr(w, 404, fmt.Errorf("pool %s has no backend %q and no pins to one", p.Name, backend))
 			return
 		}
-		match = func(in affinity.Info) bool { return in.Backend == backend }
+		match = func(in affinity.Record) bool { return in.Backend == backend }
 	default:
 		writeErr(w, 400, errors.New("give exactly one of ?client=ADDRESS or ?backend=NAME"))
 		return

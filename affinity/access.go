@@ -7,25 +7,20 @@ import "time"
 // or journal at start-up.
 
 // Lookup returns the pin of client k without touching it.
-func (t *Table) Lookup(k Key) (Info, error) {
+func (t *Table) Lookup(k Key) (Record, error) {
 	s := t.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.peek(k)
 	if !ok || t.isExpired(p, t.now().UnixNano()) {
-		return Info{}, ErrNoPin
+		return Record{}, ErrNoPin
 	}
-	return t.info(k, p), nil
-}
-
-func (t *Table) info(k Key, p pin) Info {
-	return Info{Key: k, Backend: t.name(p.backend), Active: p.active,
-		Created: time.Unix(int64(p.created), 0), LastSeen: time.Unix(int64(p.last()), 0), Version: p.ver}
+	return t.record(k, p), nil
 }
 
 // Range calls f with a copy of every live pin, shard by shard, until f
-// returns false.
-func (t *Table) Range(f func(Info) bool) { walk(t, t.info, f) }
+// returns false; unlike Records, no unpin records.
+func (t *Table) Range(f func(Record) bool) { walk(t, t.record, f) }
 
 // walk calls f with every live pin as conv makes it, shard by shard,
 // until f returns false. Each shard is copied under its lock and f runs
@@ -54,7 +49,7 @@ func walk[T any](t *Table, conv func(Key, pin) T, f func(T) bool) {
 // Delete removes the pins for which match returns true and returns how
 // many it removed. Open connections are not touched; their clients are
 // balanced afresh on their next connection.
-func (t *Table) Delete(match func(Info) bool) int {
+func (t *Table) Delete(match func(Record) bool) int {
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]
@@ -62,7 +57,7 @@ func (t *Table) Delete(match func(Info) bool) int {
 		s.mu.Lock()
 		for _, k := range s.keys() {
 			p, _ := s.peek(k)
-			if match(t.info(k, p)) {
+			if match(t.record(k, p)) {
 				// An operator's unpin is a decision of its own, which a
 				// cluster passes on like a re-pin.
 				p.ver = t.clock.Now()

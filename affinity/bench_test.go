@@ -139,7 +139,7 @@ func BenchmarkPinsPerBackend(b *testing.B) {
 	b.Run("walk", func(b *testing.B) {
 		for range b.N {
 			n := map[string]int{}
-			t.Range(func(in Info) bool { n[in.Backend]++; return true })
+			t.Range(func(in Record) bool { n[in.Backend]++; return true })
 		}
 	})
 }

@@ -29,6 +29,13 @@ type Record struct {
 	Active int32
 }
 
+// CreatedAt is when the pin was made.
+func (r Record) CreatedAt() time.Time { return time.Unix(r.Created, 0) }
+
+// Seen is the pin's last activity as the admin API shows it: its last
+// close, or its making while none has closed.
+func (r Record) Seen() time.Time { return time.Unix(max(r.LastSeen, r.Created), 0) }
+
 // Admit checks a pin read back from a snapshot, a journal or another
 // member of a cluster before it enters a table of this keyer: the key
 // must be of the keyer's kind and, but for an unpin (Backend ""), has

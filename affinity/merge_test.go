@@ -195,7 +195,7 @@ func TestUnpinOutlivesAnAbsentMember(t *testing.T) {
 	l.Release()
 	b.Merge(export(a, k)) // b learns the pin, then goes away
 	ca.Add(time.Second)
-	if n := a.Delete(func(in Info) bool { return in.Key == k }); n != 1 {
+	if n := a.Delete(func(in Record) bool { return in.Key == k }); n != 1 {
 		t.Fatalf("deleted %d pins, want 1", n)
 	}
 	fromA, fromB := allRecords(a), allRecords(b)

@@ -47,9 +47,9 @@ func (t *Table) CursorAt(offset int) Cursor {
 // and must be quick. Pins move within a shard as they are used, so a
 // listing of a busy table may show a pin twice or miss one; numbers come
 // from Len and Counts.
-func (t *Table) Page(c Cursor, limit int, match func(Info) bool) ([]Info, Cursor, bool) {
+func (t *Table) Page(c Cursor, limit int, match func(Record) bool) ([]Record, Cursor, bool) {
 	now := t.now().UnixNano()
-	var out []Info
+	var out []Record
 	for ; c.Shard < len(t.shards); c.Shard, c.Index = c.Shard+1, 0 {
 		s := &t.shards[c.Shard]
 		s.mu.Lock()
@@ -63,7 +63,7 @@ func (t *Table) Page(c Cursor, limit int, match func(Info) bool) ([]Info, Cursor
 			if !ok || t.isExpired(p, now) {
 				continue
 			}
-			if in := t.info(keys[c.Index], p); match == nil || match(in) {
+			if in := t.record(keys[c.Index], p); match == nil || match(in) {
 				out = append(out, in)
 			}
 		}

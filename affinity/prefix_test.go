@@ -111,7 +111,7 @@ func TestPrefixCountsFollowEveryPath(t *testing.T) {
 		tb.Merge(Record{Key: key(fmt.Sprintf("10.3.0.%d:1", i)), Backend: "cas1", Created: now, LastSeen: now, Version: tb.Clock().Now()})
 	}
 	tb.Merge(Record{Key: key("10.3.0.1:1"), Version: tb.Clock().Now()}) // a peer's unpin
-	tb.Delete(func(in Info) bool { return in.Backend == "cas3" })
+	tb.Delete(func(in Record) bool { return in.Backend == "cas3" })
 	tb.Resize(32)
 	check := func(when string) {
 		t.Helper()

@@ -40,18 +40,6 @@ func (p pin) last() uint32 {
 	return p.released
 }
 
-// Info is a copy of a pin for callers outside the table.
-type Info struct {
-	Key      Key
-	Backend  string
-	Active   int32
-	Created  time.Time
-	LastSeen time.Time // last close, or creation while none has closed
-	// Version is the Clock's stamp of the decision behind the pin; 0 in
-	// an Info given to Restore or Set means "made at Created".
-	Version uint64
-}
-
 // Lease is a connection's hold on a pin. Release it exactly once when the
 // connection closes.
 type Lease struct {

@@ -279,11 +279,11 @@ func TestDeleteRestoreRange(t *testing.T) {
 		l, _ := tb.Acquire(key(fmt.Sprintf("10.0.0.%d:1", i+1)), fixed(b))
 		l.Release()
 	}
-	if n := tb.Delete(func(in Info) bool { return in.Backend == "cas2" }); n != 3 {
+	if n := tb.Delete(func(in Record) bool { return in.Backend == "cas2" }); n != 3 {
 		t.Fatalf("deleted %d, want 3", n)
 	}
-	var seen []Info
-	tb.Range(func(in Info) bool { seen = append(seen, in); return true })
+	var seen []Record
+	tb.Range(func(in Record) bool { seen = append(seen, in); return true })
 	if len(seen) != 3 {
 		t.Fatalf("range saw %d pins, want 3", len(seen))
 	}
@@ -344,7 +344,7 @@ func TestStaleLeaseAfterDelete(t *testing.T) {
 	tb, _, _ := newTable(t, time.Hour, 1)
 	a := key("10.0.0.1:1")
 	old, _ := tb.Acquire(a, fixed("cas1"))
-	tb.Delete(func(in Info) bool { return in.Key == a }) // an operator unpins a busy client
+	tb.Delete(func(in Record) bool { return in.Key == a }) // an operator unpins a busy client
 	fresh, _ := tb.Acquire(a, fixed("cas2"))             // a's pin made anew
 	old.Release()
 	in, err := tb.Lookup(a)
@@ -415,16 +415,16 @@ func TestCountsAndPages(t *testing.T) {
 	l.Release()
 	tb.Forget(key("10.0.1.1:1"))
 	tb.Replace(Record{Key: key("10.0.2.1:1"), Backend: "cas3", Created: 1_700_000_000, LastSeen: 1_700_000_000})
-	tb.Delete(func(in Info) bool { return in.Key == key("10.0.3.1:1") })
+	tb.Delete(func(in Record) bool { return in.Key == key("10.0.3.1:1") })
 	want := map[string]int{}
-	tb.Range(func(in Info) bool { want[in.Backend]++; return true })
+	tb.Range(func(in Record) bool { want[in.Backend]++; return true })
 	if got := tb.Counts(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("counts %v, a walk finds %v", got, want)
 	}
 	seen := map[Key]int{}
 	c, pages := Cursor{}, 0
 	for done := false; !done; pages++ {
-		var page []Info
+		var page []Record
 		page, c, done = tb.Page(c, 700, nil)
 		if len(page) > 700 {
 			t.Fatalf("page of %d", len(page))

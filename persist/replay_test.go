@@ -46,7 +46,7 @@ func TestJournalFlushCompactReplay(t *testing.T) {
 		t.Fatalf("journal not cut by the snapshot: %v %v", fi, err)
 	}
 	ps.pin(t, 3, 4, "cas3")
-	ps.tb.Delete(func(in affinity.Info) bool { return in.Key == client(1) })
+	ps.tb.Delete(func(in affinity.Record) bool { return in.Key == client(1) })
 	if err := ps.st.Flush(); err != nil {
 		t.Fatal(err)
 	}

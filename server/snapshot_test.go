@@ -113,8 +113,8 @@ func TestSnapshotFutureTimesAndFailedSaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.LastSeen.After(time.Now()) || in.Created.After(time.Now()) {
-		t.Fatalf("restored pin seen at %s, created %s: in the future", in.LastSeen, in.Created)
+	if in.Seen().After(time.Now()) || in.CreatedAt().After(time.Now()) {
+		t.Fatalf("restored pin seen at %s, created %s: in the future", in.Seen(), in.CreatedAt())
 	}
 	if _, err := srv.SaveSnapshot(filepath.Join(dir, "no-such-dir", "pins.json")); err == nil {
 		t.Fatal("a save into a missing directory succeeded")
