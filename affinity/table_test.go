@@ -345,7 +345,7 @@ func TestStaleLeaseAfterDelete(t *testing.T) {
 	a := key("10.0.0.1:1")
 	old, _ := tb.Acquire(a, fixed("cas1"))
 	tb.Delete(func(in Record) bool { return in.Key == a }) // an operator unpins a busy client
-	fresh, _ := tb.Acquire(a, fixed("cas2"))             // a's pin made anew
+	fresh, _ := tb.Acquire(a, fixed("cas2"))               // a's pin made anew
 	old.Release()
 	in, err := tb.Lookup(a)
 	if err != nil || in.Active != 1 || in.Backend != "cas2" {
