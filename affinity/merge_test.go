@@ -226,21 +226,19 @@ func TestUnpinOutlivesAnAbsentMember(t *testing.T) {
 // Backend names are numbered in 16 bits: past 65,535 a record or a pin
 // naming a new backend is refused (the table served such a client
 // unpinned), where the numbers wrapped and pins landed on the wrong
-// backend; and numbering them all is linear, where it was quadratic
-// (32,900 names cost 41.5 s).
+// backend. That numbering them all is linear, where it was quadratic
+// (32,900 names cost 41.5 s), is BenchmarkBackendNames's to show: a
+// wall-clock bound here failed on a loaded machine (14 s for 65,535
+// names beside a go build and two busy loops).
 func TestBackendNamesBounded(t *testing.T) {
 	tb := NewTable(Config{MaxEntries: 70_000})
 	k := func(i int) Key {
 		return Keyer{}.Key(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 0))
 	}
-	start := time.Now()
 	for i := range maxNames {
 		if res := tb.Merge(Record{Key: k(i), Backend: fmt.Sprintf("b%d", i), Version: 1, Created: time.Now().Unix()}); res.Outcome != Added {
 			t.Fatalf("record %d: %v", i, res.Outcome)
 		}
-	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Fatalf("numbering %d names took %v", maxNames, took)
 	}
 	if res := tb.Merge(Record{Key: k(maxNames), Backend: "one-too-many", Version: 1, Created: time.Now().Unix()}); res.Outcome != Declined {
 		t.Fatalf("a record naming backend %d: %v, want Declined", maxNames+1, res.Outcome)
