@@ -120,7 +120,11 @@ the binary now at this process's path, and finishes the open connections.`, noAr
 		leaf("check", "validate a config and print what it sets up",
 			`Prints every mistake as file:line: key: reason and exits 1; prints warnings
 for values that are legal but likely wrong for a CAS array, then what the
-config sets up, and exits 0.`, noArgs, checkFlags, stdout, stderr),
+config sets up, and exits 0. Judges this host as the user running it, or
+as --as-user (the unit's User=, stickylb: root re-runs check as that user
+with the --caps the unit grants): a token file that user cannot read is a
+mistake, and what start-up would stop at (a range listener without CAP_BPF
+and CAP_NET_ADMIN, transparent mode without CAP_NET_ADMIN) exits 1 too.`, noArgs, checkFlags, stdout, stderr),
 		leaf("import-nlb [flags] NLB-EXPORT.json", "turn a Windows NLB cluster's port rules and hosts into a checked lb.toml",
 			importNLBHelp, exactArgs(1), importNLBFlags, stdout, stderr),
 		ctlCommand(stdout, stderr),
