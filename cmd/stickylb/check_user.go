@@ -27,42 +27,15 @@ import (
 // nothing to re-run: no --as-user, or this process is that user already
 // (ExecStartPre runs as User=).
 func checkAsUser(name, caps, path string, stdout, stderr io.Writer) (code int, done bool) {
-	if name == "" {
+	cmd, err := asUserCommand(name, caps, path)
+	switch {
+	case err != nil:
+		fmt.Fprintln(stderr, "error:", err)
+		return 1, true
+	case cmd == nil:
 		return 0, false
 	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: --as-user %s: %v (the package's postinstall makes the user stickylb)\n", name, err)
-		return 1, true
-	}
-	cred, err := credential(u)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: --as-user %s: %v\n", name, err)
-		return 1, true
-	}
-	if int(cred.Uid) == os.Getuid() {
-		return 0, false
-	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintf(stderr, "error: --as-user %s: only root may check as another user: run check as root, or as %s\n", name, name)
-		return 1, true
-	}
-	ambient, err := parseCaps(caps)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: --caps %q: %v\n", caps, err)
-		return 1, true
-	}
-	self, err := os.Executable()
-	if err == nil {
-		path, err = filepath.Abs(path)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "error: --as-user %s: %v\n", name, err)
-		return 1, true
-	}
-	cmd := exec.Command(self, "check", "-c", path, "--as-user", name)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = "/", stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, AmbientCaps: ambient}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	var exit *exec.ExitError
 	switch err := cmd.Run(); {
 	case err == nil:
@@ -73,6 +46,42 @@ func checkAsUser(name, caps, path string, stdout, stderr io.Writer) (code int, d
 		fmt.Fprintf(stderr, "error: --as-user %s: run check as %s: %v\n", name, name, err)
 		return 1, true
 	}
+}
+
+// asUserCommand is check re-run as the user name with the capabilities
+// caps, or nil when this process is that user already or none is named.
+func asUserCommand(name, caps, path string) (*exec.Cmd, error) {
+	if name == "" {
+		return nil, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("--as-user %s: %w (the package's postinstall makes the user stickylb)", name, err)
+	}
+	cred, err := credential(u)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("--as-user %s: %w", name, err)
+	case int(cred.Uid) == os.Getuid():
+		return nil, nil
+	case os.Geteuid() != 0:
+		return nil, fmt.Errorf("--as-user %s: only root may check as another user: run check as root, or as %s", name, name)
+	}
+	ambient, err := parseCaps(caps)
+	if err != nil {
+		return nil, fmt.Errorf("--caps %q: %w", caps, err)
+	}
+	self, err := os.Executable()
+	if err == nil {
+		path, err = filepath.Abs(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--as-user %s: %w", name, err)
+	}
+	cmd := exec.Command(self, "check", "-c", path, "--as-user", name)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, AmbientCaps: ambient}
+	return cmd, nil
 }
 
 // credential is u's user, group and supplementary groups, as systemd
