@@ -31,10 +31,17 @@ for arch in "$@"; do
   # The packaged config is a template (packaging/lb.toml): placeholders
   # that check names, pins kept where the unit lets the service write.
   cp packaging/lb.toml "$out/lb.toml"
-  # The documentation: README, the docs and the images they show, and
-  # the copyright.
-  mkdir -p "$out/doc"
-  cp README.md docs/*.md docs/*.png packaging/copyright "$out/doc/"
+  # The documentation, laid out as in the source tree so that every link
+  # in it holds: README.md, the example lb.toml that config.md links
+  # (../lb.toml) and the copyright at the top, docs/ with the images they
+  # show and docs/ecmp's BIRD configs and script (cluster.md).
+  # TestShippedDocsLinksExist checks that what they link is staged here.
+  mkdir -p "$out/doc/docs/ecmp"
+  cp README.md lb.toml packaging/copyright "$out/doc/"
+  cp docs/*.md docs/*.png "$out/doc/docs/"
+  cp docs/ecmp/* "$out/doc/docs/ecmp/"
+  chmod 0644 "$out"/doc/docs/ecmp/*.conf
+  chmod 0755 "$out"/doc/docs/ecmp/announce.sh
   # Man pages and shell completion, from this machine's build of the
   # same source (an arm64 binary does not run here).
   mkdir -p "$out/man" "$out/completion"

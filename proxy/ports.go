@@ -118,7 +118,7 @@ func hostString(a netip.Addr) string {
 // CheckRange says how listener l will take its ports on this host, as
 // this user, when that is not simply: nil for a single port or a socket
 // each; an error when it needs sk_lookup and may not use it (start-up
-// would fail), or falls back to a socket per port.
+// would fail: ErrStartFails), or falls back to a socket per port.
 func CheckRange(l *config.Listener) error {
 	ps := l.Ports()
 	n := ps.Count()
@@ -132,8 +132,12 @@ func CheckRange(l *config.Listener) error {
 	case l.RangeMode.FallsBack(ps):
 		return fmt.Errorf("listener %s will bind a socket for each of its %d ports: %w", l.Name, n, err)
 	}
-	return fmt.Errorf("listener %s cannot take its %d ports: start-up will fail: %w; grant the capabilities (docs/deploy.md, \"Port ranges\")", l.Name, n, err)
+	return fmt.Errorf("listener %s cannot take its %d ports: %w: %w; grant the capabilities (docs/deploy.md, \"Port ranges\")", l.Name, n, ErrStartFails, err)
 }
+
+// ErrStartFails marks a CheckRange error that run would stop at: check
+// exits non-zero for it, where the other errors are warnings.
+var ErrStartFails = errors.New("start-up will fail")
 
 // busyPorts says which ports of a steered range other sockets of this
 // host listen on now: the range will leave them out (bindSteered).

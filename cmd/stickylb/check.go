@@ -27,17 +27,32 @@ import (
 
 func checkFlags(fs *pflag.FlagSet) runFunc {
 	path := fs.StringP("config", "c", config.DefaultPath, "config file")
+	as := fs.String("as-user", "", "judge the files, folders and capabilities as this user, as the service runs (the unit's User=, stickylb); root re-runs check as it")
+	caps := fs.String("caps", "CAP_NET_BIND_SERVICE", "with --as-user, the capabilities the service has (the unit's AmbientCapabilities=, with a drop-in's)")
 	return func(args []string, stdout, stderr io.Writer) int {
+		if code, done := checkAsUser(*as, *caps, *path, stdout, stderr); done {
+			return code
+		}
 		cfg, code := loadConfig(*path, stderr)
 		if cfg == nil {
 			return code
 		}
-		fmt.Fprintf(stdout, "%s: OK\n", *path)
+		fatal, warnings := hostProblems(cfg, net.DefaultResolver)
+		if len(fatal) == 0 {
+			fmt.Fprintf(stdout, "%s: OK\n", *path)
+		}
 		for _, w := range cfg.Warnings() {
 			fmt.Fprintln(stdout, "warning:", w)
 		}
-		for _, w := range hostWarnings(cfg, net.DefaultResolver) {
+		for _, w := range warnings {
 			fmt.Fprintln(stdout, "warning:", w)
+		}
+		if len(fatal) > 0 {
+			for _, e := range fatal {
+				fmt.Fprintln(stderr, "error:", e)
+			}
+			fmt.Fprintf(stderr, "%s: valid, but stickylb would not start on this host as %s\n", *path, whoAmI())
+			return 1
 		}
 		summary(stdout, cfg)
 		return 0
@@ -180,40 +195,48 @@ func poolSummary(w io.Writer, p *config.Pool, listeners []string) {
 	}
 }
 
-// hostWarnings are what this machine, as the user running check, would
-// refuse or break in cfg: a backend host name that does not resolve now,
-// transparent mode without the capability or the return route.
-func hostWarnings(cfg *config.Config, r *net.Resolver) []string {
-	var out []string
+// hostProblems are what this machine, as the user running check, would
+// refuse or break in cfg: fatal, what run would stop at (a range
+// listener without the capabilities sk_lookup needs, transparent mode
+// without CAP_NET_ADMIN); warnings, what would work worse than meant (a
+// backend host name that does not resolve now, transparent mode without
+// the return route, pins that could not be saved).
+func hostProblems(cfg *config.Config, r *net.Resolver) (fatal, warnings []string) {
 	if err := writable(cfg.Global.SnapshotFile); err != nil {
-		out = append(out, cfg.At("global.snapshot_file", "%v: pins and their journal would not be saved (checked on this host, as this user); "+
+		warnings = append(warnings, cfg.At("global.snapshot_file", "%v: pins and their journal would not be saved (checked on this host, as this user); "+
 			"point snapshot_file at a directory the service may write, such as /var/lib/stickylb/pins.json", err).Error())
 	} else if err := diskRoom(cfg); err != nil {
-		out = append(out, cfg.At("global.snapshot_file", "%v", err).Error())
+		warnings = append(warnings, cfg.At("global.snapshot_file", "%v", err).Error())
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Listeners)) {
 		if err := proxy.CheckRange(cfg.Listeners[name]); err != nil {
-			out = append(out, cfg.At("listener."+name+".listen", "%v (checked on this host, as this user)", err).Error())
+			msg := cfg.At("listener."+name+".listen", "%v (checked on this host, as this user)", err).Error()
+			if errors.Is(err, proxy.ErrStartFails) {
+				fatal = append(fatal, msg)
+			} else {
+				warnings = append(warnings, msg)
+			}
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Pools)) {
 		p := cfg.Pools[name]
 		for _, bn := range slices.Sorted(maps.Keys(p.Backends)) {
 			if err := resolves(r, p.Backends[bn].Address); err != nil {
-				out = append(out, cfg.At("pool."+name+".backend."+bn+".address",
+				warnings = append(warnings, cfg.At("pool."+name+".backend."+bn+".address",
 					"%v: stickylb resolves it at each connect, which fails until DNS answers; fix DNS or give the IP address", err).Error())
 			}
 		}
 		if !p.Transparent {
 			continue
 		}
-		for _, err := range []error{proxy.CheckTransparent(), proxy.CheckTransparentRoute()} {
-			if err != nil {
-				out = append(out, cfg.At("pool."+name+".transparent", "%v (checked on this host, as this user)", err).Error())
-			}
+		if err := proxy.CheckTransparent(); err != nil {
+			fatal = append(fatal, cfg.At("pool."+name+".transparent", "%v: start-up will fail (checked on this host, as this user)", err).Error())
+		}
+		if err := proxy.CheckTransparentRoute(); err != nil {
+			warnings = append(warnings, cfg.At("pool."+name+".transparent", "%v (checked on this host, as this user)", err).Error())
 		}
 	}
-	return out
+	return fatal, warnings
 }
 
 // writable tests that the snapshot file's directory takes a new file, as

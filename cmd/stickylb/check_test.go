@@ -37,7 +37,7 @@ func TestCheckWarnsUnresolvedHost(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "udp", dead)
 	}}
-	ws := hostWarnings(cfg, r)
+	_, ws := hostProblems(cfg, r)
 	if len(ws) != 1 || !strings.HasPrefix(ws[0], `lb.toml:7: pool.cas.backend.cas2.address: host name "cas2.invalid" does not resolve`) ||
 		!strings.Contains(ws[0], "give the IP address") {
 		t.Fatalf("warnings %q; want one, for cas2.invalid at line 7 (its table)", ws)
@@ -59,7 +59,7 @@ func TestCheckWarnsSmallDisk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ws := hostWarnings(cfg, net.DefaultResolver)
+		_, ws := hostProblems(cfg, net.DefaultResolver)
 		got := len(ws) == 1 && strings.HasPrefix(ws[0], "lb.toml:2: global.snapshot_file: ") && strings.Contains(ws[0], "need about 41 MB")
 		if c.warn != got || (!c.warn && len(ws) != 0) {
 			t.Fatalf("max_entries %d: warnings %q; want a warning: %v", c.max, ws, c.warn)

@@ -120,7 +120,11 @@ the binary now at this process's path, and finishes the open connections.`, noAr
 		leaf("check", "validate a config and print what it sets up",
 			`Prints every mistake as file:line: key: reason and exits 1; prints warnings
 for values that are legal but likely wrong for a CAS array, then what the
-config sets up, and exits 0.`, noArgs, checkFlags, stdout, stderr),
+config sets up, and exits 0. Judges this host as the user running it, or
+as --as-user (the unit's User=, stickylb: root re-runs check as that user
+with the --caps the unit grants): a token file that user cannot read is a
+mistake, and what start-up would stop at (a range listener without CAP_BPF
+and CAP_NET_ADMIN, transparent mode without CAP_NET_ADMIN) exits 1 too.`, noArgs, checkFlags, stdout, stderr),
 		leaf("import-nlb [flags] NLB-EXPORT.json", "turn a Windows NLB cluster's port rules and hosts into a checked lb.toml",
 			importNLBHelp, exactArgs(1), importNLBFlags, stdout, stderr),
 		ctlCommand(stdout, stderr),
@@ -147,7 +151,7 @@ func simCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "sim", Short: "run a simulated CAS array or Unity client fleet (docs/lab.md)", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { cmd.SetOut(stderr); cmd.Usage(); return exitCode(2) }}
 	cmd.AddCommand(
-		leaf("cas", "serve simulated CAS hosts until SIGINT or SIGTERM", "", noArgs, simCASFlags, stdout, stderr),
+		leaf("cas", "serve simulated CAS hosts until SIGINT or SIGTERM", simCASHelp, noArgs, simCASFlags, stdout, stderr),
 		leaf("unity", "run a simulated Unity fleet against a balancer and report", "", noArgs, simUnityFlags, stdout, stderr),
 	)
 	return cmd
@@ -159,3 +163,14 @@ func benchCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd.AddCommand(leaf("backends", "serve bench's echo backends until SIGINT or SIGTERM", "", noArgs, benchBackendsFlags, stdout, stderr))
 	return cmd
 }
+
+// simCASHelp says what a simulated CAS is not: the lab's own protocol is
+// not DCE/RPC, so the packaged template's rpc checks fail against it
+// (issue 35, point 8).
+const simCASHelp = `Serves simulated CAS hosts: an endpoint mapper and RPC Client Access and
+Address Book ports speaking the lab's own protocol (docs/lab-protocol.md).
+A simulated CAS does not speak DCE/RPC: an rpc health check (the packaged
+lb.toml's) fails against it with "malformed DCE/RPC PDU" and every backend
+stays down. Give a pool of sim cas hosts a tcp check; to try the rpc check
+before production, run Samba's endpoint mapper as the CAS (docs/operations.md,
+"Trying the rpc check").`

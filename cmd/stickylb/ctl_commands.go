@@ -38,7 +38,7 @@ func (c *ctl) backends(args []string) error {
 				rate = fmt.Sprintf("%.1f", r.ConnsPerSec)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", p.Name, b.Name, b.Address, stateCell(b),
-				age(b.Since), b.Weight, b.Connections, b.Pins, rate, b.ConnectErrors, lastCheck(b.LastCheck), b.DownReason)
+				forCell(b.Since), b.Weight, b.Connections, b.Pins, rate, b.ConnectErrors, lastCheck(b), b.DownReason)
 		}
 	}
 	tw.Flush()
@@ -79,8 +79,22 @@ func age(t time.Time) string {
 	return time.Since(t).Round(time.Second).String()
 }
 
-// lastCheck says what a backend's last check found, and when.
-func lastCheck(c *admin.CheckInfo) string {
+// forCell is how long a backend has been in its state: "since start"
+// when it has not changed in this process, as after a restart or an
+// upgrade that restored it (a "-" read as unknown, or as no state).
+func forCell(t time.Time) string {
+	if t.IsZero() || t.Year() < 2 {
+		return "since start"
+	}
+	return age(t)
+}
+
+// lastCheck says what a backend's latest check found, and when; when a
+// pool has several checks and the latest is not the one that holds the
+// backend down (WHY DOWN), it names that one too, so the two columns do
+// not seem to disagree.
+func lastCheck(b admin.BackendInfo) string {
+	c := b.LastCheck
 	if c == nil {
 		return "-"
 	}
@@ -88,7 +102,11 @@ func lastCheck(c *admin.CheckInfo) string {
 	if !c.OK {
 		res = "failed"
 	}
-	return fmt.Sprintf("%s %s %.1fms %s ago", c.Name, res, c.TookMS, age(c.Time))
+	s := fmt.Sprintf("%s %s %.1fms %s ago", c.Name, res, c.TookMS, age(c.Time))
+	if name, _, ok := strings.Cut(strings.TrimPrefix(b.DownReason, "check "), ":"); ok && strings.HasPrefix(b.DownReason, "check ") && name != c.Name {
+		s += "; down by " + name
+	}
+	return s
 }
 
 // quietly makes a call whose JSON is not the command's output.
@@ -298,8 +316,8 @@ func (c *ctl) info(_ []string) error {
 	}
 	fmt.Fprintf(c.out, "stickylb %s, pid %d, %s, up %s (since %s)\n", in.Version, in.PID, state,
 		(time.Duration(in.UptimeSeconds) * time.Second).Round(time.Second), in.Started.Format(time.RFC3339))
-	fmt.Fprintf(c.out, "config %s: %s, %s, %s reloaded (%d failed)\n", in.Config, count(in.Listeners, "listener"),
-		count(in.Pools, "pool"), count(int(in.Reloads), "time"), in.ReloadFailures)
+	fmt.Fprintf(c.out, "config %s: %s, %s; reloads: %d applied, %d failed\n", in.Config, count(in.Listeners, "listener"),
+		count(in.Pools, "pool"), in.Reloads, in.ReloadFailures)
 	fmt.Fprintf(c.out, "%s open, file limit %d (two per connection)\n", count(in.Connections, "connection"), in.FileLimit)
 	return nil
 }

@@ -78,7 +78,7 @@ func writeImport(res *nlbimport.Result, out string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "to decide:", d)
 	}
 	if out != "" {
-		fmt.Fprintf(stderr, "wrote %s: %d listeners, %d pools; check it with `stickylb check -c %s`\n", out, len(cfg.Listeners), len(cfg.Pools), out)
+		fmt.Fprintf(stderr, "wrote %s: %s, %s; check it with `stickylb check -c %s`\n", out, count(len(cfg.Listeners), "listener"), count(len(cfg.Pools), "pool"), out)
 	}
 	return 0
 }

@@ -235,7 +235,7 @@ func simUnityFlags(fs *pflag.FlagSet) runFunc {
 		}
 		fmt.Fprintf(stdout, "target %s, %d sessions, %s\n", rep.Target, rep.Sessions, rep.Duration.Round(time.Millisecond))
 		fmt.Fprintf(stdout, "operations          %d (%d ok)\n", rep.Ops, rep.OK)
-		fmt.Fprintf(stdout, "MAPI_E_NETWORK_ERROR %d (%.3f%% of operations) in %d sessions\n", rep.MAPINetworkErrors, 100*rep.ErrorRate, rep.ErrorSessions)
+		fmt.Fprintln(stdout, mapiErrors(rep.MAPINetworkErrors, rep.ErrorRate, rep.ErrorSessions, rep.Sessions))
 		fmt.Fprintf(stdout, "connection errors   %d\n", rep.ConnErrors)
 		for _, k := range slices.Sorted(maps.Keys(rep.Errors)) {
 			fmt.Fprintf(stdout, "  %-32s %d\n", k, rep.Errors[k])
@@ -267,4 +267,14 @@ func fleetVerdict(rep *sim.Report, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// mapiErrors is sim unity's MAPI_E_NETWORK_ERROR line: how many, and how
+// many of the sessions saw one ("0 (0.000% of operations) in 30
+// sessions" read as 30 sessions that saw it).
+func mapiErrors(n int64, rate float64, inSessions, sessions int) string {
+	if n == 0 {
+		return fmt.Sprintf("MAPI_E_NETWORK_ERROR 0: none of the %d sessions saw one", sessions)
+	}
+	return fmt.Sprintf("MAPI_E_NETWORK_ERROR %d (%.3f%% of operations), seen by %d of the %d sessions", n, 100*rate, inSessions, sessions)
 }

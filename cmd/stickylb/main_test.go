@@ -544,7 +544,7 @@ func TestBinaryOperate(t *testing.T) {
 	if out, code := ctl("weight", "cas2", "0"); code != 0 || !strings.Contains(out, "cas/cas2 now has weight 0") {
 		t.Fatalf("ctl weight: %d %s", code, out)
 	}
-	if out, code := ctl("backends"); code != 0 || !regexp.MustCompile(`cas +cas2 +127\.0\.0\.12 +up +- +0 +\d+ +\d+ +[-\d.]+ +0 +- *\n`).MatchString(out) {
+	if out, code := ctl("backends"); code != 0 || !regexp.MustCompile(`cas +cas2 +127\.0\.0\.12 +up +since start +0 +\d+ +\d+ +[-\d.]+ +0 +- *\n`).MatchString(out) {
 		t.Fatalf("ctl backends after weight 0: %d %s", code, out)
 	}
 	if out, code := ctl("reload"); code != 0 || !strings.Contains(out, "reloaded") {
@@ -556,7 +556,7 @@ func TestBinaryOperate(t *testing.T) {
 	if out, code := ctl("--json", "backends"); code != 0 || !regexp.MustCompile(`"name": "cas2",[^}]*"weight": 0,`).MatchString(out) {
 		t.Fatalf("after a reload that left lb.toml's weight as it was, cas2 lost the operator's weight 0:\n%s", out)
 	}
-	if out, code := ctl("info"); code != 0 || !regexp.MustCompile(`stickylb dev commit .*, pid \d+, running, up \d+s .*\nconfig .*lb\.toml: 1 listener, 1 pool, 1 time reloaded \(0 failed\)\n\d+ connections? open, file limit \d+`).MatchString(out) {
+	if out, code := ctl("info"); code != 0 || !regexp.MustCompile(`stickylb dev commit .*, pid \d+, running, up \d+s .*\nconfig .*lb\.toml: 1 listener, 1 pool; reloads: 1 applied, 0 failed\n\d+ connections? open, file limit \d+`).MatchString(out) {
 		t.Fatalf("ctl info: %d %q", code, out)
 	}
 	if out, code := ctl("events"); code != 0 || !strings.Contains(out, "cas/cas1  set drain") {

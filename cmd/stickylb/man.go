@@ -71,7 +71,7 @@ The pins' snapshot and the journal of changes since (\fBglobal.snapshot_file\fR)
 The hardened unit; \fBsystemctl reload\fR reloads the configuration.
 .TP
 \fB/usr/share/doc/stickylb/\fR
-The documentation: README, config, deploy, operations, cluster, lab, benchmarks, reliability.
+The documentation: README.md, the example lb.toml, and docs/ (config, deploy, operations, cluster and its ecmp/ configs, lab, benchmarks, reliability).
 .SH SIGNALS
 .TP
 \fBSIGHUP\fR

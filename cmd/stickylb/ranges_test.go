@@ -72,9 +72,9 @@ func TestRangeWithoutCapabilities(t *testing.T) {
 
 	whole := strings.Replace(cfg, fmt.Sprintf("%d-%d", lo, lo+199), "6005-59530", 1)
 	path = publicConfig(t, whole)
-	out, _ := exec.Command(prefix[0], append(prefix[1:], binary, "check", "-c", path)...).CombinedOutput()
-	if !strings.Contains(string(out), "cannot take its 53526 ports: start-up will fail") || !strings.Contains(string(out), "CAP_BPF and CAP_NET_ADMIN") {
-		t.Fatalf("check as nobody:\n%s", out)
+	out, err := exec.Command(prefix[0], append(prefix[1:], binary, "check", "-c", path)...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cannot take its 53526 ports: start-up will fail") || !strings.Contains(string(out), "CAP_BPF and CAP_NET_ADMIN") {
+		t.Fatalf("check as nobody: %v (want exit 1: start-up will fail)\n%s", err, out)
 	}
 	out, err = exec.Command(prefix[0], append(prefix[1:], binary, "run", "-c", path)...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "53526 ports need one socket steered by sk_lookup") || !strings.Contains(string(out), `range_mode = \"per-port\"`) {

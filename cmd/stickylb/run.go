@@ -61,6 +61,12 @@ func runFlags(fs *pflag.FlagSet) runFunc {
 			}
 			defer stop(log)
 		}
+		if *pidfile != "" {
+			if err := pidfileFolder(*pidfile); err != nil {
+				log.Error("cannot start", "error", err)
+				return 1
+			}
+		}
 		h, err := inherited()
 		if err != nil {
 			log.Error("cannot start", "error", err)
@@ -76,7 +82,7 @@ func runFlags(fs *pflag.FlagSet) runFunc {
 		if *pidfile != "" {
 			if err := writePidfile(*pidfile); err != nil {
 				log.Error("cannot write the pid file", "file", *pidfile, "error", err)
-				d.stop(syscall.SIGTERM, sigs)
+				d.stop(noSignal("none: the pid file could not be written"), sigs)
 				return 1
 			}
 			defer removePidfile(*pidfile)

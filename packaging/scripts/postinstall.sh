@@ -8,7 +8,8 @@
 # decisions, and the admin port and socket, and the old process finishes
 # its open connections), so no connection is cut and no client moves; a
 # listener of a port range taken with sk_lookup cannot be handed over,
-# and then the service restarts.
+# and then the service restarts. Without systemd the process its pid file
+# names is handed over alike, or a message says what still runs.
 set -e
 if ! getent passwd stickylb >/dev/null; then
   useradd --system --user-group --no-create-home --home-dir /var/lib/stickylb \
@@ -27,6 +28,35 @@ if [ ! -e /etc/stickylb/admin.token ]; then
   chown root:stickylb /etc/stickylb/admin.token.new
   chmod 0640 /etc/stickylb/admin.token.new
   mv /etc/stickylb/admin.token.new /etc/stickylb/admin.token
+fi
+# handover PID: SIGUSR2 to PID, then wait up to 20 s for the pid file to
+# name the process that took over.
+handover() {
+  kill -USR2 "$1" 2>/dev/null || return 1
+  i=0
+  while [ "$i" -lt 20 ]; do
+    sleep 1
+    now=$(cat /run/stickylb/stickylb.pid 2>/dev/null || true)
+    [ -n "$now" ] && [ "$now" != "$1" ] && return 0
+    i=$((i + 1))
+  done
+  return 1
+}
+if [ ! -d /run/systemd/system ]; then
+  # Without systemd (a container, another init) the service is found by
+  # the pid file `stickylb run --pidfile /run/stickylb/stickylb.pid`
+  # writes, and handed over the same way; a stickylb without that file
+  # is left running the old binary, and this says so.
+  pid=$(cat /run/stickylb/stickylb.pid 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = stickylb ]; then
+    if handover "$pid"; then
+      echo "stickylb: the running service (pid $pid) handed over to the new binary (pid $(cat /run/stickylb/stickylb.pid))"
+    else
+      echo "stickylb: the running service (pid $pid) did not hand over to the new binary within 20 s and still runs the old one: restart it" >&2
+    fi
+  elif grep -qx stickylb /proc/[0-9]*/comm 2>/dev/null; then
+    echo "stickylb: a stickylb runs without systemd and without /run/stickylb/stickylb.pid: it still runs the old binary; send it SIGUSR2 (kill -USR2 PID) to hand over, or restart it" >&2
+  fi
 fi
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null || true
