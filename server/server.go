@@ -30,7 +30,7 @@ type Options struct {
 	// Dialer opens backend connections; nil means proxy.NetDialer with the
 	// pool's keepalive.
 	Dialer proxy.Dialer
-	// Observer follows connections (metrics); may be nil.
+	// Observer follows connections (metrics); the zero value hears nothing.
 	Observer proxy.Observer
 	// OnPinEvent, if set, sees every affinity table change, after the
 	// server's own logging.
