@@ -1,7 +1,7 @@
 //go:build linux
 
 // Package metrics exports what stickylb does as Prometheus metrics: it
-// follows connections (as a proxy.Observer), affinity events and health
+// follows connections (through a proxy.Observer), affinity events and health
 // checks as they happen, and reads table sizes, backend states and reload
 // counts from the server when scraped. It registers on the registry its
 // caller owns, never on the global default one, and no client address ever
@@ -109,7 +109,11 @@ func (m *Metrics) Attach(s *server.Server) {
 }
 
 // Observer returns the proxy.Observer that counts connections.
-func (m *Metrics) Observer() proxy.Observer { return &observer{m: m} }
+func (m *Metrics) Observer() proxy.Observer {
+	o := &observer{m: m}
+	return proxy.Observer{Accepted: o.accepted, Opened: o.opened, Ended: o.ended,
+		ConnectFailed: o.connectFailed, LocalError: o.localError}
+}
 
 // PinEvent counts affinity re-pins; use it as server.Options.OnPinEvent.
 func (m *Metrics) PinEvent(poolName string, ev affinity.Event) {
@@ -189,31 +193,37 @@ func (o *observer) backend(listener string, b *pool.Backend) *backendMetrics {
 	return v.(*backendMetrics)
 }
 
-func (o *observer) Accepted(listener string) { o.listener(listener).accepted.Inc() }
-func (o *observer) Opened(listener string, b *pool.Backend, connect time.Duration) {
+func (o *observer) accepted(listener string) { o.listener(listener).accepted.Inc() }
+
+func (o *observer) opened(listener string, b *pool.Backend, connect time.Duration) {
 	bm := o.backend(listener, b)
 	bm.active.Inc()
 	bm.connect.Observe(connect.Seconds())
 }
-func (o *observer) Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration) {
-	bm := o.backend(listener, b)
-	bm.active.Dec()
-	bm.closed.Inc()
-	o.listener(listener).duration.Observe(d.Seconds())
+
+// ended counts every connection's end, and what it was: proxied (closed,
+// no longer active, its duration) or refused.
+func (o *observer) ended(listener string, e proxy.Ending) {
+	lm := o.listener(listener)
+	if c := lm.ended[e.Termination]; c != nil {
+		c.Inc()
+	}
+	if e.Backend != nil {
+		bm := o.backend(listener, e.Backend)
+		bm.active.Dec()
+		bm.closed.Inc()
+		lm.duration.Observe(e.Duration.Seconds())
+	}
+	if e.Refusal != "" {
+		o.m.refused.WithLabelValues(listener, string(e.Refusal)).Inc() // rare: the vector directly
+	}
 }
 
 // Failures are rare; they use the vectors directly.
-func (o *observer) ConnectFailed(listener string, b *pool.Backend, why proxy.DialFailure) {
+func (o *observer) connectFailed(listener string, b *pool.Backend, why proxy.DialFailure) {
 	o.m.connectErrors.WithLabelValues(listener, b.Pool, b.Name, string(why)).Inc()
 }
-func (o *observer) Refused(listener string, why proxy.Refusal) {
-	o.m.refused.WithLabelValues(listener, string(why)).Inc()
-}
-func (o *observer) Ended(listener string, end proxy.Termination) {
-	if c := o.listener(listener).ended[end]; c != nil {
-		c.Inc()
-	}
-}
-func (o *observer) LocalError(_, op, errno string) {
+
+func (o *observer) localError(_, op, errno string) {
 	o.m.localErrors.WithLabelValues(op, errno).Inc()
 }

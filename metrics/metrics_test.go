@@ -23,6 +23,7 @@ import (
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/proxy"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -234,8 +235,8 @@ func TestBytesCountedWhileOpen(t *testing.T) {
 
 var connectCount = regexp.MustCompile(`stickylb_backend_connect_duration_seconds_count\{backend="cas\d",pool="cas"\} (\d+)`)
 
-// The metrics a proxied connection costs: opened (with its connect time)
-// and closed, on series that exist.
+// The metrics a proxied connection costs: accepted, opened (with its
+// connect time) and ended, on series that exist.
 func BenchmarkObserveConnection(b *testing.B) {
 	m := New(prometheus.NewRegistry(), Build{})
 	o := m.Observer()
@@ -244,6 +245,6 @@ func BenchmarkObserveConnection(b *testing.B) {
 	for b.Loop() {
 		o.Accepted("rpc")
 		o.Opened("rpc", be, 300*time.Microsecond)
-		o.Closed("rpc", be, 100, 100, time.Second)
+		o.Ended("rpc", proxy.Ending{Termination: proxy.EndClientClosed, Backend: be, Duration: time.Second, ToBackend: 100, ToClient: 100})
 	}
 }

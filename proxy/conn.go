@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
-	"github.com/stickylb/stickylb/localerr"
 	"github.com/stickylb/stickylb/pool"
 )
 
@@ -25,31 +26,55 @@ var (
 	_ io.ReaderFrom = (*net.TCPConn)(nil)
 )
 
-// conn is one client connection and, once dialled, its backend leg.
+// conn is one client connection from accept to its end, and the one
+// owner of everything the connection holds: both sockets, its pin's
+// lease, its client-limit slot, its backend's count of open connections
+// and its idle timer. finish alone lets go of them, once; the listener
+// only keeps the set of conns. All a connection is lives in this value,
+// so it is the one thing to capture for a hand-over to another process.
+//
+// The fields above mu are written by the set-up, before the connection
+// is published as open (under mu), and only read after; abort, info and
+// CloseBackend look at backend and b only once it is open.
 type conn struct {
 	l      *Listener
+	r      *Route // the route it was accepted under
 	client *net.TCPConn
+	id     uint64 // the listener's number for it, from 1
 	start  time.Time
 
-	id uint64 // the listener's number for it, from 1
+	from        netip.AddrPort // the client, as identified (PROXY header or socket)
+	admitted    bool           // holds a slot of r.Limits for from
+	refusal     Refusal        // why it was refused, if it was
+	backend     net.Conn       // the backend leg, once dialled
+	b           *pool.Backend  // its backend, once dialled
+	lease       affinity.Lease // the pin it holds, once decided
+	addr        string         // the backend's address
+	attempts    int            // connects it took
+	connectTime time.Duration  // from the first connect to the one that held
+	stopIdle    func()
 
-	mu      sync.Mutex
-	backend net.Conn
-	b       *pool.Backend  // the backend once dialled
-	from    netip.AddrPort // the client, as identified (PROXY header or socket), once dialled
-	aborted bool
-	cut     Termination // why it was aborted, if it was
+	open                  atomic.Int32 // directions still copying
+	toBackend, toClient   int64        // bytes copied each way
+	backendErr, clientErr error        // how the copy to each ended
+
+	mu     sync.Mutex
+	opened bool        // copying: it reached its backend and was not cut first
+	cut    Termination // why it was aborted, if it was
+	ended  Termination // how it ended, as the directions tell; see noteEnd
 }
 
-// abort closes both legs for the reason given; the copy goroutines then
-// end on their own.
+// abort closes the connection for the reason given: the set-up or the
+// copy directions then end on their own and finish it.
 func (c *conn) abort(why Termination) {
 	c.mu.Lock()
-	c.aborted = true
 	if c.cut == "" {
 		c.cut = why
 	}
-	be := c.backend
+	var be net.Conn
+	if c.opened {
+		be = c.backend
+	}
 	c.mu.Unlock()
 	c.client.Close()
 	if be != nil {
@@ -57,129 +82,132 @@ func (c *conn) abort(why Termination) {
 	}
 }
 
-// serve sets the connection up: identify the client, decide and dial its
-// backend, then hand the two copy directions to goroutines of their own.
+// serve sets the connection up (identify, admit, decide and dial its
+// backend), then hands the two copy directions to goroutines of their
+// own; a connection that does not get that far is finished here.
 func (c *conn) serve() {
-	handedOff := false
-	defer func() {
-		if !handedOff {
-			c.client.Close()
-			c.l.forget(c)
-		}
-	}()
-	r := c.l.route.Load()
-	if r.Observer != nil {
-		r.Observer.Accepted(r.Name)
+	c.r = c.l.route.Load()
+	if f := c.r.Observer.Accepted; f != nil {
+		f(c.r.Name)
 	}
-	o, err := c.identify(r)
-	if err != nil {
-		c.unidentified(r, o, err)
+	if !c.setUp() {
+		c.finish()
 		return
 	}
-	client := o.Client
-	if r.Limits != nil {
-		if why := r.Limits.admit(client.Addr()); why != "" {
-			c.limited(r, client, why)
-			return
-		}
-		defer func() {
-			if !handedOff {
-				r.Limits.done(client.Addr())
-			}
-		}()
-	}
-	s, err := c.connect(r, client)
-	if err != nil {
-		return // refused and logged by connect
-	}
-	if err := s.prologue(o); err != nil {
-		s.lease.Release()
-		s.be.Close()
-		c.refuse(r, client, RefusedConnect, err, s.attempts)
-		return
-	}
-	c.mu.Lock()
-	aborted := c.aborted
-	c.backend, c.b, c.from = s.be, s.b, client
-	c.mu.Unlock()
-	if aborted {
-		s.lease.Release()
-		s.be.Close()
-		return
-	}
-	s.b.ConnOpened()
-	if r.Observer != nil {
-		r.Observer.Opened(r.Name, s.b, s.connectTime)
-	}
-	if r.IdleTimeout > 0 {
-		s.stopIdle = watchIdle(c.client, s.be, r.IdleTimeout, func() { c.abort(EndIdleTimeout) })
+	if c.r.IdleTimeout > 0 {
+		c.stopIdle = watchIdle(c.client, c.backend, c.r.IdleTimeout, func() { c.abort(EndIdleTimeout) })
 	}
 	// The two directions run on goroutines of their own and this one
 	// ends: the dial above grew its stack to several KiB, which an idle
 	// connection would otherwise keep for hours. The last direction to
-	// end closes the connection (session.end).
-	handedOff = true
-	s.open.Store(2)
-	go s.clientToBackend()
-	go s.backendToClient()
+	// end finishes the connection.
+	c.open.Store(2)
+	go c.clientToBackend()
+	go c.backendToClient()
+}
+
+// setUp takes the connection as far as an open backend leg, and says
+// whether it got there: if not, it was refused (and the refusal logged)
+// or cut.
+func (c *conn) setUp() bool {
+	r := c.r
+	o, err := c.identify()
+	c.from = o.Client
+	if err != nil {
+		c.refuse(unidentified(err), err, nil, "")
+		return false
+	}
+	if r.Limits != nil {
+		if why := r.Limits.admit(c.from.Addr()); why != "" {
+			c.refuse(why, nil, nil, "")
+			return false
+		}
+		c.admitted = true
+	}
+	if !c.connect() {
+		return false
+	}
+	if err := c.prologue(o); err != nil {
+		c.refuse(RefusedConnect, err, nil, "")
+		return false
+	}
+	c.mu.Lock()
+	c.opened = c.cut == ""
+	opened := c.opened
+	c.mu.Unlock()
+	if !opened {
+		return false
+	}
+	c.b.ConnOpened()
+	if f := r.Observer.Opened; f != nil {
+		f(r.Name, c.b, c.connectTime)
+	}
+	return true
+}
+
+// identify tells where the connection comes from: the socket, or the
+// route's Identify (a PROXY header).
+func (c *conn) identify() (Origin, error) {
+	if c.r.Identify != nil {
+		return c.r.Identify(c.client)
+	}
+	return socketOrigin(c.client), nil
 }
 
 // connect decides the client's backend and dials it, moving on to another
-// backend when one refuses, at most r.Retries times. On failure the
-// client has been refused (logged and counted) and the error says why.
-func (c *conn) connect(r *Route, client netip.AddrPort) (*session, error) {
-	key := r.Keyer.Key(client)
+// backend when one refuses, at most r.Retries times, and says whether one
+// took it; if none did, the client has been refused.
+func (c *conn) connect() bool {
+	r := c.r
+	key := r.Keyer.Key(c.from)
 	var failed []Failure
 	start := time.Now()
-	port := c.backendPort(r)
+	port := c.backendPort()
 	clientChosen := r.Port == 0 && r.ClientPorts.Contains(port)
-	for attempt := 1; ; attempt++ {
+	for c.attempts = 1; ; c.attempts++ {
 		b, lease, err := decide(r, key, failed)
 		if err != nil {
-			why := RefusedNoBackend
-			if errors.Is(err, ErrRejected) {
-				why = RefusedRejected
-			}
-			c.refuse(r, client, why, err, attempt-1)
-			return nil, err
+			c.attempts--
+			c.refuse(decideRefusal(err), err, nil, "")
+			return false
 		}
 		addr := b.Addr(port)
 		ctx, cancel := context.WithTimeout(context.Background(), r.connectTimeout())
-		be, err := r.dialer().Dial(ctx, client, addr)
+		be, err := r.dialer().Dial(ctx, c.from, addr)
 		cancel()
 		if err == nil {
 			b.ConnectOK()
-			return &session{c: c, r: r, b: b, be: be, lease: lease, client: client, addr: addr,
-				attempts: attempt, connectTime: time.Since(start)}, nil
+			c.backend, c.b, c.lease, c.addr, c.connectTime = be, b, lease, addr, time.Since(start)
+			return true
 		}
 		lease.Release()
 		if errno, why := localFault(r, b, err); errno != "" {
-			c.localDialError(r, client, b, errno, why, err)
-			return nil, err
+			c.refuse(RefusedLocal, fmt.Errorf("%s: %w", why, err), b, errno)
+			return false
 		}
 		if clientChosen {
-			return nil, c.clientPortFailed(r, client, b, addr, attempt, err)
+			c.refuse(RefusedClientPort, clientPortError(b, addr, err), b, "")
+			return false
 		}
-		why := c.connectFailed(r, client, b, addr, attempt, err)
+		why := c.connectFailed(b, addr, err)
 		failed = append(failed, Failure{b, why})
 		switch {
 		case r.Policy.Reject:
 			err = fmt.Errorf("pinned backend %s %s failed (%s) and on_down is reject: %w", b.Name, addr, why, err)
-			c.refuse(r, client, RefusedRejected, err, attempt)
-			return nil, err
-		case attempt > r.Retries:
-			err = fmt.Errorf("backend %s %s: %w", b.Name, addr, err)
-			c.refuse(r, client, RefusedConnect, err, attempt)
-			return nil, err
+			c.refuse(RefusedRejected, err, nil, "")
+			return false
+		case c.attempts > r.Retries:
+			c.refuse(RefusedConnect, fmt.Errorf("backend %s %s: %w", b.Name, addr, err), nil, "")
+			return false
 		}
 	}
 }
 
 // backendPort is the port to dial on the backend: the route's, or for a
 // listener of several ports (Route.Port 0) the one the client dialled.
-func (c *conn) backendPort(r *Route) int {
-	if r.Port != 0 {
-		return r.Port
+func (c *conn) backendPort() int {
+	if c.r.Port != 0 {
+		return c.r.Port
 	}
 	return c.client.LocalAddr().(*net.TCPAddr).Port
 }
@@ -205,162 +233,71 @@ func decide(r *Route, key affinity.Key, failed []Failure) (*pool.Backend, affini
 	return chosen, lease, err
 }
 
-// connectFailed counts and logs a failed backend connect, says how it
-// failed, and runs the passive check: enough failed connects in a row
-// take the backend down before the next active check would. The log line
-// comes at most every few seconds per backend: in an outage every client
-// fails alike.
-func (c *conn) connectFailed(r *Route, client netip.AddrPort, b *pool.Backend, addr string, attempt int, err error) DialFailure {
-	why := DialFailureOf(err)
-	if r.Observer != nil {
-		r.Observer.ConnectFailed(r.Name, b, why)
+// finish is the connection's one clean-up, run once: by serve when the
+// connection never reached the copy, else by the last copy direction to
+// end. It records how the connection ended (Observer.Ended, and the
+// closing log line for one that was open), then lets go of everything
+// the connection held.
+func (c *conn) finish() {
+	r := c.r
+	if c.stopIdle != nil {
+		c.stopIdle()
 	}
-	inRow := b.ConnectFailed()
-	if r.PassiveFall > 0 && inRow >= r.PassiveFall && b.MarkDown(fmt.Sprintf("passive check: %d connects failed in a row: %v", inRow, err)) {
-		c.l.log.Warn("backend down: passive check", "pool", r.Pool.Name, "backend", b.Name, "failed_connects", r.PassiveFall, "error", err)
-		if r.OnPassiveDown != nil {
-			r.OnPassiveDown(b, err)
-		}
+	e := Ending{Termination: c.termination(), Refusal: c.refusal, Duration: time.Since(c.start),
+		ToBackend: c.toBackend, ToClient: c.toClient}
+	if c.opened {
+		c.b.ConnClosed()
+		e.Backend = c.b
 	}
-	fl := c.l.failLog(b)
-	fl.Do(func(n int) {
-		c.l.log.Warn("backend connect failed", "listener", r.Name, "pool", r.Pool.Name, "client", client,
-			"backend", b.Name, "addr", addr, "reason", why, "attempt", attempt, "error", err, "count", n, "note", fl.Note()+" (per backend)")
-	})
-	return why
+	if f := r.Observer.Ended; f != nil {
+		f(r.Name, e)
+	}
+	if c.opened && c.l.log.Enabled(context.Background(), slog.LevelInfo) {
+		c.log(e)
+	}
+	c.client.Close()
+	if c.backend != nil {
+		c.backend.Close()
+	}
+	c.lease.Release()
+	if c.admitted {
+		r.Limits.done(c.from.Addr())
+	}
+	c.l.forget(c)
 }
 
-// clientPortFailed refuses a client whose connect to a port of a range
-// failed. The port is the client's choice: three connections to a port
-// no CAS listens on took every CAS down through the passive check
-// before, so the backend is not blamed, no other backend is tried (the
-// port means something else or nothing there) and the pin stays.
-func (c *conn) clientPortFailed(r *Route, client netip.AddrPort, b *pool.Backend, addr string, attempts int, err error) error {
-	err = fmt.Errorf("backend %s %s: the port the client dialled, in a range, took no connection (%s): "+
-		"a port of a range is the client's choice, so the backend is not blamed and no other is tried: %w", b.Name, addr, DialFailureOf(err), err)
-	c.refuse(r, client, RefusedClientPort, err, attempts)
-	return err
-}
-
-// limited refuses a connection a client limit stops: counted, and logged
-// at most every few seconds, since a client over its limit keeps trying.
-func (c *conn) limited(r *Route, client netip.AddrPort, why Refusal) {
-	if r.Observer != nil {
-		r.Observer.Refused(r.Name, why)
-		r.Observer.Ended(r.Name, EndRefused)
+// termination is how the connection ended: why it was cut, if it was,
+// else why it was refused, else how the directions tell it.
+func (c *conn) termination() Termination {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.cut != "":
+		return c.cut
+	case c.refusal != "":
+		return refusalEnd(c.refusal)
+	case c.ended != "":
+		return c.ended
 	}
-	c.l.limitLog.Do(func(n int) {
-		c.l.log.Warn("connection refused: client over its limit", "listener", r.Name, "pool", r.Pool.Name,
-			"client", client, "reason", why, "count", n, "note", c.l.limitLog.Note())
-	})
+	return EndClientClosed
 }
 
-// localFault says whether a failed dial is this host's fault rather
-// than the backend's, and if so names it (an errno, or
-// ErrnoNoReturnRoute) and says what to fix: the one place that decides
-// whom a failed dial is blamed on.
-func localFault(r *Route, b *pool.Backend, err error) (errno, why string) {
-	switch errno = localerr.Name(err); {
-	case errors.Is(err, ErrFamily):
-		return errno, "connection refused: this host's config, not the backend's fault: a transparent pool got a client of an address family its backend lacks"
-	case errno != "":
-		return errno, "connection refused: this host is out of a resource, not the backend's fault; raise the file limit (LimitNOFILE), " +
-			"widen net.ipv4.ip_local_port_range or lower the load"
-	case noReturnRoute(r, b, err):
-		return ErrnoNoReturnRoute, "connection refused: this host's routing, not the backend's fault: transparent connects time out while the backend answers " +
-			"checks from this host's own address, so its replies to clients do not come back here (the policy route; docs/deploy.md)"
-	}
-	return "", ""
-}
-
-// localDialError refuses a client whose backend leg could not be opened
-// for a fault of this host (localFault), why says which. The backend is
-// not to blame: no passive check counts it, the pin stays, no other
-// backend is tried (it would fail alike), and the log line is
-// rate-limited since such faults come in floods.
-func (c *conn) localDialError(r *Route, client netip.AddrPort, b *pool.Backend, errno, why string, err error) {
-	if r.Observer != nil {
-		r.Observer.LocalError(r.Name, "dial", errno)
-		r.Observer.Refused(r.Name, RefusedLocal)
-		r.Observer.Ended(r.Name, EndRefused)
-	}
-	c.l.localLog.Do(func(n int) {
-		c.l.log.Error(why, "listener", r.Name, "client", client,
-			"backend", b.Name, "errno", errno, "error", err, "count", n, "note", c.l.localLog.Note())
-	})
-}
-
-// identify tells where the connection comes from: the socket, or the
-// route's Identify (a PROXY header).
-func (c *conn) identify(r *Route) (Origin, error) {
-	if r.Identify != nil {
-		return r.Identify(c.client)
-	}
-	return socketOrigin(c.client), nil
-}
-
-// unidentified refuses a connection whose origin could not be told: an
-// untrusted source or a bad PROXY header is counted apart and logged at
-// most every few seconds, since such connections come in floods.
-func (c *conn) unidentified(r *Route, o Origin, err error) {
-	why := RefusedIdentify
+// unidentified is the refusal of a connection whose origin could not be
+// told: an untrusted source or a bad PROXY header apart.
+func unidentified(err error) Refusal {
 	switch {
 	case errors.Is(err, ErrProxyUntrusted):
-		why = RefusedProxyUntrusted
+		return RefusedProxyUntrusted
 	case errors.Is(err, ErrProxyHeader):
-		why = RefusedProxyHeader
-	default:
-		c.refuse(r, o.Client, why, err, 0)
-		return
+		return RefusedProxyHeader
 	}
-	if r.Observer != nil {
-		r.Observer.Refused(r.Name, why)
-		r.Observer.Ended(r.Name, EndRefused)
-	}
-	c.l.proxyLog.Do(func(n int) {
-		c.l.log.Warn("connection refused: PROXY protocol", "listener", r.Name, "source", o.Client, "reason", why,
-			"error", err, "count", n, "note", c.l.proxyLog.Note())
-	})
+	return RefusedIdentify
 }
 
-// refuse closes a client without a backend, after attempts connects:
-// counted, and logged at most every few seconds per reason with the
-// count, since when no backend can take a client none can take the next
-// (200 refusals gave 200 lines before).
-func (c *conn) refuse(r *Route, client netip.AddrPort, why Refusal, err error, attempts int) {
-	end := EndRefused
-	if why == RefusedConnect {
-		end = EndConnectFailed
+// decideRefusal is the refusal of a client no backend was decided for.
+func decideRefusal(err error) Refusal {
+	if errors.Is(err, ErrRejected) {
+		return RefusedRejected
 	}
-	if r.Observer != nil {
-		r.Observer.Refused(r.Name, why)
-		r.Observer.Ended(r.Name, end)
-	}
-	rl := c.l.refuseLog(why)
-	rl.Do(func(n int) {
-		c.l.log.Warn("connection refused", "listener", r.Name, "client", client, "pool", r.Pool.Name,
-			"termination", end, "reason", why, "attempts", attempts, "error", err, "count", n, "note", rl.Note())
-	})
+	return RefusedNoBackend
 }
-
-// ErrnoNoReturnRoute names, among local errors, a transparent connect
-// that timed out to a backend that passes its checks.
-const ErrnoNoReturnRoute = "no-return-route"
-
-// noReturnRoute says whether a failed connect is this host's routing
-// rather than the backend: in transparent mode, a connect from the
-// client's address that timed out to a backend whose last check, from
-// this host's own address, passed moments ago. The backend's replies to
-// clients go elsewhere (no policy route back to stickylb): marking it
-// down and moving its clients would split sessions on a healthy CAS.
-func noReturnRoute(r *Route, b *pool.Backend, err error) bool {
-	if _, transparent := r.dialer().(TransparentDialer); !transparent || DialFailureOf(err) != DialTimeout {
-		return false
-	}
-	chk, ok := b.LastCheck()
-	return ok && chk.Err == "" && time.Since(chk.At) < returnRouteWindow
-}
-
-// returnRouteWindow is how recent a passed check must be to vouch for a
-// backend whose transparent connects time out.
-const returnRouteWindow = 30 * time.Second

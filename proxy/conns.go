@@ -50,10 +50,20 @@ func (l *Listener) CloseConns(match func(ConnInfo) bool) int {
 }
 
 func (c *conn) info() (ConnInfo, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.b == nil || c.aborted {
+	b := c.openOn()
+	if b == nil {
 		return ConnInfo{}, false
 	}
-	return ConnInfo{ID: c.id, Client: c.from, Backend: c.b, Since: c.start}, true
+	return ConnInfo{ID: c.id, Client: c.from, Backend: b, Since: c.start}, true
+}
+
+// openOn is the connection's backend while it is open and not cut, else
+// nil.
+func (c *conn) openOn() *pool.Backend {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.opened || c.cut != "" {
+		return nil
+	}
+	return c.b
 }

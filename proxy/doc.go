@@ -4,13 +4,16 @@
 // its client is pinned to.
 //
 // The files: listener.go accepts, ports.go binds a listener's ports (one
-// socket, one per port, or one steered by sk_lookup), conn.go sets a
-// connection up (identify, decide, dial), policy.go is the pin rule,
-// session.go runs an open connection and reports how it ended, copy.go
-// moves the bytes, idle.go is the idle timeout, dial.go and
-// transparent.go open backend legs, origin.go reads PROXY headers,
-// limits.go bounds each client, conns.go lists open connections,
-// termination.go names how they end, route.go is what a listener follows.
+// socket, one per port, or one steered by sk_lookup), conn.go is one
+// connection, the one owner of its state and of its clean-up (set-up:
+// identify, decide, dial; finish), refuse.go closes a client without a
+// backend, by one table of reasons, policy.go is the pin rule,
+// session.go runs an open connection's two directions and writes its
+// closing line, copy.go moves the bytes, idle.go is the idle timeout,
+// dial.go and transparent.go open backend legs, origin.go reads PROXY
+// headers, limits.go bounds each client, conns.go lists open
+// connections, termination.go names how they end, route.go is what a
+// listener follows and observer.go what it tells metrics.
 //
 // A Listener accepts on one address and follows a Route, which names the
 // pool, the affinity table and the timeouts; the route is swapped

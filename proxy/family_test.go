@@ -8,27 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
 )
-
-// localErrors is an Observer that keeps the local errors and connect
-// failures it hears of.
-type localErrors struct {
-	failures
-	mu     sync.Mutex
-	errnos []string
-}
-
-func (o *localErrors) LocalError(_, _, errno string) {
-	o.mu.Lock()
-	o.errnos = append(o.errnos, errno)
-	o.mu.Unlock()
-}
 
 // In transparent mode an IPv6 client cannot be the source of a
 // connection to an IPv4 CAS. That is this host's config, not the CAS's
@@ -45,8 +30,8 @@ func TestTransparentWrongFamilyIsLocal(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
 	r := route(bs, ports[0], TransparentDialer{})
 	r.PassiveFall = 1
-	obs := &localErrors{}
-	r.Observer = obs
+	obs := &recorder{}
+	r.Observer = obs.observer()
 	var logs lbtest.Buffer
 	l, err := Listen(context.Background(), "v6", "[::1]:0", config.RangeAuto, 30*time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {

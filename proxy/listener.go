@@ -33,12 +33,11 @@ type Listener struct {
 	mode  string   // how the ports are taken: "socket", "sk-lookup" or "per-port"
 	route atomic.Pointer[Route]
 	log   *slog.Logger
-	// localLog lets a line about a local resource fault through every
-	// few seconds: such faults come in floods. failLogs does the same
-	// for each backend's failed connects.
+	// localLog lets a line about a failed accept through every few
+	// seconds: such faults come in floods. failLogs does the same for
+	// each backend's failed connects, refuseLogs for each kind of
+	// refusal.
 	localLog   throttle.Log
-	limitLog   throttle.Log
-	proxyLog   throttle.Log
 	failLogs   sync.Map // backend name -> *throttle.Log; names are few, objects come and go with reloads
 	refuseLogs sync.Map // Refusal -> *throttle.Log
 
@@ -162,7 +161,7 @@ func (l *Listener) acceptFailed(err error, backoff time.Duration) {
 	if errno == "" {
 		errno = "other"
 	}
-	if r := l.route.Load(); r != nil && r.Observer != nil {
+	if r := l.route.Load(); r != nil && r.Observer.LocalError != nil {
 		r.Observer.LocalError(l.Name, "accept", errno)
 	}
 	l.localLog.Do(func(n int) {
@@ -267,10 +266,7 @@ func (l *Listener) CloseBackend(b *pool.Backend, why Termination) int {
 	defer l.mu.Unlock()
 	n := 0
 	for c := range l.conns {
-		c.mu.Lock()
-		mine := c.b == b
-		c.mu.Unlock()
-		if mine {
+		if c.openOn() == b {
 			c.abort(why)
 			n++
 		}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +16,6 @@ import (
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
 )
-
-// refusals is an Observer that keeps the reasons clients were refused.
-type refusals struct {
-	failures
-	mu  sync.Mutex
-	why []Refusal
-}
-
-func (r *refusals) Refused(_ string, why Refusal) {
-	r.mu.Lock()
-	r.why = append(r.why, why)
-	r.mu.Unlock()
-}
-func (r *refusals) list() []Refusal {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]Refusal(nil), r.why...)
-}
 
 func v2Header(t *testing.T, client, dest string) []byte {
 	h := proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(client)),
@@ -91,9 +72,9 @@ func TestProxyProtocolAccepted(t *testing.T) {
 func TestProxyProtocolRefused(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, casHosts, 1)
 	d := &recordingDialer{}
-	obs := &refusals{}
+	obs := &recorder{}
 	r := route(bs, ports[0], d)
-	r.Observer = obs
+	r.Observer = obs.observer()
 	pp := &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.1.0.0/16")}, Timeout: 200 * time.Millisecond}
 	r.Identify = pp.Identify
 	l := serve(t, r)

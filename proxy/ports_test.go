@@ -106,9 +106,9 @@ func TestRangeRefusalIsTheClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := &recordingDialer{}
-	obs := &refusals{}
+	obs := &recorder{}
 	r := route(bs, 0, d)
-	r.Name, r.PassiveFall, r.Observer, r.ClientPorts = "range", 3, obs, lc.ClientPorts()
+	r.Name, r.PassiveFall, r.Observer, r.ClientPorts = "range", 3, obs.observer(), lc.ClientPorts()
 	l.SetRoute(r)
 	done := make(chan struct{})
 	go func() { l.Serve(); close(done) }()

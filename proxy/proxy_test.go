@@ -245,22 +245,60 @@ func fullBacklog(t *testing.T, host string) netip.AddrPort {
 	return addr
 }
 
-// failures is an Observer that keeps the reasons of failed connects.
-type failures struct {
-	mu      sync.Mutex
-	reasons []DialFailure
+// recorder keeps what an Observer hears: failed connects, local errors,
+// refusals and how connections ended.
+type recorder struct {
+	mu       sync.Mutex
+	accepted int
+	reasons  []DialFailure
+	errnos   []string
+	why      []Refusal
+	got      []Termination
 }
 
-func (f *failures) Accepted(string)                                           {}
-func (f *failures) Opened(string, *pool.Backend, time.Duration)               {}
-func (f *failures) Closed(string, *pool.Backend, int64, int64, time.Duration) {}
-func (f *failures) Refused(string, Refusal)                                   {}
-func (f *failures) LocalError(string, string, string)                         {}
-func (f *failures) Ended(string, Termination)                                 {}
-func (f *failures) ConnectFailed(_ string, _ *pool.Backend, reason DialFailure) {
-	f.mu.Lock()
-	f.reasons = append(f.reasons, reason)
-	f.mu.Unlock()
+func (o *recorder) observer() Observer {
+	return Observer{
+		Accepted: func(string) {
+			o.mu.Lock()
+			o.accepted++
+			o.mu.Unlock()
+		},
+		ConnectFailed: func(_ string, _ *pool.Backend, reason DialFailure) {
+			o.mu.Lock()
+			o.reasons = append(o.reasons, reason)
+			o.mu.Unlock()
+		},
+		LocalError: func(_, _, errno string) {
+			o.mu.Lock()
+			o.errnos = append(o.errnos, errno)
+			o.mu.Unlock()
+		},
+		Ended: func(_ string, e Ending) {
+			o.mu.Lock()
+			if e.Refusal != "" {
+				o.why = append(o.why, e.Refusal)
+			}
+			o.got = append(o.got, e.Termination)
+			o.mu.Unlock()
+		},
+	}
+}
+
+// list is the refusals heard.
+func (o *recorder) list() []Refusal {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]Refusal(nil), o.why...)
+}
+
+// last waits until the last connection to end ended as want.
+func (o *recorder) last(t *testing.T, want Termination) {
+	t.Helper()
+	lbtest.Eventually(t, 10*time.Second, "ended "+string(want), func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.got) > 0 && o.got[len(o.got)-1] == want
+	})
 }
 
 // A backend that does not answer the SYN is given up after the connect
@@ -272,8 +310,8 @@ func TestConnectTimeout(t *testing.T) {
 		Table: affinity.NewTable(affinity.Config{}), Port: int(addr.Port()),
 		ConnectTimeout: 300 * time.Millisecond, HalfCloseTimeout: time.Second, Dialer: NetDialer{},
 	}
-	obs := &failures{}
-	r.Observer = obs
+	obs := &recorder{}
+	r.Observer = obs.observer()
 	l := serve(t, r)
 	c, err := lbtest.Dial("127.4.3.1", l.Addr())
 	if err != nil {

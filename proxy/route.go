@@ -59,7 +59,8 @@ type Route struct {
 	// Dialer opens the backend leg; nil means NetDialer{}, the proxy's
 	// own address and no TCP keepalive.
 	Dialer Dialer
-	// Observer, if set, is told about every connection; nil costs nothing.
+	// Observer hears of every connection, for metrics; its zero value
+	// hears nothing and costs a nil check per event.
 	Observer Observer
 	// PassiveFall, if more than 0, takes a backend down after that many
 	// failed connects in a row; active checks bring it back.
@@ -91,23 +92,6 @@ func (r *Route) dialer() Dialer {
 		return r.Dialer
 	}
 	return NetDialer{}
-}
-
-// Observer follows connections, for metrics. Calls come from connection
-// goroutines and must not block.
-type Observer interface {
-	Accepted(listener string)
-	// Opened hears of a connection given to b, connect after its first
-	// connect attempt (retries included).
-	Opened(listener string, b *pool.Backend, connect time.Duration)
-	Closed(listener string, b *pool.Backend, toBackend, toClient int64, d time.Duration)
-	ConnectFailed(listener string, b *pool.Backend, why DialFailure)
-	Refused(listener string, why Refusal)
-	// LocalError counts a failure of this host's own resources in op
-	// ("accept" or "dial"), by errno name (see package localerr).
-	LocalError(listener, op, errno string)
-	// Ended hears how every accepted connection ended, refused ones too.
-	Ended(listener string, end Termination)
 }
 
 // Refusal says why a client connection was closed without a backend.

@@ -17,27 +17,6 @@ import (
 	"github.com/stickylb/stickylb/throttle"
 )
 
-// endings is an Observer that keeps how connections ended.
-type endings struct {
-	failures
-	mu  sync.Mutex
-	got []Termination
-}
-
-func (e *endings) Ended(_ string, end Termination) {
-	e.mu.Lock()
-	e.got = append(e.got, end)
-	e.mu.Unlock()
-}
-func (e *endings) last(t *testing.T, want Termination) {
-	t.Helper()
-	lbtest.Eventually(t, 10*time.Second, "ended "+string(want), func() bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return len(e.got) > 0 && e.got[len(e.got)-1] == want
-	})
-}
-
 // oneShot is a backend that greets and then does what act says with the
 // connection.
 func oneShot(t *testing.T, host string, act func(net.Conn)) int {
@@ -62,11 +41,11 @@ func oneShot(t *testing.T, host string, act func(net.Conn)) int {
 // Every way a connection can end is told apart, as the closing line's
 // termination and the metric's label.
 func TestTerminations(t *testing.T) {
-	obs := &endings{}
+	obs := &recorder{}
 	withRoute := func(host string, port int, tweak func(*Route)) (*Listener, *Route) {
 		r := route(nil, port, nil)
 		r.Pool = pool.New("p", 0, []pool.Spec{{Name: "b", Host: host, Weight: 1}})
-		r.Observer = obs
+		r.Observer = obs.observer()
 		if tweak != nil {
 			tweak(r)
 		}

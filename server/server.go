@@ -34,7 +34,7 @@ type Options struct {
 	// Dialer opens backend connections; nil means proxy.NetDialer with the
 	// pool's keepalive.
 	Dialer proxy.Dialer
-	// Observer follows connections (metrics); may be nil.
+	// Observer follows connections (metrics); the zero value hears nothing.
 	Observer proxy.Observer
 	// Events is the stream the server publishes what happens to (pin
 	// changes, check results, backends up and down, cluster members,
