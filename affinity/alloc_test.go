@@ -100,8 +100,8 @@ func TestNewClientsAfterAnAllocationFlood(t *testing.T) {
 	tb, _ := floodAlloc(t, allocFloods[2].key)
 	for i := range 500 {
 		l, _ := tb.Acquire(key(fmt.Sprintf("10.200.%d.%d:1", i/250, i%250)), fixed("cas3"))
-		if l.Decision != New {
-			t.Fatalf("new client %d after the flood: %v, want a new pin", i, l.Decision)
+		if l.Placement != New {
+			t.Fatalf("new client %d after the flood: %v, want a new pin", i, l.Placement)
 		}
 		l.Release()
 	}
@@ -146,8 +146,8 @@ func TestSiteOverItsShareStillPins(t *testing.T) {
 	}
 	for i := range site + 500 {
 		l, _ := tb.Acquire(key(fmt.Sprintf("10.50.%d.%d:1", i/250, i%250)), fixed("cas2"))
-		if l.Decision != New {
-			t.Fatalf("client %d of the site: %v, want a new pin (stats %+v)", i, l.Decision, tb.Stats())
+		if l.Placement != New {
+			t.Fatalf("client %d of the site: %v, want a new pin (stats %+v)", i, l.Placement, tb.Stats())
 		}
 		l.Release()
 	}
@@ -187,8 +187,8 @@ func TestAllocationFloodSparesTheRateCap(t *testing.T) {
 	}
 	for i := range 50 {
 		l, _ := tb.Acquire(key(fmt.Sprintf("10.201.0.%d:1", i)), fixed("cas3"))
-		if l.Decision != New {
-			t.Fatalf("new client %d of another allocation during the flood: %v, want a new pin (stats %+v)", i, l.Decision, tb.Stats())
+		if l.Placement != New {
+			t.Fatalf("new client %d of another allocation during the flood: %v, want a new pin (stats %+v)", i, l.Placement, tb.Stats())
 		}
 		l.Release()
 	}

@@ -2,12 +2,13 @@ package affinity
 
 import "strconv"
 
-// Decision says how a connection's backend was decided.
-type Decision uint8
+// Placement says how a connection's backend was placed: by a new pin,
+// by the pin it had, by a pin moved, or without a pin.
+type Placement uint8
 
 const (
 	// New: the client had no live pin; one was made.
-	New Decision = iota
+	New Placement = iota
 	// Hit: the client's pin was used as it was.
 	Hit
 	// Repin: the client's pin pointed at a backend that could not take it
@@ -19,7 +20,7 @@ const (
 	Unpinned
 )
 
-func (d Decision) String() string {
+func (d Placement) String() string {
 	switch d {
 	case New:
 		return "new"

@@ -158,8 +158,8 @@ func TestHeldPinNotEvicted(t *testing.T) {
 	held := key("10.0.0.6:1")
 	tb.Merge(Record{Key: held, Backend: "cas1", Version: 1 << 16, Created: c.Now().Unix(), HeldUntil: c.Now().Add(time.Hour).Unix()})
 	l, _ := tb.Acquire(key("10.0.0.8:1"), fixed("cas2"))
-	if l.Decision != Unpinned {
-		t.Fatalf("new client in a full table of held pins: %v; want unpinned", l.Decision)
+	if l.Placement != Unpinned {
+		t.Fatalf("new client in a full table of held pins: %v; want unpinned", l.Placement)
 	}
 	if _, err := tb.Lookup(held); err != nil {
 		t.Fatalf("held pin evicted: %v", err)
@@ -244,7 +244,7 @@ func TestBackendNamesBounded(t *testing.T) {
 		t.Fatalf("a record naming backend %d: %v, want Declined", maxNames+1, res.Outcome)
 	}
 	l, err := tb.Acquire(k(maxNames+1), func(Current) (string, RepinReason, error) { return "another-new-one", "", nil })
-	if err != nil || l.Backend != "another-new-one" || l.Decision == New {
+	if err != nil || l.Backend != "another-new-one" || l.Placement == New {
 		t.Fatalf("a new client to a backend past the bound: %+v, %v; want served unpinned", l, err)
 	}
 	l.Release()

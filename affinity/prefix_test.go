@@ -52,8 +52,8 @@ func TestFloodFromOnePrefixEvictsNobody(t *testing.T) {
 	// other prefixes still pin at once.
 	for i := range 800 {
 		l, _ := tb.Acquire(key(fmt.Sprintf("10.8.%d.%d:1", i/200, i%200)), fixed("cas3"))
-		if l.Decision != New {
-			t.Fatalf("client %d of other prefixes after the flood: %v, want a new pin (throttled %d)", i, l.Decision, tb.Stats().Throttled)
+		if l.Placement != New {
+			t.Fatalf("client %d of other prefixes after the flood: %v, want a new pin (throttled %d)", i, l.Placement, tb.Stats().Throttled)
 		}
 		l.Release()
 	}
@@ -77,19 +77,19 @@ func TestPrefixCounts(t *testing.T) {
 	for _, a := range []string{"[2001:db8::1]:1", "[2001:db8::2]:1", "[2001:db8:0:1::1]:1", "10.0.0.1:1", "10.0.0.2:1"} {
 		pinIdle(t, tb, key(a), "cas1")
 	}
-	if l, _ := tb.Acquire(key("[2001:db8::3]:1"), fixed("cas1")); l.Decision != Unpinned {
-		t.Fatalf("a third client of a /64 holding 2 pins: %v, want unpinned", l.Decision)
+	if l, _ := tb.Acquire(key("[2001:db8::3]:1"), fixed("cas1")); l.Placement != Unpinned {
+		t.Fatalf("a third client of a /64 holding 2 pins: %v, want unpinned", l.Placement)
 	}
-	if l, _ := tb.Acquire(key("10.0.0.3:1"), fixed("cas1")); l.Decision != New {
-		t.Fatalf("a third IPv4 address: %v, want a new pin", l.Decision)
+	if l, _ := tb.Acquire(key("10.0.0.3:1"), fixed("cas1")); l.Placement != New {
+		t.Fatalf("a third IPv4 address: %v, want a new pin", l.Placement)
 	}
 	tb.SetPrefixRule(PrefixRule{V4: 24, Max: 3}) // 10.0.0.0/24 now holds 3
-	if l, _ := tb.Acquire(key("10.0.0.4:1"), fixed("cas1")); l.Decision != Unpinned {
-		t.Fatalf("a fourth address of a /24 holding 3 pins: %v, want unpinned", l.Decision)
+	if l, _ := tb.Acquire(key("10.0.0.4:1"), fixed("cas1")); l.Placement != Unpinned {
+		t.Fatalf("a fourth address of a /24 holding 3 pins: %v, want unpinned", l.Placement)
 	}
 	tb.Forget(key("10.0.0.1:1"))
-	if l, _ := tb.Acquire(key("10.0.0.4:1"), fixed("cas1")); l.Decision != New {
-		t.Fatalf("after an unpin the /24 has room: %v, want a new pin", l.Decision)
+	if l, _ := tb.Acquire(key("10.0.0.4:1"), fixed("cas1")); l.Placement != New {
+		t.Fatalf("after an unpin the /24 has room: %v, want a new pin", l.Placement)
 	}
 }
 

@@ -48,7 +48,7 @@ type Lease struct {
 	key      Key
 	gen      uint32 // 0: holds nothing
 	Backend  string
-	Decision Decision
+	Placement Placement
 	Repin    RepinReason // for Repin, why the pin moved
 }
 
@@ -250,11 +250,11 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 	}
 	switch {
 	case ok && backend == pinned:
-		l.Decision = Hit
+		l.Placement = Hit
 		t.hits.Add(1)
 	case ok:
 		t.repin(&p, backend, why)
-		l.Decision, l.Repin = Repin, why
+		l.Placement, l.Repin = Repin, why
 		evs.add(t.event(EventRepin, k, p, pinned, why))
 	case t.prefixFull(k):
 		// Before the rate cap, so a flood from one prefix stops taking
@@ -270,7 +270,7 @@ func (t *Table) Acquire(k Key, choose Chooser) (Lease, error) {
 		t.pins.Add(1)
 		p = pin{backend: t.intern(backend), created: secs(now), gen: t.nextGen(), ver: t.clock.Now()}
 		t.added(s, k, p.backend)
-		l.Decision = New
+		l.Placement = New
 		evs.add(t.event(EventPin, k, p, "", ""))
 	}
 	p.active++
@@ -305,7 +305,7 @@ func (t *Table) unpinned(s *shard, k Key, backend string, kind EventKind, why *a
 	s.mu.Unlock()
 	evs.add(Event{Kind: kind, Key: k, Backend: backend})
 	t.emit(evs)
-	return Lease{Backend: backend, Decision: Unpinned}
+	return Lease{Backend: backend, Placement: Unpinned}
 }
 
 // unpin removes k's pin p from s, counts it by reason and queues its

@@ -53,7 +53,7 @@ func TestPinNeverExpiresWhileConnectionOpen(t *testing.T) {
 	tb, c, _ := newTable(t, time.Hour, 100)
 	k := key("10.0.0.1:5000")
 	l, err := tb.Acquire(k, fixed("cas1"))
-	if err != nil || l.Decision != New || l.Backend != "cas1" {
+	if err != nil || l.Placement != New || l.Backend != "cas1" {
 		t.Fatalf("first acquire = %+v, %v; want new pin to cas1", l, err)
 	}
 	// Ten hours with the connection open: the pin stays.
@@ -62,8 +62,8 @@ func TestPinNeverExpiresWhileConnectionOpen(t *testing.T) {
 		t.Fatalf("sweep removed %d pins of a client with an open connection", got)
 	}
 	l2, _ := tb.Acquire(k, fixed("cas2"))
-	if l2.Decision != Hit || l2.Backend != "cas1" {
-		t.Fatalf("after 10h open: %v to %s, want hit on cas1", l2.Decision, l2.Backend)
+	if l2.Placement != Hit || l2.Backend != "cas1" {
+		t.Fatalf("after 10h open: %v to %s, want hit on cas1", l2.Placement, l2.Backend)
 	}
 	l2.Release()
 	l.Release()
@@ -77,8 +77,8 @@ func TestPinNeverExpiresWhileConnectionOpen(t *testing.T) {
 		t.Fatalf("61m after last close (ttl 1h) lookup err = %v, want ErrNoPin", err)
 	}
 	l3, _ := tb.Acquire(k, fixed("cas2"))
-	if l3.Decision != New || l3.Backend != "cas2" {
-		t.Fatalf("after expiry: %v to %s, want a new pin to cas2", l3.Decision, l3.Backend)
+	if l3.Placement != New || l3.Backend != "cas2" {
+		t.Fatalf("after expiry: %v to %s, want a new pin to cas2", l3.Placement, l3.Backend)
 	}
 	l3.Release()
 	if s := tb.Stats(); s.Expired != 1 || s.Pins != 2 || s.Hits != 1 {
@@ -172,7 +172,7 @@ func TestBusyPinsAreNeverEvicted(t *testing.T) {
 		ls = append(ls, l)
 	}
 	l, err := tb.Acquire(key("10.0.1.3:1"), fixed("cas2"))
-	if err != nil || l.Decision != Unpinned || l.Backend != "cas2" {
+	if err != nil || l.Placement != Unpinned || l.Backend != "cas2" {
 		t.Fatalf("third client: %+v, %v; want cas2, unpinned", l, err)
 	}
 	l.Release() // a lease without a pin releases nothing
@@ -250,7 +250,7 @@ func TestRepinAndRefusal(t *testing.T) {
 	l, _ := tb.Acquire(k, fixed("cas1"))
 	l.Release()
 	l, err := tb.Acquire(k, func(Current) (string, RepinReason, error) { return "cas2", "down", nil })
-	if err != nil || l.Decision != Repin || l.Repin != RepinDown || l.Backend != "cas2" {
+	if err != nil || l.Placement != Repin || l.Repin != RepinDown || l.Backend != "cas2" {
 		t.Fatalf("repin = %+v, %v", l, err)
 	}
 	l.Release()
@@ -455,16 +455,16 @@ func TestNewPinCap(t *testing.T) {
 	tb := NewTable(Config{NewPinsPerSecond: 5})
 	for i := range 5 {
 		l, _ := tb.Acquire(key(fmt.Sprintf("10.0.4.%d:1", i+1)), fixed("cas1"))
-		if l.Decision != New {
-			t.Fatalf("client %d within the cap: %v", i+1, l.Decision)
+		if l.Placement != New {
+			t.Fatalf("client %d within the cap: %v", i+1, l.Placement)
 		}
 		l.Release()
 	}
-	if l, _ := tb.Acquire(key("10.0.4.9:1"), fixed("cas1")); l.Decision != Unpinned {
-		t.Fatalf("client over the cap: %v, want unpinned", l.Decision)
+	if l, _ := tb.Acquire(key("10.0.4.9:1"), fixed("cas1")); l.Placement != Unpinned {
+		t.Fatalf("client over the cap: %v, want unpinned", l.Placement)
 	}
-	if l, _ := tb.Acquire(key("10.0.4.1:1"), fixed("cas2")); l.Decision != Hit || l.Backend != "cas1" {
-		t.Fatalf("a pinned client over the cap: %v %s, want a hit on cas1", l.Decision, l.Backend)
+	if l, _ := tb.Acquire(key("10.0.4.1:1"), fixed("cas2")); l.Placement != Hit || l.Backend != "cas1" {
+		t.Fatalf("a pinned client over the cap: %v %s, want a hit on cas1", l.Placement, l.Backend)
 	}
 	if s := tb.Stats(); s.Throttled != 1 || tb.Len() != 5 {
 		t.Fatalf("stats %+v, len %d", s, tb.Len())

@@ -62,13 +62,17 @@ type conn struct {
 	opened bool        // copying: it reached its backend and was not cut first
 	cut    Termination // why it was aborted, if it was
 	ended  Termination // how it ended, as the directions tell; see noteEnd
+	told   bool        // finish has taken its termination: too late to cut
 }
 
 // abort closes the connection for the reason given: the set-up or the
 // copy directions then end on their own and finish it.
-func (c *conn) abort(why Termination) {
+// It reports whether the reason is the connection's: false for one that
+// was finishing already, which is not counted as cut.
+func (c *conn) abort(why Termination) bool {
 	c.mu.Lock()
-	if c.cut == "" {
+	mine := !c.told && c.cut == ""
+	if mine {
 		c.cut = why
 	}
 	var be net.Conn
@@ -80,6 +84,7 @@ func (c *conn) abort(why Termination) {
 	if be != nil {
 		be.Close()
 	}
+	return mine
 }
 
 // serve sets the connection up (identify, admit, decide and dial its
@@ -165,7 +170,7 @@ func (c *conn) connect() bool {
 	port := c.backendPort()
 	clientChosen := r.Port == 0 && r.ClientPorts.Contains(port)
 	for c.attempts = 1; ; c.attempts++ {
-		b, lease, err := decide(r, key, failed)
+		b, lease, err := place(r, key, failed)
 		if err != nil {
 			c.attempts--
 			c.refuse(decideRefusal(err), err, nil, "")
@@ -215,15 +220,15 @@ func (c *conn) backendPort() int {
 // decide picks the backend for this connection: through the affinity
 // table when the pool keeps pins, so that concurrent first connections of
 // one client agree, else straight from the policy.
-func decide(r *Route, key affinity.Key, failed []Failure) (*pool.Backend, affinity.Lease, error) {
+func place(r *Route, key affinity.Key, failed []Failure) (*pool.Backend, affinity.Lease, error) {
 	h := key.Hash()
 	if r.Table == nil {
-		b, _, err := r.Policy.Decide(r.Pool, affinity.Current{}, h, failed)
+		b, _, err := r.Policy.Place(r.Pool, affinity.Current{}, h, failed)
 		return b, affinity.Lease{}, err
 	}
 	var chosen *pool.Backend
 	lease, err := r.Table.Acquire(key, func(cur affinity.Current) (string, affinity.RepinReason, error) {
-		b, why, err := r.Policy.Decide(r.Pool, cur, h, failed)
+		b, why, err := r.Policy.Place(r.Pool, cur, h, failed)
 		if err != nil {
 			return "", "", err
 		}
@@ -271,6 +276,7 @@ func (c *conn) finish() {
 func (c *conn) termination() Termination {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.told = true
 	switch {
 	case c.cut != "":
 		return c.cut

@@ -41,8 +41,7 @@ func (l *Listener) CloseConns(match func(ConnInfo) bool) int {
 	defer l.mu.Unlock()
 	n := 0
 	for c := range l.conns {
-		if in, ok := c.info(); ok && match(in) {
-			c.abort(EndCutOperator)
+		if in, ok := c.info(); ok && match(in) && c.abort(EndCutOperator) {
 			n++
 		}
 	}

@@ -250,9 +250,11 @@ func (l *Listener) Wait(ctx context.Context) int {
 	case <-ctx.Done():
 	}
 	l.mu.Lock()
-	n := len(l.conns)
+	n := 0
 	for c := range l.conns {
-		c.abort(EndCutShutdown)
+		if c.abort(EndCutShutdown) {
+			n++
+		}
 	}
 	l.mu.Unlock()
 	<-done
@@ -266,8 +268,7 @@ func (l *Listener) CloseBackend(b *pool.Backend, why Termination) int {
 	defer l.mu.Unlock()
 	n := 0
 	for c := range l.conns {
-		if c.openOn() == b {
-			c.abort(why)
+		if c.openOn() == b && c.abort(why) {
 			n++
 		}
 	}

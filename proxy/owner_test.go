@@ -89,6 +89,13 @@ func TestEveryConnectionEndsOnce(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the held client was never dialled")
 	}
+	// The earlier connections end on their own goroutines: a shutdown
+	// begun before they finish would cut them too.
+	lbtest.Eventually(t, 10*time.Second, "every earlier connection told ended", func() bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		return len(obs.got) == closers+2
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	cut := make(chan int)

@@ -40,13 +40,13 @@ type Failure struct {
 	Why     DialFailure
 }
 
-// Decide returns the backend for a connection of a client whose pin is
+// Place returns the backend for a connection of a client whose pin is
 // cur (cur.Backend is "" with no pin) and why the pin moves ("" when it
 // stays or is new). keyHash is the client key's hash, for balancing;
 // failed are the backends this connection failed to reach already. A pin
 // moved off a backend that failed to connect gives the failure as its
 // reason (refused, timeout, unreachable, ...).
-func (p Policy) Decide(pl *pool.Pool, cur affinity.Current, keyHash uint64, failed []Failure) (*pool.Backend, affinity.RepinReason, error) {
+func (p Policy) Place(pl *pool.Pool, cur affinity.Current, keyHash uint64, failed []Failure) (*pool.Backend, affinity.RepinReason, error) {
 	skip := func(b *pool.Backend) bool { return failedWith(failed, b) != "" }
 	var why affinity.RepinReason
 	if cur.Backend != "" {

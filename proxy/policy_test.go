@@ -79,7 +79,7 @@ func TestPolicyDecides(t *testing.T) {
 				}
 				failed = append(failed, Failure{pl.Backend(f), how})
 			}
-			b, why, err := c.policy.Decide(pl, c.cur, 42, failed)
+			b, why, err := c.policy.Place(pl, c.cur, 42, failed)
 			if c.wantErr != nil {
 				if !errors.Is(err, c.wantErr) || b != nil {
 					t.Fatalf("got %v, %v; want error %v", b, err, c.wantErr)
@@ -116,7 +116,7 @@ func BenchmarkDecideHit(b *testing.B) {
 		Table: affinity.NewTable(affinity.Config{})}
 	key := affinity.Keyer{}.Key(netip.MustParseAddrPort("10.1.2.3:5000"))
 	for range b.N {
-		_, lease, err := decide(r, key, nil)
+		_, lease, err := place(r, key, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -84,15 +84,15 @@ func (c *conn) noteEnd(fromClient bool, err error) {
 // backend: how it ended, and what an operator needs to find it in the
 // CAS's own logs (the backend's address and the local port of its leg).
 func (c *conn) log(e Ending) {
-	decision := "none"
+	placement := "none"
 	if c.r.Table != nil {
-		decision = c.lease.Decision.String()
+		placement = c.lease.Placement.String()
 	}
 	attrs := []slog.Attr{
 		slog.String("listener", c.r.Name),
 		slog.String("client", c.from.String()),
 		slog.String("backend", c.b.Name),
-		slog.String("decision", decision),
+		slog.String("placement", placement),
 		slog.String("termination", string(e.Termination)),
 		slog.Int64("bytes_to_backend", c.toBackend),
 		slog.Int64("bytes_to_client", c.toClient),

@@ -209,7 +209,7 @@ func TestRefusedBackendRepins(t *testing.T) {
 	}
 	// The connection's closing line, which carries its decision, is written
 	// after the client has read its answer: wait for it.
-	for _, want := range []string{"backend connect failed", "reason=refused", "client re-pinned", "from=" + first, "to=" + second, "decision=repin"} {
+	for _, want := range []string{"backend connect failed", "reason=refused", "client re-pinned", "from=" + first, "to=" + second, "placement=repin"} {
 		lbtest.Eventually(t, 2*time.Second, "a log line with "+want, func() bool {
 			return strings.Contains(l.log.String(), want)
 		})
