@@ -43,13 +43,13 @@ func (p pin) last() uint32 {
 // Lease is a connection's hold on a pin. Release it exactly once when the
 // connection closes.
 type Lease struct {
-	t        *Table
-	shard    *shard
-	key      Key
-	gen      uint32 // 0: holds nothing
-	Backend  string
+	t         *Table
+	shard     *shard
+	key       Key
+	gen       uint32 // 0: holds nothing
+	Backend   string
 	Placement Placement
-	Repin    RepinReason // for Repin, why the pin moved
+	Repin     RepinReason // for Repin, why the pin moved
 }
 
 // Config sets a table up. The zero value of each field means its default.
