@@ -62,7 +62,9 @@ func errorLabel(err error) string {
 
 type clientConn struct {
 	net.Conn
-	buf []byte
+	buf  []byte
+	via  string // the balancer host it went to
+	used bool   // it has answered a request: a long-lived connection cut later was in use
 }
 
 const (
@@ -130,11 +132,12 @@ func (s *mailbox) dial(ctx context.Context, port int) (*clientConn, error) {
 	if s.rep.Source != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(s.rep.Source)}
 	}
-	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(s.f.target(), strconv.Itoa(port)))
+	via := s.f.target()
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(via, strconv.Itoa(port)))
 	if err != nil {
-		return nil, err
+		return nil, &dialError{via: via, err: err}
 	}
-	return &clientConn{Conn: c, buf: make([]byte, 0, 64)}, nil
+	return &clientConn{Conn: c, buf: make([]byte, 0, 64), via: via}, nil
 }
 
 // request sends f and reads the reply. An error reply is returned as a
@@ -142,12 +145,13 @@ func (s *mailbox) dial(ctx context.Context, port int) (*clientConn, error) {
 func (s *mailbox) request(c *clientConn, f Frame) (Frame, error) {
 	c.SetDeadline(time.Now().Add(s.f.cfg.Timeout))
 	if err := WriteFrame(c, f); err != nil {
-		return Frame{}, err
+		return Frame{}, &connError{c: c, err: err}
 	}
 	r, err := ReadFrame(c, c.buf)
 	if err != nil {
-		return Frame{}, err
+		return Frame{}, &connError{c: c, err: err}
 	}
+	c.used = true
 	if r.Type == TypeError {
 		se, perr := ParseError(r.Payload)
 		if perr != nil {
@@ -304,8 +308,10 @@ func (s *mailbox) classify(ctx context.Context, err error, server string) {
 		s.rep.MAPINetworkErrors++
 		s.count("MAPI_E_NETWORK_ERROR")
 		s.needLogon = true
+		cas := s.cas
 		s.mu.Unlock()
 		s.f.netErrs.Add(1)
+		s.tell(Failure{CAS: cas, Server: server, Kind: "MAPI_E_NETWORK_ERROR"})
 	case errors.As(err, &se):
 		s.mu.Lock()
 		s.other++
@@ -325,9 +331,47 @@ func (s *mailbox) connErr(ctx context.Context, err error) {
 	s.mu.Lock()
 	s.rep.ConnErrors++
 	s.count(errorLabel(err))
+	cas := s.cas
 	s.mu.Unlock()
 	s.f.connErrs.Add(1)
+	fl := Failure{CAS: cas, Kind: errorLabel(err)}
+	var de *dialError
+	var ce *connError
+	switch {
+	case errors.As(err, &de):
+		fl.Via = de.via
+	case errors.As(err, &ce):
+		fl.Via, fl.Long = ce.c.via, ce.c.used
+	}
+	s.tell(fl)
 }
+
+// tell passes a failure to the fleet's OnError, if it has one.
+func (s *mailbox) tell(fl Failure) {
+	if s.f.cfg.OnError == nil {
+		return
+	}
+	fl.Time, fl.Session, fl.Mailbox = time.Now(), s.rep.ID, s.rep.Mailbox
+	s.f.cfg.OnError(fl)
+}
+
+// dialError and connError carry, with a network failure, where the
+// connection went, for Failure.
+type dialError struct {
+	via string
+	err error
+}
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+type connError struct {
+	c   *clientConn
+	err error
+}
+
+func (e *connError) Error() string { return e.err.Error() }
+func (e *connError) Unwrap() error { return e.err }
 
 func (s *mailbox) closeLong() {
 	s.mu.Lock()

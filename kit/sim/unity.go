@@ -41,6 +41,26 @@ type FleetConfig struct {
 	Timeout time.Duration
 	// Seed makes the operation mix repeatable.
 	Seed uint64
+	// OnError, when set, is told of each failure as it happens, on the
+	// session's goroutine (the soak lays them beside its faults).
+	OnError func(Failure)
+}
+
+// Failure is one failure a session saw, as it happened.
+type Failure struct {
+	Time    time.Time
+	Session int
+	Mailbox string
+	// CAS holds the session's logon ("" before its first); Server is,
+	// for MAPI_E_NETWORK_ERROR, the CAS that replied.
+	CAS, Server string
+	// Via is the balancer host the connection went to, when known.
+	Via string
+	// Kind is "MAPI_E_NETWORK_ERROR" or the network failure's cause.
+	Kind string
+	// Long: a connection that had answered before was cut (a
+	// long-lived connection, or one cut between request and reply).
+	Long bool
 }
 
 // Report is what a fleet run found.

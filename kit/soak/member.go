@@ -1,0 +1,182 @@
+package soak
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// member is one process of the rig, a stickylb member or a simulated
+// CAS (`stickylb sim cas`), restarted as the schedule says; its
+// addresses and state file stay the same across restarts, as a host's
+// do.
+type member struct {
+	name, host string
+	binary     string
+	args       []string // after the binary: run -c FILE, or sim cas ...
+	dir        string   // a member's state: config, pins snapshot and journal
+	admin      string   // host:port of a member's admin API
+	cfgPath    string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	log     strings.Builder
+	starts  int
+	stopped bool // SIGSTOPped now
+}
+
+// config is the member's lb.toml; variant changes a harmless setting,
+// so that a good reload has something to load.
+func (r *rig) config(m *member, variant int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[global]\ndrain_timeout = \"1s\"\nsnapshot_file = %q\nsnapshot_interval = \"5s\"\njournal_interval = \"200ms\"\n",
+		filepath.Join(m.dir, "pins.json"))
+	fmt.Fprintf(&b, "[admin]\nlisten = %q\n", m.admin)
+	for i, name := range []string{"epmap", "rpc", "addressbook"} {
+		fmt.Fprintf(&b, "[listener.%s]\nlisten = \"%s:%d\"\npool = \"cas\"\n", name, m.host, r.ports[i])
+	}
+	fmt.Fprintf(&b, "[pool.cas]\nconnect_timeout = \"1s\"\n[pool.cas.health]\ninterval = \"%dms\"\ntimeout = \"300ms\"\nrise = 2\nfall = 2\n", 200+50*(variant%2))
+	for i, h := range casHosts {
+		fmt.Fprintf(&b, "[pool.cas.backend.cas%d]\naddress = %q\n", i+1, h)
+	}
+	fmt.Fprintf(&b, "[cluster]\nbind = %q\npeers = [\"%s\"]\nnode_name = %q\nsync_timeout = \"3s\"\nsync_interval = \"1s\"\n",
+		r.binds[m.name], strings.Join(r.bindList(), `", "`), m.name)
+	return b.String()
+}
+
+// writeConfig writes text as the member's config file.
+func (m *member) writeConfig(text string) error {
+	if err := os.WriteFile(m.cfgPath, []byte(text), 0o644); err != nil {
+		return fmt.Errorf("write %s's config: %w", m.name, err)
+	}
+	return nil
+}
+
+// start runs the binary; its log (stderr) is kept.
+func (m *member) start() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cmd := exec.Command(m.binary, m.args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", m.name, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", m.name, err)
+	}
+	done := make(chan struct{})
+	m.cmd, m.done, m.stopped = cmd, done, false
+	m.starts++
+	fmt.Fprintf(&m.log, "--- start %d pid %d\n", m.starts, cmd.Process.Pid)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			m.mu.Lock()
+			m.log.WriteString(sc.Text() + "\n")
+			m.mu.Unlock()
+		}
+		cmd.Wait()
+		close(done)
+	}()
+	return nil
+}
+
+// signal sends sig to the running process.
+func (m *member) signal(sig syscall.Signal) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return fmt.Errorf("signal %s: not running", m.name)
+	}
+	m.stopped = sig == syscall.SIGSTOP
+	if err := m.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %v to %s: %w", sig, m.name, err)
+	}
+	return nil
+}
+
+// kill ends the process with SIGKILL (waking it first if stopped) and
+// waits for it.
+func (m *member) kill() error {
+	m.mu.Lock()
+	cmd, done := m.cmd, m.done
+	m.cmd = nil
+	m.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	cmd.Process.Kill()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s did not exit 10s after SIGKILL", m.name)
+	}
+}
+
+func (m *member) pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
+func (m *member) logs() string { m.mu.Lock(); defer m.mu.Unlock(); return m.log.String() }
+
+// client speaks to admin APIs: no keep-alive, so a killed member leaves
+// nothing behind, and a short timeout, so a stopped one is seen at once.
+var client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// ready asks /readyz; nil means 200.
+func (m *member) ready() error {
+	resp, err := client.Get("http://" + m.admin + "/readyz")
+	if err != nil {
+		return fmt.Errorf("%s /readyz: %w", m.name, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s /readyz: %s", m.name, resp.Status)
+	}
+	return nil
+}
+
+// ctl runs `stickylb ctl` against the member.
+func (m *member) ctl(args ...string) (string, error) {
+	cmd := exec.Command(m.binary, append([]string{"ctl", "--admin", "http://" + m.admin}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ctl %s on %s: %w: %s", strings.Join(args, " "), m.name, err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// freePort returns a port free on host for TCP and UDP now, from
+// 10000-19999 (below the ephemeral range, as lbtest.FreeAddr).
+func freePort(host string, seq int) (int, error) {
+	for i := range 500 {
+		p := 10000 + (seq*997+i*7919)%10000
+		addr := net.JoinHostPort(host, strconv.Itoa(p))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		if pc, err := net.ListenPacket("udp", addr); err == nil {
+			pc.Close()
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no port of 10000-19999 free on %s", host)
+}
