@@ -355,3 +355,34 @@ func TestReadyzDuringDrain(t *testing.T) {
 	c.Close()
 	<-done
 }
+
+// A drain restored at start (a restart, an upgrade) is shown since the
+// operator's decision, not as a state with no start: ctl backends' FOR
+// read "-" there, as if the backend had never been drained.
+func TestRestoredDrainKeepsItsTime(t *testing.T) {
+	snap := filepath.Join(t.TempDir(), "pins.json")
+	src := func(port int) string {
+		return "[global]\nsnapshot_file = \"" + snap + "\"\n" + testConfig(port, "enabled = false\n")
+	}
+	first := setupSource(t, "", src)
+	var b BackendInfo
+	if code := first.do("POST", "/api/backends/cas/cas2/state", "", `{"state":"drain"}`, &b); code != 200 {
+		t.Fatalf("drain: %d", code)
+	}
+	drained := time.Now()
+	again := setupSource(t, "", src)
+	var st Status
+	if code := again.do("GET", "/api/backends", "", "", &st); code != 200 {
+		t.Fatalf("backends: %d", code)
+	}
+	for _, bi := range st.Pools[0].Backends {
+		if bi.Name != "cas2" {
+			continue
+		}
+		if bi.State != "drain" || bi.Since.IsZero() || bi.Since.Sub(drained).Abs() > 5*time.Second {
+			t.Fatalf("cas2 after a restart: state %s since %v; want drain since about %v", bi.State, bi.Since, drained)
+		}
+		return
+	}
+	t.Fatal("no cas2 listed")
+}
