@@ -1,3 +1,5 @@
+//go:build linux
+
 package metrics
 
 import "github.com/stickylb/stickylb/event"

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package soak runs stickylb under combined faults for minutes, as
 // Jepsen and FoundationDB's simulation test: real processes, a seeded
 // and replayable schedule of overlapping faults, and invariants checked
