@@ -30,41 +30,58 @@ type boundedTransport struct {
 	mu       locks.Mutex
 	open     int            // streams passed on and not yet closed
 	bySource map[string]int // the same, by source address
-	done     chan struct{}
+	done     chan struct{} // Shutdown has begun: pass memberlist no more streams
 	stop     sync.Once
 	refused  *atomic.Uint64
+	netDone  chan struct{} // the transport under it has stopped: feed may return
+	netStop  sync.Once
 	feedDone chan struct{}
 }
 
 func newBoundedTransport(nt *memberlist.NetTransport, refused *atomic.Uint64) *boundedTransport {
 	t := &boundedTransport{NetTransport: nt, streams: make(chan net.Conn),
-		done: make(chan struct{}), refused: refused, feedDone: make(chan struct{}), bySource: map[string]int{}}
+		done: make(chan struct{}), refused: refused, netDone: make(chan struct{}), feedDone: make(chan struct{}), bySource: map[string]int{}}
 	go t.feed()
 	return t
 }
 
-// feed passes memberlist the streams there is room for.
+// feed passes memberlist the streams there is room for. Once Shutdown
+// has begun it closes what still comes, and it reads on until the
+// transport under it has stopped: that transport's accept loop may be
+// handing it a stream, and the transport's Shutdown waits for that loop
+// (a member stopped with a peer's stream arriving hung there for good).
 func (t *boundedTransport) feed() {
 	defer close(t.feedDone)
 	in := t.NetTransport.StreamCh()
 	for {
 		select {
 		case c := <-in:
-			src := sourceOf(c)
-			if !t.take(src) {
-				c.Close()
-				t.refused.Add(1)
-				continue
-			}
-			select {
-			case t.streams <- &slotConn{Conn: c, free: func() { t.free(src) }}:
-			case <-t.done:
-				c.Close()
-				return
-			}
-		case <-t.done:
+			t.pass(c)
+		case <-t.netDone:
 			return
 		}
+	}
+}
+
+// pass hands memberlist one stream, or closes it: no room, or stopping.
+func (t *boundedTransport) pass(c net.Conn) {
+	select {
+	case <-t.done:
+		c.Close()
+		return
+	default:
+	}
+	src := sourceOf(c)
+	if !t.take(src) {
+		c.Close()
+		t.refused.Add(1)
+		return
+	}
+	select {
+	case t.streams <- &slotConn{Conn: c, free: func() { t.free(src) }}:
+	case <-t.done:
+		c.Close()
+		t.free(src)
 	}
 }
 
@@ -102,6 +119,7 @@ func (t *boundedTransport) StreamCh() <-chan net.Conn { return t.streams }
 func (t *boundedTransport) Shutdown() error {
 	t.stop.Do(func() { close(t.done) })
 	err := t.NetTransport.Shutdown()
+	t.netStop.Do(func() { close(t.netDone) })
 	<-t.feedDone
 	return err
 }
