@@ -30,7 +30,7 @@ type boundedTransport struct {
 	mu       locks.Mutex
 	open     int            // streams passed on and not yet closed
 	bySource map[string]int // the same, by source address
-	done     chan struct{} // Shutdown has begun: pass memberlist no more streams
+	done     chan struct{}  // Shutdown has begun: pass memberlist no more streams
 	stop     sync.Once
 	refused  *atomic.Uint64
 	netDone  chan struct{} // the transport under it has stopped: feed may return
