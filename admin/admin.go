@@ -263,12 +263,6 @@ func (a *API) status() Status {
 		for _, b := range p.Listed() {
 			bi := backendInfo(p.Name, b, pins[b.Name])
 			bi.Cluster = a.opts.Server.Agreement(p.Name, b.Name)
-			if d, ok := a.opts.Server.Decision(p.Name, b.Name); ok && !bi.Since.After(a.started) && d.State != pool.Ready && d.State == b.AdminState() {
-				// Unchanged since this process started: the state was
-				// restored (a restart, an upgrade), and dates from the
-				// operator's decision, not from the restore.
-				bi.Since = affinity.StampTime(d.Version).UTC()
-			}
 			pi.Backends = append(pi.Backends, bi)
 		}
 		st.Pools = append(st.Pools, pi)

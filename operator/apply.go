@@ -3,6 +3,8 @@ package operator
 import (
 	"time"
 
+	"github.com/stickylb/stickylb/affinity"
+
 	"github.com/stickylb/stickylb/pool"
 )
 
@@ -27,7 +29,7 @@ func (d *Decisions) applyLocked(dec Decision) {
 		t.Stop()
 		delete(d.timers, b.Backend)
 	}
-	b.SetAdminState(dec.State)
+	b.SetAdminStateAt(dec.State, affinity.StampTime(dec.Version))
 	if dec.State == pool.Drain && dec.DrainUntil > 0 {
 		left := time.Until(time.UnixMilli(dec.DrainUntil))
 		dt := &drainTimer{}

@@ -149,13 +149,18 @@ func hashString(s string) uint64 {
 	return affinity.Mix(h)
 }
 
-func (b *Backend) Weight() int            { return int(b.weight.Load()) }
-func (b *Backend) SetWeight(w int)        { b.weight.Store(int32(w)) }
-func (b *Backend) Healthy() bool          { return b.healthy.Load() }
-func (b *Backend) AdminState() AdminState { return AdminState(b.admin.Load()) }
-func (b *Backend) SetAdminState(a AdminState) {
+func (b *Backend) Weight() int                { return int(b.weight.Load()) }
+func (b *Backend) SetWeight(w int)            { b.weight.Store(int32(w)) }
+func (b *Backend) Healthy() bool              { return b.healthy.Load() }
+func (b *Backend) AdminState() AdminState     { return AdminState(b.admin.Load()) }
+func (b *Backend) SetAdminState(a AdminState) { b.SetAdminStateAt(a, time.Now()) }
+
+// SetAdminStateAt sets the state as decided at t: a decision restored at
+// start or taken from another member dates from when it was made, not
+// from when this process applied it (LastChange, the API's "since").
+func (b *Backend) SetAdminStateAt(a AdminState, t time.Time) {
 	if AdminState(b.admin.Swap(int32(a))) != a {
-		b.changed.Store(time.Now().UnixNano())
+		b.changed.Store(t.UnixNano())
 	}
 }
 func (b *Backend) Removed() bool { return b.removed.Load() }

@@ -79,11 +79,6 @@ func (s *Server) share(d operator.Decision, b *pool.Backend, err error) (*pool.B
 	return b, nil
 }
 
-// Decision is the operators' decision held about a backend, if any.
-func (s *Server) Decision(poolName, backend string) (operator.Decision, bool) {
-	return s.decisions.Held(poolName, backend)
-}
-
 // Agreement says which other cluster members hold the decision about a
 // backend this member holds, in words for the API: "" without a cluster
 // or a decision.

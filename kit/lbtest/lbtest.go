@@ -157,20 +157,11 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 // restart, as CI once saw. The lab and bench rigs use 20000 and up.
 func FreeAddr(t testing.TB, host string) string {
 	t.Helper()
-	for range 200 {
-		addr := net.JoinHostPort(host, strconv.Itoa(10000+rand.IntN(10000)))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		if pc, err := net.ListenPacket("udp", addr); err == nil {
-			pc.Close()
-			return addr
-		}
+	p, err := loop.FreePort(host, 200, func() int { return rand.IntN(10000) })
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no port of 10000-19999 on %s free for both TCP and UDP", host)
-	return ""
+	return net.JoinHostPort(host, strconv.Itoa(p))
 }
 
 // Chromium returns the path of a headless-capable Chromium, or skips the

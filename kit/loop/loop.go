@@ -195,3 +195,24 @@ func Dialer(src string, timeout time.Duration) *net.Dialer {
 func SourceIP(net, i int) string {
 	return fmt.Sprintf("127.%d.%d.%d", net+i/(250*250), (i/250)%250, 1+i%250)
 }
+
+// FreePort returns a port of 10000-19999 free on host for both TCP and
+// UDP now (a cluster member binds both), trying the ports next gives, up
+// to tries of them. Below the ephemeral range, so that no port the
+// kernel hands out at random takes it between a stop and a restart.
+func FreePort(host string, tries int, next func() int) (int, error) {
+	for range tries {
+		p := 10000 + next()%10000
+		addr := net.JoinHostPort(host, strconv.Itoa(p))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		if pc, err := net.ListenPacket("udp", addr); err == nil {
+			pc.Close()
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no port of 10000-19999 free on %s for both TCP and UDP", host)
+}

@@ -5,16 +5,16 @@ package soak
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/stickylb/stickylb/kit/loop"
 )
 
 // member is one process of the rig, a stickylb member or a simulated
@@ -164,21 +164,9 @@ func (m *member) ctl(args ...string) (string, error) {
 	return string(out), nil
 }
 
-// freePort returns a port free on host for TCP and UDP now, from
-// 10000-19999 (below the ephemeral range, as lbtest.FreeAddr).
+// freePort returns a port free on host for TCP and UDP now, the same
+// for the same seq when free: the seed fixes the rig.
 func freePort(host string, seq int) (int, error) {
-	for i := range 500 {
-		p := 10000 + (seq*997+i*7919)%10000
-		addr := net.JoinHostPort(host, strconv.Itoa(p))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		if pc, err := net.ListenPacket("udp", addr); err == nil {
-			pc.Close()
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("no port of 10000-19999 free on %s", host)
+	i := 0
+	return loop.FreePort(host, 500, func() int { i++; return seq*997 + (i-1)*7919 })
 }
