@@ -248,8 +248,9 @@ func (w *writer) pool(p *poolOut) {
 }
 
 // checks writes the pool's health checks: a TCP check of the endpoint
-// mapper where the pool forwards 135, and the rpc checks an Exchange
-// array wants, commented out until the operator knows it is one.
+// mapper where the pool forwards 135 or forwards ranges only, and the
+// rpc checks an Exchange array wants, commented out until the operator
+// knows it is one.
 func (w *writer) checks(p *poolOut) {
 	switch {
 	case p.has135:
@@ -258,7 +259,11 @@ func (w *writer) checks(p *poolOut) {
 		fmt.Fprintf(&w.b, "# [pool.%s.check.rpc-client-access]\n# type = \"rpc\"\n# interface = \"emsmdb\"\n", p.name)
 		fmt.Fprintf(&w.b, "# [pool.%s.check.address-book]\n# type = \"rpc\"\n# interface = \"nspi\"\n", p.name)
 	case p.onlyEach:
-		w.res.Decide = append(w.res.Decide, fmt.Sprintf("pool %s forwards ranges only, which a TCP check cannot probe: add a check with a port (or an rpc check)", p.name))
+		// A check probes fixed ports and a range has none, so check
+		// wants one; every Windows host (an NLB node is one) runs
+		// the endpoint mapper on 135, so its being up is a fair proxy.
+		fmt.Fprintf(&w.b, "[pool.%s.check.epmap]\ntype = \"tcp\"\nport = 135   # the pool forwards ranges only; every Windows node runs the endpoint mapper here\n", p.name)
+		w.res.Decide = append(w.res.Decide, fmt.Sprintf("pool %s forwards port ranges only: its health check probes each node's endpoint mapper (TCP 135); for an Exchange CAS array use rpc checks instead (docs/config.md)", p.name))
 	}
 }
 
