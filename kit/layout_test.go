@@ -22,6 +22,7 @@ var layers = [][]string{
 	{"cluster", "proxy"},
 	{"server"},
 	{"metrics", "admin"},
+	{"daemon"},
 }
 
 // Every runtime package has its place in layers: a new package that is

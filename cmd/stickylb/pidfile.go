@@ -27,10 +27,3 @@ func pidfileFolder(path string) error {
 	f.Close()
 	return os.Remove(f.Name())
 }
-
-// noSignal is the reason of a stop that no signal asked for, so the
-// stop's log line says what came instead.
-type noSignal string
-
-func (r noSignal) String() string { return string(r) }
-func (noSignal) Signal()          {}

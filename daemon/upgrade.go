@@ -1,16 +1,15 @@
 //go:build linux
 
-package main
+package daemon
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
-
-	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/stickylb/stickylb/proxy"
 )
@@ -20,10 +19,10 @@ import (
 // and its listening sockets; the new process restores the pins and
 // operator decisions the old one wrote a moment before, serves, and says
 // so; the old one then finishes its open connections (up to
-// drain_timeout) and exits. No connection is refused or cut, no client
-// moves. Descriptor passing keeps the very sockets, so connections that
-// arrive during the hand-over wait in their accept queues; the admin
-// API's sockets go too, so no other process can take its port or path.
+// drain_timeout) and exits. No connection is refused, no client moves.
+// Descriptor passing keeps the very sockets, so connections that arrive
+// during the hand-over wait in their accept queues; the admin API's
+// sockets go too, so no other process can take its port or path.
 
 // envHandover tells a process it takes over: the number of listening
 // sockets passed from descriptor 3 on. The descriptor after them is the
@@ -41,8 +40,8 @@ const (
 const handoverWait = time.Minute
 
 // upgrade hands over to a new process and reports whether it took over;
-// when not, this process serves on.
-func (d *service) upgrade(exe string, args []string) bool {
+// when not, this process serves on, its admin API and cluster included.
+func (d *Daemon) upgrade() bool {
 	adm, err := d.adminFiles()
 	if err != nil {
 		d.log.Error("upgrade refused: serving on", "error", err)
@@ -58,7 +57,8 @@ func (d *service) upgrade(exe string, args []string) bool {
 	// Calls wait in the admin sockets' queues for the new process, which
 	// answers from the state this one handed over.
 	d.closeAdmin()
-	if err := d.startNew(exe, args, files, adm); err != nil {
+	exe := cmp.Or(d.opts.Executable, executable())
+	if err := d.startNew(exe, files, adm); err != nil {
 		d.log.Error("upgrade failed: the new process did not start; serving on", "binary", exe, "error", err)
 		if err := d.srv.Resume(files); err != nil {
 			d.log.Error("cannot serve again after the failed upgrade", "error", err)
@@ -72,15 +72,20 @@ func (d *service) upgrade(exe string, args []string) bool {
 	return true
 }
 
-// startNew starts exe with args, files and the admin sockets, and waits
-// until it serves.
-func (d *service) startNew(exe string, args []string, files []*os.File, adm adminFiles) error {
+func executable() string {
+	exe, _ := os.Executable()
+	return exe
+}
+
+// startNew starts exe with the daemon's arguments, files and the admin
+// sockets, and waits until it serves.
+func (d *Daemon) startNew(exe string, files []*os.File, adm adminFiles) error {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return err
+		return fmt.Errorf("the hand-over pipe: %w", err)
 	}
 	defer r.Close()
-	cmd := exec.Command(exe, args...)
+	cmd := exec.Command(exe, d.opts.Args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = append(append([]*os.File{}, files...), w)
 	cmd.Env = append(os.Environ(), envHandover+"="+strconv.Itoa(len(files)))
@@ -98,17 +103,7 @@ func (d *service) startNew(exe string, args []string, files []*os.File, adm admi
 		return err
 	}
 	d.log.Info("upgrade: new process started", "pid", cmd.Process.Pid, "binary", exe, "sockets", len(files))
-	ready := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 8)
-		n, err := r.Read(buf)
-		if string(buf[:n]) != "ready\n" {
-			err = fmt.Errorf("it exited or closed its pipe before serving: %v", err)
-		}
-		ready <- err
-	}()
-	r.SetReadDeadline(time.Now().Add(handoverWait))
-	if err := <-ready; err != nil {
+	if err := waitReady(r); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
 		return err
@@ -117,26 +112,38 @@ func (d *service) startNew(exe string, args []string, files []*os.File, adm admi
 	return nil
 }
 
+// waitReady waits, up to handoverWait, for the new process to say it
+// serves.
+func waitReady(r *os.File) error {
+	r.SetReadDeadline(time.Now().Add(handoverWait))
+	buf := make([]byte, 8)
+	n, err := r.Read(buf)
+	if string(buf[:n]) != "ready\n" {
+		return fmt.Errorf("it exited or closed its pipe before serving: %v", err)
+	}
+	return nil
+}
+
 // afterHandover finishes this process's open connections once the new
 // one serves, up to drain_timeout, without telling systemd: the new
 // process is its main process now.
-func (d *service) afterHandover(sigs <-chan os.Signal) {
+func (d *Daemon) afterHandover(sigs <-chan os.Signal) {
 	d.log.Info("upgrade: the new process serves; finishing this one's open connections", "open", d.srv.Active())
 	d.drain(syscall.SIGUSR2, sigs)
 }
 
-// takeover is what a process that hands over passed to this one: the
+// Takeover is what a process that hands over passed to this one: the
 // listening sockets, the pipe to say "ready" on, and the admin sockets.
-// All are nil when this process is not taking over.
-type takeover struct {
+// Its zero value is a start of a process that takes over from none.
+type Takeover struct {
 	socks *proxy.Sockets
 	ready *os.File
 	admin adminFiles
 }
 
-// inherited takes what a process that hands over passed to this one.
-func inherited() (takeover, error) {
-	var h takeover
+// Inherited takes what a process that hands over passed to this one.
+func Inherited() (Takeover, error) {
+	var h Takeover
 	n, _ := strconv.Atoi(os.Getenv(envHandover))
 	if n <= 0 {
 		return h, nil
@@ -163,12 +170,15 @@ func inherited() (takeover, error) {
 	return h, nil
 }
 
-// tookOver tells the old process and systemd that this one serves now.
-func tookOver(d *service, ready *os.File) {
-	ready.Write([]byte("ready\n"))
-	ready.Close()
-	notify(d.log, fmt.Sprintf("MAINPID=%d\n%s", os.Getpid(), daemon.SdNotifyReady))
-	d.log.Info("upgrade: took over the listening sockets, pins and operator decisions")
+// TakingOver says whether a process handed over to this one.
+func (h Takeover) TakingOver() bool { return h.ready != nil }
+
+// closeReady tells the process that handed over that this one will not
+// serve.
+func (h Takeover) closeReady() {
+	if h.ready != nil {
+		h.ready.Close()
+	}
 }
 
 func closeAll(fs []*os.File) {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package daemon
 
 import (
 	"crypto/tls"
@@ -35,7 +35,7 @@ func (a adminFiles) close() {
 
 // adminFiles duplicates the admin sockets for a new process; this
 // process's own stay open until closeAdmin.
-func (d *service) adminFiles() (adminFiles, error) {
+func (d *Daemon) adminFiles() (adminFiles, error) {
 	var a adminFiles
 	var err error
 	if d.adminTCP != nil {
@@ -58,7 +58,7 @@ func (d *service) adminFiles() (adminFiles, error) {
 // process this one replaces (or taken back from a failed upgrade), where
 // they are the ones the config names. The files in inh stay the
 // caller's to close.
-func (d *service) listenAdmin(inh adminFiles) error {
+func (d *Daemon) listenAdmin(inh adminFiles) error {
 	if err := d.listenAdminTCP(inh.tcp); err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func (d *service) listenAdmin(inh adminFiles) error {
 	return nil
 }
 
-func (d *service) listenAdminTCP(f *os.File) error {
+func (d *Daemon) listenAdminTCP(f *os.File) error {
 	a, log := d.cfg.Admin, d.log
 	if a.Listen == "off" {
 		return nil
@@ -123,7 +123,7 @@ func sameTCPAddr(got, want *net.TCPAddr) bool {
 	return want.IP.Equal(got.IP)
 }
 
-func (d *service) listenAdminSocket(f *os.File, inhPath string) error {
+func (d *Daemon) listenAdminSocket(f *os.File, inhPath string) error {
 	path := d.cfg.Admin.Socket
 	if path == "" {
 		return nil
@@ -146,7 +146,7 @@ func (d *service) listenAdminSocket(f *os.File, inhPath string) error {
 
 // closeAdmin stops serving the admin API. The socket's path stays: a
 // process that took over serves it; removeAdminSocket removes it.
-func (d *service) closeAdmin() {
+func (d *Daemon) closeAdmin() {
 	for _, ep := range d.adminEPs {
 		ep.Close()
 	}
@@ -155,7 +155,7 @@ func (d *service) closeAdmin() {
 
 // removeAdminSocket removes the admin socket's path at exit, unless the
 // socket was handed to a new process.
-func (d *service) removeAdminSocket() {
+func (d *Daemon) removeAdminSocket() {
 	if d.adminSock == nil || d.handedOver {
 		return
 	}
