@@ -414,7 +414,7 @@ func (a *API) reload(w http.ResponseWriter, r *http.Request) {
 	}
 	a.opts.Log.Info("reloaded", "config", a.opts.ConfigPath)
 	a.publish(event.Config, "", "", "config reloaded")
-	writeJSON(w, 200, map[string]string{"status": "reloaded", "config": a.opts.ConfigPath})
+	writeJSON(w, 200, Reloaded{Status: "reloaded", Config: a.opts.ConfigPath})
 }
 
 func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
@@ -425,4 +425,10 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		ev = []Event{}
 	}
 	writeJSON(w, 200, ev)
+}
+
+// Reloaded answers POST /api/reload once the config file applied.
+type Reloaded struct {
+	Status string `json:"status"` // "reloaded"
+	Config string `json:"config"` // the file read
 }

@@ -88,10 +88,7 @@ func (a *API) connections(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	all := a.opts.Server.Connections(match)
-	out := struct {
-		Total       int        `json:"total"`
-		Connections []ConnInfo `json:"connections"`
-	}{Total: len(all), Connections: []ConnInfo{}}
+	out := ConnPage{Total: len(all), Connections: []ConnInfo{}}
 	now := time.Now()
 	for _, v := range all[:min(limit, len(all))] {
 		out.Connections = append(out.Connections, ConnInfo{ID: v.ID, Listener: v.Listener, Client: v.Client.String(),
@@ -122,13 +119,13 @@ func (a *API) closeConnections(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, 404, fmt.Errorf("no connection %s is open (stickylb ctl conns lists them)", id))
 			return
 		}
-		writeJSON(w, 200, map[string]int{"closed": n})
+		writeJSON(w, 200, Closed{Closed: n})
 		return
 	}
 	n, asked := a.opts.Server.CloseEverywhere(q.Get("pool"), q.Get("client"), q.Get("backend"))
 	a.opts.Log.Info("connections closed by the admin API", "query", r.URL.RawQuery, "closed", n, "members_asked", asked)
 	a.publish(event.Closed, q.Get("pool"), q.Get("backend"), closedWhat(n, q.Get("client"), asked))
-	writeJSON(w, 200, map[string]int{"closed": n, "members_asked": asked})
+	writeJSON(w, 200, Closed{Closed: n, MembersAsked: asked})
 }
 
 func (a *API) setWeight(w http.ResponseWriter, r *http.Request) {
@@ -167,4 +164,18 @@ func closedWhat(n int, client string, asked int) string {
 		what += fmt.Sprintf(", asked of %d other members", asked)
 	}
 	return what
+}
+
+// ConnPage answers GET /api/connections: the first ?limit= of the
+// connections that match, and how many match.
+type ConnPage struct {
+	Total       int        `json:"total"`
+	Connections []ConnInfo `json:"connections"`
+}
+
+// Closed answers DELETE /api/connections: the connections closed here,
+// and how many other cluster members were asked to close theirs.
+type Closed struct {
+	Closed       int `json:"closed"`
+	MembersAsked int `json:"members_asked"`
 }

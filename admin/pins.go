@@ -30,11 +30,7 @@ func (a *API) pins(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 400, err)
 		return
 	}
-	out := struct {
-		Total int       `json:"total"`
-		Pins  []PinInfo `json:"pins"`
-		Next  string    `json:"next,omitempty"` // cursor of the next page; none after the last
-	}{Pins: []PinInfo{}}
+	out := PinPage{Pins: []PinInfo{}}
 	if p.Table != nil {
 		var match func(affinity.Record) bool
 		out.Total = p.Table.Len()
@@ -148,5 +144,17 @@ func (a *API) unpin(w http.ResponseWriter, r *http.Request) {
 		}
 		a.publish(event.Decision, p.Name, backend, what)
 	}
-	writeJSON(w, 200, map[string]int{"deleted": n})
+	writeJSON(w, 200, Deleted{Deleted: n})
+}
+
+// PinPage is one page of GET /api/pins.
+type PinPage struct {
+	Total int       `json:"total"` // the pins that match, on every page
+	Pins  []PinInfo `json:"pins"`
+	Next  string    `json:"next,omitempty"` // cursor of the next page; none after the last
+}
+
+// Deleted answers DELETE /api/pins.
+type Deleted struct {
+	Deleted int `json:"deleted"`
 }

@@ -22,7 +22,7 @@ var layers = [][]string{
 	{"cluster", "proxy"},
 	{"server"},
 	{"metrics", "admin"},
-	{"daemon"},
+	{"daemon", "admin/client"},
 }
 
 // Every runtime package has its place in layers: a new package that is

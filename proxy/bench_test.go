@@ -28,7 +28,7 @@ import (
 func benchProxy(b *testing.B) (*Listener, func()) {
 	b.Helper()
 	bs, ports := lbtest.StartBackends(b, []string{"127.0.0.11"}, 1)
-	l, err := Listen(context.Background(), "bench", "127.0.0.1:0", config.RangeAuto, 60*time.Second, slog.New(slog.DiscardHandler))
+	l, err := Listen(context.Background(), &config.Listener{Name: "bench", Listen: "127.0.0.1:0", RangeMode: config.RangeAuto}, 60*time.Second, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		l, err := Listen(context.Background(), "bench", "127.0.0.1:0", config.RangeAuto, 60*time.Second, slog.New(slog.DiscardHandler))
+		l, err := Listen(context.Background(), &config.Listener{Name: "bench", Listen: "127.0.0.1:0", RangeMode: config.RangeAuto}, 60*time.Second, slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
 		}

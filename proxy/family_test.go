@@ -33,7 +33,7 @@ func TestTransparentWrongFamilyIsLocal(t *testing.T) {
 	obs := &recorder{}
 	r.Observer = obs.observer()
 	var logs lbtest.Buffer
-	l, err := Listen(context.Background(), "v6", "[::1]:0", config.RangeAuto, 30*time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
+	l, err := Listen(context.Background(), &config.Listener{Name: "v6", Listen: "[::1]:0", RangeMode: config.RangeAuto}, 30*time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Skipf("no IPv6 loopback here: %v", err)
 	}

@@ -96,8 +96,8 @@ func (s *Sockets) Close() {
 // the usual start) binds them all, so the server has one way to listen.
 // A range steered by sk_lookup leaves out the ports leave names (this
 // process's admin and cluster ports) and those other sockets listen on.
-func (s *Sockets) Listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger, leave ...uint16) (*Listener, error) {
-	return listen(ctx, name, addr, mode, keepaliveIdle, log, s, leave)
+func (s *Sockets) Listen(ctx context.Context, lc *config.Listener, keepaliveIdle time.Duration, log *slog.Logger, leave ...uint16) (*Listener, error) {
+	return listen(ctx, lc, keepaliveIdle, log, s, leave)
 }
 
 // ErrSteered says a listener cannot be handed over: its ports are steered

@@ -23,7 +23,7 @@ func TestInheritedSockets(t *testing.T) {
 	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11"}, 1)
 	addr := lbtest.FreeAddr(t, "127.0.0.1")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	old, err := Listen(context.Background(), "l", addr, config.RangeAuto, 0, log)
+	old, err := Listen(context.Background(), &config.Listener{Name: "l", Listen: addr, RangeMode: config.RangeAuto}, 0, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestInheritedSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer socks.Close()
-	l, err := socks.Listen(context.Background(), "l", addr, config.RangeAuto, 0, log)
+	l, err := socks.Listen(context.Background(), &config.Listener{Name: "l", Listen: addr, RangeMode: config.RangeAuto}, 0, log)
 	if err != nil {
 		t.Fatal(err)
 	}

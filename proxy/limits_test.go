@@ -78,7 +78,7 @@ func TestClientLimitsByIPv6Prefix(t *testing.T) {
 		r := route(bs, ports[0], nil)
 		r.Limits = NewLimiter(ClientLimits{MaxConnsPerClient: 2, V6Prefix: 64})
 		var err error
-		if l, err = Listen(context.Background(), "v6", "[2001:db8:9::1]:0", config.RangeAuto, 0, slog.New(slog.DiscardHandler)); err != nil {
+		if l, err = Listen(context.Background(), &config.Listener{Name: "v6", Listen: "[2001:db8:9::1]:0", RangeMode: config.RangeAuto}, 0, slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatal(err)
 		}
 		r.Name = "v6"

@@ -57,25 +57,23 @@ type Listener struct {
 	closeOnce sync.Once
 }
 
-// Listen opens a listener on addr, which may name several ports
-// ("10.0.0.50:6005-59530"); mode says how they are taken. The error says
-// which port could not be bound and what to do about it.
-func Listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger) (*Listener, error) {
-	return listen(ctx, name, addr, mode, keepaliveIdle, log, nil, nil)
+// Listen opens a listener where lc says, on the address and ports
+// config parsed ("10.0.0.50:6005-59530" takes a range), in lc's range
+// mode. The error says which port could not be bound and what to do
+// about it.
+func Listen(ctx context.Context, lc *config.Listener, keepaliveIdle time.Duration, log *slog.Logger) (*Listener, error) {
+	return listen(ctx, lc, keepaliveIdle, log, nil, nil)
 }
 
-func listen(ctx context.Context, name, addr string, mode config.RangeMode, keepaliveIdle time.Duration, log *slog.Logger, inherited *Sockets, leave []uint16) (*Listener, error) {
-	host, ports, err := config.ParseListenPorts(addr)
-	if err != nil {
-		return nil, fmt.Errorf("listener %s: %w", name, err)
-	}
+func listen(ctx context.Context, lc *config.Listener, keepaliveIdle time.Duration, log *slog.Logger, inherited *Sockets, leave []uint16) (*Listener, error) {
+	host, ports := lc.ListenAddr()
 	// Keepalive is set once on the listening socket: Linux copies it to
 	// every accepted socket, which saves four setsockopt calls per
 	// connection over letting Go set it on each.
 	control := func(_, _ string, c syscall.RawConn) error { return setKeepalive(c, keepaliveIdle) }
-	l := &Listener{Name: name, log: log, ports: ports, conns: map[*conn]struct{}{},
+	l := &Listener{Name: lc.Name, log: log, ports: ports, conns: map[*conn]struct{}{},
 		setup: make(chan *conn), closed: make(chan struct{}), inherited: inherited, leave: leave}
-	if err := l.bind(ctx, host, mode, control); err != nil {
+	if err := l.bind(ctx, host, lc.RangeMode, control); err != nil {
 		return nil, err
 	}
 	return l, nil

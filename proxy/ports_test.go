@@ -36,7 +36,7 @@ func TestRangeForwardsDialledPort(t *testing.T) {
 				}
 				bs = append(bs, b)
 			}
-			l, err := Listen(context.Background(), "range", "127.0.0.30:23000-23063", mode, 0, slog.New(slog.DiscardHandler))
+			l, err := Listen(context.Background(), &config.Listener{Name: "range", Listen: "127.0.0.30:23000-23063", RangeMode: mode}, 0, slog.New(slog.DiscardHandler))
 			if errors.Is(err, steer.ErrNotAllowed) {
 				t.Skipf("sk_lookup is not allowed here (run as root): %v", err)
 			}
@@ -100,8 +100,8 @@ func TestRangeRefusalIsTheClients(t *testing.T) {
 		}
 		bs = append(bs, b)
 	}
-	lc := &config.Listener{Listen: "127.0.0.40:23099,23100-23163"}
-	l, err := Listen(context.Background(), "range", lc.Listen, config.RangePerPort, 0, slog.New(slog.DiscardHandler))
+	lc := &config.Listener{Name: "range", Listen: "127.0.0.40:23099,23100-23163", RangeMode: config.RangePerPort}
+	l, err := Listen(context.Background(), lc, 0, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestSteeredRangeLeavesOtherSockets(t *testing.T) {
 			}
 		}()
 	}
-	l, err := listen(context.Background(), "range", "127.0.0.50:23200-23263", config.RangeSkLookup, 0, slog.New(slog.DiscardHandler), nil, []uint16{23240})
+	l, err := listen(context.Background(), &config.Listener{Name: "range", Listen: "127.0.0.50:23200-23263", RangeMode: config.RangeSkLookup}, 0, slog.New(slog.DiscardHandler), nil, []uint16{23240})
 	if errors.Is(err, steer.ErrNotAllowed) {
 		t.Skipf("sk_lookup is not allowed here (run as root): %v", err)
 	}

@@ -65,7 +65,7 @@ func serve(t *testing.T, r *Route) *Listener {
 // test ends.
 func serveLogged(t *testing.T, r *Route, w io.Writer) *Listener {
 	t.Helper()
-	l, err := Listen(context.Background(), "test", "127.0.0.1:0", config.RangeAuto, 30*time.Second, slog.New(slog.NewTextHandler(w, nil)))
+	l, err := Listen(context.Background(), &config.Listener{Name: "test", Listen: "127.0.0.1:0", RangeMode: config.RangeAuto}, 30*time.Second, slog.New(slog.NewTextHandler(w, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func keepaliveOf(t *testing.T, c net.Conn) (bool, int) {
 
 // Accepted client sockets get keepalive too.
 func TestClientLegKeepalive(t *testing.T) {
-	l, err := Listen(context.Background(), "ka", "127.0.0.1:0", config.RangeAuto, 45*time.Second, slog.New(slog.DiscardHandler))
+	l, err := Listen(context.Background(), &config.Listener{Name: "ka", Listen: "127.0.0.1:0", RangeMode: config.RangeAuto}, 45*time.Second, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

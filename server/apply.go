@@ -80,7 +80,7 @@ func (s *Server) bindNew(cfg *config.Config) (map[string]*proxy.Listener, error)
 		if _, ok := s.listeners[k]; ok {
 			continue
 		}
-		l, err := s.opts.Inherited.Listen(s.ctx, name, lc.Listen, lc.RangeMode, cfg.Pools[lc.Pool].Keepalive.Duration, s.log, cfg.ReservedPorts(lc)...)
+		l, err := s.opts.Inherited.Listen(s.ctx, lc, cfg.Pools[lc.Pool].Keepalive.Duration, s.log, cfg.ReservedPorts(lc)...)
 		if err != nil {
 			for _, f := range fresh {
 				f.Close()

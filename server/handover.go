@@ -65,7 +65,7 @@ func (s *Server) Resume(files []*os.File) error {
 	defer s.mu.Unlock()
 	for k, lr := range s.listeners {
 		pc := s.current.Load().Pools[lr.cfg.Pool]
-		l, err := socks.Listen(s.ctx, lr.cfg.Name, lr.cfg.Listen, lr.cfg.RangeMode, pc.Keepalive.Duration, s.log)
+		l, err := socks.Listen(s.ctx, lr.cfg, pc.Keepalive.Duration, s.log)
 		if err != nil {
 			return fmt.Errorf("resume listener %s: %w", lr.cfg.Name, err)
 		}

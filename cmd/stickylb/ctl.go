@@ -3,34 +3,34 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"github.com/stickylb/stickylb/admin"
+
+	"github.com/stickylb/stickylb/admin/client"
+	"github.com/stickylb/stickylb/config"
 )
 
+// ctl is `stickylb ctl`: the admin API's client and where its answers
+// are printed, as tables or (--json) as the API's JSON.
 type ctl struct {
-	base string
-	// socket is the admin socket ctl speaks over ("": base, over TCP).
-	socket string
-	// token and tokenFile: the admin token and the file it came from.
-	token, tokenFile string
-	asJSON           bool
-	out              io.Writer
-	client           *http.Client
-	// authClient, if set, carries the calls that send the token: over
-	// plain HTTP to loopback, it checks who serves first (ctl_target.go).
-	authClient *http.Client
+	api    *client.Client
+	ctx    context.Context // the command's; each call is bounded by client.Timeout
+	asJSON bool
+	out    io.Writer
 }
+
+// ctlDefaultConfig is the config file ctl reads its [admin] from without
+// -c, --admin or --socket.
+var ctlDefaultConfig = config.DefaultPath
 
 // ctlRun is a ctl subcommand's work once its flags are parsed.
 type ctlRun func(c *ctl, args []string) error
@@ -73,78 +73,58 @@ func ctlCommand(stdout, stderr io.Writer) *cobra.Command {
 			"else at http://127.0.0.1:9090. The token goes only where it cannot be read on the way or taken by another user.",
 		RunE: func(cmd *cobra.Command, _ []string) error { cmd.SetOut(stderr); cmd.Usage(); return exitCode(2) }}
 	env := os.Getenv("STICKYLB_ADMIN")
-	var t ctlTarget
+	var t client.Target
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&t.admin, "admin", cmp.Or(env, "http://127.0.0.1:9090"), "admin API address")
-	pf.StringVar(&t.socket, "socket", "", "the admin socket (admin.socket), for a stickylb on this host")
-	pf.StringVar(&t.tokenFile, "token-file", "", "file holding the admin token (admin.token_file)")
+	pf.StringVar(&t.Admin, "admin", cmp.Or(env, "http://127.0.0.1:9090"), "admin API address")
+	pf.StringVar(&t.Socket, "socket", "", "the admin socket (admin.socket), for a stickylb on this host")
+	pf.StringVar(&t.TokenFile, "token-file", "", "file holding the admin token (admin.token_file)")
 	pf.BoolVar(&c.asJSON, "json", false, "print the API's JSON")
-	pf.StringVar(&t.caFile, "cacert", "", "file of CA certificates (PEM) to trust for an https --admin address, besides the system's")
-	pf.StringVarP(&t.cfgFile, "config", "c", "", "take the admin socket or address, token and certificate from this config file's [admin] (default "+
+	pf.StringVar(&t.CAFile, "cacert", "", "file of CA certificates (PEM) to trust for an https --admin address, besides the system's")
+	pf.StringVarP(&t.Config, "config", "c", "", "take the admin socket or address, token and certificate from this config file's [admin] (default "+
 		ctlDefaultConfig+", when it exists and neither --admin nor --socket is given)")
 	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		t.adminSet = env != "" || cmd.Flags().Changed("admin")
-		return c.setup(t)
+		t.AdminSet = env != "" || cmd.Flags().Changed("admin")
+		t.DefaultConfig = ctlDefaultConfig
+		c.ctx = cmp.Or[context.Context](cmd.Context(), context.Background())
+		var err error
+		if c.api, err = client.New(t); err != nil {
+			var ae client.ArgError
+			if errors.As(err, &ae) {
+				return usageError(ae.Error())
+			}
+			return err
+		}
+		return nil
 	}
 	for _, s := range ctlSubs {
 		sub := &cobra.Command{Use: s.use, Short: s.short, Args: s.args}
 		work := s.flags(sub.Flags())
-		sub.RunE = func(_ *cobra.Command, args []string) error { return work(c, args) }
+		sub.RunE = func(_ *cobra.Command, args []string) error { return apiHints(work(c, args)) }
 		cmd.AddCommand(sub)
 	}
 	return cmd
 }
 
-// call does one API request; out, if not nil, receives the decoded JSON.
-func (c *ctl) call(method, path string, body any, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+// show prints v, an answer of the API, as JSON when --json asked for
+// it, and says whether it did; the command prints its table otherwise.
+func (c *ctl) show(v any) bool {
+	if !c.asJSON {
+		return false
 	}
-	req, err := http.NewRequest(method, c.base+path, rd)
-	if err != nil {
-		return err
+	enc := json.NewEncoder(c.out)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+	return true
+}
+
+// apiHints says the API's refusals with ctl's flags for its query
+// parameters.
+func apiHints(err error) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		return fmt.Errorf("%s (HTTP %d)", flagHints(ae.Message), ae.Status)
 	}
-	client := c.client
-	if c.token != "" && path != "/readyz" && path != "/healthz" { // health checks never need it
-		req.Header.Set("Authorization", "Bearer "+c.token)
-		client = cmp.Or(c.authClient, c.client)
-	}
-	if method != http.MethodGet {
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(admin.RequestHeader, "1")
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		if c.socket != "" {
-			return fmt.Errorf("cannot reach the admin API at the socket %s (is stickylb running, and is admin.socket this path?): %w", c.socket, err)
-		}
-		return fmt.Errorf("cannot reach the admin API at %s (is stickylb running, and is admin.listen this address?): %w", c.base, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		return errors.New("the admin API wants its token: pass --token-file FILE (the file admin.token_file names)")
-	}
-	if resp.StatusCode >= 300 {
-		var e struct{ Error string }
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s (HTTP %d)", flagHints(e.Error), resp.StatusCode)
-		}
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, raw)
-	}
-	if c.asJSON {
-		c.out.Write(raw)
-		return nil
-	}
-	if out != nil {
-		return json.Unmarshal(raw, out)
-	}
-	return nil
+	return err
 }
 
 // flagHints turns the API's query-parameter hints ("name a pool with

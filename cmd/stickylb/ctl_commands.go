@@ -5,25 +5,25 @@ package main
 import (
 	"cmp"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
+
 	"github.com/stickylb/stickylb/admin"
+	"github.com/stickylb/stickylb/admin/client"
 	"github.com/stickylb/stickylb/affinity"
 )
 
 // backends prints pools and backends: state, connections, pins.
 func (c *ctl) backends(args []string) error {
-	var st admin.Status
-	if err := c.call("GET", "/api/backends", nil, &st); err != nil || c.asJSON {
+	st, err := c.api.Backends(c.ctx)
+	if err != nil || c.show(st) {
 		return err
 	}
-	var h admin.History
-	c.quietly(func() error { return c.call("GET", "/api/history", nil, &h) })
+	h, _ := c.api.History(c.ctx) // rates only; the table stands without them
 	var now admin.HistoryPoint
 	if len(h.Points) > 0 {
 		now = h.Points[len(h.Points)-1]
@@ -109,14 +109,6 @@ func lastCheck(b admin.BackendInfo) string {
 	return s
 }
 
-// quietly makes a call whose JSON is not the command's output.
-func (c *ctl) quietly(f func() error) error {
-	asJSON := c.asJSON
-	c.asJSON = false
-	defer func() { c.asJSON = asJSON }()
-	return f()
-}
-
 // pinsFlags lists pins, filtered and paged.
 func pinsFlags(fs *pflag.FlagSet) ctlRun {
 	pool := fs.String("pool", "", "only this pool's pins")
@@ -124,25 +116,14 @@ func pinsFlags(fs *pflag.FlagSet) ctlRun {
 	limit := fs.Int("limit", 100, "pins per page (at most 10000)")
 	offset := fs.Int("offset", 0, "skip this many (without --backend)")
 	cursor := fs.String("cursor", "", "start where the previous page said")
-	return func(c *ctl, _ []string) error { return c.pins(*pool, *backend, *cursor, *limit, *offset) }
+	return func(c *ctl, _ []string) error {
+		return c.pins(client.PinQuery{Pool: *pool, Backend: *backend, Cursor: *cursor, Limit: *limit, Offset: *offset})
+	}
 }
 
-func (c *ctl) pins(pool, backend, cursor string, limit, offset int) error {
-	q := url.Values{"limit": {fmt.Sprint(limit)}}
-	for k, v := range map[string]string{"pool": pool, "backend": backend, "cursor": cursor} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	if offset != 0 {
-		q.Set("offset", fmt.Sprint(offset))
-	}
-	var res struct {
-		Total int
-		Pins  []admin.PinInfo
-		Next  string
-	}
-	if err := c.call("GET", "/api/pins?"+q.Encode(), nil, &res); err != nil || c.asJSON {
+func (c *ctl) pins(q client.PinQuery) error {
+	res, err := c.api.Pins(c.ctx, q)
+	if err != nil || c.show(res) {
 		return err
 	}
 	// The table pages in its own order; a page reads best sorted.
@@ -172,13 +153,9 @@ func pinFlags(fs *pflag.FlagSet) ctlRun {
 	return func(c *ctl, args []string) error { return c.pin(args[0], *pool) }
 }
 
-func (c *ctl) pin(client, pool string) error {
-	path := "/api/pins/" + url.PathEscape(client)
-	if pool != "" {
-		path += "?pool=" + url.QueryEscape(pool)
-	}
-	var p admin.PinInfo
-	if err := c.call("GET", path, nil, &p); err != nil || c.asJSON {
+func (c *ctl) pin(ip, pool string) error {
+	p, err := c.api.Pin(c.ctx, ip, pool)
+	if err != nil || c.show(p) {
 		return err
 	}
 	fmt.Fprintf(c.out, "%s is pinned to %s in pool %s (%d connections open, last seen %s)\n",
@@ -202,13 +179,8 @@ func (c *ctl) setState(cmd, target, deadline string) error {
 	if err != nil {
 		return err
 	}
-	body := map[string]string{"state": cmd}
-	if deadline != "" {
-		body["deadline"] = deadline
-	}
-	var b admin.BackendInfo
-	if err := c.call("POST", "/api/backends/"+url.PathEscape(pool)+"/"+url.PathEscape(backend)+"/state",
-		body, &b); err != nil || c.asJSON {
+	b, err := c.api.SetState(c.ctx, pool, backend, cmd, deadline)
+	if err != nil || c.show(b) {
 		return err
 	}
 	fmt.Fprintf(c.out, "%s/%s is now %s (%s open)\n", b.Pool, b.Name, stateWords[b.State], count(int(b.Connections), "connection"))
@@ -224,8 +196,8 @@ func (c *ctl) backendPath(s string) (pool, backend string, err error) {
 	if p, b, ok := strings.Cut(s, "/"); ok {
 		return p, b, nil
 	}
-	var st admin.Status
-	if err := c.quietly(func() error { return c.call("GET", "/api/backends", nil, &st) }); err != nil {
+	st, err := c.api.Backends(c.ctx)
+	if err != nil {
 		return "", "", err
 	}
 	var pools []string
@@ -261,18 +233,12 @@ func unpinFlags(fs *pflag.FlagSet) ctlRun {
 	return func(c *ctl, _ []string) error { return c.unpin(*pool, *client, *backend) }
 }
 
-func (c *ctl) unpin(pool, client, backend string) error {
-	if client == "" && backend == "" {
+func (c *ctl) unpin(pool, ip, backend string) error {
+	if ip == "" && backend == "" {
 		return usageError("usage: stickylb ctl unpin --client IP | --backend NAME [--pool POOL]: say whose pins to delete")
 	}
-	q := url.Values{}
-	for k, v := range map[string]string{"pool": pool, "client": client, "backend": backend} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	var res struct{ Deleted int }
-	if err := c.call("DELETE", "/api/pins?"+q.Encode(), nil, &res); err != nil || c.asJSON {
+	res, err := c.api.Unpin(c.ctx, pool, ip, backend)
+	if err != nil || c.show(res) {
 		return err
 	}
 	fmt.Fprintf(c.out, "%s deleted\n", count(res.Deleted, "pin"))
@@ -281,7 +247,8 @@ func (c *ctl) unpin(pool, client, backend string) error {
 
 // reload makes the running stickylb reload its config file.
 func (c *ctl) reload(_ []string) error {
-	if err := c.call("POST", "/api/reload", nil, nil); err != nil || c.asJSON {
+	res, err := c.api.Reload(c.ctx)
+	if err != nil || c.show(res) {
 		return err
 	}
 	fmt.Fprintln(c.out, "reloaded")
@@ -290,8 +257,8 @@ func (c *ctl) reload(_ []string) error {
 
 // events prints recent state changes.
 func (c *ctl) events(_ []string) error {
-	var ev []admin.Event
-	if err := c.call("GET", "/api/events", nil, &ev); err != nil || c.asJSON {
+	ev, err := c.api.Events(c.ctx)
+	if err != nil || c.show(ev) {
 		return err
 	}
 	if len(ev) == 0 {
@@ -306,8 +273,8 @@ func (c *ctl) events(_ []string) error {
 // info prints what the running stickylb is: version, uptime, pid, config
 // file, limits.
 func (c *ctl) info(_ []string) error {
-	var in admin.Info
-	if err := c.call("GET", "/api/info", nil, &in); err != nil || c.asJSON {
+	in, err := c.api.Info(c.ctx)
+	if err != nil || c.show(in) {
 		return err
 	}
 	state := "running"
@@ -324,8 +291,8 @@ func (c *ctl) info(_ []string) error {
 
 // listeners is `ctl listeners`: GET /api/listeners as a table.
 func (c *ctl) listeners(_ []string) error {
-	var ls []admin.ListenerInfo
-	if err := c.call("GET", "/api/listeners", nil, &ls); err != nil || c.asJSON {
+	ls, err := c.api.Listeners(c.ctx)
+	if err != nil || c.show(ls) {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
@@ -338,8 +305,8 @@ func (c *ctl) listeners(_ []string) error {
 
 // members is `ctl members`: the cluster as this member sees it.
 func (c *ctl) members(_ []string) error {
-	var st admin.ClusterStatus
-	if err := c.call("GET", "/api/cluster", nil, &st); err != nil || c.asJSON {
+	st, err := c.api.Cluster(c.ctx)
+	if err != nil || c.show(st) {
 		return err
 	}
 	if !st.Enabled {
@@ -406,13 +373,15 @@ func readyzFlags(fs *pflag.FlagSet) ctlRun {
 }
 
 func (c *ctl) readyz() error {
-	var st map[string]any
-	if err := c.call("GET", "/readyz", nil, &st); err != nil {
-		return fmt.Errorf("not ready: %w", err)
+	raw, err := c.api.Ready(c.ctx)
+	if err != nil {
+		return fmt.Errorf("not ready: %w", apiHints(err))
 	}
-	if !c.asJSON {
-		fmt.Fprintln(c.out, "ready")
+	if c.asJSON {
+		c.out.Write(raw)
+		return nil
 	}
+	fmt.Fprintln(c.out, "ready")
 	return nil
 }
 

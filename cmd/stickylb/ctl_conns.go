@@ -4,30 +4,24 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
-	"github.com/stickylb/stickylb/admin"
+
+	"github.com/stickylb/stickylb/admin/client"
 )
 
 // connFilters defines the filters connections and close share, and
 // returns them as a query.
-func connFilters(fs *pflag.FlagSet) func() url.Values {
+func connFilters(fs *pflag.FlagSet) func() client.ConnFilter {
 	pool := fs.String("pool", "", "only this pool's connections")
 	backend := fs.String("backend", "", "only connections to this backend")
-	client := fs.String("client", "", "only this client's connections (an IP address)")
+	ip := fs.String("client", "", "only this client's connections (an IP address)")
 	id := fs.String("id", "", "only this connection (LISTENER/N, as connections lists it)")
-	return func() url.Values {
-		q := url.Values{}
-		for k, v := range map[string]string{"pool": *pool, "backend": *backend, "client": *client, "id": *id} {
-			if v != "" {
-				q.Set(k, v)
-			}
-		}
-		return q
+	return func() client.ConnFilter {
+		return client.ConnFilter{ID: *id, Pool: *pool, Client: *ip, Backend: *backend}
 	}
 }
 
@@ -43,13 +37,9 @@ func closeFlags(fs *pflag.FlagSet) ctlRun {
 }
 
 // connections lists open connections: client, backend, age.
-func (c *ctl) connections(q url.Values, limit int) error {
-	q.Set("limit", strconv.Itoa(limit))
-	var res struct {
-		Total       int
-		Connections []admin.ConnInfo
-	}
-	if err := c.call("GET", "/api/connections?"+q.Encode(), nil, &res); err != nil || c.asJSON {
+func (c *ctl) connections(f client.ConnFilter, limit int) error {
+	res, err := c.api.Connections(c.ctx, f, limit)
+	if err != nil || c.show(res) {
 		return err
 	}
 	if res.Total == 0 {
@@ -69,15 +59,12 @@ func (c *ctl) connections(q url.Values, limit int) error {
 }
 
 // closeConns closes one connection, or a client's or a backend's.
-func (c *ctl) closeConns(q url.Values) error {
-	if len(q) == 0 {
+func (c *ctl) closeConns(f client.ConnFilter) error {
+	if f.Empty() {
 		return usageError("usage: stickylb ctl close --id LISTENER/N | --client IP | --backend NAME [--pool P]: say which connections")
 	}
-	var res struct {
-		Closed       int
-		MembersAsked int `json:"members_asked"`
-	}
-	if err := c.call("DELETE", "/api/connections?"+q.Encode(), nil, &res); err != nil || c.asJSON {
+	res, err := c.api.CloseConnections(c.ctx, f)
+	if err != nil || c.show(res) {
 		return err
 	}
 	fmt.Fprintf(c.out, "%s closed here (pins kept)", count(res.Closed, "connection"))
@@ -98,9 +85,8 @@ func (c *ctl) weight(args []string) error {
 	if err != nil {
 		return err
 	}
-	var b admin.BackendInfo
-	if err := c.call("POST", "/api/backends/"+url.PathEscape(pool)+"/"+url.PathEscape(backend)+"/weight",
-		map[string]int{"weight": w}, &b); err != nil || c.asJSON {
+	b, err := c.api.SetWeight(c.ctx, pool, backend, w)
+	if err != nil || c.show(b) {
 		return err
 	}
 	fmt.Fprintf(c.out, "%s/%s now has weight %d (until lb.toml's weight for it changes)\n", b.Pool, b.Name, b.Weight)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package client
 
 import (
 	"cmp"
@@ -33,78 +33,96 @@ import (
 // the token file's owner or the stickylb user; never in clear text to
 // another host.
 
-// ctlDefaultConfig is the config file ctl reads its [admin] from without
-// -c, --admin or --socket.
-var ctlDefaultConfig = config.DefaultPath
-
-// ctlTarget is what ctl's global flags say about where to speak.
-type ctlTarget struct {
-	admin, socket, tokenFile, caFile, cfgFile string
-	// adminSet says --admin or $STICKYLB_ADMIN chose the address.
-	adminSet bool
+// Target is where to speak, as ctl's global flags say it.
+type Target struct {
+	Admin     string // the address of --admin or $STICKYLB_ADMIN, or the default
+	AdminSet  bool   // whether --admin or $STICKYLB_ADMIN chose Admin
+	Socket    string // --socket
+	TokenFile string // --token-file
+	CAFile    string // --cacert
+	Config    string // -c FILE
+	// DefaultConfig is the file whose [admin] is read when nothing else
+	// says where to speak and it exists (config.DefaultPath).
+	DefaultConfig string
 }
 
-// setup makes c speak where t says.
-func (c *ctl) setup(t ctlTarget) error {
+// Timeout bounds each call.
+const Timeout = 10 * time.Second
+
+// New makes a client that speaks where t says. An *ArgError is a
+// mistake in t (a flag), the rest the files t names.
+func New(t Target) (*Client, error) {
+	c := &Client{}
+	if err := c.setup(t); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ArgError is a mistake in what the caller gave, such as a CA file that
+// holds no certificate: ctl exits 2 for it.
+type ArgError string
+
+func (e ArgError) Error() string { return string(e) }
+
+func (c *Client) setup(t Target) error {
 	ac, fromFile, err := t.config()
 	if err != nil {
 		return err
 	}
 	switch {
-	case t.adminSet:
-		c.base = t.admin
-	case t.socket != "":
-		c.socket = t.socket
+	case t.AdminSet:
+		c.base = t.Admin
+	case t.Socket != "":
+		c.socket = t.Socket
 	case fromFile && ac.Socket != "" && (ac.URL == "" || unix.Access(ac.Socket, unix.W_OK) == nil):
 		c.socket = ac.Socket
 	case fromFile:
 		c.base = ac.URL
 	default:
-		c.base = t.admin
+		c.base = t.Admin
 	}
 	if c.socket != "" {
 		c.base = "http://localhost" // the Host the API accepts; the socket is dialled
-		c.client = &http.Client{Timeout: ctlTimeout, Transport: &http.Transport{DialContext: c.dialSocket}}
+		c.http = &http.Client{Timeout: Timeout, Transport: &http.Transport{DialContext: c.dialSocket}}
 		return nil
 	}
 	c.base = strings.TrimRight(c.base, "/")
 	if !strings.Contains(c.base, "://") {
 		c.base = "http://" + c.base
 	}
-	if err := c.useTLS(cmp.Or(t.caFile, ac.CertFile)); err != nil {
+	if err := c.useTLS(cmp.Or(t.CAFile, ac.CertFile)); err != nil {
 		return err
 	}
-	if c.tokenFile = cmp.Or(t.tokenFile, ac.TokenFile); c.tokenFile == "" {
+	if c.tokenFile = cmp.Or(t.TokenFile, ac.TokenFile); c.tokenFile == "" {
 		return nil
 	}
 	if c.token, err = config.ReadToken(c.tokenFile); err != nil {
-		if t.tokenFile == "" && t.cfgFile == "" && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)) {
+		if t.TokenFile == "" && t.Config == "" && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)) {
 			// The default file names a token this user cannot read (or
 			// that is not made yet): speak without it, as without the
 			// file; a call that needs it is refused by the server (401).
 			c.tokenFile, c.token = "", ""
 			return nil
 		}
-		return usageError(fmt.Sprintf("admin token: %v", err))
+		return ArgError(fmt.Sprintf("admin token: %v", err))
 	}
 	return c.trustWithToken()
 }
-
-const ctlTimeout = 10 * time.Second
 
 // config reads the [admin] of -c's file, or of the default file when
 // nothing else says where to speak; fromFile says whether one was read.
 // A default file that is absent, or that this user may not read (a
 // track script's user, for one), leaves the built-in address.
-func (t ctlTarget) config() (ac config.AdminClient, fromFile bool, err error) {
-	if t.cfgFile != "" {
-		ac, err = config.ReadAdmin(t.cfgFile)
+func (t Target) config() (ac config.AdminClient, fromFile bool, err error) {
+	if t.Config != "" {
+		ac, err = config.ReadAdmin(t.Config)
 		return ac, err == nil, err
 	}
-	if t.adminSet || t.socket != "" {
+	if t.AdminSet || t.Socket != "" {
 		return ac, false, nil
 	}
-	switch ac, err = config.ReadAdmin(ctlDefaultConfig); {
+	switch ac, err = config.ReadAdmin(t.DefaultConfig); {
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission):
 		return config.AdminClient{}, false, nil
 	case err != nil:
@@ -115,22 +133,22 @@ func (t ctlTarget) config() (ac config.AdminClient, fromFile bool, err error) {
 
 // useTLS trusts the CA certificates of caFile (PEM), besides the
 // system's, for an https address.
-func (c *ctl) useTLS(caFile string) error {
+func (c *Client) useTLS(caFile string) error {
 	tr := &http.Transport{}
-	c.client = &http.Client{Timeout: ctlTimeout, Transport: tr}
+	c.http = &http.Client{Timeout: Timeout, Transport: tr}
 	if caFile == "" {
 		return nil
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return usageError(fmt.Sprintf("--cacert: %v", err))
+		return ArgError(fmt.Sprintf("--cacert: %v", err))
 	}
 	pool, _ := x509.SystemCertPool()
 	if pool == nil {
 		pool = x509.NewCertPool()
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return usageError(fmt.Sprintf("--cacert: %s holds no PEM certificate", caFile))
+		return ArgError(fmt.Sprintf("--cacert: %s holds no PEM certificate", caFile))
 	}
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 	return nil
@@ -139,10 +157,10 @@ func (c *ctl) useTLS(caFile string) error {
 // trustWithToken refuses to send the token in clear text to another
 // host, and makes the calls that carry it over plain HTTP check who
 // serves the loopback address first.
-func (c *ctl) trustWithToken() error {
+func (c *Client) trustWithToken() error {
 	u, err := url.Parse(c.base)
 	if err != nil {
-		return usageError(fmt.Sprintf("--admin %s: %v", c.base, err))
+		return ArgError(fmt.Sprintf("--admin %s: %v", c.base, err))
 	}
 	if u.Scheme != "http" {
 		return nil // https: the certificate says who serves
@@ -155,14 +173,14 @@ func (c *ctl) trustWithToken() error {
 		return fmt.Errorf("refusing to send the admin token in clear text to %s: serve the admin API over HTTPS "+
 			"(admin.tls_cert_file) and use an https:// address, or run ctl on that host (its admin socket)", u.Host)
 	}
-	c.authClient = &http.Client{Timeout: ctlTimeout, Transport: &http.Transport{DialContext: c.dialTrusted}}
+	c.authHTTP = &http.Client{Timeout: Timeout, Transport: &http.Transport{DialContext: c.dialTrusted}}
 	return nil
 }
 
 // dialTrusted connects to the loopback admin address and checks that a
 // user trusted with the token owns the socket that answers: a process
 // of another user that took the port would get it.
-func (c *ctl) dialTrusted(ctx context.Context, network, addr string) (net.Conn, error) {
+func (c *Client) dialTrusted(ctx context.Context, network, addr string) (net.Conn, error) {
 	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
@@ -180,7 +198,7 @@ func (c *ctl) dialTrusted(ctx context.Context, network, addr string) (net.Conn, 
 }
 
 // trusted says whether a socket of user uid may be given the token.
-func (c *ctl) trusted(uid uint32) bool {
+func (c *Client) trusted(uid uint32) bool {
 	if uid == 0 || int(uid) == os.Geteuid() {
 		return true
 	}
@@ -193,7 +211,7 @@ func (c *ctl) trusted(uid uint32) bool {
 // dialSocket connects to the admin socket, once its file and folder
 // show that root or the folder's owner made it, and the process that
 // answers runs as the file's owner or root.
-func (c *ctl) dialSocket(ctx context.Context, _, _ string) (net.Conn, error) {
+func (c *Client) dialSocket(ctx context.Context, _, _ string) (net.Conn, error) {
 	fi, err := os.Lstat(c.socket)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket %s: %w", c.socket, err)
