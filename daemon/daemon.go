@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"sync"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/event"
 	"github.com/stickylb/stickylb/metrics"
+	"github.com/stickylb/stickylb/proxy"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -44,6 +46,8 @@ type Daemon struct {
 	api     *admin.API
 	metrics *metrics.Metrics
 	ready   *os.File // the pipe to tell the process this one replaces it serves
+	conns   *os.File // the socket its open connections come over, or nil
+	moving  sync.WaitGroup
 	// The admin API's sockets (nil when not served) and where it is
 	// served; handedOver once a new process took them (admin.go).
 	adminTCP   *net.TCPListener
@@ -62,7 +66,7 @@ func Start(opts Options, h Takeover) (*Daemon, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg, opts.Build)
-	d := &Daemon{opts: opts, cfg: cfg, log: log, metrics: m, ready: h.ready}
+	d := &Daemon{opts: opts, cfg: cfg, log: log, metrics: m, ready: h.ready, conns: h.conns}
 	for _, w := range cfg.SecretWarnings() {
 		log.Warn("config warning", "warning", w.Error())
 	}
@@ -104,9 +108,16 @@ func (d *Daemon) Ready() {
 		notify(d.log, sd.SdNotifyReady)
 		return
 	}
-	d.ready.Write([]byte("ready\n"))
+	line := "ready\n"
+	if d.conns != nil {
+		line = fmt.Sprintf("ready conns/%d\n", proxy.MoveVersion)
+	}
+	d.ready.Write([]byte(line))
 	d.ready.Close()
 	d.ready = nil
+	if d.conns != nil {
+		d.moving.Go(d.takeConns)
+	}
 	notify(d.log, fmt.Sprintf("MAINPID=%d\n%s", os.Getpid(), sd.SdNotifyReady))
 	d.log.Info("upgrade: took over the listening sockets, pins and operator decisions")
 }
@@ -133,6 +144,10 @@ func (d *Daemon) Close() {
 	d.api.Close()
 	if d.ready != nil {
 		d.ready.Close() // the old process hears that this one will not serve
+	}
+	d.moving.Wait()
+	if d.conns != nil {
+		d.conns.Close()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,10 +31,14 @@ import (
 // envHandoverAdmin is "1", then the admin socket, when
 // envHandoverSocket names its path. (The admin sockets follow the pipe
 // so that a binary of before them finds its own where it looks.)
+//
+// Last comes the socket the open connections move over, when
+// envHandoverConns is "1" (conns.go).
 const (
 	envHandover       = "STICKYLB_HANDOVER"
 	envHandoverAdmin  = "STICKYLB_HANDOVER_ADMIN"
 	envHandoverSocket = "STICKYLB_HANDOVER_SOCKET"
+	envHandoverConns  = "STICKYLB_HANDOVER_CONNS"
 )
 
 // handoverWait bounds how long the old process waits for the new one.
@@ -97,31 +102,46 @@ func (d *Daemon) startNew(exe string, files []*os.File, adm adminFiles) error {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, adm.socket)
 		cmd.Env = append(cmd.Env, envHandoverSocket+"="+adm.path)
 	}
+	conns, theirs, err := proxy.MoveSockets()
+	if err != nil {
+		w.Close()
+		return err
+	}
+	defer theirs.Close()
+	cmd.ExtraFiles = append(cmd.ExtraFiles, theirs)
+	cmd.Env = append(cmd.Env, envHandoverConns+"=1")
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
+		conns.Close()
 		return err
 	}
 	d.log.Info("upgrade: new process started", "pid", cmd.Process.Pid, "binary", exe, "sockets", len(files))
-	if err := waitReady(r); err != nil {
+	version, err := waitReady(r)
+	if err != nil {
+		conns.Close()
 		cmd.Process.Kill()
 		cmd.Wait()
 		return err
 	}
 	cmd.Process.Release()
+	d.moveConns(conns, version)
 	return nil
 }
 
 // waitReady waits, up to handoverWait, for the new process to say it
-// serves.
-func waitReady(r *os.File) error {
+// serves, and returns the version of the connections' hand-over it
+// speaks (0: none, the listeners only).
+func waitReady(r *os.File) (int, error) {
 	r.SetReadDeadline(time.Now().Add(handoverWait))
-	buf := make([]byte, 8)
+	buf := make([]byte, 32)
 	n, err := r.Read(buf)
-	if string(buf[:n]) != "ready\n" {
-		return fmt.Errorf("it exited or closed its pipe before serving: %v", err)
+	line, ok := strings.CutPrefix(string(buf[:n]), "ready")
+	if !ok || !strings.HasSuffix(line, "\n") {
+		return 0, fmt.Errorf("it exited or closed its pipe before serving: %v", err)
 	}
-	return nil
+	v, _ := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "conns/"))
+	return v, nil
 }
 
 // afterHandover finishes this process's open connections once the new
@@ -139,6 +159,7 @@ type Takeover struct {
 	socks *proxy.Sockets
 	ready *os.File
 	admin adminFiles
+	conns *os.File // the socket the open connections come over, or nil
 }
 
 // Inherited takes what a process that hands over passed to this one.
@@ -160,7 +181,10 @@ func Inherited() (Takeover, error) {
 	if h.admin.path = os.Getenv(envHandoverSocket); h.admin.path != "" {
 		h.admin.socket = fd("inherited admin socket")
 	}
-	for _, e := range []string{envHandover, envHandoverAdmin, envHandoverSocket} {
+	if os.Getenv(envHandoverConns) == "1" {
+		h.conns = fd("connections' hand-over socket")
+	}
+	for _, e := range []string{envHandover, envHandoverAdmin, envHandoverSocket, envHandoverConns} {
 		os.Unsetenv(e) // not for the processes this one starts
 	}
 	var err error
@@ -178,6 +202,9 @@ func (h Takeover) TakingOver() bool { return h.ready != nil }
 func (h Takeover) closeReady() {
 	if h.ready != nil {
 		h.ready.Close()
+	}
+	if h.conns != nil {
+		h.conns.Close()
 	}
 }
 

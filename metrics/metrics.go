@@ -111,7 +111,7 @@ func (m *Metrics) Attach(s *server.Server) {
 // Observer returns the proxy.Observer that counts connections.
 func (m *Metrics) Observer() proxy.Observer {
 	o := &observer{m: m}
-	return proxy.Observer{Accepted: o.accepted, Opened: o.opened, Ended: o.ended,
+	return proxy.Observer{Accepted: o.accepted, Opened: o.opened, Ended: o.ended, Moved: o.moved,
 		ConnectFailed: o.connectFailed, LocalError: o.localError}
 }
 
@@ -199,6 +199,15 @@ func (o *observer) opened(listener string, b *pool.Backend, connect time.Duratio
 	bm := o.backend(listener, b)
 	bm.active.Inc()
 	bm.connect.Observe(connect.Seconds())
+}
+
+// moved keeps the open connections' gauge true across a hand-over.
+func (o *observer) moved(listener string, b *pool.Backend, in bool) {
+	if in {
+		o.backend(listener, b).active.Inc()
+	} else {
+		o.backend(listener, b).active.Dec()
+	}
 }
 
 // ended counts every connection's end, and what it was: proxied (closed,

@@ -63,6 +63,14 @@ type conn struct {
 	cut    Termination // why it was aborted, if it was
 	ended  Termination // how it ended, as the directions tell; see noteEnd
 	told   bool        // finish has taken its termination: too late to cut
+
+	// A pause for a hand-over (move.go): pausing while it lasts, the
+	// directions stopped so far, and where they hear whether it moved.
+	pausing    bool
+	parkedDirs int
+	parks      chan struct{}
+	verdict    chan bool
+	movedOut   bool // handed to a new process: this one lets go without an end
 }
 
 // abort closes the connection for the reason given: the set-up or the
@@ -245,9 +253,6 @@ func place(r *Route, key affinity.Key, failed []Failure) (*pool.Backend, affinit
 // the connection held.
 func (c *conn) finish() {
 	r := c.r
-	if c.stopIdle != nil {
-		c.stopIdle()
-	}
 	e := Ending{Termination: c.termination(), Refusal: c.refusal, Duration: time.Since(c.start),
 		ToBackend: c.toBackend, ToClient: c.toClient}
 	if c.opened {
@@ -260,13 +265,23 @@ func (c *conn) finish() {
 	if c.opened && c.l.log.Enabled(context.Background(), slog.LevelInfo) {
 		c.log(e)
 	}
+	c.release()
+}
+
+// release lets go of all the connection holds but its backend's count:
+// its sockets, its pin's lease, its client-limit slot, its place in the
+// listener.
+func (c *conn) release() {
 	c.client.Close()
 	if c.backend != nil {
 		c.backend.Close()
 	}
+	if c.stopIdle != nil {
+		c.stopIdle()
+	}
 	c.lease.Release()
 	if c.admitted {
-		r.Limits.done(c.from.Addr())
+		c.r.Limits.done(c.from.Addr())
 	}
 	c.l.forget(c)
 }

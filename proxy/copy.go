@@ -226,8 +226,14 @@ func closeWrite(c net.Conn) error {
 // ended, if not nil, hears how the read side ended before anything is
 // passed on to the other side, so the order in which the two directions
 // report is the order in which their peers acted.
-func halfCopy(dst, src net.Conn, halfClose time.Duration, open *atomic.Int32, count func(int64), ended func(error)) (int64, error) {
+//
+// paused, if not nil, tells a pause's deadline (move.go) from an error:
+// halfCopy then returns errPaused and touches neither socket.
+func halfCopy(dst, src net.Conn, halfClose time.Duration, open *atomic.Int32, count func(int64), paused func(error) bool, ended func(error)) (int64, error) {
 	n, err := relay(dst, src, count)
+	if paused != nil && paused(err) {
+		return n, errPaused
+	}
 	if ended != nil {
 		ended(err)
 	}

@@ -25,6 +25,10 @@ type Observer struct {
 	// Ended hears how every accepted connection ended, refused ones too:
 	// once per connection, when it has let go of all it held.
 	Ended func(listener string, e Ending)
+	// Moved hears of a connection to b handed over at an upgrade: out of
+	// this process (no Ended follows here), or into it (its Ended
+	// follows, without Accepted or Opened).
+	Moved func(listener string, b *pool.Backend, in bool)
 	// ConnectFailed hears of each failed connect to a backend, including
 	// those a retry then made good.
 	ConnectFailed func(listener string, b *pool.Backend, why DialFailure)

@@ -39,18 +39,38 @@ func (c *conn) prologue(o Origin) error {
 }
 
 // clientToBackend and backendToClient are the two directions, named so a
-// goroutine dump says which one is stuck.
+// goroutine dump says which one is stuck. A direction stopped by a pause
+// (move.go) waits for its verdict: it ends without ending the connection
+// when the connection moved, else copies on.
 func (c *conn) clientToBackend() {
-	var n int64
-	n, c.backendErr = halfCopy(c.backend, c.client, c.r.HalfCloseTimeout, &c.open, c.b.AddToBackend,
-		func(err error) { c.noteEnd(true, err) })
-	c.toBackend += n
+	for {
+		n, err := halfCopy(c.backend, c.client, c.r.HalfCloseTimeout, &c.open, c.b.AddToBackend, c.isPause,
+			func(err error) { c.noteEnd(true, err) })
+		c.toBackend += n
+		if err != errPaused {
+			c.backendErr = err
+			break
+		}
+		if c.parked() {
+			return
+		}
+	}
 	c.directionEnded()
 }
 
 func (c *conn) backendToClient() {
-	c.toClient, c.clientErr = halfCopy(c.client, c.backend, c.r.HalfCloseTimeout, &c.open, c.b.AddToClient,
-		func(err error) { c.noteEnd(false, err) })
+	for {
+		n, err := halfCopy(c.client, c.backend, c.r.HalfCloseTimeout, &c.open, c.b.AddToClient, c.isPause,
+			func(err error) { c.noteEnd(false, err) })
+		c.toClient += n
+		if err != errPaused {
+			c.clientErr = err
+			break
+		}
+		if c.parked() {
+			return
+		}
+	}
 	c.directionEnded()
 }
 

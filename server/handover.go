@@ -4,6 +4,7 @@ package server
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -87,4 +88,34 @@ func closeFiles(fs []*os.File) {
 	for _, f := range fs {
 		f.Close()
 	}
+}
+
+// PauseConns stops this server's open connections at a safe point, at
+// most wait for each, for a new process to take (proxy.HandOver); those
+// that did not stop, and those it does not take, go on here.
+func (s *Server) PauseConns(wait time.Duration) []*proxy.Parcel {
+	s.mu.Lock()
+	ls := make([]*proxy.Listener, 0, len(s.listeners))
+	for _, lr := range s.listeners {
+		ls = append(ls, lr.l)
+	}
+	s.mu.Unlock()
+	var out []*proxy.Parcel
+	for _, l := range ls {
+		out = append(out, l.Pause(wait)...)
+	}
+	return out
+}
+
+// ReceiveConns takes the connections the process this one replaces
+// hands over on uc, into the listeners of the same names, and returns
+// how many it took.
+func (s *Server) ReceiveConns(uc *net.UnixConn) (int, error) {
+	s.mu.Lock()
+	byName := make(map[string]*proxy.Listener, len(s.listeners))
+	for _, lr := range s.listeners {
+		byName[lr.cfg.Name] = lr.l
+	}
+	s.mu.Unlock()
+	return proxy.Receive(uc, byName)
 }
