@@ -3,6 +3,7 @@
 package daemon
 
 import (
+	"fmt"
 	"net"
 	"time"
 
@@ -22,22 +23,28 @@ import (
 const pauseWait = 2 * time.Second
 
 // moveConns hands this process's open connections to the new process
-// over conns, when it speaks version.
-func (d *Daemon) moveConns(conns *net.UnixConn, version int) {
+// over conns, when it speaks version. It fails only when none moved
+// because the new process did not take them (it died, or hung): the
+// upgrade then fails as a whole.
+func (d *Daemon) moveConns(conns *net.UnixConn, version int) error {
 	defer conns.Close()
 	if version != proxy.MoveVersion {
 		d.log.Info("upgrade: the new process does not take open connections; this one finishes them", "its_version", version, "ours", proxy.MoveVersion)
-		return
+		return nil
 	}
 	start := time.Now()
 	parcels := d.srv.PauseConns(pauseWait)
 	moved, err := proxy.HandOver(conns, parcels)
 	took := time.Since(start).Round(time.Microsecond)
-	if err != nil {
+	switch {
+	case err != nil && moved == 0:
+		return fmt.Errorf("the new process did not take the open connections (%d kept here): %w", len(parcels), err)
+	case err != nil:
 		d.log.Error("upgrade: handing over open connections failed part way; this process keeps the rest", "moved", moved, "paused", len(parcels), "took", took, "error", err)
-		return
+	default:
+		d.log.Info("upgrade: open connections handed to the new process", "moved", moved, "paused", len(parcels), "took", took)
 	}
-	d.log.Info("upgrade: open connections handed to the new process", "moved", moved, "took", took)
+	return nil
 }
 
 // takeConns takes the connections the old process hands over.

@@ -22,6 +22,7 @@ import (
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/metrics"
+	"github.com/stickylb/stickylb/proxy"
 )
 
 // envChild makes the test binary a daemon of its own, the binary an
@@ -36,11 +37,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, lbtest.IgnoreMemberlistProbes()...)
 }
 
-// child runs the daemon as `stickylb run` does.
+// child runs the daemon as `stickylb run` does; "die:FILE" says it
+// serves, as one that takes connections, then dies before it takes them.
 func child(path string) int {
 	if path == "exit" {
 		return 3
 	}
+	path, die := strings.CutPrefix(path, "die:")
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, Signals...)
 	cfg, err := config.Load(path)
@@ -60,6 +63,10 @@ func child(path string) int {
 	}
 	defer d.Close()
 	d.Serve()
+	if die {
+		h.ready.Write(fmt.Appendf(nil, "ready conns/%d\n", proxy.MoveVersion))
+		os.Exit(4)
+	}
 	d.Ready()
 	d.Follow(sigs)
 	return 0
@@ -100,8 +107,11 @@ func newRig(t *testing.T, cluster bool, childMode string) *rig {
 	if err := os.WriteFile(r.path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if childMode == "config" {
+	switch childMode {
+	case "config":
 		childMode = r.path
+	case "die":
+		childMode = "die:" + r.path
 	}
 	t.Setenv(envChild, childMode)
 	cfg, err := config.Load(r.path)
@@ -160,6 +170,11 @@ func TestFailedUpgradeServesOn(t *testing.T) {
 				before[src] = mustWho(t, src, r.listen)
 			}
 			r.sigs <- syscall.SIGUSR2
+			defer func() {
+				if t.Failed() {
+					t.Logf("the old process:\n%s", r.log)
+				}
+			}()
 			lbtest.Eventually(t, 30*time.Second, "the failed upgrade logged", func() bool {
 				return strings.Contains(r.log.String(), "upgrade failed")
 			})
@@ -181,7 +196,13 @@ func TestFailedUpgradeServesOn(t *testing.T) {
 // there, so the old process has nothing to drain and ends at once; new
 // connections reach the new process, on the client's own backend.
 func TestUpgradeHandsOver(t *testing.T) {
-	r := newRig(t, false, "config")
+	for _, cluster := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cluster=%v", cluster), func(t *testing.T) { testUpgradeHandsOver(t, cluster) })
+	}
+}
+
+func testUpgradeHandsOver(t *testing.T, cluster bool) {
+	r := newRig(t, cluster, "config")
 	src := lbtest.ClientIP(1)
 	was := mustWho(t, src, r.listen)
 	held, err := lbtest.Connect(lbtest.ClientIP(2), r.listen)
@@ -213,6 +234,36 @@ func TestUpgradeHandsOver(t *testing.T) {
 		t.Errorf("the old process's log does not say it moved the connection:\n%s", r.log)
 	}
 	held.Close() // before reap stops the new process, which would wait for it
+}
+
+// A new process that dies once it serves, before it takes the open
+// connections, fails the upgrade: the old process keeps its connections,
+// which copy on, and takes its listening sockets back.
+func TestNewProcessDiesInHandOver(t *testing.T) {
+	r := newRig(t, false, "die")
+	c, err := lbtest.Connect(lbtest.ClientIP(3), r.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := lbtest.StartStream(c, 100, 5*time.Millisecond)
+	r.sigs <- syscall.SIGUSR2
+	defer func() {
+		if t.Failed() {
+			t.Logf("the old process:\n%s", r.log)
+		}
+	}()
+	lbtest.Eventually(t, 30*time.Second, "the failed upgrade logged", func() bool {
+		return strings.Contains(r.log.String(), "did not take the open connections")
+	})
+	sent := s.Sent()
+	lbtest.Eventually(t, 5*time.Second, "the stream going on in the old process", func() bool { return s.Sent() > sent+1000 })
+	if n, _, err := s.Stop(); err != nil {
+		t.Fatalf("the stream kept by the old process (%d bytes): %v", n, err)
+	}
+	mustWho(t, lbtest.ClientIP(4), r.listen) // a new connection: the listener is back
+	if pid := adminPID(r); pid != os.Getpid() {
+		t.Fatalf("the admin API answers from pid %d, not the old process", pid)
+	}
 }
 
 func adminPID(r *rig) int {

@@ -107,11 +107,11 @@ func (d *Daemon) startNew(exe string, files []*os.File, adm adminFiles) error {
 		w.Close()
 		return err
 	}
-	defer theirs.Close()
 	cmd.ExtraFiles = append(cmd.ExtraFiles, theirs)
 	cmd.Env = append(cmd.Env, envHandoverConns+"=1")
 	err = cmd.Start()
 	w.Close()
+	theirs.Close() // the new process's now: its death reads as the end here
 	if err != nil {
 		conns.Close()
 		return err
@@ -124,8 +124,14 @@ func (d *Daemon) startNew(exe string, files []*os.File, adm adminFiles) error {
 		cmd.Wait()
 		return err
 	}
+	if err := d.moveConns(conns, version); err != nil {
+		// Nothing moved, and the listening sockets are still this
+		// process's too: it serves on, and the new one goes.
+		cmd.Process.Kill()
+		cmd.Wait()
+		return err
+	}
 	cmd.Process.Release()
-	d.moveConns(conns, version)
 	return nil
 }
 

@@ -193,7 +193,7 @@ func (p *Parcel) Gone() {
 	if f := c.r.Observer.Moved; f != nil {
 		f(c.r.Name, c.b, false)
 	}
-	c.l.log.Info("connection handed to the new process", "listener", c.l.Name, "id", c.id, "client", c.from.String(),
+	c.l.log.Debug("connection handed to the new process", "listener", c.l.Name, "id", c.id, "client", c.from.String(),
 		"backend", c.b.Name, "bytes_to_backend", p.ToBackend, "bytes_to_client", p.ToClient)
 	c.release()
 }

@@ -19,11 +19,14 @@ import (
 // one message per connection, so a message and its two descriptors
 // arrive whole or not at all. A message is moveMagic, the format's
 // version, the length of what follows and Moved as JSON, with the client
-// and backend sockets (SCM_RIGHTS). The new process answers each with
-// moveAck once it holds the connection but before it copies; the old one
-// then closes its own sockets and sends moveGo, or moveStay when it keeps
-// the connection after all, and the new one lets go of it. An empty
-// message (length 0) ends the hand-over.
+// and backend sockets (SCM_RIGHTS); an empty one (length 0) ends the
+// batch. The new process then answers how many it holds (4 bytes), none
+// of which it copies yet; the old one lets those go, closing its own
+// sockets, and sends moveGo, and the new one copies on. An old process
+// that hears no count in time keeps every connection and sends
+// moveStay, and the new one lets go of all it held. A new process whose
+// old one is gone (the socket reads EOF where the go would be) copies
+// on, as the old one closed its sockets before its go.
 
 // MoveVersion is the version of the format this binary speaks. A new
 // process says it in its "ready" line; an old one that hears another, or
@@ -34,7 +37,6 @@ const (
 	moveMagic     = "SLBC"
 	moveHeader    = len(moveMagic) + 1 + 4
 	moveMax       = 4 << 10 // far more than a Moved takes
-	moveAck       = 'a'
 	moveGo        = 'g'
 	moveStay      = 's'
 	moveReplyWait = 5 * time.Second
@@ -104,114 +106,128 @@ func decodeMoved(b []byte) (Moved, error) {
 	return m, nil
 }
 
-// send hands p over and waits for the new process to hold it.
-func send(uc *net.UnixConn, p *Parcel) error {
-	b, err := encodeMoved(&p.Moved)
-	if err != nil {
-		return err
-	}
-	rights := unix.UnixRights(int(p.ClientFile.Fd()), int(p.BackendFile.Fd()))
-	uc.SetDeadline(time.Now().Add(moveReplyWait))
-	if _, _, err := uc.WriteMsgUnix(b, rights, nil); err != nil {
-		return fmt.Errorf("connection %s/%d: %w", p.Listener, p.ID, err)
-	}
-	return expect(uc, moveAck)
-}
-
-// expect reads a one-byte reply.
-func expect(uc *net.UnixConn, want byte) error {
-	var r [1]byte
-	n, err := uc.Read(r[:])
-	switch {
-	case err != nil:
-		return fmt.Errorf("the other process's answer: %w", err)
-	case n != 1 || r[0] != want:
-		return fmt.Errorf("the other process answered %q, not %q", r[:n], want)
-	}
-	return nil
-}
-
-// HandOver sends the parcels over uc, one at a time. Each the new
-// process holds is Gone from this one; on the first failure the rest
-// Stay. It returns how many moved.
+// HandOver sends the parcels over uc. Those the new process holds are
+// Gone from this one; the rest Stay. It returns how many moved.
 func HandOver(uc *net.UnixConn, parcels []*Parcel) (int, error) {
-	for i, p := range parcels {
-		if err := send(uc, p); err != nil {
-			// The new process copies only after moveGo: what it did
-			// not acknowledge, or did and hears no go for, is not
-			// copied there.
-			uc.Write([]byte{moveStay})
-			for _, q := range parcels[i:] {
-				q.Stay()
-			}
-			return i, err
+	held, err := sendAll(uc, parcels)
+	if err != nil {
+		uc.Write([]byte{moveStay})
+		for _, p := range parcels {
+			p.Stay()
 		}
+		return 0, err
+	}
+	for _, p := range parcels[:held] {
 		p.Gone()
-		if _, err := uc.Write([]byte{moveGo}); err != nil {
-			for _, q := range parcels[i+1:] {
-				q.Stay()
-			}
-			return i + 1, fmt.Errorf("connection %s/%d: %w", p.Listener, p.ID, err)
+	}
+	for _, p := range parcels[held:] {
+		p.Stay()
+	}
+	if _, err := uc.Write([]byte{moveGo}); err != nil {
+		// This process's sockets are closed: the new one copies on
+		// when it reads the end of the socket.
+		return held, fmt.Errorf("telling the new process to copy: %w", err)
+	}
+	return held, nil
+}
+
+// sendAll sends every parcel and the end, and returns how many of them
+// the new process says it holds.
+func sendAll(uc *net.UnixConn, parcels []*Parcel) (int, error) {
+	uc.SetDeadline(time.Now().Add(moveReplyWait + time.Duration(len(parcels))*time.Millisecond))
+	for _, p := range parcels {
+		b, err := encodeMoved(&p.Moved)
+		if err != nil {
+			return 0, err
+		}
+		rights := unix.UnixRights(rawFd(p.ClientFile), rawFd(p.BackendFile))
+		if _, _, err := uc.WriteMsgUnix(b, rights, nil); err != nil {
+			return 0, fmt.Errorf("connection %s/%d: %w", p.Listener, p.ID, err)
 		}
 	}
 	end, _ := encodeMoved(nil)
-	uc.Write(end)
-	return len(parcels), nil
+	if _, err := uc.Write(end); err != nil {
+		return 0, fmt.Errorf("ending the hand-over: %w", err)
+	}
+	var n [4]byte
+	if _, err := io.ReadFull(uc, n[:]); err != nil {
+		return 0, fmt.Errorf("the new process's count of what it holds: %w", err)
+	}
+	held := int(binary.BigEndian.Uint32(n[:]))
+	if held > len(parcels) {
+		return 0, fmt.Errorf("the new process says it holds %d of %d connections", held, len(parcels))
+	}
+	return held, nil
 }
 
 // Receive takes the connections a process hands to this one, each into
-// its listener of listeners (by name), until the end of the hand-over.
-// It returns how many it took; a connection it cannot take stays with
-// the old process.
+// its listener of listeners (by name), and returns how many it took. A
+// connection it cannot take stays with the old process.
 func Receive(uc *net.UnixConn, listeners map[string]*Listener) (int, error) {
-	taken := 0
-	for {
+	var held []*conn
+	var failed error
+	for failed == nil {
 		m, cf, bf, err := receiveOne(uc)
-		switch {
-		case errors.Is(err, errMoveEnd):
-			return taken, nil
-		case err != nil:
-			return taken, err
+		if errors.Is(err, errMoveEnd) {
+			break
 		}
-		l := listeners[m.Listener]
-		if l == nil {
-			cf.Close()
-			bf.Close()
-			return taken, fmt.Errorf("connection %s/%d: no listener %s here", m.Listener, m.ID, m.Listener)
+		var c *conn
+		if err == nil {
+			c, err = adoptInto(listeners, m, cf, bf)
 		}
-		c, err := l.adopt(m, cf, bf)
 		if err != nil {
-			return taken, err
+			failed = err
+			drain(uc) // the old process hears fewer than it sent and keeps the rest
+			break
 		}
-		if ok, err := verdict(uc); !ok {
+		held = append(held, c)
+	}
+	if !copyOn(uc, len(held)) {
+		for _, c := range held {
 			c.dropAdopted()
-			if err != nil {
-				return taken, err
-			}
-			continue
 		}
+		return 0, errors.Join(failed, errors.New("the old process kept its connections"))
+	}
+	for _, c := range held {
 		c.startAdopted()
-		taken++
+	}
+	return len(held), failed
+}
+
+// adoptInto adopts a connection into its listener.
+func adoptInto(listeners map[string]*Listener, m Moved, cf, bf *os.File) (*conn, error) {
+	l := listeners[m.Listener]
+	if l == nil {
+		cf.Close()
+		bf.Close()
+		return nil, fmt.Errorf("connection %s/%d: no listener %s here", m.Listener, m.ID, m.Listener)
+	}
+	return l.adopt(m, cf, bf)
+}
+
+// drain reads the rest of the batch after a failure, closing what came.
+func drain(uc *net.UnixConn) {
+	for {
+		_, cf, bf, err := receiveOne(uc)
+		if err != nil {
+			return
+		}
+		cf.Close()
+		bf.Close()
 	}
 }
 
-// verdict acknowledges a connection and hears whether to copy it: yes
-// on moveGo, and when the old process is gone (it closed its sockets
-// before its go), no on moveStay.
-func verdict(uc *net.UnixConn) (bool, error) {
+// copyOn says how many connections this process holds and hears
+// whether to copy them: yes on moveGo, and when the old process is gone
+// (it closed its sockets before its go); no on moveStay or silence.
+func copyOn(uc *net.UnixConn, held int) bool {
 	uc.SetDeadline(time.Now().Add(2 * moveReplyWait))
-	if _, err := uc.Write([]byte{moveAck}); err != nil {
-		return false, fmt.Errorf("acknowledging a connection: %w", err)
+	if _, err := uc.Write(binary.BigEndian.AppendUint32(nil, uint32(held))); err != nil {
+		return false
 	}
 	var r [1]byte
 	n, err := uc.Read(r[:])
-	if n == 1 && r[0] == moveStay {
-		return false, nil
-	}
-	if n == 1 && r[0] == moveGo || errors.Is(err, io.EOF) {
-		return true, nil
-	}
-	return false, fmt.Errorf("the old process's verdict: %q %v", r[:n], err)
+	return n == 1 && r[0] == moveGo || n == 0 && errors.Is(err, io.EOF)
 }
 
 // receiveOne reads one message and its two sockets.
@@ -273,4 +289,16 @@ func FileUnixConn(f *os.File) (*net.UnixConn, error) {
 		return nil, fmt.Errorf("the connections' hand-over socket is a %T", c)
 	}
 	return uc, nil
+}
+
+// rawFd is f's descriptor. Not f.Fd(): that puts the descriptor in
+// blocking mode, and with it the connection's own socket, whose open
+// file description the duplicate shares, so a connection kept here
+// would then block its copy's raw reads for good.
+func rawFd(f *os.File) int {
+	fd := -1
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(d uintptr) { fd = int(d) })
+	}
+	return fd
 }

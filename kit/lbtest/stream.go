@@ -26,6 +26,7 @@ type Stream struct {
 	got      int64
 	err      error
 	maxPause time.Duration
+	maxAt    time.Time // when the longest wait ended
 }
 
 // streamByte is the pattern's byte at offset i.
@@ -79,7 +80,9 @@ func (s *Stream) read() {
 		if n > 0 {
 			now := time.Now()
 			s.mu.Lock()
-			s.maxPause = max(s.maxPause, now.Sub(last))
+			if d := now.Sub(last); d > s.maxPause {
+				s.maxPause, s.maxAt = d, now
+			}
 			s.mu.Unlock()
 			last = now
 		}
@@ -110,6 +113,21 @@ func (s *Stream) fail(err error) {
 		s.err = err
 	}
 	s.c.Close()
+}
+
+// LongestWait is the longest the reader has waited for bytes, and when
+// that wait ended.
+func (s *Stream) LongestWait() (time.Duration, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxPause, s.maxAt
+}
+
+// ResetWait forgets the longest wait so far, to measure from now.
+func (s *Stream) ResetWait() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxPause, s.maxAt = 0, time.Time{}
 }
 
 // Sent is how many bytes the stream has written so far.
