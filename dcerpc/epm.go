@@ -60,11 +60,12 @@ func MapRequest(iface Syntax) []byte {
 	return binary.LittleEndian.AppendUint32(b, maxTowers)   // max_towers
 }
 
-// MapResult is what ept_map answered: the status and the TCP ports of
-// the towers it returned.
+// MapResult is what ept_map answered: the status, the TCP ports of the
+// towers it returned, and every tower it could read.
 type MapResult struct {
-	Status uint32
-	Ports  []uint16
+	Status    uint32
+	Ports     []uint16
+	Endpoints []Endpoint
 }
 
 // ParseMapResponse reads ept_map's response stub: entry_handle,
@@ -95,8 +96,11 @@ func ParseMapResponse(stub []byte, order binary.ByteOrder) (MapResult, error) {
 		if r.err != nil {
 			break
 		}
-		if port, ok := towerPort(t); ok {
-			res.Ports = append(res.Ports, port)
+		if e, err := ParseTower(t); err == nil {
+			res.Endpoints = append(res.Endpoints, e)
+			if e.Protocol == protoTCP {
+				res.Ports = append(res.Ports, e.Port)
+			}
 		}
 	}
 	res.Status = r.u32()
@@ -106,34 +110,10 @@ func ParseMapResponse(stub []byte, order binary.ByteOrder) (MapResult, error) {
 	return res, nil
 }
 
-// towerPort finds the TCP port floor of a tower. Tower floors are
-// little-endian whatever the stream's byte order; the port is big-endian
-// (C706 appendix L).
+// towerPort finds the TCP port floor of a tower.
 func towerPort(t []byte) (uint16, bool) {
-	if len(t) < 2 {
-		return 0, false
-	}
-	floors, off := int(binary.LittleEndian.Uint16(t)), 2
-	for range min(floors, maxFloors) {
-		if off+2 > len(t) {
-			return 0, false
-		}
-		ln := int(binary.LittleEndian.Uint16(t[off:]))
-		if off+2+ln+2 > len(t) || ln == 0 {
-			return 0, false
-		}
-		proto := t[off+2]
-		off += 2 + ln
-		rn := int(binary.LittleEndian.Uint16(t[off:]))
-		if off+2+rn > len(t) {
-			return 0, false
-		}
-		if proto == protoTCP && rn == 2 {
-			return binary.BigEndian.Uint16(t[off+2:]), true
-		}
-		off += 2 + rn
-	}
-	return 0, false
+	e, err := ParseTower(t)
+	return e.Port, err == nil && e.Protocol == protoTCP
 }
 
 // ndrReader reads NDR primitives, remembering the first overrun.
