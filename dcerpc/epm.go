@@ -27,7 +27,12 @@ const (
 // Tower encodes the protocol tower for iface over ncacn_ip_tcp with an
 // unspecified port and address, as a client asks ept_map with
 // (C706 appendix L).
-func Tower(iface Syntax) []byte {
+func Tower(iface Syntax) []byte { return Endpoint{Interface: iface}.Tower() }
+
+// Tower encodes e as a protocol tower over ncacn_ip_tcp: the interface,
+// NDR, connection-oriented RPC, TCP with e's port, IP with e's address
+// (0.0.0.0 if it has none).
+func (e Endpoint) Tower() []byte {
 	b := binary.LittleEndian.AppendUint16(nil, towerFloor)
 	floor := func(lhs, rhs []byte) {
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(lhs)))
@@ -35,13 +40,17 @@ func Tower(iface Syntax) []byte {
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(rhs)))
 		b = append(b, rhs...)
 	}
-	for _, s := range []Syntax{iface, NDR} {
+	for _, s := range []Syntax{e.Interface, NDR} {
 		lhs := s.UUID.appendNDR([]byte{protoUUID})
 		floor(binary.LittleEndian.AppendUint16(lhs, s.Major), binary.LittleEndian.AppendUint16(nil, s.Minor))
 	}
 	floor([]byte{protoCO}, []byte{0, 0})
-	floor([]byte{protoTCP}, []byte{0, 0})
-	floor([]byte{protoIP}, []byte{0, 0, 0, 0})
+	floor([]byte{protoTCP}, binary.BigEndian.AppendUint16(nil, e.Port))
+	addr := [4]byte{}
+	if e.Addr.Is4() {
+		addr = e.Addr.As4()
+	}
+	floor([]byte{protoIP}, addr[:])
 	return b
 }
 

@@ -164,3 +164,29 @@ func FuzzTower(f *testing.F) {
 		}
 	})
 }
+
+// The server's writers make what the readers read: a bind_ack accepted
+// and rejected, and an ept_map answer handing out two endpoints.
+func TestServerWriters(t *testing.T) {
+	for _, ok := range []bool{true, false} {
+		p, err := ReadPDU(bytes.NewReader(BindAck(1, ok, "135")), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := ParseBindReply(p); err != nil || res.Accepted != ok {
+			t.Fatalf("bind_ack accepted=%v read as %v, %v", ok, res, err)
+		}
+	}
+	eps := []Endpoint{{Interface: EMSMDB, Protocol: protoTCP, Port: 6001, Addr: netip.MustParseAddr("10.0.0.11")},
+		{Interface: NSPI, Protocol: protoTCP, Port: 6002, Addr: netip.MustParseAddr("10.0.0.11")}}
+	var w Watch
+	w.FromClient(Request(2, OpMap, MapRequest(EMSMDB)))
+	got := w.FromServer(Response(2, MapResponse(eps)))
+	if len(got) != 2 || got[0] != eps[0] || got[1] != eps[1] {
+		t.Fatalf("learned %v, want %v", got, eps)
+	}
+	res, err := ParseMapResponse(MapResponse(nil), binary.LittleEndian)
+	if err != nil || res.Status != EptNotRegistered {
+		t.Fatalf("no endpoint: %+v, %v", res, err)
+	}
+}
