@@ -40,16 +40,16 @@ func (c *conn) prologue(o Origin) error {
 
 // clientToBackend and backendToClient are the two directions, named so a
 // goroutine dump says which one is stuck.
-func (c *conn) clientToBackend() {
+func (c *conn) clientToBackend(cp copier) {
 	var n int64
-	n, c.backendErr = halfCopy(c.backend, c.client, c.r.HalfCloseTimeout, &c.open, c.b.AddToBackend,
+	n, c.backendErr = halfCopy(cp, c.backend, c.client, c.r.HalfCloseTimeout, &c.open, c.b.AddToBackend,
 		func(err error) { c.noteEnd(true, err) })
 	c.toBackend += n
 	c.directionEnded()
 }
 
-func (c *conn) backendToClient() {
-	c.toClient, c.clientErr = halfCopy(c.client, c.backend, c.r.HalfCloseTimeout, &c.open, c.b.AddToClient,
+func (c *conn) backendToClient(cp copier) {
+	c.toClient, c.clientErr = halfCopy(cp, c.client, c.backend, c.r.HalfCloseTimeout, &c.open, c.b.AddToClient,
 		func(err error) { c.noteEnd(false, err) })
 	c.directionEnded()
 }
