@@ -70,12 +70,15 @@ func TestSambaFollowsEndpointMapper(t *testing.T) {
 		t.Fatalf("port %d, handed to no one: %v, want connection refused", unhanded, err)
 	}
 	m := r.metrics(t)
-	for _, want := range []string{`stickylb_connections_refused_total{listener="rpc-pinhole",reason="no-pinhole"} 1`} {
+	for _, want := range []string{`stickylb_connections_refused_total{listener="rpc-pinhole",reason="no-pinhole"} 1`,
+		`stickylb_pinholes_learned_total{listener="rpc"} 30`, `stickylb_pinhole_clients{listener="rpc"} 30`,
+		fmt.Sprintf(`stickylb_pinhole_ports{listener="rpc"} %d`, len(handed)), `stickylb_pinhole_unparsed_bytes_total{listener="rpc"} 0`,
+		`stickylb_pinholes_open_failed_total{listener="rpc"} 0`} {
 		if !strings.Contains(m, want) {
 			t.Fatalf("metrics lack %s:\n%s", want, grepLines(m, "pinhole"))
 		}
 	}
-	t.Logf("refusals:\n%s", grepLines(m, `refused_total{listener="rpc-pinhole"`))
+	t.Logf("metrics:\n%s", grepLines(m, `pinhole`))
 }
 
 // bindVia binds srvsvc from src at the balancer's port, in the clients'
@@ -118,11 +121,12 @@ func (r *sambaRig) metrics(t *testing.T) string {
 	return string(out)
 }
 
-// grepLines returns the lines of s that contain sub.
+// grepLines returns the lines of s that contain sub, less comments,
+// histogram buckets and zeros.
 func grepLines(s, sub string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") && !strings.Contains(l, "_bucket") && !strings.HasSuffix(l, " 0") {
 			out = append(out, l)
 		}
 	}
