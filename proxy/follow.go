@@ -10,6 +10,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/dcerpc"
 )
 
@@ -38,6 +39,14 @@ func (c *conn) connectPinhole() bool {
 		c.refuse(RefusedPinholeDown, fmt.Errorf("backend %s, which handed out port %d for %s, is %s", name, port, iface, why), b, "")
 		return false
 	}
+	if r.Table != nil {
+		lease, err := r.Table.Acquire(r.Keyer.Key(c.from), holdPin(name))
+		if err != nil {
+			c.refuse(RefusedNoBackend, fmt.Errorf("affinity table: %w", err), b, "")
+			return false
+		}
+		c.lease = lease
+	}
 	c.attempts = 1
 	addr := b.Addr(int(port))
 	start := time.Now()
@@ -56,6 +65,23 @@ func (c *conn) connectPinhole() bool {
 	b.ConnectOK()
 	c.backend, c.b, c.addr, c.connectTime = be, b, addr, time.Since(start)
 	return true
+}
+
+// holdPin is the pin rule of a connection to a learned port: it holds
+// the client's pin while it is open, so a session of hours keeps its
+// pin however long ago it asked the endpoint mapper. A client with no
+// pin (it expired) is pinned again to the CAS that handed the port out,
+// so its next ept_map goes there too. A pin that moved since (the CAS
+// was down, the client asked again elsewhere) stays where it is: the
+// pin decides the client's next endpoint-mapper connection, while this
+// one goes where its port means something.
+func holdPin(handedBy string) affinity.Chooser {
+	return func(cur affinity.Current) (string, affinity.RepinReason, error) {
+		if cur.Backend == "" {
+			return handedBy, "", nil
+		}
+		return cur.Backend, "", nil
+	}
 }
 
 // copier is how one direction moves its bytes: relay, or a watch's tap.

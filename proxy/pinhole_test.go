@@ -5,6 +5,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"syscall"
 	"testing"
 	"time"
@@ -121,6 +122,38 @@ func TestPinholeLapses(t *testing.T) {
 	lbtest.Eventually(t, 3*time.Second, "the pinhole to lapse", func() bool { return g.l.Pinholes().Stats().Ports == 0 })
 	if _, err := lbtest.Dial(src, g.at(port)); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("after the pinhole lapsed: %v, want connection refused", err)
+	}
+}
+
+// A connection to a learned port holds its client's pin while it is
+// open, and pins a client whose pin lapsed to the CAS that handed the
+// port out: the client's next ept_map goes to the same CAS, so its
+// session stays on one.
+func TestPinholeHoldsThePin(t *testing.T) {
+	g := newEPMRig(t, time.Minute)
+	src := "127.5.5.1"
+	port, err := lookup(src, g.l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := g.r.Keyer.Key(netip.AddrPortFrom(netip.MustParseAddr(src), 0))
+	rec, err := g.r.Table.Lookup(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handedBy := rec.Backend
+	g.r.Table.Forget(key) // as if the pin had expired
+	c, err := lbtest.Dial(src, g.at(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(dcerpc.Bind(1, dcerpc.EMSMDB))
+	if _, err := dcerpc.ReadPDU(c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := g.r.Table.Lookup(key); err != nil || rec.Backend != handedBy || rec.Active != 1 {
+		t.Fatalf("pin while the learned port's connection is open: %+v, %v; want %s with 1 connection", rec, err, handedBy)
 	}
 }
 
