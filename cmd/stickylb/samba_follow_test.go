@@ -23,14 +23,17 @@ import (
 // ept_map goes to its pinned Samba host, and its bind and call on the
 // port returned, at the balancer's address, reach that same host: each
 // client on one host. A port that host handed to one client refuses a
-// client of another host, and a port no host handed out is refused; both
-// are counted.
+// client of another host, and a port no host handed out is refused. A
+// host killed moves only its clients: a port it handed out is refused
+// (not sent to another host), and its clients, asking 135 again, get a
+// port of another host and work there.
 func TestSambaFollowsEndpointMapper(t *testing.T) {
 	r := startSambaRigWith(t, "10.20.1.1:135", "inspect_dcerpc = true\n", srvsvcCheck)
 	for i := range r.hosts {
 		r.waitState(t, fmt.Sprintf("cas%d", i+1), "up")
 	}
 	handed := map[int]bool{}
+	hostOf := map[string]string{}
 	byHost := map[string]rpcReply{} // one client of each host
 	perHost := map[string]int{}
 	for src, rep := range r.fleet(t) {
@@ -41,6 +44,7 @@ func TestSambaFollowsEndpointMapper(t *testing.T) {
 			t.Fatalf("client %s was handed port %d (%s's) and answered by %s", src, rep.Port, h.name, rep.Server)
 		}
 		handed[rep.Port] = true
+		hostOf[src] = rep.Server
 		byHost[rep.Server] = rep
 		perHost[rep.Server]++
 	}
@@ -79,6 +83,42 @@ func TestSambaFollowsEndpointMapper(t *testing.T) {
 		}
 	}
 	t.Logf("metrics:\n%s", grepLines(m, `pinhole`))
+	r.killFollowed(t, a, hostOf)
+}
+
+// killFollowed kills the host that answered client a, checks that a's
+// learned port is refused, and that a fleet run moves a's host's clients
+// only.
+func (r *sambaRig) killFollowed(t *testing.T, a rpcReply, hostOf map[string]string) {
+	var victim *sambaHost
+	for _, h := range r.hosts {
+		if h.name == a.Server {
+			victim = h
+		}
+	}
+	r.kill(victim)
+	r.waitState(t, "cas"+victim.name[3:], "down")
+	if err := r.bindVia(a.Src, a.Port); err == nil {
+		t.Fatalf("client %s bound on port %d of the killed %s", a.Src, a.Port, victim.name)
+	}
+	moved := 0
+	for src, rep := range r.fleet(t) {
+		switch {
+		case rep.Error != "":
+			t.Fatalf("client %s after %s was killed: %+v", src, victim.name, rep)
+		case hostOf[src] == victim.name:
+			if rep.Server == victim.name || r.hosts[(rep.Port-40100)/100].name != rep.Server {
+				t.Fatalf("client %s of the killed %s: %+v", src, victim.name, rep)
+			}
+			moved++
+		case rep.Server != hostOf[src]:
+			t.Fatalf("client %s of %s moved to %s when %s died", src, hostOf[src], rep.Server, victim.name)
+		}
+	}
+	if m := r.metrics(t); !strings.Contains(m, `stickylb_connections_refused_total{listener="rpc-pinhole",reason="pinhole-backend-down"} 1`) {
+		t.Fatalf("the killed host's port was not refused as pinhole-backend-down:\n%s", grepLines(m, "refused"))
+	}
+	t.Logf("%s killed: its port refused; %d clients moved, all of them its own, each on one host again", victim.name, moved)
 }
 
 // bindVia binds srvsvc from src at the balancer's port, in the clients'
