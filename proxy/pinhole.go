@@ -112,14 +112,7 @@ func (p *Pinholes) route(r *Route, port uint16) *Route {
 func (p *Pinholes) learn(client netip.Addr, backend string, eps []dcerpc.Endpoint) {
 	client = client.Unmap()
 	for _, e := range eps {
-		if err := p.open(e.Port); err != nil {
-			p.openFailed.Add(1)
-			p.owner.log.Warn("pinhole not opened: the client cannot reach the port its CAS handed out",
-				"listener", p.owner.Name, "client", client, "backend", backend, "port", e.Port, "interface", e.Interface.String(), "error", err)
-			continue
-		}
-		p.mu.Lock()
-		if pp := p.ports[e.Port]; pp != nil {
+		admit := func(pp *pinPort) {
 			ph := pp.clients[client]
 			if ph == nil {
 				ph = &pinhole{}
@@ -128,20 +121,28 @@ func (p *Pinholes) learn(client netip.Addr, backend string, eps []dcerpc.Endpoin
 			ph.backend, ph.iface, ph.until = backend, e.Interface, time.Now().Add(p.timeout())
 			p.learned.Add(1)
 		}
-		p.mu.Unlock()
+		if err := p.open(e.Port, admit); err != nil {
+			p.openFailed.Add(1)
+			p.owner.log.Warn("pinhole not opened: the client cannot reach the port its CAS handed out",
+				"listener", p.owner.Name, "client", client, "backend", backend, "port", e.Port, "interface", e.Interface.String(), "error", err)
+		}
 	}
 }
 
-// open opens the socket of a learned port, unless it is open.
-func (p *Pinholes) open(port uint16) error {
+// open opens the socket of a learned port, unless it is open, and
+// calls admit with it under the lock, so that expire cannot close a
+// port between its opening and its first client.
+func (p *Pinholes) open(port uint16, admit func(*pinPort)) error {
 	p.mu.Lock()
-	_, ok := p.ports[port]
-	closed := p.closed
+	pp, closed := p.ports[port], p.closed
+	if pp != nil && !closed {
+		admit(pp)
+	}
 	p.mu.Unlock()
 	switch {
 	case closed:
 		return fmt.Errorf("listener %s is closed", p.owner.Name)
-	case ok:
+	case pp != nil:
 		return nil
 	}
 	host := ""
@@ -157,11 +158,17 @@ func (p *Pinholes) open(port uint16) error {
 	ln.SetRoute(p.route(p.owner.route.Load(), port))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.ports[port]; ok || p.closed {
+	if pp, ok := p.ports[port]; ok || p.closed {
 		ln.Close() // opened meanwhile by another answer, or closed
-		return nil
+		if ok {
+			admit(pp)
+			return nil
+		}
+		return fmt.Errorf("listener %s is closed", p.owner.Name)
 	}
-	p.ports[port] = &pinPort{ln: ln, clients: map[netip.Addr]*pinhole{}}
+	pp = &pinPort{ln: ln, clients: map[netip.Addr]*pinhole{}}
+	admit(pp)
+	p.ports[port] = pp
 	if !p.started {
 		p.started = true
 		p.wg.Go(p.expire)
