@@ -166,6 +166,9 @@ func (l *Listener) check(v *checker, seen *listenAddrs, pools map[string]*Pool) 
 		v.errAt(at+".listen", "%v", err)
 	} else {
 		seen.add(v, at, l, a, ps)
+		if l.InspectDCERPC && ps.Count() > 1 {
+			v.errAt(at+".inspect_dcerpc", "follows the endpoint mapper on a listener of its one port (135), not of %d ports: give 135 a listener of its own, with no range (docs/config.md, \"Following the endpoint mapper\")", ps.Count())
+		}
 		if l.RangeMode == RangePerPort && ps.Count() > MaxPerPort {
 			v.errAt(at+".range_mode", "per-port binds a socket for each of the %d ports, at most %d: use \"sk-lookup\" (one socket; docs/deploy.md, \"Port ranges\")", ps.Count(), MaxPerPort)
 		}
@@ -174,6 +177,9 @@ func (l *Listener) check(v *checker, seen *listenAddrs, pools map[string]*Pool) 
 		v.errAt(at+".backend_port", "must be a port from 1 to 65535, not %d", l.BackendPort)
 	}
 	l.checkProxy(v, at)
+	if l.InspectDCERPC {
+		v.within(at+".pinhole_timeout", l.PinholeTimeout, time.Second, 24*time.Hour)
+	}
 	if l.Pool == "" {
 		v.errAt(at+".pool", "missing: name the pool this listener forwards to")
 	} else if _, ok := pools[l.Pool]; !ok {

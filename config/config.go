@@ -113,6 +113,13 @@ type Listener struct {
 	ProxyProtocol      bool     `toml:"proxy_protocol"`
 	ProxyTrusted       []string `toml:"proxy_trusted"`        // networks or addresses, such as "10.1.0.0/24"
 	ProxyHeaderTimeout Duration `toml:"proxy_header_timeout"` // default 3s
+	// InspectDCERPC, on a listener of the endpoint mapper (135), follows
+	// it as Cisco ASA's `inspect dcerpc` does: each port a CAS hands a
+	// client is opened on the listener's address for that client, to
+	// that CAS. PinholeTimeout is how long a learned port outlives its
+	// last connection (default 2m).
+	InspectDCERPC  bool     `toml:"inspect_dcerpc"`
+	PinholeTimeout Duration `toml:"pinhole_timeout"`
 
 	// addr and ports are Listen parsed, kept by Load (ListenAddr).
 	addr  netip.Addr

@@ -177,7 +177,7 @@ func decode(name string, src []byte) (*Config, toml.MetaData, []error) {
 	into(f.Admin, &c.Admin)
 	into(f.Cluster, &c.Cluster)
 	for lname, p := range f.Listeners {
-		l := &Listener{Name: lname, ProxyHeaderTimeout: Duration{DefaultProxyHeaderTimeout}}
+		l := &Listener{Name: lname, ProxyHeaderTimeout: Duration{DefaultProxyHeaderTimeout}, PinholeTimeout: Duration{DefaultPinholeTimeout}}
 		into(p, l)
 		c.Listeners[lname] = l
 	}

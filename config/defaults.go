@@ -54,6 +54,12 @@ const (
 	DefaultSyncInterval  = 30 * time.Second
 	// DefaultProxyHeaderTimeout bounds the wait for a PROXY header.
 	DefaultProxyHeaderTimeout = 3 * time.Second
+	// DefaultPinholeTimeout is how long a port learned from the
+	// endpoint mapper outlives its last connection (inspect_dcerpc):
+	// Cisco ASA's pinhole timeout at its "low" security level (its
+	// default, "medium", is one minute), and longer than the time
+	// Outlook takes to reconnect after a dropped connection.
+	DefaultPinholeTimeout = 2 * time.Minute
 )
 
 // DefaultGlobal returns the [global] settings of a file that sets none.

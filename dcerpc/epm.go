@@ -27,7 +27,12 @@ const (
 // Tower encodes the protocol tower for iface over ncacn_ip_tcp with an
 // unspecified port and address, as a client asks ept_map with
 // (C706 appendix L).
-func Tower(iface Syntax) []byte {
+func Tower(iface Syntax) []byte { return Endpoint{Interface: iface}.Tower() }
+
+// Tower encodes e as a protocol tower over ncacn_ip_tcp: the interface,
+// NDR, connection-oriented RPC, TCP with e's port, IP with e's address
+// (0.0.0.0 if it has none).
+func (e Endpoint) Tower() []byte {
 	b := binary.LittleEndian.AppendUint16(nil, towerFloor)
 	floor := func(lhs, rhs []byte) {
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(lhs)))
@@ -35,13 +40,17 @@ func Tower(iface Syntax) []byte {
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(rhs)))
 		b = append(b, rhs...)
 	}
-	for _, s := range []Syntax{iface, NDR} {
+	for _, s := range []Syntax{e.Interface, NDR} {
 		lhs := s.UUID.appendNDR([]byte{protoUUID})
 		floor(binary.LittleEndian.AppendUint16(lhs, s.Major), binary.LittleEndian.AppendUint16(nil, s.Minor))
 	}
 	floor([]byte{protoCO}, []byte{0, 0})
-	floor([]byte{protoTCP}, []byte{0, 0})
-	floor([]byte{protoIP}, []byte{0, 0, 0, 0})
+	floor([]byte{protoTCP}, binary.BigEndian.AppendUint16(nil, e.Port))
+	addr := [4]byte{}
+	if e.Addr.Is4() {
+		addr = e.Addr.As4()
+	}
+	floor([]byte{protoIP}, addr[:])
 	return b
 }
 
@@ -60,11 +69,12 @@ func MapRequest(iface Syntax) []byte {
 	return binary.LittleEndian.AppendUint32(b, maxTowers)   // max_towers
 }
 
-// MapResult is what ept_map answered: the status and the TCP ports of
-// the towers it returned.
+// MapResult is what ept_map answered: the status, the TCP ports of the
+// towers it returned, and every tower it could read.
 type MapResult struct {
-	Status uint32
-	Ports  []uint16
+	Status    uint32
+	Ports     []uint16
+	Endpoints []Endpoint
 }
 
 // ParseMapResponse reads ept_map's response stub: entry_handle,
@@ -95,8 +105,11 @@ func ParseMapResponse(stub []byte, order binary.ByteOrder) (MapResult, error) {
 		if r.err != nil {
 			break
 		}
-		if port, ok := towerPort(t); ok {
-			res.Ports = append(res.Ports, port)
+		if e, err := ParseTower(t); err == nil {
+			res.Endpoints = append(res.Endpoints, e)
+			if e.Protocol == protoTCP {
+				res.Ports = append(res.Ports, e.Port)
+			}
 		}
 	}
 	res.Status = r.u32()
@@ -106,34 +119,10 @@ func ParseMapResponse(stub []byte, order binary.ByteOrder) (MapResult, error) {
 	return res, nil
 }
 
-// towerPort finds the TCP port floor of a tower. Tower floors are
-// little-endian whatever the stream's byte order; the port is big-endian
-// (C706 appendix L).
+// towerPort finds the TCP port floor of a tower.
 func towerPort(t []byte) (uint16, bool) {
-	if len(t) < 2 {
-		return 0, false
-	}
-	floors, off := int(binary.LittleEndian.Uint16(t)), 2
-	for range min(floors, maxFloors) {
-		if off+2 > len(t) {
-			return 0, false
-		}
-		ln := int(binary.LittleEndian.Uint16(t[off:]))
-		if off+2+ln+2 > len(t) || ln == 0 {
-			return 0, false
-		}
-		proto := t[off+2]
-		off += 2 + ln
-		rn := int(binary.LittleEndian.Uint16(t[off:]))
-		if off+2+rn > len(t) {
-			return 0, false
-		}
-		if proto == protoTCP && rn == 2 {
-			return binary.BigEndian.Uint16(t[off+2:]), true
-		}
-		off += 2 + rn
-	}
-	return 0, false
+	e, err := ParseTower(t)
+	return e.Port, err == nil && e.Protocol == protoTCP
 }
 
 // ndrReader reads NDR primitives, remembering the first overrun.

@@ -30,6 +30,10 @@ const (
 	TypeBind     = 11
 	TypeBindAck  = 12
 	TypeBindNak  = 13
+	// TypeAlterContext and its answer add a presentation context to
+	// an open association.
+	TypeAlterContext     = 14
+	TypeAlterContextResp = 15
 )
 
 // Header flags (C706 12.6.3.1).
@@ -185,21 +189,44 @@ func ReadPDU(r io.Reader, buf []byte) (PDU, error) {
 	if _, err := io.ReadFull(r, h); err != nil {
 		return PDU{}, err
 	}
-	if h[0] != 5 || h[1] != 0 {
-		return PDU{}, fmt.Errorf("%w: version %d.%d, not 5.0", ErrMalformed, h[0], h[1])
-	}
-	var order binary.ByteOrder = binary.LittleEndian
-	if h[4]&0xf0 == 0 {
-		order = binary.BigEndian
-	}
-	n, auth := int(order.Uint16(h[8:])), int(order.Uint16(h[10:]))
-	if n < headerLen || n > cap(buf) {
-		return PDU{}, fmt.Errorf("%w: fragment length %d", ErrMalformed, n)
+	n, err := fragLen(h, cap(buf))
+	if err != nil {
+		return PDU{}, err
 	}
 	b := buf[:n]
 	if _, err := io.ReadFull(r, b[headerLen:]); err != nil {
 		return PDU{}, fmt.Errorf("%w: fragment cut short: %w", ErrMalformed, err)
 	}
+	return decodePDU(b)
+}
+
+// fragLen checks a PDU header and returns its fragment length, which is
+// at most limit.
+func fragLen(h []byte, limit int) (int, error) {
+	if h[0] != 5 || h[1] != 0 {
+		return 0, fmt.Errorf("%w: version %d.%d, not 5.0", ErrMalformed, h[0], h[1])
+	}
+	n := int(byteOrder(h).Uint16(h[8:]))
+	if n < headerLen || n > limit {
+		return 0, fmt.Errorf("%w: fragment length %d", ErrMalformed, n)
+	}
+	return n, nil
+}
+
+// byteOrder is the integer representation a header's data
+// representation label names (C706 14.1).
+func byteOrder(h []byte) binary.ByteOrder {
+	if h[4]&0xf0 == 0 {
+		return binary.BigEndian
+	}
+	return binary.LittleEndian
+}
+
+// decodePDU reads one whole fragment b, whose header fragLen has
+// checked. The PDU's body is part of b.
+func decodePDU(b []byte) (PDU, error) {
+	order := byteOrder(b)
+	auth := int(order.Uint16(b[10:]))
 	body := b[headerLen:]
 	if auth > 0 {
 		if auth+8 > len(body) {
@@ -207,7 +234,7 @@ func ReadPDU(r io.Reader, buf []byte) (PDU, error) {
 		}
 		body = body[:len(body)-auth-8]
 	}
-	return PDU{Type: h[2], Flags: h[3], CallID: order.Uint32(h[12:]), Order: order, Body: body}, nil
+	return PDU{Type: b[2], Flags: b[3], CallID: order.Uint32(b[12:]), Order: order, Body: body}, nil
 }
 
 // BindResult is what a server answered to a bind.

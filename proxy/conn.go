@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/dcerpc"
 	"github.com/stickylb/stickylb/pool"
 )
 
@@ -53,6 +54,8 @@ type conn struct {
 	attempts    int            // connects it took
 	connectTime time.Duration  // from the first connect to the one that held
 	stopIdle    func()
+	releasePin  func()        // gives back its hold on a learned port, if it has one
+	watch       *dcerpc.Watch // reads an endpoint mapper's stream (Route.InspectDCERPC)
 
 	open                  atomic.Int32 // directions still copying
 	toBackend, toClient   int64        // bytes copied each way
@@ -115,8 +118,9 @@ func (c *conn) serve() {
 	// connection would otherwise keep for hours. The last direction to
 	// end finishes the connection.
 	c.open.Store(2)
-	go c.clientToBackend()
-	go c.backendToClient()
+	toBackend, toClient := c.copiers()
+	go c.clientToBackend(toBackend)
+	go c.backendToClient(toClient)
 }
 
 // setUp takes the connection as far as an open backend leg, and says
@@ -172,6 +176,9 @@ func (c *conn) identify() (Origin, error) {
 // took it; if none did, the client has been refused.
 func (c *conn) connect() bool {
 	r := c.r
+	if r.pinholes != nil {
+		return c.connectPinhole()
+	}
 	key := r.Keyer.Key(c.from)
 	var failed []Failure
 	start := time.Now()
@@ -280,6 +287,12 @@ func (c *conn) release() {
 		c.stopIdle()
 	}
 	c.lease.Release()
+	if c.releasePin != nil {
+		c.releasePin()
+	}
+	if c.watch != nil {
+		c.l.pinholes.unparsed.Add(uint64(c.watch.Unparsed()))
+	}
 	if c.admitted {
 		c.r.Limits.done(c.from.Addr())
 	}

@@ -216,7 +216,7 @@ func closeWrite(c net.Conn) error {
 	return nil
 }
 
-// halfCopy copies src to dst until src's EOF (see relay), then half-closes
+// halfCopy copies src to dst with cp until src's EOF (see relay), then half-closes
 // dst and gives dst's own sender halfClose to finish. On an error both
 // sockets are closed so the other direction ends too. open counts the
 // directions still copying: when the other one has ended already, both
@@ -229,8 +229,8 @@ func closeWrite(c net.Conn) error {
 //
 // paused, if not nil, tells a pause's deadline (move.go) from an error:
 // halfCopy then returns errPaused and touches neither socket.
-func halfCopy(dst, src net.Conn, halfClose time.Duration, open *atomic.Int32, count func(int64), paused func(error) bool, ended func(error)) (int64, error) {
-	n, err := relay(dst, src, count)
+func halfCopy(cp copier, dst, src net.Conn, halfClose time.Duration, open *atomic.Int32, count func(int64), paused func(error) bool, ended func(error)) (int64, error) {
+	n, err := cp(dst, src, count)
 	if paused != nil && paused(err) {
 		return n, errPaused
 	}

@@ -13,7 +13,10 @@
 // dial.go and transparent.go open backend legs, origin.go reads PROXY
 // headers, limits.go bounds each client, conns.go lists open
 // connections, termination.go names how they end, route.go is what a
-// listener follows and observer.go what it tells metrics.
+// listener follows and observer.go what it tells metrics; pinhole.go
+// keeps the ports a listener of the endpoint mapper learned
+// (Route.InspectDCERPC), and follow.go reads that listener's stream and
+// connects a learned port's clients.
 //
 // A Listener accepts on one address and follows a Route, which names the
 // pool, the affinity table and the timeouts; the route is swapped

@@ -45,6 +45,12 @@ type Listener struct {
 	// any: bind takes them before binding anew.
 	inherited *Sockets
 
+	// keepalive is the TCP keepalive idle time set on its sockets;
+	// pinholes are the ports it learned from the endpoint mapper, when
+	// its route has InspectDCERPC.
+	keepalive time.Duration
+	pinholes  *Pinholes
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	wg       sync.WaitGroup
@@ -72,7 +78,8 @@ func listen(ctx context.Context, lc *config.Listener, keepaliveIdle time.Duratio
 	// connection over letting Go set it on each.
 	control := func(_, _ string, c syscall.RawConn) error { return setKeepalive(c, keepaliveIdle) }
 	l := &Listener{Name: lc.Name, log: log, ports: ports, conns: map[*conn]struct{}{},
-		setup: make(chan *conn), closed: make(chan struct{}), inherited: inherited, leave: leave}
+		setup: make(chan *conn), closed: make(chan struct{}), inherited: inherited, leave: leave, keepalive: keepaliveIdle}
+	l.pinholes = newPinholes(l, host)
 	if err := l.bind(ctx, host, lc.RangeMode, control); err != nil {
 		return nil, err
 	}
@@ -101,7 +108,14 @@ func (l *Listener) Addr() netip.AddrPort { return l.lns[0].Addr().(*net.TCPAddr)
 func (l *Listener) Ports() (config.Ports, string) { return l.ports, l.mode }
 
 // SetRoute installs the route new connections follow.
-func (l *Listener) SetRoute(r *Route) { l.route.Store(r) }
+func (l *Listener) SetRoute(r *Route) {
+	l.route.Store(r)
+	l.pinholes.setRoute(r)
+}
+
+// Pinholes returns the ports the listener learned from the endpoint
+// mapper's answers (Route.InspectDCERPC).
+func (l *Listener) Pinholes() *Pinholes { return l.pinholes }
 
 // Route returns the current route.
 func (l *Listener) Route() *Route { return l.route.Load() }
@@ -115,6 +129,7 @@ func (l *Listener) Serve() error {
 	}
 	l.accept(l.lns[0])
 	wg.Wait()
+	l.pinholes.wg.Wait() // closed with the listener
 	return nil
 }
 
@@ -217,6 +232,7 @@ func (l *Listener) worker(c *conn) {
 // Close stops accepting. Open connections go on.
 func (l *Listener) Close() error {
 	l.closeOnce.Do(func() { close(l.closed) })
+	l.pinholes.close()
 	var errs []error
 	if l.steer != nil {
 		errs = append(errs, l.steer.Close())
@@ -240,6 +256,14 @@ func (l *Listener) Active() int {
 // Wait waits for open connections to end. When ctx ends first it closes
 // them, waits for their goroutines, and returns how many it cut.
 func (l *Listener) Wait(ctx context.Context) int {
+	n := 0
+	for _, pl := range l.pinholes.listeners() {
+		n += pl.Wait(ctx)
+	}
+	return n + l.wait(ctx)
+}
+
+func (l *Listener) wait(ctx context.Context) int {
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()
 	select {
@@ -262,6 +286,14 @@ func (l *Listener) Wait(ctx context.Context) int {
 // CloseBackend closes every connection of this listener to b, for the
 // reason given, and returns how many it closed.
 func (l *Listener) CloseBackend(b *pool.Backend, why Termination) int {
+	n := 0
+	for _, pl := range l.pinholes.listeners() {
+		n += pl.CloseBackend(b, why)
+	}
+	return n + l.closeBackend(b, why)
+}
+
+func (l *Listener) closeBackend(b *pool.Backend, why Termination) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0

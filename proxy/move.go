@@ -26,7 +26,9 @@ import (
 //
 // Only connections with both directions open move: a half-closed one
 // (one side has sent its FIN) ends soon by itself and drains here, as
-// do connections still setting up.
+// do connections still setting up, connections to a followed endpoint
+// mapper and those on the ports it handed out (pinhole.go: the learned
+// ports are not handed over).
 
 // Moved is what a connection is, as one process tells the next.
 type Moved struct {
@@ -57,7 +59,9 @@ type Parcel struct {
 // c goes on copying here.
 func (c *conn) pause(deadline time.Time) bool {
 	c.mu.Lock()
-	ok := c.opened && c.cut == "" && !c.told && c.open.Load() == 2
+	// A connection to the endpoint mapper that is followed stays: what
+	// its watch has read cannot move, and such a connection is short.
+	ok := c.opened && c.cut == "" && !c.told && c.open.Load() == 2 && !c.r.InspectDCERPC
 	if ok {
 		c.pausing, c.parks, c.verdict = true, make(chan struct{}, 2), make(chan bool, 2)
 	}
@@ -253,8 +257,9 @@ func (c *conn) startAdopted() {
 		c.stopIdle = watchIdle(c.client, c.backend, r.IdleTimeout, func() { c.abort(EndIdleTimeout) })
 	}
 	c.open.Store(2)
-	go c.clientToBackend()
-	go c.backendToClient()
+	toBackend, toClient := c.copiers()
+	go c.clientToBackend(toBackend)
+	go c.backendToClient(toClient)
 }
 
 // dropAdopted lets go of an adopted connection the old process kept:

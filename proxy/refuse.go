@@ -38,6 +38,8 @@ var refusalRules = map[Refusal]refusalRule{
 	RefusedClientRate:     {EndRefused, slog.LevelWarn, "connection refused: client over its limit", "client"},
 	RefusedProxyUntrusted: {EndRefused, slog.LevelWarn, "connection refused: PROXY protocol", "source"},
 	RefusedProxyHeader:    {EndRefused, slog.LevelWarn, "connection refused: PROXY protocol", "source"},
+	RefusedNoPinhole:      {EndRefused, slog.LevelWarn, "connection refused: port not handed to this client", "client"},
+	RefusedPinholeDown:    {EndRefused, slog.LevelWarn, "connection refused: the CAS that handed out the port is down", "client"},
 }
 
 // refusalEnd is the termination of a connection refused for why.

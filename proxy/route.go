@@ -78,6 +78,19 @@ type Route struct {
 	// backend ahead of the client's bytes; 0 (the default) writes none,
 	// which is what a CAS needs: Exchange does not speak it.
 	SendProxy int
+	// InspectDCERPC, on a listener of the endpoint mapper (135), reads
+	// the CAS's ept_map answers as they are forwarded (unchanged) and
+	// opens a pinhole for each port handed out: that client's
+	// connections to that port on the listener's address go to the CAS
+	// that handed it out (see Pinholes). Off by default.
+	InspectDCERPC bool
+	// PinholeTimeout is how long a learned port outlives its last
+	// connection; 0 means config.DefaultPinholeTimeout.
+	PinholeTimeout time.Duration
+
+	// pinholes, on a learned port's socket, decide its connections'
+	// backend.
+	pinholes *Pinholes
 }
 
 func (r *Route) connectTimeout() time.Duration {
@@ -110,11 +123,17 @@ const (
 	// proxy_trusted; RefusedProxyHeader: no valid PROXY header in time.
 	RefusedProxyUntrusted Refusal = "proxy-untrusted"
 	RefusedProxyHeader    Refusal = "proxy-header"
+	// RefusedNoPinhole: a learned port was not handed to this client
+	// (or its pinhole lapsed); RefusedPinholeDown: the CAS that handed
+	// it out cannot take it, and no other CAS knows the port.
+	RefusedNoPinhole   Refusal = "no-pinhole"
+	RefusedPinholeDown Refusal = "pinhole-backend-down"
 )
 
 // Refusals lists every Refusal, for metrics that exist from start-up.
 var Refusals = []Refusal{RefusedIdentify, RefusedNoBackend, RefusedRejected, RefusedConnect, RefusedLocal,
-	RefusedClientConns, RefusedClientRate, RefusedClientPort, RefusedProxyUntrusted, RefusedProxyHeader}
+	RefusedClientConns, RefusedClientRate, RefusedClientPort, RefusedProxyUntrusted, RefusedProxyHeader,
+	RefusedNoPinhole, RefusedPinholeDown}
 
 // DialFailure names the kind of a failed backend connect, for logs and
 // metrics.

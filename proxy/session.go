@@ -42,9 +42,9 @@ func (c *conn) prologue(o Origin) error {
 // goroutine dump says which one is stuck. A direction stopped by a pause
 // (move.go) waits for its verdict: it ends without ending the connection
 // when the connection moved, else copies on.
-func (c *conn) clientToBackend() {
+func (c *conn) clientToBackend(cp copier) {
 	for {
-		n, err := halfCopy(c.backend, c.client, c.r.HalfCloseTimeout, &c.open, c.b.AddToBackend, c.isPause,
+		n, err := halfCopy(cp, c.backend, c.client, c.r.HalfCloseTimeout, &c.open, c.b.AddToBackend, c.isPause,
 			func(err error) { c.noteEnd(true, err) })
 		c.toBackend += n
 		if err != errPaused {
@@ -58,9 +58,9 @@ func (c *conn) clientToBackend() {
 	c.directionEnded()
 }
 
-func (c *conn) backendToClient() {
+func (c *conn) backendToClient(cp copier) {
 	for {
-		n, err := halfCopy(c.client, c.backend, c.r.HalfCloseTimeout, &c.open, c.b.AddToClient, c.isPause,
+		n, err := halfCopy(cp, c.client, c.backend, c.r.HalfCloseTimeout, &c.open, c.b.AddToClient, c.isPause,
 			func(err error) { c.noteEnd(false, err) })
 		c.toClient += n
 		if err != errPaused {

@@ -25,10 +25,12 @@ import (
 func (s *Server) ports(name string) ([]int, func(int) bool) {
 	var ports []int
 	var ranges []config.Ports
+	follows := false // a listener follows the endpoint mapper: any port it hands out is reachable
 	for _, lr := range s.listeners {
 		if lr.cfg.Pool != name {
 			continue
 		}
+		follows = follows || lr.cfg.InspectDCERPC
 		for _, port := range lr.cfg.FixedPorts() {
 			if !slices.Contains(ports, port) {
 				ports = append(ports, port)
@@ -38,7 +40,7 @@ func (s *Server) ports(name string) ([]int, func(int) bool) {
 	}
 	slices.Sort(ports)
 	return ports, func(p int) bool {
-		return slices.Contains(ports, p) || slices.ContainsFunc(ranges, func(r config.Ports) bool { return r.Contains(p) })
+		return follows || slices.Contains(ports, p) || slices.ContainsFunc(ranges, func(r config.Ports) bool { return r.Contains(p) })
 	}
 }
 

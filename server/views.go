@@ -11,6 +11,7 @@ import (
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/proxy"
 )
 
 // PoolView is a pool as the admin API and metrics see it: its pins, as
@@ -89,6 +90,20 @@ func (s *Server) Listeners() []ListenerView {
 			Pool: lr.cfg.Pool, Active: lr.l.Active(), Accepted: lr.l.Accepted()})
 	}
 	slices.SortFunc(out, func(a, b ListenerView) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Pinholes returns, for each listener that follows the endpoint mapper
+// (inspect_dcerpc), its learned ports' counts, by listener name.
+func (s *Server) Pinholes() map[string]proxy.PinholeStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]proxy.PinholeStats{}
+	for _, lr := range s.listeners {
+		if lr.cfg.InspectDCERPC {
+			out[lr.cfg.Name] = lr.l.Pinholes().Stats()
+		}
+	}
 	return out
 }
 

@@ -95,6 +95,9 @@ func summary(w io.Writer, cfg *config.Config) {
 		case l.Multi():
 			port = fmt.Sprintf("the port dialled, of %d; %s", l.Ports().Count(), rangeHow(l))
 		}
+		if l.InspectDCERPC {
+			port += "; " + inspectHow(l)
+		}
 		fmt.Fprintf(w, "  %-12s %-22s -> pool %s (%s)\n", n, l.Listen, l.Pool, port)
 	}
 	fmt.Fprintf(w, "pools: %d\n", len(cfg.Pools))
@@ -218,6 +221,7 @@ func hostProblems(cfg *config.Config, r *net.Resolver) (fatal, warnings []string
 			}
 		}
 	}
+	warnings = append(warnings, inspectProblems(cfg)...)
 	for _, name := range slices.Sorted(maps.Keys(cfg.Pools)) {
 		p := cfg.Pools[name]
 		for _, bn := range slices.Sorted(maps.Keys(p.Backends)) {

@@ -59,6 +59,11 @@ const allPorts = "10.20.1.1:135,40100-40399"
 // startSambaRig starts the rig with stickylb listening on ports (one
 // listener) with the given check tables.
 func startSambaRig(t *testing.T, ports, checks string) *sambaRig {
+	return startSambaRigWith(t, ports, "", checks)
+}
+
+// startSambaRigWith is startSambaRig with more keys for the listener.
+func startSambaRigWith(t *testing.T, ports, listenerKeys, checks string) *sambaRig {
 	needSamba(t)
 	r := &sambaRig{clients: lbtest.NewNetNS(t), lb: lbtest.NewNetNS(t), cas: lbtest.NewNetNS(t)}
 	_, clientDev := r.lb.Link(r.clients, "10.20.1.1", "10.20.1.2")
@@ -79,7 +84,7 @@ func startSambaRig(t *testing.T, ports, checks string) *sambaRig {
 	}
 	var b strings.Builder
 	b.WriteString("[global]\ndrain_timeout = \"2s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
-	fmt.Fprintf(&b, "[listener.rpc]\nlisten = %q\npool = \"cas\"\n", ports)
+	fmt.Fprintf(&b, "[listener.rpc]\nlisten = %q\npool = \"cas\"\n%s", ports, listenerKeys)
 	b.WriteString("[pool.cas]\nconnect_timeout = \"2s\"\n[pool.cas.health]\ninterval = \"300ms\"\ntimeout = \"2s\"\nrise = 1\nfall = 1\n")
 	b.WriteString(checks)
 	for i, h := range r.hosts {

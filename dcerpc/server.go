@@ -1,0 +1,65 @@
+package dcerpc
+
+import (
+	"encoding/binary"
+)
+
+// The writers of a server's side, for a simulated endpoint mapper or
+// service (the lab, tests): just enough framing for a real client to
+// bind and call.
+
+// BindAck is a bind_ack of call callID: the first presentation context
+// accepted with NDR, or rejected as an abstract syntax not supported
+// (C706 12.6.4.4). secAddr is the port the server names ("135").
+func BindAck(callID uint32, accepted bool, secAddr string) []byte {
+	body := binary.LittleEndian.AppendUint16(nil, maxFrag) // max_xmit_frag
+	body = binary.LittleEndian.AppendUint16(body, maxFrag) // max_recv_frag
+	body = append(body, 0x53, 0xf0, 0, 0)                  // assoc_group_id
+	sa := append([]byte(secAddr), 0)
+	body = binary.LittleEndian.AppendUint16(body, uint16(len(sa)))
+	body = append(body, sa...)
+	body = append(body, make([]byte, pad4(headerLen+len(body)))...)
+	body = append(body, 1, 0, 0, 0) // one result
+	if accepted {
+		body = append(body, 0, 0, 0, 0)
+		body = NDR.appendNDR(body)
+	} else {
+		body = append(body, 2, 0, 1, 0) // provider rejection: abstract syntax not supported
+		body = append(body, make([]byte, 20)...)
+	}
+	return append(header(TypeBindAck, callID, len(body)), body...)
+}
+
+// Response is a response PDU of call callID carrying stub, in one
+// fragment (C706 12.6.4.10).
+func Response(callID uint32, stub []byte) []byte {
+	body := binary.LittleEndian.AppendUint32(nil, uint32(len(stub))) // alloc_hint
+	body = append(body, 0, 0, 0, 0)                                  // context id, cancel count, reserved
+	body = append(body, stub...)
+	return append(header(TypeResponse, callID, len(body)), body...)
+}
+
+// MapResponse is the NDR stub of ept_map's answer handing out eps
+// (status 0), or none with EptNotRegistered.
+func MapResponse(eps []Endpoint) []byte {
+	b := make([]byte, 20) // entry_handle
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(eps)))
+	b = binary.LittleEndian.AppendUint32(b, maxTowers) // max count
+	b = binary.LittleEndian.AppendUint32(b, 0)         // offset
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(eps)))
+	for i := range eps {
+		b = binary.LittleEndian.AppendUint32(b, uint32(3+i)) // referent
+	}
+	for _, e := range eps {
+		t := e.Tower()
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(t)))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(t)))
+		b = append(b, t...)
+		b = append(b, make([]byte, pad4(len(t)))...)
+	}
+	status := uint32(0)
+	if len(eps) == 0 {
+		status = EptNotRegistered
+	}
+	return binary.LittleEndian.AppendUint32(b, status)
+}
