@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,17 +18,6 @@ import (
 
 	"github.com/stickylb/stickylb/kit/lbtest"
 )
-
-// exited says whether process pid has ended (gone, or a zombie its
-// parent has not reaped).
-func exited(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	return len(f) > 0 && f[0] == "Z"
-}
 
 // A binary upgrade under load: SIGUSR2 starts the new process on the
 // same sockets, which restores the pins and operator decisions; 10 open
@@ -115,13 +103,13 @@ func TestBinaryUpgrade(t *testing.T) {
 	if failed.Load() > 0 || moved > 0 || !regexp.MustCompile(`cas3\s+\S+\s+drain`).MatchString(backends) || !regexp.MustCompile(`cas1\s+\S+\s+up\s+(?:since start|\S+)\s+3\s`).MatchString(backends) {
 		t.Fatalf("upgrade under load: %d of %d connections failed, %d of 30 clients moved; the new process's backends:\n%s", failed.Load(), done.Load(), moved, backends)
 	}
-	if exited(oldPid) {
+	if lbtest.Exited(oldPid) {
 		t.Fatal("the old process exited with connections open")
 	}
 	for _, c := range open {
 		c.Close()
 	}
-	lbtest.Eventually(t, 10*time.Second, "the old process gone after its last connection", func() bool { return exited(oldPid) })
+	lbtest.Eventually(t, 10*time.Second, "the old process gone after its last connection", func() bool { return lbtest.Exited(oldPid) })
 	t.Logf("upgrade: new pid %d took over; %d connections during the hand-over, 0 failed; 10 of 10 open connections kept; 0 of 30 clients moved; drain and weight kept", newPid, done.Load())
 }
 
@@ -131,8 +119,7 @@ func pidIn(t *testing.T, pidfile string, not int) int {
 	t.Helper()
 	var pid int
 	lbtest.Eventually(t, 20*time.Second, "a process's pid in "+pidfile, func() bool {
-		b, _ := os.ReadFile(pidfile)
-		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		pid = lbtest.PidIn(pidfile)
 		return pid != 0 && pid != not
 	})
 	return pid
@@ -185,7 +172,7 @@ func TestBinaryUpgradeCutsAtDrainTimeout(t *testing.T) {
 	if cut := time.Since(handed); cut < 700*time.Millisecond || cut > 4*time.Second {
 		t.Fatalf("the old process's connection ended %v after the hand-over; want about drain_timeout (1s)", cut)
 	}
-	lbtest.Eventually(t, 5*time.Second, "the old process gone", func() bool { return exited(oldPid) })
+	lbtest.Eventually(t, 5*time.Second, "the old process gone", func() bool { return lbtest.Exited(oldPid) })
 }
 
 // A member of a cluster upgraded under its clients: it leaves the
