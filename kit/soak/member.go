@@ -23,15 +23,19 @@ import (
 // do.
 type member struct {
 	name, host string
-	binary     string
-	args       []string // after the binary: run -c FILE, or sim cas ...
-	dir        string   // a member's state: config, pins snapshot and journal
+	binary     string   // the stickylb binary, for ctl
+	exe        string   // what start runs: binary, or a member's own link to it, which an upgrade fault replaces
+	args       []string // after exe: run -c FILE, or sim cas ...
+	dir        string   // a member's state: config, pins snapshot and journal, pid file
 	admin      string   // host:port of a member's admin API
 	cfgPath    string
+	pidfile    string
+	uid        int // a member's own user in namespaces of the soak's own (the partition's rules go by user), else 0: the test's
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
-	done    chan struct{}
+	cur     int           // the serving process: cmd's, or the one that took over from it in an upgrade
+	done    chan struct{} // closed when cmd and every process that took over from it have exited
 	log     strings.Builder
 	starts  int
 	stopped bool // SIGSTOPped now
@@ -64,11 +68,16 @@ func (m *member) writeConfig(text string) error {
 	return nil
 }
 
-// start runs the binary; its log (stderr) is kept.
+// start runs the binary; its log (stderr) is kept. A process that takes
+// over in an upgrade inherits stderr, so the log goes on, and done
+// closes only when the last of them has exited.
 func (m *member) start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cmd := exec.Command(m.binary, m.args...)
+	cmd := exec.Command(m.exe, m.args...)
+	if m.uid != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(m.uid), Gid: uint32(m.uid)}}
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return fmt.Errorf("start %s: %w", m.name, err)
@@ -77,7 +86,7 @@ func (m *member) start() error {
 		return fmt.Errorf("start %s: %w", m.name, err)
 	}
 	done := make(chan struct{})
-	m.cmd, m.done, m.stopped = cmd, done, false
+	m.cmd, m.cur, m.done, m.stopped = cmd, cmd.Process.Pid, done, false
 	m.starts++
 	fmt.Fprintf(&m.log, "--- start %d pid %d\n", m.starts, cmd.Process.Pid)
 	go func() {
@@ -93,30 +102,38 @@ func (m *member) start() error {
 	return nil
 }
 
-// signal sends sig to the running process.
+// signal sends sig to the serving process.
 func (m *member) signal(sig syscall.Signal) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd == nil {
+	if m.cur == 0 {
 		return fmt.Errorf("signal %s: not running", m.name)
 	}
 	m.stopped = sig == syscall.SIGSTOP
-	if err := m.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("signal %v to %s: %w", sig, m.name, err)
+	if err := syscall.Kill(m.cur, sig); err != nil {
+		return fmt.Errorf("signal %v to %s (pid %d): %w", sig, m.name, m.cur, err)
 	}
 	return nil
 }
 
-// kill ends the process with SIGKILL (waking it first if stopped) and
-// waits for it.
+// tookOver records the process that took over in an upgrade.
+func (m *member) tookOver(pid int) {
+	m.mu.Lock()
+	m.cur = pid
+	m.mu.Unlock()
+}
+
+// kill ends the serving process with SIGKILL, and the one it took over
+// from if that still finishes its connections, and waits for them.
 func (m *member) kill() error {
 	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	m.cmd = nil
+	cmd, cur, done := m.cmd, m.cur, m.done
+	m.cmd, m.cur = nil, 0
 	m.mu.Unlock()
 	if cmd == nil {
 		return nil
 	}
+	syscall.Kill(cur, syscall.SIGKILL)
 	cmd.Process.Kill()
 	select {
 	case <-done:
@@ -129,10 +146,15 @@ func (m *member) kill() error {
 func (m *member) pid() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return 0
-	}
-	return m.cmd.Process.Pid
+	return m.cur
+}
+
+// logSince is the log from offset on, and the offset of its end.
+func (m *member) logSince(off int) (string, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.log.String()
+	return s[min(off, len(s)):], len(s)
 }
 
 func (m *member) logs() string { m.mu.Lock(); defer m.mu.Unlock(); return m.log.String() }

@@ -53,7 +53,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer r.close()
 	r.start = time.Now()
-	faults := Schedule(cfg.Seed, warmUp, cfg.Duration)
+	faults := Schedule(cfg.Seed, warmUp, cfg.Duration, Kinds(cfg.Isolated))
 	reports := r.runFleet(ctx)
 	stopPoll := r.pollAdmin()
 	time.Sleep(warmUp - time.Second)
@@ -135,6 +135,14 @@ func (r *rig) inject(f Fault) error {
 		return r.adminState(f)
 	case ReloadGood, ReloadBad:
 		return r.reload(f)
+	case Upgrade:
+		return r.upgrade(f)
+	case UpgradeBad:
+		return r.upgradeBad(f)
+	case Partition:
+		return r.partition(f)
+	case DiskFull:
+		return r.diskFull(f)
 	}
 	return nil
 }
