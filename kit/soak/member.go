@@ -4,7 +4,9 @@ package soak
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -169,9 +171,11 @@ func (m *member) ready() error {
 	if err != nil {
 		return fmt.Errorf("%s /readyz: %w", m.name, err)
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s /readyz: %s", m.name, resp.Status)
+		var body struct{ Error string }
+		json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body)
+		return fmt.Errorf("%s /readyz: %s: %s", m.name, resp.Status, body.Error)
 	}
 	return nil
 }
