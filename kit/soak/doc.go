@@ -6,7 +6,8 @@
 // throughout and at the end (issue 30).
 //
 // A run starts three members of the built stickylb binary as a cluster
-// (127.0.40.1-3), three simulated CAS hosts (127.0.40.11-13, package sim)
+// (127.0.40.1-3), three simulated CAS hosts (127.0.40.11-13, package sim;
+// the third on dynamic RPC ports where the soak has its own namespaces)
 // and a simulated Unity fleet whose connections go to the members in
 // turn, as a router's ECMP spreads them. Then Schedule's faults hit them:
 // a member killed with SIGKILL and restarted, a member stopped (SIGSTOP)

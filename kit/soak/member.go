@@ -53,6 +53,11 @@ func (r *rig) config(m *member, variant int) string {
 	for i, name := range []string{"epmap", "rpc", "addressbook"} {
 		fmt.Fprintf(&b, "[listener.%s]\nlisten = \"%s:%d\"\npool = \"cas\"\n", name, m.host, r.ports[i])
 	}
+	if r.cfg.Isolated {
+		// Per-port: a member of its own user may not load sk-lookup's
+		// BPF program.
+		fmt.Fprintf(&b, "[listener.dynamic]\nlisten = \"%s:%s\"\nrange_mode = \"per-port\"\npool = \"cas\"\n", m.host, dynamicPorts)
+	}
 	fmt.Fprintf(&b, "[pool.cas]\nconnect_timeout = \"1s\"\n[pool.cas.health]\ninterval = \"%dms\"\ntimeout = \"300ms\"\nrise = 2\nfall = 2\n", 200+50*(variant%2))
 	for i, h := range casHosts {
 		fmt.Fprintf(&b, "[pool.cas.backend.cas%d]\naddress = %q\n", i+1, h)

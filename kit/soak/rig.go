@@ -95,9 +95,12 @@ func startRig(cfg Config) (*rig, error) {
 		r.ports[i] = p
 	}
 	for i, h := range casHosts {
-		r.cas = append(r.cas, &member{name: fmt.Sprintf("cas%d", i+1), host: h, binary: cfg.Binary, exe: cfg.Binary,
-			args: []string{"sim", "cas", "--hosts", h, "--names", fmt.Sprintf("cas%d", i+1), "--epm-port", strconv.Itoa(r.ports[0]),
-				"--rca-port", strconv.Itoa(r.ports[1]), "--ab-port", strconv.Itoa(r.ports[2])}})
+		args := []string{"sim", "cas", "--hosts", h, "--names", fmt.Sprintf("cas%d", i+1), "--epm-port", strconv.Itoa(r.ports[0]),
+			"--rca-port", strconv.Itoa(r.ports[1]), "--ab-port", strconv.Itoa(r.ports[2])}
+		if i == len(casHosts)-1 && cfg.Isolated {
+			args = append(args, "--dynamic-ports", dynamicPorts)
+		}
+		r.cas = append(r.cas, &member{name: fmt.Sprintf("cas%d", i+1), host: h, binary: cfg.Binary, exe: cfg.Binary, args: args})
 	}
 	for i, h := range memberHosts {
 		m, err := r.newMember(i, h)
@@ -142,6 +145,13 @@ func startRig(cfg Config) (*rig, error) {
 	}
 	return r, nil
 }
+
+// dynamicPorts is the range the last CAS takes its RPC ports from in
+// namespaces of the soak's own, as Exchange does without static ports:
+// each start picks two anew, which the endpoint mapper hands out. The
+// namespace's ports are all the soak's, so the range is free; outside
+// it, all three keep static ports.
+const dynamicPorts = "20000-20031"
 
 // newMember makes member i's state folder (in namespaces of the soak's
 // own, a small tmpfs that the full-disk fault fills, owned by the
