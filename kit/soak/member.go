@@ -59,6 +59,11 @@ func (r *rig) config(m *member, variant int) string {
 		fmt.Fprintf(&b, "[listener.dynamic]\nlisten = \"%s:%s\"\nrange_mode = \"per-port\"\npool = \"cas\"\n", m.host, dynamicPorts)
 	}
 	fmt.Fprintf(&b, "[pool.cas]\nconnect_timeout = \"1s\"\n[pool.cas.health]\ninterval = \"%dms\"\ntimeout = \"300ms\"\nrise = 2\nfall = 2\n", 200+50*(variant%2))
+	// A TCP check of the endpoint mapper alone: the default, a connect
+	// to every fixed port the listeners forward to, would find a CAS on
+	// dynamic ports down (and the simulated CAS speaks no DCE/RPC for
+	// production's rpc checks).
+	fmt.Fprintf(&b, "[pool.cas.check.epm]\ntype = \"tcp\"\nport = %d\n", r.ports[0])
 	for i, h := range casHosts {
 		fmt.Fprintf(&b, "[pool.cas.backend.cas%d]\naddress = %q\n", i+1, h)
 	}

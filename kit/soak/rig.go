@@ -139,8 +139,9 @@ func startRig(cfg Config) (*rig, error) {
 	}
 	for _, m := range r.members {
 		if err := waitFor(30*time.Second, m.name+" ready with three members alive", func() bool { return m.ready() == nil && r.alive(m) == 3 }); err != nil {
+			log, _ := m.logSince(0)
 			r.close()
-			return nil, err
+			return nil, fmt.Errorf("%w; ready: %v; its log:\n%s", err, m.ready(), log[max(0, len(log)-3000):])
 		}
 	}
 	return r, nil
