@@ -13,8 +13,13 @@
 // a member killed with SIGKILL and restarted, a member stopped (SIGSTOP)
 // for two seconds under load, a CAS killed and brought back, reloads of
 // good and bad files, drain, maintenance and ready of a CAS set from
-// different members. Check says, for each invariant, whether it held;
-// Timeline and SVG show what happened.
+// different members, a binary upgrade (SIGUSR2) under the fleet and one
+// whose new binary exits at once; and, where the test could make a
+// network and mount namespace of its own (root; Isolate), a member cut
+// from its peers and healed, and a member's state disk (a 2 MiB tmpfs)
+// filled and freed. Check says, for each invariant, whether it held;
+// Timeline and SVG show what happened, and each process's log is kept
+// beside them.
 //
 // The command is the package's test:
 //
