@@ -236,6 +236,11 @@ func (m *Member) Join(ctx context.Context) bool {
 	}
 }
 
+// AssumeSynced marks the first sync over without waiting for one, for a
+// member whose pins are already whole: a process that serves on after a
+// failed hand-over. Join still joins and takes the peers' pins.
+func (m *Member) AssumeSynced() { m.synced.Store(true) }
+
 // Synced says whether the first sync is over (or was given up on).
 func (m *Member) Synced() bool { return m.synced.Load() }
 

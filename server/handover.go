@@ -80,6 +80,11 @@ func (s *Server) Resume(files []*os.File) error {
 	if err := s.startCluster(s.current.Load()); err != nil {
 		return err
 	}
+	// This process served in sync until the hand-over: its rejoin is no
+	// first sync, and /readyz must not take it out of rotation meanwhile.
+	if m := s.cluster.Load(); m != nil {
+		m.AssumeSynced()
+	}
 	go s.joinCluster()
 	return nil
 }

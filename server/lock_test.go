@@ -113,6 +113,26 @@ func TestHandoverWhileClusterBusy(t *testing.T) {
 	lbtest.Eventually(t, 10*time.Second, "member ready after resuming", f.members[0].Ready)
 }
 
+// A member that resumes after a hand-over failed (the new binary exited
+// at once) stays ready: its pins are whole, so its rejoin is no first
+// sync and /readyz must not say "syncing" meanwhile, which would take it
+// out of its router's rotation. Found by the soak (issue 30, seed 4):
+// the resumed member answered 503 until its new cluster member joined.
+func TestResumeAfterFailedHandoverStaysReady(t *testing.T) {
+	f := newFleet(t, 2)
+	lbtest.Eventually(t, 10*time.Second, "both members ready", func() bool { return f.members[0].Ready() && f.members[1].Ready() })
+	files, err := f.members[0].Handover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.members[0].Resume(files); err != nil {
+		t.Fatal(err)
+	}
+	if !f.members[0].Ready() {
+		t.Fatal("not ready at once after resuming: it waits for a first sync it does not need")
+	}
+}
+
 // A member's receive path never waits on its server's lock: with member
 // 0's lock held, as a reload holds it while it binds listeners, a pin and
 // a drain made at member 1 still reach member 0. Both took s.mu before

@@ -107,7 +107,7 @@ func TestBinaryUpgradeKeepsAdminSocket(t *testing.T) {
 		}
 	})
 	newPid := upgradeBinary(t, pidfile, oldPid)
-	lbtest.Eventually(t, 10*time.Second, "the old process gone", func() bool { return exited(oldPid) })
+	lbtest.Eventually(t, 10*time.Second, "the old process gone", func() bool { return lbtest.Exited(oldPid) })
 	close(stop)
 	wg.Wait()
 	if missing.Load() > 0 {

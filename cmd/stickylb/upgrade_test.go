@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,17 +18,6 @@ import (
 
 	"github.com/stickylb/stickylb/kit/lbtest"
 )
-
-// exited says whether process pid has ended (gone, or a zombie its
-// parent has not reaped).
-func exited(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	return len(f) > 0 && f[0] == "Z"
-}
 
 // A binary upgrade under load: SIGUSR2 starts the new process on the
 // same sockets, which restores the pins and operator decisions; 10 open
@@ -117,7 +105,7 @@ func TestBinaryUpgrade(t *testing.T) {
 	}
 	// The open connections moved with the rest: the old process has
 	// nothing to finish.
-	lbtest.Eventually(t, 10*time.Second, "the old process gone, its connections moved", func() bool { return exited(oldPid) })
+	lbtest.Eventually(t, 10*time.Second, "the old process gone, its connections moved", func() bool { return lbtest.Exited(oldPid) })
 	if conns := ctl("connections"); strings.Count(conns, "127.6.4.") < 10 {
 		t.Fatalf("the new process lists fewer than the 10 connections open across the upgrade:\n%s", conns)
 	}
@@ -133,8 +121,7 @@ func pidIn(t *testing.T, pidfile string, not int) int {
 	t.Helper()
 	var pid int
 	lbtest.Eventually(t, 20*time.Second, "a process's pid in "+pidfile, func() bool {
-		b, _ := os.ReadFile(pidfile)
-		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		pid = lbtest.PidIn(pidfile)
 		return pid != 0 && pid != not
 	})
 	return pid
@@ -181,7 +168,7 @@ func TestBinaryUpgradeMovesOpenConnection(t *testing.T) {
 	}
 	defer c.Close()
 	upgradeBinary(t, pidfile, oldPid)
-	lbtest.Eventually(t, 5*time.Second, "the old process gone, with nothing to drain", func() bool { return exited(oldPid) })
+	lbtest.Eventually(t, 5*time.Second, "the old process gone, with nothing to drain", func() bool { return lbtest.Exited(oldPid) })
 	time.Sleep(1500 * time.Millisecond) // past drain_timeout
 	c.Write([]byte("after the upgrade\n"))
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -53,18 +53,27 @@ func SmallDisk(t testing.TB, size int) string {
 // the file's path.
 func Fill(t testing.TB, dir string) string {
 	t.Helper()
+	path, err := FillDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// FillDir is Fill for code without a testing.TB (the soak's faults): it
+// returns what went wrong instead of failing a test.
+func FillDir(dir string) (string, error) {
 	path := filepath.Join(dir, "filler")
 	f, err := os.Create(path)
 	if err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("fill %s: %w", dir, err)
 	}
 	defer f.Close()
 	zeros := make([]byte, 4096)
 	for i := 0; i < 1<<20; i++ {
 		if _, err := f.Write(zeros); err != nil {
-			return path
+			return path, nil
 		}
 	}
-	t.Fatalf("%s did not fill up after 4 GiB", dir)
-	return path
+	return path, fmt.Errorf("fill %s: not full after 4 GiB", dir)
 }

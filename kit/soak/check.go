@@ -47,7 +47,7 @@ type window struct {
 func windows(faults []Fault) []window {
 	var out []window
 	for _, f := range faults {
-		if f.onMember() || f.onCAS() {
+		if f.excuses() {
 			out = append(out, window{f.Kind, f.target(), f.At, f.At + f.For + grace})
 		}
 	}

@@ -4,7 +4,9 @@ package soak
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,15 +25,19 @@ import (
 // do.
 type member struct {
 	name, host string
-	binary     string
-	args       []string // after the binary: run -c FILE, or sim cas ...
-	dir        string   // a member's state: config, pins snapshot and journal
+	binary     string   // the stickylb binary, for ctl
+	exe        string   // what start runs: binary, or a member's own link to it, which an upgrade fault replaces
+	args       []string // after exe: run -c FILE, or sim cas ...
+	dir        string   // a member's state: config, pins snapshot and journal, pid file
 	admin      string   // host:port of a member's admin API
 	cfgPath    string
+	pidfile    string
+	uid        int // a member's own user in namespaces of the soak's own (the partition's rules go by user), else 0: the test's
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
-	done    chan struct{}
+	cur     int           // the serving process: cmd's, or the one that took over from it in an upgrade
+	done    chan struct{} // closed when cmd and every process that took over from it have exited
 	log     strings.Builder
 	starts  int
 	stopped bool // SIGSTOPped now
@@ -47,7 +53,17 @@ func (r *rig) config(m *member, variant int) string {
 	for i, name := range []string{"epmap", "rpc", "addressbook"} {
 		fmt.Fprintf(&b, "[listener.%s]\nlisten = \"%s:%d\"\npool = \"cas\"\n", name, m.host, r.ports[i])
 	}
+	if r.cfg.Isolated {
+		// Per-port: a member of its own user may not load sk-lookup's
+		// BPF program.
+		fmt.Fprintf(&b, "[listener.dynamic]\nlisten = \"%s:%s\"\nrange_mode = \"per-port\"\npool = \"cas\"\n", m.host, dynamicPorts)
+	}
 	fmt.Fprintf(&b, "[pool.cas]\nconnect_timeout = \"1s\"\n[pool.cas.health]\ninterval = \"%dms\"\ntimeout = \"300ms\"\nrise = 2\nfall = 2\n", 200+50*(variant%2))
+	// A TCP check of the endpoint mapper alone: the default, a connect
+	// to every fixed port the listeners forward to, would find a CAS on
+	// dynamic ports down (and the simulated CAS speaks no DCE/RPC for
+	// production's rpc checks).
+	fmt.Fprintf(&b, "[pool.cas.check.epm]\ntype = \"tcp\"\nport = %d\n", r.ports[0])
 	for i, h := range casHosts {
 		fmt.Fprintf(&b, "[pool.cas.backend.cas%d]\naddress = %q\n", i+1, h)
 	}
@@ -64,11 +80,16 @@ func (m *member) writeConfig(text string) error {
 	return nil
 }
 
-// start runs the binary; its log (stderr) is kept.
+// start runs the binary; its log (stderr) is kept. A process that takes
+// over in an upgrade inherits stderr, so the log goes on, and done
+// closes only when the last of them has exited.
 func (m *member) start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cmd := exec.Command(m.binary, m.args...)
+	cmd := exec.Command(m.exe, m.args...)
+	if m.uid != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(m.uid), Gid: uint32(m.uid)}}
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return fmt.Errorf("start %s: %w", m.name, err)
@@ -77,7 +98,7 @@ func (m *member) start() error {
 		return fmt.Errorf("start %s: %w", m.name, err)
 	}
 	done := make(chan struct{})
-	m.cmd, m.done, m.stopped = cmd, done, false
+	m.cmd, m.cur, m.done, m.stopped = cmd, cmd.Process.Pid, done, false
 	m.starts++
 	fmt.Fprintf(&m.log, "--- start %d pid %d\n", m.starts, cmd.Process.Pid)
 	go func() {
@@ -93,30 +114,38 @@ func (m *member) start() error {
 	return nil
 }
 
-// signal sends sig to the running process.
+// signal sends sig to the serving process.
 func (m *member) signal(sig syscall.Signal) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd == nil {
+	if m.cur == 0 {
 		return fmt.Errorf("signal %s: not running", m.name)
 	}
 	m.stopped = sig == syscall.SIGSTOP
-	if err := m.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("signal %v to %s: %w", sig, m.name, err)
+	if err := syscall.Kill(m.cur, sig); err != nil {
+		return fmt.Errorf("signal %v to %s (pid %d): %w", sig, m.name, m.cur, err)
 	}
 	return nil
 }
 
-// kill ends the process with SIGKILL (waking it first if stopped) and
-// waits for it.
+// tookOver records the process that took over in an upgrade.
+func (m *member) tookOver(pid int) {
+	m.mu.Lock()
+	m.cur = pid
+	m.mu.Unlock()
+}
+
+// kill ends the serving process with SIGKILL, and the one it took over
+// from if that still finishes its connections, and waits for them.
 func (m *member) kill() error {
 	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	m.cmd = nil
+	cmd, cur, done := m.cmd, m.cur, m.done
+	m.cmd, m.cur = nil, 0
 	m.mu.Unlock()
 	if cmd == nil {
 		return nil
 	}
+	syscall.Kill(cur, syscall.SIGKILL)
 	cmd.Process.Kill()
 	select {
 	case <-done:
@@ -129,10 +158,15 @@ func (m *member) kill() error {
 func (m *member) pid() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return 0
-	}
-	return m.cmd.Process.Pid
+	return m.cur
+}
+
+// logSince is the log from offset on, and the offset of its end.
+func (m *member) logSince(off int) (string, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.log.String()
+	return s[min(off, len(s)):], len(s)
 }
 
 func (m *member) logs() string { m.mu.Lock(); defer m.mu.Unlock(); return m.log.String() }
@@ -147,9 +181,11 @@ func (m *member) ready() error {
 	if err != nil {
 		return fmt.Errorf("%s /readyz: %w", m.name, err)
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s /readyz: %s", m.name, resp.Status)
+		var body struct{ Error string }
+		json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body)
+		return fmt.Errorf("%s /readyz: %s: %s", m.name, resp.Status, body.Error)
 	}
 	return nil
 }

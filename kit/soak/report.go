@@ -15,8 +15,13 @@ import (
 // verdicts.
 func (r *rig) timeline(res *Result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "stickylb soak, seed %d, %s, %d Unity sessions; replay: go test ./kit/soak -run TestSoak -soak %s -seed %d\n\n",
+	fmt.Fprintf(&b, "stickylb soak, seed %d, %s, %d Unity sessions; replay: go test ./kit/soak -run TestSoak -soak %s -seed %d\n",
 		res.Seed, res.Duration.Round(time.Second), r.cfg.Sessions, r.cfg.Duration, res.Seed)
+	if r.cfg.Isolated {
+		b.WriteString("in namespaces of its own: every fault, partition and full disk included\n\n")
+	} else {
+		fmt.Fprintf(&b, "without partition and full-disk faults: %s\n\n", r.cfg.NotIsolated)
+	}
 	type line struct {
 		at   time.Duration
 		text string
@@ -60,7 +65,8 @@ func (r *rig) svg(res *Result) string {
 	x := func(d time.Duration) float64 { return left + width*d.Seconds()/total }
 	y := func(lane string) float64 { return 20 + laneH*float64(slices.Index(lanes, lane)) }
 	colors := map[Kind]string{MemberKill: "#d62728", MemberStop: "#ff7f0e", CASKill: "#d62728", CASStop: "#ff7f0e",
-		CASMaint: "#9467bd", CASDrain: "#8c564b", ReloadGood: "#2ca02c", ReloadBad: "#bcbd22"}
+		CASMaint: "#9467bd", CASDrain: "#8c564b", ReloadGood: "#2ca02c", ReloadBad: "#bcbd22",
+		Upgrade: "#1f77b4", UpgradeBad: "#17becf", Partition: "#e377c2", DiskFull: "#7f7f7f"}
 	height := 20 + laneH*float64(len(lanes)) + 30 + 16*float64(len(res.Verdicts)+1)
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", left+width+20, height)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -24,8 +25,9 @@ type Result struct {
 	Faults   []Fault
 	Fleet    *sim.Report
 	Verdicts []Verdict
-	Timeline string // the text timeline
-	SVG      string // the picture
+	Timeline string            // the text timeline
+	SVG      string            // the picture
+	Logs     map[string]string // each process's log (stderr) by name, all its starts
 }
 
 // Pass says whether every invariant held.
@@ -53,7 +55,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer r.close()
 	r.start = time.Now()
-	faults := Schedule(cfg.Seed, warmUp, cfg.Duration)
+	faults := Schedule(cfg.Seed, warmUp, cfg.Duration, Kinds(cfg.Isolated))
 	reports := r.runFleet(ctx)
 	stopPoll := r.pollAdmin()
 	time.Sleep(warmUp - time.Second)
@@ -83,6 +85,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Verdicts = r.check(faults, rep, base, end)
 	res.Timeline = r.timeline(res)
 	res.SVG = r.svg(res)
+	res.Logs = map[string]string{}
+	for _, m := range slices.Concat(r.members, r.cas) {
+		res.Logs[m.name], _ = m.logSince(0)
+	}
 	return res, nil
 }
 
@@ -135,6 +141,14 @@ func (r *rig) inject(f Fault) error {
 		return r.adminState(f)
 	case ReloadGood, ReloadBad:
 		return r.reload(f)
+	case Upgrade:
+		return r.upgrade(f)
+	case UpgradeBad:
+		return r.upgradeBad(f)
+	case Partition:
+		return r.partition(f)
+	case DiskFull:
+		return r.diskFull(f)
 	}
 	return nil
 }
@@ -171,16 +185,28 @@ func (r *rig) adminState(f Fault) error {
 	if f.Kind == CASDrain {
 		state = "drain"
 	}
-	if _, err := r.members[f.From].ctl(state, c); err != nil {
+	from := r.answering(f.From)
+	if _, err := from.ctl(state, c); err != nil {
 		return err
 	}
 	time.Sleep(f.For)
-	to := r.members[(f.From+1)%3]
+	to := r.answering((f.From + 1) % 3)
 	if _, err := to.ctl("ready", c); err != nil {
 		return err
 	}
 	r.note(c, "ready (from %s)", to.name)
 	return nil
+}
+
+// answering is member i, or when a fault of its own has it down or
+// stopped, the next that answers: an operator uses a member that does.
+func (r *rig) answering(i int) *member {
+	for k := range len(r.members) {
+		if m := r.members[(i+k)%len(r.members)]; m.ready() == nil {
+			return m
+		}
+	}
+	return r.members[i]
 }
 
 // reload writes a new or a broken config and sends SIGHUP; after a bad
@@ -239,9 +265,13 @@ func (r *rig) pollAdmin() (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-// WriteFiles writes the timeline and the picture into dir.
+// WriteFiles writes the timeline, the picture and the logs into dir.
 func (res *Result) WriteFiles(dir string) error {
-	for name, body := range map[string]string{"timeline.txt": res.Timeline, "timeline.svg": res.SVG} {
+	files := map[string]string{"timeline.txt": res.Timeline, "timeline.svg": res.SVG}
+	for name, log := range res.Logs {
+		files[name+".log"] = log
+	}
+	for name, body := range files {
 		if err := os.WriteFile(dir+"/"+name, []byte(body), 0o644); err != nil {
 			return fmt.Errorf("write soak %s: %w", name, err)
 		}

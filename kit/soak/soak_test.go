@@ -22,12 +22,29 @@ var (
 	soakOut  = flag.String("soak-out", "", "directory for the timeline (text and SVG); default the test's temporary one")
 )
 
-var binary string
+var (
+	binary      string
+	isolated    bool
+	notIsolated string // why not
+)
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	// The soak runs in a network and mount namespace of its own where
+	// it can (root), for the partition and the full disk.
+	code, ran, why := Isolate()
+	if ran {
+		os.Exit(code)
+	}
+	if notIsolated = why; why == "" {
+		isolated, notIsolated = Isolated()
+	}
 	dir, err := os.MkdirTemp("", "stickylb-soak")
 	if err != nil {
+		panic(err)
+	}
+	// Members run as users of their own in the namespaces.
+	if err := os.Chmod(dir, 0o755); err != nil {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "stickylb")
@@ -35,7 +52,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build stickylb: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code = m.Run()
 	os.RemoveAll(dir)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -49,11 +66,12 @@ func TestMain(m *testing.M) {
 // A seed is its schedule: the same seed gives the same faults, so a
 // failure replays, and another seed gives others.
 func TestScheduleReplaysBySeed(t *testing.T) {
-	a, b := Schedule(7, warmUp, 2*time.Minute), Schedule(7, warmUp, 2*time.Minute)
+	ks := Kinds(true)
+	a, b := Schedule(7, warmUp, 2*time.Minute, ks), Schedule(7, warmUp, 2*time.Minute, ks)
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("seed 7 gave two schedules:\n%v\n%v", a, b)
 	}
-	if reflect.DeepEqual(a, Schedule(8, warmUp, 2*time.Minute)) {
+	if reflect.DeepEqual(a, Schedule(8, warmUp, 2*time.Minute, ks)) {
 		t.Fatal("seeds 7 and 8 gave the same schedule")
 	}
 	kinds := map[Kind]bool{}
@@ -65,6 +83,32 @@ func TestScheduleReplaysBySeed(t *testing.T) {
 	}
 	if len(kinds) < 5 {
 		t.Errorf("two minutes of seed 7 has only %d kinds of fault: %v", len(kinds), a)
+	}
+}
+
+// Thirty minutes of a seed draw every kind of fault, and never a drain
+// or maintenance while a member is cut off (it could not learn it).
+func TestScheduleHasEveryFault(t *testing.T) {
+	faults := Schedule(7, warmUp, 30*time.Minute, Kinds(true))
+	seen := map[Kind]int{}
+	var cut []Fault
+	for _, f := range faults {
+		seen[f.Kind]++
+		if f.Kind == Partition {
+			cut = append(cut, f)
+		}
+	}
+	for _, k := range Kinds(true) {
+		if seen[k] == 0 {
+			t.Errorf("no %s in 30 minutes of seed 7: %v", k, seen)
+		}
+	}
+	for _, f := range faults {
+		for _, c := range cut {
+			if (f.Kind == CASMaint || f.Kind == CASDrain) && f.At+f.For >= c.At && f.At <= c.At+c.For {
+				t.Errorf("%v at %v overlaps %v at %v", f, f.At, c, c.At)
+			}
+		}
 	}
 }
 
@@ -82,7 +126,16 @@ func TestSoak(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
 	defer cancel()
-	res, err := Run(ctx, Config{Binary: binary, Dir: t.TempDir(), Duration: d, Seed: seed, Log: t.Logf})
+	if !isolated {
+		t.Logf("the soak runs without the partition and the full disk: %s", notIsolated)
+	}
+	// Not t.TempDir: members of their own users must reach their folders.
+	dir, err := os.MkdirTemp("", "stickylb-soak-state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	res, err := Run(ctx, Config{Binary: binary, Dir: dir, Duration: d, Seed: seed, Log: t.Logf, Isolated: isolated, NotIsolated: notIsolated})
 	if err != nil {
 		t.Fatal(err)
 	}
