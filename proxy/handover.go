@@ -4,7 +4,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/steer"
 )
 
 // Sockets are listening sockets a process took over from the one it
@@ -24,21 +24,48 @@ import (
 type Sockets struct {
 	mu    sync.Mutex
 	files map[string]*os.File // by bound address, such as "127.0.0.1:135"
+	// steering is the sk_lookup link, program and map that steer a range
+	// to the socket of an address (steer.Files), by the same key.
+	steering map[string][]*os.File
 }
 
 // NewSockets wraps files, each a listening TCP socket, by the address
-// each is bound to.
+// each is bound to. The parts of a steering (steer.Kind) follow the
+// socket they steer to.
 func NewSockets(files []*os.File) (*Sockets, error) {
-	s := &Sockets{files: map[string]*os.File{}}
+	s := &Sockets{files: map[string]*os.File{}, steering: map[string][]*os.File{}}
+	last := ""
 	for _, f := range files {
+		if steer.Kind(f) != "" {
+			if last == "" {
+				return nil, fmt.Errorf("inherited %s: it steers to no socket before it", f.Name())
+			}
+			s.steering[last] = append(s.steering[last], f)
+			continue
+		}
 		ln, err := net.FileListener(f)
 		if err != nil {
 			return nil, fmt.Errorf("inherited socket %s: %w", f.Name(), err)
 		}
-		s.files[sameAddr(ln.Addr().String())] = f
+		last = sameAddr(ln.Addr().String())
+		s.files[last] = f
 		ln.Close() // a duplicate: f keeps the socket
 	}
 	return s, nil
+}
+
+// takeSteering returns the steering handed over with the socket of
+// addr, or nil; the files are the caller's then.
+func (s *Sockets) takeSteering(addr string) []*os.File {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	addr = sameAddr(addr)
+	fs := s.steering[addr]
+	delete(s.steering, addr)
+	return fs
 }
 
 // take returns the inherited socket bound to addr as a listener, or nil.
@@ -89,6 +116,16 @@ func (s *Sockets) Close() {
 		f.Close()
 		delete(s.files, a)
 	}
+	for a, fs := range s.steering {
+		closeFiles(fs)
+		delete(s.steering, a)
+	}
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }
 
 // Listen is Listen, taking the inherited socket of each address where
@@ -100,16 +137,10 @@ func (s *Sockets) Listen(ctx context.Context, lc *config.Listener, keepaliveIdle
 	return listen(ctx, lc, keepaliveIdle, log, s, leave)
 }
 
-// ErrSteered says a listener cannot be handed over: its ports are steered
-// to it by an sk_lookup program, which belongs to this process.
-var ErrSteered = errors.New("a listener of a port range taken with sk_lookup cannot be handed to a new process: restart instead")
-
 // Files returns a duplicate of each of the listener's sockets, for a
-// process that takes over from this one.
+// process that takes over from this one; for a range steered by
+// sk_lookup, the socket and the steering's link, program and map.
 func (l *Listener) Files() ([]*os.File, error) {
-	if l.steer != nil {
-		return nil, fmt.Errorf("listener %s: %w", l.Name, ErrSteered)
-	}
 	var out []*os.File
 	for _, ln := range l.lns {
 		f, err := ln.File()
@@ -120,6 +151,14 @@ func (l *Listener) Files() ([]*os.File, error) {
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
 		out = append(out, f)
+	}
+	if l.steer != nil {
+		fs, err := l.steer.Files()
+		if err != nil {
+			closeFiles(out)
+			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+		}
+		out = append(out, fs...)
 	}
 	return out, nil
 }

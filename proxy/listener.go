@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -19,6 +18,7 @@ import (
 	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/localerr"
 	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/steer"
 	"github.com/stickylb/stickylb/throttle"
 )
 
@@ -27,7 +27,7 @@ type Listener struct {
 	Name string
 
 	lns   []*net.TCPListener // one, or one per port (see bind)
-	steer io.Closer          // the sk_lookup program steering ports to lns[0], if any
+	steer *steer.Steer       // the sk_lookup program steering ports to lns[0], if any
 	ports config.Ports
 	leave []uint16 // ports a steered range leaves out: stickylb's own admin and cluster ports
 	mode  string   // how the ports are taken: "socket", "sk-lookup" or "per-port"

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"syscall"
@@ -85,6 +86,9 @@ func (l *Listener) bindSteered(ctx context.Context, host netip.Addr, control fun
 		return fmt.Errorf("listener %s: %w", l.Name, err)
 	}
 	first := netip.AddrPortFrom(host, l.ports[0].First)
+	if ln := l.inherited.take(first.String()); ln != nil {
+		return l.adoptSteered(ln, host, busy, l.inherited.takeSteering(first.String()))
+	}
 	ln, err := steer.Listen(ctx, first, control)
 	if err != nil {
 		return listenError(l.Name, first.String(), err)
@@ -101,6 +105,28 @@ func (l *Listener) bindSteered(ctx context.Context, host netip.Addr, control fun
 			return err // bind says what to do about it
 		}
 		return fmt.Errorf("listener %s: %w", l.Name, err)
+	}
+	l.lns, l.steer, l.mode = []*net.TCPListener{ln}, s, "sk-lookup"
+	return nil
+}
+
+// adoptSteered serves a range on the socket and steering a process
+// handed over, its program swapped for one of this config's ports; a
+// socket that came without its steering gets a program of its own.
+func (l *Listener) adoptSteered(ln *net.TCPListener, host netip.Addr, busy []uint16, steering []*os.File) error {
+	defer closeFiles(steering)
+	first := uint16(ln.Addr().(*net.TCPAddr).Port)
+	left := slices.DeleteFunc(slices.Concat(busy, l.leave), func(p uint16) bool { return p == first })
+	var s *steer.Steer
+	var err error
+	if steering != nil {
+		s, err = steer.Adopt(steering, ln, host, l.ports.Without(left))
+	} else {
+		s, err = steer.Attach(ln, host, l.ports.Without(left))
+	}
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listener %s: the handed-over range: %w", l.Name, err)
 	}
 	l.lns, l.steer, l.mode = []*net.TCPListener{ln}, s, "sk-lookup"
 	return nil
