@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/metrics"
 	"github.com/stickylb/stickylb/proxy"
+	"github.com/stickylb/stickylb/steer"
 )
 
 // envChild makes the test binary a daemon of its own, the binary an
@@ -88,15 +90,32 @@ type rig struct {
 // newRig starts a daemon whose upgrades start this test binary, as
 // child (exit or the config); with a cluster of one member if cluster.
 func newRig(t *testing.T, cluster bool, childMode string) *rig {
+	return startRig(t, rigSpec{cluster: cluster, child: childMode})
+}
+
+// rigSpec is a rig's shape: a cluster of one member, a listener of two
+// ports steered by sk_lookup (at the backends' own ports, 127.0.0.1:P,Q),
+// and what the upgrade's new process does (see child).
+type rigSpec struct {
+	cluster, steered bool
+	child            string
+}
+
+func startRig(t *testing.T, spec rigSpec) *rig {
 	t.Helper()
-	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 1)
+	cluster, childMode := spec.cluster, spec.child
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 2)
 	dir := t.TempDir()
 	r := &rig{t: t, path: filepath.Join(dir, "lb.toml"), log: &lbtest.Buffer{}, sigs: make(chan os.Signal, 4), followed: make(chan struct{})}
 	r.listen = netip.MustParseAddrPort(lbtest.FreeAddr(t, "127.0.0.1"))
+	listener := fmt.Sprintf("[listener.cas]\nlisten = %q\npool = \"cas\"\nbackend_port = %d\n", r.listen, ports[0])
+	if spec.steered {
+		r.listen = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(ports[0]))
+		listener = fmt.Sprintf("[listener.cas]\nlisten = \"127.0.0.1:%d,%d\"\nrange_mode = \"sk-lookup\"\npool = \"cas\"\n", ports[0], ports[1])
+	}
 	r.admin = lbtest.FreeAddr(t, "127.0.0.1")
-	src := fmt.Sprintf("[global]\nsnapshot_file = %q\ndrain_timeout = \"10s\"\n[admin]\nlisten = %q\nsocket = %q\n"+
-		"[listener.cas]\nlisten = %q\npool = \"cas\"\nbackend_port = %d\n",
-		filepath.Join(dir, "pins.json"), r.admin, filepath.Join(dir, "admin.sock"), r.listen, ports[0])
+	src := fmt.Sprintf("[global]\nsnapshot_file = %q\ndrain_timeout = \"10s\"\n[admin]\nlisten = %q\nsocket = %q\n",
+		filepath.Join(dir, "pins.json"), r.admin, filepath.Join(dir, "admin.sock")) + listener
 	for _, b := range bs {
 		src += fmt.Sprintf("[pool.cas.backend.%s]\naddress = %q\n", b.Name, b.Host)
 	}
@@ -121,6 +140,9 @@ func newRig(t *testing.T, cluster bool, childMode string) *rig {
 	log := slog.New(slog.NewTextHandler(r.log, nil))
 	r.d, err = Start(Options{ConfigPath: r.path, Config: cfg, Log: log, Build: metrics.Build{Version: "test"},
 		Executable: os.Args[0], Args: []string{"-test.run=^$"}}, Takeover{})
+	if err != nil && spec.steered && errors.Is(err, steer.ErrNotAllowed) {
+		t.Skipf("sk_lookup is not allowed here (run as root): %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,6 +225,16 @@ func TestUpgradeHandsOver(t *testing.T) {
 
 func testUpgradeHandsOver(t *testing.T, cluster bool) {
 	r := newRig(t, cluster, "config")
+	upgradeHandsOver(t, r)
+}
+
+// A range steered by sk_lookup is handed over too, program and all: it
+// was restarted before (issue 34), cutting every connection.
+func TestUpgradeHandsOverSteeredRange(t *testing.T) {
+	upgradeHandsOver(t, startRig(t, rigSpec{steered: true, child: "config"}))
+}
+
+func upgradeHandsOver(t *testing.T, r *rig) {
 	src := lbtest.ClientIP(1)
 	was := mustWho(t, src, r.listen)
 	held, err := lbtest.Connect(lbtest.ClientIP(2), r.listen)

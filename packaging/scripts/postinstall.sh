@@ -5,11 +5,12 @@
 # with `stickylb check`, then `systemctl enable --now stickylb`. An
 # upgrade hands a running service over to the new binary (SIGUSR2 to the
 # main process: it takes the listening sockets, pins and operator
-# decisions, and the admin port and socket, and the old process finishes
-# its open connections), so no connection is cut and no client moves; a
-# listener of a port range taken with sk_lookup cannot be handed over,
-# and then the service restarts. Without systemd the process its pid file
-# names is handed over alike, or a message says what still runs.
+# decisions, the admin port and socket, the port ranges' sk_lookup
+# steering and the open connections), so no connection is cut and no
+# client moves. A hand-over that fails leaves the old process serving,
+# and a message says so; nothing restarts, as a restart would cut every
+# session. Without systemd the process its pid file names is handed over
+# alike, or a message says what still runs.
 set -e
 if ! getent passwd stickylb >/dev/null; then
   useradd --system --user-group --no-create-home --home-dir /var/lib/stickylb \
@@ -62,7 +63,7 @@ if [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null || true
   if systemctl is-active --quiet stickylb; then
     # The new process says MAINPID= once it serves; if that does not
-    # happen within 20 s (the hand-over was refused), restart instead.
+    # happen within 20 s the old one still serves: say so, do not restart.
     pid=$(systemctl show -p MainPID --value stickylb)
     kill -USR2 "$pid" 2>/dev/null || true
     i=0
@@ -71,7 +72,7 @@ if [ -d /run/systemd/system ]; then
       i=$((i + 1))
     done
     if [ "$(systemctl show -p MainPID --value stickylb)" = "$pid" ]; then
-      systemctl restart stickylb || true
+      echo "stickylb: the running service (pid $pid) did not hand over to the new binary within 20 s and still serves on the old one; see journalctl -u stickylb for why, then send it SIGUSR2 again (systemctl kill -s USR2 --kill-whom=main stickylb) or restart it when a restart's cut is acceptable" >&2
     fi
   fi
 fi
