@@ -22,6 +22,8 @@ import (
 // connections from 200 client addresses each carrying a checked stream
 // both ways (some in bulk through splice, some chatty, some nearly
 // idle): no connection cut, no byte wrong, no client moved (issue 34).
+// The same, shorter, with a range steered by sk_lookup and in a cluster
+// member.
 func TestUpgradesMoveEveryConnection(t *testing.T) {
 	if testing.Short() {
 		t.Skip("ten upgrades: not in -short")
@@ -31,15 +33,28 @@ func TestUpgradesMoveEveryConnection(t *testing.T) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
 	}
-	r := newRig(t, false, "config")
-	streams, owners := startStreams(t, r.listen, 200)
+	for _, c := range []struct {
+		name             string
+		spec             rigSpec
+		streams, upgrade int
+	}{
+		{"plain", rigSpec{child: "config"}, 200, 10},
+		{"steered", rigSpec{steered: true, child: "config"}, 50, 3},
+		{"cluster", rigSpec{cluster: true, child: "config"}, 50, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) { upgradesUnderLoad(t, startRig(t, c.spec), c.streams, c.upgrade) })
+	}
+}
+
+func upgradesUnderLoad(t *testing.T, r *rig, nstreams, upgrades int) {
+	streams, owners := startStreams(t, r.listen, nstreams)
 	load := startLoad(r.listen, 300)
 	time.Sleep(time.Second) // every stream going before the waits count
 	for _, s := range streams {
 		s.ResetWait()
 	}
 	pid := os.Getpid()
-	for i := range 10 {
+	for i := range upgrades {
 		next := upgradeOnce(t, r, pid, i == 0)
 		lbtest.Eventually(t, 30*time.Second, fmt.Sprintf("upgrade %d: the old process %d gone", i+1, pid), func() bool {
 			return i == 0 && closed(r.followed) || i > 0 && reaped(pid)
@@ -68,7 +83,8 @@ func TestUpgradesMoveEveryConnection(t *testing.T) {
 			t.Errorf("client %s moved from %s to %s", src, was, now)
 		}
 	}
-	t.Logf("200 streams across 10 upgrades, %d new connections beside; the longest any stream waited: %v, until %s", total, worst, worstAt.Format("15:04:05.000"))
+	t.Logf("%d streams across %d upgrades, %d new connections beside; the longest any stream waited: %v, until %s",
+		nstreams, upgrades, total, worst, worstAt.Format("15:04:05.000"))
 }
 
 // upgradeOnce upgrades the process pid (this one, through the rig's
