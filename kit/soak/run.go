@@ -186,7 +186,12 @@ func (r *rig) adminState(f Fault) error {
 		state = "drain"
 	}
 	from := r.answering(f.From)
+	asked := time.Now()
 	if _, err := from.ctl(state, c); err != nil {
+		return err
+	}
+	// The operator's decision shows in the member's list of changes.
+	if err := waitFor(5*time.Second, from.name+"'s event for "+state+" "+c, func() bool { return r.hasEvent(from, c, asked) }); err != nil {
 		return err
 	}
 	time.Sleep(f.For)
