@@ -117,14 +117,14 @@ for f in /usr/share/man/man8/stickylb.8.gz /usr/share/man/man8/stickylb-ctl-drai
   /usr/share/zsh/vendor-completions/_stickylb /usr/share/fish/vendor_completions.d/stickylb.fish; do
   [[ -s $root$f ]] || { echo "the package lacks $f" >&2; exit 1; }
 done
-zcat "$root"/usr/share/man/man8/stickylb-run.8.gz | grep -q "config file" || { echo "stickylb-run(8) does not document -c" >&2; exit 1; }
-zcat "$root"/usr/share/man/man8/stickylb.8.gz | grep -q "^.SH EXIT STATUS" || { echo "stickylb(8) has no EXIT STATUS" >&2; exit 1; }
-zcat "$root"/usr/share/man/man5/lb.toml.5.gz | grep -q "snapshot_file" || { echo "lb.toml(5) is missing or does not document the keys" >&2; exit 1; }
+zcat "$root"/usr/share/man/man8/stickylb-run.8.gz | grep "config file" >/dev/null || { echo "stickylb-run(8) does not document -c" >&2; exit 1; }
+zcat "$root"/usr/share/man/man8/stickylb.8.gz | grep "^.SH EXIT STATUS" >/dev/null || { echo "stickylb(8) has no EXIT STATUS" >&2; exit 1; }
+zcat "$root"/usr/share/man/man5/lb.toml.5.gz | grep "snapshot_file" >/dev/null || { echo "lb.toml(5) is missing or does not document the keys" >&2; exit 1; }
 [[ ! -e $root/usr/share/man/man8/stickylb-completion-powershell.8.gz ]] || { echo "a PowerShell completion page on Linux" >&2; exit 1; }
 inroot id stickylb
 [[ $(inroot stat -c %U /var/lib/stickylb) == stickylb ]] || { echo "/var/lib/stickylb is not owned by stickylb" >&2; exit 1; }
 inroot grep -q "^snapshot_file = \"/var/lib/stickylb/pins.json\"" /etc/stickylb/lb.toml || { echo "the packaged lb.toml does not keep pins in /var/lib/stickylb" >&2; exit 1; }
-inroot dpkg-query -W -f="\${Conffiles}\n" stickylb | grep -q /etc/stickylb/lb.toml || { echo "lb.toml is not a conffile" >&2; exit 1; }
+inroot dpkg-query -W -f="\${Conffiles}\n" stickylb | grep /etc/stickylb/lb.toml >/dev/null || { echo "lb.toml is not a conffile" >&2; exit 1; }
 if inroot sh -c "command -v systemd-analyze" >/dev/null; then
   inroot systemd-analyze verify /usr/lib/systemd/system/stickylb.service
 fi
