@@ -73,7 +73,6 @@ type conn struct {
 	parkedDirs int
 	parks      chan struct{}
 	verdict    chan bool
-	movedOut   bool // handed to a new process: this one lets go without an end
 }
 
 // abort closes the connection for the reason given: the set-up or the

@@ -227,11 +227,12 @@ func closeWrite(c net.Conn) error {
 // passed on to the other side, so the order in which the two directions
 // report is the order in which their peers acted.
 //
-// paused, if not nil, tells a pause's deadline (move.go) from an error:
-// halfCopy then returns errPaused and touches neither socket.
-func halfCopy(cp copier, dst, src net.Conn, halfClose time.Duration, open *atomic.Int32, count func(int64), paused func(error) bool, ended func(error)) (int64, error) {
+// p, if not nil, tells a pause's deadline (move.go) from an error:
+// halfCopy then returns errPaused and touches neither socket. It is an
+// interface rather than a method value, which would allocate per call.
+func halfCopy(cp copier, dst, src net.Conn, halfClose time.Duration, open *atomic.Int32, count func(int64), p pauser, ended func(error)) (int64, error) {
 	n, err := cp(dst, src, count)
-	if paused != nil && paused(err) {
+	if p != nil && p.isPause(err) {
 		return n, errPaused
 	}
 	if ended != nil {

@@ -116,6 +116,9 @@ func (c *conn) resume() {
 	}
 }
 
+// pauser tells a pause's deadline from a connection's own (halfCopy).
+type pauser interface{ isPause(error) bool }
+
 // isPause says whether err is a pause's deadline rather than the
 // connection's own.
 func (c *conn) isPause(err error) bool {
@@ -127,17 +130,16 @@ func (c *conn) isPause(err error) bool {
 	return c.pausing
 }
 
-// Pause stops the listener's open connections at their safe points, at
-// most wait for each, and returns those that stopped, for a new process.
-// The rest go on here.
-func (l *Listener) Pause(wait time.Duration) []*Parcel {
+// Pause stops the listener's open connections at their safe points,
+// waiting until deadline at most, and returns those that stopped, for a
+// new process. The rest go on here.
+func (l *Listener) Pause(deadline time.Time) []*Parcel {
 	l.mu.Lock()
 	conns := make([]*conn, 0, len(l.conns))
 	for c := range l.conns {
 		conns = append(conns, c)
 	}
 	l.mu.Unlock()
-	deadline := time.Now().Add(wait)
 	var mu sync.Mutex
 	var out []*Parcel
 	var wg sync.WaitGroup
@@ -187,7 +189,7 @@ func (c *conn) parcel(deadline time.Time) (*Parcel, error) {
 func (p *Parcel) Gone() {
 	c := p.c
 	c.mu.Lock()
-	c.told, c.movedOut = true, true
+	c.told = true // too late to cut: it is the new process's
 	c.mu.Unlock()
 	c.verdict <- true
 	c.verdict <- true

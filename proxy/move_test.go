@@ -48,7 +48,7 @@ func TestMoveConnections(t *testing.T) {
 	for _, c := range old.Conns() {
 		starts[c.ID] = c.Since
 	}
-	parcels := old.Pause(2 * time.Second)
+	parcels := old.Pause(time.Now().Add(2 * time.Second))
 	mine, theirs, err := MoveSockets()
 	if err != nil {
 		t.Fatal(err)

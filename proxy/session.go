@@ -44,7 +44,7 @@ func (c *conn) prologue(o Origin) error {
 // when the connection moved, else copies on.
 func (c *conn) clientToBackend(cp copier) {
 	for {
-		n, err := halfCopy(cp, c.backend, c.client, c.r.HalfCloseTimeout, &c.open, c.b.AddToBackend, c.isPause,
+		n, err := halfCopy(cp, c.backend, c.client, c.r.HalfCloseTimeout, &c.open, c.b.AddToBackend, c,
 			func(err error) { c.noteEnd(true, err) })
 		c.toBackend += n
 		if err != errPaused {
@@ -60,7 +60,7 @@ func (c *conn) clientToBackend(cp copier) {
 
 func (c *conn) backendToClient(cp copier) {
 	for {
-		n, err := halfCopy(cp, c.client, c.backend, c.r.HalfCloseTimeout, &c.open, c.b.AddToClient, c.isPause,
+		n, err := halfCopy(cp, c.client, c.backend, c.r.HalfCloseTimeout, &c.open, c.b.AddToClient, c,
 			func(err error) { c.noteEnd(false, err) })
 		c.toClient += n
 		if err != errPaused {

@@ -105,9 +105,10 @@ func (s *Server) PauseConns(wait time.Duration) []*proxy.Parcel {
 		ls = append(ls, lr.l)
 	}
 	s.mu.Unlock()
+	deadline := time.Now().Add(wait) // one wait for all, not one per listener
 	var out []*proxy.Parcel
 	for _, l := range ls {
-		out = append(out, l.Pause(wait)...)
+		out = append(out, l.Pause(deadline)...)
 	}
 	return out
 }

@@ -24,32 +24,16 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "stickylb-e2e")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "stickylb")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build stickylb: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
+	bin, remove := lbtest.BuildBinary(".")
+	binary = bin
+	code := lbtest.LeakCheck(m.Run())
+	remove()
 	os.Exit(code)
 }
 

@@ -16,7 +16,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -221,3 +223,38 @@ func (l *Buffer) Write(p []byte) (int, error) {
 
 // String is what was written so far.
 func (l *Buffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// BuildBinary builds the command in pkg (a path as go build takes it)
+// into a folder of its own, readable by every user (some tests run the
+// binary as users of their own), and returns it and what removes it. A
+// failed build ends the test binary: no test can run without it.
+func BuildBinary(pkg string) (string, func()) {
+	dir, err := os.MkdirTemp("", "stickylb-bin")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "a folder for the stickylb binary:", err)
+		os.Exit(1)
+	}
+	bin := filepath.Join(dir, "stickylb")
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build stickylb: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	return bin, func() { os.RemoveAll(dir) }
+}
+
+// LeakCheck is a TestMain's exit code with goleak's verdict: code, or 1
+// when the tests passed but left goroutines behind.
+func LeakCheck(code int) int {
+	if code != 0 {
+		return code
+	}
+	if err := goleak.Find(); err != nil {
+		fmt.Fprintln(os.Stderr, "goleak:", err)
+		return 1
+	}
+	return 0
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"time"
 )
@@ -160,5 +159,3 @@ func (s *Stream) Stop() (sent int64, pause time.Duration, err error) {
 	}
 	return s.sent, s.maxPause, s.err
 }
-
-var _ net.Conn = (*Client)(nil)

@@ -5,15 +5,12 @@ package soak
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
 var (
@@ -39,27 +36,12 @@ func TestMain(m *testing.M) {
 	if notIsolated = why; why == "" {
 		isolated, notIsolated = Isolated()
 	}
-	dir, err := os.MkdirTemp("", "stickylb-soak")
-	if err != nil {
-		panic(err)
-	}
-	// Members run as users of their own in the namespaces.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "stickylb")
-	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/stickylb").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build stickylb: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code = m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
+	// Members run as users of their own in the namespaces: BuildBinary's
+	// folder is readable by all.
+	var remove func()
+	binary, remove = lbtest.BuildBinary("../../cmd/stickylb")
+	code = lbtest.LeakCheck(m.Run())
+	remove()
 	os.Exit(code)
 }
 
