@@ -403,6 +403,10 @@ func readRecord(r *reader, now int64, name func() string) entry {
 	if flags&flagHome != 0 {
 		e.rec.Home = name()
 	}
+	if flags&flagUnpin == 0 && e.rec.Backend == "" || flags&flagHome != 0 && e.rec.Home == "" {
+		r.fail() // a pin names its backend, and a home is a name: "" would read back as an unpin
+		return e
+	}
 	e.rec.Version = r.uvarint()
 	e.rec.Created = now - r.varint()
 	if flags&flagLast != 0 {

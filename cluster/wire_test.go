@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"compress/flate"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -153,4 +154,26 @@ func FuzzReceive(f *testing.F) {
 			return true
 		})
 	})
+}
+
+// A pin whose backend name is empty is refused: it would read back as
+// an unpin, and re-encoded it would lose its home (FuzzDecode found
+// that message).
+func TestWireRefusesPinWithoutBackend(t *testing.T) {
+	for _, names := range [][2]uint64{{0, 1}, {1, 0}} { // backend "", home "h"; backend "h", home ""
+		k, _ := affinity.ParseKey("10.1.2.3")
+		body := binary.AppendVarint(nil, 1_700_000_500)
+		body = binary.AppendUvarint(body, 2) // the string table: "", "h"
+		body = append(body, 0, 1, 'h')
+		body = binary.AppendUvarint(body, 1) // one record
+		body = append(body, 1, flagHome)     // pool "h"
+		body, _ = k.AppendBinary(body)
+		body = binary.AppendUvarint(body, names[0])
+		body = binary.AppendUvarint(body, names[1])
+		body = append(body, 7, 0) // version, created
+		msg := append([]byte{wireVersion, kindChanges}, body...)
+		if _, _, es, err := decode(msg, maxTable(1000)); err == nil {
+			t.Fatalf("backend index %d, home index %d: decoded %+v; want it refused", names[0], names[1], es)
+		}
+	}
 }
