@@ -105,13 +105,26 @@ const overWeight = 1 << 32
 
 // heavyVictim takes from s.heavy the oldest idle pin still over its
 // share (and, when own >= 0, of the level-own prefix of hash mine),
-// dropping on the way the entries of pins gone or back within it.
+// dropping on the way the entries of pins gone or back within it. When
+// the ring has none for a client within its share, it is filled once
+// from the whole shard (refill) and looked at again. A client over its
+// share does not refill: it is refused when the ring and the sample hold
+// none of its own (EventPrefixFull), and letting it walk the shard at
+// each refusal would make a flood's every connection cost the shard.
 func (t *Table) heavyVictim(c *prefixes, s *shard, own int, mine uint64, now int64) victim {
 	if s.heavy == nil {
 		return victim{}
 	}
-	for i := range s.heavy.keys {
-		e := &s.heavy.keys[(s.heavy.next+i)%heavyKeep]
+	v := s.heavy.take(c, s, own, mine, now)
+	if v.ok || own >= 0 || !s.heavy.refill(c, s, now) {
+		return v
+	}
+	return s.heavy.take(c, s, own, mine, now)
+}
+
+func (h *heavy) take(c *prefixes, s *shard, own int, mine uint64, now int64) victim {
+	for i := range h.keys {
+		e := &h.keys[(h.next+i)%heavyKeep]
 		if *e == (Key{}) || own >= 0 && c.hash(*e, own) != mine {
 			continue
 		}
@@ -127,6 +140,34 @@ func (t *Table) heavyVictim(c *prefixes, s *shard, own int, mine uint64, now int
 		}
 	}
 	return victim{}
+}
+
+// refill puts in the ring the oldest idle pins of s over their share, up
+// to its size, and says whether it found any. The ring only hears of pins
+// made while over, a heavyKeep of them: more new clients than that in
+// one shard after a flood took them all, then took the older clients'
+// pins from the front of the LRU (6 of 2,000 in
+// TestNewClientsAfterAnAllocationFlood). A look that finds none marks
+// the ring dry until the next pin made over its share, so a shard with
+// no such pins is not walked at each eviction; a full walk costs the
+// shard's pins once per heavyKeep evictions at most.
+func (h *heavy) refill(c *prefixes, s *shard, now int64) bool {
+	if h.dry {
+		return false
+	}
+	n := 0
+	for _, k := range s.keys() {
+		if n == heavyKeep {
+			break
+		}
+		if p, _ := s.peek(k); !p.busy(now) && c.narrowestOver(k) >= 0 {
+			h.keys[n] = k
+			n++
+		}
+	}
+	clear(h.keys[n:])
+	h.next, h.dry = 0, n == 0
+	return n > 0
 }
 
 // evict removes v's pin, if it names one; the shard's lock is held.
@@ -145,7 +186,8 @@ func (t *Table) evict(s *shard, v victim, evs *events) {
 // zero key is an empty place.
 type heavy struct {
 	keys [heavyKeep]Key
-	next int // the place of the next push, and of the oldest entry
+	next int  // the place of the next push, and of the oldest entry
+	dry  bool // the last refill found no pin over its share
 }
 
 const heavyKeep = 128 // 2.5 KiB a shard that has had such a pin
@@ -153,4 +195,5 @@ const heavyKeep = 128 // 2.5 KiB a shard that has had such a pin
 func (h *heavy) push(k Key) {
 	h.keys[h.next] = k
 	h.next = (h.next + 1) % heavyKeep
+	h.dry = false
 }
