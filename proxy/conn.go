@@ -73,6 +73,11 @@ type conn struct {
 	parkedDirs int
 	parks      chan struct{}
 	verdict    chan bool
+	// A half-close (copy.go): which side sent its FIN first, and until
+	// when the other direction may run; kept so that a pause restores
+	// the deadline and a hand-over carries it.
+	half      HalfClosed
+	halfUntil time.Time
 }
 
 // abort closes the connection for the reason given: the set-up or the

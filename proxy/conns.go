@@ -18,6 +18,9 @@ type ConnInfo struct {
 	Client  netip.AddrPort
 	Backend *pool.Backend
 	Since   time.Time // accepted
+	// HalfClosed names the side that has sent its FIN, while the other
+	// direction goes on; empty while both do.
+	HalfClosed HalfClosed
 }
 
 // Conns returns the listener's connections that reached a backend.
@@ -49,11 +52,12 @@ func (l *Listener) CloseConns(match func(ConnInfo) bool) int {
 }
 
 func (c *conn) info() (ConnInfo, bool) {
-	b := c.openOn()
-	if b == nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.opened || c.cut != "" {
 		return ConnInfo{}, false
 	}
-	return ConnInfo{ID: c.id, Client: c.from, Backend: b, Since: c.start}, true
+	return ConnInfo{ID: c.id, Client: c.from, Backend: c.b, Since: c.start, HalfClosed: c.half}, true
 }
 
 // openOn is the connection's backend while it is open and not cut, else

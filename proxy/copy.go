@@ -228,7 +228,8 @@ func closeWrite(c net.Conn) error {
 // report is the order in which their peers acted.
 //
 // p, if not nil, tells a pause's deadline (move.go) from an error:
-// halfCopy then returns errPaused and touches neither socket. It is an
+// halfCopy then returns errPaused and touches neither socket. It also
+// sets the half-close deadline, so that a pause knows it and keeps it. It is an
 // interface rather than a method value, which would allocate per call.
 func halfCopy(cp copier, dst, src net.Conn, halfClose time.Duration, open *atomic.Int32, count func(int64), p pauser, ended func(error)) (int64, error) {
 	n, err := cp(dst, src, count)
@@ -261,7 +262,9 @@ func halfCopy(cp copier, dst, src net.Conn, halfClose time.Duration, open *atomi
 		src.Close()
 		return n, err
 	}
-	if halfClose > 0 {
+	if p != nil {
+		p.halfClosed(dst, halfClose)
+	} else if halfClose > 0 {
 		_ = dst.SetReadDeadline(time.Now().Add(halfClose))
 	}
 	return n, nil

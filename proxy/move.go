@@ -24,11 +24,14 @@ import (
 // reads again). A direction that is writing to a peer that does not read
 // keeps the connection here, once the pause's wait is over.
 //
-// Only connections with both directions open move: a half-closed one
-// (one side has sent its FIN) ends soon by itself and drains here, as
-// do connections still setting up, connections to a followed endpoint
-// mapper and those on the ports it handed out (pinhole.go: the learned
-// ports are not handed over).
+// A half-closed connection (one side has sent its FIN, and the stream
+// the other way goes on) moves too: its one open direction pauses, and
+// the new process copies that direction on, with the half-close's
+// deadline it was given here. The FIN already sent is the socket's
+// state, which the descriptors carry. Connections still setting up stay
+// here and drain, as do connections to a followed endpoint mapper and
+// those on the ports it handed out (pinhole.go: the learned ports are
+// not handed over).
 
 // Moved is what a connection is, as one process tells the next.
 type Moved struct {
@@ -40,7 +43,20 @@ type Moved struct {
 	Start     time.Time      `json:"start"`
 	ToBackend int64          `json:"to_backend"`
 	ToClient  int64          `json:"to_client"`
+	// HalfClosed names the side that sent its FIN, for a half-closed
+	// connection, and HalfCloseUntil the end of the other direction's
+	// half_close_timeout (zero for none).
+	HalfClosed     HalfClosed `json:"half_closed,omitempty"`
+	HalfCloseUntil time.Time  `json:"half_close_until,omitzero"`
 }
+
+// HalfClosed is the side of a connection that has sent its FIN first.
+type HalfClosed string
+
+const (
+	ClientSentFIN  HalfClosed = "client"
+	BackendSentFIN HalfClosed = "backend"
+)
 
 // errPaused ends a direction's copy at a pause.
 var errPaused = errors.New("paused for a hand-over")
@@ -59,22 +75,31 @@ type Parcel struct {
 // c goes on copying here.
 func (c *conn) pause(deadline time.Time) bool {
 	c.mu.Lock()
-	// A connection to the endpoint mapper that is followed stays: what
-	// its watch has read cannot move, and such a connection is short.
-	ok := c.opened && c.cut == "" && !c.told && c.open.Load() == 2 && !c.r.InspectDCERPC
+	// Both directions copying, or one after a clean half-close: a
+	// direction that ended in an error closed both sockets. A
+	// connection to the endpoint mapper that is followed stays: what its
+	// watch has read cannot move, and such a connection is short.
+	// A direction that has just half-closed may not have counted its
+	// end yet (open is still 2): such a connection stays, as the new
+	// process would read its counts while that direction writes them.
+	want := int32(2)
+	if c.half != "" {
+		want = 1
+	}
+	ok := c.opened && c.cut == "" && !c.told && c.open.Load() == want && !c.r.InspectDCERPC
 	if ok {
 		c.pausing, c.parks, c.verdict = true, make(chan struct{}, 2), make(chan bool, 2)
+		now := time.Now()
+		c.client.SetReadDeadline(now)
+		c.backend.SetReadDeadline(now)
 	}
 	c.mu.Unlock()
 	if !ok {
 		return false
 	}
-	now := time.Now()
-	c.client.SetReadDeadline(now)
-	c.backend.SetReadDeadline(now)
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	for parked := 0; parked < 2; parked++ {
+	for parked := int32(0); parked < want; parked++ {
 		select {
 		case <-c.parks:
 		case <-t.C:
@@ -101,12 +126,12 @@ func (c *conn) parked() bool {
 	return <-v
 }
 
-// resume ends a pause that does not move c. The deadlines go first, so a
-// direction that reads again after pausing is cleared sees none.
+// resume ends a pause that does not move c: the deadlines are what they
+// were before it (a half-close's, or none).
 func (c *conn) resume() {
-	c.client.SetReadDeadline(time.Time{})
-	c.backend.SetReadDeadline(time.Time{})
 	c.mu.Lock()
+	c.client.SetReadDeadline(c.halfDeadline(BackendSentFIN))
+	c.backend.SetReadDeadline(c.halfDeadline(ClientSentFIN))
 	c.pausing = false
 	n := c.parkedDirs
 	c.parkedDirs = 0
@@ -116,18 +141,54 @@ func (c *conn) resume() {
 	}
 }
 
-// pauser tells a pause's deadline from a connection's own (halfCopy).
-type pauser interface{ isPause(error) bool }
+// pauser tells a pause's deadline from a connection's own, and keeps
+// the latter (halfCopy).
+type pauser interface {
+	isPause(error) bool
+	halfClosed(dst net.Conn, timeout time.Duration)
+}
 
 // isPause says whether err is a pause's deadline rather than the
-// connection's own.
+// connection's own: during a pause, or after one that ended between the
+// read's deadline and this look, which a half-close's deadline that has
+// not passed tells (a connection has no other read deadline). The
+// direction then asks parked, which says to copy on if the pause is
+// over.
 func (c *conn) isPause(err error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pausing
+	return c.pausing || c.halfUntil.IsZero() || time.Now().Before(c.halfUntil)
+}
+
+// halfClosed notes that the side dst leads to was sent a FIN, and gives
+// the direction reading dst its half_close_timeout; a pause under way
+// keeps its own deadline and restores this one if it does not move c.
+func (c *conn) halfClosed(dst net.Conn, timeout time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.half = BackendSentFIN
+	if dst == c.backend {
+		c.half = ClientSentFIN
+	}
+	if timeout > 0 {
+		c.halfUntil = time.Now().Add(timeout)
+	}
+	if !c.pausing {
+		dst.SetReadDeadline(c.halfUntil)
+	}
+}
+
+// halfDeadline is the read deadline of the socket the side that did not
+// send its FIN reads from (the other's is none): the half-close's, once
+// side has sent its FIN. c.mu is held.
+func (c *conn) halfDeadline(side HalfClosed) time.Time {
+	if c.half == side {
+		return c.halfUntil
+	}
+	return time.Time{}
 }
 
 // Pause stops the listener's open connections at their safe points,
@@ -178,8 +239,10 @@ func (c *conn) parcel(deadline time.Time) (*Parcel, error) {
 		c.resume()
 		return nil, fmt.Errorf("backend socket: %w", err)
 	}
+	c.mu.Lock()
 	m := Moved{ID: c.id, Listener: c.l.Name, Client: c.from, Backend: c.b.Name, Addr: c.addr, Start: c.start,
-		ToBackend: c.toBackend, ToClient: c.toClient}
+		ToBackend: c.toBackend, ToClient: c.toClient, HalfClosed: c.half, HalfCloseUntil: c.halfUntil}
+	c.mu.Unlock()
 	return &Parcel{Moved: m, ClientFile: cf, BackendFile: bf, c: c}, nil
 }
 
@@ -231,7 +294,8 @@ func (l *Listener) adopt(m Moved, client, backend *os.File) (*conn, error) {
 		return nil, fmt.Errorf("connection %s/%d: backend socket: %w", m.Listener, m.ID, err)
 	}
 	c := &conn{l: l, r: r, client: cc.(*net.TCPConn), id: m.ID, start: m.Start, from: m.Client, backend: bc, b: b,
-		addr: m.Addr, attempts: 1, toBackend: m.ToBackend, toClient: m.ToClient, opened: true}
+		addr: m.Addr, attempts: 1, toBackend: m.ToBackend, toClient: m.ToClient, opened: true,
+		half: m.HalfClosed, halfUntil: m.HalfCloseUntil}
 	if r.Table != nil {
 		c.lease, _ = r.Table.Acquire(r.Keyer.Key(m.Client), func(affinity.Current) (string, affinity.RepinReason, error) {
 			return b.Name, affinity.RepinReason("moved"), nil
@@ -258,10 +322,23 @@ func (c *conn) startAdopted() {
 	if r.IdleTimeout > 0 {
 		c.stopIdle = watchIdle(c.client, c.backend, r.IdleTimeout, func() { c.abort(EndIdleTimeout) })
 	}
-	c.open.Store(2)
 	toBackend, toClient := c.copiers()
-	go c.clientToBackend(toBackend)
-	go c.backendToClient(toClient)
+	switch c.half {
+	case ClientSentFIN: // the stream to the client goes on
+		c.ended = EndClientClosed
+		c.backend.SetReadDeadline(c.halfUntil)
+		c.open.Store(1)
+		go c.backendToClient(toClient)
+	case BackendSentFIN:
+		c.ended = EndBackendClosed
+		c.client.SetReadDeadline(c.halfUntil)
+		c.open.Store(1)
+		go c.clientToBackend(toBackend)
+	default:
+		c.open.Store(2)
+		go c.clientToBackend(toBackend)
+		go c.backendToClient(toClient)
+	}
 }
 
 // dropAdopted lets go of an adopted connection the old process kept:

@@ -30,8 +30,10 @@ import (
 
 // MoveVersion is the version of the format this binary speaks. A new
 // process says it in its "ready" line; an old one that hears another, or
-// none, keeps its connections.
-const MoveVersion = 1
+// none, keeps its connections. Version 2 carries half-closed
+// connections (Moved.HalfClosed), which a reader of version 1 would
+// copy on both ways.
+const MoveVersion = 2
 
 const (
 	moveMagic     = "SLBC"
@@ -102,6 +104,9 @@ func decodeMoved(b []byte) (Moved, error) {
 	}
 	if !m.Client.IsValid() || m.Listener == "" || m.Backend == "" {
 		return m, fmt.Errorf("hand-over message: connection %s/%d lacks its client, listener or backend", m.Listener, m.ID)
+	}
+	if m.HalfClosed != "" && m.HalfClosed != ClientSentFIN && m.HalfClosed != BackendSentFIN {
+		return m, fmt.Errorf("hand-over message: connection %s/%d is half-closed by %q, neither client nor backend", m.Listener, m.ID, m.HalfClosed)
 	}
 	return m, nil
 }

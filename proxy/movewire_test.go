@@ -14,13 +14,17 @@ import (
 func TestMovedRoundTrip(t *testing.T) {
 	m := Moved{ID: 7, Listener: "rpc", Client: netip.MustParseAddrPort("10.1.2.3:50000"), Backend: "cas2",
 		Addr: "10.0.0.12:6001", Start: time.Unix(1_700_000_000, 0).UTC(), ToBackend: 10, ToClient: 20}
-	b, err := encodeMoved(&m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := decodeMoved(b)
-	if err != nil || got != m {
-		t.Fatalf("read back %+v %v, want %+v", got, err, m)
+	half := m
+	half.HalfClosed, half.HalfCloseUntil = BackendSentFIN, time.Unix(1_700_000_060, 0).UTC()
+	for _, m := range []Moved{m, half} {
+		b, err := encodeMoved(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeMoved(b)
+		if err != nil || got != m {
+			t.Fatalf("read back %+v %v, want %+v", got, err, m)
+		}
 	}
 	end, _ := encodeMoved(nil)
 	if _, err := decodeMoved(end); !errors.Is(err, errMoveEnd) {
@@ -38,7 +42,7 @@ func FuzzDecodeMoved(f *testing.F) {
 	f.Add(b)
 	end, _ := encodeMoved(nil)
 	f.Add(end)
-	f.Add([]byte("SLBC\x02\x00\x00\x00\x00"))
+	f.Add([]byte("SLBC\x03\x00\x00\x00\x00")) // another version
 	f.Fuzz(func(t *testing.T, in []byte) {
 		got, err := decodeMoved(in)
 		if err != nil {
