@@ -76,7 +76,7 @@ func (s *HalfServer) serve() {
 }
 
 func (s *HalfServer) handle(c *net.TCPConn) error {
-	c.SetDeadline(time.Now().Add(time.Minute))
+	c.SetDeadline(time.Now().Add(10 * time.Minute)) // a stream may last a whole test under -race
 	// A connection that ends before it names a mode is a health check's
 	// (or a port probe's): not a failure.
 	mode := make([]byte, 1)
@@ -197,7 +197,7 @@ func StartHalfStream(c *Client, mode byte) (*HalfStream, error) {
 	if _, err := c.Write([]byte{mode}); err != nil {
 		return nil, fmt.Errorf("mode: %w", err)
 	}
-	c.SetReadDeadline(time.Now().Add(time.Minute))
+	c.SetReadDeadline(time.Now().Add(10 * time.Minute))
 	if mode == ClientFINs {
 		if err := c.CloseWrite(); err != nil {
 			return nil, fmt.Errorf("client FIN: %w", err)
