@@ -160,6 +160,14 @@ func Bind(callID uint32, iface Syntax) []byte {
 	return append(header(TypeBind, callID, len(body)), body...)
 }
 
+// AlterContext is an alter_context PDU offering iface on an open
+// association: a bind's layout under its own type (C706 12.6.4.1).
+func AlterContext(callID uint32, iface Syntax) []byte {
+	b := Bind(callID, iface)
+	b[2] = TypeAlterContext
+	return b
+}
+
 // Request is a request PDU calling opnum with the given stub
 // (C706 12.6.4.9).
 func Request(callID uint32, opnum uint16, stub []byte) []byte {
