@@ -137,6 +137,20 @@ var (
 	NSPI   = mustSyntax("f5cc5a18-4264-101a-8c59-08002b2f8426", 56, 0)
 )
 
+// Name is the short name of the interfaces stickylb knows (EMSMDB,
+// NSPI, EPM for the endpoint mapper, at their versions), else "".
+func (s Syntax) Name() string {
+	switch s {
+	case EMSMDB:
+		return "EMSMDB"
+	case NSPI:
+		return "NSPI"
+	case EPM:
+		return "EPM"
+	}
+	return ""
+}
+
 // header writes a PDU header for a body of n bytes.
 func header(ptype byte, callID uint32, n int) []byte {
 	b := make([]byte, headerLen, headerLen+n)

@@ -18,6 +18,12 @@ type ConnInfo struct {
 	Client  netip.AddrPort
 	Backend *pool.Backend
 	Since   time.Time // accepted
+	// Port is the port the client dialled on the listener.
+	Port int
+	// RPC is what reading its DCE/RPC session learned; nil when it is
+	// not read (Route.DCERPC off, or a connection handed over at an
+	// upgrade, which is not read again).
+	RPC *RPCSession
 }
 
 // Conns returns the listener's connections that reached a backend.
@@ -53,7 +59,11 @@ func (c *conn) info() (ConnInfo, bool) {
 	if b == nil {
 		return ConnInfo{}, false
 	}
-	return ConnInfo{ID: c.id, Client: c.from, Backend: b, Since: c.start}, true
+	in := ConnInfo{ID: c.id, Client: c.from, Backend: b, Since: c.start, Port: localPort(c.client)}
+	if c.rpc != nil {
+		in.RPC = c.rpc.snapshot()
+	}
+	return in, true
 }
 
 // openOn is the connection's backend while it is open and not cut, else
