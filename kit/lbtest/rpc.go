@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -169,4 +170,31 @@ func (c *RPCClient) Call(opnum uint16) ([]byte, error) {
 func IsFault(err error, status uint32) bool {
 	var f dcerpc.Fault
 	return errors.As(err, &f) && uint32(f) == status
+}
+
+// StartRPCs starts an RPC backend on each host, all on one port, which
+// it returns; server names each host's.
+func StartRPCs(t testing.TB, hosts []string, server func(i int) RPCServer) int {
+	t.Helper()
+	for range 100 {
+		port := 10000 + rand.IntN(20000)
+		free := true
+		for _, h := range hosts {
+			ln, err := net.Listen("tcp", net.JoinHostPort(h, strconv.Itoa(port)))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if !free {
+			continue
+		}
+		for i, h := range hosts {
+			StartRPC(t, h, port, server(i))
+		}
+		return port
+	}
+	t.Fatalf("no port free on all of %v", hosts)
+	return 0
 }
