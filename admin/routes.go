@@ -34,6 +34,7 @@ func (a *API) routes() []route {
 		f("GET /api/history", a.history),
 		f("GET /api/connections", a.connections),
 		f("DELETE /api/connections", a.auth(a.closeConnections)),
+		f("GET /api/sessions", a.sessions),
 		f("POST /api/backends/{pool}/{backend}/weight", a.auth(a.setWeight)),
 		f("GET /api/listeners", a.listeners),
 		f("GET /static/uplot.iife.min.js", asset("text/javascript; charset=utf-8", uplot.JS)),

@@ -186,6 +186,12 @@ type Pool struct {
 	PassiveFall      int       `toml:"passive_fall"`       // default 3; 0: off
 	CloseOnDown      bool      `toml:"close_on_down"`      // default false
 	SendProxy        SendProxy `toml:"send_proxy"`         // off (default), v1 or v2; Exchange does not take it
+	// DCERPC says the pool carries DCE/RPC (MAPI) and how deep its
+	// connections are read: "off" (default), "binds" (the bind and its
+	// answer, then the zero-copy path) or "calls" (every PDU header:
+	// faults, call latency). Bytes that are not DCE/RPC are forwarded
+	// unchanged and counted.
+	DCERPC DCERPC `toml:"dcerpc"`
 	// Transparent dials each backend from the client's own address, so
 	// the CAS sees the client as it did behind NLB; it needs
 	// CAP_NET_ADMIN and routing (docs/deploy.md). Default false.

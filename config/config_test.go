@@ -62,6 +62,7 @@ func TestDefaults(t *testing.T) {
 		{"connect_timeout", p.ConnectTimeout.Duration, 5 * time.Second},
 		{"connect_retries", p.ConnectRetries, 2},
 		{"idle_timeout", p.IdleTimeout.Duration, time.Duration(0)},
+		{"dcerpc", p.DCERPC, RPCOff},
 		{"key", p.Affinity.Key, SrcIP},
 		{"ttl", p.Affinity.TTL.Duration, 3 * time.Hour},
 		{"max_entries", p.Affinity.MaxEntries, 1_000_000},
@@ -123,6 +124,8 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 			[]string{"f.toml:5: pool.cas.backend.b.address: \"1.1.1.1:135\" has a port"}},
 		{"bad enum", minimal + "[pool.cas]\nbalance = \"sticky\"\non_down = \"wait\"\n",
 			[]string{"f.toml:9: pool.cas.balance: must be one of hash", "f.toml:10: pool.cas.on_down: must be one of repin, reject"}},
+		{"bad dcerpc depth", minimal + "[pool.cas]\ndcerpc = \"headers\"\n",
+			[]string{"f.toml:9: pool.cas.dcerpc: must be one of off, binds, calls, not \"headers\""}},
 		{"bad listen", "[listener.a]\nlisten = \"localhost\"\npool = \"cas\"\n[pool.cas.backend.b]\naddress = \"1.1.1.1\"\n",
 			[]string{"f.toml:2: listener.a.listen: \"localhost\" is not host:port"}},
 		{"no backends", "[listener.a]\nlisten = \"127.0.0.1:1\"\npool = \"cas\"\n[pool.cas]\nbalance = \"hash\"\n",
@@ -301,7 +304,7 @@ func TestWordsRoundTrip(t *testing.T) {
 	for _, w := range []interface {
 		encoding.TextMarshaler
 		encoding.TextUnmarshaler
-	}{new(Balance), new(KeyKind), new(OnDown), new(CheckType), new(LogFormat), new(LogLevel)} {
+	}{new(Balance), new(KeyKind), new(OnDown), new(CheckType), new(LogFormat), new(LogLevel), new(DCERPC)} {
 		b, _ := w.MarshalText()
 		if err := w.UnmarshalText(b); err != nil {
 			t.Errorf("%T: %q does not read back: %v", w, b, err)

@@ -111,6 +111,29 @@ func (p SendProxy) String() string                { return word(sendProxyWords, 
 func (p SendProxy) MarshalText() ([]byte, error)  { return []byte(p.String()), nil }
 func (p *SendProxy) UnmarshalText(t []byte) error { return readWord(sendProxyWords, p, t) }
 
+// DCERPC is how deep a pool's connections are read as DCE/RPC.
+type DCERPC uint8
+
+const (
+	// RPCOff reads nothing: every connection goes by the zero-copy
+	// path from its first byte. The default.
+	RPCOff DCERPC = iota
+	// RPCBinds reads each connection's first PDU each way, the bind
+	// and its answer (interface and result), then hands the
+	// connection to the zero-copy path.
+	RPCBinds
+	// RPCCalls reads every PDU header for the connection's life:
+	// binds and alter_context, faults and their status, and the time
+	// from each request to its answer. The copy stays in user space.
+	RPCCalls
+)
+
+var dcerpcWords = []string{RPCOff: "off", RPCBinds: "binds", RPCCalls: "calls"}
+
+func (d DCERPC) String() string                { return word(dcerpcWords, d, "dcerpc") }
+func (d DCERPC) MarshalText() ([]byte, error)  { return []byte(d.String()), nil }
+func (d *DCERPC) UnmarshalText(t []byte) error { return readWord(dcerpcWords, d, t) }
+
 // CheckType is the kind of an active health check.
 type CheckType uint8
 

@@ -137,6 +137,20 @@ var (
 	NSPI   = mustSyntax("f5cc5a18-4264-101a-8c59-08002b2f8426", 56, 0)
 )
 
+// Name is the short name of the interfaces stickylb knows (EMSMDB,
+// NSPI, EPM for the endpoint mapper, at their versions), else "".
+func (s Syntax) Name() string {
+	switch s {
+	case EMSMDB:
+		return "EMSMDB"
+	case NSPI:
+		return "NSPI"
+	case EPM:
+		return "EPM"
+	}
+	return ""
+}
+
 // header writes a PDU header for a body of n bytes.
 func header(ptype byte, callID uint32, n int) []byte {
 	b := make([]byte, headerLen, headerLen+n)
@@ -158,6 +172,14 @@ func Bind(callID uint32, iface Syntax) []byte {
 	body = iface.appendNDR(body)
 	body = NDR.appendNDR(body)
 	return append(header(TypeBind, callID, len(body)), body...)
+}
+
+// AlterContext is an alter_context PDU offering iface on an open
+// association: a bind's layout under its own type (C706 12.6.4.1).
+func AlterContext(callID uint32, iface Syntax) []byte {
+	b := Bind(callID, iface)
+	b[2] = TypeAlterContext
+	return b
 }
 
 // Request is a request PDU calling opnum with the given stub

@@ -63,3 +63,28 @@ func MapResponse(eps []Endpoint) []byte {
 	}
 	return binary.LittleEndian.AppendUint32(b, status)
 }
+
+// BindNak is a bind_nak of call callID with the given reject reason
+// (C706 12.6.4.5; 4 is "local limit exceeded"), offering version 5.0.
+func BindNak(callID uint32, reason uint16) []byte {
+	body := binary.LittleEndian.AppendUint16(nil, reason)
+	body = append(body, 1, 5, 0) // one protocol version supported: 5.0
+	return append(header(TypeBindNak, callID, len(body)), body...)
+}
+
+// AlterContextResp is the answer to an alter_context: a bind_ack's
+// layout under its own type (C706 12.6.4.2).
+func AlterContextResp(callID uint32, accepted bool) []byte {
+	b := BindAck(callID, accepted, "")
+	b[2] = TypeAlterContextResp
+	return b
+}
+
+// FaultResponse is a fault PDU of call callID with status, such as
+// 0x1c010003 (nca_s_unk_if) (C706 12.6.4.7).
+func FaultResponse(callID, status uint32) []byte {
+	body := make([]byte, 8, 16) // alloc_hint, context id, cancel count, reserved
+	body = binary.LittleEndian.AppendUint32(body, status)
+	body = append(body, 0, 0, 0, 0) // reserved
+	return append(header(TypeFault, callID, len(body)), body...)
+}

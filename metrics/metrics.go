@@ -42,6 +42,7 @@ type Metrics struct {
 	healthFail    *prometheus.CounterVec
 	localErrors   *prometheus.CounterVec
 	ended         *prometheus.CounterVec
+	rpc           rpcMetrics
 	state         *stateCollector
 }
 
@@ -87,6 +88,7 @@ func New(reg prometheus.Registerer, build Build) *Metrics {
 				"idle-timeout, half-close-timeout, cut-shutdown, cut-backend-down, cut-drain-deadline, cut-operator, connect-failed, refused)."},
 			[]string{"listener", "termination"}),
 	}
+	m.rpc = newRPCMetrics()
 	m.state = &stateCollector{m: m}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 		Help: "Always 1; the labels say which stickylb this is."}, []string{"version", "commit", "goversion"})
@@ -97,7 +99,8 @@ func New(reg prometheus.Registerer, build Build) *Metrics {
 		}
 	}
 	reg.MustRegister(m.accepted, m.active, m.closed, m.connectErrors, m.stateChanges, m.refused, m.duration,
-		m.repins, m.healthTime, m.connectTime, m.healthFail, m.localErrors, m.ended, m.state, info)
+		m.repins, m.healthTime, m.connectTime, m.healthFail, m.localErrors, m.ended, m.state, info,
+		m.rpc.binds, m.rpc.calls, m.rpc.faults, m.rpc.unparsed)
 	return m
 }
 
@@ -112,7 +115,7 @@ func (m *Metrics) Attach(s *server.Server) {
 func (m *Metrics) Observer() proxy.Observer {
 	o := &observer{m: m}
 	return proxy.Observer{Accepted: o.accepted, Opened: o.opened, Ended: o.ended, Moved: o.moved,
-		ConnectFailed: o.connectFailed, LocalError: o.localError}
+		ConnectFailed: o.connectFailed, LocalError: o.localError, RPC: o.rpcOutcome}
 }
 
 // PinEvent counts affinity re-pins; use it as server.Options.OnPinEvent.
@@ -222,6 +225,9 @@ func (o *observer) ended(listener string, e proxy.Ending) {
 		bm.active.Dec()
 		bm.closed.Inc()
 		lm.duration.Observe(e.Duration.Seconds())
+	}
+	if e.RPCUnparsed > 0 && e.Backend != nil {
+		o.m.rpc.unparsed.WithLabelValues(e.Backend.Pool).Add(float64(e.RPCUnparsed))
 	}
 	if e.Refusal != "" {
 		o.m.refused.WithLabelValues(listener, string(e.Refusal)).Inc() // rare: the vector directly

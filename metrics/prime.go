@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"github.com/stickylb/stickylb/affinity"
+	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/proxy"
 	"github.com/stickylb/stickylb/server"
 )
@@ -21,7 +22,14 @@ func (m *Metrics) prime(s *server.Server) {
 		for _, why := range repinReasons {
 			m.repins.WithLabelValues(p.Name, why)
 		}
+		depth := config.RPCOff
+		if pc := cfg.Pools[p.Name]; pc != nil {
+			depth = pc.DCERPC
+		}
 		for _, b := range p.Listed() {
+			if depth != config.RPCOff {
+				m.primeRPC(p.Name, b.Name, depth == config.RPCCalls)
+			}
 			m.healthTime.WithLabelValues(p.Name, b.Name)
 			m.connectTime.WithLabelValues(p.Name, b.Name)
 			m.stateChanges.WithLabelValues(p.Name, b.Name, "up")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/stickylb/stickylb/affinity"
 	"github.com/stickylb/stickylb/config"
+	"github.com/stickylb/stickylb/dcerpc"
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
 )
@@ -266,4 +267,73 @@ func raiseFileLimit() (int, func()) {
 		return int(old.Cur), func() {}
 	}
 	return int(raised.Cur), func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) }
+}
+
+// BenchmarkRPC measures what reading DCE/RPC costs a short RPC round
+// trip, with dcerpc off, binds and calls, through one proxy to an RPC
+// backend in this process: "connection" is connect, bind, one call,
+// close; "call" is one request and its response on an open, bound
+// connection. cpu-us/op is this process's CPU (client, proxy and
+// backend) per operation: the differences between modes are the proxy's.
+func BenchmarkRPC(b *testing.B) {
+	for _, depth := range []config.DCERPC{config.RPCOff, config.RPCBinds, config.RPCCalls} {
+		addr := lbtest.StartRPC(b, "127.0.0.11", 0, lbtest.RPCServer{Name: "cas1"})
+		l, err := Listen(context.Background(), &config.Listener{Name: "bench", Listen: "127.0.0.1:0", RangeMode: config.RangeAuto}, 60*time.Second, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.SetRoute(&Route{Name: "bench", Pool: pool.New("cas", config.Hash, []pool.Spec{{Name: "cas1", Host: "127.0.0.11", Weight: 1}}),
+			Table: affinity.NewTable(affinity.Config{}), Port: int(addr.Port()), ConnectTimeout: 5 * time.Second,
+			HalfCloseTimeout: time.Second, Dialer: NetDialer{Keepalive: 60 * time.Second}, DCERPC: depth,
+			Observer: Observer{RPC: func(string, *pool.Backend, RPCOutcome) {}}})
+		done := make(chan struct{})
+		go func() { l.Serve(); close(done) }()
+		b.Run("connection/"+depth.String(), func(b *testing.B) {
+			cpu := cpuTime()
+			for range b.N {
+				c, err := lbtest.DialRPC("127.7.0.3", l.Addr())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Bind(dcerpc.EMSMDB, false); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Call(1); err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+			b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N), "cpu-us/op")
+		})
+		b.Run("call/"+depth.String(), func(b *testing.B) {
+			c, err := lbtest.DialRPC("127.7.0.4", l.Addr())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Bind(dcerpc.EMSMDB, false); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			cpu := cpuTime()
+			for range b.N {
+				if _, err := c.Call(1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(b.N), "cpu-us/op")
+		})
+		l.Close()
+		<-done
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		l.Wait(ctx)
+		cancel()
+	}
+}
+
+// cpuTime is the CPU time, user and system, this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -56,6 +56,7 @@ type conn struct {
 	stopIdle    func()
 	releasePin  func()        // gives back its hold on a learned port, if it has one
 	watch       *dcerpc.Watch // reads an endpoint mapper's stream (Route.InspectDCERPC)
+	rpc         *rpcState     // reads its DCE/RPC session (Route.DCERPC), if it is read
 
 	open                  atomic.Int32 // directions still copying
 	toBackend, toClient   int64        // bytes copied each way
@@ -148,6 +149,7 @@ func (c *conn) setUp() bool {
 	if !c.connect() {
 		return false
 	}
+	c.rpc = newRPCState(r.DCERPC)
 	if err := c.prologue(o); err != nil {
 		c.refuse(RefusedConnect, err, nil, "")
 		return false
@@ -266,6 +268,9 @@ func (c *conn) finish() {
 	r := c.r
 	e := Ending{Termination: c.termination(), Refusal: c.refusal, Duration: time.Since(c.start),
 		ToBackend: c.toBackend, ToClient: c.toClient}
+	if c.rpc != nil {
+		e.RPCUnparsed = c.rpc.t.Unparsed()
+	}
 	if c.opened {
 		c.b.ConnClosed()
 		e.Backend = c.b

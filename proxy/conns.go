@@ -21,6 +21,12 @@ type ConnInfo struct {
 	// HalfClosed names the side that has sent its FIN, while the other
 	// direction goes on; empty while both do.
 	HalfClosed HalfClosed
+	// Port is the port the client dialled on the listener.
+	Port int
+	// RPC is what reading its DCE/RPC session learned; nil when it is
+	// not read (Route.DCERPC off, or a connection handed over at an
+	// upgrade, which is not read again).
+	RPC *RPCSession
 }
 
 // Conns returns the listener's connections that reached a backend.
@@ -57,7 +63,11 @@ func (c *conn) info() (ConnInfo, bool) {
 	if !c.opened || c.cut != "" {
 		return ConnInfo{}, false
 	}
-	return ConnInfo{ID: c.id, Client: c.from, Backend: c.b, Since: c.start, HalfClosed: c.half}, true
+	in := ConnInfo{ID: c.id, Client: c.from, Backend: c.b, Since: c.start, HalfClosed: c.half, Port: localPort(c.client)}
+	if c.rpc != nil {
+		in.RPC = c.rpc.snapshot() // its own lock, taken under c.mu only here
+	}
+	return in, true
 }
 
 // openOn is the connection's backend while it is open and not cut, else

@@ -44,18 +44,26 @@ var bufs = sync.Pool{New: func() any { return new([bufSize]byte) }}
 // spliceChunk), so that counters move while a connection of hours is
 // open; it must be cheap (an atomic add).
 func relay(dst, src net.Conn, count func(int64)) (int64, error) {
+	return relaySeeing(dst, src, count, nil)
+}
+
+// relaySeeing is relay that hands see, if not nil, every piece read
+// before it is written, for as long as see says to go on (a DCE/RPC
+// tracker, rpc.go). While it does, a full read does not turn the copy to
+// splice: the tracker must see every byte.
+func relaySeeing(dst, src net.Conn, count func(int64), see func([]byte) bool) (int64, error) {
 	d, ok1 := dst.(*net.TCPConn)
 	s, ok2 := src.(*net.TCPConn)
 	if !ok1 || !ok2 {
-		return io.Copy(dst, src)
+		return copySeeing(dst, src, count, see)
 	}
 	rawSrc, err := s.SyscallConn()
 	if err != nil {
-		return io.Copy(dst, src)
+		return copySeeing(dst, src, count, see)
 	}
 	rawDst, err := d.SyscallConn()
 	if err != nil {
-		return io.Copy(dst, src)
+		return copySeeing(dst, src, count, see)
 	}
 	var (
 		r     reader
@@ -75,13 +83,16 @@ func relay(dst, src net.Conn, count func(int64)) (int64, error) {
 		if r.n == 0 {
 			return total, nil // EOF
 		}
+		if see != nil && !see(r.buf[:r.n]) {
+			see = nil
+		}
 		w.p, w.n, w.err = r.buf[:r.n], 0, nil
 		err := rawDst.Write(write)
 		total += int64(w.n)
 		if count != nil && w.n > 0 {
 			count(int64(w.n))
 		}
-		full := r.n == bufSize
+		full := r.n == bufSize && see == nil
 		bufs.Put(r.buf)
 		if err == nil {
 			err = w.err
@@ -94,6 +105,36 @@ func relay(dst, src net.Conn, count func(int64)) (int64, error) {
 			return total + m, err
 		}
 	}
+}
+
+// copySeeing is relaySeeing for connections that are not plain TCP.
+func copySeeing(dst, src net.Conn, count func(int64), see func([]byte) bool) (int64, error) {
+	buf := make([]byte, bufSize)
+	var total int64
+	for see != nil {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !see(buf[:n]) {
+				see = nil
+			}
+			m, werr := dst.Write(buf[:n])
+			total += int64(m)
+			if count != nil && m > 0 {
+				count(int64(m))
+			}
+			if werr != nil {
+				return total, werr
+			}
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return total, nil
+		case err != nil:
+			return total, err
+		}
+	}
+	m, err := io.Copy(dst, src)
+	return total + m, err
 }
 
 // spliceChunk is how much a bulk transfer moves between counts. A

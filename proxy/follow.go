@@ -89,18 +89,32 @@ type copier func(dst, src net.Conn, count func(int64)) (int64, error)
 
 // copiers are the connection's two directions' copies: relay both ways,
 // or on a listener that inspects the endpoint mapper, a tap that hands
-// every piece read to the watch before passing it on unchanged.
+// every piece read to the watch (and the DCE/RPC tracker, if the
+// connection is read) before passing it on unchanged, or for a
+// connection read as DCE/RPC, the tracker's copies (rpc.go).
 func (c *conn) copiers() (toBackend, toClient copier) {
-	if !c.r.InspectDCERPC {
+	switch {
+	case c.r.InspectDCERPC:
+	case c.rpc != nil:
+		return c.rpcCopiers()
+	default:
 		return relay, relay
 	}
 	c.watch = &dcerpc.Watch{}
 	client, backend := c.from.Addr(), c.b.Name
 	toBackend = func(dst, src net.Conn, count func(int64)) (int64, error) {
-		return tap(dst, src, count, c.watch, func(p []byte) { c.watch.FromClient(p) })
+		return tap(dst, src, count, c.watch, func(p []byte) {
+			c.watch.FromClient(p)
+			if c.rpc != nil {
+				c.rpcFromClient(p)
+			}
+		})
 	}
 	toClient = func(dst, src net.Conn, count func(int64)) (int64, error) {
 		return tap(dst, src, count, c.watch, func(p []byte) {
+			if c.rpc != nil {
+				c.rpcFromServer(p)
+			}
 			if eps := c.watch.FromServer(p); len(eps) > 0 {
 				c.l.pinholes.learn(client, backend, eps)
 			}

@@ -32,6 +32,9 @@ type Observer struct {
 	// ConnectFailed hears of each failed connect to a backend, including
 	// those a retry then made good.
 	ConnectFailed func(listener string, b *pool.Backend, why DialFailure)
+	// RPC hears every bind's answer and every call's end on a
+	// connection to b of a route that reads DCE/RPC (Route.DCERPC).
+	RPC func(listener string, b *pool.Backend, o RPCOutcome)
 	// LocalError counts a failure of this host's own resources in op
 	// ("accept" or "dial"), by errno name (see package localerr).
 	LocalError func(listener, op, errno string)
@@ -50,4 +53,7 @@ type Ending struct {
 	Duration time.Duration
 	// ToBackend and ToClient are the bytes copied each way.
 	ToBackend, ToClient int64
+	// RPCUnparsed is the bytes, both ways, that reading DCE/RPC could
+	// not read (forwarded unchanged all the same); 0 when not read.
+	RPCUnparsed int64
 }

@@ -84,6 +84,11 @@ type Route struct {
 	// connections to that port on the listener's address go to the CAS
 	// that handed it out (see Pinholes). Off by default.
 	InspectDCERPC bool
+	// DCERPC reads the route's connections as DCE/RPC this deep: the
+	// bind and its answer (config.RPCBinds), or every PDU header
+	// (config.RPCCalls); what is learned is in ConnInfo.RPC and told to
+	// Observer.RPC. Off by default: nothing is read.
+	DCERPC config.DCERPC
 	// PinholeTimeout is how long a learned port outlives its last
 	// connection; 0 means config.DefaultPinholeTimeout.
 	PinholeTimeout time.Duration

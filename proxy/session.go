@@ -25,6 +25,9 @@ func (c *conn) prologue(o Origin) error {
 		out = h
 	}
 	out = append(out, o.Early...)
+	if c.rpc != nil && len(o.Early) > 0 {
+		c.rpcFromClient(o.Early) // the client's first bytes came behind its PROXY header
+	}
 	if len(out) == 0 {
 		return nil
 	}
@@ -125,6 +128,9 @@ func (c *conn) log(e Ending) {
 	}
 	if c.lease.Repin != "" {
 		attrs = append(attrs, slog.String("repin_reason", string(c.lease.Repin)))
+	}
+	if c.rpc != nil {
+		attrs = append(attrs, c.rpcAttrs()...)
 	}
 	if err := errors.Join(quiet(c.backendErr), quiet(c.clientErr)); err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))

@@ -32,7 +32,7 @@ func (s *Server) route(lc *config.Listener, p *poolRT) *proxy.Route {
 	}
 	return &proxy.Route{
 		Name: lc.Name, Pool: p.pool, Table: p.table, Keyer: p.keyer, Port: lc.TargetPort(), ClientPorts: lc.ClientPorts(),
-		Identify: identify, SendProxy: int(pc.SendProxy),
+		Identify: identify, SendProxy: int(pc.SendProxy), DCERPC: pc.DCERPC,
 		InspectDCERPC: lc.InspectDCERPC, PinholeTimeout: lc.PinholeTimeout.Duration,
 		Policy:           proxy.Policy{Reject: pc.OnDown == config.Reject, Failback: pc.Failback},
 		ConnectTimeout:   pc.ConnectTimeout.Duration,

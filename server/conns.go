@@ -25,6 +25,10 @@ type ConnView struct {
 	Pool     string
 	Backend  string
 	Since    time.Time
+	// Port is the port the client dialled; RPC what reading its
+	// DCE/RPC session learned, nil when it is not read.
+	Port int
+	RPC  *proxy.RPCSession
 }
 
 // connListeners returns every listener with its name for IDs, current
@@ -44,7 +48,7 @@ func (s *Server) connListeners() map[string]*proxy.Listener {
 
 func view(name string, in proxy.ConnInfo) ConnView {
 	return ConnView{ID: fmt.Sprintf("%s/%d", name, in.ID), Listener: strings.TrimSuffix(name, "~old"), Client: in.Client,
-		Pool: in.Backend.Pool, Backend: in.Backend.Name, Since: in.Since}
+		Pool: in.Backend.Pool, Backend: in.Backend.Name, Since: in.Since, Port: in.Port, RPC: in.RPC}
 }
 
 // Connections returns the open connections for which match is true

@@ -138,6 +138,18 @@ func (c *Client) Connections(ctx context.Context, f ConnFilter, limit int) (admi
 	return v, c.call(ctx, "GET", "/api/connections?"+q.Encode(), nil, &v)
 }
 
+// SessionFilter chooses the clients whose RPC sessions to show: one
+// client (an IP address), one pool, or with neither, all.
+type SessionFilter struct{ Client, Pool string }
+
+// Sessions is GET /api/sessions: each client's open connections, the
+// interface each bound, and whether the client is split across CAS.
+func (c *Client) Sessions(ctx context.Context, f SessionFilter) (admin.SessionsPage, error) {
+	var v admin.SessionsPage
+	q := filter{"client": f.Client, "pool": f.Pool}.values()
+	return v, c.call(ctx, "GET", "/api/sessions?"+q.Encode(), nil, &v)
+}
+
 // CloseConnections is DELETE /api/connections: the pins stay.
 func (c *Client) CloseConnections(ctx context.Context, f ConnFilter) (admin.Closed, error) {
 	var v admin.Closed

@@ -58,6 +58,7 @@ var ctlSubs = []ctlSub{
 	{"listeners", "listeners: address and ports, how the ports are taken, pool, open and accepted connections", noArgs, plain((*ctl).listeners)},
 	{"connections", "open connections: id, client, backend, age", noArgs, connectionsFlags},
 	{"close", "close open connections (their pins stay)", noArgs, closeFlags},
+	{"sessions [CLIENT-IP]", "each client's RPC sessions: its connections' port, CAS, interface bound and answer, since when, and whether it is split across CAS", upToOneArg, sessionsFlags},
 	{"reload", "reload the config file", noArgs, plain((*ctl).reload)},
 	{"events", "recent state changes", noArgs, plain((*ctl).events)},
 	{"info", "version, uptime, pid, config file, file limit", noArgs, plain((*ctl).info)},
