@@ -17,8 +17,8 @@ import (
 // it down and the pins move then.
 //
 // The proxy reports each outcome with Backend.ObserveRPC. That is the
-// hot path: a few atomic operations and, once per fault while the rate
-// rule is on, one clock read. The pool's lock is taken only to eject,
+// hot path: a few atomic operations and, per call while the rate rule
+// is on, one clock read (a vDSO call, tens of nanoseconds). The pool's lock is taken only to eject,
 // which must see the whole pool (the share that may be ejected at once,
 // and never the last backend that could take a new client).
 
@@ -178,7 +178,7 @@ func (e *ejector) poke() {
 
 // ObserveRPC counts one DCE/RPC outcome on a connection to b and ejects
 // b when a rule of its pool's policy says so. It is cheap enough to call
-// for every PDU the proxy reads: atomics, and a clock read per fault
+// for every PDU the proxy reads: atomics, and a clock read per call
 // while the rate rule is on. While b is ejected its pinned clients'
 // outcomes still count, but cannot eject it again before the ejection
 // ends; an attempt (one per threshold's worth) starts the run afresh.
@@ -218,22 +218,20 @@ func (b *Backend) ObserveRPC(o RPCOutcome) {
 	}
 }
 
-// countCall counts a call in the fault rate's interval and reports
-// whether the rate rule is met. Only a fault reads the clock: a call that
-// went well cannot meet the rule, so the interval turns at the first
-// fault after it is over. A call counted across the turn may land in
-// either interval: the rule is a rate, and an exact count needs a lock.
+// countCall counts a call in the fault rate's interval, which begins at
+// the first call after the last one ended, and reports whether the rate
+// rule is met. A call counted across the turn of an interval may land in
+// either: the rule is a rate, and an exact count needs a lock.
 func (b *Backend) countCall(e *ejector, pol *Outlier, fault bool) bool {
-	if !fault {
-		b.winCalls.Add(1)
-		return false
-	}
 	now := e.nowNano()
 	if start := b.winStart.Load(); now-start >= int64(pol.Interval) && b.winStart.CompareAndSwap(start, now) {
 		b.winCalls.Store(0)
 		b.winFaults.Store(0)
 	}
 	calls := b.winCalls.Add(1)
+	if !fault {
+		return false
+	}
 	faults := b.winFaults.Add(1)
 	return calls >= int64(pol.MinRequests) && faults*100 >= int64(pol.FaultRate)*calls
 }
