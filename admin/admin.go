@@ -201,10 +201,14 @@ type BackendInfo struct {
 	Since time.Time `json:"since,omitzero"`
 	// DownReason is why the backend is down: the check that failed, or
 	// the passive check's failed connects.
-	DownReason    string     `json:"down_reason,omitempty"`
-	LastCheck     *CheckInfo `json:"last_check,omitempty"`
-	Opened        uint64     `json:"connections_total"`
-	ConnectErrors uint64     `json:"connect_errors_total"`
+	DownReason string `json:"down_reason,omitempty"`
+	// Ejected is the backend's outlier ejection ([pool.NAME.outlier])
+	// while it lasts: it takes no new clients, and its pinned clients
+	// stay.
+	Ejected       *EjectionInfo `json:"ejected,omitempty"`
+	LastCheck     *CheckInfo    `json:"last_check,omitempty"`
+	Opened        uint64        `json:"connections_total"`
+	ConnectErrors uint64        `json:"connect_errors_total"`
 	// Cluster says whether the other members hold the operator's last
 	// decision about the backend: "agreed", or who has not heard yet or
 	// holds a newer one; absent without a cluster or a decision.
@@ -228,6 +232,7 @@ func backendInfo(pool string, b *pool.Backend, pins int) BackendInfo {
 		Admin: b.AdminState().String(), Weight: b.Weight(), Connections: b.Active(), Pins: pins,
 		ToBackend: toBackend, ToClient: toClient, Since: b.LastChange().UTC(), DownReason: b.DownReason(),
 		Opened: opened, ConnectErrors: failed}
+	bi.Ejected = ejectionInfo(b)
 	if c, ok := b.LastCheck(); ok {
 		bi.LastCheck = &CheckInfo{Name: c.Name, Time: c.At.UTC(), TookMS: float64(c.Took.Microseconds()) / 1000, OK: c.Err == "", Error: c.Err}
 	}
@@ -288,7 +293,7 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 	}
 	var notReady []string
 	for _, p := range a.opts.Server.Pools() {
-		if !slices.ContainsFunc(p.Pool.Backends(), (*pool.Backend).TakesNew) {
+		if !p.Pool.TakesNew() {
 			notReady = append(notReady, p.Name)
 		}
 	}

@@ -247,6 +247,7 @@ func (p *Pool) check(v *checker, at string) {
 	}
 	p.Affinity.check(v, at+".affinity")
 	p.Limits.check(v, at+".limits")
+	p.Outlier.check(v, at+".outlier")
 	v.timing(at+".health", p.Health.Interval, p.Health.Timeout, p.Health.Rise, p.Health.Fall)
 	for _, name := range slices.Sorted(maps.Keys(p.Checks)) {
 		p.Checks[name].check(v, at+".check."+name)

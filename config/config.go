@@ -199,6 +199,7 @@ type Pool struct {
 	Affinity    Affinity            `toml:"affinity"`
 	Health      Health              `toml:"health"`
 	Limits      Limits              `toml:"limits"`
+	Outlier     Outlier             `toml:"-"` // [pool.NAME.outlier], decoded when the file has it
 	Checks      map[string]*Check   `toml:"-"` // [pool.NAME.check.NAME], decoded one by one
 	Backends    map[string]*Backend `toml:"-"` // [pool.NAME.backend.NAME], likewise
 }

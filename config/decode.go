@@ -153,6 +153,7 @@ type poolTables struct {
 	Pool
 	Checks   map[string]toml.Primitive `toml:"check"`
 	Backends map[string]toml.Primitive `toml:"backend"`
+	Outlier  toml.Primitive            `toml:"outlier"`
 }
 
 // decode decodes src table by table over the defaults and returns the
@@ -186,6 +187,9 @@ func decode(name string, src []byte) (*Config, toml.MetaData, []error) {
 		into(p, &pt)
 		pl := &pt.Pool
 		pl.Name, pl.Checks, pl.Backends = pname, map[string]*Check{}, map[string]*Backend{}
+		if md.IsDefined("pool", pname, "outlier") {
+			pl.Outlier = decodeOutlier(md, pname, pt.Outlier, into)
+		}
 		for cname, cp := range pt.Checks {
 			ch := DefaultCheck(pl.Health)
 			ch.Name = cname
@@ -201,6 +205,19 @@ func decode(name string, src []byte) (*Config, toml.MetaData, []error) {
 		c.Pools[pname] = pl
 	}
 	return c, md, errs
+}
+
+// decodeOutlier decodes pool pname's [pool.NAME.outlier] over its
+// defaults. Unless the file sets max_ejection_time, it is at least
+// ejection_time, as Envoy's default (300s or the base time) is.
+func decodeOutlier(md toml.MetaData, pname string, p toml.Primitive, into func(toml.Primitive, any) bool) Outlier {
+	o := DefaultOutlier()
+	into(p, &o)
+	o.Enabled = true
+	if !md.IsDefined("pool", pname, "outlier", "max_ejection_time") {
+		o.MaxEjectionTime.Duration = max(o.MaxEjectionTime.Duration, o.EjectionTime.Duration)
+	}
+	return o
 }
 
 // resolvePaths makes the file paths in c relative to the config file.

@@ -21,6 +21,7 @@ var docSections = map[string]reflect.Type{
 	"[pool.NAME]":              reflect.TypeFor[Pool](),
 	"[pool.NAME.affinity]":     reflect.TypeFor[Affinity](),
 	"[pool.NAME.limits]":       reflect.TypeFor[Limits](),
+	"[pool.NAME.outlier]":      reflect.TypeFor[Outlier](),
 	"[pool.NAME.health]":       reflect.TypeFor[Health](),
 	"[pool.NAME.check.NAME]":   reflect.TypeFor[Check](),
 	"[pool.NAME.backend.NAME]": reflect.TypeFor[Backend](),

@@ -43,7 +43,7 @@ func tableType(table []string) reflect.Type {
 		return reflect.TypeOf(Pool{})
 	case len(table) == 3 && table[0] == "pool":
 		return map[string]reflect.Type{"affinity": reflect.TypeOf(Affinity{}), "health": reflect.TypeOf(Health{}),
-			"limits": reflect.TypeOf(Limits{})}[table[2]]
+			"limits": reflect.TypeOf(Limits{}), "outlier": reflect.TypeOf(Outlier{})}[table[2]]
 	case len(table) == 4 && table[0] == "pool" && table[2] == "check":
 		return reflect.TypeOf(Check{})
 	case len(table) == 4 && table[0] == "pool" && table[2] == "backend":

@@ -1,8 +1,8 @@
 // Package event is the one stream of what happens in a running balancer:
-// pin changes, health check results, backends going up and down, cluster
-// members coming and going, operators' decisions, connections closed on
-// request. The server, the operators' decisions and the admin API
-// publish to one Stream; metrics and the admin API's list of recent
+// pin changes, health check results, backends going up and down, backends
+// ejected as outliers and back, cluster members coming and going,
+// operators' decisions, connections closed on request. The server, the
+// operators' decisions and the admin API publish to one Stream; metrics and the admin API's list of recent
 // changes subscribe to it. Subscribers are called in order on the
 // publisher's goroutine, with no lock of the publisher's held, and must
 // return quickly: a pin event is published on the connection path.
@@ -33,9 +33,10 @@ const (
 	Decision             // an operator's decision: at this member's API, at another member, or a drain's deadline (What)
 	Closed               // connections closed by an operator, here or at another member (What)
 	Config               // the config was reloaded (What)
+	Outlier              // a backend ejected as an outlier (Up false), or back to taking new clients (Up true) (What)
 )
 
-var kindNames = [...]string{Pin: "pin", Check: "check", Health: "health", Member: "member", Decision: "decision", Closed: "closed", Config: "config"}
+var kindNames = [...]string{Pin: "pin", Check: "check", Health: "health", Member: "member", Decision: "decision", Closed: "closed", Config: "config", Outlier: "outlier"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {

@@ -3,11 +3,11 @@
 package metrics
 
 import (
-	"github.com/stickylb/stickylb/pool"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/server"
 )
 
@@ -47,6 +47,9 @@ var (
 	descPinLearn = prometheus.NewDesc(ns+"_pinholes_learned_total", "Ports handed to a client in an ept_map answer, learned.", []string{"listener"}, nil)
 	descPinFail  = prometheus.NewDesc(ns+"_pinholes_open_failed_total", "Learned ports whose socket could not be opened (another process holds the port).", []string{"listener"}, nil)
 	descPinUnpar = prometheus.NewDesc(ns+"_pinhole_unparsed_bytes_total", "Bytes on the endpoint mapper's connections that were forwarded unread: not DCE/RPC, or not an answer the reader understands.", []string{"listener"}, nil)
+	descEjected  = prometheus.NewDesc(ns+"_backend_ejected", "1 while the backend is ejected as an outlier ([pool.NAME.outlier]): it takes no new clients, its pinned clients stay.", []string{"pool", "backend"}, nil)
+	descEjects   = prometheus.NewDesc(ns+"_outlier_ejections_total", "Outlier ejections of the backend, by the rule that ejected it (consecutive_faults, consecutive_bind_rejections, fault_rate).", []string{"pool", "backend", "reason"}, nil)
+	descEjHeld   = prometheus.NewDesc(ns+"_outlier_ejections_held_total", "Outlier ejections a rule asked for and the pool held back: max_ejected_share was reached, or no other backend could take a new client.", []string{"pool", "backend"}, nil)
 	descLastSn   = prometheus.NewDesc(ns+"_snapshot_last_success_timestamp_seconds", "When the pin snapshot was last written successfully (0: never).", nil, nil)
 )
 
@@ -54,7 +57,7 @@ var states = []string{"up", "down", "drain", "maint", "removed"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntries, descLookups, descPins, descUnpins, descEvBusy, descFull, descThrot, descPrefix, descState, descAdmin, descPending, descWeight, descBConns, descBytes, descUp, descChanged, descReloads, descLastRel, descSnaps, descJournal, descLeftOut, descLastSn,
-		descPinPorts, descPinCli, descPinLearn, descPinFail, descPinUnpar} {
+		descPinPorts, descPinCli, descPinLearn, descPinFail, descPinUnpar, descEjected, descEjects, descEjHeld} {
 		ch <- d
 	}
 	for _, d := range clusterDescs {
@@ -111,6 +114,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				changed = float64(t.UnixNano()) / 1e9
 			}
 			ch <- prometheus.MustNewConstMetric(descChanged, prometheus.GaugeValue, changed, p.Name, b.Name)
+			collectOutlier(ch, p.Name, b)
 		}
 	}
 	collectPinholes(ch, s)
@@ -126,6 +130,18 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descJournal, prometheus.CounterValue, float64(s.JournalFailures.Load()))
 	ch <- prometheus.MustNewConstMetric(descLeftOut, prometheus.GaugeValue, float64(s.LeftOut.Load()))
 	ch <- prometheus.MustNewConstMetric(descLastSn, prometheus.GaugeValue, float64(s.LastSnapshot.Load()))
+}
+
+// collectOutlier reports a backend's outlier ejection and its
+// ejections by reason (every reason, zero too, so rate() sees the first).
+func collectOutlier(ch chan<- prometheus.Metric, poolName string, b *pool.Backend) {
+	_, ejected := b.Ejected()
+	ch <- prometheus.MustNewConstMetric(descEjected, prometheus.GaugeValue, boolValue(ejected), poolName, b.Name)
+	by, held := b.Ejections()
+	for _, r := range pool.EjectReasons {
+		ch <- prometheus.MustNewConstMetric(descEjects, prometheus.CounterValue, float64(by[r]), poolName, b.Name, r.String())
+	}
+	ch <- prometheus.MustNewConstMetric(descEjHeld, prometheus.CounterValue, float64(held), poolName, b.Name)
 }
 
 // collectPinholes reports the ports learned by the listeners that follow

@@ -1,9 +1,11 @@
 package pool
 
 import (
-	"github.com/stickylb/stickylb/config"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/stickylb/stickylb/config"
 )
 
 // BenchmarkChoose is the cost of placing a new client, per balance method
@@ -33,4 +35,25 @@ func BenchmarkBackendByName(b *testing.B) {
 			b.Fatal("no backend")
 		}
 	}
+}
+
+// BenchmarkObserveRPC is the cost of reporting one DCE/RPC outcome, as
+// the proxy does for every PDU it reads, with every rule on, from many
+// connections at once: calls that go well, and one fault in ten (which
+// reads the clock).
+func BenchmarkObserveRPC(b *testing.B) {
+	p := New("p", config.Hash, specs(3))
+	p.SetOutlier(&Outlier{ConsecutiveFaults: 1 << 30, ConsecutiveBindRejections: 5, FaultRate: 99, MinRequests: 1 << 30,
+		Interval: 10 * time.Second, EjectionTime: 30 * time.Second, MaxEjectionTime: 5 * time.Minute, MaxEjectedShare: 50}, nil)
+	cas1 := p.Backend("cas1")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for i := 0; pb.Next(); i++ {
+			if i%10 == 9 {
+				cas1.ObserveRPC(CallFault)
+			} else {
+				cas1.ObserveRPC(CallOK)
+			}
+		}
+	})
 }

@@ -94,6 +94,7 @@ type Backend struct {
 	addr      atomic.Pointer[hostPort]
 	changed   atomic.Int64 // unix nanoseconds of the last change of health or admin state; 0: none
 	checkInfo
+	outlierState
 }
 
 // Backup reports whether the backend takes new clients only when no
@@ -239,8 +240,18 @@ func (b *Backend) SetPending(p bool) bool { return b.pending.Swap(p) != p }
 // Pending says whether some cluster member lacks the backend.
 func (b *Backend) Pending() bool { return b.pending.Load() }
 
-// TakesNew reports whether the backend may be given a client with no pin.
-func (b *Backend) TakesNew() bool {
+// TakesNew reports whether the backend may be given a client with no pin:
+// it may, and it is not ejected as an outlier.
+func (b *Backend) TakesNew() bool { return b.takesNew() && !b.ejectedNow() }
+
+// takesNewAt is TakesNew at now (unix nanoseconds), or ignoring an
+// ejection.
+func (b *Backend) takesNewAt(now int64, ignoreEjection bool) bool {
+	return b.takesNew() && (ignoreEjection || !b.ejectedAt(now))
+}
+
+// takesNew is TakesNew but for an outlier's ejection.
+func (b *Backend) takesNew() bool {
 	if m := b.maxConns.Load(); m > 0 && b.active.Load() >= m {
 		return false
 	}
@@ -289,6 +300,8 @@ type Pool struct {
 	// they still have open connections or pins: see Listed.
 	goneMu sync.Mutex
 	gone   []*Backend
+	// outlier is the pool's outlier detector (outlier.go).
+	outlier ejector
 }
 
 // SetSlowStart sets how long a recovered backend takes to reach its full
@@ -304,6 +317,7 @@ type set struct {
 func New(name string, bal config.Balance, specs []Spec) *Pool {
 	p := &Pool{Name: name, selectors: [3]selector{config.Hash: hashSelector{}, config.LeastConn: leastConnSelector{}, config.RoundRobin: &roundRobinSelector{}}}
 	p.balance.Store(int32(bal))
+	p.outlier.set = &p.set
 	p.Update(bal, specs)
 	return p
 }
@@ -331,6 +345,7 @@ func (p *Pool) Update(bal config.Balance, specs []Spec) (removed []*Backend) {
 		b.SetWeight(sp.Weight)
 		b.SetMaxConns(sp.MaxConns)
 		b.backup.Store(sp.Backup)
+		b.ejector.Store(&p.outlier)
 		s.list = append(s.list, b)
 		s.byName[sp.Name] = b
 	}
@@ -382,14 +397,38 @@ func (p *Pool) Balance() config.Balance { return config.Balance(p.balance.Load()
 
 // Choose picks a backend for a client with no usable pin, among those that
 // take new clients and that skip does not reject: a backup only when no
-// other backend qualifies. keyHash is the client key's hash. It returns
-// nil when no backend qualifies.
+// other backend qualifies, and an outlier's ejected backend only when no
+// other backend, backups included, does (ejection never leaves a pool
+// without a backend, as Envoy's panic mode). keyHash is the client key's
+// hash. It returns nil when no backend qualifies.
 func (p *Pool) Choose(keyHash uint64, skip func(*Backend) bool) *Backend {
-	c := choice{list: p.set.Load().list, key: keyHash, skip: skip, now: time.Now().UnixNano(), slowStart: time.Duration(p.slowStart.Load())}
-	sel := p.selectors[p.Balance()]
-	if b := sel.pick(c); b != nil {
-		return b
+	now := time.Now().UnixNano()
+	c := choice{list: p.set.Load().list, key: keyHash, skip: skip, now: now, slowStart: time.Duration(p.slowStart.Load()), ejectNow: now}
+	if p.outlier.now != nil {
+		c.ejectNow = p.outlier.nowNano()
 	}
-	c.backups = true
-	return sel.pick(c)
+	sel := p.selectors[p.Balance()]
+	passes := 2
+	if p.outlier.policy.Load() != nil {
+		passes = 4
+	}
+	for pass := range passes {
+		c.backups, c.ejected = pass%2 == 1, pass >= 2
+		if b := sel.pick(c); b != nil {
+			return b
+		}
+	}
+	return nil
+}
+
+// TakesNew reports whether Choose can give some backend a new client
+// (an ejected one counts: Choose takes it when it is all there is).
+func (p *Pool) TakesNew() bool {
+	now := p.outlier.nowNano()
+	for _, b := range p.set.Load().list {
+		if b.takesNewAt(now, true) {
+			return true
+		}
+	}
+	return false
 }

@@ -12,7 +12,8 @@ import (
 // given a backend. Each method is a type of its own, and every one is
 // handed the same choice, so none can miss what the pool applies to all
 // of them: weights, slow start (through effectiveWeight), and which
-// backends take new clients (usable: health, drain, maintenance, limits).
+// backends take new clients (usable: health, drain, maintenance, limits,
+// an outlier's ejection).
 type selector interface {
 	pick(c choice) *Backend
 }
@@ -26,12 +27,15 @@ type choice struct {
 	backups   bool  // choose among the backups (when no other backend can take the client)
 	now       int64 // unix nanoseconds
 	slowStart time.Duration
+	ejectNow  int64 // unix nanoseconds by the outlier detector's clock
+	ejected   bool  // choose among outliers' ejected backends too (when no other can take the client)
 }
 
-// usable says whether b may be given the client: it takes new clients,
-// is of the kind (backup or not) being chosen, and is not skipped.
+// usable says whether b may be given the client: it takes new clients
+// (ejected or not, as the pass chooses), is of the kind (backup or not)
+// being chosen, and is not skipped.
 func (c *choice) usable(b *Backend) bool {
-	return b.TakesNew() && b.Backup() == c.backups && (c.skip == nil || !c.skip(b))
+	return b.takesNewAt(c.ejectNow, c.ejected) && b.Backup() == c.backups && (c.skip == nil || !c.skip(b))
 }
 
 func (c *choice) weight(b *Backend) float64 { return b.effectiveWeight(c.now, c.slowStart) }

@@ -116,6 +116,9 @@ func (s *Server) applyPools(cfg *config.Config) map[*poolRT][]*pool.Backend {
 			s.pools[name] = p
 		}
 		p.pool.SetSlowStart(pc.SlowStart.Duration)
+		// A backend the reload keeps keeps its ejection, and its pool the
+		// multipliers; a pool whose table is gone ejects no more.
+		p.pool.SetOutlier(outlierPolicy(pc), s.outliers)
 		if p.cfg == nil || p.cfg.Limits != pc.Limits {
 			p.limiter = proxy.NewLimiter(proxy.ClientLimits{MaxConnsPerClient: pc.Limits.MaxConnsPerClient,
 				Rate: rate.Limit(pc.Limits.ConnRatePerClient), Burst: pc.Limits.ConnBurstPerClient,

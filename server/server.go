@@ -80,8 +80,9 @@ type Server struct {
 	// restart); it keeps nothing without one.
 	store *persist.Store
 
-	cluster atomic.Pointer[cluster.Member] // nil without [cluster]; fixed at start
-	views   chan struct{}                  // a peer published new views (watchViews)
+	cluster  atomic.Pointer[cluster.Member] // nil without [cluster]; fixed at start
+	views    chan struct{}                  // a peer published new views (watchViews)
+	outliers chan struct{}                  // a pool ejected a backend, or stopped ejecting (watchOutliers)
 }
 
 // poolRT is a pool as it runs: its backends, its pins and its checkers.
@@ -113,7 +114,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		opts.Events = &event.Stream{}
 	}
 	s := &Server{opts: opts, log: opts.Log, pools: map[string]*poolRT{}, listeners: map[string]*listenerRT{},
-		views: make(chan struct{}, 1)}
+		views: make(chan struct{}, 1), outliers: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.store = persist.New(cfg.Global.SnapshotFile, &s.Stats, s.log)
 	s.decisions = s.newDecisions(cfg.Global.SnapshotFile)
@@ -154,10 +155,11 @@ func (s *Server) Start() {
 	for _, p := range s.pools {
 		s.startHealth(p, nil)
 	}
-	s.bg.Add(3)
+	s.bg.Add(4)
 	go s.sweep()
 	go s.snapshots()
 	go s.watchViews()
+	go s.watchOutliers()
 }
 
 func (s *Server) serve(l *proxy.Listener) {

@@ -38,7 +38,7 @@ func (c *ctl) backends(args []string) error {
 				rate = fmt.Sprintf("%.1f", r.ConnsPerSec)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", p.Name, b.Name, b.Address, stateCell(b),
-				forCell(b.Since), b.Weight, b.Connections, b.Pins, rate, b.ConnectErrors, lastCheck(b), b.DownReason)
+				forCell(b.Since), b.Weight, b.Connections, b.Pins, rate, b.ConnectErrors, lastCheck(b), whyCell(b))
 		}
 	}
 	tw.Flush()
@@ -68,7 +68,24 @@ func stateCell(b admin.BackendInfo) string {
 	if b.Admin != "ready" && b.Admin != s && !strings.HasPrefix(s, b.Admin) {
 		s += ", " + b.Admin
 	}
+	if b.Ejected != nil {
+		s += ", ejected"
+	}
 	return s
+}
+
+// whyCell is why a backend is down, and why it is ejected (an outlier
+// takes no new clients while its pinned clients stay) and until when.
+func whyCell(b admin.BackendInfo) string {
+	e := b.Ejected
+	if e == nil {
+		return b.DownReason
+	}
+	ej := fmt.Sprintf("ejected (%s) until %s, %d in a row", e.Reason, e.Until.Local().Format(time.TimeOnly), e.InARow)
+	if b.DownReason == "" {
+		return ej
+	}
+	return b.DownReason + "; " + ej
 }
 
 // age says how long ago t was, roughly; "-" for never.
