@@ -15,7 +15,7 @@ import (
 // when, in the recent changes, and in the dashboard's backend table;
 // the pool stays ready.
 func TestEjectionShown(t *testing.T) {
-	e := setupWith(t, "", "[pool.cas.outlier]\nconsecutive_faults = 2\nejection_time = \"1m\"\n")
+	e := setupWith(t, "", "[pool.cas]\ndcerpc = \"calls\"\n[pool.cas.outlier]\nconsecutive_faults = 2\nejection_time = \"1m\"\n")
 	cas2 := e.srv.Pool("cas").Backend("cas2")
 	cas2.ObserveRPC(pool.CallFault)
 	cas2.ObserveRPC(pool.CallFault)

@@ -248,6 +248,9 @@ func (p *Pool) check(v *checker, at string) {
 	p.Affinity.check(v, at+".affinity")
 	p.Limits.check(v, at+".limits")
 	p.Outlier.check(v, at+".outlier")
+	if p.Outlier.Enabled && p.DCERPC == RPCOff {
+		v.errAt(at+".outlier", "learns from the pool's DCE/RPC traffic, which is not read: set dcerpc = \"calls\" (faults and binds) or \"binds\" (binds only) in [%s]", at)
+	}
 	v.timing(at+".health", p.Health.Interval, p.Health.Timeout, p.Health.Rise, p.Health.Fall)
 	for _, name := range slices.Sorted(maps.Keys(p.Checks)) {
 		p.Checks[name].check(v, at+".check."+name)

@@ -119,8 +119,8 @@ func (s *rpcState) snapshot() *RPCSession {
 
 // rpcOutcome is the one place every bind's answer and every call's end
 // on a connection to b goes: the connection's session (ctl sessions),
-// the observer (metrics), and what else learns a backend's health from
-// real traffic.
+// the pool's outlier detection ([pool.NAME.outlier]), and the observer
+// (metrics).
 func (c *conn) rpcOutcome(b *pool.Backend, o RPCOutcome) {
 	s := c.rpc
 	s.mu.Lock()
@@ -134,9 +134,23 @@ func (c *conn) rpcOutcome(b *pool.Backend, o RPCOutcome) {
 		}
 	}
 	s.mu.Unlock()
+	b.ObserveRPC(o.forOutliers())
 	if f := c.r.Observer.RPC; f != nil {
 		f(c.r.Name, b, o)
 	}
+}
+
+// forOutliers is the outcome as the pool's outlier detection counts it.
+func (o RPCOutcome) forOutliers() pool.RPCOutcome {
+	switch {
+	case o.Kind == RPCBind && o.OK():
+		return pool.BindAccepted
+	case o.Kind == RPCBind:
+		return pool.BindRejected
+	case o.OK():
+		return pool.CallOK
+	}
+	return pool.CallFault
 }
 
 // rpcFromClient and rpcFromServer hand the tracker what each direction

@@ -217,3 +217,29 @@ func TestReadingNeverBreaksAStream(t *testing.T) {
 		})
 	}
 }
+
+// Faults read on real connections eject their CAS ([pool.NAME.outlier]):
+// three calls in a row answered with a fault through the proxy, and the
+// CAS takes no new clients for the ejection time.
+func TestFaultsThroughTheProxyEjectTheCAS(t *testing.T) {
+	g := newRPCRig(t, config.RPCCalls, 0)
+	g.r.Pool.SetOutlier(&pool.Outlier{ConsecutiveFaults: 3, Interval: time.Minute, EjectionTime: time.Minute,
+		MaxEjectionTime: time.Minute, MaxEjectedShare: 50}, nil)
+	c := dialRPC(t, "127.40.0.9", g.l.Addr())
+	if _, err := c.Bind(dcerpc.EMSMDB, false); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := c.Call(9); !lbtest.IsFault(err, 0x1c010003) {
+			t.Fatalf("call 9 answered %v, want the fault", err)
+		}
+	}
+	in, _ := g.session(t, "127.40.0.9")
+	lbtest.Eventually(t, 2*time.Second, "the faulting CAS ejected", func() bool {
+		_, ejected := in.Backend.Ejected()
+		return ejected
+	})
+	if in.Backend.TakesNew() {
+		t.Fatalf("%s is ejected but takes new clients", in.Backend.Name)
+	}
+}

@@ -17,7 +17,7 @@ import (
 // detector decides) and an outlier table of the given ejection time:
 // three faults in a row eject, one backend of three at a time.
 func outlierTOML(ejection string) string {
-	return "[pool.cas.health]\nenabled = false\n[pool.cas.outlier]\nconsecutive_faults = 3\nejection_time = \"" + ejection +
+	return "[pool.cas.health]\nenabled = false\n[pool.cas]\ndcerpc = \"calls\"\n[pool.cas.outlier]\nconsecutive_faults = 3\nejection_time = \"" + ejection +
 		"\"\nmax_ejected_share = 34\n"
 }
 

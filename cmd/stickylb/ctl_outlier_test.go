@@ -22,7 +22,7 @@ import (
 func TestCtlBackendsShowsEjection(t *testing.T) {
 	_, ports := lbtest.StartBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 1)
 	cfg, err := config.Parse("lb.toml", []byte(fmt.Sprintf("[listener.l0]\nlisten = \"127.0.0.1:0\"\npool = \"cas\"\nbackend_port = %d\n", ports[0])+
-		"[pool.cas.health]\nenabled = false\n[pool.cas.outlier]\nfault_rate = 50\nmin_requests = 4\nejection_time = \"1m\"\n"+
+		"[pool.cas.health]\nenabled = false\n[pool.cas]\ndcerpc = \"calls\"\n[pool.cas.outlier]\nfault_rate = 50\nmin_requests = 4\nejection_time = \"1m\"\n"+
 		"[pool.cas.backend.cas1]\naddress = \"127.0.0.11\"\n[pool.cas.backend.cas2]\naddress = \"127.0.0.12\"\n"))
 	if err != nil {
 		t.Fatal(err)
