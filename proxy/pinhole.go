@@ -257,6 +257,17 @@ func (p *Pinholes) listeners() []*Listener {
 	return out
 }
 
+// Listeners returns the sockets of the ports learned so far, each a
+// listener of its own (named after its owner, "-pinhole"), whose
+// connections are the owner's clients on the ports their CAS handed out;
+// none when p is nil (a listener that does not follow).
+func (p *Pinholes) Listeners() []*Listener {
+	if p == nil {
+		return nil
+	}
+	return p.listeners()
+}
+
 // close stops accepting on every learned port; their connections go on
 // (the owner's Wait waits for them).
 func (p *Pinholes) close() {

@@ -42,6 +42,9 @@ func (s *Server) connListeners() map[string]*proxy.Listener {
 	}
 	for _, lr := range s.listeners {
 		out[lr.cfg.Name] = lr.l
+		for _, pl := range lr.l.Pinholes().Listeners() {
+			out[fmt.Sprintf("%s-pinhole:%d", lr.cfg.Name, pl.Addr().Port())] = pl
+		}
 	}
 	return out
 }

@@ -83,7 +83,70 @@ func TestSambaFollowsEndpointMapper(t *testing.T) {
 		}
 	}
 	t.Logf("metrics:\n%s", grepLines(m, `pinhole`))
+	r.faultCounted(t, a)
 	r.killFollowed(t, a, hostOf)
+}
+
+// faultCounted calls an operation srvsvc does not have, from a's client
+// on the port its host handed it: Samba answers with a fault, which
+// stickylb counts on that host, and while the connection is open the
+// sessions API shows the interface it bound on that host.
+func (r *sambaRig) faultCounted(t *testing.T, a rpcReply) {
+	backend := "cas" + a.Server[3:]
+	status, stop, err := r.faultVia(a.Src, a.Port)
+	if err != nil {
+		t.Fatalf("a call srvsvc lacks, from %s: %v", a.Src, err)
+	}
+	sessions := r.get(t, "/api/sessions?client="+a.Src)
+	stop()
+	if !strings.Contains(sessions, "4b324fc8-1670-01d3-1278-5a47bf6ee188") || !strings.Contains(sessions, `"`+backend+`"`) {
+		t.Fatalf("the sessions API does not show %s's srvsvc bind on %s:\n%s", a.Src, backend, sessions)
+	}
+	want := fmt.Sprintf(`stickylb_rpc_faults_total{backend=%q,pool="cas",status="0x%08x"} 1`, backend, status)
+	if m := r.metrics(t); !strings.Contains(m, want) {
+		t.Fatalf("Samba's fault 0x%08x on %s is not counted there; want %s in:\n%s", status, backend, want, grepLines(m, "rpc_faults"))
+	}
+	t.Logf("Samba answered opnum 999 with fault 0x%08x, counted on %s", status, backend)
+}
+
+// faultVia binds srvsvc from src at the balancer's port and calls an
+// operation it does not have; it returns the fault's status and what
+// closes the connection.
+func (r *sambaRig) faultVia(src string, port int) (uint32, func(), error) {
+	srvsvc, _ := dcerpc.ParseUUID("4b324fc8-1670-01d3-1278-5a47bf6ee188")
+	var (
+		c      *net.TCPConn
+		status uint32
+		err    error
+	)
+	r.clients.Do(func() {
+		if c, err = lbtest.Dial(src, netip.AddrPortFrom(netip.MustParseAddr("10.20.1.1"), uint16(port))); err != nil {
+			return
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err = c.Write(dcerpc.Bind(1, dcerpc.Syntax{UUID: srvsvc, Major: 3})); err != nil {
+			return
+		}
+		if _, err = dcerpc.ReadPDU(c, nil); err != nil {
+			return
+		}
+		if _, err = c.Write(dcerpc.Request(2, 999, nil)); err != nil {
+			return
+		}
+		var f dcerpc.Fault
+		if _, _, err = dcerpc.ReadResponse(c, 2); !errors.As(err, &f) {
+			err = fmt.Errorf("opnum 999 answered without a fault: %v", err)
+			return
+		}
+		status, err = uint32(f), nil
+	})
+	if err != nil {
+		if c != nil {
+			c.Close()
+		}
+		return 0, nil, err
+	}
+	return status, func() { c.Close() }, nil
 }
 
 // killFollowed kills the host that answered client a, checks that a's
@@ -153,10 +216,16 @@ func (r *sambaRig) bindVia(src string, port int) error {
 // metrics scrapes the balancer's /metrics from inside its namespace.
 func (r *sambaRig) metrics(t *testing.T) string {
 	t.Helper()
-	argv := append(r.lb.Prefix(), "curl", "-sf", r.admin+"/metrics")
+	return r.get(t, "/metrics")
+}
+
+// get fetches an admin API path from inside the balancer's namespace.
+func (r *sambaRig) get(t *testing.T, path string) string {
+	t.Helper()
+	argv := append(r.lb.Prefix(), "curl", "-sf", r.admin+path)
 	out, err := exec.Command(argv[0], argv[1:]...).Output()
 	if err != nil {
-		t.Fatalf("scrape %s/metrics: %v", r.admin, err)
+		t.Fatalf("GET %s%s: %v", r.admin, path, err)
 	}
 	return string(out)
 }

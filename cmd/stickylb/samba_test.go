@@ -85,7 +85,7 @@ func startSambaRigWith(t *testing.T, ports, listenerKeys, checks string) *sambaR
 	var b strings.Builder
 	b.WriteString("[global]\ndrain_timeout = \"2s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
 	fmt.Fprintf(&b, "[listener.rpc]\nlisten = %q\npool = \"cas\"\n%s", ports, listenerKeys)
-	b.WriteString("[pool.cas]\nconnect_timeout = \"2s\"\n[pool.cas.health]\ninterval = \"300ms\"\ntimeout = \"2s\"\nrise = 1\nfall = 1\n")
+	b.WriteString("[pool.cas]\nconnect_timeout = \"2s\"\ndcerpc = \"calls\"\n[pool.cas.health]\ninterval = \"300ms\"\ntimeout = \"2s\"\nrise = 1\nfall = 1\n")
 	b.WriteString(checks)
 	for i, h := range r.hosts {
 		fmt.Fprintf(&b, "[pool.cas.backend.cas%d]\naddress = %q\n", i+1, h.addr)
