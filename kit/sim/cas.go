@@ -141,13 +141,19 @@ func (c *CAS) listenDynamic() error {
 	if len(got) < 2 {
 		return fmt.Errorf("simulated CAS %s: no two free ports in its dynamic range %d-%d on %s", c.cfg.Name, lo, hi, c.cfg.Host)
 	}
+	c.mu.Lock() // serve reads them, from connections that may come before StartCAS returns
 	c.cfg.RCAPort, c.cfg.ABPort = got[0], got[1]
+	c.mu.Unlock()
 	return nil
 }
 
 // Ports returns the RPC Client Access and Address Book ports the
 // endpoint mapper hands out.
-func (c *CAS) Ports() (rca, ab int) { return c.cfg.RCAPort, c.cfg.ABPort }
+func (c *CAS) Ports() (rca, ab int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.RCAPort, c.cfg.ABPort
+}
 
 // Name returns the CAS's name.
 func (c *CAS) Name() string { return c.cfg.Name }

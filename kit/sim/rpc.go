@@ -86,7 +86,8 @@ func (c *CAS) serve(conn net.Conn, svc Service) {
 		c.mu.Unlock()
 		conn.Close()
 	}()
-	port := [...]int{c.cfg.EPMPort, c.cfg.RCAPort, c.cfg.ABPort}[svc]
+	rca, ab := c.Ports()
+	port := [...]int{c.cfg.EPMPort, rca, ab}[svc]
 	s := &rpcConn{c: c, conn: conn, svc: svc, port: port}
 	r := bufio.NewReaderSize(conn, rpcBuf)
 	buf := make([]byte, 0, rpcBuf)
@@ -169,7 +170,8 @@ func (s *rpcConn) eptMap(p dcerpc.PDU, call dcerpc.Call) []byte {
 	var eps []dcerpc.Endpoint
 	for _, svc := range []Service{ClientAccess, AddressBook} {
 		if serves(svc.Interface(), args.Tower.Interface) && args.MaxTowers > 0 {
-			port := [...]int{0, s.c.cfg.RCAPort, s.c.cfg.ABPort}[svc]
+			rca, ab := s.c.Ports()
+			port := [...]int{0, rca, ab}[svc]
 			eps = append(eps, dcerpc.Endpoint{Interface: svc.Interface(), Port: uint16(port), Addr: addr})
 		}
 	}
