@@ -3,7 +3,9 @@
 // bind_ack and bind_nak, request, response and fault, and the endpoint
 // mapper's ept_map with its protocol tower. It is not an RPC runtime: no
 // authentication, no NDR beyond ept_map's own arguments, no calls other
-// than the check's.
+// than the check's. For the lab's simulated CAS (kit/sim) it also has a
+// server's side: the answers (server.go) and the readers of a client's
+// request and ept_map arguments (call.go).
 //
 // Followed: The Open Group C706 (DCE 1.1: Remote Procedure Call), chapter
 // 12 "Connection-oriented RPC PDUs" (12.6: the PDU formats) and appendix

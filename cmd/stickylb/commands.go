@@ -164,13 +164,14 @@ func benchCommand(stdout, stderr io.Writer) *cobra.Command {
 	return cmd
 }
 
-// simCASHelp says what a simulated CAS is not: the lab's own protocol is
-// not DCE/RPC, so the packaged template's rpc checks fail against it
-// (issue 35, point 8).
+// simCASHelp says what a simulated CAS speaks: DCE/RPC as a CAS does, so
+// the packaged template's rpc checks work against it (issue 35, point 8;
+// issue 32).
 const simCASHelp = `Serves simulated CAS hosts: an endpoint mapper and RPC Client Access and
-Address Book ports speaking the lab's own protocol (docs/lab-protocol.md).
-A simulated CAS does not speak DCE/RPC: an rpc health check (the packaged
-lb.toml's) fails against it with "malformed DCE/RPC PDU" and every backend
-stays down. Give a pool of sim cas hosts a tcp check; to try the rpc check
-before production, run Samba's endpoint mapper as the CAS (docs/operations.md,
-"Trying the rpc check").`
+Address Book ports that speak DCE/RPC as Exchange does (ept_map hands out
+the EMSMDB and NSPI ports, each port binds its own interface), with the
+lab's own session protocol inside the calls (docs/lab-protocol.md). An rpc
+health check (the packaged lb.toml's) works against it: give the check
+port = the --epm-port when that is not 135. To try the check against a
+DCE/RPC stack of another make before production, run Samba's endpoint
+mapper as the CAS (docs/operations.md, "Trying the rpc check").`

@@ -24,7 +24,7 @@ import (
 )
 
 func labFlags(fs *pflag.FlagSet) runFunc {
-	duration := fs.Duration("duration", 5*time.Second, "how long each scenario runs")
+	duration := fs.Duration("duration", 4*time.Second, "how long each scenario runs")
 	sessions := fs.Int("sessions", 24, "Unity mailbox sessions per scenario")
 	sources := fs.Int("sources", 6, "Unity source addresses (127.2.0.1, ...)")
 	only := fs.String("scenario", "", "run only these scenarios (comma-separated names)")

@@ -54,18 +54,20 @@ func TestWordsSayWhatHappened(t *testing.T) {
 	}
 }
 
-// Where a simulated CAS will meet an rpc check, it is said that it does
-// not speak DCE/RPC (issue 35, point 8): `sim cas --help`, the packaged
-// template beside its rpc checks, and docs/operations.md, which gives
-// the Samba recipe for trying the check.
-func TestSimCASSaysItSpeaksNoDCERPC(t *testing.T) {
+// Where a simulated CAS will meet an rpc check, it is said that it
+// speaks DCE/RPC and the check works against it, given its endpoint
+// mapper's port (issue 35, point 8; issue 32): `sim cas --help`, the
+// packaged template beside its rpc checks, and docs/operations.md, which
+// also gives the Samba recipe for trying the check on another stack.
+func TestSimCASSaysItSpeaksDCERPC(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run([]string{"sim", "cas", "--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "does not speak DCE/RPC") {
+	if code := run([]string{"sim", "cas", "--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "speak DCE/RPC as Exchange does") ||
+		!strings.Contains(out.String(), "port = the --epm-port") {
 		t.Fatalf("sim cas --help: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 	for file, want := range map[string][]string{
-		"../../packaging/lb.toml":  {"`stickylb sim cas` does not speak DCE/RPC", "\"Trying the rpc check\""},
-		"../../docs/operations.md": {"## Trying the rpc check", "does not speak DCE/RPC", "samba-dcerpcd --libexec-rpcds"},
+		"../../packaging/lb.toml":  {"`stickylb sim cas` speaks DCE/RPC as a CAS does", "port = its --epm-port", "\"Trying the rpc check\""},
+		"../../docs/operations.md": {"## Trying the rpc check", "`stickylb sim cas` speaks DCE/RPC as a CAS does", "samba-dcerpcd --libexec-rpcds"},
 	} {
 		b, err := os.ReadFile(file)
 		if err != nil {

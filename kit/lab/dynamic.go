@@ -59,20 +59,35 @@ func (r *rig) startArray(s Scenario) error {
 	return nil
 }
 
-// dynamicConfig is the config for a CAS array on dynamic ports: one
-// listener on the endpoint mapper's port and, unless fixedOnly, the whole
-// block of the hosts' dynamic ranges; a TCP check of the endpoint mapper
-// (the simulated hosts do not speak DCE/RPC, so the rpc check of a real
-// array cannot run here).
-func dynamicConfig(vip string, epm int, dynamic config.PortRange, fixedOnly bool) string {
+// dynamicConfig is the config for a CAS array on dynamic ports. Balancer
+// stickylb has one listener for the endpoint mapper's port and the whole
+// block of the hosts' dynamic ranges; stickylb-fixed-ports one for the
+// endpoint mapper's port alone; stickylb-follow the same, following the
+// endpoint mapper (inspect_dcerpc), with no range. The range and the
+// follower check each CAS as a real array is checked, with rpc checks of
+// EMSMDB and NSPI through its endpoint mapper (the simulated CAS speaks
+// DCE/RPC there). The fixed ports check the endpoint mapper's port with
+// a TCP check: an rpc check would rightly find that the pool forwards
+// none of the ports the hosts hand out, and take every host down, while
+// this scenario shows what a client meets when they are up.
+func dynamicConfig(vip string, epm int, dynamic config.PortRange, balancer string) string {
 	ports := config.Ports{{First: uint16(epm), Last: uint16(epm)}}
-	if !fixedOnly {
+	if balancer == "stickylb" {
 		ports = append(ports, dynamic)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "[listener.rpc]\nlisten = \"%s:%s\"\npool = \"cas\"\n", vip, ports)
+	fmt.Fprintf(&b, "[listener.epmap]\nlisten = \"%s:%s\"\npool = \"cas\"\n", vip, ports)
+	if balancer == "stickylb-follow" {
+		b.WriteString("inspect_dcerpc = true\n")
+	}
 	b.WriteString("[pool.cas]\nconnect_timeout = \"1s\"\n[pool.cas.health]\ninterval = \"100ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 2\n")
-	fmt.Fprintf(&b, "[pool.cas.check.epmap]\ntype = \"tcp\"\nport = %d\n", epm)
+	if balancer == "stickylb-fixed-ports" {
+		fmt.Fprintf(&b, "[pool.cas.check.epmap]\ntype = \"tcp\"\nport = %d\n", epm)
+	} else {
+		for _, c := range []struct{ name, iface string }{{"rpc-client-access", "emsmdb"}, {"address-book", "nspi"}} {
+			fmt.Fprintf(&b, "[pool.cas.check.%s]\ntype = \"rpc\"\ninterface = %q\nport = %d\n", c.name, c.iface, epm)
+		}
+	}
 	for i, h := range CASHosts {
 		fmt.Fprintf(&b, "[pool.cas.backend.cas%d]\naddress = %q\n", i+1, h)
 	}

@@ -17,8 +17,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // balancer must show: the broken ones the error, stickylb none.
 func TestBuiltinScenarios(t *testing.T) {
 	s := Builtin()
-	if len(s) != 11 {
-		t.Fatalf("%d built-in scenarios, want 11", len(s))
+	if len(s) != 12 {
+		t.Fatalf("%d built-in scenarios, want 12", len(s))
 	}
 	// What each balancer must show: the broken ones, two members that
 	// share nothing and fixed ports in front of dynamic RPC ports
@@ -57,7 +57,7 @@ expect = "clean"
 	if err == nil {
 		t.Fatal("accepted a bad scenario file")
 	}
-	for _, want := range []string{"my.toml: unknown key scenario.colour", `balancer must be one of stickylb, stickylb-pair, stickylb-independent, stickylb-fixed-ports, round-robin, nlb-hash, reroute, not "haproxy"`,
+	for _, want := range []string{"my.toml: unknown key scenario.colour", `balancer must be one of stickylb, stickylb-pair, stickylb-independent, stickylb-fixed-ports, stickylb-follow, round-robin, nlb-hash, reroute, not "haproxy"`,
 		"event drain needs balancer stickylb", "event member-restart needs balancer stickylb-pair or stickylb-independent"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v\nlacks %q", err, want)
@@ -90,6 +90,8 @@ func TestScenarioVerdicts(t *testing.T) {
 			t.Errorf("scenario %s: %s (errors %v)", r.Scenario.Name, r.Verdict, rep.Errors)
 		}
 		switch {
+		case r.Scenario.Balancer == "stickylb-follow" && (r.Pinholes == nil || r.Pinholes.Ports == 0):
+			t.Errorf("scenario %s passed with no port learned: %+v", r.Scenario.Name, r.Pinholes)
 		case r.Scenario.Balancer == "stickylb-fixed-ports":
 			// Its failure is that no call gets through at all.
 			if rep.Ops != 0 || rep.ConnErrors == 0 {
@@ -98,5 +100,42 @@ func TestScenarioVerdicts(t *testing.T) {
 		case rep.Ops < 100:
 			t.Errorf("scenario %s did only %d operations", r.Scenario.Name, rep.Ops)
 		}
+	}
+}
+
+// Following the endpoint mapper serves a CAS array on dynamic ports with
+// a listener of the endpoint mapper's port alone, no range: every
+// session works on the CAS whose endpoint mapper it asked, and the ports
+// learned are two per CAS that served a session (RPC Client Access and
+// the Address Book), all read (nothing passed over unparsed), all
+// opened. The same listener without following fails every call.
+func TestFollowServesDynamicPortsWithoutRange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two lab scenarios")
+	}
+	var follow, fixed Scenario
+	for _, s := range Builtin() {
+		switch s.Name {
+		case "dynamic-follow":
+			follow = s
+		case "dynamic-fixed-ports":
+			fixed = s
+		}
+	}
+	results, err := Run(context.Background(), []Scenario{follow, fixed}, Options{Duration: 2 * time.Second, Sessions: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, rep := results[0], results[0].Report
+	t.Logf("%s: ops %d, MAPI_E_NETWORK_ERROR %d, conn %d, per CAS %v, pinholes %+v: %s",
+		f.Scenario.Name, rep.Ops, rep.MAPINetworkErrors, rep.ConnErrors, rep.SessionsPerCAS, f.Pinholes, f.Verdict)
+	if !f.Pass || rep.Ops < 100 || rep.SplitSessions != 0 || rep.Relogons != 0 {
+		t.Fatalf("following: %s, %d operations, %d split, %d relogons", f.Verdict, rep.Ops, rep.SplitSessions, rep.Relogons)
+	}
+	if ph := f.Pinholes; ph == nil || ph.Ports != 2*len(rep.SessionsPerCAS) || ph.Unparsed != 0 || ph.OpenFailed != 0 {
+		t.Fatalf("learned %+v for sessions on %d CAS hosts", ph, len(rep.SessionsPerCAS))
+	}
+	if r := results[1]; r.Report.Ops != 0 || r.Report.ConnErrors == 0 {
+		t.Fatalf("without following: %d operations, %d connection errors; want none through", r.Report.Ops, r.Report.ConnErrors)
 	}
 }

@@ -16,12 +16,13 @@ import (
 	"github.com/stickylb/stickylb/kit/loop"
 	"github.com/stickylb/stickylb/kit/sim"
 	"github.com/stickylb/stickylb/pool"
+	"github.com/stickylb/stickylb/proxy"
 	"github.com/stickylb/stickylb/server"
 )
 
 // Options apply to every scenario of a run.
 type Options struct {
-	Duration time.Duration // per scenario (default 5s)
+	Duration time.Duration // per scenario (default 4s)
 	Sessions int           // mailbox sessions (default 24)
 	Sources  int           // Unity source addresses (default 6)
 	Log      *slog.Logger  // the balancer's and CASes' logs (default: discarded)
@@ -50,6 +51,9 @@ type Result struct {
 	Pass    bool   `json:"pass"`
 	// Target is the CAS the event hit (killed or drained), if any.
 	Target string `json:"event_target,omitempty"`
+	// Pinholes, with balancer stickylb-follow, is what following the
+	// endpoint mapper learned by the end of the run.
+	Pinholes *proxy.PinholeStats `json:"pinholes,omitempty"`
 }
 
 // CAS hosts and the balancer's address in the lab.
@@ -64,7 +68,7 @@ func SourceIP(i int) string { return loop.SourceIP(2, i) }
 // Run runs the scenarios in order.
 func Run(ctx context.Context, scenarios []Scenario, opts Options) ([]Result, error) {
 	if opts.Duration <= 0 {
-		opts.Duration = 5 * time.Second
+		opts.Duration = 4 * time.Second
 	}
 	if opts.Sessions <= 0 {
 		opts.Sessions = 24
@@ -179,7 +183,7 @@ func (r *rig) startBalancer(s Scenario) error {
 	var err error
 	for attempt := 0; attempt < 20; attempt++ {
 		switch s.Balancer {
-		case "stickylb", "stickylb-fixed-ports":
+		case "stickylb", "stickylb-fixed-ports", "stickylb-follow":
 			err = r.startStickylb(s)
 		case "stickylb-pair", "stickylb-independent":
 			err = r.startPair(s)
@@ -226,7 +230,7 @@ func (r *rig) startStickylb(s Scenario) error {
 	if r.cfg == nil {
 		text := StickylbConfig(r.ports, s.Affinity)
 		if s.Ports == "dynamic" {
-			text = dynamicConfig(VIP, r.ports[0], r.dynamic, s.Balancer == "stickylb-fixed-ports")
+			text = dynamicConfig(VIP, r.ports[0], r.dynamic, s.Balancer)
 		}
 		cfg, err := config.Parse("lab:"+s.Name, []byte(text))
 		if err != nil {
@@ -240,6 +244,18 @@ func (r *rig) startStickylb(s Scenario) error {
 	}
 	srv.Start()
 	r.srv = srv
+	return nil
+}
+
+// pinholes returns the stickylb's learned ports, if it follows the
+// endpoint mapper.
+func (r *rig) pinholes() *proxy.PinholeStats {
+	if r.srv == nil {
+		return nil
+	}
+	if st, ok := r.srv.Pinholes()["epmap"]; ok {
+		return &st
+	}
 	return nil
 }
 
@@ -330,8 +346,11 @@ func runOne(ctx context.Context, s Scenario, idx, total int, opts Options, used 
 			if evErr != nil {
 				return Result{}, fmt.Errorf("event %s: %w", s.Event, evErr)
 			}
-			res := Result{Scenario: s, Report: rep, Target: target}
+			res := Result{Scenario: s, Report: rep, Target: target, Pinholes: r.pinholes()}
 			res.Verdict, res.Pass = verdict(s, rep, target)
+			if res.Pinholes != nil && res.Pass {
+				res.Verdict += fmt.Sprintf(": 135 alone, %d ports learned", res.Pinholes.Ports)
+			}
 			return res, nil
 		case <-eventAt:
 			eventAt = nil

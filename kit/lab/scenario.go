@@ -32,8 +32,10 @@ type Scenario struct {
 	Name        string `toml:"name" json:"name"`
 	Description string `toml:"description" json:"description"`
 	// Balancer: stickylb; stickylb-pair (two members sharing pins) or
-	// stickylb-independent (two members that do not); round-robin,
-	// nlb-hash or reroute.
+	// stickylb-independent (two members that do not); with ports
+	// dynamic, stickylb-fixed-ports (the endpoint mapper's port alone)
+	// or stickylb-follow (the same, following the endpoint mapper);
+	// round-robin, nlb-hash or reroute.
 	Balancer string `toml:"balancer" json:"balancer"`
 	// Event happens At (a fraction of the duration) into the run: none,
 	// kill, drain, restart, member-restart, add-member, reroute.
@@ -58,11 +60,17 @@ type Scenario struct {
 }
 
 var (
-	balancers = []string{"stickylb", "stickylb-pair", "stickylb-independent", "stickylb-fixed-ports", "round-robin", "nlb-hash", "reroute"}
+	balancers = []string{"stickylb", "stickylb-pair", "stickylb-independent", "stickylb-fixed-ports", "stickylb-follow", "round-robin", "nlb-hash", "reroute"}
 	portKinds = []string{"static", "dynamic"}
 	events    = []string{"none", "kill", "drain", "restart", "member-restart", "add-member", "reroute"}
 	expects   = []string{"errors", "clean", "no-mapi-errors", "only-affected"}
 )
+
+// epmOnly says whether a balancer forwards the endpoint mapper's port
+// alone, with no listener for the CAS hosts' dynamic ports.
+func epmOnly(balancer string) bool {
+	return balancer == "stickylb-fixed-ports" || balancer == "stickylb-follow"
+}
 
 // Builtin returns the built-in scenarios.
 func Builtin() []Scenario {
@@ -134,10 +142,10 @@ func ParseScenarios(file string, src []byte) ([]Scenario, error) {
 			errs = append(errs, fmt.Errorf("%s: event add-member needs balancer nlb-hash", at))
 		case s.Event == "reroute" && s.Balancer != "reroute":
 			errs = append(errs, fmt.Errorf("%s: event reroute needs balancer reroute", at))
-		case s.Ports == "dynamic" && s.Balancer != "stickylb" && s.Balancer != "stickylb-fixed-ports":
-			errs = append(errs, fmt.Errorf("%s: ports dynamic needs balancer stickylb or stickylb-fixed-ports", at))
-		case s.Balancer == "stickylb-fixed-ports" && s.Ports != "dynamic":
-			errs = append(errs, fmt.Errorf("%s: balancer stickylb-fixed-ports needs ports dynamic", at))
+		case s.Ports == "dynamic" && s.Balancer != "stickylb" && !epmOnly(s.Balancer):
+			errs = append(errs, fmt.Errorf("%s: ports dynamic needs balancer stickylb, stickylb-fixed-ports or stickylb-follow", at))
+		case epmOnly(s.Balancer) && s.Ports != "dynamic":
+			errs = append(errs, fmt.Errorf("%s: balancer %s needs ports dynamic", at, s.Balancer))
 		case s.Expect == "only-affected" && s.Event != "kill":
 			errs = append(errs, fmt.Errorf("%s: expect only-affected needs event kill", at))
 		}

@@ -50,6 +50,9 @@ type CASConfig struct {
 // CASStats are a CAS's running totals.
 type CASStats struct {
 	Logons, Ops, NetworkErrors, ProtocolErrors, Sessions int64
+	// Lookups are the ept_map calls the endpoint mapper answered;
+	// RejectedBinds the binds of an interface the port does not serve.
+	Lookups, RejectedBinds int64
 }
 
 // CAS is a running simulated Client Access Server. Its sessions live in
@@ -64,7 +67,7 @@ type CAS struct {
 	closed   bool
 	wg       sync.WaitGroup
 
-	logons, ops, netErrs, protoErrs atomic.Int64
+	logons, ops, netErrs, protoErrs, lookups, rejected atomic.Int64
 }
 
 type session struct {
@@ -138,13 +141,19 @@ func (c *CAS) listenDynamic() error {
 	if len(got) < 2 {
 		return fmt.Errorf("simulated CAS %s: no two free ports in its dynamic range %d-%d on %s", c.cfg.Name, lo, hi, c.cfg.Host)
 	}
+	c.mu.Lock() // serve reads them, from connections that may come before StartCAS returns
 	c.cfg.RCAPort, c.cfg.ABPort = got[0], got[1]
+	c.mu.Unlock()
 	return nil
 }
 
 // Ports returns the RPC Client Access and Address Book ports the
 // endpoint mapper hands out.
-func (c *CAS) Ports() (rca, ab int) { return c.cfg.RCAPort, c.cfg.ABPort }
+func (c *CAS) Ports() (rca, ab int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.RCAPort, c.cfg.ABPort
+}
 
 // Name returns the CAS's name.
 func (c *CAS) Name() string { return c.cfg.Name }
@@ -155,7 +164,7 @@ func (c *CAS) Stats() CASStats {
 	n := len(c.sessions)
 	c.mu.Unlock()
 	return CASStats{Logons: c.logons.Load(), Ops: c.ops.Load(), NetworkErrors: c.netErrs.Load(),
-		ProtocolErrors: c.protoErrs.Load(), Sessions: int64(n)}
+		ProtocolErrors: c.protoErrs.Load(), Sessions: int64(n), Lookups: c.lookups.Load(), RejectedBinds: c.rejected.Load()}
 }
 
 // Kill simulates a crash: listeners close, every connection is reset and
@@ -208,41 +217,8 @@ func (c *CAS) accept(ln net.Listener, svc Service) {
 	}
 }
 
-// serve answers requests on one connection until the client closes it,
-// it idles out, or it sends something malformed.
-func (c *CAS) serve(conn net.Conn, svc Service) {
-	defer c.wg.Done()
-	defer func() {
-		c.mu.Lock()
-		delete(c.conns, conn)
-		c.mu.Unlock()
-		conn.Close()
-	}()
-	buf := make([]byte, 256)
-	out := make([]byte, 0, 256)
-	for {
-		conn.SetReadDeadline(time.Now().Add(c.cfg.ConnIdle))
-		f, err := ReadFrame(conn, buf)
-		if err != nil {
-			if errors.Is(err, ErrProtocol) {
-				c.protoErrs.Add(1)
-				c.cfg.Log.Warn("malformed request; closing the connection", "cas", c.cfg.Name,
-					"service", svc, "client", conn.RemoteAddr(), "error", err)
-				conn.SetWriteDeadline(time.Now().Add(time.Second))
-				WriteFrame(conn, ErrorFrame(MAPICallFailed, c.cfg.Name, err.Error()))
-			}
-			return
-		}
-		reply, fatal := c.handle(svc, f)
-		out = AppendFrame(out[:0], reply)
-		conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := conn.Write(out); err != nil || fatal {
-			return
-		}
-	}
-}
-
-// handle answers one request. fatal says the connection closes after the
+// handle answers one request of a service port (rpc.go has taken it
+// from its DCE/RPC request). fatal says the connection closes after the
 // reply (the request was malformed).
 func (c *CAS) handle(svc Service, f Frame) (reply Frame, fatal bool) {
 	name := c.cfg.Name
@@ -251,10 +227,6 @@ func (c *CAS) handle(svc Service, f Frame) (reply Frame, fatal bool) {
 		return ErrorFrame(MAPICallFailed, name, fmt.Sprintf(format, args...)), true
 	}
 	switch {
-	case f.Type == TypeLookup && svc == EndpointMapper:
-		p := binary.BigEndian.AppendUint16(nil, uint16(c.cfg.RCAPort))
-		p = binary.BigEndian.AppendUint16(p, uint16(c.cfg.ABPort))
-		return Frame{Type: TypePorts, Payload: appendStr(p, name)}, false
 	case f.Type == TypeLogon && svc == ClientAccess:
 		mailbox, _, err := readStr(f.Payload)
 		if err != nil || mailbox == "" {

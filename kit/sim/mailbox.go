@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/stickylb/stickylb/dcerpc"
 )
 
 // mailbox is one Unity mailbox session of the fleet, as the client sees it
@@ -52,7 +55,9 @@ func errorLabel(err error) string {
 		return "connection reset"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "connection closed by peer"
-	case errors.Is(err, ErrProtocol):
+	case errors.Is(err, dcerpc.ErrBindRejected):
+		return "bind rejected"
+	case errors.Is(err, ErrProtocol), errors.Is(err, dcerpc.ErrMalformed):
 		return "protocol error"
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
@@ -62,9 +67,12 @@ func errorLabel(err error) string {
 
 type clientConn struct {
 	net.Conn
-	buf  []byte
-	via  string // the balancer host it went to
-	used bool   // it has answered a request: a long-lived connection cut later was in use
+	r      *bufio.Reader
+	svc    Service // the interface it bound
+	callID uint32  // the last call's id
+	buf    []byte
+	via    string // the balancer host it went to
+	used   bool   // it has answered a request: a long-lived connection cut later was in use
 }
 
 const (
@@ -144,12 +152,9 @@ func (s *mailbox) dial(ctx context.Context, port int) (*clientConn, error) {
 // *StatusError.
 func (s *mailbox) request(c *clientConn, f Frame) (Frame, error) {
 	c.SetDeadline(time.Now().Add(s.f.cfg.Timeout))
-	if err := WriteFrame(c, f); err != nil {
-		return Frame{}, &connError{c: c, err: err}
-	}
-	r, err := ReadFrame(c, c.buf)
+	r, err := c.send(f)
 	if err != nil {
-		return Frame{}, &connError{c: c, err: err}
+		return Frame{}, err
 	}
 	c.used = true
 	if r.Type == TypeError {
@@ -162,28 +167,29 @@ func (s *mailbox) request(c *clientConn, f Frame) (Frame, error) {
 	return r, nil
 }
 
-// logon looks up the service ports and opens a session, keeping the RCA
-// connection for later work.
+// logon asks the endpoint mapper for the service ports and opens a
+// session, keeping the RCA connection for later work.
 func (s *mailbox) logon(ctx context.Context) error {
 	s.closeLong()
-	epm, err := s.dial(ctx, s.f.cfg.EPMPort)
+	epm, err := s.open(ctx, EndpointMapper, s.f.cfg.EPMPort)
 	if err != nil {
 		s.connErr(ctx, err)
 		return err
 	}
-	r, err := s.request(epm, Frame{Type: TypeLookup})
+	epm.SetDeadline(time.Now().Add(s.f.cfg.Timeout))
+	ports, err := epm.lookup(dcerpc.EMSMDB, dcerpc.NSPI)
 	epm.Close()
-	if err != nil || r.Type != TypePorts || len(r.Payload) < 4 {
+	if err != nil {
 		s.classify(ctx, err, "")
-		return fmt.Errorf("endpoint lookup: %v", err)
+		return fmt.Errorf("endpoint lookup: %w", err)
 	}
-	s.rca, s.ab = int(binary.BigEndian.Uint16(r.Payload)), int(binary.BigEndian.Uint16(r.Payload[2:]))
-	c, err := s.dial(ctx, s.rca)
+	s.rca, s.ab = ports[0], ports[1]
+	c, err := s.open(ctx, ClientAccess, s.rca)
 	if err != nil {
 		s.connErr(ctx, err)
 		return err
 	}
-	r, err = s.request(c, Frame{Type: TypeLogon, Payload: appendStr(nil, s.rep.Mailbox)})
+	r, err := s.request(c, Frame{Type: TypeLogon, Payload: appendStr(nil, s.rep.Mailbox)})
 	if err != nil || r.Type != TypeLogonOK || len(r.Payload) < 8 {
 		c.Close()
 		s.classify(ctx, err, "")
@@ -259,7 +265,7 @@ func (s *mailbox) op(ctx context.Context, svc int, long bool) {
 
 func (s *mailbox) conn(ctx context.Context, svc, port int, long bool) (*clientConn, error) {
 	if !long {
-		return s.dial(ctx, port)
+		return s.open(ctx, service(svc), port)
 	}
 	s.mu.Lock()
 	c := s.long[svc]
@@ -267,7 +273,7 @@ func (s *mailbox) conn(ctx context.Context, svc, port int, long bool) (*clientCo
 	if c != nil {
 		return c, nil
 	}
-	c, err := s.dial(ctx, port)
+	c, err := s.open(ctx, service(svc), port)
 	if err != nil {
 		return nil, err
 	}
@@ -305,6 +311,11 @@ func (s *mailbox) classify(ctx context.Context, err error, server string) {
 	case errors.As(err, &se) && se.Status == MAPINetworkError:
 		s.served(server)
 		s.mu.Lock()
+		if se.Fault != 0 {
+			// No CAS name comes with a fault, but a server that does
+			// not know this connection's bind is not the one it bound.
+			s.rep.Split = true
+		}
 		s.rep.MAPINetworkErrors++
 		s.count("MAPI_E_NETWORK_ERROR")
 		s.needLogon = true
@@ -393,6 +404,5 @@ func (s *mailbox) logoff() {
 		return
 	}
 	c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	WriteFrame(c, Frame{Type: TypeLogoff, Payload: binary.BigEndian.AppendUint64(nil, h)})
-	ReadFrame(c, c.buf)
+	c.send(Frame{Type: TypeLogoff, Payload: binary.BigEndian.AppendUint64(nil, h)})
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -8,11 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/stickylb/stickylb/dcerpc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -63,22 +67,42 @@ func freePorts(t *testing.T, hosts ...string) []int {
 	return ports
 }
 
-func call(t *testing.T, host string, port int, f Frame) (Frame, error) {
+// rpcDial dials host:port and binds svc's interface there, as the
+// fleet does.
+func rpcDial(t *testing.T, host string, port int, svc Service) *clientConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), 2*time.Second)
+	nc, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	c := &clientConn{Conn: nc, r: bufio.NewReader(nc), svc: svc}
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if err := WriteFrame(c, f); err != nil {
-		t.Fatal(err)
+	if err := c.bind(); err != nil {
+		t.Fatalf("bind %s on port %d: %v", svc, port, err)
 	}
-	r, err := ReadFrame(c, nil)
-	if err != nil {
+	return c
+}
+
+// call sends f on a fresh connection to svc's port and returns the
+// reply; an error reply or a fault is a *StatusError.
+func call(t *testing.T, host string, port int, svc Service, f Frame) (Frame, error) {
+	t.Helper()
+	c := rpcDial(t, host, port, svc)
+	defer c.Close()
+	return exchange(t, c, f)
+}
+
+func exchange(t *testing.T, c *clientConn, f Frame) (Frame, error) {
+	t.Helper()
+	r, err := c.send(f)
+	var se *StatusError
+	switch {
+	case errors.As(err, &se):
+		return Frame{}, se
+	case err != nil:
 		t.Fatal(err)
-	}
-	if r.Type == TypeError {
+	case r.Type == TypeError:
 		se, perr := ParseError(r.Payload)
 		if perr != nil {
 			t.Fatal(perr)
@@ -90,7 +114,7 @@ func call(t *testing.T, host string, port int, f Frame) (Frame, error) {
 
 func logon(t *testing.T, host string, port int) uint64 {
 	t.Helper()
-	r, err := call(t, host, port, Frame{Type: TypeLogon, Payload: appendStr(nil, "mbx1")})
+	r, err := call(t, host, port, ClientAccess, Frame{Type: TypeLogon, Payload: appendStr(nil, "mbx1")})
 	if err != nil || r.Type != TypeLogonOK {
 		t.Fatalf("logon: %v %v", r, err)
 	}
@@ -100,23 +124,28 @@ func logon(t *testing.T, host string, port int) uint64 {
 func op(h uint64) Frame { return Frame{Type: TypeOp, Payload: binary.BigEndian.AppendUint64(nil, h)} }
 
 // A session lives on the CAS that opened it: its Address Book port shares
-// it, another CAS answers MAPI_E_NETWORK_ERROR, exactly 0x80040115.
+// it, another CAS answers MAPI_E_NETWORK_ERROR, exactly 0x80040115. The
+// endpoint mapper hands out the two ports for EMSMDB and NSPI to
+// package dcerpc's own client, the rpc health check's.
 func TestSessionsAreLocalToTheirCAS(t *testing.T) {
 	ports := freePorts(t, "127.0.0.41", "127.0.0.42")
 	startCAS(t, "cas1", "127.0.0.41", ports)
 	other := startCAS(t, "cas2", "127.0.0.42", ports)
 
-	r, err := call(t, "127.0.0.41", ports[0], Frame{Type: TypeLookup})
-	if err != nil || r.Type != TypePorts || int(binary.BigEndian.Uint16(r.Payload)) != ports[1] || int(binary.BigEndian.Uint16(r.Payload[2:])) != ports[2] {
-		t.Fatalf("endpoint mapper answered %v %v", r, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for i, iface := range []dcerpc.Syntax{dcerpc.EMSMDB, dcerpc.NSPI} {
+		if p, err := dcerpc.Check(ctx, nil, "127.0.0.41", ports[0], iface, nil); err != nil || p != ports[1+i] {
+			t.Fatalf("rpc check of %s: port %d, %v; want %d", iface, p, err, ports[1+i])
+		}
 	}
 	h := logon(t, "127.0.0.41", ports[1])
-	for _, p := range ports[1:] {
-		if _, err := call(t, "127.0.0.41", p, op(h)); err != nil {
+	for i, p := range ports[1:] {
+		if _, err := call(t, "127.0.0.41", p, []Service{ClientAccess, AddressBook}[i], op(h)); err != nil {
 			t.Fatalf("op on cas1 port %d: %v", p, err)
 		}
 	}
-	_, err = call(t, "127.0.0.42", ports[1], op(h))
+	_, err := call(t, "127.0.0.42", ports[1], ClientAccess, op(h))
 	var se *StatusError
 	if !errors.As(err, &se) || se.Status != 0x80040115 || se.Server != "cas2" {
 		t.Fatalf("op on the wrong CAS: %v, want MAPI_E_NETWORK_ERROR from cas2", err)
@@ -131,54 +160,8 @@ func TestSessionsAreLocalToTheirCAS(t *testing.T) {
 	startCASIdle(t, "cas3", "127.0.0.45", idlePorts, 300*time.Millisecond)
 	h = logon(t, "127.0.0.45", idlePorts[1])
 	time.Sleep(400 * time.Millisecond)
-	if _, err := call(t, "127.0.0.45", idlePorts[1], op(h)); !errors.As(err, &se) || se.Status != MAPINetworkError {
+	if _, err := call(t, "127.0.0.45", idlePorts[1], ClientAccess, op(h)); !errors.As(err, &se) || se.Status != MAPINetworkError {
 		t.Fatalf("op on an idled-out session: %v", err)
-	}
-}
-
-// Malformed input gets an error frame and a close; other clients and the
-// server carry on, and the error is counted.
-func TestMalformedInput(t *testing.T) {
-	ports := freePorts(t, "127.0.0.43")
-	cas := startCAS(t, "cas1", "127.0.0.43", ports)
-	h := logon(t, "127.0.0.43", ports[1])
-	bystander, err := net.Dial("tcp", net.JoinHostPort("127.0.0.43", strconv.Itoa(ports[1])))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bystander.Close()
-	for i, bad := range [][]byte{
-		[]byte("GET / HTTP/1.1\r\n\r\n"),
-		{'M', 'A', TypeOp, 0xff, 0xff},              // length too large
-		{'M', 'A', TypeOp, 0, 3, 1, 2, 3},           // handle too short
-		{'M', 'A', TypeLookup, 0, 0},                // wrong service for this port
-		{'M', 'A', TypeLogon, 0, 4, 9, 'a', 'b', 0}, // string longer than its frame
-	} {
-		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.43", strconv.Itoa(ports[1])))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		c.Write(bad)
-		r, err := ReadFrame(c, nil)
-		if err != nil || r.Type != TypeError {
-			// The logon with a bad string is a logon failure, not fatal.
-			t.Fatalf("case %d: reply %v %v, want an error frame", i, r, err)
-		}
-		if i < 4 {
-			if _, err := ReadFrame(c, nil); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && err == nil {
-				t.Fatalf("case %d: connection still open after a malformed frame", i)
-			}
-		}
-		c.Close()
-	}
-	bystander.SetDeadline(time.Now().Add(2 * time.Second))
-	WriteFrame(bystander, op(h))
-	if r, err := ReadFrame(bystander, nil); err != nil || r.Type != TypeOpOK {
-		t.Fatalf("bystander's op after the bad input: %v %v", r, err)
-	}
-	if n := cas.Stats().ProtocolErrors; n != 4 {
-		t.Errorf("protocol errors counted: %d, want 4", n)
 	}
 }
 
@@ -225,7 +208,7 @@ func TestFleetDirect(t *testing.T) {
 // same bytes.
 func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{'M', 'A', TypeOp, 0, 2, 1, 2})
-	f.Add([]byte{'M', 'A', TypeLookup, 0, 0})
+	f.Add([]byte{'M', 'A', TypeLogoff, 0, 0})
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr, err := ReadFrame(bytes.NewReader(data), nil)
@@ -240,11 +223,17 @@ func FuzzReadFrame(f *testing.F) {
 }
 
 // FuzzServe feeds arbitrary bytes to a CAS connection on each service: it
-// must answer or close, never panic or hang.
+// must answer or close, never panic or hang. The seeds are a fleet's
+// conversations on each port, and lab frames without DCE/RPC.
 func FuzzServe(f *testing.F) {
-	f.Add([]byte{'M', 'A', TypeLogon, 0, 2, 1, 'x'}, uint8(1))
-	f.Add([]byte{'M', 'A', TypeOp, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1}, uint8(2))
-	f.Add([]byte{'M', 'A', TypeLookup, 0, 0, 'M', 'A'}, uint8(0))
+	logonFrame := AppendFrame(nil, Frame{Type: TypeLogon, Payload: appendStr(nil, "x")})
+	opFrame := AppendFrame(nil, op(1))
+	f.Add(slices.Concat(dcerpc.Bind(1, dcerpc.EMSMDB), dcerpc.Request(2, opEcDoConnectEx, logonFrame),
+		dcerpc.Request(3, opEcDoRpcExt2, opFrame)), uint8(1))
+	f.Add(slices.Concat(dcerpc.Bind(1, dcerpc.NSPI), dcerpc.Request(2, opNspiGetProps, opFrame)), uint8(2))
+	f.Add(slices.Concat(dcerpc.Bind(1, dcerpc.EPM), dcerpc.Request(2, dcerpc.OpMap, dcerpc.MapRequest(dcerpc.EMSMDB)),
+		dcerpc.Request(3, dcerpc.OpMap, dcerpc.MapRequest(dcerpc.NSPI))), uint8(0))
+	f.Add(logonFrame, uint8(1))
 	f.Fuzz(func(t *testing.T, data []byte, svc uint8) {
 		c := &CAS{cfg: CASConfig{Name: "fuzz", SessionIdle: time.Minute, ConnIdle: time.Second, RCAPort: 1, ABPort: 2, Log: slog.New(slog.DiscardHandler)},
 			sessions: map[uint64]*session{}, conns: map[net.Conn]struct{}{}}

@@ -1,11 +1,16 @@
 // Package sim simulates both ends of Cisco Unity's MAPI traffic to an
-// Exchange 2010 CAS array, over a small wire protocol of its own that keeps
-// what matters to affinity (see docs/lab-protocol.md): a CAS that holds
-// logon sessions in its own memory and answers MAPI_E_NETWORK_ERROR
-// (0x80040115) for a handle it does not hold, and a Unity-like client fleet
-// that looks up ports, logs on, and works over fresh and long-lived
-// connections on both service ports. Both ends run against any address, so
-// they measure a real balancer as well as stickylb.
+// Exchange 2010 CAS array, over real DCE/RPC framing (ncacn_ip_tcp, with
+// package dcerpc) whose request stubs carry a small protocol of its own
+// that keeps what matters to affinity (see docs/lab-protocol.md): a CAS
+// whose endpoint mapper hands out the ports of EMSMDB and NSPI, that
+// holds logon sessions in its own memory and answers
+// MAPI_E_NETWORK_ERROR (0x80040115) for a handle it does not hold, and a
+// Unity-like client fleet that asks the endpoint mapper for each
+// interface's port, binds there, logs on, and works over fresh and
+// long-lived connections on both service ports. Both ends run against
+// any address, so they measure a real balancer as well as stickylb, and
+// a balancer that reads DCE/RPC (stickylb's inspect_dcerpc) reads them
+// as it reads Exchange.
 //
 // It is part of the lab and benchmark kit (kit/), which no runtime package
 // imports.
@@ -18,13 +23,13 @@ import (
 	"io"
 )
 
-// Frame types. Requests have the high bit clear, replies set.
+// Frame types. Requests have the high bit clear, replies set. (Type 0x01
+// and its reply 0x81, the lookup of the service ports, are DCE/RPC's
+// ept_map now.)
 const (
-	TypeLookup     byte = 0x01 // endpoint mapper: which ports?
 	TypeLogon      byte = 0x02 // RPC Client Access: open a session
 	TypeOp         byte = 0x03 // either service port: work in a session
 	TypeLogoff     byte = 0x04 // end a session
-	TypePorts      byte = 0x81 // reply to Lookup
 	TypeLogonOK    byte = 0x82 // reply to Logon
 	TypeOpOK       byte = 0x83 // reply to Op
 	TypeLogoffOK   byte = 0x84 // reply to Logoff
@@ -43,7 +48,8 @@ const (
 )
 
 // Frame is one protocol message: 'M' 'A', a type byte, a big-endian
-// uint16 payload length, and the payload.
+// uint16 payload length, and the payload. It travels as the stub of a
+// DCE/RPC request or response (rpc.go).
 type Frame struct {
 	Type    byte
 	Payload []byte
@@ -126,6 +132,10 @@ type StatusError struct {
 	Status uint32
 	Server string
 	Msg    string
+	// Fault is the DCE/RPC fault the status stands for, if it came as
+	// a fault PDU (rpcclient.go) rather than an error reply; Server is
+	// then unknown.
+	Fault uint32
 }
 
 func (e *StatusError) Error() string {
@@ -137,6 +147,9 @@ func (e *StatusError) Error() string {
 		name = "MAPI_E_CALL_FAILED "
 	case MAPILogonFailed:
 		name = "MAPI_E_LOGON_FAILED "
+	}
+	if e.Fault != 0 {
+		return fmt.Sprintf("%s(%#08x): DCE/RPC fault %#08x: %s", name, e.Status, e.Fault, e.Msg)
 	}
 	return fmt.Sprintf("%s(%#08x) from %s: %s", name, e.Status, e.Server, e.Msg)
 }
