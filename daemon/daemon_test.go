@@ -85,10 +85,6 @@ type rig struct {
 	d        *Daemon
 	sigs     chan os.Signal
 	followed chan struct{}
-	// halfListen, with rigSpec.half, is a listener of the pool to
-	// backends that keep half-closed streams going (half).
-	halfListen netip.AddrPort
-	half       []*lbtest.HalfServer
 }
 
 // newRig starts a daemon whose upgrades start this test binary, as
@@ -101,8 +97,8 @@ func newRig(t *testing.T, cluster bool, childMode string) *rig {
 // ports steered by sk_lookup (at the backends' own ports, 127.0.0.1:P,Q),
 // and what the upgrade's new process does (see child).
 type rigSpec struct {
-	cluster, steered, half bool
-	child                  string
+	cluster, steered bool
+	child            string
 }
 
 func startRig(t *testing.T, spec rigSpec) *rig {
@@ -116,9 +112,6 @@ func startRig(t *testing.T, spec rigSpec) *rig {
 	if spec.steered {
 		r.listen = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(ports[0]))
 		listener = fmt.Sprintf("[listener.cas]\nlisten = \"127.0.0.1:%d,%d\"\nrange_mode = \"sk-lookup\"\npool = \"cas\"\n", ports[0], ports[1])
-	}
-	if spec.half {
-		listener += r.startHalf(t)
 	}
 	r.admin = lbtest.FreeAddr(t, "127.0.0.1")
 	src := fmt.Sprintf("[global]\nsnapshot_file = %q\ndrain_timeout = \"10s\"\n[admin]\nlisten = %q\nsocket = %q\n",
@@ -158,17 +151,6 @@ func startRig(t *testing.T, spec rigSpec) *rig {
 	go func() { defer close(r.followed); r.d.Follow(r.sigs) }()
 	t.Cleanup(r.stop)
 	return r
-}
-
-// startHalf starts a HalfServer on each backend host, at one port, and
-// returns the config of a listener to them; a half-closed stream's
-// other direction may run for the test's whole length.
-func (r *rig) startHalf(t *testing.T) string {
-	h1 := lbtest.StartHalfServer(t, "cas1", "127.0.0.11", 0)
-	r.half = []*lbtest.HalfServer{h1, lbtest.StartHalfServer(t, "cas2", "127.0.0.12", h1.Port())}
-	r.halfListen = netip.MustParseAddrPort(lbtest.FreeAddr(t, "127.0.0.1"))
-	return fmt.Sprintf("[listener.half]\nlisten = %q\npool = \"cas\"\nbackend_port = %d\n[pool.cas]\nhalf_close_timeout = \"10m\"\n",
-		r.halfListen, h1.Port())
 }
 
 // stop stops the daemon if Follow has not returned yet.
