@@ -52,30 +52,8 @@ func TestMoveConnections(t *testing.T) {
 	for _, c := range old.Conns() {
 		starts[c.ID] = c.Since
 	}
-	parcels := old.Pause(time.Now().Add(2 * time.Second))
-	mine, theirs, err := MoveSockets()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mine.Close()
-	took := make(chan error, 1)
-	go func() {
-		defer theirs.Close()
-		uc, err := FileUnixConn(theirs)
-		if err != nil {
-			took <- err
-			return
-		}
-		defer uc.Close()
-		_, err = Receive(uc, map[string]*Listener{"test": next})
-		took <- err
-	}()
-	moved, err := HandOver(mine, parcels)
-	if err != nil || moved != n {
-		t.Fatalf("handed over %d of %d connections (%d paused): %v", moved, n, len(parcels), err)
-	}
-	if err := <-took; err != nil {
-		t.Fatal(err)
+	if moved := moveAll(t, old, next); moved != n {
+		t.Fatalf("handed over %d of %d connections", moved, n)
 	}
 	lbtest.Eventually(t, 5*time.Second, "the old listener empty", func() bool { return old.Active() == 0 })
 	got := next.Conns()
