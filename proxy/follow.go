@@ -4,9 +4,7 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -123,36 +121,13 @@ func (c *conn) copiers() (toBackend, toClient copier) {
 	return toBackend, toClient
 }
 
-// tapSize is a tap's read: an endpoint mapper's PDUs are small.
-const tapSize = 4 << 10
-
-// tap copies src to dst like relay, but in user space, calling see with
-// every piece before it is written, so what see learns (a pinhole) is in
-// place before the peer has the bytes. Once the watch has lost the
-// stream both ways (it is not DCE/RPC), the rest goes by relay.
+// tap copies src to dst as relay does, calling see with every piece
+// before it is written, so what see learns (a pinhole) is in place
+// before the peer has the bytes; once the watch has lost the stream both
+// ways (it is not DCE/RPC), relay copies on alone, by splice for bulk.
 func tap(dst, src net.Conn, count func(int64), w *dcerpc.Watch, see func([]byte)) (int64, error) {
-	buf := make([]byte, tapSize)
-	var total int64
-	for !w.Lost() {
-		n, err := src.Read(buf)
-		if n > 0 {
-			see(buf[:n])
-			m, werr := dst.Write(buf[:n])
-			total += int64(m)
-			if count != nil && m > 0 {
-				count(int64(m))
-			}
-			if werr != nil {
-				return total, werr
-			}
-		}
-		switch {
-		case errors.Is(err, io.EOF):
-			return total, nil
-		case err != nil:
-			return total, err
-		}
-	}
-	m, err := relay(dst, src, count)
-	return total + m, err
+	return relaySeeing(dst, src, count, func(p []byte) bool {
+		see(p)
+		return !w.Lost()
+	})
 }
