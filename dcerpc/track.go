@@ -36,7 +36,7 @@ type Tracker struct {
 	Calls bool
 
 	mu             sync.Mutex
-	client, server peeker
+	client, server framer
 	offered        Syntax    // the interface of the last bind or alter_context
 	epoch          time.Time // the first request's time: calls hold theirs from it
 	calls          [maxCalls]pendingCall
@@ -83,7 +83,7 @@ type Event struct {
 func (t *Tracker) FromClient(p []byte, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.client.feed(p, !t.Calls, func(h PDU) bool { return t.clientPDU(h, now) })
+	t.client.feed(p, frameOpts{hold: peekMax, once: !t.Calls}, func(h PDU) bool { return t.clientPDU(h, now) })
 }
 
 func (t *Tracker) clientPDU(p PDU, now time.Time) bool {
@@ -117,7 +117,7 @@ func (t *Tracker) FromServer(p []byte, now time.Time) []Event {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.events = t.events[:0]
-	t.server.feed(p, !t.Calls, func(h PDU) bool { return t.serverPDU(h, now) })
+	t.server.feed(p, frameOpts{hold: peekMax, once: !t.Calls}, func(h PDU) bool { return t.serverPDU(h, now) })
 	return t.events
 }
 
@@ -181,88 +181,4 @@ func (t *Tracker) Unparsed() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.client.unparsed + t.server.unparsed
-}
-
-// peeker cuts one direction's stream into fragments by their headers
-// and hands each fragment's first peekMax bytes to its reader, passing
-// over the rest. A stream whose header is not DCE/RPC is passed over to
-// its end.
-type peeker struct {
-	buf      [peekMax]byte
-	n        int // bytes of the current fragment in buf
-	frag     int // the current fragment's length, once its header is in
-	rest     int // bytes of the current fragment still to pass over
-	seen     int // fragments read
-	dead     bool
-	unparsed int64
-}
-
-// feed reads p and calls pdu for every fragment, with its body cut at
-// peekMax (and, for a fragment that fits, less its authentication
-// trailer); a fragment pdu cannot read counts as unparsed. once stops
-// after the first fragment: the rest is passed over, not counted.
-func (s *peeker) feed(p []byte, once bool, pdu func(PDU) bool) {
-	for len(p) > 0 {
-		switch {
-		case s.dead:
-			s.unparsed += int64(len(p))
-			return
-		case once && s.seen > 0:
-			return
-		case s.rest > 0:
-			n := min(s.rest, len(p))
-			s.rest -= n
-			p = p[n:]
-			continue
-		}
-		want := headerLen
-		if s.frag > 0 {
-			want = min(s.frag, peekMax)
-		}
-		take := copy(s.buf[s.n:want], p)
-		s.n += take
-		p = p[take:]
-		if s.n < want {
-			return
-		}
-		if s.frag == 0 {
-			n, err := fragLen(s.buf[:headerLen], 1<<16)
-			if err != nil {
-				s.dead = true
-				s.unparsed += int64(s.n)
-				continue
-			}
-			s.frag = n
-			if n > headerLen {
-				continue
-			}
-		}
-		s.deliver(pdu)
-	}
-}
-
-// deliver hands the fragment held in buf to pdu and makes ready for the
-// next.
-func (s *peeker) deliver(pdu func(PDU) bool) {
-	b := s.buf[:s.n]
-	var p PDU
-	var err error
-	if s.n == s.frag {
-		p, err = decodePDU(b)
-	} else {
-		p, err = decodeHead(b), nil
-	}
-	if err != nil || !pdu(p) {
-		s.unparsed += int64(s.frag)
-	}
-	s.rest, s.n, s.frag = s.frag-s.n, 0, 0
-	s.seen++
-}
-
-// decodeHead reads the header and the first bytes of the body of a
-// fragment too long to hold: the authentication trailer, at its end, is
-// not among them.
-func decodeHead(b []byte) PDU {
-	order := byteOrder(b)
-	return PDU{Type: b[2], Flags: b[3], CallID: order.Uint32(b[12:]), Order: order, Body: b[headerLen:]}
 }

@@ -25,7 +25,7 @@ const (
 // goroutines.
 type Watch struct {
 	mu             sync.Mutex
-	client, server scanner
+	client, server framer
 	pending        []uint32 // call ids of ept_map requests not yet answered, oldest first
 	join           []byte   // the ept_map answer being joined from fragments
 	joining        bool     // join is live for call joinID
@@ -40,7 +40,7 @@ type Watch struct {
 func (w *Watch) FromClient(p []byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.client.feed(p, w.clientPDU)
+	w.client.feed(p, frameOpts{hold: scanMax, whole: true}, w.clientPDU)
 }
 
 func (w *Watch) clientPDU(p PDU) bool {
@@ -72,7 +72,7 @@ func (w *Watch) FromServer(p []byte) []Endpoint {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.learned = w.learned[:0]
-	w.server.feed(p, w.serverPDU)
+	w.server.feed(p, frameOpts{hold: scanMax, whole: true}, w.serverPDU)
 	return w.learned
 }
 
@@ -171,69 +171,4 @@ func (w *Watch) Lost() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.client.dead && w.server.dead
-}
-
-// scanner cuts one direction's byte stream into fragments, holding at
-// most scanMax bytes: a longer fragment is passed over by its length, a
-// stream that stops being DCE/RPC is passed over to its end.
-type scanner struct {
-	buf      []byte
-	skip     int
-	dead     bool
-	unparsed int64
-}
-
-// feed reads p and calls pdu for every whole fragment, which counts as
-// unparsed if pdu says it could not read it. The PDU's body is valid
-// only during the call.
-func (s *scanner) feed(p []byte, pdu func(PDU) bool) {
-	for len(p) > 0 {
-		switch {
-		case s.dead:
-			s.unparsed += int64(len(p))
-			return
-		case s.skip > 0:
-			n := min(s.skip, len(p))
-			s.skip -= n
-			s.unparsed += int64(n)
-			p = p[n:]
-			continue
-		}
-		want := headerLen
-		if len(s.buf) >= headerLen {
-			n, err := fragLen(s.buf, 1<<16)
-			if err != nil {
-				s.dead = true
-				s.unparsed += int64(len(s.buf))
-				s.buf = s.buf[:0]
-				continue
-			}
-			if n > scanMax {
-				s.skip = n - len(s.buf)
-				s.unparsed += int64(len(s.buf))
-				s.buf = s.buf[:0]
-				continue
-			}
-			want = n
-		}
-		take := min(want-len(s.buf), len(p))
-		s.buf = append(s.buf, p[:take]...)
-		p = p[take:]
-		s.deliver(pdu)
-	}
-}
-
-// deliver hands a whole fragment in buf to pdu. A header that is bad or
-// over scanMax stays for feed's next round to pass over.
-func (s *scanner) deliver(pdu func(PDU) bool) {
-	if len(s.buf) < headerLen {
-		return
-	}
-	if n, err := fragLen(s.buf, scanMax); err != nil || len(s.buf) != n {
-		return
-	}
-	if p, err := decodePDU(s.buf); err != nil || !pdu(p) {
-		s.unparsed += int64(len(s.buf))
-	}
-	s.buf = s.buf[:0]
 }

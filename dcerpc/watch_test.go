@@ -137,8 +137,8 @@ func FuzzWatch(f *testing.F) {
 				t.Fatalf("learned %v", e)
 			}
 		}
-		if cap(w.client.buf) > 2*scanMax || cap(w.server.buf) > 2*scanMax || len(w.join) > joinMax || len(w.pending) > maxPending {
-			t.Fatalf("holds %d, %d, %d bytes and %d calls", cap(w.client.buf), cap(w.server.buf), len(w.join), len(w.pending))
+		if cap(w.client.big) > scanMax || cap(w.server.big) > scanMax || len(w.join) > joinMax || len(w.pending) > maxPending {
+			t.Fatalf("holds %d, %d, %d bytes and %d calls", cap(w.client.big), cap(w.server.big), len(w.join), len(w.pending))
 		}
 		if w.Unparsed() > int64(len(client)+len(server)) {
 			t.Fatalf("%d bytes unparsed of %d", w.Unparsed(), len(client)+len(server))
