@@ -46,72 +46,17 @@ func freePort(t *testing.T, hosts ...string) int {
 	return 0
 }
 
-// rpcServer serves DCE/RPC on host:port, with package dcerpc's framing,
-// until the test ends: a bind is accepted, and a request is answered by
-// answer(opnum), or, for nil, with the server's name.
-func rpcServer(t *testing.T, name, host string, port int, answer func(opnum uint16) []byte) {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	open := map[net.Conn]struct{}{}
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open[c] = struct{}{}
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for range 100 {
-					p, err := dcerpc.ReadPDU(r, nil)
-					if err != nil {
-						return
-					}
-					switch p.Type {
-					case dcerpc.TypeBind:
-						c.Write(dcerpc.BindAck(p.CallID, true, strconv.Itoa(port)))
-					case dcerpc.TypeRequest:
-						op, _ := dcerpc.Opnum(p)
-						stub := []byte(name)
-						if answer != nil {
-							stub = answer(op)
-						}
-						c.Write(dcerpc.Response(p.CallID, stub))
-					}
-				}
-			})
-		}
-	})
-}
-
 // cas is a simulated CAS on host: an endpoint mapper on epm handing out
 // EMSMDB at svc, and EMSMDB there answering with the CAS's name.
 func cas(t *testing.T, name, host string, epm, svc int) {
 	ep := dcerpc.Endpoint{Interface: dcerpc.EMSMDB, Protocol: 0x07, Port: uint16(svc), Addr: netip.MustParseAddr(host)}
-	rpcServer(t, name+"-epm", host, epm, func(op uint16) []byte {
+	lbtest.StartRPC(t, host, epm, lbtest.RPCServer{Name: name + "-epm", Answer: func(op uint16) []byte {
 		if op != dcerpc.OpMap {
 			return nil
 		}
 		return dcerpc.MapResponse([]dcerpc.Endpoint{ep})
-	})
-	rpcServer(t, name, host, svc, nil)
+	}})
+	lbtest.StartRPC(t, host, svc, lbtest.RPCServer{Name: name})
 }
 
 // rpcCall binds iface at dst from src and calls opnum with stub; it

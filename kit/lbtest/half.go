@@ -105,22 +105,10 @@ func (s *HalfServer) handle(c *net.TCPConn) error {
 
 // stream sends the pattern to a half-closed client until Finish.
 func (s *HalfServer) stream(c *net.TCPConn) error {
-	buf := make([]byte, 512)
-	for off := int64(0); ; {
-		select {
-		case <-s.stop:
-			return nil
-		case <-time.After(2 * time.Millisecond):
-		}
-		for i := range buf {
-			buf[i] = streamByte(off + int64(i))
-		}
-		n, err := c.Write(buf)
-		off += int64(n)
-		if err != nil {
-			return fmt.Errorf("streaming to a half-closed client, at %d: %w", off, err)
-		}
+	if err := writePattern(c, s.stop, 512, 2*time.Millisecond, nil); err != nil {
+		return fmt.Errorf("streaming to a half-closed client: %w", err)
 	}
+	return nil
 }
 
 // Finish ends the streams to half-closed clients: the server closes
@@ -226,29 +214,16 @@ func (h *HalfStream) read() {
 
 func (h *HalfStream) write() {
 	defer close(h.done)
-	buf := make([]byte, 512)
-	for off := int64(0); ; {
-		select {
-		case <-h.stop:
-			h.c.CloseWrite()
-			return
-		case <-time.After(2 * time.Millisecond):
-		}
-		for i := range buf {
-			buf[i] = streamByte(off + int64(i))
-		}
-		h.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		n, err := h.c.Write(buf)
-		off += int64(n)
+	err := writePattern(h.c, h.stop, 512, 2*time.Millisecond, func(off int64) {
 		h.mu.Lock()
 		h.n = off
-		if err != nil {
-			h.err = fmt.Errorf("write at %d: %w", off, err)
-		}
 		h.mu.Unlock()
-		if err != nil {
-			return
-		}
+	})
+	h.mu.Lock()
+	h.err = err
+	h.mu.Unlock()
+	if err == nil {
+		h.c.CloseWrite()
 	}
 }
 

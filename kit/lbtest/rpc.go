@@ -32,6 +32,9 @@ type RPCServer struct {
 	// Fault, if set, gives the fault status a request of opnum is
 	// answered with; 0 answers with a response.
 	Fault func(opnum uint16) uint32
+	// Answer, if set, gives the stub a request of opnum is answered
+	// with (an endpoint mapper's map, say); nil answers with Name.
+	Answer func(opnum uint16) []byte
 	// Delay is how long each request waits for its answer.
 	Delay time.Duration
 }
@@ -98,9 +101,12 @@ func (s RPCServer) serve(c net.Conn) {
 		case dcerpc.TypeRequest:
 			time.Sleep(s.Delay)
 			op, _ := dcerpc.Opnum(p)
-			if s.Fault != nil && s.Fault(op) != 0 {
+			switch {
+			case s.Fault != nil && s.Fault(op) != 0:
 				out = dcerpc.FaultResponse(p.CallID, s.Fault(op))
-			} else {
+			case s.Answer != nil:
+				out = dcerpc.Response(p.CallID, s.Answer(op))
+			default:
 				out = dcerpc.Response(p.CallID, []byte(s.Name))
 			}
 		default:

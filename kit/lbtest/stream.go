@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 )
@@ -44,29 +45,47 @@ func StartStream(c *Client, chunk int, gap time.Duration) *Stream {
 
 func (s *Stream) write() {
 	defer s.wg.Done()
-	buf := make([]byte, s.chunk)
+	err := writePattern(s.c, s.stop, s.chunk, s.gap, func(off int64) {
+		s.mu.Lock()
+		s.sent = off
+		s.mu.Unlock()
+	})
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	s.c.CloseWrite()
+}
+
+// writePattern writes the pattern to c in chunks of chunk bytes, gap
+// apart, until stop is closed, telling wrote (if not nil) the offset
+// after each write; it returns the first write's failure.
+func writePattern(c net.Conn, stop <-chan struct{}, chunk int, gap time.Duration, wrote func(off int64)) error {
+	buf := make([]byte, chunk)
 	for off := int64(0); ; {
 		select {
-		case <-s.stop:
-			s.c.CloseWrite()
-			return
+		case <-stop:
+			return nil
 		default:
 		}
 		for i := range buf {
 			buf[i] = streamByte(off + int64(i))
 		}
-		s.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		n, err := s.c.Write(buf)
+		c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		n, err := c.Write(buf)
 		off += int64(n)
-		s.mu.Lock()
-		s.sent = off
-		s.mu.Unlock()
-		if err != nil {
-			s.fail(fmt.Errorf("write at %d: %w", off, err))
-			return
+		if wrote != nil {
+			wrote(off)
 		}
-		if s.gap > 0 {
-			time.Sleep(s.gap)
+		if err != nil {
+			return fmt.Errorf("write at %d: %w", off, err)
+		}
+		if gap > 0 {
+			select {
+			case <-stop:
+				return nil
+			case <-time.After(gap):
+			}
 		}
 	}
 }
