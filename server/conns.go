@@ -37,14 +37,19 @@ func (s *Server) connListeners() map[string]*proxy.Listener {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[string]*proxy.Listener{}
+	add := func(name string, l *proxy.Listener) {
+		out[name] = l
+		// A following listener's learned ports are listeners of their
+		// own; their connections are its clients'.
+		for _, pl := range l.Pinholes().Listeners() {
+			out[fmt.Sprintf("%s-pinhole:%d", name, pl.Addr().Port())] = pl
+		}
+	}
 	for _, l := range s.retired {
-		out[l.Name+"~old"] = l
+		add(l.Name+"~old", l)
 	}
 	for _, lr := range s.listeners {
-		out[lr.cfg.Name] = lr.l
-		for _, pl := range lr.l.Pinholes().Listeners() {
-			out[fmt.Sprintf("%s-pinhole:%d", lr.cfg.Name, pl.Addr().Port())] = pl
-		}
+		add(lr.cfg.Name, lr.l)
 	}
 	return out
 }
