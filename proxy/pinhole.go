@@ -36,6 +36,7 @@ type Pinholes struct {
 	host  netip.Addr
 
 	mu      sync.Mutex
+	opening sync.Mutex // held across a port's bind: see open
 	ports   map[uint16]*pinPort
 	closed  bool
 	started bool
@@ -131,18 +132,18 @@ func (p *Pinholes) learn(client netip.Addr, backend string, eps []dcerpc.Endpoin
 
 // open opens the socket of a learned port, unless it is open, and
 // calls admit with it under the lock, so that expire cannot close a
-// port between its opening and its first client.
+// port between its opening and its first client. Opens are one at a
+// time (p.opening): two answers handing out the same port at once would
+// otherwise both bind it, and the second would fail with "address
+// already in use", leaving its client without the port. Binding takes
+// microseconds and a CAS hands out two ports, so the wait is short.
 func (p *Pinholes) open(port uint16, admit func(*pinPort)) error {
-	p.mu.Lock()
-	pp, closed := p.ports[port], p.closed
-	if pp != nil && !closed {
-		admit(pp)
+	if p.admitOpen(port, admit) {
+		return nil
 	}
-	p.mu.Unlock()
-	switch {
-	case closed:
-		return fmt.Errorf("listener %s is closed", p.owner.Name)
-	case pp != nil:
+	p.opening.Lock()
+	defer p.opening.Unlock()
+	if p.admitOpen(port, admit) { // opened while this one waited
 		return nil
 	}
 	host := ""
@@ -150,23 +151,18 @@ func (p *Pinholes) open(port uint16, admit func(*pinPort)) error {
 		host = p.host.String()
 	}
 	addr := net.JoinHostPort(host, strconv.Itoa(int(port)))
-	ka := p.owner.keepalive
-	ln, err := listen(context.Background(), &config.Listener{Name: p.owner.Name + "-pinhole", Listen: addr, RangeMode: config.RangeAuto}, ka, p.owner.log, nil, nil)
+	ln, err := listen(context.Background(), &config.Listener{Name: p.owner.Name + "-pinhole", Listen: addr, RangeMode: config.RangeAuto}, p.owner.keepalive, p.owner.log, nil, nil)
 	if err != nil {
 		return err
 	}
 	ln.SetRoute(p.route(p.owner.route.Load(), port))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pp, ok := p.ports[port]; ok || p.closed {
-		ln.Close() // opened meanwhile by another answer, or closed
-		if ok {
-			admit(pp)
-			return nil
-		}
+	if p.closed {
+		ln.Close()
 		return fmt.Errorf("listener %s is closed", p.owner.Name)
 	}
-	pp = &pinPort{ln: ln, clients: map[netip.Addr]*pinhole{}}
+	pp := &pinPort{ln: ln, clients: map[netip.Addr]*pinhole{}}
 	admit(pp)
 	p.ports[port] = pp
 	if !p.started {
@@ -176,6 +172,18 @@ func (p *Pinholes) open(port uint16, admit func(*pinPort)) error {
 	p.wg.Go(func() { ln.Serve() })
 	p.owner.log.Info("pinhole opened", "listener", p.owner.Name, "addr", addr)
 	return nil
+}
+
+// admitOpen admits a client on port if its socket is open, and says
+// whether it was.
+func (p *Pinholes) admitOpen(port uint16, admit func(*pinPort)) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pp := p.ports[port]
+	if pp != nil && !p.closed {
+		admit(pp)
+	}
+	return pp != nil && !p.closed
 }
 
 // hold takes a connection of client to port on its pinhole, and returns

@@ -172,3 +172,38 @@ func TestPinholeCountsUnparsed(t *testing.T) {
 	c.Close()
 	lbtest.Eventually(t, 3*time.Second, "20 bytes counted", func() bool { return g.l.Pinholes().Stats().Unparsed == 20 })
 }
+
+// Many clients of one CAS asking its endpoint mapper at once learn the
+// same port at once: the port is opened once, every client is admitted,
+// and nothing counts as failing to open (a second bind of a port being
+// opened used to fail with "address already in use", leaving that client
+// without its pinhole).
+func TestPinholeOpensOncePerPortUnderConcurrentAnswers(t *testing.T) {
+	g := newEPMRig(t, time.Minute)
+	const clients = 32
+	start := make(chan struct{})
+	errs := make(chan error, clients)
+	for i := range clients {
+		go func() {
+			<-start
+			src := fmt.Sprintf("127.5.3.%d", i+1)
+			port, err := lookup(src, g.l.Addr())
+			if err == nil {
+				_, err = rpcCall(src, g.at(port), dcerpc.EMSMDB, 0, nil)
+			}
+			if err != nil {
+				err = fmt.Errorf("client %s: %w", src, err)
+			}
+			errs <- err
+		}()
+	}
+	close(start)
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if st := g.l.Pinholes().Stats(); st.OpenFailed != 0 || st.Learned != clients || st.Clients != clients {
+		t.Fatalf("pinholes %+v after %d clients at once; want every client learned, none failed", st, clients)
+	}
+}
