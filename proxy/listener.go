@@ -51,10 +51,14 @@ type Listener struct {
 	keepalive time.Duration
 	pinholes  *Pinholes
 
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	wg       sync.WaitGroup
-	accepted atomic.Uint64
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	wg    sync.WaitGroup // the connections in conns
+	// accepting counts the Serve calls whose accept loops run: a
+	// connection accepted in the instant of Close is added to wg after
+	// Close returns, so a Wait after Close waits for the loops first.
+	accepting sync.WaitGroup
+	accepted  atomic.Uint64
 
 	// setup hands accepted connections to idle set-up workers; closed
 	// ends the workers when the listener closes.
@@ -123,12 +127,22 @@ func (l *Listener) Route() *Route { return l.route.Load() }
 // Serve accepts on every socket of the listener until Close. It returns
 // nil after Close.
 func (l *Listener) Serve() error {
+	l.mu.Lock()
+	select {
+	case <-l.closed:
+		l.mu.Unlock()
+		return nil
+	default:
+	}
+	l.accepting.Add(1)
+	l.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, ln := range l.lns[1:] {
 		wg.Go(func() { l.accept(ln) })
 	}
 	l.accept(l.lns[0])
 	wg.Wait()
+	l.accepting.Done()
 	l.pinholes.wg.Wait() // closed with the listener
 	return nil
 }
@@ -265,7 +279,18 @@ func (l *Listener) Wait(ctx context.Context) int {
 
 func (l *Listener) wait(ctx context.Context) int {
 	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
+	go func() {
+		select {
+		case <-l.closed:
+			// Serve's Add, under l.mu, came before this or saw closed.
+			l.mu.Lock()
+			l.mu.Unlock()
+			l.accepting.Wait()
+		default:
+		}
+		l.wg.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 		return 0

@@ -138,13 +138,13 @@ func (p *Pinholes) learn(client netip.Addr, backend string, eps []dcerpc.Endpoin
 // already in use", leaving its client without the port. Binding takes
 // microseconds and a CAS hands out two ports, so the wait is short.
 func (p *Pinholes) open(port uint16, admit func(*pinPort)) error {
-	if p.admitOpen(port, admit) {
-		return nil
+	if open, err := p.admitOpen(port, admit); open || err != nil {
+		return err
 	}
 	p.opening.Lock()
 	defer p.opening.Unlock()
-	if p.admitOpen(port, admit) { // opened while this one waited
-		return nil
+	if open, err := p.admitOpen(port, admit); open || err != nil { // opened while this one waited
+		return err
 	}
 	host := ""
 	if p.host.IsValid() {
@@ -175,15 +175,18 @@ func (p *Pinholes) open(port uint16, admit func(*pinPort)) error {
 }
 
 // admitOpen admits a client on port if its socket is open, and says
-// whether it was.
-func (p *Pinholes) admitOpen(port uint16, admit func(*pinPort)) bool {
+// whether it was; once the listener is closed, nothing opens.
+func (p *Pinholes) admitOpen(port uint16, admit func(*pinPort)) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return false, fmt.Errorf("listener %s is closed", p.owner.Name)
+	}
 	pp := p.ports[port]
-	if pp != nil && !p.closed {
+	if pp != nil {
 		admit(pp)
 	}
-	return pp != nil && !p.closed
+	return pp != nil, nil
 }
 
 // hold takes a connection of client to port on its pinhole, and returns

@@ -5,6 +5,7 @@ package proxy
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"regexp"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stickylb/stickylb/config"
 	"github.com/stickylb/stickylb/kit/lbtest"
 	"github.com/stickylb/stickylb/pool"
 	"github.com/stickylb/stickylb/throttle"
@@ -197,5 +199,44 @@ func TestRefusalsLoggedWithCount(t *testing.T) {
 		t.Fatalf("200 refusals in %s gave lines counting %v; want one for the first and one for the other 199 and the 201st", flood, counts)
 	case len(counts) < 2 || counts[len(counts)-1] == 0:
 		t.Fatalf("no line after the period: %v", counts)
+	}
+}
+
+// A connection accepted in the very moment the listener closes is still
+// one Wait waits for: Wait returns only after the accept loops have
+// stopped, so no connection is left open behind it (before, one could
+// be added to the count after Wait saw it at zero: the race detector's
+// "Add concurrent with Wait", and a connection the drain never cut).
+func TestWaitCoversConnectionsAcceptedAtClose(t *testing.T) {
+	bs, ports := lbtest.StartBackends(t, []string{"127.0.0.16"}, 1)
+	for i := range 30 {
+		r := route(bs, ports[0], nil)
+		l, err := Listen(context.Background(), &config.Listener{Name: "test", Listen: "127.0.0.1:0", RangeMode: config.RangeAuto}, 30*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.SetRoute(r)
+		served := make(chan struct{})
+		go func() { l.Serve(); close(served) }()
+		var clients sync.WaitGroup
+		for j := range 8 {
+			clients.Go(func() {
+				if c, err := lbtest.Dial(lbtest.ClientIP(9000+j), l.Addr()); err == nil {
+					defer c.Close()
+					c.SetReadDeadline(time.Now().Add(2 * time.Second))
+					c.Read(make([]byte, 1))
+				}
+			})
+		}
+		time.Sleep(time.Duration(i%5) * time.Millisecond) // close at different points of the dials
+		l.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		l.Wait(ctx)
+		cancel()
+		if n := l.Active(); n != 0 {
+			t.Fatalf("round %d: %d connections open after Wait returned", i, n)
+		}
+		<-served
+		clients.Wait()
 	}
 }

@@ -3,8 +3,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -48,9 +46,7 @@ func needSamba(t *testing.T) {
 	if _, err := os.Stat(sambaDcerpcd); err != nil {
 		t.Skipf("needs Samba's samba-dcerpcd (apt-get install samba): %v", err)
 	}
-	if err := exec.Command("/usr/bin/python3", "-c", "import impacket").Run(); err != nil {
-		t.Skipf("needs impacket for Debian's python3 (apt-get install python3-impacket): %v", err)
-	}
+	lbtest.NeedImpacket(t)
 }
 
 // allPorts forwards the endpoint mapper and every host's dynamic range.
@@ -155,24 +151,12 @@ type rpcReply struct {
 func (r *sambaRig) fleet(t *testing.T) map[string]rpcReply {
 	t.Helper()
 	argv := append(r.clients.Prefix(), "timeout", "120", "/usr/bin/python3", "testdata/rpcclient.py", "10.20.1.1")
-	cmd := exec.Command(argv[0], append(argv[1:], r.sources...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("rpcclient.py: %v\n%s", err, stderr.String())
-	}
 	replies := map[string]rpcReply{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		var rep rpcReply
-		if err := json.Unmarshal(sc.Bytes(), &rep); err != nil {
-			t.Fatalf("rpcclient.py line %q: %v", sc.Text(), err)
-		}
+	for _, rep := range lbtest.JSONLines[rpcReply](t, exec.Command(argv[0], append(argv[1:], r.sources...)...)) {
 		replies[rep.Src] = rep
 	}
 	if len(replies) != len(r.sources) {
-		t.Fatalf("%d replies from %d clients:\n%s\n%s", len(replies), len(r.sources), out, stderr.String())
+		t.Fatalf("%d replies from %d clients: %v", len(replies), len(r.sources), replies)
 	}
 	return replies
 }

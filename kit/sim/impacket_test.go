@@ -1,15 +1,16 @@
+//go:build linux
+
 package sim
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stickylb/stickylb/kit/lbtest"
 )
 
 // rpcclient is the impacket client fleet the Samba tests run too.
@@ -20,15 +21,6 @@ type impacketReply struct {
 	Src, Iface, Error string
 	Port              int
 	Bound             bool
-}
-
-// needImpacket skips the test where Debian's python3 has no impacket
-// (CI installs python3-impacket).
-func needImpacket(t *testing.T) {
-	t.Helper()
-	if err := exec.Command("/usr/bin/python3", "-c", "import impacket").Run(); err != nil {
-		t.Skipf("needs impacket for Debian's python3 (apt-get install python3-impacket): %v", err)
-	}
 }
 
 // impacket runs rpcclient.py from src against the endpoint mapper at
@@ -42,24 +34,12 @@ func impacket(t *testing.T, host string, epm int, src string, ifaces ...string) 
 	for _, i := range ifaces {
 		args = append(args, append([]string{"--iface"}, strings.Fields(i)...)...)
 	}
-	cmd := exec.CommandContext(ctx, "/usr/bin/python3", append(args, host, src)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("rpcclient.py: %v\n%s", err, stderr.String())
-	}
 	got := map[string]impacketReply{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		var r impacketReply
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("rpcclient.py line %q: %v", sc.Text(), err)
-		}
+	for _, r := range lbtest.JSONLines[impacketReply](t, exec.CommandContext(ctx, "/usr/bin/python3", append(args, host, src)...)) {
 		got[r.Iface] = r
 	}
 	if len(got) != len(ifaces) {
-		t.Fatalf("rpcclient.py answered %d lines for %d interfaces:\n%s\n%s", len(got), len(ifaces), out, stderr.String())
+		t.Fatalf("rpcclient.py answered %d interfaces of %d: %v", len(got), len(ifaces), got)
 	}
 	return got
 }
@@ -73,7 +53,7 @@ func impacket(t *testing.T, host string, epm int, src string, ifaces ...string) 
 // v0.81) reaches impacket as ept_s_not_registered. Nothing the client
 // sent is a protocol error or a rejected bind.
 func TestImpacketQueriesEndpointMapper(t *testing.T) {
-	needImpacket(t)
+	lbtest.NeedImpacket(t)
 	const host = "127.0.0.47"
 	epm := freePorts(t, host)[0]
 	cas, err := StartCAS(CASConfig{Name: "cas1", Host: host, EPMPort: epm, DynamicFirst: 47000, DynamicLast: 47999})
