@@ -84,10 +84,10 @@ func ParseMapResponse(stub []byte, order binary.ByteOrder) (MapResult, error) {
 	r := ndrReader{b: stub, order: order}
 	r.skip(20) // entry_handle
 	num := r.u32()
-	_ = r.u32() // max count
+	max := r.u32()
 	offset, count := r.u32(), r.u32()
-	if r.err != nil || offset != 0 || count != num || count > maxTowers*16 {
-		return MapResult{}, fmt.Errorf("%w: ept_map answered %d towers (array offset %d, count %d)", ErrMalformed, num, offset, count)
+	if r.err != nil || offset != 0 || count != num || count > max || count > maxTowers*16 {
+		return MapResult{}, fmt.Errorf("%w: ept_map answered %d towers (array of %d, offset %d, count %d)", ErrMalformed, num, max, offset, count)
 	}
 	refs := make([]uint32, count)
 	for i := range refs {

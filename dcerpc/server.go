@@ -40,12 +40,19 @@ func Response(callID uint32, stub []byte) []byte {
 }
 
 // MapResponse is the NDR stub of ept_map's answer handing out eps
-// (status 0), or none with EptNotRegistered.
-func MapResponse(eps []Endpoint) []byte {
+// (status 0), or none with EptNotRegistered, to a client that asked for
+// at most max towers. The towers array is [size_is(max_towers),
+// length_is(*num_towers)] (C706 appendix O), so its max count is the
+// client's max_towers, not the number returned; eps beyond max are left
+// out.
+func MapResponse(max uint32, eps []Endpoint) []byte {
+	if uint32(len(eps)) > max {
+		eps = eps[:max]
+	}
 	b := make([]byte, 20) // entry_handle
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(eps)))
-	b = binary.LittleEndian.AppendUint32(b, maxTowers) // max count
-	b = binary.LittleEndian.AppendUint32(b, 0)         // offset
+	b = binary.LittleEndian.AppendUint32(b, max) // max count
+	b = binary.LittleEndian.AppendUint32(b, 0)   // offset
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(eps)))
 	for i := range eps {
 		b = binary.LittleEndian.AppendUint32(b, uint32(3+i)) // referent

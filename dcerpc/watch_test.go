@@ -3,6 +3,7 @@ package dcerpc
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"os"
 	"testing"
@@ -181,12 +182,45 @@ func TestServerWriters(t *testing.T) {
 		{Interface: NSPI, Protocol: protoTCP, Port: 6002, Addr: netip.MustParseAddr("10.0.0.11")}}
 	var w Watch
 	w.FromClient(Request(2, OpMap, MapRequest(EMSMDB)))
-	got := w.FromServer(Response(2, MapResponse(eps)))
+	got := w.FromServer(Response(2, MapResponse(4, eps)))
 	if len(got) != 2 || got[0] != eps[0] || got[1] != eps[1] {
 		t.Fatalf("learned %v, want %v", got, eps)
 	}
-	res, err := ParseMapResponse(MapResponse(nil), binary.LittleEndian)
+	res, err := ParseMapResponse(MapResponse(4, nil), binary.LittleEndian)
 	if err != nil || res.Status != EptNotRegistered {
 		t.Fatalf("no endpoint: %+v, %v", res, err)
+	}
+}
+
+// The towers array is sized by the client's max_towers, as Samba sizes
+// it (its captured answers carry max count 4 for impacket's 4, with 1
+// tower or none), and holds no more towers than that; an answer whose
+// count passes its own max count is malformed.
+func TestMapResponseSizedByMaxTowers(t *testing.T) {
+	eps := []Endpoint{{Interface: EMSMDB, Protocol: protoTCP, Port: 6001}, {Interface: EMSMDB, Protocol: protoTCP, Port: 6002}}
+	for _, max := range []uint32{1, 2, 4, 500} {
+		stub := MapResponse(max, eps)
+		if got := binary.LittleEndian.Uint32(stub[24:]); got != max {
+			t.Fatalf("max_towers %d: array max count %d", max, got)
+		}
+		res, err := ParseMapResponse(stub, binary.LittleEndian)
+		if want := min(int(max), len(eps)); err != nil || len(res.Ports) != want {
+			t.Fatalf("max_towers %d: %+v, %v; want %d ports", max, res, err, want)
+		}
+	}
+	forged := MapResponse(2, eps)
+	binary.LittleEndian.PutUint32(forged[24:], 1)
+	if _, err := ParseMapResponse(forged, binary.LittleEndian); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("2 towers in an array of 1: %v, want ErrMalformed", err)
+	}
+	for _, f := range []string{"samba-map-lsarpc.bin", "samba-map-emsmdb.bin"} {
+		b, _ := os.ReadFile("testdata/" + f)
+		stub, _, err := ReadResponse(bytes.NewReader(b), 2)
+		if err != nil || len(stub) < 28 {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if got := binary.LittleEndian.Uint32(stub[24:]); got != 4 {
+			t.Fatalf("%s: max count %d; Samba sizes the array by max_towers 4", f, got)
+		}
 	}
 }

@@ -54,7 +54,7 @@ func cas(t *testing.T, name, host string, epm, svc int) {
 		if op != dcerpc.OpMap {
 			return nil
 		}
-		return dcerpc.MapResponse([]dcerpc.Endpoint{ep})
+		return dcerpc.MapResponse(4, []dcerpc.Endpoint{ep})
 	}})
 	lbtest.StartRPC(t, host, svc, lbtest.RPCServer{Name: name})
 }

@@ -169,14 +169,14 @@ func (s *rpcConn) eptMap(p dcerpc.PDU, call dcerpc.Call) []byte {
 	addr, _ := netip.ParseAddr(s.c.cfg.Host)
 	var eps []dcerpc.Endpoint
 	for _, svc := range []Service{ClientAccess, AddressBook} {
-		if serves(svc.Interface(), args.Tower.Interface) && args.MaxTowers > 0 {
+		if serves(svc.Interface(), args.Tower.Interface) {
 			rca, ab := s.c.Ports()
 			port := [...]int{0, rca, ab}[svc]
 			eps = append(eps, dcerpc.Endpoint{Interface: svc.Interface(), Port: uint16(port), Addr: addr})
 		}
 	}
 	s.c.lookups.Add(1)
-	return dcerpc.Response(p.CallID, dcerpc.MapResponse(eps))
+	return dcerpc.Response(p.CallID, dcerpc.MapResponse(args.MaxTowers, eps))
 }
 
 // call answers a request on a service port: its stub is a lab frame of
