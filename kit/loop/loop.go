@@ -54,11 +54,14 @@ func (b *Backend) ListenPort(port int) (int, error) {
 		return 0, err
 	}
 	port = ln.Addr().(*net.TCPAddr).Port
-	b.serve(port, ln)
+	b.serve(port, ln, b.handle)
 	return port, nil
 }
 
-func (b *Backend) serve(port int, ln net.Listener) {
+// serve accepts on ln until it closes, handing each connection to
+// handle. Every connection is tracked until handle returns, so Kill and
+// Close reach it whatever the port speaks.
+func (b *Backend) serve(port int, ln net.Listener, handle func(net.Conn)) {
 	b.mu.Lock()
 	b.lns[port] = ln
 	b.mu.Unlock()
@@ -76,19 +79,23 @@ func (b *Backend) serve(port int, ln net.Listener) {
 			b.wg.Add(1)
 			go func() {
 				defer b.wg.Done()
-				b.handle(c)
+				defer b.forget(c)
+				handle(c)
 			}()
 		}
 	}()
 }
 
+// forget closes c and stops tracking it.
+func (b *Backend) forget(c net.Conn) {
+	b.mu.Lock()
+	delete(b.conns, c)
+	b.mu.Unlock()
+	c.Close()
+}
+
+// handle greets c with the backend's name and echoes.
 func (b *Backend) handle(c net.Conn) {
-	defer func() {
-		b.mu.Lock()
-		delete(b.conns, c)
-		b.mu.Unlock()
-		c.Close()
-	}()
 	if _, err := io.WriteString(c, b.Name+"\n"); err != nil {
 		return
 	}
@@ -158,19 +165,39 @@ func (b *Backend) Close() {
 
 // StartOn starts one backend per host, named cas1, cas2, ..., all on
 // port. On error it closes those it started.
-func StartOn(hosts []string, port int) ([]*Backend, error) {
+func StartOn(hosts []string, port int) ([]*Backend, error) { return Start(hosts, port, 0) }
+
+// Start starts one backend per host, named cas1, cas2, ..., greeting and
+// echoing on port and serving DCE/RPC on rpcPort (0: either not). On
+// error it closes those it started.
+func Start(hosts []string, port, rpcPort int) ([]*Backend, error) {
 	var out []*Backend
 	for i, h := range hosts {
 		b := NewBackend("cas"+strconv.Itoa(i+1), h)
-		if err := b.Listen(port); err != nil {
-			for _, o := range append(out, b) {
+		out = append(out, b)
+		if err := b.listenBoth(port, rpcPort); err != nil {
+			for _, o := range out {
 				o.Close()
 			}
 			return nil, err
 		}
-		out = append(out, b)
 	}
 	return out, nil
+}
+
+// listenBoth opens the echo port and the RPC port, those not 0.
+func (b *Backend) listenBoth(port, rpcPort int) error {
+	if port != 0 {
+		if err := b.Listen(port); err != nil {
+			return err
+		}
+	}
+	if rpcPort != 0 {
+		if _, err := b.ListenRPC(rpcPort); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Dialer binds each connection to source address src. With

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/stickylb/stickylb/dcerpc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -47,5 +49,42 @@ func TestBackendGreetsEchoesFromSource(t *testing.T) {
 	c.(*net.TCPConn).CloseWrite()
 	if rest, err := io.ReadAll(r); err != nil || string(rest) != "ping" {
 		t.Fatalf("echo %q, %v", rest, err)
+	}
+}
+
+// The RPC port accepts a bind of EMSMDB and answers every request with
+// the backend's name; Close ends an open RPC connection, as it does an
+// echo one.
+func TestBackendServesRPC(t *testing.T) {
+	b := NewBackend("cas7", "127.0.0.51")
+	defer b.Close()
+	port, err := b.ListenRPC(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dialer(SourceIP(7, 1), 2*time.Second).Dial("tcp", net.JoinHostPort("127.0.0.51", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	c.Write(dcerpc.Bind(1, dcerpc.EMSMDB))
+	p, err := dcerpc.ReadPDU(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := dcerpc.ParseBindReply(p); err != nil || !res.Accepted {
+		t.Fatalf("bind: %v %v", res, err)
+	}
+	for id := uint32(2); id < 5; id++ {
+		c.Write(dcerpc.Request(id, 11, []byte("stub")))
+		if stub, _, err := dcerpc.ReadResponse(r, id); err != nil || string(stub) != "cas7" {
+			t.Fatalf("call %d: %q, %v", id, stub, err)
+		}
+	}
+	b.Close()
+	if _, err := r.ReadByte(); err == nil {
+		t.Fatal("the RPC connection is still open after Close")
 	}
 }
