@@ -23,17 +23,18 @@ import (
 
 func benchFlags(fs *pflag.FlagSet) runFunc {
 	target := fs.String("target", "", "balancer address host:port (required)")
-	mode := fs.String("mode", "short", "short, long or bulk")
+	mode := fs.String("mode", "short", "short, long, bulk or rpc (bind EMSMDB, make --calls requests)")
 	clients := fs.Int("clients", 100, "distinct client source addresses (127.10.0.1 up)")
 	conc := fs.Int("concurrency", 32, "connections in flight")
 	rate := fs.Float64("rate", 0, "connections per second (0: as fast as possible)")
 	duration := fs.Duration("duration", 10*time.Second, "how long to run")
 	conns := fs.Int64("conns", 0, "stop after this many connections (0: no limit)")
-	size := fs.Int("size", 0, "bytes echoed per connection (default 64; bulk 16 MiB)")
+	size := fs.Int("size", 0, "bytes echoed per connection (default 64; bulk 16 MiB); rpc: stub bytes per request")
+	calls := fs.Int("calls", 1, "rpc: requests per connection")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	html := fs.String("html", "", "write an HTML report with charts to this file")
 	backends := fs.String("backends", "", "start bench's own backends on these hosts (comma-separated), named cas1, cas2, ...")
-	port := fs.Int("backend-port", 0, "port of bench's own backends")
+	port := fs.Int("backend-port", 0, "port of bench's own backends (with --mode rpc, their DCE/RPC port)")
 	remove := fs.String("remove", "", "kill this backend of bench's own (cas2, ...) during the run, to measure remapping")
 	at := fs.Float64("at", 0.5, "when to remove it, as a fraction of the duration")
 	return func(args []string, stdout, stderr io.Writer) int {
@@ -42,9 +43,9 @@ func benchFlags(fs *pflag.FlagSet) runFunc {
 			return 2
 		}
 		cfg := bench.Config{Target: *target, Mode: bench.Mode(*mode), Clients: *clients, Concurrency: *conc, Rate: *rate,
-			Duration: *duration, MaxConns: *conns, Size: *size, At: *at, Removed: *remove}
-		if cfg.Mode != bench.Short && cfg.Mode != bench.Long && cfg.Mode != bench.Bulk {
-			fmt.Fprintf(stderr, "error: --mode %q: want short, long or bulk\n", *mode)
+			Duration: *duration, MaxConns: *conns, Size: *size, Calls: *calls, At: *at, Removed: *remove}
+		if cfg.Mode != bench.Short && cfg.Mode != bench.Long && cfg.Mode != bench.Bulk && cfg.Mode != bench.RPC {
+			fmt.Fprintf(stderr, "error: --mode %q: want short, long, bulk or rpc\n", *mode)
 			return 2
 		}
 		stopBackends, code := benchBackends(&cfg, *backends, *port, stderr)
@@ -86,7 +87,8 @@ func benchFlags(fs *pflag.FlagSet) runFunc {
 }
 
 // benchBackends starts bench's own backends on the comma-separated hosts,
-// when asked, and arms the removal of cfg.Removed. A non-zero code means
+// when asked (serving DCE/RPC on port for the rpc mode, else greeting
+// and echoing), and arms the removal of cfg.Removed. A non-zero code means
 // an error was printed.
 func benchBackends(cfg *bench.Config, hosts string, port int, stderr io.Writer) (stop func(), code int) {
 	stop = func() {}
@@ -101,7 +103,11 @@ func benchBackends(cfg *bench.Config, hosts string, port int, stderr io.Writer) 
 		fmt.Fprintln(stderr, "error: --backends needs --backend-port")
 		return stop, 2
 	}
-	bs, err := loop.StartOn(splitList(hosts), port)
+	echoPort, rpcPort := port, 0
+	if cfg.Mode == bench.RPC {
+		echoPort, rpcPort = 0, port
+	}
+	bs, err := loop.Start(splitList(hosts), echoPort, rpcPort)
 	if err != nil {
 		fmt.Fprintln(stderr, "error: start backends:", err)
 		return stop, 1
@@ -152,14 +158,18 @@ func writeBenchReport(res *bench.Result, meta bench.Meta, html string, asJSON bo
 func benchBackendsFlags(fs *pflag.FlagSet) runFunc {
 	hosts := fs.String("hosts", "127.0.0.11,127.0.0.12,127.0.0.13", "addresses, one backend each (named cas1, cas2, ...)")
 	port := fs.Int("port", 9000, "port on every host")
+	rpcPort := fs.Int("rpc-port", 0, "also serve DCE/RPC on this port of every host, for bench --mode rpc (0: not)")
 	return func(args []string, stdout, stderr io.Writer) int {
-		bs, err := loop.StartOn(splitList(*hosts), *port)
+		bs, err := loop.Start(splitList(*hosts), *port, *rpcPort)
 		if err != nil {
 			fmt.Fprintln(stderr, "error:", err)
 			return 1
 		}
 		for _, b := range bs {
 			fmt.Fprintf(stderr, "bench backend %s on %s\n", b.Name, net.JoinHostPort(b.Host, strconv.Itoa(*port)))
+			if *rpcPort != 0 {
+				fmt.Fprintf(stderr, "bench backend %s serving DCE/RPC on %s\n", b.Name, net.JoinHostPort(b.Host, strconv.Itoa(*rpcPort)))
+			}
 		}
 		waitForStop()
 		for _, b := range bs {

@@ -160,7 +160,7 @@ func simCommand(stdout, stderr io.Writer) *cobra.Command {
 func benchCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd := leaf("bench", "load and score any TCP balancer: speed, stickiness, balance, remapping",
 		"See docs/benchmarks.md. Exits 1 if a client reached two backends.", noArgs, benchFlags, stdout, stderr)
-	cmd.AddCommand(leaf("backends", "serve bench's echo backends until SIGINT or SIGTERM", "", noArgs, benchBackendsFlags, stdout, stderr))
+	cmd.AddCommand(leaf("backends", "serve bench's echo (and DCE/RPC) backends until SIGINT or SIGTERM", "", noArgs, benchBackendsFlags, stdout, stderr))
 	return cmd
 }
 

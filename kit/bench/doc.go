@@ -1,8 +1,8 @@
 //go:build linux
 
 // Package bench measures any TCP balancer from the client side: it drives
-// short, long-lived or bulk connections from many source addresses to
-// backends that say who they are (package loop), and scores speed
+// short, long-lived, bulk or DCE/RPC connections from many source
+// addresses to backends that say who they are (package loop), and scores speed
 // (connections per second, latency percentiles, throughput) and affinity
 // (clients seen on more than one backend, balance across backends, how
 // many clients move when a backend is removed), without trusting the

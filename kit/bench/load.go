@@ -30,6 +30,9 @@ const (
 	Long Mode = "long"
 	// Bulk: connect, send Size bytes and half-close, read the echo.
 	Bulk Mode = "bulk"
+	// RPC: connect, bind EMSMDB, make Calls requests, each answered
+	// with the backend's name (loop's RPC port), close.
+	RPC Mode = "rpc"
 )
 
 // Config describes a run. Zero values mean the defaults.
@@ -41,7 +44,8 @@ type Config struct {
 	Rate        float64       // connections per second; 0: as fast as possible
 	Duration    time.Duration // default 10s
 	MaxConns    int64         // stop after this many connections; 0: no limit
-	Size        int           // bytes echoed per connection (default 64; bulk 16 MiB)
+	Size        int           // bytes echoed per connection (default 64; bulk 16 MiB); rpc: stub bytes per request
+	Calls       int           // rpc: requests per connection (default 1)
 	Timeout     time.Duration // per dial and per read (default 5s)
 	// Event, if set, runs once At (a fraction of Duration) into the run,
 	// for example to kill a backend; Remap then compares each client's
@@ -91,6 +95,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.defaults()
 	if _, _, err := net.SplitHostPort(cfg.Target); err != nil {
 		return nil, fmt.Errorf("target %q: want host:port", cfg.Target)
+	}
+	if cfg.Mode == RPC && cfg.Size > maxRPCStub {
+		return nil, fmt.Errorf("rpc stub of %d bytes: at most %d fit one fragment", cfg.Size, maxRPCStub)
 	}
 	r := &runner{cfg: cfg, hist: hdrhistogram.New(1, 60_000_000, 3), errKind: map[string]int64{}, perSec: map[int]int64{}}
 	if err := r.warmUp(ctx); err != nil {
@@ -145,6 +152,9 @@ func (cfg *Config) defaults() {
 			cfg.Size = 16 << 20
 		}
 	}
+	if cfg.Calls <= 0 {
+		cfg.Calls = 1
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
@@ -177,8 +187,9 @@ func (r *runner) startWorkers(ctx context.Context) <-chan struct{} {
 	return done
 }
 
-// warmUp waits until the target greets a connection, so a balancer that
-// is still bringing its backends up does not count against itself.
+// warmUp waits until the target greets a connection (rpc: answers a
+// bind and a call), so a balancer that is still bringing its backends up
+// does not count against itself.
 func (r *runner) warmUp(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	var last error
@@ -186,7 +197,11 @@ func (r *runner) warmUp(ctx context.Context) error {
 		c, err := r.dialer(SourceIP(r.cfg.Clients)).DialContext(ctx, "tcp", r.cfg.Target)
 		if err == nil {
 			c.SetDeadline(time.Now().Add(r.cfg.Timeout))
-			_, err = bufio.NewReader(c).ReadString('\n')
+			if r.cfg.Mode == RPC {
+				_, err = (&rpcConn{c: c, br: bufio.NewReader(c), timeout: r.cfg.Timeout}).hello(nil)
+			} else {
+				_, err = bufio.NewReader(c).ReadString('\n')
+			}
 			c.Close()
 			if err == nil {
 				return nil
@@ -195,7 +210,7 @@ func (r *runner) warmUp(ctx context.Context) error {
 		last = err
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("target %s did not greet a connection within 10s (are bench backends behind it?): %v", r.cfg.Target, last)
+	return fmt.Errorf("target %s did not answer a connection within 10s (are bench backends behind it?): %v", r.cfg.Target, last)
 }
 
 // dialer binds each connection to its client's source address.
@@ -235,6 +250,10 @@ func (r *runner) one(ctx context.Context, client int, buf []byte) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(r.cfg.Timeout))
 	br := bufio.NewReaderSize(c, 256)
+	if r.cfg.Mode == RPC {
+		r.rpc(ctx, c, br, client, start, buf)
+		return
+	}
 	name, err := br.ReadString('\n')
 	if err != nil {
 		r.fail(ctx, fmt.Errorf("greeting: %w", err))
