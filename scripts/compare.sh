@@ -15,6 +15,11 @@
 #   MODES=hops scripts/compare.sh 1          (where latency goes: each
 #                                             balancer's own delay per step of
 #                                             a connection, from a tcpdump)
+#   MODES=rpc scripts/compare.sh 3           (what reading DCE/RPC costs:
+#                                             bench --mode rpc direct, through
+#                                             HAProxy and through stickylb
+#                                             pools of dcerpc off, binds and
+#                                             calls; not in the default set)
 #   STICKYLB=/path/to/stickylb scripts/compare.sh   (measure that binary,
 #                                             e.g. an older commit's build)
 #   LB_ENV="GODEBUG=..." scripts/compare.sh  (environment for the stickylb
@@ -36,9 +41,14 @@ go build -o "$work/stickylb" ./cmd/stickylb
 slb="$work/stickylb"     # the load generator and backends
 lb=${STICKYLB:-$slb}     # the stickylb under test
 bport=19100
+rport=19101 # the backends' DCE/RPC port, for MODES=rpc
 hosts=127.0.0.11,127.0.0.12,127.0.0.13
+rpc=false
+[[ $modes == *" rpc "* ]] && rpc=true
+backend_args=()
+$rpc && backend_args=(--rpc-port $rport)
 
-taskset -c 1 "$slb" bench backends --hosts "$hosts" --port $bport 2>/dev/null &
+taskset -c 1 "$slb" bench backends --hosts "$hosts" --port $bport "${backend_args[@]}" 2>/dev/null &
 sleep 0.5
 
 declare -A target pid
@@ -63,9 +73,36 @@ address = "127.0.0.12"
 [pool.p.backend.cas3]
 address = "127.0.0.13"
 TOML
+# For MODES=rpc: the same pool three times on the backends' DCE/RPC port,
+# reading it each of the three ways.
+if $rpc; then
+  i=1
+  for depth in off binds calls; do
+    cat >> "$work/lb.toml" <<TOML
+[listener.rpc$depth]
+listen = "127.0.0.1:1921$i"
+pool = "rpc$depth"
+backend_port = $rport
+[pool.rpc$depth]
+dcerpc = "$depth"
+[pool.rpc$depth.health]
+interval = "2s"
+[pool.rpc$depth.backend.cas1]
+address = "127.0.0.11"
+[pool.rpc$depth.backend.cas2]
+address = "127.0.0.12"
+[pool.rpc$depth.backend.cas3]
+address = "127.0.0.13"
+TOML
+    target[rpc/stickylb-$depth]=127.0.0.1:1921$i
+    i=$((i + 1))
+  done
+fi
 env ${LB_ENV:-} GOMAXPROCS=1 taskset -c 0 "$lb" run -c "$work/lb.toml" 2>"$work/stickylb.log" &
 pid[stickylb]=$!
 target[stickylb]=127.0.0.1:19201
+target[rpc/direct]=127.0.0.11:$rport
+for depth in off binds calls; do [[ -n ${target[rpc/stickylb-$depth]:-} ]] && pid[rpc/stickylb-$depth]=${pid[stickylb]}; done
 
 if command -v haproxy >/dev/null; then
   cat > "$work/haproxy.cfg" <<CFG
@@ -98,9 +135,23 @@ backend cas
   server cas2 127.0.0.12:$bport check
   server cas3 127.0.0.13:$bport check
 CFG
+  if $rpc; then
+    cat >> "$work/haproxy.cfg" <<CFG
+frontend rpc
+  bind 127.0.0.1:19204
+  default_backend rpccas
+backend rpccas
+  balance source
+  hash-type consistent
+  server cas1 127.0.0.11:$rport check
+  server cas2 127.0.0.12:$rport check
+  server cas3 127.0.0.13:$rport check
+CFG
+  fi
   taskset -c 0 haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.log" &
   pid[haproxy]=$!
   target[haproxy]=127.0.0.1:19202
+  if $rpc; then pid[rpc/haproxy]=${pid[haproxy]}; target[rpc/haproxy]=127.0.0.1:19204; fi
 fi
 
 stream_mod=$(ls /usr/lib/nginx/modules/ngx_stream_module.so 2>/dev/null || true)
@@ -142,6 +193,11 @@ worker_of() { local c; c=$(pgrep -P "$1" | head -1); echo "${c:-$1}"; }
 names=(direct)
 for n in haproxy nginx stickylb; do [[ -n ${target[$n]:-} ]] && names+=("$n"); done
 echo "targets: ${names[*]}"
+rpc_names=()
+if $rpc; then
+  for n in direct haproxy stickylb-off stickylb-binds stickylb-calls; do [[ -n ${target[rpc/$n]:-} ]] && rpc_names+=("rpc/$n"); done
+  echo "rpc targets: ${rpc_names[*]}"
+fi
 
 results="$work/results.txt"
 : > "$results"
@@ -150,7 +206,7 @@ ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/
 measure() { # name mode args...
   local name=$1 mode=$2; shift 2
   local p="" u0=0 s0=0 u1=0 s1=0 c0=0 c1=0
-  if [[ $name != direct ]]; then p=$(worker_of "${pid[$name]}"); read -r u0 s0 < <(cpu_ticks "$p"); c0=$(ctx_switches "$p"); fi
+  if [[ -n ${pid[$name]:-} ]]; then p=$(worker_of "${pid[$name]}"); read -r u0 s0 < <(cpu_ticks "$p"); c0=$(ctx_switches "$p"); fi
   taskset -c 1 "$slb" bench --target "${target[$name]}" --json "$@" > "$work/run.json"
   if [[ -n $p ]]; then read -r u1 s1 < <(cpu_ticks "$p"); c1=$(ctx_switches "$p"); fi
   local hz; hz=$(getconf CLK_TCK)
@@ -251,6 +307,16 @@ for round in $(seq "$rounds"); do
     [[ $modes == *" short "* ]] && measure "$n" short --mode short --clients 200 --concurrency 32 --duration 5s
     [[ $modes == *" lat "* ]] && measure "$n" lat --mode short --clients 50 --concurrency 1 --duration 3s
   done
+  # DCE/RPC: a connection (connect, bind, one call, close), then 100
+  # calls on each connection (a round trip's cost is the connection's
+  # over 101 exchanges: the bind and the calls), then latency at c=1.
+  order=("${rpc_names[@]}")
+  if (( round % 2 == 0 )); then order=($(printf '%s\n' "${rpc_names[@]}" | tac)); fi
+  for n in "${order[@]}"; do
+    results="$work/rpc.txt" measure "$n" conn --mode rpc --calls 1 --clients 200 --concurrency 32 --duration 5s
+    results="$work/rpc.txt" measure "$n" calls --mode rpc --calls 100 --clients 32 --concurrency 32 --duration 5s
+    results="$work/rpc.txt" measure "$n" lat --mode rpc --calls 1 --clients 50 --concurrency 1 --duration 3s
+  done
 done
 
 python3 - "$results" > "$work/table.txt" <<'PY'
@@ -284,6 +350,38 @@ if ("stickylb", "bulk") in m:
 PY
 cat "$work/table.txt"
 
+touch "$work/rpc.txt"
+python3 - "$work/rpc.txt" > "$work/rpctable.txt" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1])]
+if not rows:
+    sys.exit(0)  # rpc was not asked for
+m = {}
+for name, mode, cps, mbps, p50, cpu, viol, errs, *_ in rows:
+    m.setdefault((name.removeprefix("rpc/"), mode), []).append((float(cps), float(p50), float(cpu), int(viol), int(errs)))
+med = lambda n, mode, i: st.median(v[i] for v in m[(n, mode)]) if (n, mode) in m else float("nan")
+order = ["direct", "haproxy", "stickylb-off", "stickylb-binds", "stickylb-calls"]
+names = sorted({k[0] for k in m}, key=order.index)
+# A round trip: the calls-100 connection's CPU over its 101 exchanges.
+rt = lambda n: med(n, "calls", 2) / 101
+print()
+print("DCE/RPC (bench --mode rpc): CPU of the balancer, us")
+print(f"{'target':15} {'conn/s':>8} {'CPU us/conn':>12} {'CPU us/round trip':>18} {'p50 ms (c=1)':>13} {'errors':>7} {'violations':>10}")
+for n in names:
+    viol = sum(v[3] for k in m if k[0] == n for v in m[k])
+    errs = sum(v[4] for k in m if k[0] == n for v in m[k])
+    print(f"{n:15} {med(n,'conn',0):8.0f} {med(n,'conn',2):12.1f} {rt(n):18.2f} {med(n,'lat',1):13.3f} {errs:7d} {viol:10d}")
+print()
+for n in names:
+    if n.startswith("stickylb") and "haproxy" in names:
+        print(f"rpc: {n:14} / haproxy  CPU per conn {med(n,'conn',2)/med('haproxy','conn',2):.2f}x, per round trip {rt(n)/rt('haproxy'):.2f}x, "
+              f"added p50 {(med(n,'lat',1)-med('haproxy','lat',1))*1000:+.0f} us")
+for n in ("stickylb-binds", "stickylb-calls"):
+    if n in names and "stickylb-off" in names:
+        print(f"rpc: {n:14} - off      CPU per conn {med(n,'conn',2)-med('stickylb-off','conn',2):+.1f} us, per round trip {rt(n)-rt('stickylb-off'):+.2f} us")
+PY
+cat "$work/rpctable.txt"
+
 if [[ -n ${REPORT:-} ]]; then
   {
     echo "# Side by side: the latest run of scripts/compare.sh"
@@ -303,6 +401,14 @@ if [[ -n ${REPORT:-} ]]; then
     if [[ -s $work/table.txt ]]; then
       echo '```'
       sed '/^$/d' "$work/table.txt"
+      echo '```'
+    fi
+    if [[ -s $work/rpctable.txt ]]; then
+      echo
+      echo "DCE/RPC: \`bench --mode rpc\` direct, through HAProxy and through stickylb pools of \`dcerpc\` off, binds and calls; CPU per round trip is that of a connection of 100 calls over its 101 exchanges:"
+      echo
+      echo '```'
+      sed '/^$/d' "$work/rpctable.txt"
       echo '```'
     fi
     if [[ -s $work/syscalls.txt ]]; then
