@@ -18,14 +18,59 @@ var ErrNotRegistered = errors.New("interface not registered with the endpoint ma
 // ErrBindRejected says the server refused a bind to the interface.
 var ErrBindRejected = errors.New("bind rejected")
 
-// session is one ncacn_ip_tcp connection with a deadline on every
-// exchange: the check's, or 10 s when it has none. Reads are buffered, so
-// a fragment costs one read, not two.
-type session struct {
-	ctx  context.Context
+// Client is the client side of one ncacn_ip_tcp connection: a bind,
+// then calls that each wait for their answer, with call ids counted from
+// 1. It sets no deadline: whoever owns the connection does. Reads are
+// buffered, so a fragment costs one read, not two.
+type Client struct {
 	c    net.Conn
 	r    *bufio.Reader
 	buf  []byte
+	next uint32
+}
+
+// NewClient starts the client side of c.
+func NewClient(c net.Conn) *Client {
+	return &Client{c: c, r: bufio.NewReaderSize(c, maxFrag), buf: make([]byte, 0, maxFrag)}
+}
+
+// Bind binds iface; a bind_nak or a rejecting bind_ack is ErrBindRejected.
+func (cl *Client) Bind(iface Syntax) error {
+	cl.next++
+	if _, err := cl.c.Write(Bind(cl.next, iface)); err != nil {
+		return fmt.Errorf("send bind: %w", err)
+	}
+	p, err := ReadPDU(cl.r, cl.buf)
+	if err != nil {
+		return fmt.Errorf("read bind answer: %w", err)
+	}
+	res, err := ParseBindReply(p)
+	if err != nil {
+		return err
+	}
+	if !res.Accepted {
+		return fmt.Errorf("%w: %s", ErrBindRejected, res)
+	}
+	return nil
+}
+
+// Call sends a request for opnum with stub (at most MaxRequestStub
+// bytes: one fragment) and reads its response: the stub and its byte
+// order, or a Fault.
+func (cl *Client) Call(opnum uint16, stub []byte) ([]byte, binary.ByteOrder, error) {
+	cl.next++
+	if _, err := cl.c.Write(Request(cl.next, opnum, stub)); err != nil {
+		return nil, nil, fmt.Errorf("send request %d: %w", cl.next, err)
+	}
+	return ReadResponse(cl.r, cl.next)
+}
+
+// session is a Client on a connection it dials, with a deadline on
+// every exchange: the check's, or 10 s when it has none.
+type session struct {
+	*Client
+	ctx  context.Context
+	c    net.Conn
 	stop func() bool
 }
 
@@ -42,7 +87,7 @@ func dial(ctx context.Context, d *net.Dialer, addr string) (*session, error) {
 	// A check that is cancelled (a reload, a shutdown) ends its reads
 	// now rather than at the deadline.
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	return &session{ctx: ctx, c: c, r: bufio.NewReaderSize(c, maxFrag), buf: make([]byte, 0, maxFrag), stop: stop}, nil
+	return &session{Client: NewClient(c), ctx: ctx, c: c, stop: stop}, nil
 }
 
 func (s *session) close() {
@@ -53,41 +98,17 @@ func (s *session) close() {
 // cause names a cancelled check as the reason an exchange failed, which
 // the connection reports only as a timeout.
 func (s *session) cause(err error) error {
-	if errors.Is(s.ctx.Err(), context.Canceled) {
+	if err != nil && errors.Is(s.ctx.Err(), context.Canceled) {
 		return fmt.Errorf("%w: %w", context.Cause(s.ctx), err)
 	}
 	return err
 }
 
-// bind binds iface as call 1.
-func (s *session) bind(iface Syntax) error {
-	if _, err := s.c.Write(Bind(1, iface)); err != nil {
-		return fmt.Errorf("send bind: %w", s.cause(err))
-	}
-	p, err := ReadPDU(s.r, s.buf)
-	if err != nil {
-		return fmt.Errorf("read bind answer: %w", s.cause(err))
-	}
-	res, err := ParseBindReply(p)
-	if err != nil {
-		return err
-	}
-	if !res.Accepted {
-		return fmt.Errorf("%w: %s", ErrBindRejected, res)
-	}
-	return nil
-}
+func (s *session) bind(iface Syntax) error { return s.cause(s.Bind(iface)) }
 
-// call sends a request for opnum as callID and reads its response.
-func (s *session) call(callID uint32, opnum uint16, stub []byte) ([]byte, binary.ByteOrder, error) {
-	if _, err := s.c.Write(Request(callID, opnum, stub)); err != nil {
-		return nil, nil, fmt.Errorf("send: %w", s.cause(err))
-	}
-	resp, order, err := ReadResponse(s.r, callID)
-	if err != nil {
-		return nil, nil, s.cause(err)
-	}
-	return resp, order, nil
+func (s *session) call(opnum uint16, stub []byte) ([]byte, binary.ByteOrder, error) {
+	resp, order, err := s.Call(opnum, stub)
+	return resp, order, s.cause(err)
 }
 
 // Lookup asks the endpoint mapper at epm (host:135) for the TCP port of
@@ -104,7 +125,7 @@ func Lookup(ctx context.Context, d *net.Dialer, epm string, iface Syntax) (uint1
 	if err := s.bind(EPM); err != nil {
 		return 0, fmt.Errorf("endpoint mapper %s: %w", epm, err)
 	}
-	stub, order, err := s.call(2, OpMap, MapRequest(iface))
+	stub, order, err := s.call(OpMap, MapRequest(iface))
 	if err != nil {
 		return 0, fmt.Errorf("endpoint mapper %s: ept_map: %w", epm, err)
 	}

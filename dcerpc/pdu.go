@@ -48,6 +48,9 @@ const (
 	headerLen = 16
 	// maxFrag is the fragment size this client offers and accepts.
 	maxFrag = 5840
+	// MaxRequestStub is the largest stub Request fits in one
+	// fragment of maxFrag: less the header and the request's 8 bytes.
+	MaxRequestStub = maxFrag - headerLen - 8
 	// MaxStub bounds a response reassembled from fragments.
 	MaxStub = 64 << 10
 	// maxFragments bounds the fragments of one response, whatever they

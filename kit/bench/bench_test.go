@@ -132,28 +132,18 @@ func TestTargetNotAnswering(t *testing.T) {
 // no balancer: each client reaches one backend only (a client's first
 // answer names it), and nothing fails.
 func TestRPCDirect(t *testing.T) {
-	var bs []*loop.Backend
-	for attempt := 0; bs == nil && attempt < 20; attempt++ {
-		ln, err := net.Listen("tcp", hosts[0]+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		bs, _ = loop.Start(hosts[:1], 0, port)
-		if bs != nil {
-			defer bs[0].Close()
-			target := net.JoinHostPort(hosts[0], fmt.Sprint(port))
-			res, err := Run(context.Background(), Config{Target: target, Mode: RPC, Calls: 3, Clients: 50, Concurrency: 4, MaxConns: 300, Duration: 10 * time.Second})
-			if err != nil || res.Conns != 300 || res.Errors != 0 || res.Violations != 0 {
-				t.Fatalf("rpc: %+v %v", res, err)
-			}
-			if res.PerBackend["cas1"] != 50 {
-				t.Fatalf("clients per backend %v, want all 50 on cas1", res.PerBackend)
-			}
-		}
+	b := loop.NewBackend("cas1", hosts[0])
+	defer b.Close()
+	port, err := b.ListenRPC(0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if bs == nil {
-		t.Fatal("no free port on the backend host")
+	target := net.JoinHostPort(hosts[0], fmt.Sprint(port))
+	res, err := Run(context.Background(), Config{Target: target, Mode: RPC, Calls: 3, Clients: 50, Concurrency: 4, MaxConns: 300, Duration: time.Minute})
+	if err != nil || res.Conns != 300 || res.Errors != 0 || res.Violations != 0 {
+		t.Fatalf("rpc: %+v %v", res, err)
+	}
+	if res.PerBackend["cas1"] != 50 {
+		t.Fatalf("clients per backend %v, want all 50 on cas1", res.PerBackend)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/stickylb/stickylb/dcerpc"
 	"github.com/stickylb/stickylb/kit/loop"
 )
 
@@ -96,8 +97,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if _, _, err := net.SplitHostPort(cfg.Target); err != nil {
 		return nil, fmt.Errorf("target %q: want host:port", cfg.Target)
 	}
-	if cfg.Mode == RPC && cfg.Size > maxRPCStub {
-		return nil, fmt.Errorf("rpc stub of %d bytes: at most %d fit one fragment", cfg.Size, maxRPCStub)
+	if cfg.Mode == RPC && cfg.Size > dcerpc.MaxRequestStub {
+		return nil, fmt.Errorf("rpc stub of %d bytes: at most %d fit one fragment", cfg.Size, dcerpc.MaxRequestStub)
 	}
 	r := &runner{cfg: cfg, hist: hdrhistogram.New(1, 60_000_000, 3), errKind: map[string]int64{}, perSec: map[int]int64{}}
 	if err := r.warmUp(ctx); err != nil {
@@ -198,7 +199,7 @@ func (r *runner) warmUp(ctx context.Context) error {
 		if err == nil {
 			c.SetDeadline(time.Now().Add(r.cfg.Timeout))
 			if r.cfg.Mode == RPC {
-				_, err = (&rpcConn{c: c, br: bufio.NewReader(c), timeout: r.cfg.Timeout}).hello(nil)
+				_, err = rpcHello(dcerpc.NewClient(c), c, nil, r.cfg.Timeout)
 			} else {
 				_, err = bufio.NewReader(c).ReadString('\n')
 			}
@@ -249,11 +250,11 @@ func (r *runner) one(ctx context.Context, client int, buf []byte) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(r.cfg.Timeout))
-	br := bufio.NewReaderSize(c, 256)
 	if r.cfg.Mode == RPC {
-		r.rpc(ctx, c, br, client, start, buf)
+		r.rpc(ctx, c, client, start, buf)
 		return
 	}
+	br := bufio.NewReaderSize(c, 256)
 	name, err := br.ReadString('\n')
 	if err != nil {
 		r.fail(ctx, fmt.Errorf("greeting: %w", err))
